@@ -1,0 +1,74 @@
+//! Pinning the core thread to a CPU core (core_affinity).
+//!
+//! MEASURED.md pitfall: `get_core_ids()` lists only the cores in the calling thread's current
+//! mask, so a thread spawned by an already pinned thread sees one core. The list is read once,
+//! by the first engine to start, and kept.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Which core the engine's core thread runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CorePin {
+    /// The next core in turn, starting from the highest (callers usually run on low cores).
+    #[default]
+    Auto,
+    /// This core id (as the operating system numbers them).
+    Core(usize),
+    /// Do not pin (e.g. more engines than cores in a test).
+    Unpinned,
+}
+
+static CORES: OnceLock<Vec<usize>> = OnceLock::new();
+static NEXT_AUTO: AtomicUsize = AtomicUsize::new(0);
+
+/// The core ids this process could run on when it first asked.
+pub fn available_cores() -> &'static [usize] {
+    CORES.get_or_init(|| {
+        core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|c| c.id).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// Resolves a choice to a core id (`None` = run unpinned). Called before the thread starts.
+pub(crate) fn choose(pin: CorePin) -> Result<Option<usize>, PinError> {
+    let cores = available_cores();
+    match pin {
+        CorePin::Unpinned => Ok(None),
+        CorePin::Auto if cores.is_empty() => Ok(None),
+        CorePin::Auto => {
+            // Relaxed: a counter for spreading engines over cores; no data is published.
+            let k = NEXT_AUTO.fetch_add(1, Ordering::Relaxed);
+            Ok(Some(cores[cores.len() - 1 - k % cores.len()]))
+        }
+        CorePin::Core(id) if cores.contains(&id) => Ok(Some(id)),
+        CorePin::Core(id) => Err(PinError { core: id, available: cores.to_vec() }),
+    }
+}
+
+/// Pins the calling thread.
+pub(crate) fn pin_current(core: usize) -> Result<(), PinError> {
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        Ok(())
+    } else {
+        Err(PinError { core, available: available_cores().to_vec() })
+    }
+}
+
+/// A requested core cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinError {
+    /// The core asked for.
+    pub core: usize,
+    /// The cores this process may use.
+    pub available: Vec<usize>,
+}
+
+impl std::fmt::Display for PinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot pin the core thread to core {}: available cores are {:?}", self.core, self.available)
+    }
+}
+
+impl std::error::Error for PinError {}

@@ -1,0 +1,275 @@
+//! The caller's side: a ring toward the core thread, completion slots back, and tickets.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::core_loop::Port;
+use super::request::{Request, RequestKind};
+use super::slots::{Completion, SlotBlock};
+use super::Shared;
+use crate::pool::{ItemIndex, RequestId};
+
+/// Spins on a ticket before yielding (each spin reads one cache line: ~10–50 ns).
+const WAIT_SPINS: u32 = 4_000;
+/// Yields before parking.
+const WAIT_YIELDS: u32 = 64;
+/// Longest park; the core unparks a waiting client as soon as it publishes.
+const WAIT_PARK_MAX: Duration = Duration::from_millis(2);
+
+/// An acknowledged draw: its frame is in the log and its group is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Assigned by the core in log order.
+    pub request_id: RequestId,
+    /// The item handed out, or `None` when nothing was available.
+    pub item: Option<ItemIndex>,
+}
+
+/// Why a draw was not served. Plain values: the hot path never allocates an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrawError {
+    /// The client has `ring_capacity` requests it has not read yet (back-pressure).
+    Full,
+    /// The engine is shutting down or has stopped; the request was not served.
+    ShuttingDown,
+    /// The journal failed; see `Engine::failure`. The request was not acknowledged.
+    Failed,
+    /// This ticket's outcome was already taken (by `drain`).
+    AlreadyTaken,
+}
+
+impl fmt::Display for DrawError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DrawError::Full => "too many draws in flight on this client",
+            DrawError::ShuttingDown => "the engine is shutting down",
+            DrawError::Failed => "the engine failed; the draw was not acknowledged",
+            DrawError::AlreadyTaken => "this ticket's outcome was already taken",
+        })
+    }
+}
+
+impl std::error::Error for DrawError {}
+
+/// A draw in flight. Wait on it with [`Client::wait`], or let [`Client::drain`] deliver it.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a ticket's outcome is read with Client::wait or Client::drain"]
+pub struct Ticket {
+    seq: u64,
+}
+
+impl Ticket {
+    /// The client-local number of this request (0, 1, 2, ...), as `drain` reports it.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// One caller thread's connection to an engine: an SPSC ring of fixed-size requests toward
+/// the core thread and a block of completion slots back. `Send`, not `Sync`: one thread at a
+/// time drives it. Never allocates after creation.
+pub struct Client {
+    producer: rtrb::Producer<Request>,
+    slots: Arc<SlotBlock>,
+    shared: Arc<Shared>,
+    /// Requests pushed.
+    sent: u64,
+    /// Requests whose outcome the caller has taken, in order (slots below are reusable).
+    released: u64,
+    /// Out-of-order `wait`s: slots read but not yet released.
+    taken: Box<[bool]>,
+    mask: u64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("sent", &self.sent)
+            .field("released", &self.released)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn pair(shared: Arc<Shared>, capacity: usize) -> (Client, Port) {
+    let slots = Arc::new(SlotBlock::new(capacity));
+    let capacity = slots.capacity();
+    let (producer, consumer) = rtrb::RingBuffer::new(capacity);
+    let client = Client {
+        producer,
+        slots: Arc::clone(&slots),
+        shared,
+        sent: 0,
+        released: 0,
+        taken: vec![false; capacity].into_boxed_slice(),
+        mask: capacity as u64 - 1,
+    };
+    (client, Port::new(consumer, slots))
+}
+
+impl Client {
+    /// Submits a draw without waiting. The core thread picks it up on its next pass; wake a
+    /// parked core with `wait`, `is_ready`, `drain` or `flush`.
+    ///
+    /// # Errors
+    /// [`DrawError::Full`] when `ring_capacity` outcomes are unread (back-pressure),
+    /// [`DrawError::ShuttingDown`] / [`DrawError::Failed`] when the engine stopped.
+    #[inline]
+    pub fn try_draw(&mut self) -> Result<Ticket, DrawError> {
+        // Acquire: pairs with the Release store in `Engine::join`.
+        if self.shared.closing.load(Ordering::Acquire) || self.shared.is_stopped() {
+            return Err(self.stopped_error());
+        }
+        if self.sent - self.released > self.mask {
+            return Err(DrawError::Full);
+        }
+        let request = Request { seq: self.sent, key: 0, kind: RequestKind::Draw };
+        // The ring holds as many records as there are slots, so it cannot be full here.
+        if self.producer.push(request).is_err() {
+            return Err(DrawError::Full);
+        }
+        self.sent += 1;
+        Ok(Ticket { seq: request.seq })
+    }
+
+    /// Submits a draw and waits for its acknowledgement.
+    ///
+    /// # Errors
+    /// As [`Client::try_draw`] and [`Client::wait`].
+    pub fn draw(&mut self) -> Result<Outcome, DrawError> {
+        let ticket = self.try_draw()?;
+        self.wait(ticket)
+    }
+
+    /// Wakes the core thread if it is parked.
+    #[inline]
+    pub fn flush(&self) {
+        self.shared.notify();
+    }
+
+    /// True when `ticket`'s outcome is ready (then `wait` returns at once).
+    pub fn is_ready(&self, ticket: &Ticket) -> bool {
+        if self.slots.completed() > ticket.seq || self.shared.is_stopped() {
+            return true;
+        }
+        self.shared.notify();
+        false
+    }
+
+    /// Waits for `ticket`'s outcome: spins briefly, then yields, then parks (the core unparks
+    /// it). Never hangs: a shutdown or failure completes it with an error.
+    ///
+    /// # Errors
+    /// [`DrawError::ShuttingDown`] or [`DrawError::Failed`] when the engine stopped before the
+    /// draw was durable; [`DrawError::AlreadyTaken`] when `drain` delivered it already.
+    pub fn wait(&mut self, ticket: Ticket) -> Result<Outcome, DrawError> {
+        let seq = ticket.seq;
+        if seq < self.released || self.taken[(seq & self.mask) as usize] {
+            return Err(DrawError::AlreadyTaken);
+        }
+        self.shared.notify();
+        let mut round = 0_u32;
+        while self.slots.completed() <= seq {
+            if self.shared.is_stopped() {
+                // The core published everything before `stopped`: one last look.
+                if self.slots.completed() <= seq {
+                    self.take(seq);
+                    return Err(self.stopped_error());
+                }
+                break;
+            }
+            round = round.saturating_add(1);
+            if round <= WAIT_SPINS {
+                std::hint::spin_loop();
+            } else if round <= WAIT_SPINS + WAIT_YIELDS {
+                std::thread::yield_now();
+            } else {
+                self.shared.notify();
+                self.slots.park_until(seq, WAIT_PARK_MAX);
+            }
+        }
+        let (request_id, completion) = self.slots.read(seq);
+        self.take(seq);
+        to_result(request_id, completion)
+    }
+
+    /// Delivers every completed outcome not yet taken, in request order, as
+    /// `(ticket id, result)`; after a stop, also every request that will never complete.
+    /// Returns how many it delivered.
+    pub fn drain(&mut self, mut each: impl FnMut(u64, Result<Outcome, DrawError>)) -> usize {
+        self.shared.notify();
+        let stopped = self.shared.is_stopped();
+        let completed = self.slots.completed();
+        let mut delivered = 0;
+        while self.released < completed {
+            let seq = self.released;
+            let i = (seq & self.mask) as usize;
+            if self.taken[i] {
+                self.taken[i] = false;
+            } else {
+                let (request_id, completion) = self.slots.read(seq);
+                each(seq, to_result(request_id, completion));
+                delivered += 1;
+            }
+            self.released += 1;
+        }
+        if stopped {
+            let error = self.stopped_error();
+            while self.released < self.sent {
+                let i = (self.released & self.mask) as usize;
+                if !std::mem::take(&mut self.taken[i]) {
+                    each(self.released, Err(error));
+                    delivered += 1;
+                }
+                self.released += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Requests submitted whose outcome has not been taken.
+    #[must_use]
+    pub fn outstanding(&self) -> u64 {
+        self.sent - self.released
+    }
+
+    /// Most requests this client may have in flight.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.taken.len()
+    }
+
+    fn take(&mut self, seq: u64) {
+        self.taken[(seq & self.mask) as usize] = true;
+        while self.released < self.sent && self.taken[(self.released & self.mask) as usize] {
+            self.taken[(self.released & self.mask) as usize] = false;
+            self.released += 1;
+        }
+    }
+
+    fn stopped_error(&self) -> DrawError {
+        if self.shared.is_failed() {
+            DrawError::Failed
+        } else {
+            DrawError::ShuttingDown
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.slots.close();
+        self.shared.notify();
+    }
+}
+
+fn to_result(request_id: RequestId, completion: Completion) -> Result<Outcome, DrawError> {
+    match completion {
+        Completion::Item(index) => Ok(Outcome { request_id, item: Some(index) }),
+        Completion::Empty => Ok(Outcome { request_id, item: None }),
+        Completion::Stopped => Err(DrawError::ShuttingDown),
+        Completion::Failed => Err(DrawError::Failed),
+    }
+}

@@ -1,0 +1,454 @@
+//! The core thread: drain rings in bounded batches, draw, append, commit, publish.
+//!
+//! One pass:
+//! 1. accept new clients and serve one control command (after draining every ring);
+//! 2. take up to `batch_len_max` requests from each ring, draw, append a frame for each and
+//!    write its outcome into the client's slot (not yet visible);
+//! 3. end the group when it holds `flush_after_n_draw` draws, when the rings were drained
+//!    empty, or when `max_commit_delay` passed since its first draw;
+//! 4. publish every group the journal reports durable: store each client's completion count.
+//!
+//! Nothing reaches a client before its group is durable, nothing allocates, and nothing
+//! waits on the disk (the journal syncs elsewhere).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use super::idle::{Idle, IdleStep};
+use super::request::{Request, RequestKind};
+use super::slots::{Completion, SlotBlock};
+use super::{Control, EngineConfig, EngineError, Shared};
+use crate::journal::{GroupSeq, Journal, JournalError, Space};
+use crate::pool::{ItemState, Pool, PoolState};
+
+/// The core's end of one client.
+pub(crate) struct Port {
+    consumer: rtrb::Consumer<Request>,
+    slots: Arc<SlotBlock>,
+    /// Requests processed (outcome written into the slot).
+    staged: u64,
+    /// Requests published (`completed` stored).
+    published: u64,
+}
+
+impl Port {
+    pub(crate) fn new(consumer: rtrb::Consumer<Request>, slots: Arc<SlotBlock>) -> Port {
+        Port { consumer, slots, staged: 0, published: 0 }
+    }
+}
+
+/// Committed groups waiting to become durable, with each port's `staged` count at commit.
+struct PendingGroups {
+    seqs: Box<[u64]>,
+    marks: Box<[u64]>,
+    ports_len: usize,
+    head: usize,
+    len: usize,
+}
+
+impl PendingGroups {
+    fn new(groups_max: usize, ports_len: usize) -> PendingGroups {
+        PendingGroups {
+            seqs: vec![0; groups_max].into_boxed_slice(),
+            marks: vec![0; groups_max * ports_len].into_boxed_slice(),
+            ports_len,
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.seqs.len()
+    }
+
+    fn push(&mut self, group: GroupSeq, ports: &[Option<Port>]) {
+        assert!(!self.is_full());
+        let at = (self.head + self.len) % self.seqs.len();
+        self.seqs[at] = group.0;
+        let marks = &mut self.marks[at * self.ports_len..(at + 1) * self.ports_len];
+        for (mark, port) in marks.iter_mut().zip(ports) {
+            *mark = port.as_ref().map_or(0, |p| p.staged);
+        }
+        self.len += 1;
+    }
+
+    /// Marks of the oldest group if it is durable by `durable`.
+    fn pop_durable(&mut self, durable: GroupSeq) -> Option<(u64, &[u64])> {
+        if self.len == 0 || self.seqs[self.head] > durable.0 {
+            return None;
+        }
+        let at = self.head;
+        self.head = (self.head + 1) % self.seqs.len();
+        self.len -= 1;
+        Some((self.seqs[at], &self.marks[at * self.ports_len..(at + 1) * self.ports_len]))
+    }
+}
+
+/// Everything the core thread owns.
+pub(crate) struct Core<J> {
+    pool: Pool,
+    journal: J,
+    shared: Arc<Shared>,
+    ports: Vec<Option<Port>>,
+    pending: PendingGroups,
+    /// Update replies waiting for their group to become durable.
+    updates: VecDeque<(u64, mpsc::Sender<Result<ItemState, EngineError>>, ItemState)>,
+    group_draws: u32,
+    group_open: bool,
+    group_started: Instant,
+    last_group: GroupSeq,
+    acknowledged: u64,
+    flush_after_n_draw: u32,
+    max_commit_delay: Duration,
+    batch_len_max: usize,
+    idle: Idle,
+}
+
+impl<J: Journal> Core<J> {
+    pub(crate) fn new(pool: Pool, journal: J, shared: Arc<Shared>, c: &EngineConfig) -> Core<J> {
+        Core {
+            pool,
+            journal,
+            shared,
+            ports: (0..c.clients_max).map(|_| None).collect(),
+            pending: PendingGroups::new(c.inflight_groups_max, c.clients_max),
+            updates: VecDeque::new(),
+            group_draws: 0,
+            group_open: false,
+            group_started: Instant::now(),
+            last_group: GroupSeq(0),
+            acknowledged: 0,
+            flush_after_n_draw: c.flush_after_n_draw,
+            max_commit_delay: c.max_commit_delay,
+            batch_len_max: c.batch_len_max,
+            idle: Idle::new(c.idle),
+        }
+    }
+
+    /// The thread could not be pinned: stop without serving anything.
+    pub(crate) fn abandon(self) -> Result<PoolState, JournalError> {
+        // Release: see `Shared::is_stopped`.
+        self.shared.stopped.store(true, Ordering::Release);
+        Ok(self.pool.state())
+    }
+
+    /// Runs until shutdown or a journal failure.
+    pub(crate) fn run(mut self) -> Result<PoolState, JournalError> {
+        match self.serve() {
+            Ok(()) => self.finish(),
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn serve(&mut self) -> Result<(), JournalError> {
+        // The one endless loop of the engine: it ends on a Shutdown command or an error.
+        loop {
+            let mut worked = self.accept_clients();
+            if let Some(cmd) = self.shared.control.pop() {
+                worked = true;
+                if self.control(cmd)? {
+                    return Ok(());
+                }
+            }
+            let (served, drained) = self.drain_rings()?;
+            worked |= served > 0;
+            if self.group_open
+                && (drained
+                    || self.group_draws >= self.flush_after_n_draw
+                    || self.group_started.elapsed() >= self.max_commit_delay)
+            {
+                self.commit()?;
+            }
+            worked |= self.publish()?;
+            if worked {
+                self.idle.reset();
+            } else {
+                self.idle_step();
+            }
+        }
+    }
+
+    fn accept_clients(&mut self) -> bool {
+        let mut accepted = false;
+        // Free ports of dropped clients once nothing of theirs is pending.
+        if self.pending.len == 0 {
+            for port in &mut self.ports {
+                if port.as_ref().is_some_and(|p| p.slots.is_closed()) {
+                    *port = None;
+                    // Relaxed: a counter bounding registrations.
+                    self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        while self.pending.len == 0 || self.ports.iter().any(Option::is_none) {
+            let Some(free) = self.free_port() else { break };
+            let Some(port) = self.shared.registrations.pop() else { break };
+            self.ports[free] = Some(port);
+            accepted = true;
+        }
+        accepted
+    }
+
+    /// A port index that no pending group refers to.
+    fn free_port(&self) -> Option<usize> {
+        if self.pending.len > 0 {
+            // Indices freed while groups are pending may still carry old marks.
+            return None;
+        }
+        self.ports.iter().position(Option::is_none)
+    }
+
+    /// Serves one control command; true on Shutdown.
+    fn control(&mut self, cmd: Control) -> Result<bool, JournalError> {
+        // Draws sent before the command are visible now: log them first.
+        self.drain_all()?;
+        match cmd {
+            Control::Shutdown => return Ok(true),
+            Control::State { reply } => {
+                let _ = reply.send(self.pool.state());
+            }
+            Control::Update { id, quantity, weight, reply } => {
+                if let Err(e) = self.update(&id, quantity, weight, reply.clone()) {
+                    let _ = reply.send(Err(EngineError::Failed(e.to_string())));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn update(
+        &mut self,
+        id: &str,
+        quantity: Option<crate::pool::Quantity>,
+        weight: Option<u32>,
+        reply: mpsc::Sender<Result<ItemState, EngineError>>,
+    ) -> Result<(), JournalError> {
+        // An update is a group of its own, so the journal may rotate before it.
+        if self.group_open {
+            self.commit()?;
+        }
+        self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool)?;
+        match self.pool.update(id, quantity, weight) {
+            Err(e) => {
+                let _ = reply.send(Err(EngineError::Update(e)));
+            }
+            Ok((index, state)) => {
+                self.open_group();
+                self.journal.append_update(index, &state)?;
+                self.commit()?;
+                self.updates.push_back((self.last_group.0, reply, state));
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains every ring completely (bounded by their capacities).
+    fn drain_all(&mut self) -> Result<(), JournalError> {
+        loop {
+            let (_, drained) = self.drain_rings()?;
+            if drained {
+                return Ok(());
+            }
+            if self.group_draws >= self.flush_after_n_draw {
+                self.commit()?;
+            }
+        }
+    }
+
+    /// One pass over the rings. Returns (requests served, every ring left empty).
+    #[inline]
+    fn drain_rings(&mut self) -> Result<(usize, bool), JournalError> {
+        let mut served = 0;
+        let mut drained = true;
+        for i in 0..self.ports.len() {
+            let Some(port) = &self.ports[i] else { continue };
+            let available = port.consumer.slots();
+            if available == 0 {
+                continue;
+            }
+            let room = (self.flush_after_n_draw - self.group_draws) as usize;
+            let n = available.min(self.batch_len_max).min(room);
+            if n < available {
+                drained = false;
+            }
+            if !self.group_open {
+                // Between groups: the journal may rotate before the batch (with the pool as
+                // it is before these draws).
+                let draws = self.flush_after_n_draw as usize;
+                self.journal.reserve(Space::Draws(draws), &self.pool)?;
+                self.open_group();
+            }
+            served += n;
+            self.serve_batch(i, n)?;
+            if self.group_draws >= self.flush_after_n_draw {
+                self.commit()?;
+            }
+        }
+        Ok((served, drained))
+    }
+
+    #[inline]
+    fn serve_batch(&mut self, port: usize, n: usize) -> Result<(), JournalError> {
+        let port = self.ports[port].as_mut().expect("caller checked the port");
+        let chunk = port.consumer.read_chunk(n).expect("n <= slots()");
+        for request in chunk {
+            debug_assert_eq!(request.seq, port.staged, "requests arrive in order");
+            debug_assert_eq!(request.kind, RequestKind::Draw);
+            let draw = self.pool.draw();
+            self.journal.append_draw(draw)?;
+            let completion = draw.item.map_or(Completion::Empty, Completion::Item);
+            port.slots.write(request.seq, draw.request_id, completion);
+            port.staged += 1;
+        }
+        self.group_draws += n as u32;
+        Ok(())
+    }
+
+    fn open_group(&mut self) {
+        if !self.group_open {
+            self.group_open = true;
+            self.group_draws = 0;
+            self.group_started = Instant::now();
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), JournalError> {
+        debug_assert!(self.group_open);
+        while self.pending.is_full() {
+            // Back-pressure from the disk: wait for the oldest group.
+            if !self.publish()? {
+                std::thread::yield_now();
+            }
+        }
+        let group = self.journal.commit(self.pool.last_request_id())?;
+        assert!(group > self.last_group, "group={group:?} last={:?}", self.last_group);
+        self.last_group = group;
+        self.pending.push(group, &self.ports);
+        self.group_open = false;
+        self.group_draws = 0;
+        // Relaxed: an observer's counter.
+        self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Publishes every durable group; true if anything was published.
+    fn publish(&mut self) -> Result<bool, JournalError> {
+        if self.pending.len == 0 {
+            return Ok(false);
+        }
+        let durable = self.journal.durable()?;
+        let mut published = false;
+        while let Some((group, marks)) = self.pending.pop_durable(durable) {
+            for (port, mark) in self.ports.iter_mut().zip(marks) {
+                if let Some(port) = port {
+                    if *mark > port.published {
+                        self.acknowledged += *mark - port.published;
+                        port.published = *mark;
+                        port.slots.publish(*mark);
+                    }
+                }
+            }
+            while self.updates.front().is_some_and(|(g, _, _)| *g <= group) {
+                let (_, reply, state) = self.updates.pop_front().expect("checked");
+                let _ = reply.send(Ok(state));
+            }
+            published = true;
+        }
+        if published {
+            // Relaxed: an observer's counter.
+            self.shared.stats.draws_acknowledged.store(self.acknowledged, Ordering::Relaxed);
+        }
+        Ok(published)
+    }
+
+    fn idle_step(&mut self) {
+        match self.idle.step(self.pending.len == 0) {
+            IdleStep::Spin => std::hint::spin_loop(),
+            IdleStep::Yield => std::thread::yield_now(),
+            IdleStep::Park(timeout) => self.park(timeout),
+        }
+    }
+
+    fn park(&mut self, timeout: Duration) {
+        // SeqCst store + fence: pairs with the fence in `Shared::notify` (Dekker). After the
+        // fence, either the re-check below sees a client's push or the client sees
+        // `core_sleeping` and unparks this thread.
+        self.shared.core_sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let work = self.ports.iter().flatten().any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
+            || !self.shared.control.is_empty()
+            || !self.shared.registrations.is_empty();
+        if !work {
+            std::thread::park_timeout(timeout);
+        }
+        self.shared.core_sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Clean shutdown: serve what is in the rings, commit, wait until durable, publish,
+    /// close the journal, then tell everyone the core has stopped.
+    fn finish(mut self) -> Result<PoolState, JournalError> {
+        let result = self.finish_journal();
+        if let Err(e) = &result {
+            self.fail(e);
+            return Err(result.expect_err("checked"));
+        }
+        self.stop();
+        Ok(self.pool.state())
+    }
+
+    fn finish_journal(&mut self) -> Result<(), JournalError> {
+        self.drain_all()?;
+        if self.group_open {
+            self.commit()?;
+        }
+        while self.pending.len > 0 {
+            if !self.publish()? {
+                std::thread::yield_now();
+            }
+        }
+        self.journal.close(&self.pool)
+    }
+
+    /// The journal failed: every request staged but not durable gets an error, and the
+    /// engine stops (SPEC §2.9).
+    fn fail(&mut self, error: &JournalError) {
+        *self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+        for port in self.ports.iter_mut().flatten() {
+            for seq in port.published..port.staged {
+                port.slots.write(seq, crate::pool::RequestId(0), Completion::Failed);
+            }
+            port.published = port.staged;
+            port.slots.publish(port.staged);
+        }
+        for (_, reply, _) in self.updates.drain(..) {
+            let _ = reply.send(Err(EngineError::Failed(error.to_string())));
+        }
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        // Release: every publish above happens-before a client's Acquire of `stopped`.
+        self.shared.stopped.store(true, Ordering::Release);
+        for port in self.ports.iter().flatten() {
+            // Wake parked waiters so they see `stopped` now, not at their park timeout.
+            port.slots.publish(port.published);
+        }
+        while let Some(cmd) = self.shared.control.pop() {
+            match cmd {
+                Control::Update { reply, .. } => {
+                    let _ = reply.send(Err(EngineError::ShuttingDown));
+                }
+                Control::State { reply } => {
+                    let _ = reply.send(self.pool.state());
+                }
+                Control::Shutdown => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The journal boundary: how the core thread hands outcomes to the log.
+//!
+//! The core thread appends frames for the outcomes it decides, ends a group with `commit`,
+//! and asks `durable` which groups are safe to acknowledge. Making a group durable may happen
+//! on another thread (the WAL's flusher): `commit` never waits for it. Groups become durable
+//! in the order they were committed.
+
+mod memory;
+pub mod testing;
+
+use std::fmt;
+
+pub use memory::MemoryJournal;
+
+use crate::pool::{Draw, ItemIndex, ItemState, Pool, RequestId};
+
+/// Sequence number of a committed group: 1, 2, 3, ... (0 = none yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct GroupSeq(pub u64);
+
+/// The most the next group will hold, so the journal can rotate before it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    /// This many draw frames.
+    Draws(usize),
+    /// One update frame for an item id of this many bytes.
+    Update {
+        /// Length of the item id in bytes.
+        id_len: usize,
+    },
+}
+
+/// Why a journal stopped. Once returned, the journal is finished: the engine fails every
+/// outstanding request and accepts no more (SPEC §2.9).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// Writing or syncing the log failed.
+    Io {
+        /// What was being done, e.g. "msync wal.000003".
+        context: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A previous I/O error poisoned the journal; restart and recover.
+    PreviousIo,
+    /// The test journal failed on purpose.
+    Injected,
+    /// Any other reason, in one sentence.
+    Other(String),
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Io { context, source } => write!(f, "{context}: {source}"),
+            JournalError::PreviousIo => write!(f, "an earlier log I/O error stopped the journal"),
+            JournalError::Injected => write!(f, "injected journal failure"),
+            JournalError::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JournalError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Where the core thread records outcomes. Implementations: [`MemoryJournal`] (no log),
+/// [`testing::FailingJournal`], and the durable WAL.
+pub trait Journal: Send + 'static {
+    /// Called between groups: makes room for the next group, which will hold at most `space`;
+    /// may rotate to a new segment that starts with a snapshot of `pool` (which has not yet
+    /// seen the group to come).
+    ///
+    /// # Errors
+    /// When the log cannot make room (I/O failure).
+    fn reserve(&mut self, space: Space, pool: &Pool) -> Result<(), JournalError>;
+
+    /// Appends a draw's outcome to the open group.
+    ///
+    /// # Errors
+    /// When the journal has failed.
+    fn append_draw(&mut self, draw: Draw) -> Result<(), JournalError>;
+
+    /// Appends an update (or addition) of an item to the open group: its full state after.
+    ///
+    /// # Errors
+    /// When the journal has failed.
+    fn append_update(&mut self, index: ItemIndex, item: &ItemState) -> Result<(), JournalError>;
+
+    /// Ends the open group (`last` is the last request id handed out so far) and starts
+    /// making it durable. Never waits for the disk.
+    ///
+    /// # Errors
+    /// When the journal has failed.
+    fn commit(&mut self, last: RequestId) -> Result<GroupSeq, JournalError>;
+
+    /// The newest group such that it and every group before it are durable.
+    ///
+    /// # Errors
+    /// When making a group durable failed: nothing after the last durable group may be
+    /// acknowledged.
+    fn durable(&mut self) -> Result<GroupSeq, JournalError>;
+
+    /// Clean shutdown: everything committed is durable, a final snapshot of `pool` is written
+    /// where the journal keeps snapshots, and the open segment is closed.
+    ///
+    /// # Errors
+    /// When any of that fails.
+    fn close(&mut self, pool: &Pool) -> Result<(), JournalError>;
+}

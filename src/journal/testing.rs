@@ -1,0 +1,101 @@
+//! A journal that fails on demand, for tests of the engine's failure path (SPEC §2.9).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{GroupSeq, Journal, JournalError, MemoryJournal, Space};
+use crate::pool::{Draw, ItemIndex, ItemState, Pool, RequestId};
+
+/// Behaves like [`MemoryJournal`] until told to fail, then returns [`JournalError::Injected`]
+/// from every call. It can also hold groups back ("not yet durable") to test that nothing is
+/// acknowledged early.
+#[derive(Debug)]
+pub struct FailingJournal {
+    inner: MemoryJournal,
+    control: Arc<FailSwitch>,
+}
+
+/// The test's handle on a [`FailingJournal`].
+#[derive(Debug, Default)]
+pub struct FailSwitch {
+    fail: AtomicBool,
+    fail_after_draws: AtomicU64,
+    hold: AtomicBool,
+    held_from: AtomicU64,
+}
+
+impl FailSwitch {
+    /// Makes every later journal call fail.
+    pub fn fail_now(&self) {
+        self.fail.store(true, Ordering::SeqCst);
+    }
+
+    /// Fails once this many draws have been appended (0 = never).
+    pub fn fail_after_draws(&self, draws: u64) {
+        self.fail_after_draws.store(draws, Ordering::SeqCst);
+    }
+
+    /// While held, no group becomes durable.
+    pub fn hold(&self, hold: bool) {
+        self.hold.store(hold, Ordering::SeqCst);
+    }
+}
+
+impl FailingJournal {
+    /// A journal and the switch that makes it fail.
+    #[must_use]
+    pub fn new() -> (FailingJournal, Arc<FailSwitch>) {
+        let control = Arc::new(FailSwitch::default());
+        (FailingJournal { inner: MemoryJournal::new(), control: Arc::clone(&control) }, control)
+    }
+
+    fn check(&self) -> Result<(), JournalError> {
+        let limit = self.control.fail_after_draws.load(Ordering::SeqCst);
+        if self.control.fail.load(Ordering::SeqCst) || (limit > 0 && self.inner.draws() >= limit) {
+            return Err(JournalError::Injected);
+        }
+        Ok(())
+    }
+}
+
+impl Journal for FailingJournal {
+    fn reserve(&mut self, space: Space, pool: &Pool) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.reserve(space, pool)
+    }
+
+    fn append_draw(&mut self, draw: Draw) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.append_draw(draw)
+    }
+
+    fn append_update(&mut self, index: ItemIndex, item: &ItemState) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.append_update(index, item)
+    }
+
+    fn commit(&mut self, last: RequestId) -> Result<GroupSeq, JournalError> {
+        self.check()?;
+        self.inner.commit(last)
+    }
+
+    fn durable(&mut self) -> Result<GroupSeq, JournalError> {
+        self.check()?;
+        if self.control.hold.load(Ordering::SeqCst) {
+            let held = self.control.held_from.load(Ordering::SeqCst);
+            if held == 0 {
+                let now = self.inner.durable()?.0;
+                self.control.held_from.store(now + 1, Ordering::SeqCst);
+                return Ok(GroupSeq(now));
+            }
+            return Ok(GroupSeq(held - 1));
+        }
+        self.control.held_from.store(0, Ordering::SeqCst);
+        self.inner.durable()
+    }
+
+    fn close(&mut self, pool: &Pool) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.close(pool)
+    }
+}

@@ -1,0 +1,39 @@
+//! # rewardpool
+//!
+//! A reward-pool engine: a pool of items with quantities (or unlimited) and integer weights,
+//! drawn at random with probability weight / total available weight, every outcome recorded
+//! in a write-ahead log **before** the caller sees it.
+//!
+//! Data flow: caller threads ([`Client`]) push fixed-size requests into SPSC rings
+//! (`engine`) → one pinned core thread owns the [`Pool`] and selects with a Fenwick tree →
+//! it appends each outcome to the [`Journal`] and commits groups → outcomes are published
+//! to per-client completion slots once their group is durable.
+//!
+//! ```
+//! use rewardpool::{Engine, EngineConfig, ItemSpec, MemoryJournal, Pool, Rng};
+//!
+//! let items = [ItemSpec::new("gold", 10, 20), ItemSpec::new("mud", -1, 70)];
+//! let pool = Pool::new(&items, Rng::from_seed(7))?;
+//! let engine = Engine::start(pool, MemoryJournal::new(), EngineConfig::default())?;
+//! let mut client = engine.client()?;
+//! let outcome = client.draw()?;
+//! assert_eq!(outcome.request_id.0, 1);
+//! let state = engine.shutdown()?;
+//! assert_eq!(state.last_request_id.0, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Panics
+//! No public API panics on bad input; [`ItemSpec::new`] panics on a quantity below -1
+//! (use config validation for untrusted input).
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod journal;
+pub mod pool;
+
+pub use engine::{Client, DrawError, Engine, EngineConfig, EngineError, Outcome, Ticket};
+pub use journal::{Journal, JournalError, MemoryJournal};
+pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};

@@ -1,0 +1,385 @@
+//! The reward pool: catalog, quantities, weights and weighted draws.
+//!
+//! Pure and deterministic: no I/O, no clock, no threads. The core thread owns one `Pool`;
+//! recovery rebuilds one from a snapshot and the log without drawing again.
+
+mod item;
+mod rng;
+mod selector;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+pub use item::{ItemIndex, ItemSpec, Quantity, RequestId};
+pub use rng::Rng;
+pub use selector::Selector;
+
+/// Largest number of items a pool holds (item indices are `u32`, and one value marks "empty").
+pub const ITEM_COUNT_MAX: usize = 1 << 24;
+
+/// The result of one draw: the request id the core assigned, and the item, if any was left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Draw {
+    /// Assigned in log order.
+    pub request_id: RequestId,
+    /// `None` when nothing was available: a normal outcome, not an error.
+    pub item: Option<ItemIndex>,
+}
+
+/// One item as `state` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemState {
+    /// The item's id.
+    pub id: String,
+    /// Units left.
+    pub quantity: Quantity,
+    /// Configured weight (its live weight is 0 once exhausted).
+    pub weight: u32,
+}
+
+/// A full copy of the pool's state: what snapshots store and `state` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PoolState {
+    /// The last request id handed out (0 before the first draw).
+    pub last_request_id: RequestId,
+    /// Items in index order.
+    pub items: Vec<ItemState>,
+}
+
+impl PoolState {
+    /// SHA-256 over a canonical encoding: equal states give equal hashes.
+    #[must_use]
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.last_request_id.0.to_le_bytes());
+        h.update((self.items.len() as u64).to_le_bytes());
+        for item in &self.items {
+            h.update((item.id.len() as u64).to_le_bytes());
+            h.update(item.id.as_bytes());
+            h.update(item.quantity.to_i64().to_le_bytes());
+            h.update(u64::from(item.weight).to_le_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
+/// Why the pool refused an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// An item id was empty.
+    EmptyId {
+        /// Position in the catalog.
+        position: usize,
+    },
+    /// Two items share an id.
+    DuplicateId {
+        /// The repeated id.
+        id: String,
+    },
+    /// More items than [`ITEM_COUNT_MAX`].
+    TooManyItems {
+        /// How many were asked for.
+        count: usize,
+    },
+    /// A new item was added without a quantity or weight.
+    IncompleteNewItem {
+        /// The new item's id.
+        id: String,
+    },
+    /// The log says a unit was drawn from an item that had none left.
+    Overdraw {
+        /// The item's position.
+        index: u32,
+    },
+    /// The log names an item that does not exist.
+    UnknownIndex {
+        /// The position named.
+        index: u32,
+    },
+    /// The log's request ids do not increase.
+    RequestIdNotIncreasing {
+        /// The last id applied.
+        last: u64,
+        /// The id that followed it.
+        next: u64,
+    },
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::EmptyId { position } => write!(f, "item #{position}: item_id is empty"),
+            PoolError::DuplicateId { id } => write!(f, "item {id:?}: item_id appears twice"),
+            PoolError::TooManyItems { count } => {
+                write!(f, "{count} items: at most {ITEM_COUNT_MAX} are supported")
+            }
+            PoolError::IncompleteNewItem { id } => {
+                write!(f, "item {id:?} is new: both quantity and weight are required")
+            }
+            PoolError::Overdraw { index } => {
+                write!(f, "item #{index}: a draw was recorded with no unit left")
+            }
+            PoolError::UnknownIndex { index } => write!(f, "item #{index} does not exist"),
+            PoolError::RequestIdNotIncreasing { last, next } => {
+                write!(f, "request id {next} follows {last}: ids must increase")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// Items, their quantities and weights, a selector over their live weights, and the last
+/// request id.
+#[derive(Debug)]
+pub struct Pool {
+    ids: Vec<String>,
+    by_id: HashMap<String, ItemIndex>,
+    quantities: Vec<Quantity>,
+    weights: Vec<u32>,
+    selector: Selector,
+    rng: Rng,
+    last_request_id: RequestId,
+}
+
+impl Pool {
+    /// A pool holding `items`, drawing with `rng`.
+    ///
+    /// # Errors
+    /// An empty or duplicate id, or too many items.
+    pub fn new(items: &[ItemSpec], rng: Rng) -> Result<Pool, PoolError> {
+        let state = PoolState {
+            last_request_id: RequestId(0),
+            items: items
+                .iter()
+                .map(|s| ItemState { id: s.id.clone(), quantity: s.quantity, weight: s.weight })
+                .collect(),
+        };
+        Pool::from_state(&state, rng)
+    }
+
+    /// A pool restored from a snapshot's state.
+    ///
+    /// # Errors
+    /// An empty or duplicate id, or too many items.
+    pub fn from_state(state: &PoolState, rng: Rng) -> Result<Pool, PoolError> {
+        let count = state.items.len();
+        if count > ITEM_COUNT_MAX {
+            return Err(PoolError::TooManyItems { count });
+        }
+        let mut by_id = HashMap::with_capacity(count);
+        for (position, item) in state.items.iter().enumerate() {
+            if item.id.is_empty() {
+                return Err(PoolError::EmptyId { position });
+            }
+            let index = ItemIndex(u32::try_from(position).expect("bounded by ITEM_COUNT_MAX"));
+            if by_id.insert(item.id.clone(), index).is_some() {
+                return Err(PoolError::DuplicateId { id: item.id.clone() });
+            }
+        }
+        let quantities: Vec<Quantity> = state.items.iter().map(|i| i.quantity).collect();
+        let weights: Vec<u32> = state.items.iter().map(|i| i.weight).collect();
+        let live: Vec<u64> = quantities.iter().zip(&weights).map(|(q, w)| live(*q, *w)).collect();
+        Ok(Pool {
+            ids: state.items.iter().map(|i| i.id.clone()).collect(),
+            by_id,
+            selector: Selector::new(&live, count),
+            quantities,
+            weights,
+            rng,
+            last_request_id: state.last_request_id,
+        })
+    }
+
+    /// Draws one unit: picks an available item with probability weight / total live weight
+    /// and takes one unit of it. Assigns the next request id whether or not an item was left.
+    #[inline]
+    pub fn draw(&mut self) -> Draw {
+        self.last_request_id.0 += 1;
+        let request_id = self.last_request_id;
+        let total = self.selector.total();
+        if total == 0 {
+            return Draw { request_id, item: None };
+        }
+        let index = self.selector.sample(self.rng.below(total));
+        self.take(index);
+        Draw { request_id, item: Some(ItemIndex(index as u32)) }
+    }
+
+    /// Applies a draw read back from the log: never draws again (replay is deterministic).
+    ///
+    /// # Errors
+    /// When the log's request id does not increase, the item does not exist, or it had no
+    /// unit left: the log and the state disagree.
+    pub fn replay_draw(&mut self, draw: Draw) -> Result<(), PoolError> {
+        if draw.request_id <= self.last_request_id {
+            return Err(PoolError::RequestIdNotIncreasing {
+                last: self.last_request_id.0,
+                next: draw.request_id.0,
+            });
+        }
+        if let Some(ItemIndex(index)) = draw.item {
+            let i = index as usize;
+            match self.quantities.get(i) {
+                None => return Err(PoolError::UnknownIndex { index }),
+                Some(Quantity::Finite(0)) => return Err(PoolError::Overdraw { index }),
+                Some(_) => self.take(i),
+            }
+        }
+        self.last_request_id = draw.request_id;
+        Ok(())
+    }
+
+    #[inline]
+    fn take(&mut self, index: usize) {
+        if let Quantity::Finite(n) = &mut self.quantities[index] {
+            assert!(*n > 0, "selector picked exhausted item #{index}");
+            *n -= 1;
+            if *n == 0 {
+                self.selector.set(index, 0);
+            }
+        }
+    }
+
+    /// Sets an item's quantity and/or weight, adding the item when it is new (then both are
+    /// required). Returns the item's index and its full state after the update.
+    ///
+    /// # Errors
+    /// An empty id, a new item without quantity or weight, or too many items.
+    pub fn update(
+        &mut self,
+        id: &str,
+        quantity: Option<Quantity>,
+        weight: Option<u32>,
+    ) -> Result<(ItemIndex, ItemState), PoolError> {
+        if id.is_empty() {
+            return Err(PoolError::EmptyId { position: self.ids.len() });
+        }
+        let index = match self.by_id.get(id) {
+            Some(index) => *index,
+            None => {
+                let (Some(q), Some(w)) = (quantity, weight) else {
+                    return Err(PoolError::IncompleteNewItem { id: id.to_owned() });
+                };
+                return self.add(id, q, w);
+            }
+        };
+        let i = index.0 as usize;
+        if let Some(q) = quantity {
+            self.quantities[i] = q;
+        }
+        if let Some(w) = weight {
+            self.weights[i] = w;
+        }
+        self.selector.set(i, live(self.quantities[i], self.weights[i]));
+        Ok((index, self.item(index)))
+    }
+
+    fn add(
+        &mut self,
+        id: &str,
+        quantity: Quantity,
+        weight: u32,
+    ) -> Result<(ItemIndex, ItemState), PoolError> {
+        let count = self.ids.len() + 1;
+        if count > ITEM_COUNT_MAX {
+            return Err(PoolError::TooManyItems { count });
+        }
+        let index = ItemIndex(u32::try_from(self.ids.len()).expect("bounded by ITEM_COUNT_MAX"));
+        self.ids.push(id.to_owned());
+        self.by_id.insert(id.to_owned(), index);
+        self.quantities.push(quantity);
+        self.weights.push(weight);
+        if count > self.selector.capacity() {
+            let lives: Vec<u64> =
+                self.quantities.iter().zip(&self.weights).map(|(q, w)| live(*q, *w)).collect();
+            self.selector = Selector::new(&lives, count * 2);
+        } else {
+            self.selector.set(index.0 as usize, live(quantity, weight));
+        }
+        Ok((index, self.item(index)))
+    }
+
+    /// Number of items (available or not).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when the pool has no items at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The id of the item at `index`, if it exists.
+    #[must_use]
+    pub fn item_id(&self, index: ItemIndex) -> Option<&str> {
+        self.ids.get(index.0 as usize).map(String::as_str)
+    }
+
+    /// The index of the item called `id`, if it exists.
+    #[must_use]
+    pub fn index_of(&self, id: &str) -> Option<ItemIndex> {
+        self.by_id.get(id).copied()
+    }
+
+    /// One item's state.
+    ///
+    /// # Panics
+    /// If `index` is out of range.
+    #[must_use]
+    pub fn item(&self, index: ItemIndex) -> ItemState {
+        let i = index.0 as usize;
+        ItemState { id: self.ids[i].clone(), quantity: self.quantities[i], weight: self.weights[i] }
+    }
+
+    /// The last request id handed out.
+    #[must_use]
+    pub fn last_request_id(&self) -> RequestId {
+        self.last_request_id
+    }
+
+    /// Sum of the weights of the items still available.
+    #[must_use]
+    pub fn live_weight(&self) -> u64 {
+        self.selector.total()
+    }
+
+    /// A full copy of the state (allocates: not for the hot path).
+    #[must_use]
+    pub fn state(&self) -> PoolState {
+        PoolState {
+            last_request_id: self.last_request_id,
+            items: (0..self.ids.len()).map(|i| self.item(ItemIndex(i as u32))).collect(),
+        }
+    }
+
+    /// Checks that the selector agrees with quantities and weights.
+    ///
+    /// # Panics
+    /// When it does not: a bug in this module.
+    pub fn assert_invariants(&self) {
+        let mut total = 0;
+        for i in 0..self.ids.len() {
+            let expected = live(self.quantities[i], self.weights[i]);
+            assert_eq!(self.selector.weight(i), expected, "item #{i} live weight");
+            total += expected;
+        }
+        assert_eq!(self.selector.total(), total, "selector total");
+    }
+}
+
+fn live(quantity: Quantity, weight: u32) -> u64 {
+    if quantity.is_available() {
+        u64::from(weight)
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests;
