@@ -43,7 +43,10 @@ pub(crate) fn choose(pin: CorePin) -> Result<Option<usize>, PinError> {
             Ok(Some(cores[cores.len() - 1 - k % cores.len()]))
         }
         CorePin::Core(id) if cores.contains(&id) => Ok(Some(id)),
-        CorePin::Core(id) => Err(PinError { core: id, available: cores.to_vec() }),
+        CorePin::Core(id) => Err(PinError {
+            core: id,
+            available: cores.to_vec(),
+        }),
     }
 }
 
@@ -52,7 +55,10 @@ pub(crate) fn pin_current(core: usize) -> Result<(), PinError> {
     if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         Ok(())
     } else {
-        Err(PinError { core, available: available_cores().to_vec() })
+        Err(PinError {
+            core,
+            available: available_cores().to_vec(),
+        })
     }
 }
 
@@ -67,7 +73,11 @@ pub struct PinError {
 
 impl std::fmt::Display for PinError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot pin the core thread to core {}: available cores are {:?}", self.core, self.available)
+        write!(
+            f,
+            "cannot pin the core thread to core {}: available cores are {:?}",
+            self.core, self.available
+        )
     }
 }
 

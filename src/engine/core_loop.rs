@@ -35,7 +35,12 @@ pub(crate) struct Port {
 
 impl Port {
     pub(crate) fn new(consumer: rtrb::Consumer<Request>, slots: Arc<SlotBlock>) -> Port {
-        Port { consumer, slots, staged: 0, published: 0 }
+        Port {
+            consumer,
+            slots,
+            staged: 0,
+            published: 0,
+        }
     }
 }
 
@@ -82,7 +87,10 @@ impl PendingGroups {
         let at = self.head;
         self.head = (self.head + 1) % self.seqs.len();
         self.len -= 1;
-        Some((self.seqs[at], &self.marks[at * self.ports_len..(at + 1) * self.ports_len]))
+        Some((
+            self.seqs[at],
+            &self.marks[at * self.ports_len..(at + 1) * self.ports_len],
+        ))
     }
 }
 
@@ -187,7 +195,9 @@ impl<J: Journal> Core<J> {
         }
         while self.pending.len == 0 || self.ports.iter().any(Option::is_none) {
             let Some(free) = self.free_port() else { break };
-            let Some(port) = self.shared.registrations.pop() else { break };
+            let Some(port) = self.shared.registrations.pop() else {
+                break;
+            };
             self.ports[free] = Some(port);
             accepted = true;
         }
@@ -212,7 +222,12 @@ impl<J: Journal> Core<J> {
             Control::State { reply } => {
                 let _ = reply.send(self.pool.state());
             }
-            Control::Update { id, quantity, weight, reply } => {
+            Control::Update {
+                id,
+                quantity,
+                weight,
+                reply,
+            } => {
                 if let Err(e) = self.update(&id, quantity, weight, reply.clone()) {
                     let _ = reply.send(Err(EngineError::Failed(e.to_string())));
                     return Err(e);
@@ -233,7 +248,8 @@ impl<J: Journal> Core<J> {
         if self.group_open {
             self.commit()?;
         }
-        self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool)?;
+        self.journal
+            .reserve(Space::Update { id_len: id.len() }, &self.pool)?;
         match self.pool.update(id, quantity, weight) {
             Err(e) => {
                 let _ = reply.send(Err(EngineError::Update(e)));
@@ -327,13 +343,20 @@ impl<J: Journal> Core<J> {
             }
         }
         let group = self.journal.commit(self.pool.last_request_id())?;
-        assert!(group > self.last_group, "group={group:?} last={:?}", self.last_group);
+        assert!(
+            group > self.last_group,
+            "group={group:?} last={:?}",
+            self.last_group
+        );
         self.last_group = group;
         self.pending.push(group, &self.ports);
         self.group_open = false;
         self.group_draws = 0;
         // Relaxed: an observer's counter.
-        self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .groups_committed
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -362,7 +385,10 @@ impl<J: Journal> Core<J> {
         }
         if published {
             // Relaxed: an observer's counter.
-            self.shared.stats.draws_acknowledged.store(self.acknowledged, Ordering::Relaxed);
+            self.shared
+                .stats
+                .draws_acknowledged
+                .store(self.acknowledged, Ordering::Relaxed);
         }
         Ok(published)
     }
@@ -381,7 +407,11 @@ impl<J: Journal> Core<J> {
         // `core_sleeping` and unparks this thread.
         self.shared.core_sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let work = self.ports.iter().flatten().any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
+        let work = self
+            .ports
+            .iter()
+            .flatten()
+            .any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
             || !self.shared.control.is_empty()
             || !self.shared.registrations.is_empty();
         if !work {
@@ -418,10 +448,15 @@ impl<J: Journal> Core<J> {
     /// The journal failed: every request staged but not durable gets an error, and the
     /// engine stops (SPEC §2.9).
     fn fail(&mut self, error: &JournalError) {
-        *self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+        *self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
         for port in self.ports.iter_mut().flatten() {
             for seq in port.published..port.staged {
-                port.slots.write(seq, crate::pool::RequestId(0), Completion::Failed);
+                port.slots
+                    .write(seq, crate::pool::RequestId(0), Completion::Failed);
             }
             port.published = port.staged;
             port.slots.publish(port.staged);

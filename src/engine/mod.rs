@@ -102,7 +102,9 @@ impl fmt::Display for EngineError {
                 write!(f, "too many clients: at most {clients_max} at once")
             }
             EngineError::ShuttingDown => f.write_str("the engine is shutting down"),
-            EngineError::Failed(reason) => write!(f, "the engine stopped after a failure: {reason}"),
+            EngineError::Failed(reason) => {
+                write!(f, "the engine stopped after a failure: {reason}")
+            }
             EngineError::Update(e) => write!(f, "update refused: {e}"),
             EngineError::Spawn(e) => write!(f, "cannot start the core thread: {e}"),
             EngineError::Config(reason) => write!(f, "bad engine configuration: {reason}"),
@@ -174,7 +176,10 @@ impl Shared {
     }
 
     pub(crate) fn is_failed(&self) -> bool {
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     fn push_control(&self, mut cmd: Control) -> Result<(), EngineError> {
@@ -196,7 +201,12 @@ impl Shared {
     }
 
     fn stopped_error(&self) -> EngineError {
-        match self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
             Some(reason) => EngineError::Failed(reason),
             None => EngineError::ShuttingDown,
         }
@@ -215,7 +225,9 @@ pub struct Engine {
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine").field("core", &self.core_id).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("core", &self.core_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -258,7 +270,12 @@ impl Engine {
             })
             .map_err(EngineError::Spawn)?;
         let _ = shared.core_thread.set(thread.thread().clone());
-        let mut engine = Engine { shared, thread: Some(thread), config, core_id };
+        let mut engine = Engine {
+            shared,
+            thread: Some(thread),
+            config,
+            core_id,
+        };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(engine),
             Ok(Err(e)) => {
@@ -281,12 +298,16 @@ impl Engine {
         // Relaxed: a counter bounding registrations; the queue publishes the port itself.
         if self.shared.clients.fetch_add(1, Ordering::Relaxed) >= max {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
-            return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
+            return Err(EngineError::TooManyClients {
+                clients_max: self.config.clients_max,
+            });
         }
         let (client, port) = client::pair(Arc::clone(&self.shared), self.config.ring_capacity);
         if self.shared.registrations.push(port).is_err() {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
-            return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
+            return Err(EngineError::TooManyClients {
+                clients_max: self.config.clients_max,
+            });
         }
         self.shared.notify();
         Ok(client)
@@ -304,8 +325,14 @@ impl Engine {
         weight: Option<u32>,
     ) -> Result<ItemState, EngineError> {
         let (reply, rx) = mpsc::channel();
-        self.shared.push_control(Control::Update { id: id.to_owned(), quantity, weight, reply })?;
-        rx.recv().unwrap_or_else(|_| Err(self.shared.stopped_error()))
+        self.shared.push_control(Control::Update {
+            id: id.to_owned(),
+            quantity,
+            weight,
+            reply,
+        })?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(self.shared.stopped_error()))
     }
 
     /// A copy of the pool's current state (it may include draws not yet durable).
@@ -333,7 +360,11 @@ impl Engine {
     /// Why the engine failed, if it did.
     #[must_use]
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops intake, answers every request in flight, commits, closes the journal (final

@@ -32,7 +32,11 @@ impl Selector {
             }
         }
         let total = stored.iter().sum();
-        Selector { tree, weights: stored, total }
+        Selector {
+            tree,
+            weights: stored,
+            total,
+        }
     }
 
     /// Number of positions the tree can hold without growing.
