@@ -1,4 +1,4 @@
-//! The `rewardpool` command line.
+//! The `rewardpool` command line: parse, run, exit code. Everything else is in `cli`.
 
 use mimalloc::MiMalloc;
 
@@ -6,5 +6,5 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    rewardpool::cli::main()
 }

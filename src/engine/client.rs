@@ -38,6 +38,9 @@ pub enum DrawError {
     Failed,
     /// This ticket's outcome was already taken (by `drain`).
     AlreadyTaken,
+    /// Not served: the disk is full and the log cannot open its next segment. The engine
+    /// goes on and serves draws again once space returns.
+    NoSpace,
 }
 
 impl fmt::Display for DrawError {
@@ -47,6 +50,7 @@ impl fmt::Display for DrawError {
             DrawError::ShuttingDown => "the engine is shutting down",
             DrawError::Failed => "the engine failed; the draw was not acknowledged",
             DrawError::AlreadyTaken => "this ticket's outcome was already taken",
+            DrawError::NoSpace => "the log's disk is full; the draw was not served",
         })
     }
 }
@@ -281,5 +285,6 @@ fn to_result(request_id: RequestId, completion: Completion) -> Result<Outcome, D
         }),
         Completion::Stopped => Err(DrawError::ShuttingDown),
         Completion::Failed => Err(DrawError::Failed),
+        Completion::Rejected => Err(DrawError::NoSpace),
     }
 }

@@ -248,8 +248,13 @@ impl<J: Journal> Core<J> {
         if self.group_open {
             self.commit()?;
         }
-        self.journal
-            .reserve(Space::Update { id_len: id.len() }, &self.pool)?;
+        if let Err(e) = self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool) {
+            if let JournalError::NoSpace { .. } = e {
+                let _ = reply.send(Err(EngineError::NoSpace(e.to_string())));
+                return Ok(());
+            }
+            return Err(e);
+        }
         match self.pool.update(id, quantity, weight) {
             Err(e) => {
                 let _ = reply.send(Err(EngineError::Update(e)));
@@ -297,8 +302,16 @@ impl<J: Journal> Core<J> {
                 // Between groups: the journal may rotate before the batch (with the pool as
                 // it is before these draws).
                 let draws = self.flush_after_n_draw as usize;
-                self.journal.reserve(Space::Draws(draws), &self.pool)?;
-                self.open_group();
+                match self.journal.reserve(Space::Draws(draws), &self.pool) {
+                    Ok(()) => self.open_group(),
+                    Err(JournalError::NoSpace { .. }) => {
+                        // Disk full: refuse these draws without drawing; retry next pass.
+                        served += n;
+                        self.reject_batch(i, n)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             served += n;
             self.serve_batch(i, n)?;
@@ -323,6 +336,24 @@ impl<J: Journal> Core<J> {
             port.staged += 1;
         }
         self.group_draws += n as u32;
+        Ok(())
+    }
+
+    /// Answers `n` requests of a port with `Rejected`, in order with its earlier requests:
+    /// they are published when the last committed group is durable.
+    fn reject_batch(&mut self, port: usize, n: usize) -> Result<(), JournalError> {
+        let p = self.ports[port].as_mut().expect("caller checked the port");
+        let chunk = p.consumer.read_chunk(n).expect("n <= slots()");
+        for request in chunk {
+            p.slots.write(request.seq, crate::pool::RequestId(0), Completion::Rejected);
+            p.staged += 1;
+        }
+        while self.pending.is_full() {
+            if !self.publish()? {
+                std::thread::yield_now();
+            }
+        }
+        self.pending.push(self.last_group, &self.ports);
         Ok(())
     }
 

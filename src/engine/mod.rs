@@ -92,6 +92,8 @@ pub enum EngineError {
     Spawn(std::io::Error),
     /// A configuration bound is out of range.
     Config(String),
+    /// The log's disk is full; the update was not applied (the engine goes on).
+    NoSpace(String),
 }
 
 impl fmt::Display for EngineError {
@@ -108,6 +110,7 @@ impl fmt::Display for EngineError {
             EngineError::Update(e) => write!(f, "update refused: {e}"),
             EngineError::Spawn(e) => write!(f, "cannot start the core thread: {e}"),
             EngineError::Config(reason) => write!(f, "bad engine configuration: {reason}"),
+            EngineError::NoSpace(reason) => write!(f, "update not applied: {reason}"),
         }
     }
 }

@@ -39,12 +39,15 @@ pub(crate) enum Completion {
     Stopped,
     /// The engine failed (journal error) before the request was durable.
     Failed,
+    /// Not served: the log had no space for a new segment (the engine goes on).
+    Rejected,
 }
 
 const STATUS_ITEM: u64 = 1;
 const STATUS_EMPTY: u64 = 2;
 const STATUS_STOPPED: u64 = 3;
 const STATUS_FAILED: u64 = 4;
+const STATUS_REJECTED: u64 = 5;
 
 impl Completion {
     fn encode(self) -> u64 {
@@ -53,6 +56,7 @@ impl Completion {
             Completion::Empty => STATUS_EMPTY << 32,
             Completion::Stopped => STATUS_STOPPED << 32,
             Completion::Failed => STATUS_FAILED << 32,
+            Completion::Rejected => STATUS_REJECTED << 32,
         }
     }
 
@@ -61,6 +65,7 @@ impl Completion {
             STATUS_ITEM => Completion::Item(ItemIndex(word as u32)),
             STATUS_EMPTY => Completion::Empty,
             STATUS_STOPPED => Completion::Stopped,
+            STATUS_REJECTED => Completion::Rejected,
             _ => Completion::Failed,
         }
     }
@@ -206,6 +211,7 @@ mod tests {
             Completion::Empty,
             Completion::Stopped,
             Completion::Failed,
+            Completion::Rejected,
         ] {
             assert_eq!(Completion::decode(c.encode()), c);
         }

@@ -44,6 +44,12 @@ pub enum JournalError {
     },
     /// A previous I/O error poisoned the journal; restart and recover.
     PreviousIo,
+    /// The next segment cannot be created because the disk is full. Not final: the engine
+    /// rejects draws with an error until space returns, and nothing acknowledged is lost.
+    NoSpace {
+        /// What was being created.
+        context: String,
+    },
     /// The test journal failed on purpose.
     Injected,
     /// Any other reason, in one sentence.
@@ -55,6 +61,7 @@ impl fmt::Display for JournalError {
         match self {
             JournalError::Io { context, source } => write!(f, "{context}: {source}"),
             JournalError::PreviousIo => write!(f, "an earlier log I/O error stopped the journal"),
+            JournalError::NoSpace { context } => write!(f, "{context}: no space left on the device"),
             JournalError::Injected => write!(f, "injected journal failure"),
             JournalError::Other(reason) => f.write_str(reason),
         }

@@ -329,6 +329,26 @@ impl Pool {
         Ok((index, self.item(index)))
     }
 
+    /// Applies an update read back from the log: the item at `index` (or a new item when
+    /// `index` is the next free one) gets exactly this state.
+    ///
+    /// # Errors
+    /// When `index` skips ahead, or names an item with another id.
+    pub fn replay_update(&mut self, index: ItemIndex, item: &ItemState) -> Result<(), PoolError> {
+        let i = index.0 as usize;
+        if i == self.ids.len() {
+            self.add(&item.id, item.quantity, item.weight)?;
+            return Ok(());
+        }
+        match self.ids.get(i) {
+            Some(id) if *id == item.id => {
+                self.update(&item.id, Some(item.quantity), Some(item.weight))?;
+                Ok(())
+            }
+            _ => Err(PoolError::UnknownIndex { index: index.0 }),
+        }
+    }
+
     /// Number of items (available or not).
     #[must_use]
     pub fn len(&self) -> usize {

@@ -1,3 +1,6 @@
 //! The integration test binary: one module per concern.
 
 mod engine;
+mod cli;
+mod config;
+mod recovery;

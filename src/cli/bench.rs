@@ -1,0 +1,635 @@
+//! `rewardpool bench`: end-to-end in-process benchmark.
+//!
+//! P producer threads, each with its own [`Client`], submit draws with `try_draw` and collect
+//! them with `drain`, keeping up to `--window` in flight (closed loop), or following an
+//! intended send schedule (`--rate`, open loop). A draw's latency is the time from its send
+//! (open loop: its *intended* send, so a stall is charged to every request it delayed, the
+//! coordinated-omission correction) to the producer observing its acknowledgement. Each
+//! producer records into its own HDR histogram, created with fixed bounds so recording never
+//! allocates; they are merged at the end.
+//!
+//! Cost of the measurement itself (MEASURED.md): `Instant::now()` ~34 ns, read once per
+//! submitted draw and once per non-empty drain batch.
+//!
+//! The same run measures a baseline: one thread calling `Pool::draw` in a loop over the same
+//! catalog (no rings, no log), so the ratio between the two is what the engine costs.
+//!
+//! It never hangs: producers stop when the engine stops (drain then delivers every request
+//! with an error), and a watchdog aborts the run after `STALL_LIMIT` without progress.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::args::{BenchArgs, DurabilityArg, GlobalArgs};
+use super::output::Out;
+use super::pool_cmd::open_failure;
+use super::{load_config, CmdResult, Failure};
+use crate::config::Config;
+use crate::engine::{available_cores, Client, CorePin, DrawError, EngineConfig};
+use crate::pool::{ItemSpec, Pool, Quantity, Rng};
+use crate::store::{self, Durability, WalOptions};
+
+/// Histogram bounds: 1 ns to 10 s, 3 significant digits (STYLE §2.8).
+const HIST_LOW: u64 = 1;
+const HIST_HIGH: u64 = 10_000_000_000;
+/// A run that makes no progress for this long is aborted (an engine bug, not a slow disk).
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// The progress line appears only for runs longer than this, and only on a terminal.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+/// Spins on an empty drain before yielding the CPU.
+const IDLE_SPINS: u32 = 64;
+/// Most producers: the engine's default `clients_max`.
+const PRODUCERS_MAX: usize = 64;
+/// Most items (a sane bound for a benchmark catalog).
+const ITEMS_MAX: u32 = 1 << 24;
+
+/// The JSON report: exactly these keys, in this order (SPEC §7).
+#[derive(Debug, Serialize)]
+struct Report {
+    draws: u64,
+    seconds: f64,
+    draws_per_sec: f64,
+    latency_ns: Latency,
+    baseline_draws_per_sec: f64,
+    producers: usize,
+    items: u32,
+    durability: String,
+    group: u32,
+    window: usize,
+    rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+/// What one producer did.
+struct ProducerResult {
+    hist: Histogram<u64>,
+    start: Instant,
+    end: Instant,
+    acknowledged: u64,
+    error: Option<DrawError>,
+}
+
+/// Parameters shared by every producer.
+#[derive(Clone, Copy)]
+struct Plan {
+    window: u64,
+    /// Open loop: nanoseconds between intended sends of one producer.
+    interval: Option<f64>,
+}
+
+pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
+    check_args(args)?;
+    let config = load_config(global)?;
+    let durability = match args.durability {
+        DurabilityArg::Memory => Durability::Memory,
+        DurabilityArg::Buffered => Durability::Buffered,
+        DurabilityArg::Sync => Durability::Sync,
+    };
+    let catalog: Vec<ItemSpec> = (1..=args.items)
+        .map(|w| ItemSpec {
+            id: format!("item{w}"),
+            quantity: Quantity::Unlimited,
+            weight: w,
+        })
+        .collect();
+
+    // Read the core list before any thread is pinned (MEASURED.md: core_affinity lists only
+    // the calling thread's mask).
+    let cores = available_cores().to_vec();
+    let dir = BenchDir::create(global, durability)?;
+    let wal = WalOptions {
+        dir: dir.path().to_owned(),
+        durability,
+        ..config.wal_options()
+    };
+    let engine_config = EngineConfig {
+        flush_after_n_draw: args.group,
+        ring_capacity: args.window.max(1),
+        core: CorePin::Auto,
+        clients_max: PRODUCERS_MAX,
+        ..Config::default().engine_config()
+    };
+    let engine = store::open_engine(&catalog, &wal, engine_config, args.seed)
+        .map_err(|e| open_failure(e, &config))?;
+    let producer_cores: Vec<usize> = cores
+        .iter()
+        .copied()
+        .filter(|c| Some(*c) != engine.core_id())
+        .collect();
+
+    let mut clients = Vec::with_capacity(args.producers);
+    for _ in 0..args.producers {
+        clients.push(engine.client().map_err(|e| {
+            Failure::failed(anyhow::Error::new(e).context("cannot register a producer"))
+        })?);
+    }
+    let window = u64::try_from(args.window).unwrap_or(u64::MAX);
+    let plan = Plan {
+        window: window.min(clients[0].capacity() as u64),
+        interval: args.rate.map(|r| args.producers as f64 * 1e9 / r),
+    };
+
+    let progress: Arc<Vec<CachePadded<AtomicU64>>> = Arc::new(
+        (0..args.producers)
+            .map(|_| CachePadded::new(AtomicU64::new(0)))
+            .collect(),
+    );
+    let abort = Arc::new(AtomicBool::new(false));
+    // A start flag rather than a Barrier: a producer that fails to spawn must not leave the
+    // others waiting forever.
+    let go = Arc::new(AtomicBool::new(false));
+    let per = args.draws / args.producers as u64;
+    let extra = args.draws % args.producers as u64;
+
+    let mut handles = Vec::with_capacity(args.producers);
+    for (i, client) in clients.into_iter().enumerate() {
+        let draws = per + u64::from((i as u64) < extra);
+        let core = (!producer_cores.is_empty()).then(|| producer_cores[i % producer_cores.len()]);
+        let (progress, stop, go) = (Arc::clone(&progress), Arc::clone(&abort), Arc::clone(&go));
+        let handle = thread::Builder::new()
+            .name(format!("bench-producer-{i}"))
+            .spawn(move || {
+                if let Some(id) = core {
+                    // Best effort: an unpinned producer still measures, just more noisily.
+                    let _ = core_affinity::set_for_current(core_affinity::CoreId { id });
+                }
+                produce(client, draws, plan, &progress[i], &stop, &go)
+            })
+            .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot spawn a producer")));
+        match handle {
+            Ok(h) => handles.push(h),
+            Err(f) => {
+                abort.store(true, Ordering::Relaxed);
+                return Err(f);
+            }
+        }
+    }
+
+    go.store(true, Ordering::Release);
+    watch(&handles, &progress, &abort, args.draws);
+
+    let mut results = Vec::with_capacity(handles.len());
+    let mut panicked = false;
+    for h in handles {
+        match h.join() {
+            Ok(r) => results.push(r),
+            Err(_) => panicked = true,
+        }
+    }
+    let failure = engine.failure();
+    let shutdown = engine.shutdown();
+    drop(dir);
+
+    if panicked {
+        return Err(Failure::failed(anyhow!("a producer thread panicked")));
+    }
+    if abort.load(Ordering::Relaxed) {
+        return Err(Failure::failed(anyhow!(
+            "the benchmark made no progress for {} s and was aborted",
+            STALL_LIMIT.as_secs()
+        )));
+    }
+    if let Some(e) = results.iter().find_map(|r| r.error) {
+        let mut err = anyhow!("a draw failed during the benchmark: {e}");
+        if let Some(reason) = failure {
+            err = err.context(reason);
+        }
+        return Err(Failure::failed(err));
+    }
+    shutdown.map_err(|e| Failure::failed(anyhow::Error::new(e).context("engine shutdown failed")))?;
+
+    let mut hist = new_histogram();
+    for r in &results {
+        hist.add(&r.hist).map_err(|e| Failure::failed(anyhow!("cannot merge histograms: {e:?}")))?;
+    }
+    let start = results.iter().map(|r| r.start).min();
+    let end = results.iter().map(|r| r.end).max();
+    let seconds = match (start, end) {
+        (Some(s), Some(e)) => (e - s).as_secs_f64(),
+        _ => 0.0,
+    };
+    let acknowledged: u64 = results.iter().map(|r| r.acknowledged).sum();
+    let baseline = baseline(&catalog, args.draws, args.seed.unwrap_or(1));
+
+    let report = Report {
+        draws: acknowledged,
+        seconds,
+        draws_per_sec: per_sec(acknowledged, seconds),
+        latency_ns: Latency {
+            p50: hist.value_at_quantile(0.50),
+            p90: hist.value_at_quantile(0.90),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+        },
+        baseline_draws_per_sec: baseline,
+        producers: args.producers,
+        items: args.items,
+        durability: durability.to_string(),
+        group: args.group,
+        window: args.window,
+        rate: args.rate,
+    };
+
+    if let Some(path) = &args.hist_out {
+        write_hgrm(path, &hist).map_err(Failure::failed)?;
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &hist, &report).map_err(Failure::failed)?;
+    }
+    let mut out = Out::new();
+    if args.json {
+        let text = serde_json::to_string(&report).context("cannot encode the report");
+        out.line(&text.map_err(Failure::failed)?)?;
+    } else {
+        print_plain(&mut out, &report)?;
+    }
+    out.flush()
+}
+
+fn check_args(args: &BenchArgs) -> CmdResult {
+    let bad = |m: String| Err(Failure::bad_input(anyhow!(m)));
+    if args.draws == 0 {
+        return bad("--draws must be at least 1".into());
+    }
+    if args.items == 0 || args.items > ITEMS_MAX {
+        return bad(format!("--items is {}: it must be between 1 and {ITEMS_MAX}", args.items));
+    }
+    if args.producers == 0 || args.producers > PRODUCERS_MAX {
+        return bad(format!(
+            "--producers is {}: it must be between 1 and {PRODUCERS_MAX}",
+            args.producers
+        ));
+    }
+    if args.window == 0 || args.window > 1 << 20 {
+        return bad(format!("--window is {}: it must be between 1 and 1048576", args.window));
+    }
+    if args.group == 0 || args.group > 1 << 20 {
+        return bad(format!("--group is {}: it must be between 1 and 1048576", args.group));
+    }
+    if let Some(r) = args.rate {
+        if !r.is_finite() || r <= 0.0 {
+            return bad(format!("--rate is {r}: it must be a positive number of draws/s"));
+        }
+    }
+    Ok(())
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts.
+    Histogram::new_with_bounds(HIST_LOW, HIST_HIGH, 3).unwrap_or_else(|_| unreachable!())
+}
+
+fn per_sec(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// One producer: keeps up to `plan.window` draws in flight (closed loop) or sends on the
+/// intended schedule (open loop), and records each draw's latency.
+fn produce(
+    mut client: Client,
+    draws: u64,
+    plan: Plan,
+    progress: &AtomicU64,
+    abort: &AtomicBool,
+    go: &AtomicBool,
+) -> ProducerResult {
+    let mut hist = new_histogram();
+    // Send time of each request in flight, indexed by ticket id modulo the client capacity.
+    let cap = client.capacity();
+    let mask = cap as u64 - 1;
+    let mut sent_at: Vec<Instant> = vec![Instant::now(); cap];
+    let (mut sent, mut done) = (0_u64, 0_u64);
+    let mut error = None;
+    let mut idle = 0_u32;
+
+    while !go.load(Ordering::Acquire) && !abort.load(Ordering::Relaxed) {
+        thread::yield_now();
+    }
+    let start = Instant::now();
+    while done < draws && error.is_none() {
+        // Submit.
+        let mut pushed = false;
+        while sent < draws && sent - done < plan.window {
+            let send_time = match plan.interval {
+                None => Instant::now(),
+                Some(interval_ns) => {
+                    // f64: a fractional interval must not drift over millions of sends.
+                    let intended = start + Duration::from_nanos((sent as f64 * interval_ns) as u64);
+                    if Instant::now() < intended {
+                        break;
+                    }
+                    intended
+                }
+            };
+            match client.try_draw() {
+                Ok(ticket) => {
+                    sent_at[(ticket.id() & mask) as usize] = send_time;
+                    sent += 1;
+                    pushed = true;
+                }
+                Err(DrawError::Full) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if pushed {
+            client.flush();
+        }
+        // Collect: one clock read per non-empty batch, taken after drain has read the
+        // completion counter, so every delivered outcome completed before it.
+        let mut now: Option<Instant> = None;
+        let delivered = client.drain(|seq, result| match result {
+            Ok(_) => {
+                let t = *now.get_or_insert_with(Instant::now);
+                let ns = t.saturating_duration_since(sent_at[(seq & mask) as usize]).as_nanos();
+                hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
+                done += 1;
+            }
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        });
+        if delivered > 0 {
+            progress.store(done, Ordering::Relaxed);
+            idle = 0;
+        } else {
+            if abort.load(Ordering::Relaxed) {
+                break;
+            }
+            idle += 1;
+            if idle < IDLE_SPINS {
+                std::hint::spin_loop();
+            } else {
+                thread::yield_now();
+            }
+        }
+    }
+    ProducerResult {
+        hist,
+        start,
+        end: Instant::now(),
+        acknowledged: done,
+        error,
+    }
+}
+
+/// Waits for the producers, showing a progress line on a terminal for long runs, and aborts
+/// the run when it stalls.
+fn watch(
+    handles: &[thread::JoinHandle<ProducerResult>],
+    progress: &[CachePadded<AtomicU64>],
+    abort: &AtomicBool,
+    total: u64,
+) {
+    use std::io::IsTerminal as _;
+    let started = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let (mut last, mut last_change) = (0_u64, Instant::now());
+    while !handles.iter().all(thread::JoinHandle::is_finished) {
+        thread::sleep(Duration::from_millis(50));
+        let done: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+        if done != last {
+            last = done;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > STALL_LIMIT {
+            abort.store(true, Ordering::Relaxed);
+        }
+        if terminal && bar.is_none() && started.elapsed() > PROGRESS_AFTER {
+            let b = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "bench {bar:40} {pos}/{len} draws  {per_sec}  eta {eta}",
+            ) {
+                b.set_style(style);
+            }
+            bar = Some(b);
+        }
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+/// `draws` calls of `Pool::draw` in one thread over the same catalog: no rings, no log.
+fn baseline(catalog: &[ItemSpec], draws: u64, seed: u64) -> f64 {
+    let Ok(mut pool) = Pool::new(catalog, Rng::from_seed(seed)) else {
+        return 0.0;
+    };
+    let start = Instant::now();
+    for _ in 0..draws {
+        std::hint::black_box(pool.draw());
+    }
+    per_sec(draws, start.elapsed().as_secs_f64())
+}
+
+/// The log directory of a durable run: a fresh directory under `--data-dir` (default
+/// `./bench-data`), removed when dropped. Memory runs get none.
+struct BenchDir {
+    path: PathBuf,
+    created: bool,
+    /// The parent, when this run created it (then removed too, if empty).
+    created_parent: Option<PathBuf>,
+}
+
+impl BenchDir {
+    fn create(global: &GlobalArgs, durability: Durability) -> Result<BenchDir, Failure> {
+        let base = global
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bench-data"));
+        let name = format!(
+            "run-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let path = base.join(name);
+        if durability == Durability::Memory {
+            return Ok(BenchDir {
+                path,
+                created: false,
+                created_parent: None,
+            });
+        }
+        let created_parent = (!base.exists()).then(|| base.clone());
+        fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create the benchmark directory {}", path.display()))
+            .map_err(Failure::bad_input)?;
+        Ok(BenchDir {
+            path,
+            created: true,
+            created_parent,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for BenchDir {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+        if let Some(parent) = &self.created_parent {
+            // Only if empty: another run may be using it.
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+/// Writes the percentile distribution like HdrHistogram's `.hgrm` output (values in µs).
+fn write_hgrm(path: &Path, hist: &Histogram<u64>) -> anyhow::Result<()> {
+    let mut text = Vec::new();
+    writeln!(text, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
+    let mut total = 0_u64;
+    for v in hist.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let value_us = v.value_iterated_to() as f64 / 1000.0;
+        if q < 1.0 {
+            writeln!(text, "{value_us:>12.3} {q:>14.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q))?;
+        } else {
+            writeln!(text, "{value_us:>12.3} {q:>14.12} {total:>10}")?;
+        }
+    }
+    writeln!(
+        text,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        hist.mean() / 1000.0,
+        hist.stdev() / 1000.0
+    )?;
+    writeln!(
+        text,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        hist.max() as f64 / 1000.0,
+        hist.len()
+    )?;
+    writeln!(text, "#[Values in microseconds; latency from send to acknowledgement]")?;
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Latency (µs, log scale) against percentile, x axis 1/(1-p) on a log scale.
+fn plot(path: &Path, hist: &Histogram<u64>, report: &Report) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+
+    let points: Vec<(f64, f64)> = hist
+        .iter_quantiles(5)
+        .filter(|v| v.quantile_iterated_to() < 1.0)
+        .map(|v| {
+            (
+                1.0 / (1.0 - v.quantile_iterated_to()),
+                (v.value_iterated_to().max(1) as f64) / 1000.0,
+            )
+        })
+        .collect();
+    let x_max = points.iter().map(|p| p.0).fold(10.0_f64, f64::max) * 1.5;
+    let y_max = (hist.max().max(1) as f64 / 1000.0) * 1.5;
+    let y_min = (hist.min().max(1) as f64 / 1000.0) / 1.5;
+
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
+        root.fill(&WHITE)?;
+        let caption = format!(
+            "rewardpool bench: {} producer(s), {} items, {}, group {}, window {}{}",
+            report.producers,
+            report.items,
+            report.durability,
+            report.group,
+            report.window,
+            report.rate.map(|r| format!(", rate {r:.0}/s")).unwrap_or_default()
+        );
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((1.0..x_max).log_scale(), (y_min..y_max).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("latency (µs)")
+            .x_label_formatter(&|x| {
+                let p = 100.0 * (1.0 - 1.0 / x);
+                format!("{p:.4}%").trim_end_matches('0').trim_end_matches('.').to_owned() + ""
+            })
+            .draw()?;
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), &BLUE))?
+            .label(format!("{:.2} M draws/s", report.draws_per_sec / 1e6))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow!("cannot draw the plot {}: {e}", path.display()))
+}
+
+fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
+    let us = |ns: u64| format!("{:.1} µs", ns as f64 / 1000.0);
+    let mode = match r.rate {
+        Some(rate) => format!("open loop at {rate:.0} draws/s"),
+        None => "closed loop".to_owned(),
+    };
+    out.line(&format!(
+        "rewardpool bench: {} draws, {} producer(s), {} items, durability {}, group {}, window {}, {mode}",
+        r.draws, r.producers, r.items, r.durability, r.group, r.window
+    ))?;
+    out.line(&format!(
+        "throughput  {:.2} M draws/s  ({:.3} s)",
+        r.draws_per_sec / 1e6,
+        r.seconds
+    ))?;
+    let l = &r.latency_ns;
+    out.line(&format!(
+        "latency     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        us(l.p50),
+        us(l.p90),
+        us(l.p99),
+        us(l.p999),
+        us(l.max)
+    ))?;
+    out.line(&format!(
+        "baseline    {:.2} M draws/s  (Pool::draw in one thread: no rings, no log; same run)",
+        r.baseline_draws_per_sec / 1e6
+    ))?;
+    Ok(())
+}

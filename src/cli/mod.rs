@@ -1,0 +1,102 @@
+//! The `rewardpool` command line: raw arguments (`args`) → a validated [`Config`] → one
+//! function per subcommand, each in its own file. `main.rs` only calls [`main`].
+//!
+//! Errors: every command returns [`Failure`], which fixes the exit code (0 success, 1 a
+//! failed check or run, 2 bad input) and prints one sentence plus context lines to stderr. A
+//! closed stdout (`rewardpool wal dump | head`) ends the command quietly with success.
+
+mod args;
+mod bench;
+mod output;
+mod pool_cmd;
+mod service;
+mod wal_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+use args::{Command, GlobalArgs};
+
+use crate::config::Config;
+
+/// Parses the process arguments, runs the command, and returns its exit code.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" with exit code 0; usage errors exit 2.
+            let code = e.exit_code();
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
+    run(cli)
+}
+
+/// Runs a parsed command line and returns its exit code.
+#[must_use]
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run => service::run(&cli.global),
+        Command::Tui => service::tui(&cli.global),
+        Command::Draw(a) => pool_cmd::draw(&cli.global, &a),
+        Command::State(a) => pool_cmd::state(&cli.global, &a),
+        Command::Update(a) => pool_cmd::update(&cli.global, &a),
+        Command::Wal(w) => wal_cmd::run(&cli.global, &w),
+        Command::Bench(a) => bench::run(&cli.global, &a),
+    };
+    match result {
+        Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
+        Err(Failure::CheckFailed(e)) => report(&e, 1),
+        Err(Failure::BadInput(e)) => report(&e, 2),
+    }
+}
+
+fn report(e: &anyhow::Error, code: u8) -> ExitCode {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {e}");
+    for cause in e.chain().skip(1) {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+    ExitCode::from(code)
+}
+
+/// How a command ended when it did not succeed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A check failed, or the run itself failed (exit 1).
+    CheckFailed(anyhow::Error),
+    /// Bad configuration, arguments or a log that refuses to open (exit 2).
+    BadInput(anyhow::Error),
+    /// Whoever read our stdout went away: success, quietly.
+    StdoutClosed,
+}
+
+impl Failure {
+    pub(crate) fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
+        Failure::BadInput(e.into())
+    }
+
+    pub(crate) fn failed(e: impl Into<anyhow::Error>) -> Failure {
+        Failure::CheckFailed(e.into())
+    }
+}
+
+pub(crate) type CmdResult = Result<(), Failure>;
+
+/// The configuration the command runs with: `--config` or the built-in one, with
+/// `--data-dir` overriding `working_dir`.
+pub(crate) fn load_config(global: &GlobalArgs) -> Result<Config, Failure> {
+    let mut config = match &global.config {
+        Some(path) => Config::load(path).map_err(Failure::bad_input)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &global.data_dir {
+        config.working_dir.clone_from(dir);
+    }
+    Ok(config)
+}

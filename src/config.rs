@@ -1,0 +1,923 @@
+//! The YAML configuration (SPEC §6): parsing, validation and conversion into the library's
+//! types.
+//!
+//! ```yaml
+//! working_dir: "data"
+//! pool:
+//!   catalog:
+//!     - { item_id: "diamond", quantity: 100, probability: 10 }
+//!     - { item_id: "mud",     quantity: -1,  probability: 70 }
+//! wal:
+//!   max_file_size_kb: 512          # segment size
+//!   max_request_buffer_size: 512   # ring capacity per client
+//!   formatter: "string_line"       # accepted for compatibility; frames are always binary
+//!   flush_after_n_draw: 200        # max draws per group commit
+//!   durability: sync               # memory | buffered | sync
+//!   max_commit_delay_us: 200
+//! grpc:
+//!   enabled: false
+//!   listen_address: "127.0.0.1:50051"
+//! ```
+//!
+//! Loading runs in three steps, each with its own errors:
+//! 1. read the file, and parse it as YAML (`NotYaml`, `Empty`, `Read`);
+//! 2. deserialize into typed structs with unknown keys refused, so a misspelt key is an error
+//!    rather than a silently ignored line (`Structure`, `NotAnInteger`: serde_norway reports the
+//!    path and the line);
+//! 3. check every rule serde cannot express (empty catalog, duplicate ids, ranges).
+//!
+//! The parser is serde_norway, a maintained fork of the archived serde_yaml with the same API
+//! and line/column in its errors.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::engine::EngineConfig;
+use crate::pool::{ItemSpec, Quantity};
+use crate::store::{Durability, WalOptions};
+
+/// Smallest segment: the header, a snapshot marker and some frames must fit.
+pub const MAX_FILE_SIZE_KB_MIN: u64 = 16;
+/// Largest segment (4 GiB): segments are memory-mapped and preallocated.
+pub const MAX_FILE_SIZE_KB_MAX: u64 = 4 << 20;
+/// Largest ring per client (the engine's own bound).
+pub const MAX_REQUEST_BUFFER_SIZE_MAX: u64 = 1 << 20;
+/// Largest group commit.
+pub const FLUSH_AFTER_N_DRAW_MAX: u64 = 1 << 20;
+/// Longest commit delay (1 s): beyond this, callers would wait visibly.
+pub const MAX_COMMIT_DELAY_US_MAX: u64 = 1_000_000;
+
+/// Default segment size when `wal.max_file_size_kb` is absent (64 MiB).
+pub const DEFAULT_MAX_FILE_SIZE_KB: u64 = 64 << 10;
+/// Default ring capacity per client.
+pub const DEFAULT_MAX_REQUEST_BUFFER_SIZE: u64 = 512;
+/// Default group size.
+pub const DEFAULT_FLUSH_AFTER_N_DRAW: u64 = 200;
+/// Default commit delay.
+pub const DEFAULT_MAX_COMMIT_DELAY_US: u64 = 200;
+
+/// `wal.formatter` values the Go service knew; all are accepted and ignored (frames are binary).
+const FORMATTERS: [&str; 4] = ["string_line", "json", "jsonl", "binary"];
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The data directory (`working_dir`).
+    pub working_dir: PathBuf,
+    /// The catalog, in file order.
+    pub catalog: Vec<CatalogItem>,
+    /// `wal` section.
+    pub wal: WalConfig,
+    /// `grpc` section.
+    pub grpc: GrpcConfig,
+}
+
+/// One catalog entry, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogItem {
+    /// Unique, non-empty id.
+    pub item_id: String,
+    /// Starting quantity; `-1` = unlimited.
+    pub quantity: i64,
+    /// Integer weight (`probability` in the file, `weight` accepted).
+    pub weight: u32,
+}
+
+/// `wal` section, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalConfig {
+    /// Segment size in KiB.
+    pub max_file_size_kb: u64,
+    /// Ring capacity per client.
+    pub max_request_buffer_size: u64,
+    /// Accepted for compatibility with the Go service; frames are always binary.
+    pub formatter: String,
+    /// Most draws in one group commit.
+    pub flush_after_n_draw: u64,
+    /// When outcomes are acknowledged.
+    pub durability: Durability,
+    /// Longest time a group stays open after its first draw, in microseconds.
+    pub max_commit_delay_us: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> WalConfig {
+        WalConfig {
+            max_file_size_kb: DEFAULT_MAX_FILE_SIZE_KB,
+            max_request_buffer_size: DEFAULT_MAX_REQUEST_BUFFER_SIZE,
+            formatter: "string_line".to_owned(),
+            flush_after_n_draw: DEFAULT_FLUSH_AFTER_N_DRAW,
+            durability: Durability::Sync,
+            max_commit_delay_us: DEFAULT_MAX_COMMIT_DELAY_US,
+        }
+    }
+}
+
+/// `grpc` section (the service is a later issue; the section is parsed and kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcConfig {
+    /// Whether `run` serves gRPC.
+    pub enabled: bool,
+    /// `host:port`; an empty host (`":50051"`, Go style) means every interface.
+    pub listen_address: String,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> GrpcConfig {
+        GrpcConfig {
+            enabled: false,
+            listen_address: "127.0.0.1:50051".to_owned(),
+        }
+    }
+}
+
+impl Default for Config {
+    /// The built-in configuration: the Go sample's six items, data in `./data`.
+    fn default() -> Config {
+        let item = |id: &str, quantity: i64, weight: u32| CatalogItem {
+            item_id: id.to_owned(),
+            quantity,
+            weight,
+        };
+        Config {
+            working_dir: PathBuf::from("data"),
+            catalog: vec![
+                item("diamond", 100, 10),
+                item("gold", 1_000, 20),
+                item("silver", 10_000, 30),
+                item("rock", 100_000, 40),
+                item("mud", -1, 70),
+                item("log", -1, 50),
+            ],
+            wal: WalConfig::default(),
+            grpc: GrpcConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    ///
+    /// # Errors
+    /// A missing or unreadable file, or any [`ConfigErrorKind`]; the error names the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            line: None,
+            kind: ConfigErrorKind::Read(e.to_string()),
+        })?;
+        Config::from_yaml_str(&text).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses and validates YAML text.
+    ///
+    /// # Errors
+    /// Any [`ConfigErrorKind`] but `Read`.
+    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigError> {
+        let value: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| ConfigError::from_yaml(&e, |m| {
+                ConfigErrorKind::NotYaml(m)
+            }))?;
+        match &value {
+            serde_norway::Value::Null => return Err(ConfigErrorKind::Empty.into()),
+            serde_norway::Value::Mapping(map) => {
+                if !map.contains_key("pool") {
+                    return Err(ConfigErrorKind::MissingSection("pool").into());
+                }
+            }
+            other => {
+                return Err(ConfigErrorKind::NotYaml(format!(
+                    "expected a mapping of sections (working_dir, pool, wal, grpc), found {}",
+                    kind_of(other)
+                ))
+                .into())
+            }
+        }
+        let raw: RawConfig = serde_norway::from_str(text)
+            .map_err(|e| ConfigError::from_yaml(&e, |m| structure_error(&value, m)))?;
+        raw.validate()
+    }
+
+    /// The catalog as the library takes it.
+    #[must_use]
+    pub fn catalog(&self) -> Vec<ItemSpec> {
+        self.catalog
+            .iter()
+            .map(|item| ItemSpec {
+                id: item.item_id.clone(),
+                // Validated: quantity >= -1.
+                quantity: Quantity::from_i64(item.quantity).unwrap_or(Quantity::Unlimited),
+                weight: item.weight,
+            })
+            .collect()
+    }
+
+    /// Where and how the log is kept.
+    #[must_use]
+    pub fn wal_options(&self) -> WalOptions {
+        WalOptions {
+            dir: self.working_dir.clone(),
+            durability: self.wal.durability,
+            segment_size_bytes: self.wal.max_file_size_kb * 1024,
+            ..WalOptions::default()
+        }
+    }
+
+    /// The engine's bounds: ring capacity, group size and commit delay from `wal`, the rest
+    /// at their defaults.
+    #[must_use]
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            // Validated: both are at most 2^20.
+            ring_capacity: usize::try_from(self.wal.max_request_buffer_size).unwrap_or(1 << 20),
+            flush_after_n_draw: u32::try_from(self.wal.flush_after_n_draw).unwrap_or(1 << 20),
+            max_commit_delay: Duration::from_micros(self.wal.max_commit_delay_us),
+            ..EngineConfig::default()
+        }
+    }
+}
+
+/// A configuration that was refused: what is wrong, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, when loaded from one.
+    pub file: Option<PathBuf>,
+    /// The line (1-based), when the parser reported one.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub kind: ConfigErrorKind,
+}
+
+/// What is wrong with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file cannot be read (missing, permissions).
+    Read(String),
+    /// The file holds no YAML document (empty or only comments).
+    Empty,
+    /// The text is not YAML, or not a mapping at the top.
+    NotYaml(String),
+    /// A required section is absent.
+    MissingSection(&'static str),
+    /// The document does not have the expected shape (unknown key, wrong type); the message
+    /// is the parser's and starts with the key's path.
+    Structure(String),
+    /// `pool.catalog` has no items.
+    EmptyCatalog,
+    /// An item's `item_id` is empty.
+    EmptyItemId {
+        /// Position in the catalog (0-based).
+        position: usize,
+    },
+    /// Two items share an `item_id`.
+    DuplicateItemId {
+        /// The id.
+        item_id: String,
+        /// Position of its first occurrence.
+        first: usize,
+        /// Position of the repeat.
+        position: usize,
+    },
+    /// A quantity or weight is not an integer.
+    NotAnInteger {
+        /// Position in the catalog.
+        position: usize,
+        /// The item's id, when it has one.
+        item_id: Option<String>,
+        /// `quantity` or `probability`.
+        field: &'static str,
+        /// What was found, as the parser describes it.
+        found: String,
+    },
+    /// A quantity below -1.
+    QuantityBelowMinusOne {
+        /// Position in the catalog.
+        position: usize,
+        /// The item's id.
+        item_id: String,
+        /// The quantity.
+        quantity: i64,
+    },
+    /// A negative weight, or one above `u32::MAX`.
+    WeightOutOfRange {
+        /// Position in the catalog.
+        position: usize,
+        /// The item's id.
+        item_id: String,
+        /// The weight.
+        weight: i64,
+    },
+    /// A `wal` setting outside its bounds.
+    OutOfRange {
+        /// The key's path, e.g. `wal.flush_after_n_draw`.
+        field: &'static str,
+        /// The value found.
+        value: i64,
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// `wal.durability` is not memory, buffered or sync.
+    UnknownDurability(String),
+    /// `wal.formatter` is not one the Go service knew.
+    UnknownFormatter(String),
+    /// `grpc.listen_address` is not `host:port`.
+    BadListenAddress(String),
+}
+
+impl From<ConfigErrorKind> for ConfigError {
+    fn from(kind: ConfigErrorKind) -> ConfigError {
+        ConfigError {
+            file: None,
+            line: None,
+            kind,
+        }
+    }
+}
+
+impl ConfigError {
+    fn from_yaml(
+        e: &serde_norway::Error,
+        kind: impl FnOnce(String) -> ConfigErrorKind,
+    ) -> ConfigError {
+        let mut message = e.to_string();
+        // The location is kept apart (`line`), so drop the parser's " at line L column C".
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        ConfigError {
+            file: None,
+            line: e.location().map(|l| l.line()),
+            kind: kind(message),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration")?;
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, " in {}, line {line}", file.display())?,
+            (Some(file), None) => write!(f, " in {}", file.display())?,
+            (None, Some(line)) => write!(f, " at line {line}")?,
+            (None, None) => {}
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigErrorKind::Read(e) => write!(f, "cannot read the file: {e}"),
+            ConfigErrorKind::Empty => f.write_str("the file is empty: a `pool` section is required"),
+            ConfigErrorKind::NotYaml(m) => write!(f, "not valid YAML: {m}"),
+            ConfigErrorKind::MissingSection(s) => write!(f, "the `{s}` section is missing"),
+            ConfigErrorKind::Structure(m) => f.write_str(m),
+            ConfigErrorKind::EmptyCatalog => {
+                f.write_str("pool.catalog is empty: at least one item is required")
+            }
+            ConfigErrorKind::EmptyItemId { position } => {
+                write!(f, "pool.catalog[{position}]: item_id is empty")
+            }
+            ConfigErrorKind::DuplicateItemId {
+                item_id,
+                first,
+                position,
+            } => write!(
+                f,
+                "pool.catalog[{position}] (item {item_id:?}): item_id {item_id:?} is already \
+                 used by pool.catalog[{first}]"
+            ),
+            ConfigErrorKind::NotAnInteger {
+                position,
+                item_id,
+                field,
+                found,
+            } => {
+                write!(f, "pool.catalog[{position}]")?;
+                if let Some(id) = item_id {
+                    write!(f, " (item {id:?})")?;
+                }
+                write!(f, ": {field} must be an integer, found {found}")
+            }
+            ConfigErrorKind::QuantityBelowMinusOne {
+                position,
+                item_id,
+                quantity,
+            } => write!(
+                f,
+                "pool.catalog[{position}] (item {item_id:?}): quantity is {quantity}, it must \
+                 be -1 (unlimited) or more"
+            ),
+            ConfigErrorKind::WeightOutOfRange {
+                position,
+                item_id,
+                weight,
+            } => write!(
+                f,
+                "pool.catalog[{position}] (item {item_id:?}): probability (weight) is \
+                 {weight}, it must be between 0 and {}",
+                u32::MAX
+            ),
+            ConfigErrorKind::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(f, "{field} is {value}, it must be between {min} and {max}"),
+            ConfigErrorKind::UnknownDurability(v) => write!(
+                f,
+                "wal.durability is {v:?}, it must be memory, buffered or sync"
+            ),
+            ConfigErrorKind::UnknownFormatter(v) => write!(
+                f,
+                "wal.formatter is {v:?}, it must be one of {} (it is ignored: frames are \
+                 always binary)",
+                FORMATTERS.join(", ")
+            ),
+            ConfigErrorKind::BadListenAddress(v) => write!(
+                f,
+                "grpc.listen_address is {v:?}, it must be host:port (e.g. \"127.0.0.1:50051\" \
+                 or \":50051\")"
+            ),
+        }
+    }
+}
+
+fn kind_of(v: &serde_norway::Value) -> &'static str {
+    match v {
+        serde_norway::Value::Null => "nothing",
+        serde_norway::Value::Bool(_) => "a boolean",
+        serde_norway::Value::Number(_) => "a number",
+        serde_norway::Value::String(_) => "a string",
+        serde_norway::Value::Sequence(_) => "a list",
+        serde_norway::Value::Mapping(_) => "a mapping",
+        serde_norway::Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Turns a typed-parse message into an error; a non-integer quantity or weight gets the item
+/// named (its id is looked up in the untyped document).
+fn structure_error(doc: &serde_norway::Value, message: String) -> ConfigErrorKind {
+    let parsed = (|| {
+        let rest = message.strip_prefix("pool.catalog[")?;
+        let close = rest.find(']')?;
+        let position: usize = rest[..close].parse().ok()?;
+        let rest = rest[close + 1..].strip_prefix('.')?;
+        let (field, rest) = rest.split_once(": ")?;
+        let field = match field {
+            "quantity" => "quantity",
+            "probability" | "weight" => "probability",
+            _ => return None,
+        };
+        let found = rest.strip_prefix("invalid type: ")?;
+        let found = found.split(", expected").next()?.to_owned();
+        let item_id = doc
+            .get("pool")
+            .and_then(|p| p.get("catalog"))
+            .and_then(|c| c.get(position))
+            .and_then(|i| i.get("item_id"))
+            .and_then(serde_norway::Value::as_str)
+            .map(str::to_owned);
+        Some(ConfigErrorKind::NotAnInteger {
+            position,
+            item_id,
+            field,
+            found,
+        })
+    })();
+    parsed.unwrap_or(ConfigErrorKind::Structure(message))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    working_dir: Option<PathBuf>,
+    pool: RawPool,
+    #[serde(default)]
+    wal: RawWal,
+    #[serde(default)]
+    grpc: RawGrpc,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    #[serde(default)]
+    catalog: Vec<RawItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    item_id: String,
+    quantity: i64,
+    #[serde(alias = "weight")]
+    probability: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWal {
+    max_file_size_kb: Option<i64>,
+    max_request_buffer_size: Option<i64>,
+    formatter: Option<String>,
+    flush_after_n_draw: Option<i64>,
+    durability: Option<String>,
+    max_commit_delay_us: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrpc {
+    enabled: Option<bool>,
+    listen_address: Option<String>,
+}
+
+fn bounded(field: &'static str, value: Option<i64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match u64::try_from(value) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(ConfigErrorKind::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        }
+        .into()),
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        if self.pool.catalog.is_empty() {
+            return Err(ConfigErrorKind::EmptyCatalog.into());
+        }
+        let mut catalog = Vec::with_capacity(self.pool.catalog.len());
+        let mut seen = std::collections::HashMap::new();
+        for (position, item) in self.pool.catalog.into_iter().enumerate() {
+            if item.item_id.is_empty() {
+                return Err(ConfigErrorKind::EmptyItemId { position }.into());
+            }
+            if let Some(&first) = seen.get(&item.item_id) {
+                return Err(ConfigErrorKind::DuplicateItemId {
+                    item_id: item.item_id,
+                    first,
+                    position,
+                }
+                .into());
+            }
+            if item.quantity < -1 {
+                return Err(ConfigErrorKind::QuantityBelowMinusOne {
+                    position,
+                    item_id: item.item_id,
+                    quantity: item.quantity,
+                }
+                .into());
+            }
+            let Ok(weight) = u32::try_from(item.probability) else {
+                return Err(ConfigErrorKind::WeightOutOfRange {
+                    position,
+                    item_id: item.item_id,
+                    weight: item.probability,
+                }
+                .into());
+            };
+            seen.insert(item.item_id.clone(), position);
+            catalog.push(CatalogItem {
+                item_id: item.item_id,
+                quantity: item.quantity,
+                weight,
+            });
+        }
+
+        let w = self.wal;
+        let durability = match w.durability {
+            None => Durability::Sync,
+            Some(d) => d
+                .parse()
+                .map_err(|_| ConfigError::from(ConfigErrorKind::UnknownDurability(d)))?,
+        };
+        let formatter = w.formatter.unwrap_or_else(|| "string_line".to_owned());
+        if !FORMATTERS.contains(&formatter.as_str()) {
+            return Err(ConfigErrorKind::UnknownFormatter(formatter).into());
+        }
+        let wal = WalConfig {
+            max_file_size_kb: bounded(
+                "wal.max_file_size_kb",
+                w.max_file_size_kb,
+                DEFAULT_MAX_FILE_SIZE_KB,
+                MAX_FILE_SIZE_KB_MIN,
+                MAX_FILE_SIZE_KB_MAX,
+            )?,
+            max_request_buffer_size: bounded(
+                "wal.max_request_buffer_size",
+                w.max_request_buffer_size,
+                DEFAULT_MAX_REQUEST_BUFFER_SIZE,
+                1,
+                MAX_REQUEST_BUFFER_SIZE_MAX,
+            )?,
+            formatter,
+            flush_after_n_draw: bounded(
+                "wal.flush_after_n_draw",
+                w.flush_after_n_draw,
+                DEFAULT_FLUSH_AFTER_N_DRAW,
+                1,
+                FLUSH_AFTER_N_DRAW_MAX,
+            )?,
+            durability,
+            max_commit_delay_us: bounded(
+                "wal.max_commit_delay_us",
+                w.max_commit_delay_us,
+                DEFAULT_MAX_COMMIT_DELAY_US,
+                0,
+                MAX_COMMIT_DELAY_US_MAX,
+            )?,
+        };
+
+        let defaults = GrpcConfig::default();
+        let grpc = GrpcConfig {
+            enabled: self.grpc.enabled.unwrap_or(defaults.enabled),
+            listen_address: self.grpc.listen_address.unwrap_or(defaults.listen_address),
+        };
+        if !valid_listen_address(&grpc.listen_address) {
+            return Err(ConfigErrorKind::BadListenAddress(grpc.listen_address).into());
+        }
+
+        Ok(Config {
+            working_dir: self.working_dir.unwrap_or_else(|| PathBuf::from("data")),
+            catalog,
+            wal,
+            grpc,
+        })
+    }
+}
+
+/// `host:port` with a numeric port; the host may be empty (Go's `":50051"`) or a bracketed
+/// IPv6 address.
+fn valid_listen_address(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && !host.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GO_SAMPLE: &str = r#"working_dir: "tmp/working_dir"
+pool:
+  catalog:
+    - item_id: "diamond"
+      quantity: 100
+      probability: 10
+    - item_id: "gold"
+      quantity: 1000
+      probability: 20
+    - item_id: "silver"
+      quantity: 10000
+      probability: 30
+    - item_id: "rock"
+      quantity: 100000
+      probability: 40
+    - item_id: "mud"
+      quantity: -1
+      probability: 70
+    - item_id: "log"
+      quantity: -1
+      probability: 50
+wal:
+  max_file_size_kb: 512
+  max_request_buffer_size: 512
+  formatter: "string_line"
+  flush_after_n_draw: 200
+grpc:
+  enabled: true
+  listen_address: ":50051"
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        Config::from_yaml_str(text).expect_err("should be refused")
+    }
+
+    fn with_item(item: &str) -> String {
+        format!("pool:\n  catalog:\n    - {{ item_id: ok, quantity: 1, probability: 1 }}\n    - {item}\n")
+    }
+
+    #[test]
+    fn go_sample_loads_unchanged() {
+        let c = Config::from_yaml_str(GO_SAMPLE).unwrap();
+        assert_eq!(c.working_dir, PathBuf::from("tmp/working_dir"));
+        assert_eq!(c.catalog.len(), 6);
+        assert_eq!(c.catalog[4].quantity, -1);
+        assert_eq!(c.catalog[5].weight, 50);
+        assert_eq!(c.wal.max_file_size_kb, 512);
+        assert_eq!(c.wal.durability, Durability::Sync);
+        assert_eq!(c.wal.max_commit_delay_us, 200);
+        assert!(c.grpc.enabled);
+        assert_eq!(c.grpc.listen_address, ":50051");
+        let specs = c.catalog();
+        assert_eq!(specs[0], ItemSpec::new("diamond", 100, 10));
+        assert_eq!(specs[4].quantity, Quantity::Unlimited);
+        let wal = c.wal_options();
+        assert_eq!(wal.segment_size_bytes, 512 * 1024);
+        assert_eq!(wal.dir, PathBuf::from("tmp/working_dir"));
+        let e = c.engine_config();
+        assert_eq!(e.ring_capacity, 512);
+        assert_eq!(e.flush_after_n_draw, 200);
+        assert_eq!(e.max_commit_delay, Duration::from_micros(200));
+    }
+
+    #[test]
+    fn spec_example_with_new_keys_and_flow_items() {
+        let c = Config::from_yaml_str(
+            "working_dir: data\npool:\n  catalog:\n    - { item_id: diamond, quantity: 100, probability: 10 }\n    - { item_id: mud, quantity: -1, weight: 70 }\nwal:\n  durability: buffered\n  max_commit_delay_us: 50\n",
+        )
+        .unwrap();
+        assert_eq!(c.catalog[1].weight, 70);
+        assert_eq!(c.wal.durability, Durability::Buffered);
+        assert_eq!(c.engine_config().max_commit_delay, Duration::from_micros(50));
+        assert_eq!(c.wal.max_file_size_kb, DEFAULT_MAX_FILE_SIZE_KB);
+    }
+
+    #[test]
+    fn default_is_valid_and_matches_go_sample_items() {
+        let d = Config::default();
+        let go = Config::from_yaml_str(GO_SAMPLE).unwrap();
+        assert_eq!(d.catalog, go.catalog);
+        assert_eq!(d.working_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn empty_catalog() {
+        assert_eq!(err("pool:\n  catalog: []\n").kind, ConfigErrorKind::EmptyCatalog);
+        assert_eq!(err("pool: {}\n").kind, ConfigErrorKind::EmptyCatalog);
+    }
+
+    #[test]
+    fn empty_item_id() {
+        let e = err(&with_item("{ item_id: \"\", quantity: 1, probability: 1 }"));
+        assert_eq!(e.kind, ConfigErrorKind::EmptyItemId { position: 1 });
+        assert!(e.to_string().contains("item_id"));
+    }
+
+    #[test]
+    fn duplicate_item_id() {
+        let e = err(&with_item("{ item_id: ok, quantity: 1, probability: 1 }"));
+        assert!(matches!(e.kind, ConfigErrorKind::DuplicateItemId { first: 0, position: 1, .. }));
+        assert!(e.to_string().contains("\"ok\""), "{e}");
+    }
+
+    #[test]
+    fn quantity_below_minus_one() {
+        let e = err(&with_item("{ item_id: gold, quantity: -2, probability: 1 }"));
+        assert!(matches!(e.kind, ConfigErrorKind::QuantityBelowMinusOne { quantity: -2, .. }));
+        let s = e.to_string();
+        assert!(s.contains("quantity") && s.contains("\"gold\""), "{s}");
+    }
+
+    #[test]
+    fn negative_or_huge_weight() {
+        let e = err(&with_item("{ item_id: gold, quantity: 1, probability: -5 }"));
+        assert!(matches!(e.kind, ConfigErrorKind::WeightOutOfRange { weight: -5, .. }));
+        assert!(e.to_string().contains("probability"));
+        let e = err(&with_item("{ item_id: gold, quantity: 1, weight: 4294967296 }"));
+        assert!(matches!(e.kind, ConfigErrorKind::WeightOutOfRange { .. }));
+    }
+
+    #[test]
+    fn non_integer_quantity_and_weight_name_item_and_line() {
+        let e = err(&with_item("{ item_id: gold, quantity: 1.5, probability: 1 }"));
+        assert_eq!(e.line, Some(4));
+        match &e.kind {
+            ConfigErrorKind::NotAnInteger {
+                position,
+                item_id,
+                field,
+                found,
+            } => {
+                assert_eq!(*position, 1);
+                assert_eq!(item_id.as_deref(), Some("gold"));
+                assert_eq!(*field, "quantity");
+                assert!(found.contains("1.5"), "{found}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = err(&with_item("{ item_id: gold, quantity: 1, probability: \"ten\" }"));
+        assert!(matches!(e.kind, ConfigErrorKind::NotAnInteger { field: "probability", .. }));
+        assert!(e.to_string().contains("\"gold\""), "{e}");
+        let e = err(&with_item("{ item_id: gold, quantity: 1, weight: 2.5 }"));
+        assert!(matches!(e.kind, ConfigErrorKind::NotAnInteger { field: "probability", .. }));
+    }
+
+    #[test]
+    fn missing_pool_section() {
+        assert_eq!(err("wal: {}\n").kind, ConfigErrorKind::MissingSection("pool"));
+    }
+
+    #[test]
+    fn not_yaml() {
+        let e = err("pool: [\n");
+        assert!(matches!(e.kind, ConfigErrorKind::NotYaml(_)));
+        assert!(e.line.is_some());
+        assert!(matches!(err("hello").kind, ConfigErrorKind::NotYaml(_)));
+        assert!(matches!(err("- a\n- b\n").kind, ConfigErrorKind::NotYaml(_)));
+    }
+
+    #[test]
+    fn empty_file() {
+        assert_eq!(err("").kind, ConfigErrorKind::Empty);
+        assert_eq!(err("# only a comment\n").kind, ConfigErrorKind::Empty);
+    }
+
+    #[test]
+    fn missing_file_names_it() {
+        let e = Config::load(Path::new("/nonexistent/rewardpool.yaml")).unwrap_err();
+        assert!(matches!(e.kind, ConfigErrorKind::Read(_)));
+        assert!(e.to_string().contains("/nonexistent/rewardpool.yaml"));
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_line() {
+        let e = err("pool:\n  catalog:\n    - { item_id: a, quantity: 1, probabilty: 3 }\n");
+        assert!(matches!(e.kind, ConfigErrorKind::Structure(_)));
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("probabilty"));
+        let e = err(&format!("{}  flush_after_n_draws: 3\n", with_item("{ item_id: b, quantity: 1, weight: 1 }").replace("pool:", "wal:\n  durability: sync\npool:")));
+        assert!(e.to_string().contains("flush_after_n_draws"), "{e}");
+    }
+
+    #[test]
+    fn wal_bounds() {
+        let base = with_item("{ item_id: b, quantity: 1, weight: 1 }");
+        for (key, bad) in [
+            ("max_file_size_kb", "0"),
+            ("max_file_size_kb", "99999999999"),
+            ("max_request_buffer_size", "0"),
+            ("max_request_buffer_size", "2000000"),
+            ("flush_after_n_draw", "0"),
+            ("flush_after_n_draw", "-3"),
+            ("flush_after_n_draw", "5000000"),
+            ("max_commit_delay_us", "60000000"),
+        ] {
+            let e = err(&format!("{base}wal:\n  {key}: {bad}\n"));
+            assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { .. }), "{key}={bad}: {e}");
+            assert!(e.to_string().contains(&format!("wal.{key}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn durability_and_formatter() {
+        let base = with_item("{ item_id: b, quantity: 1, weight: 1 }");
+        for (mode, want) in [
+            ("memory", Durability::Memory),
+            ("buffered", Durability::Buffered),
+            ("sync", Durability::Sync),
+        ] {
+            let c = Config::from_yaml_str(&format!("{base}wal:\n  durability: {mode}\n")).unwrap();
+            assert_eq!(c.wal.durability, want);
+            assert_eq!(c.wal_options().durability, want);
+        }
+        let e = err(&format!("{base}wal:\n  durability: fast\n"));
+        assert_eq!(e.kind, ConfigErrorKind::UnknownDurability("fast".into()));
+        let e = err(&format!("{base}wal:\n  formatter: xml\n"));
+        assert_eq!(e.kind, ConfigErrorKind::UnknownFormatter("xml".into()));
+    }
+
+    #[test]
+    fn listen_address() {
+        let base = with_item("{ item_id: b, quantity: 1, weight: 1 }");
+        for ok in [":50051", "0.0.0.0:1", "[::1]:50051", "localhost:80"] {
+            Config::from_yaml_str(&format!("{base}grpc:\n  listen_address: \"{ok}\"\n")).unwrap();
+        }
+        for bad in ["50051", "host:", "host:99999"] {
+            let e = err(&format!("{base}grpc:\n  listen_address: \"{bad}\"\n"));
+            assert!(matches!(e.kind, ConfigErrorKind::BadListenAddress(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display_names_file_and_line() {
+        let mut e = err(&with_item("{ item_id: gold, quantity: 1.5, probability: 1 }"));
+        e.file = Some(PathBuf::from("c.yaml"));
+        let s = e.to_string();
+        assert!(s.starts_with("invalid configuration in c.yaml, line 4: pool.catalog[1] (item \"gold\"): quantity must be an integer"), "{s}");
+    }
+}

@@ -1,0 +1,452 @@
+//! Recovery: from the files in a data directory back to the pool state of the last
+//! acknowledged draw.
+//!
+//! # Decision table
+//!
+//! | condition                                              | decision |
+//! |--------------------------------------------------------|----------|
+//! | no segment, no snapshot                                | start from the config's catalog |
+//! | no segment, snapshots (crash before the first segment was installed) | load the newest snapshot (SHA-256 checked) |
+//! | a gap in segment sequence numbers                      | refuse: missing segment |
+//! | header unreadable / bad magic / bad checksum / zeroed  | refuse: damaged header |
+//! | header sequence differs from the file name             | refuse: copied or renamed segment |
+//! | request ids do not continue from the previous segment  | refuse: duplicated or foreign segment |
+//! | an open segment that is not the newest                 | refuse |
+//! | closed segment: any bad frame before `end_offset`      | refuse: damage |
+//! | newest open segment: bad frame, a valid later commit follows | refuse: damage before the last commit |
+//! | newest open segment: bad frame or uncommitted frames, no commit follows | trim the torn tail (never acknowledged) |
+//! | first frame of a segment is not a snapshot marker      | refuse |
+//! | snapshot named by the newest segment missing, or SHA-256 mismatch | refuse |
+//! | otherwise                                              | load the newest segment's snapshot, replay its committed groups |
+//!
+//! Every row is a test in `tests/it/recovery.rs`. Segments are read with `read` (not
+//! mapped), so a bad sector is an error rather than SIGBUS. Replay applies recorded
+//! outcomes; it never draws.
+
+use std::fmt;
+use std::io;
+
+use crate::pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolError, PoolState, Quantity, RequestId, Rng};
+use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name};
+use crate::storage::Storage;
+use crate::wal::frame::Record;
+use crate::wal::header::{parse_segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use crate::wal::reader::{find_commit_after, FrameIter};
+
+/// Why recovery refused.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        file: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The log or a snapshot is damaged: nothing was changed.
+    Damaged {
+        /// The file.
+        file: String,
+        /// Byte offset in the file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The catalog (config) or the logged state is not a valid pool.
+    Pool(PoolError),
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryError::Io { file, source } => write!(f, "{file}: {source}"),
+            RecoveryError::Damaged { file, offset, reason } => {
+                write!(f, "damaged log: {file} at offset {offset}: {reason}")
+            }
+            RecoveryError::Pool(e) => write!(f, "invalid pool: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {}
+
+fn damaged(file: &str, offset: usize, reason: impl Into<String>) -> RecoveryError {
+    RecoveryError::Damaged { file: file.to_owned(), offset: offset as u64, reason: reason.into() }
+}
+
+/// The files of a data directory, sorted by role.
+#[derive(Debug, Default)]
+pub struct Layout {
+    /// `(sequence, name)` of `wal.NNNNNN`, ascending.
+    pub segments: Vec<(u64, String)>,
+    /// `(sequence, name)` of `snapshot.NNNNNN`, ascending.
+    pub snapshots: Vec<(u64, String)>,
+    /// Temporary files (`*.tmp`, `*.core`) left by an interrupted rotation.
+    pub temporaries: Vec<String>,
+}
+
+/// Lists and classifies the directory. Names that are neither segments, snapshots nor
+/// temporaries (and the lock file) are ignored, never sorted as segment 0.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn layout(storage: &dyn Storage) -> Result<Layout, RecoveryError> {
+    let names = storage.list().map_err(|source| RecoveryError::Io { file: storage.describe(""), source })?;
+    let mut layout = Layout::default();
+    for name in names {
+        if let Some(seq) = parse_segment_name(&name) {
+            layout.segments.push((seq, name));
+        } else if let Some(seq) = parse_snapshot_name(&name) {
+            layout.snapshots.push((seq, name));
+        } else if name.ends_with(".tmp") || name.ends_with(".core") {
+            layout.temporaries.push(name);
+        }
+    }
+    layout.segments.sort();
+    layout.snapshots.sort();
+    Ok(layout)
+}
+
+/// One frame as recovery accepted it (or as torn tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Segment sequence.
+    pub segment: u64,
+    /// Byte offset in the segment.
+    pub offset: u64,
+    /// The decoded frame.
+    pub record: Record,
+    /// True for frames after the last commit (never acknowledged).
+    pub torn: bool,
+}
+
+/// What scanning one segment found.
+#[derive(Debug)]
+pub struct SegmentScan {
+    /// File name.
+    pub name: String,
+    /// Its header.
+    pub header: SegmentHeader,
+    /// The snapshot marker (first frame): `(file name, sha256, last request id)`.
+    pub marker: (String, [u8; 32], u64),
+    /// Offset just past the last commit (or the marker).
+    pub committed_end: usize,
+    /// Last request id committed in this segment (the marker's when none).
+    pub last_request_id: u64,
+    /// Frames after `committed_end` that were trimmed (uncommitted or torn).
+    pub torn_frames: u64,
+    /// Committed frames (marker and commits included).
+    pub frames: u64,
+}
+
+/// Reads and checks one segment; calls `each` for every frame accepted (in order), and for
+/// torn frames too when `torn` is set. `newest` allows an open segment with a torn tail.
+///
+/// # Errors
+/// Damage as in the decision table.
+pub fn scan_segment(
+    storage: &dyn Storage,
+    name: &str,
+    sequence: u64,
+    newest: bool,
+    each: impl FnMut(&FrameInfo) -> Result<(), RecoveryError>,
+) -> Result<SegmentScan, RecoveryError> {
+    scan_segment_with(storage, name, sequence, newest, false, each, &mut ScanProgress::default())
+}
+
+/// How far a scan got: on damage, what precedes it is intact.
+#[derive(Debug, Default, Clone)]
+pub struct ScanProgress {
+    /// The header, once decoded.
+    pub header: Option<SegmentHeader>,
+    /// Offset just past the last commit accepted (0 before the marker).
+    pub committed_end: usize,
+    /// Last request id committed.
+    pub last_request_id: u64,
+}
+
+/// [`scan_segment`] that records its progress, and with `tail` also reports the valid
+/// frames after a closed segment's `end_offset` (trimmed by an earlier recovery) as torn.
+///
+/// # Errors
+/// Damage as in the decision table.
+pub fn scan_segment_with(
+    storage: &dyn Storage,
+    name: &str,
+    sequence: u64,
+    newest: bool,
+    tail: bool,
+    mut each: impl FnMut(&FrameInfo) -> Result<(), RecoveryError>,
+    progress: &mut ScanProgress,
+) -> Result<SegmentScan, RecoveryError> {
+    let file = storage.describe(name);
+    let bytes = storage.read(name).map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
+    let header = SegmentHeader::decode(&bytes).map_err(|e| damaged(&file, 0, format!("bad segment header: {e}")))?;
+    progress.header = Some(header.clone());
+    if header.sequence != sequence {
+        return Err(damaged(&file, 16, format!("header says sequence {}: a copied or renamed segment", header.sequence)));
+    }
+    if header.segment_size != bytes.len() as u64 {
+        return Err(damaged(&file, 48, format!("header says {} bytes, the file has {}", header.segment_size, bytes.len())));
+    }
+    let closed = header.status == SegmentStatus::Closed;
+    if !closed && !newest {
+        return Err(damaged(&file, 12, "segment is open but a newer segment exists"));
+    }
+    let end = if closed { header.end_offset as usize } else { bytes.len() };
+    let mut frames = FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, end);
+    let mut marker = None;
+    let mut last_rid = 0_u64;
+    let mut committed_end = SEGMENT_HEADER_SIZE;
+    let mut committed_rid = 0_u64;
+    let mut count = 0_u64;
+    let mut group: Vec<FrameInfo> = Vec::new();
+    let mut bad = None;
+    while let Some(item) = frames.next() {
+        let (offset, record) = match item {
+            Ok(frame) => frame,
+            Err(e) => {
+                bad = Some(e.to_string());
+                break;
+            }
+        };
+        let info = FrameInfo { segment: sequence, offset: offset as u64, record, torn: false };
+        match (&info.record, &marker) {
+            (Record::Snapshot { file_name, sha256, last_request_id, .. }, None) => {
+                if *last_request_id + 1 != header.first_request_id {
+                    return Err(damaged(&file, offset, "snapshot marker's last request id does not precede the header's first"));
+                }
+                marker = Some((file_name.clone(), *sha256, *last_request_id));
+                last_rid = *last_request_id;
+                committed_rid = last_rid;
+                committed_end = frames.offset();
+                count += 1;
+                each(&info)?;
+                progress.committed_end = committed_end;
+                progress.last_request_id = committed_rid;
+                continue;
+            }
+            (_, None) => return Err(damaged(&file, offset, "the first frame is not a snapshot marker")),
+            (Record::Snapshot { .. }, Some(_)) => return Err(damaged(&file, offset, "a second snapshot marker")),
+            (Record::Draw { request_id, .. }, Some(_)) => {
+                if *request_id <= last_rid {
+                    return Err(damaged(&file, offset, format!("request id {request_id} follows {last_rid}")));
+                }
+                last_rid = *request_id;
+            }
+            (Record::Commit { last_request_id, .. }, Some(_)) => {
+                if *last_request_id != last_rid {
+                    return Err(damaged(&file, offset, format!("commit says last request id {last_request_id}, frames say {last_rid}")));
+                }
+            }
+            (Record::Update { .. }, Some(_)) => {}
+        }
+        let is_commit = matches!(info.record, Record::Commit { .. });
+        group.push(info);
+        if is_commit {
+            for info in group.drain(..) {
+                count += 1;
+                each(&info)?;
+            }
+            committed_end = frames.offset();
+            committed_rid = last_rid;
+            progress.committed_end = committed_end;
+            progress.last_request_id = committed_rid;
+        }
+    }
+    if marker.is_none() {
+        return Err(damaged(&file, SEGMENT_HEADER_SIZE, bad.unwrap_or_else(|| "no snapshot marker".into())));
+    }
+    let torn_frames = group.len() as u64;
+    if closed {
+        if let Some(reason) = bad {
+            return Err(damaged(&file, frames.offset(), reason));
+        }
+        if !group.is_empty() || committed_end != end {
+            return Err(damaged(&file, committed_end, "closed segment ends inside a group"));
+        }
+    } else {
+        // The open segment stopped early (a bad frame, or a zero header where a frame could
+        // be): it is a torn tail only if no committed data follows.
+        let at = frames.offset();
+        if let Some(commit) = find_commit_after(&bytes, at, bytes.len(), committed_rid) {
+            let reason = bad.unwrap_or_else(|| "a zeroed frame header".into());
+            return Err(damaged(&file, at, format!("{reason}; a valid commit follows at offset {commit}, so this is not a torn tail")));
+        }
+    }
+    for mut info in group {
+        info.torn = true;
+        each(&info)?;
+    }
+    if closed && tail {
+        for (offset, record) in FrameIter::new(&bytes, end, bytes.len()).map_while(Result::ok) {
+            each(&FrameInfo { segment: sequence, offset: offset as u64, record, torn: true })?;
+        }
+    }
+    Ok(SegmentScan {
+        name: name.to_owned(),
+        header,
+        marker: marker.expect("checked above"),
+        committed_end,
+        last_request_id: committed_rid,
+        torn_frames,
+        frames: count,
+    })
+}
+
+/// What recovery produced.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The state of the last acknowledged draw.
+    pub state: PoolState,
+    /// The segment to create next.
+    pub next_sequence: u64,
+    /// The catalog fingerprint the log was born with.
+    pub catalog_fingerprint: u64,
+    /// The newest segment, if it was open and must be closed at `committed_end`.
+    pub close: Option<(String, SegmentHeader)>,
+    /// Frames replayed.
+    pub frames_replayed: u64,
+    /// Torn frames trimmed.
+    pub torn_frames: u64,
+    /// Temporary files to delete.
+    pub temporaries: Vec<String>,
+    /// True when no log existed (started from the catalog).
+    pub fresh: bool,
+}
+
+pub(crate) fn load_snapshot(storage: &dyn Storage, name: &str, sha: Option<&[u8; 32]>) -> Result<PoolState, RecoveryError> {
+    let file = storage.describe(name);
+    let bytes = storage.read(name).map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
+    if let Some(expected) = sha {
+        let got = snapshot_format::sha256(&bytes);
+        if &got != expected {
+            return Err(damaged(&file, 0, "SHA-256 does not match the segment's snapshot marker"));
+        }
+    }
+    let snapshot = snapshot_format::decode(&bytes).map_err(|e| damaged(&file, 0, e.to_string()))?;
+    snapshot.to_pool().map_err(|e| damaged(&file, 0, e.to_string()))
+}
+
+/// Recovers the state in `storage` without changing anything; `catalog` is used only when
+/// the directory holds neither segment nor snapshot.
+///
+/// # Errors
+/// Damage (file, offset, reason), I/O errors, an invalid catalog.
+pub fn recover(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<Recovered, RecoveryError> {
+    let layout = layout(storage)?;
+    let fingerprint = snapshot_format::catalog_fingerprint(catalog);
+    let Some(&(newest_seq, _)) = layout.segments.last() else {
+        let (state, next_sequence, fresh) = match layout.snapshots.last() {
+            Some((seq, name)) => (load_snapshot(storage, name, None)?, *seq, false),
+            None => {
+                let pool = Pool::new(catalog, Rng::from_seed(0)).map_err(RecoveryError::Pool)?;
+                (pool.state(), 0, true)
+            }
+        };
+        return Ok(Recovered {
+            state,
+            next_sequence,
+            catalog_fingerprint: fingerprint,
+            close: None,
+            frames_replayed: 0,
+            torn_frames: 0,
+            temporaries: layout.temporaries,
+            fresh,
+        });
+    };
+    let mut previous: Option<SegmentScan> = None;
+    for (i, (seq, name)) in layout.segments.iter().enumerate() {
+        if let Some(prev) = &previous {
+            if *seq != prev.header.sequence + 1 {
+                let missing = crate::wal::header::segment_name(prev.header.sequence + 1);
+                return Err(damaged(&storage.describe(name), 0, format!("missing segment {missing} before it")));
+            }
+        }
+        let newest = i + 1 == layout.segments.len();
+        if newest {
+            break;
+        }
+        let scan = scan_segment(storage, name, *seq, false, |_| Ok(()))?;
+        check_continuity(storage, previous.as_ref(), &scan)?;
+        previous = Some(scan);
+    }
+    let newest_name = layout.segments.last().map(|(_, n)| n.clone()).expect("not empty");
+    let (pool, scan, replayed) = replay_newest(storage, &newest_name, newest_seq)?;
+    check_continuity(storage, previous.as_ref(), &scan)?;
+    let close = (scan.header.status == SegmentStatus::Open).then(|| {
+        let mut header = scan.header.clone();
+        header.status = SegmentStatus::Closed;
+        header.end_offset = scan.committed_end as u64;
+        (newest_name.clone(), header)
+    });
+    Ok(Recovered {
+        state: pool.state(),
+        next_sequence: newest_seq + 1,
+        catalog_fingerprint: scan.header.catalog_fingerprint,
+        close,
+        frames_replayed: replayed,
+        torn_frames: scan.torn_frames,
+        temporaries: layout.temporaries,
+        fresh: false,
+    })
+}
+
+fn check_continuity(storage: &dyn Storage, previous: Option<&SegmentScan>, scan: &SegmentScan) -> Result<(), RecoveryError> {
+    if let Some(prev) = previous {
+        if scan.header.first_request_id != prev.last_request_id + 1 {
+            return Err(damaged(
+                &storage.describe(&scan.name),
+                24,
+                format!(
+                    "first request id {} does not follow {} (last in {}): a duplicated or foreign segment",
+                    scan.header.first_request_id, prev.last_request_id, prev.name
+                ),
+            ));
+        }
+        if scan.header.catalog_fingerprint != prev.header.catalog_fingerprint {
+            return Err(damaged(&storage.describe(&scan.name), 32, "catalog fingerprint differs from the previous segment"));
+        }
+    }
+    Ok(())
+}
+
+/// Loads the newest segment's snapshot and replays its committed frames.
+fn replay_newest(storage: &dyn Storage, name: &str, seq: u64) -> Result<(Pool, SegmentScan, u64), RecoveryError> {
+    let file = storage.describe(name);
+    let mut pool: Option<Pool> = None;
+    let mut replayed = 0_u64;
+    let scan = scan_segment(storage, name, seq, true, |info| {
+        if info.torn {
+            return Ok(());
+        }
+        let at = info.offset as usize;
+        match &info.record {
+            Record::Snapshot { file_name, sha256, last_request_id, .. } => {
+                let state = load_snapshot(storage, file_name, Some(sha256))?;
+                if state.last_request_id.0 != *last_request_id {
+                    return Err(damaged(&file, at, "snapshot's last request id differs from its marker"));
+                }
+                pool = Some(Pool::from_state(&state, Rng::from_seed(0)).map_err(RecoveryError::Pool)?);
+            }
+            Record::Draw { request_id, item } => {
+                let draw = Draw { request_id: RequestId(*request_id), item: item.map(ItemIndex) };
+                let p = pool.as_mut().expect("the marker comes first");
+                p.replay_draw(draw).map_err(|e| damaged(&file, at, e.to_string()))?;
+            }
+            Record::Update { index, item_id, quantity, weight } => {
+                let quantity = Quantity::from_i64(*quantity)
+                    .ok_or_else(|| damaged(&file, at, format!("quantity {quantity} below -1")))?;
+                let state = ItemState { id: item_id.clone(), quantity, weight: *weight };
+                let p = pool.as_mut().expect("the marker comes first");
+                p.replay_update(ItemIndex(*index), &state).map_err(|e| damaged(&file, at, e.to_string()))?;
+            }
+            Record::Commit { .. } => {}
+        }
+        replayed += 1;
+        Ok(())
+    })?;
+    let pool = pool.ok_or_else(|| damaged(&file, SEGMENT_HEADER_SIZE, "no snapshot marker"))?;
+    Ok((pool, scan, replayed))
+}

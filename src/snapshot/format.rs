@@ -1,0 +1,714 @@
+//! The snapshot file format: the full pool state, rkyv, behind a SHA-256.
+//!
+//! # Byte layout (format version 1)
+//!
+//! ```text
+//!  offset size field
+//!  0      8    magic b"RWPLSNP1"
+//!  8      4    format version, u32 LE (1)
+//!  12     4    reserved, zero
+//!  16     8    payload_len, u64 LE: the file is exactly 64 + payload_len bytes
+//!  24     32   SHA-256 of the payload bytes (64..64 + payload_len)
+//!  56     8    reserved, zero
+//!  64     ..   payload: rkyv archive of SnapshotState (little-endian, root at the end)
+//! ```
+//!
+//! The segment that starts from a snapshot records, in its snapshot marker frame, the SHA-256
+//! of the *whole file* (header included) as returned by [`encode`]; recovery checks that too.
+//!
+//! # Checks and what a mismatch means
+//!
+//! [`decode`] checks magic, version, reserved bytes, the exact file length, and the payload's
+//! SHA-256 before any rkyv access; then it copies the payload into a 16-byte aligned buffer
+//! and reads it with rkyv's validating `access`. Any failure is a [`SnapshotFormatError`];
+//! recovery treats a snapshot that fails to decode, or whose whole-file hash differs from the
+//! marker's, as damage (it does not fall back silently). Nothing here panics on any input.
+//!
+//! Snapshots are written to a temporary file, synced, renamed and the directory synced (by
+//! the I/O layer), so a crash leaves either no snapshot file or a complete one; a torn or
+//! flipped file fails the length or SHA-256 check.
+//!
+//! File names: `snapshot.NNNNNN` ([`snapshot_name`], [`parse_snapshot_name`]), same rules as
+//! segment names.
+
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
+
+use std::fmt;
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::pool::{ItemSpec, ItemState, PoolState, Quantity, RequestId};
+
+/// Size of the snapshot file header; the payload starts here.
+pub const SNAPSHOT_HEADER_SIZE: usize = 64;
+
+/// The first 8 bytes of every snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RWPLSNP1";
+
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+const _: () = assert!(SNAPSHOT_HEADER_SIZE % 16 == 0);
+
+/// One item in a snapshot.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotItem {
+    /// The item's id.
+    pub id: String,
+    /// Units left, `-1` for unlimited.
+    pub quantity: i64,
+    /// Configured weight.
+    pub weight: u32,
+}
+
+/// Everything a snapshot file holds.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotState {
+    /// The snapshot's sequence number (the N of `snapshot.NNNNNN`).
+    pub sequence: u64,
+    /// The last request id applied to this state.
+    pub last_request_id: u64,
+    /// Fingerprint of the catalog the log was started with ([`catalog_fingerprint`]).
+    pub catalog_fingerprint: u64,
+    /// Items in index order.
+    pub items: Vec<SnapshotItem>,
+}
+
+/// Why a snapshot file was refused. The caller adds the file name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotFormatError {
+    /// Fewer than [`SNAPSHOT_HEADER_SIZE`] bytes.
+    TooShort {
+        /// Bytes available.
+        len: usize,
+    },
+    /// The first 8 bytes are not [`SNAPSHOT_MAGIC`].
+    BadMagic {
+        /// The bytes found.
+        got: [u8; 8],
+    },
+    /// A format version this build does not read.
+    UnsupportedVersion {
+        /// The version found.
+        got: u32,
+        /// The version this build supports.
+        supported: u32,
+    },
+    /// A reserved header byte is not zero.
+    ReservedNotZero {
+        /// Its offset.
+        offset: usize,
+    },
+    /// The file is not `64 + payload_len` bytes long.
+    LengthMismatch {
+        /// `64 + payload_len` from the header (saturating).
+        expected: u64,
+        /// The file's length.
+        got: u64,
+    },
+    /// The payload's SHA-256 differs from the header's.
+    ChecksumMismatch {
+        /// The SHA-256 in the header.
+        expected: [u8; 32],
+        /// The SHA-256 of the payload bytes.
+        got: [u8; 32],
+    },
+    /// rkyv refused the payload (or, when encoding, could not write it).
+    Payload {
+        /// rkyv's message.
+        reason: String,
+    },
+    /// An item's quantity is below -1.
+    BadQuantity {
+        /// The item's id.
+        item: String,
+        /// The quantity found.
+        quantity: i64,
+    },
+}
+
+/// Lower-case hex of `bytes`, for messages.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Display for SnapshotFormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotFormatError::TooShort { len } => write!(
+                f,
+                "snapshot too short: {len} bytes, the header alone is {SNAPSHOT_HEADER_SIZE}"
+            ),
+            SnapshotFormatError::BadMagic { got } => write!(
+                f,
+                "bad magic {:?}, expected {:?}",
+                got.escape_ascii().to_string(),
+                SNAPSHOT_MAGIC.escape_ascii().to_string()
+            ),
+            SnapshotFormatError::UnsupportedVersion { got, supported } => write!(
+                f,
+                "unsupported snapshot format version {got} (this build supports {supported})"
+            ),
+            SnapshotFormatError::ReservedNotZero { offset } => {
+                write!(f, "reserved snapshot header byte {offset} is not zero")
+            }
+            SnapshotFormatError::LengthMismatch { expected, got } => write!(
+                f,
+                "snapshot is {got} bytes, its header says {expected} (64 + payload_len)"
+            ),
+            SnapshotFormatError::ChecksumMismatch { expected, got } => write!(
+                f,
+                "snapshot payload checksum mismatch: header says sha256 {}, payload gives {}",
+                Hex(expected),
+                Hex(got)
+            ),
+            SnapshotFormatError::Payload { reason } => {
+                write!(f, "snapshot payload is not a valid archive: {reason}")
+            }
+            SnapshotFormatError::BadQuantity { item, quantity } => write!(
+                f,
+                "item {item:?}: quantity {quantity} is invalid, expected -1 (unlimited) or more"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotFormatError {}
+
+impl SnapshotState {
+    /// The snapshot of `state`, numbered `sequence`.
+    ///
+    /// A finite quantity above `i64::MAX` is stored as `i64::MAX` (see [`Quantity::to_i64`]).
+    #[must_use]
+    pub fn from_pool(state: &PoolState, sequence: u64, catalog_fingerprint: u64) -> Self {
+        SnapshotState {
+            sequence,
+            last_request_id: state.last_request_id.0,
+            catalog_fingerprint,
+            items: state
+                .items
+                .iter()
+                .map(|i| SnapshotItem {
+                    id: i.id.clone(),
+                    quantity: i.quantity.to_i64(),
+                    weight: i.weight,
+                })
+                .collect(),
+        }
+    }
+
+    /// The pool state this snapshot holds.
+    ///
+    /// # Errors
+    /// [`SnapshotFormatError::BadQuantity`] naming the first item whose quantity is below -1.
+    pub fn to_pool(&self) -> Result<PoolState, SnapshotFormatError> {
+        let items = self
+            .items
+            .iter()
+            .map(|i| {
+                let quantity =
+                    Quantity::from_i64(i.quantity).ok_or_else(|| SnapshotFormatError::BadQuantity {
+                        item: i.id.clone(),
+                        quantity: i.quantity,
+                    })?;
+                Ok(ItemState {
+                    id: i.id.clone(),
+                    quantity,
+                    weight: i.weight,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PoolState {
+            last_request_id: RequestId(self.last_request_id),
+            items,
+        })
+    }
+}
+
+/// SHA-256 of `bytes`.
+#[must_use]
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Encodes a snapshot file. Returns the file's bytes and the SHA-256 of the whole file (what
+/// the segment's snapshot marker frame records).
+///
+/// # Panics
+/// If rkyv cannot archive the state (its relative pointers are 32-bit, so only for a state
+/// over about 2 GiB); see [`try_encode`].
+#[must_use]
+pub fn encode(state: &SnapshotState) -> (Vec<u8>, [u8; 32]) {
+    match try_encode(state) {
+        Ok(out) => out,
+        Err(e) => panic!("snapshot encode: {e}"),
+    }
+}
+
+/// [`encode`], returning an error instead of panicking.
+///
+/// # Errors
+/// [`SnapshotFormatError::Payload`] if rkyv cannot archive the state.
+pub fn try_encode(state: &SnapshotState) -> Result<(Vec<u8>, [u8; 32]), SnapshotFormatError> {
+    let payload = rkyv::to_bytes::<rancor::Error>(state).map_err(|e| SnapshotFormatError::Payload {
+        reason: e.to_string(),
+    })?;
+    let mut file = Vec::with_capacity(SNAPSHOT_HEADER_SIZE + payload.len());
+    file.extend_from_slice(&SNAPSHOT_MAGIC);
+    file.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    file.extend_from_slice(&[0; 4]);
+    file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    file.extend_from_slice(&sha256(&payload));
+    file.extend_from_slice(&[0; 8]);
+    assert_eq!(file.len(), SNAPSHOT_HEADER_SIZE, "header layout");
+    file.extend_from_slice(&payload);
+    let hash = sha256(&file);
+    debug_assert_eq!(decode(&file).as_ref(), Ok(state), "snapshot pair assertion");
+    Ok((file, hash))
+}
+
+/// Decodes a snapshot file (all of it).
+///
+/// # Errors
+/// See [`SnapshotFormatError`]: too short, bad magic, unsupported version, non-zero reserved
+/// bytes, wrong length, SHA-256 mismatch (all checked before rkyv sees a byte), or a payload
+/// rkyv's validation refuses. Never panics.
+pub fn decode(bytes: &[u8]) -> Result<SnapshotState, SnapshotFormatError> {
+    let Some(h) = bytes.first_chunk::<SNAPSHOT_HEADER_SIZE>() else {
+        return Err(SnapshotFormatError::TooShort { len: bytes.len() });
+    };
+    let magic = read::<8>(h, 0);
+    if magic != SNAPSHOT_MAGIC {
+        return Err(SnapshotFormatError::BadMagic { got: magic });
+    }
+    let version = u32::from_le_bytes(read(h, 8));
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(SnapshotFormatError::UnsupportedVersion {
+            got: version,
+            supported: SNAPSHOT_FORMAT_VERSION,
+        });
+    }
+    for range in [12..16, 56..64] {
+        let start = range.start;
+        if let Some(i) = h.get(range).and_then(|r| r.iter().position(|&b| b != 0)) {
+            return Err(SnapshotFormatError::ReservedNotZero { offset: start + i });
+        }
+    }
+    let payload_len = u64::from_le_bytes(read(h, 16));
+    let expected_len = payload_len.saturating_add(SNAPSHOT_HEADER_SIZE as u64);
+    let got_len = bytes.len() as u64;
+    if expected_len != got_len {
+        return Err(SnapshotFormatError::LengthMismatch {
+            expected: expected_len,
+            got: got_len,
+        });
+    }
+    let payload = bytes.get(SNAPSHOT_HEADER_SIZE..).unwrap_or_default();
+    let expected = read::<32>(h, 24);
+    let got = sha256(payload);
+    if expected != got {
+        return Err(SnapshotFormatError::ChecksumMismatch { expected, got });
+    }
+    // The file buffer may sit anywhere in memory: rkyv needs the payload aligned.
+    let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
+    aligned.extend_from_slice(payload);
+    let archived = rkyv::access::<ArchivedSnapshotState, rancor::Error>(&aligned).map_err(|e| {
+        SnapshotFormatError::Payload {
+            reason: e.to_string(),
+        }
+    })?;
+    rkyv::deserialize::<SnapshotState, rancor::Error>(archived).map_err(|e| {
+        SnapshotFormatError::Payload {
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// `N` bytes of `h` from `offset` (zeros if out of range, which the constant offsets rule
+/// out).
+fn read<const N: usize>(h: &[u8; SNAPSHOT_HEADER_SIZE], offset: usize) -> [u8; N] {
+    h.get(offset..)
+        .and_then(|rest| rest.first_chunk::<N>())
+        .copied()
+        .unwrap_or([0; N])
+}
+
+/// A fingerprint of a catalog: the first 8 bytes (little-endian) of a SHA-256 over a
+/// canonical encoding of the items in order (a domain tag, the item count, then per item the
+/// id's length and bytes, the quantity as i64 and the weight, all integers u64/i64 LE).
+///
+/// Segment headers and snapshots carry it so a log is never replayed against a different
+/// catalog by mistake.
+#[must_use]
+pub fn catalog_fingerprint(items: &[ItemSpec]) -> u64 {
+    let mut h = Sha256::new();
+    h.update(b"rewardpool catalog v1\0");
+    h.update((items.len() as u64).to_le_bytes());
+    for item in items {
+        h.update((item.id.len() as u64).to_le_bytes());
+        h.update(item.id.as_bytes());
+        h.update(item.quantity.to_i64().to_le_bytes());
+        h.update(u64::from(item.weight).to_le_bytes());
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    let mut first = [0_u8; 8];
+    if let Some(head) = digest.first_chunk::<8>() {
+        first = *head;
+    }
+    u64::from_le_bytes(first)
+}
+
+/// The file name of snapshot `sequence`: `snapshot.` and at least 6 digits.
+#[must_use]
+pub fn snapshot_name(sequence: u64) -> String {
+    format!("snapshot.{sequence:06}")
+}
+
+/// The sequence number in a snapshot file name; same strict rules as
+/// [`crate::wal::header::parse_segment_name`] (`snapshot.000001.tmp` is `None`).
+#[must_use]
+pub fn parse_snapshot_name(name: &str) -> Option<u64> {
+    crate::wal::header::parse_numbered_name(name, "snapshot.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> SnapshotState {
+        SnapshotState {
+            sequence: 3,
+            last_request_id: 1234,
+            catalog_fingerprint: 0xFEED,
+            items: vec![
+                SnapshotItem {
+                    id: "gold".into(),
+                    quantity: 10,
+                    weight: 20,
+                },
+                SnapshotItem {
+                    id: "mud, plenty of it".into(),
+                    quantity: -1,
+                    weight: 70,
+                },
+                SnapshotItem {
+                    id: "gone".into(),
+                    quantity: 0,
+                    weight: 5,
+                },
+            ],
+        }
+    }
+
+    fn arb_state() -> impl Strategy<Value = SnapshotState> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(("\\PC{0,24}", -1_i64..i64::MAX, any::<u32>()), 0..20),
+        )
+            .prop_map(|(sequence, last_request_id, catalog_fingerprint, items)| SnapshotState {
+                sequence,
+                last_request_id,
+                catalog_fingerprint,
+                items: items
+                    .into_iter()
+                    .map(|(id, quantity, weight)| SnapshotItem {
+                        id,
+                        quantity,
+                        weight,
+                    })
+                    .collect(),
+            })
+    }
+
+    /// Re-hashes the payload so only the edited field is wrong.
+    fn rehash(file: &mut [u8]) {
+        let h = sha256(&file[64..]);
+        file[24..56].copy_from_slice(&h);
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let (file, hash) = encode(&sample());
+        assert_eq!(&file[..8], b"RWPLSNP1");
+        assert_eq!(&file[8..12], &1_u32.to_le_bytes());
+        assert_eq!(&file[12..16], &[0; 4]);
+        let payload_len = u64::from_le_bytes(file[16..24].try_into().unwrap());
+        assert_eq!(payload_len as usize + 64, file.len());
+        assert_eq!(&file[24..56], &sha256(&file[64..]));
+        assert_eq!(&file[56..64], &[0; 8]);
+        assert_eq!(hash, sha256(&file));
+    }
+
+    #[test]
+    fn round_trip_and_determinism() {
+        let (file, hash) = encode(&sample());
+        assert_eq!(decode(&file), Ok(sample()));
+        assert_eq!(encode(&sample()), (file, hash));
+        let empty = SnapshotState {
+            sequence: 0,
+            last_request_id: 0,
+            catalog_fingerprint: 0,
+            items: vec![],
+        };
+        assert_eq!(decode(&encode(&empty).0), Ok(empty));
+    }
+
+    #[test]
+    fn decodes_from_a_misaligned_buffer() {
+        let (file, _) = encode(&sample());
+        let mut shifted = vec![0_u8; 1];
+        shifted.extend_from_slice(&file);
+        assert_eq!(decode(&shifted[1..]), Ok(sample()));
+    }
+
+    #[test]
+    fn every_bit_flip_is_an_error() {
+        let (file, _) = encode(&sample());
+        for bit in 0..file.len() * 8 {
+            let mut bad = file.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&bad).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let (file, _) = encode(&sample());
+        for cut in 0..file.len() {
+            assert!(decode(&file[..cut]).is_err(), "cut {cut}");
+        }
+        let mut longer = file.clone();
+        longer.push(0);
+        assert_eq!(
+            decode(&longer),
+            Err(SnapshotFormatError::LengthMismatch {
+                expected: file.len() as u64,
+                got: file.len() as u64 + 1
+            })
+        );
+    }
+
+    #[test]
+    fn each_error() {
+        let (file, _) = encode(&sample());
+        assert_eq!(
+            decode(&file[..10]),
+            Err(SnapshotFormatError::TooShort { len: 10 })
+        );
+        let mut bad = file.clone();
+        bad[..8].copy_from_slice(b"RWPLWAL1");
+        assert_eq!(
+            decode(&bad),
+            Err(SnapshotFormatError::BadMagic { got: *b"RWPLWAL1" })
+        );
+        let mut bad = file.clone();
+        bad[8] = 2;
+        assert_eq!(
+            decode(&bad),
+            Err(SnapshotFormatError::UnsupportedVersion {
+                got: 2,
+                supported: 1
+            })
+        );
+        let mut bad = file.clone();
+        bad[13] = 1;
+        assert_eq!(
+            decode(&bad),
+            Err(SnapshotFormatError::ReservedNotZero { offset: 13 })
+        );
+        let mut bad = file.clone();
+        bad[63] = 1;
+        assert_eq!(
+            decode(&bad),
+            Err(SnapshotFormatError::ReservedNotZero { offset: 63 })
+        );
+        let mut bad = file.clone();
+        bad[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(
+            decode(&bad),
+            Err(SnapshotFormatError::LengthMismatch {
+                expected: u64::MAX,
+                got: file.len() as u64
+            })
+        );
+        let mut bad = file.clone();
+        *bad.last_mut().unwrap() ^= 0x10;
+        assert!(matches!(
+            decode(&bad),
+            Err(SnapshotFormatError::ChecksumMismatch { .. })
+        ));
+        // A payload with a correct hash that rkyv refuses.
+        let mut bad = file.clone();
+        let n = bad.len();
+        bad[n - 8..].fill(0xFF);
+        rehash(&mut bad);
+        assert!(matches!(
+            decode(&bad),
+            Err(SnapshotFormatError::Payload { .. })
+        ));
+        // An empty payload with a correct hash.
+        let mut bad = file[..64].to_vec();
+        bad[16..24].fill(0);
+        rehash(&mut bad);
+        assert!(matches!(
+            decode(&bad),
+            Err(SnapshotFormatError::Payload { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_display_what_is_wrong() {
+        let text = SnapshotFormatError::ChecksumMismatch {
+            expected: [0xAB; 32],
+            got: [0x01; 32],
+        }
+        .to_string();
+        assert!(text.contains(&"ab".repeat(32)) && text.contains(&"01".repeat(32)), "{text}");
+        let text = SnapshotFormatError::BadQuantity {
+            item: "gold".into(),
+            quantity: -5,
+        }
+        .to_string();
+        assert!(text.contains("\"gold\"") && text.contains("-5"), "{text}");
+        let text = SnapshotFormatError::LengthMismatch {
+            expected: 100,
+            got: 90,
+        }
+        .to_string();
+        assert!(text.contains("90 bytes") && text.contains("says 100"), "{text}");
+    }
+
+    #[test]
+    fn pool_conversions() {
+        let pool = PoolState {
+            last_request_id: RequestId(77),
+            items: vec![
+                ItemState {
+                    id: "a".into(),
+                    quantity: Quantity::Finite(3),
+                    weight: 1,
+                },
+                ItemState {
+                    id: "b".into(),
+                    quantity: Quantity::Unlimited,
+                    weight: 2,
+                },
+            ],
+        };
+        let snap = SnapshotState::from_pool(&pool, 9, 42);
+        assert_eq!(snap.sequence, 9);
+        assert_eq!(snap.catalog_fingerprint, 42);
+        assert_eq!(snap.last_request_id, 77);
+        assert_eq!(snap.items[1].quantity, -1);
+        assert_eq!(snap.to_pool(), Ok(pool.clone()));
+        let (file, _) = encode(&snap);
+        assert_eq!(decode(&file).unwrap().to_pool(), Ok(pool));
+        let mut bad = snap;
+        bad.items[1].quantity = -2;
+        assert_eq!(
+            bad.to_pool(),
+            Err(SnapshotFormatError::BadQuantity {
+                item: "b".into(),
+                quantity: -2
+            })
+        );
+    }
+
+    #[test]
+    fn catalog_fingerprints() {
+        let a = [ItemSpec::new("gold", 10, 20), ItemSpec::new("mud", -1, 70)];
+        let fp = catalog_fingerprint(&a);
+        assert_eq!(fp, catalog_fingerprint(&a.clone()));
+        let variants = [
+            vec![ItemSpec::new("gold", 11, 20), ItemSpec::new("mud", -1, 70)],
+            vec![ItemSpec::new("gold", 10, 21), ItemSpec::new("mud", -1, 70)],
+            vec![ItemSpec::new("gold", 10, 20), ItemSpec::new("mud", 0, 70)],
+            vec![ItemSpec::new("mud", -1, 70), ItemSpec::new("gold", 10, 20)],
+            vec![ItemSpec::new("gold", 10, 20)],
+            // Id boundaries are part of the encoding.
+            vec![ItemSpec::new("goldm", 10, 20), ItemSpec::new("ud", -1, 70)],
+            vec![],
+        ];
+        for v in variants {
+            assert_ne!(catalog_fingerprint(&v), fp, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_names() {
+        assert_eq!(snapshot_name(1), "snapshot.000001");
+        assert_eq!(snapshot_name(1_000_000), "snapshot.1000000");
+        assert_eq!(parse_snapshot_name("snapshot.000042"), Some(42));
+        assert_eq!(parse_snapshot_name("snapshot.1000000"), Some(1_000_000));
+        for bad in [
+            "snapshot.000001.tmp",
+            "snapshot.1",
+            "snapshot.00000a",
+            "snapshot.-00001",
+            "snapshot.000001 ",
+            "snapshot.0000001",
+            "wal.000001",
+            "snapshot.",
+        ] {
+            assert_eq!(parse_snapshot_name(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn state_round_trip(state in arb_state()) {
+            let (file, hash) = encode(&state);
+            prop_assert_eq!(hash, sha256(&file));
+            prop_assert_eq!(decode(&file), Ok(state));
+        }
+
+        #[test]
+        fn bit_flip_is_an_error(state in arb_state(), bit in any::<prop::sample::Index>()) {
+            let (mut file, _) = encode(&state);
+            let bit = bit.index(file.len() * 8);
+            file[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(decode(&file).is_err());
+        }
+
+        #[test]
+        fn truncation_is_an_error(state in arb_state(), cut in any::<prop::sample::Index>()) {
+            let (file, _) = encode(&state);
+            let cut = cut.index(file.len());
+            prop_assert!(decode(&file[..cut]).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode(&bytes);
+        }
+
+        /// Random payloads behind a valid header and hash reach rkyv: refused or accepted,
+        /// never a panic.
+        #[test]
+        fn arbitrary_payloads_never_panic(payload in prop::collection::vec(any::<u8>(), 0..400)) {
+            let mut file = vec![0_u8; 64];
+            file[..8].copy_from_slice(&SNAPSHOT_MAGIC);
+            file[8..12].copy_from_slice(&1_u32.to_le_bytes());
+            file[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+            file.extend_from_slice(&payload);
+            rehash(&mut file);
+            let _ = decode(&file);
+        }
+
+        #[test]
+        fn snapshot_name_round_trip(sequence in any::<u64>()) {
+            prop_assert_eq!(parse_snapshot_name(&snapshot_name(sequence)), Some(sequence));
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! In-memory [`Storage`] with fault injection, for crash and failure tests.
+//!
+//! Each file has its live bytes (what a process sees, like the page cache) and its durable
+//! bytes (what survives power loss: updated by `sync_range` / `write_synced`). Directory
+//! entries likewise have a live and a durable view, the latter updated by `sync_dir`.
+//! [`FaultyStorage::crash`] builds the storage a restarted process would find.
+//!
+//! Faults: fail the n-th sync, fail every operation after a countdown ("crash after N
+//! operations"), and ENOSPC when creating segments.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rkyv::util::AlignedVec;
+
+use super::{DirLock, SegmentMap, Storage};
+
+/// What survives [`FaultyStorage::crash`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// A process crash (kill -9): everything written survives, synced or not.
+    Process,
+    /// Power loss: only synced bytes and synced directory entries survive.
+    PowerLoss,
+    /// Power loss where the device kept an arbitrary subset of the unsynced 4 KiB pages
+    /// (chosen by the seed): torn writes.
+    TornPowerLoss(u64),
+}
+
+/// One file: a fixed heap region written through a raw pointer, plus its durable image.
+struct MemFile {
+    ptr: *mut u8,
+    len: usize,
+    durable: Mutex<Vec<u8>>,
+}
+
+// SAFETY: `ptr` owns a heap allocation of `len` bytes that lives as long as the MemFile.
+// Concurrent access follows the SegmentMap contract (one writer per range; a range is read
+// for syncing only after its writer is done), the same discipline as a shared mmap.
+#[allow(unsafe_code)]
+unsafe impl Send for MemFile {}
+// SAFETY: as for Send; the durable image is behind a Mutex.
+#[allow(unsafe_code)]
+unsafe impl Sync for MemFile {}
+
+impl fmt::Debug for MemFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemFile").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl MemFile {
+    fn new(bytes: Vec<u8>, durable: Vec<u8>) -> Arc<MemFile> {
+        let len = bytes.len();
+        let ptr = Box::into_raw(bytes.into_boxed_slice()).cast::<u8>();
+        Arc::new(MemFile { ptr, len, durable: Mutex::new(durable) })
+    }
+
+    fn live(&self) -> Vec<u8> {
+        // SAFETY: `ptr` is valid for `len` bytes (see MemFile); callers read a file only
+        // when no writer is active on it (after the engine stopped), per the test protocol.
+        #[allow(unsafe_code)]
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptr, self.len) };
+        bytes.to_vec()
+    }
+
+    fn durable(&self) -> MutexGuard<'_, Vec<u8>> {
+        self.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for MemFile {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from `Box::into_raw` of a boxed slice in `new`, and this is
+        // the only place that frees it.
+        #[allow(unsafe_code)]
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) });
+    }
+}
+
+#[derive(Debug)]
+struct MemSegment {
+    file: Arc<MemFile>,
+    storage: Arc<Inner>,
+}
+
+impl SegmentMap for MemSegment {
+    fn len(&self) -> usize {
+        self.file.len
+    }
+
+    fn as_ptr(&self) -> *mut u8 {
+        self.file.ptr
+    }
+
+    fn sync_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.storage.sync_op()?;
+        let end = offset.saturating_add(len).min(self.file.len);
+        let offset = offset.min(end);
+        // SAFETY: `offset..end` is inside the allocation; the log syncs only ranges its
+        // writer has finished (SegmentMap contract), so nobody writes them concurrently.
+        #[allow(unsafe_code)]
+        let live = unsafe { std::slice::from_raw_parts(self.file.ptr.add(offset), end - offset) };
+        self.file.durable()[offset..end].copy_from_slice(live);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Dir {
+    live: BTreeMap<String, Arc<MemFile>>,
+    durable: BTreeMap<String, Arc<MemFile>>,
+    locked: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    dir: Mutex<Dir>,
+    syncs: AtomicU64,
+    fail_sync_at: AtomicU64,
+    ops_left: AtomicU64,
+    countdown: AtomicBool,
+    enospc: AtomicBool,
+}
+
+impl Inner {
+    fn dir(&self) -> MutexGuard<'_, Dir> {
+        self.dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts an operation against the countdown.
+    fn op(&self) -> io::Result<()> {
+        if self.countdown.load(Ordering::SeqCst) {
+            let left = self.ops_left.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(io::Error::other("injected crash: storage is gone"));
+            }
+            self.ops_left.store(left - 1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn sync_op(&self) -> io::Result<()> {
+        self.op()?;
+        let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_sync_at.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected sync failure (EIO)"));
+        }
+        Ok(())
+    }
+}
+
+/// In-memory storage with fault injection. Cloning shares the same files.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyStorage {
+    inner: Arc<Inner>,
+}
+
+struct MemLock {
+    storage: Arc<Inner>,
+}
+
+impl fmt::Debug for MemLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MemLock")
+    }
+}
+
+impl DirLock for MemLock {}
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        self.storage.dir().locked = false;
+    }
+}
+
+impl FaultyStorage {
+    /// An empty directory.
+    #[must_use]
+    pub fn new() -> FaultyStorage {
+        FaultyStorage::default()
+    }
+
+    /// The `n`-th sync from now on (1 = the next) fails with an I/O error.
+    pub fn fail_sync_after(&self, n: u64) {
+        let done = self.inner.syncs.load(Ordering::SeqCst);
+        self.inner.fail_sync_at.store(done + n, Ordering::SeqCst);
+    }
+
+    /// Every operation after the next `n` fails, as if the machine died.
+    pub fn crash_after_ops(&self, n: u64) {
+        self.inner.ops_left.store(n, Ordering::SeqCst);
+        self.inner.countdown.store(true, Ordering::SeqCst);
+    }
+
+    /// Creating segments fails with ENOSPC while `full`.
+    pub fn set_disk_full(&self, full: bool) {
+        self.inner.enospc.store(full, Ordering::SeqCst);
+    }
+
+    /// Syncs performed so far.
+    #[must_use]
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(Ordering::SeqCst)
+    }
+
+    /// The storage a restarted process finds after a crash of the given kind. Call it once
+    /// the writers are stopped (engine shut down or failed).
+    #[must_use]
+    pub fn crash(&self, mode: CrashMode) -> FaultyStorage {
+        let dir = self.inner.dir();
+        let mut rng = match mode {
+            CrashMode::TornPowerLoss(seed) => seed | 1,
+            _ => 1,
+        };
+        let entries = match mode {
+            CrashMode::Process => &dir.live,
+            _ => &dir.durable,
+        };
+        let mut files = BTreeMap::new();
+        for (name, file) in entries {
+            let bytes = match mode {
+                CrashMode::Process => file.live(),
+                CrashMode::PowerLoss => file.durable().clone(),
+                CrashMode::TornPowerLoss(_) => {
+                    let live = file.live();
+                    let mut kept = file.durable().clone();
+                    for (page, chunk) in live.chunks(4096).enumerate() {
+                        // xorshift64: a cheap, seeded coin per page.
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        if rng & 1 == 1 {
+                            let at = page * 4096;
+                            kept[at..at + chunk.len()].copy_from_slice(chunk);
+                        }
+                    }
+                    kept
+                }
+            };
+            files.insert(name.clone(), MemFile::new(bytes.clone(), bytes));
+        }
+        let inner = Inner::default();
+        *inner.dir() = Dir { live: files.clone(), durable: files, locked: false };
+        FaultyStorage { inner: Arc::new(inner) }
+    }
+
+    /// Live bytes of a file (for tests that damage files on purpose).
+    #[must_use]
+    pub fn file(&self, name: &str) -> Option<Vec<u8>> {
+        self.inner.dir().live.get(name).map(|f| f.live())
+    }
+
+    /// Replaces a file's bytes, live and durable (for tests that damage files on purpose).
+    pub fn put_file(&self, name: &str, bytes: Vec<u8>) {
+        let file = MemFile::new(bytes.clone(), bytes);
+        let mut dir = self.inner.dir();
+        dir.live.insert(name.to_owned(), Arc::clone(&file));
+        dir.durable.insert(name.to_owned(), file);
+    }
+}
+
+fn not_found(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file"))
+}
+
+impl Storage for FaultyStorage {
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.op()?;
+        Ok(self.inner.dir().live.keys().cloned().collect())
+    }
+
+    fn read(&self, name: &str) -> io::Result<AlignedVec<16>> {
+        self.inner.op()?;
+        let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
+        let mut buf = AlignedVec::<16>::new();
+        buf.extend_from_slice(&file.live());
+        Ok(buf)
+    }
+
+    fn write_synced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.inner.sync_op()?;
+        let file = MemFile::new(bytes.to_vec(), bytes.to_vec());
+        self.inner.dir().live.insert(name.to_owned(), file);
+        Ok(())
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.inner.op()?;
+        let mut dir = self.inner.dir();
+        let file = dir.live.remove(from).ok_or_else(|| not_found(from))?;
+        dir.live.insert(to.to_owned(), file);
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.inner.op()?;
+        self.inner.dir().live.remove(name).map(|_| ()).ok_or_else(|| not_found(name))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_op()?;
+        let mut dir = self.inner.dir();
+        dir.durable = dir.live.clone();
+        Ok(())
+    }
+
+    fn create_segment(&self, name: &str, size: u64) -> io::Result<Arc<dyn SegmentMap>> {
+        self.inner.op()?;
+        if self.inner.enospc.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let len = usize::try_from(size).map_err(|_| io::Error::other("segment too large"))?;
+        let mut dir = self.inner.dir();
+        if dir.live.contains_key(name) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, name.to_owned()));
+        }
+        let file = MemFile::new(vec![0; len], vec![0; len]);
+        dir.live.insert(name.to_owned(), Arc::clone(&file));
+        Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
+    }
+
+    fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
+        self.inner.op()?;
+        let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
+        Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
+    }
+
+    fn lock(&self, _exclusive: bool) -> io::Result<Box<dyn DirLock>> {
+        let mut dir = self.inner.dir();
+        if dir.locked {
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "locked"));
+        }
+        dir.locked = true;
+        Ok(Box::new(MemLock { storage: Arc::clone(&self.inner) }))
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!("mem:{name}")
+    }
+}

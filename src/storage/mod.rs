@@ -1,0 +1,100 @@
+//! The storage seam: every byte the log and snapshots put on disk goes through [`Storage`],
+//! so tests can swap the operating system for [`FaultyStorage`] and inject crashes, lost
+//! writes, failed syncs and a full disk.
+//!
+//! Segments are written through a [`SegmentMap`]: a fixed-size region the core thread writes
+//! frames into (an mmap for [`OsStorage`]) and the flusher makes durable range by range.
+//! Everything else (snapshots, headers read back at recovery) is whole-file reads and
+//! synced whole-file writes.
+
+mod faulty;
+mod os;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use rkyv::util::AlignedVec;
+
+pub use faulty::{CrashMode, FaultyStorage};
+pub use os::OsStorage;
+
+/// A segment file mapped for writing.
+///
+/// # Safety contract (for implementors and users)
+/// `as_ptr()` is valid for `len()` bytes for as long as the map lives. Writers must keep to
+/// the log's discipline: one writer per byte range at a time, and a range is synced only
+/// after its writer finished writing it (the core publishes the commit offset with Release
+/// before the flusher syncs up to it).
+pub trait SegmentMap: Send + Sync + fmt::Debug {
+    /// Size in bytes.
+    fn len(&self) -> usize;
+    /// True for a zero-length map.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The first byte.
+    fn as_ptr(&self) -> *mut u8;
+    /// Makes `offset..offset + len` durable (msync MS_SYNC for an mmap).
+    ///
+    /// # Errors
+    /// The device reported an error: the log must stop (SPEC §2.9), never retry.
+    fn sync_range(&self, offset: usize, len: usize) -> io::Result<()>;
+    /// Faults the pages in ahead of the writer, off the hot path (best effort).
+    fn prefault(&self) {}
+}
+
+/// A lock on a data directory, held as long as this value lives.
+pub trait DirLock: Send + fmt::Debug {}
+
+/// Files in one directory.
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// Names of the files in the directory.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// The whole file, in a 16-byte aligned buffer (frames are decoded in place).
+    ///
+    /// # Errors
+    /// Missing file or a read error (a bad sector is an error, not a signal).
+    fn read(&self, name: &str) -> io::Result<AlignedVec<16>>;
+    /// Creates or replaces `name` with `bytes` and syncs its data (not the directory).
+    ///
+    /// # Errors
+    /// Any write or sync error.
+    fn write_synced(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Renames within the directory (durable after `sync_dir`).
+    ///
+    /// # Errors
+    /// Any rename error.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes a file (durable after `sync_dir`).
+    ///
+    /// # Errors
+    /// Any removal error.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Makes renames, creations and removals durable (fsync of the directory).
+    ///
+    /// # Errors
+    /// Any sync error.
+    fn sync_dir(&self) -> io::Result<()>;
+    /// Creates `name` (it must not exist) at `size` bytes, all allocated (fallocate: a full
+    /// disk is an error here, never SIGBUS later), zero-filled, and maps it for writing.
+    ///
+    /// # Errors
+    /// ENOSPC, an existing file, or any other I/O error.
+    fn create_segment(&self, name: &str, size: u64) -> io::Result<Arc<dyn SegmentMap>>;
+    /// Maps an existing segment for writing (recovery closes a segment through this).
+    ///
+    /// # Errors
+    /// Missing file or a mapping error.
+    fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>>;
+    /// Takes the directory's lock file; `exclusive` for writers.
+    ///
+    /// # Errors
+    /// Another process holds it (`WouldBlock`), or an I/O error.
+    fn lock(&self, exclusive: bool) -> io::Result<Box<dyn DirLock>>;
+    /// Where the files are, for messages.
+    fn describe(&self, name: &str) -> String;
+}

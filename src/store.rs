@@ -1,0 +1,239 @@
+//! Opening a data directory: recover (or start fresh from the catalog), then run an engine
+//! whose journal matches the durability mode. This is what the command line and services use.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use std::sync::Arc;
+
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::journal::{JournalError, MemoryJournal};
+use crate::pool::{ItemSpec, Pool, PoolError, PoolState, Rng};
+use crate::recovery::{self, RecoveryError};
+use crate::storage::{DirLock, OsStorage, Storage};
+use crate::wal::{WalJournal, WalStart};
+
+/// When an outcome is acknowledged (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After selection only; no log (a benchmark baseline).
+    Memory,
+    /// After its frame is written into the mapped segment: survives a process crash.
+    Buffered,
+    /// After its group is synced to the device: survives power loss.
+    #[default]
+    Sync,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Durability, String> {
+        match s {
+            "memory" => Ok(Durability::Memory),
+            "buffered" => Ok(Durability::Buffered),
+            "sync" => Ok(Durability::Sync),
+            other => Err(format!("unknown durability {other:?}: expected memory, buffered or sync")),
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Memory => "memory",
+            Durability::Buffered => "buffered",
+            Durability::Sync => "sync",
+        })
+    }
+}
+
+/// Where and how the log is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// The data directory (`working_dir`).
+    pub dir: PathBuf,
+    /// When outcomes are acknowledged.
+    pub durability: Durability,
+    /// Size of each segment file (`wal.max_file_size_kb` × 1024).
+    pub segment_size_bytes: u64,
+    /// Segments (and their snapshots) kept; older ones are deleted.
+    pub retention_segments: usize,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            dir: PathBuf::from("data"),
+            durability: Durability::Sync,
+            segment_size_bytes: 64 << 20,
+            retention_segments: 4,
+        }
+    }
+}
+
+/// Why a data directory could not be opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The catalog is invalid.
+    Pool(PoolError),
+    /// The engine could not start.
+    Engine(EngineError),
+    /// The operating system could not seed the generator.
+    Entropy(String),
+    /// Another process has the data directory open.
+    Locked {
+        /// The directory.
+        dir: String,
+    },
+    /// The log or a snapshot is damaged, or could not be read.
+    Recovery(RecoveryError),
+    /// The journal could not start (creating or installing the first segment).
+    Journal(JournalError),
+    /// Any other I/O error, with what was being done.
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Pool(e) => write!(f, "invalid catalog: {e}"),
+            OpenError::Engine(e) => e.fmt(f),
+            OpenError::Entropy(e) => write!(f, "cannot seed the random generator: {e}"),
+            OpenError::Locked { dir } => {
+                write!(f, "data directory {dir} is in use by another process (its lock file is held)")
+            }
+            OpenError::Recovery(e) => e.fmt(f),
+            OpenError::Journal(e) => write!(f, "cannot start the log: {e}"),
+            OpenError::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl OpenError {
+    /// True when the data on disk (not the environment) is at fault: a damaged log.
+    #[must_use]
+    pub fn is_damage(&self) -> bool {
+        matches!(self, OpenError::Recovery(RecoveryError::Damaged { .. }))
+    }
+}
+
+fn rng(seed: Option<u64>) -> Result<Rng, OpenError> {
+    match seed {
+        Some(seed) => Ok(Rng::from_seed(seed)),
+        None => Rng::from_entropy().map_err(|e| OpenError::Entropy(e.to_string())),
+    }
+}
+
+fn lock(storage: &dyn Storage, exclusive: bool) -> Result<Box<dyn DirLock>, OpenError> {
+    storage.lock(exclusive).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            OpenError::Locked { dir: storage.describe("") }
+        } else {
+            OpenError::Io { context: format!("locking {}", storage.describe("lock")), source: e }
+        }
+    })
+}
+
+/// Recovers the pool in `wal.dir` (or starts from `catalog` when the directory holds no log)
+/// and starts an engine whose journal follows `wal.durability`. `seed` fixes the generator
+/// (tests and benchmarks); `None` seeds it from the operating system.
+///
+/// # Errors
+/// A damaged log, an invalid catalog, a locked directory, or an engine that cannot start.
+pub fn open_engine(
+    catalog: &[ItemSpec],
+    wal: &WalOptions,
+    engine: EngineConfig,
+    seed: Option<u64>,
+) -> Result<Engine, OpenError> {
+    if wal.durability == Durability::Memory {
+        let pool = Pool::new(catalog, rng(seed)?).map_err(OpenError::Pool)?;
+        return Engine::start(pool, MemoryJournal::new(), engine).map_err(OpenError::Engine);
+    }
+    let storage = OsStorage::new(&wal.dir).map_err(|source| OpenError::Io {
+        context: format!("creating data directory {}", wal.dir.display()),
+        source,
+    })?;
+    open_engine_on(Arc::new(storage), catalog, wal, engine, seed)
+}
+
+/// [`open_engine`] on any storage (tests inject faults through [`crate::storage::FaultyStorage`]).
+/// `wal.dir` is ignored; `wal.durability` must not be `Memory`.
+///
+/// # Errors
+/// As [`open_engine`].
+pub fn open_engine_on(
+    storage: Arc<dyn Storage>,
+    catalog: &[ItemSpec],
+    wal: &WalOptions,
+    engine: EngineConfig,
+    seed: Option<u64>,
+) -> Result<Engine, OpenError> {
+    let (pool, journal) = open_journal(storage, catalog, wal, seed)?;
+    Engine::start(pool, journal, engine).map_err(OpenError::Engine)
+}
+
+/// Recovers and opens the durable journal without starting an engine.
+///
+/// # Errors
+/// As [`open_engine`].
+pub fn open_journal(
+    storage: Arc<dyn Storage>,
+    catalog: &[ItemSpec],
+    wal: &WalOptions,
+    seed: Option<u64>,
+) -> Result<(Pool, WalJournal), OpenError> {
+    let dir_lock = lock(&*storage, true)?;
+    let recovered = recovery::recover(&*storage, catalog).map_err(OpenError::Recovery)?;
+    if let Some((name, header)) = &recovered.close {
+        // The newest segment was open (a crash): close it at its last commit, which trims
+        // the torn tail, before anything else is written.
+        let io = |source| OpenError::Io { context: format!("closing {}", storage.describe(name)), source };
+        let map = storage.open_segment(name).map_err(io)?;
+        crate::wal::segment::write_at(&*map, 0, &header.encode());
+        map.sync_range(0, crate::wal::header::SEGMENT_HEADER_SIZE).map_err(io)?;
+    }
+    for name in &recovered.temporaries {
+        let _ = storage.remove(name);
+    }
+    let pool = Pool::from_state(&recovered.state, rng(seed)?).map_err(OpenError::Pool)?;
+    let start = WalStart {
+        sequence: recovered.next_sequence,
+        catalog_fingerprint: recovered.catalog_fingerprint,
+        segment_size: wal.segment_size_bytes,
+        retention_segments: wal.retention_segments as u64,
+        durability: wal.durability,
+    };
+    let journal = WalJournal::create(storage, dir_lock, &start, &pool).map_err(OpenError::Journal)?;
+    Ok((pool, journal))
+}
+
+/// Reads the state of the pool in `wal.dir` without changing anything (the catalog's when
+/// the directory holds no log).
+///
+/// # Errors
+/// A damaged log, a directory in use by a writer, or an invalid catalog.
+pub fn read_state(catalog: &[ItemSpec], wal: &WalOptions) -> Result<PoolState, OpenError> {
+    let Ok(storage) = OsStorage::existing(&wal.dir) else {
+        return Ok(Pool::new(catalog, Rng::from_seed(0)).map_err(OpenError::Pool)?.state());
+    };
+    read_state_on(&storage, catalog)
+}
+
+/// [`read_state`] on any storage.
+///
+/// # Errors
+/// As [`read_state`].
+pub fn read_state_on(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<PoolState, OpenError> {
+    let _lock = lock(storage, false)?;
+    Ok(recovery::recover(storage, catalog).map_err(OpenError::Recovery)?.state)
+}

@@ -1,0 +1,285 @@
+//! The flusher thread: makes committed groups durable in log order, installs rotated
+//! segments, closes retired ones, and prepares the next segment file ahead of time, so the
+//! core thread never waits on msync, fdatasync or file creation (MEASURED.md: moving the
+//! sync off the core was worth 4×).
+//!
+//! The core sends jobs through a bounded queue; the flusher publishes progress through
+//! atomics the core polls (`durable`, `installed`) and stops for good on the first I/O
+//! error (SPEC §2.9: never retry a failed sync).
+
+use std::io;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+
+use super::header::{segment_name, SegmentHeader, SEGMENT_HEADER_SIZE};
+use super::segment::write_at;
+use crate::snapshot::format::snapshot_name;
+use crate::storage::{SegmentMap, Storage};
+
+/// A segment whose header and snapshot marker are written, to be put in place.
+#[derive(Debug)]
+pub(crate) struct Install {
+    pub(crate) map: Arc<dyn SegmentMap>,
+    pub(crate) tmp_name: String,
+    pub(crate) sequence: u64,
+    /// Offset just past the snapshot marker.
+    pub(crate) marker_end: usize,
+    /// The snapshot file's bytes.
+    pub(crate) snapshot: Vec<u8>,
+}
+
+/// Puts a prepared segment in place: snapshot file (tmp, sync, rename, sync dir), then the
+/// segment's header and marker synced, renamed, directory synced. Only then may anything
+/// in the segment be acknowledged.
+pub(crate) fn install(storage: &dyn Storage, i: &Install) -> io::Result<()> {
+    let snapshot = snapshot_name(i.sequence);
+    let snapshot_tmp = format!("{snapshot}.tmp");
+    storage.write_synced(&snapshot_tmp, &i.snapshot)?;
+    storage.rename(&snapshot_tmp, &snapshot)?;
+    // The snapshot's name must be durable before a segment that refers to it.
+    storage.sync_dir()?;
+    i.map.sync_range(0, i.marker_end)?;
+    storage.rename(&i.tmp_name, &segment_name(i.sequence))?;
+    storage.sync_dir()
+}
+
+/// Writes the closed header of a retired segment after syncing its frames.
+pub(crate) fn close_segment(map: &dyn SegmentMap, synced: usize, header: &SegmentHeader) -> io::Result<()> {
+    let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
+    if end > synced {
+        map.sync_range(synced, end - synced)?;
+    }
+    write_at(map, 0, &header.encode());
+    map.sync_range(0, SEGMENT_HEADER_SIZE)
+}
+
+/// Work for the flusher, in log order.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Group `group` ends at `end` in the current segment: sync up to there.
+    Sync { group: u64, end: usize },
+    /// The core moved on: close the current segment (its groups end at `header.end_offset`,
+    /// the last is `last_group`), install `next`, delete what retention drops.
+    Rotate { last_group: u64, closed: SegmentHeader, next: Install },
+    /// Clean shutdown: close the current segment, write the final snapshot, and exit.
+    Close { last_group: u64, closed: SegmentHeader, snapshot: Vec<u8> },
+    /// Exit without closing anything (the engine failed; recovery will sort it out).
+    Stop,
+}
+
+/// What the flusher tells the core.
+#[derive(Debug)]
+pub(crate) struct FlushState {
+    /// Newest group durable (with every one before it). Release by the flusher after the
+    /// sync that made it durable; Acquire by the core before acknowledging.
+    pub(crate) durable: CachePadded<AtomicU64>,
+    /// Newest segment sequence installed under its final name.
+    pub(crate) installed: AtomicU64,
+    /// Set (Release) after `error` is written; the flusher has stopped.
+    pub(crate) failed: AtomicBool,
+    pub(crate) error: Mutex<Option<String>>,
+    /// Set while the flusher parks; the core unparks it after pushing a job.
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+    /// Next segment files, created and pre-faulted ahead of time (at most one waits).
+    pub(crate) spares: ArrayQueue<(String, Arc<dyn SegmentMap>)>,
+    pub(crate) jobs: ArrayQueue<Job>,
+}
+
+impl FlushState {
+    pub(crate) fn new(installed: u64, durable: u64, jobs_max: usize) -> FlushState {
+        FlushState {
+            durable: CachePadded::new(AtomicU64::new(durable)),
+            installed: AtomicU64::new(installed),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            sleeping: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            spares: ArrayQueue::new(1),
+            jobs: ArrayQueue::new(jobs_max),
+        }
+    }
+
+    /// Queues a job and wakes the flusher; false if the queue is full (retry later).
+    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+        self.jobs.push(job)?;
+        // SeqCst fence: orders the push before the load of `sleeping`; pairs with the
+        // flusher's SeqCst store + fence before it re-checks the queue (Dekker).
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn error(&self) -> Option<String> {
+        // Acquire: pairs with the Release store in `fail`.
+        if self.failed.load(Ordering::Acquire) {
+            return Some(self.error.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default());
+        }
+        None
+    }
+
+    fn fail(&self, context: &str, e: &io::Error) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{context}: {e}"));
+        // Release: publishes `error` to the core's Acquire in `error()`.
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+/// The flusher's own state.
+pub(crate) struct Flusher {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) state: Arc<FlushState>,
+    pub(crate) current: Arc<dyn SegmentMap>,
+    pub(crate) sequence: u64,
+    /// Offset up to which `current` is synced.
+    pub(crate) synced: usize,
+    pub(crate) sync_data: bool,
+    pub(crate) segment_size: u64,
+    pub(crate) retention: u64,
+}
+
+impl Flusher {
+    /// Runs until a Close job or an error.
+    pub(crate) fn run(mut self) {
+        let _ = self.state.thread.set(std::thread::current());
+        self.prepare_spare();
+        let mut next: Option<Job> = None;
+        let mut idle = 0_u32;
+        loop {
+            let Some(job) = next.take().or_else(|| self.state.jobs.pop()) else {
+                idle += 1;
+                self.idle(idle);
+                continue;
+            };
+            idle = 0;
+            let result = match job {
+                Job::Sync { group, end } => self.sync(group, end, &mut next),
+                Job::Rotate { last_group, closed, next } => self.rotate(last_group, &closed, next),
+                Job::Close { last_group, closed, snapshot } => {
+                    if let Err((context, e)) = self.close(last_group, &closed, &snapshot) {
+                        self.state.fail(&context, &e);
+                    }
+                    return;
+                }
+                Job::Stop => return,
+            };
+            if let Err((context, e)) = result {
+                self.state.fail(&context, &e);
+                return;
+            }
+        }
+    }
+
+    fn idle(&self, idle: u32) {
+        if idle < 64 {
+            std::hint::spin_loop();
+            return;
+        }
+        // SeqCst store + fence: pairs with the fence in `FlushState::push` (Dekker).
+        self.state.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.state.jobs.is_empty() {
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+        self.state.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Syncs through the newest queued Sync job (coalescing: one msync covers them all).
+    /// A non-Sync job popped on the way is left in `next`.
+    fn sync(
+        &mut self,
+        mut group: u64,
+        mut end: usize,
+        next: &mut Option<Job>,
+    ) -> Result<(), (String, io::Error)> {
+        while let Some(job) = self.state.jobs.pop() {
+            if let Job::Sync { group: g, end: e } = job {
+                group = g;
+                end = e;
+            } else {
+                *next = Some(job);
+                break;
+            }
+        }
+        if self.sync_data && end > self.synced {
+            self.current
+                .sync_range(self.synced, end - self.synced)
+                .map_err(|e| (format!("msync {}", segment_name(self.sequence)), e))?;
+            self.synced = end;
+        }
+        // Release: the core's Acquire load of `durable` sees the synced state first.
+        self.state.durable.store(group, Ordering::Release);
+        Ok(())
+    }
+
+    fn rotate(&mut self, last_group: u64, closed: &SegmentHeader, next: Install) -> Result<(), (String, io::Error)> {
+        let old = segment_name(self.sequence);
+        close_segment(&*self.current, self.synced, closed).map_err(|e| (format!("closing {old}"), e))?;
+        install(&*self.storage, &next)
+            .map_err(|e| (format!("installing {}", segment_name(next.sequence)), e))?;
+        self.current = next.map;
+        self.sequence = next.sequence;
+        self.synced = next.marker_end;
+        // Release: pairs with the core's Acquire loads in `WalJournal::durable`.
+        self.state.installed.store(next.sequence, Ordering::Release);
+        self.state.durable.store(last_group, Ordering::Release);
+        self.drop_old();
+        self.prepare_spare();
+        Ok(())
+    }
+
+    fn close(&mut self, last_group: u64, closed: &SegmentHeader, snapshot: &[u8]) -> Result<(), (String, io::Error)> {
+        let name = segment_name(self.sequence);
+        close_segment(&*self.current, self.synced, closed).map_err(|e| (format!("closing {name}"), e))?;
+        // The final snapshot: the state the next segment will start from.
+        let final_name = snapshot_name(self.sequence + 1);
+        let tmp = format!("{final_name}.tmp");
+        let write = || -> io::Result<()> {
+            self.storage.write_synced(&tmp, snapshot)?;
+            self.storage.rename(&tmp, &final_name)?;
+            self.storage.sync_dir()
+        };
+        write().map_err(|e| (format!("writing {final_name}"), e))?;
+        self.state.durable.store(last_group, Ordering::Release);
+        Ok(())
+    }
+
+    /// Deletes segments and snapshots older than the retention window (best effort: a file
+    /// left behind is deleted after a later rotation).
+    fn drop_old(&self) {
+        let Some(oldest_kept) = self.sequence.checked_sub(self.retention.saturating_sub(1)) else {
+            return;
+        };
+        let Ok(names) = self.storage.list() else { return };
+        for name in names {
+            let seq = super::header::parse_segment_name(&name)
+                .or_else(|| crate::snapshot::format::parse_snapshot_name(&name));
+            if seq.is_some_and(|s| s < oldest_kept) {
+                let _ = self.storage.remove(&name);
+            }
+        }
+    }
+
+    /// Creates, allocates and pre-faults the next segment file under a temporary name.
+    /// A failure (disk full) is not fatal: the core retries when it needs the file.
+    fn prepare_spare(&self) {
+        if !self.state.spares.is_empty() {
+            return;
+        }
+        let name = format!("{}.tmp", segment_name(self.sequence + 1));
+        let _ = self.storage.remove(&name);
+        if let Ok(map) = self.storage.create_segment(&name, self.segment_size) {
+            map.prefault();
+            let _ = self.state.spares.push((name, map));
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! The 256-byte segment header at the start of every `wal.NNNNNN` file, and segment names.
+//!
+//! # Byte layout (format version 1)
+//!
+//! Plain little-endian fields (not rkyv), so the header can be read before anything else is
+//! trusted:
+//!
+//! ```text
+//!  offset size field
+//!  0      8    magic b"RWPLWAL1"
+//!  8      4    format version, u32 LE (1)
+//!  12     4    status, u32 LE: 1 open, 2 closed
+//!  16     8    sequence, u64 LE: the N of the file name wal.NNNNNN
+//!  24     8    first_request_id, u64 LE: the first request id this segment may contain
+//!              (the last id before it + 1)
+//!  32     8    catalog_fingerprint, u64 LE (see snapshot::format::catalog_fingerprint)
+//!  40     8    end_offset, u64 LE: closed: the byte offset just past the last commit frame;
+//!              open: 0
+//!  48     8    segment_size, u64 LE: the file's size in bytes, a multiple of 16, >= 256
+//!  56     196  reserved, zero
+//!  252    4    crc32c, u32 LE, over bytes 0..252
+//! ```
+//!
+//! Frames (see [`super::frame`]) start at offset 256 ([`SEGMENT_HEADER_SIZE`]).
+//!
+//! # Checks and what a mismatch means
+//!
+//! [`SegmentHeader::decode`] checks, in order: length; all zero (a segment whose header was
+//! never written: [`HeaderError::Zeroed`]); magic; version (before the CRC, so a header from a
+//! newer version says so instead of reporting a checksum mismatch); CRC; status; reserved
+//! bytes; and that the fields agree with each other. Any failure is a [`HeaderError`], and
+//! recovery treats a bad header as damage (it refuses to start), except for a zeroed header
+//! in a segment that was still being created under its temporary name.
+//!
+//! The header is rewritten in place once, when the segment is closed (status, end_offset).
+//! A torn rewrite fails the CRC; the writer syncs the frames before it rewrites the header.
+
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
+
+use std::fmt;
+
+/// Size of the segment header; the first frame starts here.
+pub const SEGMENT_HEADER_SIZE: usize = 256;
+
+/// The first 8 bytes of every segment.
+pub const WAL_MAGIC: [u8; 8] = *b"RWPLWAL1";
+
+/// The segment format version this build writes and reads.
+pub const WAL_FORMAT_VERSION: u32 = 1;
+
+/// Byte offset of the header CRC.
+const CRC_OFFSET: usize = 252;
+/// Bytes 56..252 are reserved.
+const RESERVED_START: usize = 56;
+
+const _: () = assert!(SEGMENT_HEADER_SIZE % super::frame::FRAME_ALIGN == 0);
+const _: () = assert!(CRC_OFFSET + 4 == SEGMENT_HEADER_SIZE);
+
+/// Whether a segment is still being appended to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SegmentStatus {
+    /// Being written (or the process stopped while writing it): may have a torn tail.
+    Open,
+    /// Closed by rotation or a graceful shutdown: `end_offset` is exact, no torn tail.
+    Closed,
+}
+
+impl SegmentStatus {
+    /// The on-disk value: 1 open, 2 closed.
+    #[must_use]
+    pub fn to_u32(self) -> u32 {
+        match self {
+            SegmentStatus::Open => 1,
+            SegmentStatus::Closed => 2,
+        }
+    }
+
+    /// The status for an on-disk value, `None` for anything but 1 or 2.
+    #[must_use]
+    pub fn from_u32(value: u32) -> Option<SegmentStatus> {
+        match value {
+            1 => Some(SegmentStatus::Open),
+            2 => Some(SegmentStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SegmentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SegmentStatus::Open => "open",
+            SegmentStatus::Closed => "closed",
+        })
+    }
+}
+
+/// The decoded segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Open or closed.
+    pub status: SegmentStatus,
+    /// The segment's sequence number (the N of `wal.NNNNNN`).
+    pub sequence: u64,
+    /// The first request id this segment may contain.
+    pub first_request_id: u64,
+    /// Fingerprint of the catalog the log was started with.
+    pub catalog_fingerprint: u64,
+    /// Closed: the offset just past the last commit frame. Open: 0.
+    pub end_offset: u64,
+    /// The segment file's size in bytes.
+    pub segment_size: u64,
+}
+
+/// Why a segment header was refused. The caller adds the file name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// Fewer than [`SEGMENT_HEADER_SIZE`] bytes.
+    TooShort {
+        /// Bytes available.
+        len: usize,
+    },
+    /// All 256 bytes are zero: the header was never written.
+    Zeroed,
+    /// The first 8 bytes are not [`WAL_MAGIC`].
+    BadMagic {
+        /// The bytes found.
+        got: [u8; 8],
+    },
+    /// A format version this build does not read.
+    UnsupportedVersion {
+        /// The version found.
+        got: u32,
+        /// The version this build supports.
+        supported: u32,
+    },
+    /// The stored CRC does not match the header bytes.
+    ChecksumMismatch {
+        /// The CRC stored at offset 252.
+        expected: u32,
+        /// The CRC computed over bytes 0..252.
+        got: u32,
+    },
+    /// The status is neither 1 (open) nor 2 (closed).
+    BadStatus {
+        /// The value found.
+        got: u32,
+    },
+    /// A reserved byte is not zero.
+    ReservedNotZero {
+        /// Its offset in the header.
+        offset: usize,
+    },
+    /// The fields contradict each other.
+    Inconsistent {
+        /// The field at fault.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// What it should have been.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::TooShort { len } => write!(
+                f,
+                "segment header too short: {len} bytes, expected {SEGMENT_HEADER_SIZE}"
+            ),
+            HeaderError::Zeroed => f.write_str("zeroed header: the segment header was never written"),
+            HeaderError::BadMagic { got } => write!(
+                f,
+                "bad magic {:?}, expected {:?}",
+                got.escape_ascii().to_string(),
+                WAL_MAGIC.escape_ascii().to_string()
+            ),
+            HeaderError::UnsupportedVersion { got, supported } => write!(
+                f,
+                "unsupported segment format version {got} (this build supports {supported})"
+            ),
+            HeaderError::ChecksumMismatch { expected, got } => write!(
+                f,
+                "segment header checksum mismatch: header says crc32c {expected:#010x}, bytes \
+                 give {got:#010x}"
+            ),
+            HeaderError::BadStatus { got } => {
+                write!(f, "bad segment status {got}, expected 1 (open) or 2 (closed)")
+            }
+            HeaderError::ReservedNotZero { offset } => {
+                write!(f, "reserved segment header byte {offset} is not zero")
+            }
+            HeaderError::Inconsistent {
+                field,
+                value,
+                expected,
+            } => write!(f, "segment header {field} is {value}, expected {expected}"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+impl SegmentHeader {
+    /// The header's 256 bytes, CRC included.
+    ///
+    /// # Panics
+    /// If the header is inconsistent (see [`HeaderError::Inconsistent`]): writing one is a
+    /// programmer error.
+    #[must_use]
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
+        assert_eq!(self.check_consistent(), Ok(()), "encoding an inconsistent header");
+        let mut out = [0_u8; SEGMENT_HEADER_SIZE];
+        let fields: [(usize, &[u8]); 8] = [
+            (0, &WAL_MAGIC),
+            (8, &WAL_FORMAT_VERSION.to_le_bytes()),
+            (12, &self.status.to_u32().to_le_bytes()),
+            (16, &self.sequence.to_le_bytes()),
+            (24, &self.first_request_id.to_le_bytes()),
+            (32, &self.catalog_fingerprint.to_le_bytes()),
+            (40, &self.end_offset.to_le_bytes()),
+            (48, &self.segment_size.to_le_bytes()),
+        ];
+        for (offset, bytes) in fields {
+            if let Some(dst) = out.get_mut(offset..offset + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+        let crc = crc32c::crc32c(out.get(..CRC_OFFSET).unwrap_or_default());
+        if let Some(dst) = out.get_mut(CRC_OFFSET..) {
+            dst.copy_from_slice(&crc.to_le_bytes());
+        }
+        debug_assert_eq!(SegmentHeader::decode(&out), Ok(*self), "header pair assertion");
+        out
+    }
+
+    /// Decodes and checks the header at the start of `bytes` (which may be the whole file).
+    ///
+    /// # Errors
+    /// See [`HeaderError`]: too short, zeroed, bad magic, unsupported version, checksum
+    /// mismatch, bad status, non-zero reserved bytes, inconsistent fields. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        let Some(h) = bytes.first_chunk::<SEGMENT_HEADER_SIZE>() else {
+            return Err(HeaderError::TooShort { len: bytes.len() });
+        };
+        if h.iter().all(|&b| b == 0) {
+            return Err(HeaderError::Zeroed);
+        }
+        let magic = read::<8>(h, 0);
+        if magic != WAL_MAGIC {
+            return Err(HeaderError::BadMagic { got: magic });
+        }
+        let version = u32::from_le_bytes(read(h, 8));
+        if version != WAL_FORMAT_VERSION {
+            return Err(HeaderError::UnsupportedVersion {
+                got: version,
+                supported: WAL_FORMAT_VERSION,
+            });
+        }
+        let expected = u32::from_le_bytes(read(h, CRC_OFFSET));
+        let got = crc32c::crc32c(h.get(..CRC_OFFSET).unwrap_or_default());
+        if expected != got {
+            return Err(HeaderError::ChecksumMismatch { expected, got });
+        }
+        let status_raw = u32::from_le_bytes(read(h, 12));
+        let Some(status) = SegmentStatus::from_u32(status_raw) else {
+            return Err(HeaderError::BadStatus { got: status_raw });
+        };
+        let reserved = h.get(RESERVED_START..CRC_OFFSET).unwrap_or_default();
+        if let Some(i) = reserved.iter().position(|&b| b != 0) {
+            return Err(HeaderError::ReservedNotZero {
+                offset: RESERVED_START + i,
+            });
+        }
+        let header = SegmentHeader {
+            status,
+            sequence: u64::from_le_bytes(read(h, 16)),
+            first_request_id: u64::from_le_bytes(read(h, 24)),
+            catalog_fingerprint: u64::from_le_bytes(read(h, 32)),
+            end_offset: u64::from_le_bytes(read(h, 40)),
+            segment_size: u64::from_le_bytes(read(h, 48)),
+        };
+        header.check_consistent()?;
+        Ok(header)
+    }
+
+    /// Checks that the fields agree: a size of at least 256 and a multiple of 16; an open
+    /// segment has `end_offset` 0; a closed one has `256 <= end_offset <= segment_size` and a
+    /// 16-aligned `end_offset`.
+    ///
+    /// # Errors
+    /// [`HeaderError::Inconsistent`] naming the first field at fault.
+    pub fn check_consistent(&self) -> Result<(), HeaderError> {
+        let header_size = SEGMENT_HEADER_SIZE as u64;
+        let align = super::frame::FRAME_ALIGN as u64;
+        let inconsistent = |field, value, expected| {
+            Err(HeaderError::Inconsistent {
+                field,
+                value,
+                expected,
+            })
+        };
+        if self.segment_size < header_size {
+            return inconsistent(
+                "segment_size",
+                self.segment_size,
+                "at least the 256-byte header",
+            );
+        }
+        if self.segment_size % align != 0 {
+            return inconsistent("segment_size", self.segment_size, "a multiple of 16");
+        }
+        match self.status {
+            SegmentStatus::Open if self.end_offset != 0 => {
+                inconsistent("end_offset", self.end_offset, "0 in an open segment")
+            }
+            SegmentStatus::Closed if self.end_offset < header_size => inconsistent(
+                "end_offset",
+                self.end_offset,
+                "at least 256 in a closed segment",
+            ),
+            SegmentStatus::Closed if self.end_offset > self.segment_size => inconsistent(
+                "end_offset",
+                self.end_offset,
+                "at most segment_size in a closed segment",
+            ),
+            SegmentStatus::Closed if self.end_offset % align != 0 => inconsistent(
+                "end_offset",
+                self.end_offset,
+                "a multiple of 16 in a closed segment",
+            ),
+            SegmentStatus::Open | SegmentStatus::Closed => Ok(()),
+        }
+    }
+}
+
+/// `N` bytes of `h` from `offset` (zeros if out of range, which the callers' constant offsets
+/// rule out).
+fn read<const N: usize>(h: &[u8; SEGMENT_HEADER_SIZE], offset: usize) -> [u8; N] {
+    h.get(offset..)
+        .and_then(|rest| rest.first_chunk::<N>())
+        .copied()
+        .unwrap_or([0; N])
+}
+
+/// The file name of segment `sequence`: `wal.` and at least 6 digits (`wal.000001`).
+#[must_use]
+pub fn segment_name(sequence: u64) -> String {
+    format!("wal.{sequence:06}")
+}
+
+/// The sequence number in a segment file name, `None` for anything that is not exactly a
+/// name [`segment_name`] produces: `wal.` then 6 ASCII digits, or more digits without a
+/// leading zero (`wal.1000000` follows `wal.999999`). `wal.000001.tmp`, `wal.1`,
+/// `wal.00000a`, `wal.-00001` and `"wal.000001 "` are all `None`.
+#[must_use]
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    parse_numbered_name(name, "wal.")
+}
+
+/// Parses `prefix` followed by a sequence number written as [`segment_name`] writes it.
+pub(crate) fn parse_numbered_name(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 6 && digits.starts_with('0') {
+        return None;
+    }
+    // Only ASCII digits remain, so this fails only on overflow.
+    digits.parse::<u64>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> SegmentHeader {
+        SegmentHeader {
+            status: SegmentStatus::Closed,
+            sequence: 12,
+            first_request_id: 1001,
+            catalog_fingerprint: 0xDEAD_BEEF_0000_0001,
+            end_offset: 4096,
+            segment_size: 1 << 20,
+        }
+    }
+
+    /// Sets `bytes[offset..]` to `value` and recomputes the CRC.
+    fn patch(mut h: [u8; SEGMENT_HEADER_SIZE], offset: usize, value: &[u8]) -> [u8; 256] {
+        h[offset..offset + value.len()].copy_from_slice(value);
+        let crc = crc32c::crc32c(&h[..252]);
+        h[252..].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let h = sample().encode();
+        assert_eq!(&h[..8], b"RWPLWAL1");
+        assert_eq!(&h[8..12], &1_u32.to_le_bytes());
+        assert_eq!(&h[12..16], &2_u32.to_le_bytes());
+        assert_eq!(&h[16..24], &12_u64.to_le_bytes());
+        assert_eq!(&h[24..32], &1001_u64.to_le_bytes());
+        assert_eq!(&h[32..40], &0xDEAD_BEEF_0000_0001_u64.to_le_bytes());
+        assert_eq!(&h[40..48], &4096_u64.to_le_bytes());
+        assert_eq!(&h[48..56], &(1_u64 << 20).to_le_bytes());
+        assert!(h[56..252].iter().all(|&b| b == 0));
+        assert_eq!(&h[252..], &crc32c::crc32c(&h[..252]).to_le_bytes());
+    }
+
+    #[test]
+    fn round_trip_open_and_closed() {
+        let closed = sample();
+        assert_eq!(SegmentHeader::decode(&closed.encode()), Ok(closed));
+        let open = SegmentHeader {
+            status: SegmentStatus::Open,
+            end_offset: 0,
+            ..closed
+        };
+        assert_eq!(SegmentHeader::decode(&open.encode()), Ok(open));
+        // Trailing bytes (the rest of the file) are ignored.
+        let mut file = open.encode().to_vec();
+        file.extend_from_slice(&[7; 100]);
+        assert_eq!(SegmentHeader::decode(&file), Ok(open));
+    }
+
+    #[test]
+    fn each_error() {
+        let good = sample().encode();
+        assert_eq!(
+            SegmentHeader::decode(&good[..255]),
+            Err(HeaderError::TooShort { len: 255 })
+        );
+        assert_eq!(SegmentHeader::decode(&[0; 256]), Err(HeaderError::Zeroed));
+        assert_eq!(
+            SegmentHeader::decode(&patch(good, 0, b"RWPLSNP1")),
+            Err(HeaderError::BadMagic {
+                got: *b"RWPLSNP1"
+            })
+        );
+        assert_eq!(
+            SegmentHeader::decode(&patch(good, 8, &2_u32.to_le_bytes())),
+            Err(HeaderError::UnsupportedVersion {
+                got: 2,
+                supported: 1
+            })
+        );
+        let mut flipped = good;
+        flipped[100] ^= 4;
+        assert_eq!(
+            SegmentHeader::decode(&flipped),
+            Err(HeaderError::ChecksumMismatch {
+                expected: u32::from_le_bytes(good[252..].try_into().unwrap()),
+                got: crc32c::crc32c(&flipped[..252]),
+            })
+        );
+        assert_eq!(
+            SegmentHeader::decode(&patch(good, 12, &3_u32.to_le_bytes())),
+            Err(HeaderError::BadStatus { got: 3 })
+        );
+        assert_eq!(
+            SegmentHeader::decode(&patch(good, 200, &[1])),
+            Err(HeaderError::ReservedNotZero { offset: 200 })
+        );
+        let inconsistent = |offset, value: u64| {
+            match SegmentHeader::decode(&patch(good, offset, &value.to_le_bytes())) {
+                Err(HeaderError::Inconsistent { field, .. }) => field,
+                other => panic!("offset {offset} value {value}: {other:?}"),
+            }
+        };
+        // Closed: end_offset below the header, past the file, unaligned.
+        assert_eq!(inconsistent(40, 255), "end_offset");
+        assert_eq!(inconsistent(40, 0), "end_offset");
+        assert_eq!(inconsistent(40, (1 << 20) + 16), "end_offset");
+        assert_eq!(inconsistent(40, 4100), "end_offset");
+        // Sizes.
+        assert_eq!(inconsistent(48, 128), "segment_size");
+        assert_eq!(inconsistent(48, 4104), "segment_size");
+        // Open with an end offset.
+        let open = patch(good, 12, &1_u32.to_le_bytes());
+        assert!(matches!(
+            SegmentHeader::decode(&open),
+            Err(HeaderError::Inconsistent {
+                field: "end_offset",
+                value: 4096,
+                ..
+            })
+        ));
+        // Closed with end_offset == segment_size and == 256 are fine.
+        let full = patch(good, 40, &(1_u64 << 20).to_le_bytes());
+        assert!(SegmentHeader::decode(&full).is_ok());
+        let empty = patch(good, 40, &256_u64.to_le_bytes());
+        assert!(SegmentHeader::decode(&empty).is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "inconsistent header")]
+    fn encoding_an_inconsistent_header_panics() {
+        let _ = SegmentHeader {
+            end_offset: 16,
+            ..sample()
+        }
+        .encode();
+    }
+
+    #[test]
+    fn errors_display_what_is_wrong() {
+        let text = HeaderError::UnsupportedVersion {
+            got: 7,
+            supported: 1,
+        }
+        .to_string();
+        assert!(text.contains("version 7") && text.contains("supports 1"), "{text}");
+        let text = HeaderError::BadMagic { got: *b"ABCDEFG\0" }.to_string();
+        assert!(text.contains("ABCDEFG\\x00") && text.contains("RWPLWAL1"), "{text}");
+        assert!(HeaderError::Zeroed.to_string().contains("zeroed header"));
+        let text = HeaderError::ChecksumMismatch {
+            expected: 1,
+            got: 2,
+        }
+        .to_string();
+        assert!(text.contains("0x00000001") && text.contains("0x00000002"), "{text}");
+    }
+
+    #[test]
+    fn segment_names() {
+        assert_eq!(segment_name(1), "wal.000001");
+        assert_eq!(segment_name(999_999), "wal.999999");
+        assert_eq!(segment_name(1_000_000), "wal.1000000");
+        assert_eq!(parse_segment_name("wal.000001"), Some(1));
+        assert_eq!(parse_segment_name("wal.000000"), Some(0));
+        assert_eq!(parse_segment_name("wal.999999"), Some(999_999));
+        assert_eq!(parse_segment_name("wal.1000000"), Some(1_000_000));
+        assert_eq!(
+            parse_segment_name("wal.18446744073709551615"),
+            Some(u64::MAX)
+        );
+        for bad in [
+            "wal.000001.tmp",
+            "wal.1",
+            "wal.00001",
+            "wal.00000a",
+            "wal.-00001",
+            "wal.+00001",
+            "wal.000001 ",
+            " wal.000001",
+            "wal.0000001",
+            "wal.0999999",
+            "wal.18446744073709551616",
+            "wal.",
+            "wal",
+            "WAL.000001",
+            "snapshot.000001",
+            "wal.00000١",
+            "wal.000001\n",
+            "",
+        ] {
+            assert_eq!(parse_segment_name(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn header_round_trip(
+            closed in any::<bool>(),
+            sequence in any::<u64>(),
+            first_request_id in any::<u64>(),
+            catalog_fingerprint in any::<u64>(),
+            size_blocks in 16_u64..(u64::MAX / 16),
+            end_blocks in any::<prop::sample::Index>(),
+        ) {
+            let segment_size = size_blocks * 16;
+            let end_offset = if closed {
+                let blocks = 16 + end_blocks.index((size_blocks - 16 + 1) as usize) as u64;
+                blocks * 16
+            } else {
+                0
+            };
+            let h = SegmentHeader {
+                status: if closed { SegmentStatus::Closed } else { SegmentStatus::Open },
+                sequence,
+                first_request_id,
+                catalog_fingerprint,
+                end_offset,
+                segment_size,
+            };
+            prop_assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        }
+
+        #[test]
+        fn header_bit_flip_is_an_error(bit in 0_usize..256 * 8) {
+            let mut h = sample().encode();
+            h[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(SegmentHeader::decode(&h).is_err());
+        }
+
+        #[test]
+        fn header_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = SegmentHeader::decode(&bytes);
+        }
+
+        #[test]
+        fn segment_name_round_trip(sequence in any::<u64>()) {
+            prop_assert_eq!(parse_segment_name(&segment_name(sequence)), Some(sequence));
+        }
+
+        #[test]
+        fn segment_name_parse_never_panics(name in "\\PC{0,30}") {
+            if let Some(n) = parse_segment_name(&name) {
+                prop_assert_eq!(segment_name(n), name);
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! [`WalJournal`]: the durable [`Journal`]: frames appended to the mapped segment by the
+//! core thread, groups made durable by the flusher thread, segments rotated ahead of time.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::flusher::{install, FlushState, Flusher, Install, Job};
+use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
+use super::header::{segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use super::segment::{write_at, ActiveSegment};
+use crate::journal::{GroupSeq, Journal, JournalError, Space};
+use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};
+use crate::snapshot::format::{self as snapshot_format, snapshot_name, SnapshotState};
+use crate::storage::{DirLock, SegmentMap, Storage};
+use crate::store::Durability;
+
+/// Jobs the core may queue for the flusher before it waits (one per group at most).
+const JOBS_MAX: usize = 1024;
+
+/// Where a new journal starts: the state recovery produced and the segment to open next.
+#[derive(Debug)]
+pub struct WalStart {
+    /// Sequence number of the segment to create.
+    pub sequence: u64,
+    /// Fingerprint of the catalog the log was born from.
+    pub catalog_fingerprint: u64,
+    /// Segment file size in bytes.
+    pub segment_size: u64,
+    /// Segments kept (older ones and their snapshots are deleted).
+    pub retention_segments: u64,
+    /// `Buffered` or `Sync`.
+    pub durability: Durability,
+}
+
+/// The durable journal. Created by recovery (`crate::recovery`), which holds the
+/// directory lock and hands it over.
+pub struct WalJournal {
+    storage: Arc<dyn Storage>,
+    state: Arc<FlushState>,
+    flusher: Option<JoinHandle<()>>,
+    active: ActiveSegment,
+    segment_size: u64,
+    fingerprint: u64,
+    sync: bool,
+    group: u64,
+    /// Buffered mode: groups after a rotation wait until the flusher installed the segment.
+    waiting_install: bool,
+    failed: bool,
+    _lock: Box<dyn DirLock>,
+}
+
+impl fmt::Debug for WalJournal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalJournal")
+            .field("segment", &self.active.sequence)
+            .field("cursor", &self.active.cursor())
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(context: String) -> impl FnOnce(std::io::Error) -> JournalError {
+    move |source| JournalError::Io { context, source }
+}
+
+/// Writes a new segment's header and snapshot marker into `map` and returns what the
+/// flusher (or startup) needs to install it.
+fn prepare(
+    map: Arc<dyn SegmentMap>,
+    tmp_name: String,
+    start: &WalStart,
+    sequence: u64,
+    state: &PoolState,
+) -> Result<(Install, ActiveSegment), JournalError> {
+    let snapshot = SnapshotState::from_pool(state, sequence, start.catalog_fingerprint);
+    let (bytes, sha256) = snapshot_format::encode(&snapshot);
+    let first_request_id = state.last_request_id.0 + 1;
+    let header = SegmentHeader {
+        status: SegmentStatus::Open,
+        sequence,
+        first_request_id,
+        catalog_fingerprint: start.catalog_fingerprint,
+        end_offset: 0,
+        segment_size: start.segment_size,
+    };
+    write_at(&*map, 0, &header.encode());
+    let name = snapshot_name(sequence);
+    let mut active = ActiveSegment::new(Arc::clone(&map), sequence, first_request_id, SEGMENT_HEADER_SIZE);
+    let mut encoded = Ok(0);
+    let marker = active.append(frame::snapshot_frame_len(name.len()), |buf| {
+        encoded = frame::encode_snapshot(buf, sequence, &name, &sha256, state.last_request_id.0);
+        *encoded.as_ref().unwrap_or(&0)
+    });
+    match (marker, encoded) {
+        (Some(_), Ok(_)) => {}
+        (_, Err(e)) => return Err(JournalError::Other(format!("encoding snapshot marker: {e}"))),
+        (None, _) => return Err(JournalError::Other("segment too small for its snapshot marker".into())),
+    }
+    let install = Install { map, tmp_name, sequence, marker_end: active.cursor(), snapshot: bytes };
+    Ok((install, active))
+}
+
+impl WalJournal {
+    /// Creates segment `start.sequence` holding a snapshot of `pool`, installs it (synced,
+    /// renamed, directory synced) and starts the flusher.
+    ///
+    /// # Errors
+    /// Any I/O error creating or installing the segment (ENOSPC included).
+    pub fn create(
+        storage: Arc<dyn Storage>,
+        lock: Box<dyn DirLock>,
+        start: &WalStart,
+        pool: &Pool,
+    ) -> Result<WalJournal, JournalError> {
+        assert!(start.durability != Durability::Memory, "the memory mode has no log");
+        let sequence = start.sequence;
+        let tmp_name = format!("{}.tmp", segment_name(sequence));
+        let _ = storage.remove(&tmp_name);
+        let map = storage
+            .create_segment(&tmp_name, start.segment_size)
+            .map_err(io_error(format!("creating {}", storage.describe(&tmp_name))))?;
+        let (install_job, active) = prepare(map, tmp_name, start, sequence, &pool.state())?;
+        install(&*storage, &install_job)
+            .map_err(io_error(format!("installing {}", storage.describe(&segment_name(sequence)))))?;
+        let state = Arc::new(FlushState::new(sequence, 0, JOBS_MAX));
+        let flusher = Flusher {
+            storage: Arc::clone(&storage),
+            state: Arc::clone(&state),
+            current: Arc::clone(active.map()),
+            sequence,
+            synced: install_job.marker_end,
+            sync_data: start.durability == Durability::Sync,
+            segment_size: start.segment_size,
+            retention: start.retention_segments.max(1),
+        };
+        let handle = std::thread::Builder::new()
+            .name("rewardpool-flusher".into())
+            .spawn(move || flusher.run())
+            .map_err(io_error("starting the flusher thread".into()))?;
+        Ok(WalJournal {
+            storage,
+            state,
+            flusher: Some(handle),
+            active,
+            segment_size: start.segment_size,
+            fingerprint: start.catalog_fingerprint,
+            sync: start.durability == Durability::Sync,
+            group: 0,
+            waiting_install: false,
+            failed: false,
+            _lock: lock,
+        })
+    }
+
+    /// The sequence number of the segment being written.
+    #[must_use]
+    pub fn segment(&self) -> u64 {
+        self.active.sequence
+    }
+
+    fn check(&mut self) -> Result<(), JournalError> {
+        if self.failed {
+            return Err(JournalError::PreviousIo);
+        }
+        if let Some(reason) = self.state.error() {
+            self.failed = true;
+            return Err(JournalError::Other(reason));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, mut job: Job) -> Result<(), JournalError> {
+        loop {
+            match self.state.push(job) {
+                Ok(()) => return Ok(()),
+                Err(back) => {
+                    // Back-pressure: the flusher is behind by JOBS_MAX jobs.
+                    self.check()?;
+                    job = back;
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    fn closed_header(&self) -> SegmentHeader {
+        SegmentHeader {
+            status: SegmentStatus::Closed,
+            sequence: self.active.sequence,
+            first_request_id: self.active.first_request_id,
+            catalog_fingerprint: self.fingerprint,
+            end_offset: self.active.cursor() as u64,
+            segment_size: self.segment_size,
+        }
+    }
+
+    /// The next segment file: the flusher's spare when it is for `sequence`, else created
+    /// here (a slow path: the flusher could not keep up or the disk was full).
+    fn take_spare(&mut self, sequence: u64) -> Result<(String, Arc<dyn SegmentMap>), JournalError> {
+        let wanted = format!("{}.tmp", segment_name(sequence));
+        if let Some((name, map)) = self.state.spares.pop() {
+            if name == wanted {
+                return Ok((name, map));
+            }
+            let _ = self.storage.remove(&name);
+        }
+        let name = format!("{wanted}.core");
+        let _ = self.storage.remove(&name);
+        match self.storage.create_segment(&name, self.segment_size) {
+            Ok(map) => Ok((name, map)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(JournalError::NoSpace {
+                context: format!("creating {}", self.storage.describe(&name)),
+            }),
+            Err(e) => Err(JournalError::Io { context: format!("creating {}", self.storage.describe(&name)), source: e }),
+        }
+    }
+
+    fn rotate(&mut self, pool: &Pool) -> Result<(), JournalError> {
+        let sequence = self.active.sequence + 1;
+        let (tmp_name, map) = self.take_spare(sequence)?;
+        let start = WalStart {
+            sequence,
+            catalog_fingerprint: self.fingerprint,
+            segment_size: self.segment_size,
+            retention_segments: 0,
+            durability: if self.sync { Durability::Sync } else { Durability::Buffered },
+        };
+        let (next, active) = prepare(map, tmp_name, &start, sequence, &pool.state())?;
+        let closed = self.closed_header();
+        self.push(Job::Rotate { last_group: self.group, closed, next })?;
+        self.active = active;
+        self.waiting_install = true;
+        Ok(())
+    }
+}
+
+impl Journal for WalJournal {
+    fn reserve(&mut self, space: Space, pool: &Pool) -> Result<(), JournalError> {
+        self.check()?;
+        let frames = match space {
+            Space::Draws(n) => n.saturating_mul(DRAW_FRAME_SIZE),
+            Space::Update { id_len } => frame::update_frame_len(id_len),
+        };
+        let needed = frames.saturating_add(COMMIT_FRAME_SIZE);
+        if needed <= self.active.room() {
+            return Ok(());
+        }
+        let usable = self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32);
+        if needed > usable {
+            return Err(JournalError::Other(format!(
+                "a group of {needed} bytes cannot fit in a {} byte segment: raise the segment size",
+                self.segment_size
+            )));
+        }
+        self.rotate(pool)
+    }
+
+    #[inline]
+    fn append_draw(&mut self, draw: Draw) -> Result<(), JournalError> {
+        let item = draw.item.map(|ItemIndex(i)| i);
+        match self.active.append(DRAW_FRAME_SIZE, |buf| frame::encode_draw(buf, draw.request_id.0, item)) {
+            Some(_) => Ok(()),
+            None => Err(JournalError::Other("draw frame beyond the reserved space".into())),
+        }
+    }
+
+    fn append_update(&mut self, index: ItemIndex, item: &ItemState) -> Result<(), JournalError> {
+        let len = frame::update_frame_len(item.id.len());
+        let mut encoded = Ok(0);
+        let at = self.active.append(len, |buf| {
+            encoded = frame::encode_update(buf, index.0, &item.id, item.quantity.to_i64(), item.weight);
+            *encoded.as_ref().unwrap_or(&0)
+        });
+        match (at, encoded) {
+            (Some(_), Ok(_)) => Ok(()),
+            (_, Err(e)) => Err(JournalError::Other(format!("encoding update of {:?}: {e}", item.id))),
+            (None, _) => Err(JournalError::Other("update frame beyond the reserved space".into())),
+        }
+    }
+
+    #[inline]
+    fn commit(&mut self, last: crate::pool::RequestId) -> Result<GroupSeq, JournalError> {
+        let group = self.group + 1;
+        let at = self.active.append(COMMIT_FRAME_SIZE, |buf| frame::encode_commit(buf, last.0, group));
+        if at.is_none() {
+            return Err(JournalError::Other("commit frame beyond the reserved space".into()));
+        }
+        self.group = group;
+        if self.sync {
+            self.push(Job::Sync { group, end: self.active.cursor() })?;
+        }
+        Ok(GroupSeq(group))
+    }
+
+    #[inline]
+    fn durable(&mut self) -> Result<GroupSeq, JournalError> {
+        self.check()?;
+        if self.sync {
+            // Acquire: pairs with the flusher's Release after its sync.
+            return Ok(GroupSeq(self.state.durable.load(Ordering::Acquire)));
+        }
+        if self.waiting_install {
+            // Acquire: pairs with the flusher's Release after installing.
+            if self.state.installed.load(Ordering::Acquire) < self.active.sequence {
+                return Ok(GroupSeq(self.state.durable.load(Ordering::Acquire)));
+            }
+            self.waiting_install = false;
+        }
+        // Buffered: a frame in the mapped segment survives a process crash.
+        Ok(GroupSeq(self.group))
+    }
+
+    fn close(&mut self, pool: &Pool) -> Result<(), JournalError> {
+        self.check()?;
+        let snapshot = SnapshotState::from_pool(&pool.state(), self.active.sequence + 1, self.fingerprint);
+        let (bytes, _) = snapshot_format::encode(&snapshot);
+        let closed = self.closed_header();
+        self.push(Job::Close { last_group: self.group, closed, snapshot: bytes })?;
+        if let Some(handle) = self.flusher.take() {
+            let _ = handle.join();
+        }
+        self.check()
+    }
+}
+
+impl Drop for WalJournal {
+    fn drop(&mut self) {
+        // Without a clean close (the engine failed): stop the flusher; the log stays as it
+        // is on disk and recovery takes it from there.
+        if let Some(handle) = self.flusher.take() {
+            let mut job = Job::Stop;
+            while let Err(back) = self.state.push(job) {
+                if self.state.error().is_some() {
+                    break;
+                }
+                job = back;
+                std::thread::yield_now();
+            }
+            let _ = handle.join();
+        }
+    }
+}

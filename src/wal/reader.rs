@@ -1,0 +1,378 @@
+//! Walking the frames in a segment's bytes, and telling a torn tail from damage.
+//!
+//! The caller reads the whole segment file into a 16-byte aligned buffer
+//! (`rkyv::util::AlignedVec<16>`) or maps it, and walks it from [`SEGMENT_HEADER_SIZE`]:
+//!
+//! ```text
+//!  0      256-byte segment header (super::header)
+//!  256    frame, frame, ...          each at a 16-aligned offset (super::frame)
+//!  k      16 zero bytes              end of written data (a fresh segment is all zeros)
+//!  ..     zeros up to segment_size
+//! ```
+//!
+//! [`FrameIter`] stops at the end of data or at the first bad frame. What a bad frame means
+//! is recovery's call: in an open segment, a bad frame with no valid commit anywhere after it
+//! is a torn tail (the writer crashed mid-group, nothing after it was acknowledged) and is
+//! trimmed; a bad frame followed by a valid commit for later requests is damage (acknowledged
+//! data would be lost) and recovery refuses. [`find_commit_after`] is that test.
+//!
+//! [`SEGMENT_HEADER_SIZE`]: super::header::SEGMENT_HEADER_SIZE
+
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
+
+use super::frame::{
+    self, FrameError, FrameKind, Record, COMMIT_FRAME_SIZE, FRAME_ALIGN, FRAME_HEADER_SIZE,
+};
+
+/// Iterates the frames of `bytes[start..end]`.
+///
+/// Yields `Ok((offset, record))` per frame, where `offset` is the frame's offset in `bytes`.
+/// Stops (`None`) at an all-zero header or at `end`. On a bad frame it yields one `Err` and
+/// then `None`; [`FrameIter::offset`] then still points at the bad frame.
+///
+/// `bytes` must be 16-byte aligned and `start` a multiple of 16 (otherwise the first item is
+/// [`FrameError::Misaligned`]); an `end` past `bytes.len()` is treated as `bytes.len()`.
+#[derive(Debug, Clone)]
+pub struct FrameIter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    end: usize,
+    done: bool,
+}
+
+impl<'a> FrameIter<'a> {
+    /// Frames from `start` (16-aligned, normally [`super::header::SEGMENT_HEADER_SIZE`]) up
+    /// to `end` (exclusive): the file size for an open segment, `end_offset` for a closed one.
+    #[must_use]
+    pub fn new(bytes: &'a [u8], start: usize, end: usize) -> Self {
+        let end = end.min(bytes.len());
+        FrameIter {
+            bytes,
+            offset: start,
+            end,
+            done: start >= end,
+        }
+    }
+
+    /// Where the next frame would start: after the last frame yielded, at the bad frame after
+    /// an `Err`, or at the end-of-data header after the iterator is exhausted.
+    #[must_use]
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
+impl Iterator for FrameIter<'_> {
+    type Item = Result<(usize, Record), FrameError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let Some(rest) = self.bytes.get(self.offset..self.end) else {
+            self.done = true;
+            return None;
+        };
+        match frame::decode(rest) {
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Ok(Some((record, len))) => {
+                let at = self.offset;
+                debug_assert!(len >= FRAME_HEADER_SIZE, "len={len}");
+                debug_assert!(len % FRAME_ALIGN == 0, "len={len}");
+                // `decode` returned a frame inside `rest`, so this cannot overflow `end`.
+                self.offset = self.offset.saturating_add(len);
+                if self.offset >= self.end {
+                    self.done = true;
+                }
+                Some(Ok((at, record)))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for FrameIter<'_> {}
+
+/// After a bad frame at `from`, looks for evidence that committed data follows.
+///
+/// Scans every 16-aligned offset (relative to `bytes`, which must be 16-byte aligned) in
+/// `from + 16 .. end` for a frame that decodes as a valid [`Record::Commit`] whose
+/// `last_request_id` is greater than `after_request_id`, and returns the first such offset.
+/// `None` means no committed data follows: the bad frame starts a torn tail. `Some` means
+/// damage. An `end` past `bytes.len()` is treated as `bytes.len()`.
+///
+/// Cost: one byte compare per 16 bytes for most offsets; the CRC is computed only where the
+/// kind byte, payload length, flags and reserved bytes already look like a commit frame.
+#[must_use]
+pub fn find_commit_after(
+    bytes: &[u8],
+    from: usize,
+    end: usize,
+    after_request_id: u64,
+) -> Option<usize> {
+    let end = end.min(bytes.len());
+    // The first 16-aligned offset after `from` (= from + 16 when `from` is aligned).
+    let first = (from / FRAME_ALIGN).checked_add(1)?.checked_mul(FRAME_ALIGN)?;
+    let last = end.checked_sub(COMMIT_FRAME_SIZE)?;
+    let mut offset = first;
+    // Bounded: at most (end - from) / 16 iterations.
+    while offset <= last {
+        if let Some(candidate) = bytes.get(offset..offset + COMMIT_FRAME_SIZE) {
+            if looks_like_commit(candidate) {
+                if let Ok(Some((
+                    Record::Commit {
+                        last_request_id, ..
+                    },
+                    _,
+                ))) = frame::decode(candidate)
+                {
+                    if last_request_id > after_request_id {
+                        return Some(offset);
+                    }
+                }
+            }
+        }
+        offset += FRAME_ALIGN;
+    }
+    None
+}
+
+/// The cheap checks: kind, payload length, flags and reserved bytes of a commit frame.
+#[inline]
+fn looks_like_commit(candidate: &[u8]) -> bool {
+    let Some(header) = candidate.first_chunk::<FRAME_HEADER_SIZE>() else {
+        return false;
+    };
+    let [_, _, _, _, p0, p1, p2, p3, kind, flags, r0, r1, r2, r3, r4, r5] = *header;
+    kind == FrameKind::Commit as u8
+        && u32::from_le_bytes([p0, p1, p2, p3]) == frame::COMMIT_PAYLOAD_LEN_U32
+        && (flags | r0 | r1 | r2 | r3 | r4 | r5) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::frame::{encode_commit, encode_draw, encode_update, DRAW_FRAME_SIZE};
+    use crate::wal::header::SEGMENT_HEADER_SIZE;
+    use proptest::prelude::*;
+    use rkyv::util::AlignedVec;
+
+    /// A zeroed segment of `size` bytes with frames appended from offset 256; returns the
+    /// buffer and the frame offsets.
+    fn segment(size: usize, records: &[Record]) -> (AlignedVec<16>, Vec<usize>) {
+        let mut buf = AlignedVec::<16>::new();
+        buf.resize(size, 0);
+        let mut at = SEGMENT_HEADER_SIZE;
+        let mut offsets = Vec::new();
+        for r in records {
+            offsets.push(at);
+            at += r.encode(&mut buf[at..]).unwrap();
+        }
+        (buf, offsets)
+    }
+
+    fn draws_and_commit(first: u64, n: u64, group: u64) -> Vec<Record> {
+        let mut v: Vec<Record> = (first..first + n)
+            .map(|request_id| Record::Draw {
+                request_id,
+                item: Some((request_id % 3) as u32),
+            })
+            .collect();
+        v.push(Record::Commit {
+            last_request_id: first + n - 1,
+            group,
+        });
+        v
+    }
+
+    #[test]
+    fn walks_all_frames_and_stops_at_zeros() {
+        let mut records = vec![Record::Snapshot {
+            sequence: 1,
+            file_name: "snapshot.000001".into(),
+            sha256: [3; 32],
+            last_request_id: 0,
+        }];
+        records.push(Record::Update {
+            index: 0,
+            item_id: "gold".into(),
+            quantity: 5,
+            weight: 1,
+        });
+        records.extend(draws_and_commit(1, 10, 1));
+        let (buf, offsets) = segment(4096, &records);
+        let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
+        let got: Vec<(usize, Record)> = it.by_ref().map(Result::unwrap).collect();
+        assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), offsets);
+        assert_eq!(
+            got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+            records
+        );
+        let end = offsets.last().unwrap() + COMMIT_FRAME_SIZE;
+        assert_eq!(it.offset(), end);
+        assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn stops_at_end_exactly() {
+        let records = draws_and_commit(1, 3, 1);
+        let (buf, offsets) = segment(1024, &records);
+        let end = offsets[3] + COMMIT_FRAME_SIZE;
+        let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, end);
+        assert_eq!(it.by_ref().count(), 4);
+        assert_eq!(it.offset(), end);
+        // An end inside a frame: the frame is truncated.
+        let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, end - 16);
+        let items: Vec<_> = it.by_ref().collect();
+        assert_eq!(items.len(), 4);
+        assert!(matches!(items[3], Err(FrameError::Truncated { .. })));
+        assert_eq!(it.offset(), offsets[3]);
+        // Empty ranges and ends past the buffer.
+        assert_eq!(FrameIter::new(&buf, 512, 256).count(), 0);
+        assert_eq!(FrameIter::new(&buf, 2048, 4096).count(), 0);
+        assert_eq!(FrameIter::new(&buf, SEGMENT_HEADER_SIZE, usize::MAX).count(), 4);
+    }
+
+    #[test]
+    fn err_then_none() {
+        let records = draws_and_commit(1, 5, 1);
+        let (mut buf, offsets) = segment(1024, &records);
+        buf[offsets[2] + 20] ^= 1;
+        let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
+        assert!(it.next().unwrap().is_ok());
+        assert!(it.next().unwrap().is_ok());
+        assert!(matches!(
+            it.next(),
+            Some(Err(FrameError::ChecksumMismatch { .. }))
+        ));
+        assert_eq!(it.offset(), offsets[2]);
+        assert!(it.next().is_none());
+        assert!(it.next().is_none());
+        assert_eq!(it.offset(), offsets[2]);
+    }
+
+    #[test]
+    fn misaligned_start_is_an_error() {
+        let (buf, _) = segment(1024, &draws_and_commit(1, 1, 1));
+        let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE + 8, buf.len());
+        assert!(matches!(
+            it.next(),
+            Some(Err(FrameError::Misaligned { misalignment: 8 }))
+        ));
+        assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn finds_a_commit_after_garbage() {
+        let mut records = draws_and_commit(1, 4, 1);
+        records.extend(draws_and_commit(5, 4, 2));
+        let (mut buf, offsets) = segment(4096, &records);
+        // Damage the second frame of the first group.
+        let bad = offsets[1];
+        buf[bad..bad + 8].fill(0xAB);
+        let it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
+        let errs: Vec<_> = it.filter(Result::is_err).collect();
+        assert_eq!(errs.len(), 1);
+        // The first group's commit (last id 4) follows.
+        assert_eq!(find_commit_after(&buf, bad, buf.len(), 0), Some(offsets[4]));
+        assert_eq!(find_commit_after(&buf, bad, buf.len(), 3), Some(offsets[4]));
+        // Commits at or below `after_request_id` do not count.
+        assert_eq!(find_commit_after(&buf, bad, buf.len(), 4), Some(offsets[9]));
+        assert_eq!(find_commit_after(&buf, bad, buf.len(), 8), None);
+        // `end` bounds the scan.
+        assert_eq!(find_commit_after(&buf, bad, offsets[9] + 31, 4), None);
+        assert_eq!(find_commit_after(&buf, bad, offsets[9] + 32, 4), Some(offsets[9]));
+        // A commit in garbage that is not 16-aligned relative to the frames is not found.
+        let mut shifted = AlignedVec::<16>::new();
+        shifted.resize(1024, 0x5A);
+        let mut tmp = AlignedVec::<16>::new();
+        tmp.resize(32, 0);
+        encode_commit(&mut tmp, 100, 9);
+        shifted[264..296].copy_from_slice(&tmp);
+        assert_eq!(find_commit_after(&shifted, 0, 1024, 0), None);
+        shifted[272..304].copy_from_slice(&tmp);
+        assert_eq!(find_commit_after(&shifted, 0, 1024, 0), Some(272));
+        assert_eq!(find_commit_after(&shifted, 272, 1024, 0), None);
+        // `from` unaligned: scanning starts at the next aligned offset.
+        assert_eq!(find_commit_after(&shifted, 260, 1024, 0), Some(272));
+        assert_eq!(find_commit_after(&shifted, 256, 1024, 0), Some(272));
+    }
+
+    #[test]
+    fn torn_tail_has_no_commit_after_it() {
+        let mut records = draws_and_commit(1, 4, 1);
+        records.extend(draws_and_commit(5, 4, 2));
+        let (buf, offsets) = segment(4096, &records);
+        // Tear the last group: keep only part of its commit frame, and part of a draw.
+        let commit = offsets[9];
+        for cut in [commit, commit + 1, commit + 16, commit + 31] {
+            let mut torn = AlignedVec::<16>::new();
+            torn.resize(buf.len(), 0);
+            torn[..cut].copy_from_slice(&buf[..cut]);
+            let mut it = FrameIter::new(&torn, SEGMENT_HEADER_SIZE, torn.len());
+            let ok = it.by_ref().take_while(Result::is_ok).count();
+            assert_eq!(ok, 9, "cut={cut}");
+            assert_eq!(find_commit_after(&torn, it.offset(), torn.len(), 4), None);
+        }
+        // Only zeros follow.
+        let mut zeros = AlignedVec::<16>::new();
+        zeros.resize(4096, 0);
+        assert_eq!(find_commit_after(&zeros, 256, zeros.len(), 0), None);
+        // Degenerate ranges.
+        assert_eq!(find_commit_after(&buf, 256, 0, 0), None);
+        assert_eq!(find_commit_after(&buf, usize::MAX - 3, usize::MAX, 0), None);
+        assert_eq!(find_commit_after(&buf, 0, usize::MAX, u64::MAX), None);
+    }
+
+    #[test]
+    fn partial_commit_frames_do_not_count() {
+        let mut buf = AlignedVec::<16>::new();
+        buf.resize(512, 0);
+        encode_draw(&mut buf[256..], 1, None);
+        let at = 256 + DRAW_FRAME_SIZE;
+        encode_commit(&mut buf[at..], 1, 1);
+        // Zero the payload's second half: the header looks right, the CRC does not match.
+        buf[at + 24..at + 32].fill(0);
+        assert_eq!(find_commit_after(&buf, 256, buf.len(), 0), None);
+        // A valid update frame whose kind byte is edited to commit is refused by the CRC.
+        let mut buf2 = AlignedVec::<16>::new();
+        buf2.resize(512, 0);
+        let len = encode_update(&mut buf2[272..], 0, "g", 1, 1).unwrap();
+        buf2[280] = FrameKind::Commit as u8;
+        assert!(len >= 32);
+        assert_eq!(find_commit_after(&buf2, 256, buf2.len(), 0), None);
+    }
+
+    proptest! {
+        /// Garbage after `from` never panics, and whatever is found is a valid commit.
+        #[test]
+        fn find_commit_never_panics(
+            bytes in prop::collection::vec(any::<u8>(), 0..600),
+            from in 0_usize..700,
+            end in 0_usize..700,
+            after in any::<u64>(),
+        ) {
+            let mut buf = AlignedVec::<16>::new();
+            buf.extend_from_slice(&bytes);
+            if let Some(at) = find_commit_after(&buf, from, end, after) {
+                prop_assert!(at > from && at % 16 == 0);
+                let decoded = frame::decode(&buf[at..]);
+                let is_later_commit = matches!(
+                    decoded,
+                    Ok(Some((Record::Commit { last_request_id, .. }, _)))
+                        if last_request_id > after
+                );
+                prop_assert!(is_later_commit);
+            }
+            for item in FrameIter::new(&buf, from, end) {
+                let _ = item;
+            }
+        }
+    }
+}

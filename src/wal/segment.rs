@@ -1,0 +1,96 @@
+//! The segment being written: a mapped file the core thread appends frames to.
+//!
+//! # Assumptions about the mapping
+//! The engine holds the data directory's exclusive lock, so nothing else writes these
+//! files. Within the process, the bytes of a segment are written by one party at a time:
+//! the header and snapshot marker by whoever installs the segment (before anyone else sees
+//! it), frames by the core thread's [`ActiveSegment`] (strictly below `len`, at and beyond
+//! its cursor), and the closed header by the flusher only after the core moved to the next
+//! segment. The flusher syncs only ranges below a commit offset the core published with a
+//! Release store, so it never races the writer on a byte.
+
+use std::sync::Arc;
+
+use crate::storage::SegmentMap;
+
+/// The core thread's cursor into the segment it appends to.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    map: Arc<dyn SegmentMap>,
+    /// The N of `wal.NNNNNN`.
+    pub(crate) sequence: u64,
+    /// First request id this segment may contain.
+    pub(crate) first_request_id: u64,
+    cursor: usize,
+}
+
+impl ActiveSegment {
+    /// Appending starts at `cursor` (just past the header and the snapshot marker).
+    pub(crate) fn new(
+        map: Arc<dyn SegmentMap>,
+        sequence: u64,
+        first_request_id: u64,
+        cursor: usize,
+    ) -> ActiveSegment {
+        assert!(cursor <= map.len(), "cursor={cursor} len={}", map.len());
+        ActiveSegment { map, sequence, first_request_id, cursor }
+    }
+
+    /// Where the next frame goes.
+    #[inline]
+    pub(crate) fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// Bytes left after the cursor.
+    #[inline]
+    pub(crate) fn room(&self) -> usize {
+        self.map.len() - self.cursor
+    }
+
+    /// The mapping, for the flusher.
+    pub(crate) fn map(&self) -> &Arc<dyn SegmentMap> {
+        &self.map
+    }
+
+    /// Writes one frame with `encode` into the next `len_max` bytes and advances past the
+    /// length it reports; `None` if `len_max` bytes do not fit (the caller reserved room, so
+    /// that is a bug upstream, reported as an error rather than a write out of bounds).
+    #[inline]
+    pub(crate) fn append(
+        &mut self,
+        len_max: usize,
+        encode: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Option<usize> {
+        if len_max > self.room() {
+            return None;
+        }
+        // SAFETY: `cursor + len_max <= map.len()` (checked above), the map is valid for its
+        // whole length while `self.map` lives, and per the module's discipline only this
+        // ActiveSegment writes bytes at or beyond the cursor, so the slice is not aliased.
+        #[allow(unsafe_code)]
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(self.map.as_ptr().add(self.cursor), len_max)
+        };
+        let len = encode(buf);
+        debug_assert!(len <= len_max && len % 16 == 0, "len={len} len_max={len_max}");
+        let at = self.cursor;
+        self.cursor += len;
+        Some(at)
+    }
+}
+
+/// Writes `bytes` at `offset` of a map nobody else writes yet (installing a new segment's
+/// header and marker) or any more (rewriting a retired segment's header).
+///
+/// # Panics
+/// If the range is outside the map.
+pub(crate) fn write_at(map: &dyn SegmentMap, offset: usize, bytes: &[u8]) {
+    assert!(offset + bytes.len() <= map.len(), "offset={offset} len={}", bytes.len());
+    // SAFETY: the range is inside the map (asserted) and, per the module's discipline, has
+    // no other writer at this time; `bytes` is a separate buffer, so they do not overlap.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_ptr().add(offset), bytes.len());
+    }
+}

@@ -1,0 +1,162 @@
+//! Zero allocation in steady state (STYLE §2.7): a counting global allocator proves that
+//! 1M draws, after warm-up, allocate nothing on the caller side nor on the core side.
+//!
+//! The count is process-wide while armed (the core is another thread). This binary holds a
+//! single test, so the test harness's own threads are idle while armed; nothing here prints
+//! while armed (printing allocates). `REWARDPOOL_ALLOC_BACKTRACE=1` captures a backtrace of
+//! the first armed allocation and prints it on failure.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rewardpool::engine::CorePin;
+use rewardpool::{DrawError, Engine, EngineConfig, ItemSpec, MemoryJournal, Pool, Rng};
+
+/// Counts allocations (alloc, alloc_zeroed, realloc) while armed.
+struct Counting;
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static CAPTURE: AtomicBool = AtomicBool::new(false);
+static FIRST: Mutex<Option<String>> = Mutex::new(None);
+
+impl Counting {
+    #[inline]
+    fn count(&self) {
+        if ARMED.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            if CAPTURE.swap(false, Ordering::Relaxed) {
+                // Disarm while capturing: the backtrace allocates.
+                ARMED.store(false, Ordering::Relaxed);
+                let trace = std::backtrace::Backtrace::force_capture().to_string();
+                if let Ok(mut first) = FIRST.try_lock() {
+                    *first = Some(trace);
+                }
+                ARMED.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+// SAFETY: forwards every call unchanged to `System`, which upholds the `GlobalAlloc`
+// contract; counting has no effect on the returned memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        self.count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const WINDOW: u64 = 256;
+
+/// Pipelined draws: `try_draw` up to `WINDOW` in flight, `drain` the outcomes. Returns how
+/// many were acknowledged with an item or empty (no errors expected).
+fn pipelined(client: &mut rewardpool::Client, n: u64) -> u64 {
+    let mut submitted = 0;
+    let mut delivered = 0;
+    let mut failures = 0;
+    while delivered < n {
+        while submitted < n && client.outstanding() < WINDOW {
+            match client.try_draw() {
+                Ok(_ticket) => submitted += 1,
+                Err(DrawError::Full) => break,
+                Err(_) => failures += 1,
+            }
+        }
+        client.drain(|_, result| {
+            if result.is_err() {
+                failures += 1;
+            }
+            delivered += 1;
+        });
+    }
+    assert_eq!(failures, 0);
+    delivered
+}
+
+#[test]
+fn no_allocation_in_steady_state() {
+    let draws: u64 = std::env::var("REWARDPOOL_STRESS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_u64)
+        .max(1)
+        * 1_000_000;
+    let capture = std::env::var_os("REWARDPOOL_ALLOC_BACKTRACE").is_some();
+
+    let items = [
+        ItemSpec::new("gold", 1_000, 1),
+        ItemSpec::new("silver", 5_000_000, 10),
+        ItemSpec::new("mud", -1, 100),
+    ];
+    let pool = Pool::new(&items, Rng::from_seed(11)).unwrap();
+    let config = EngineConfig {
+        ring_capacity: 512,
+        core: CorePin::Unpinned,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(pool, MemoryJournal::new(), config).unwrap();
+    let mut client = engine.client().unwrap();
+
+    // Warm-up: registration, first passes, both draw styles, and idle phases of the core
+    // (spin, yield, park) so that every lazily initialised path has run once.
+    assert_eq!(pipelined(&mut client, 20_000), 20_000);
+    for _ in 0..1_000 {
+        client.draw().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    client.draw().unwrap();
+    let _ = engine.state().unwrap();
+
+    if capture {
+        CAPTURE.store(true, Ordering::Relaxed);
+    }
+    let started = Instant::now();
+    ARMED.store(true, Ordering::SeqCst);
+    let blocking = draws / 10;
+    let mut acknowledged = pipelined(&mut client, draws - blocking);
+    for _ in 0..blocking {
+        if client.draw().is_ok() {
+            acknowledged += 1;
+        }
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    let elapsed = started.elapsed();
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+
+    assert_eq!(acknowledged, draws);
+    let state = engine.shutdown().unwrap();
+    assert_eq!(state.last_request_id.0, 20_000 + 1_000 + 1 + draws);
+    eprintln!("{draws} draws in {elapsed:?}: {allocs} allocations");
+    if allocs != 0 {
+        let first = FIRST
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| "(set REWARDPOOL_ALLOC_BACKTRACE=1 for a backtrace)".into());
+        panic!("{allocs} allocations during {draws} draws; first:\n{first}");
+    }
+}
