@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the loom model of the completion-slot protocol (tests/loom_slots.rs).
+# A separate target directory keeps the `--cfg loom` build from invalidating the normal one.
+# Usage: tools/loom.sh [test-name-filter] [-- test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"
+exec cargo test --test loom_slots --release "$@"
