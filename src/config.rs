@@ -180,10 +180,8 @@ impl Config {
     /// # Errors
     /// Any [`ConfigErrorKind`] but `Read`.
     pub fn from_yaml_str(text: &str) -> Result<Config, ConfigError> {
-        let value: serde_norway::Value =
-            serde_norway::from_str(text).map_err(|e| ConfigError::from_yaml(&e, |m| {
-                ConfigErrorKind::NotYaml(m)
-            }))?;
+        let value: serde_norway::Value = serde_norway::from_str(text)
+            .map_err(|e| ConfigError::from_yaml(&e, ConfigErrorKind::NotYaml))?;
         match &value {
             serde_norway::Value::Null => return Err(ConfigErrorKind::Empty.into()),
             serde_norway::Value::Mapping(map) => {
@@ -380,7 +378,9 @@ impl fmt::Display for ConfigErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigErrorKind::Read(e) => write!(f, "cannot read the file: {e}"),
-            ConfigErrorKind::Empty => f.write_str("the file is empty: a `pool` section is required"),
+            ConfigErrorKind::Empty => {
+                f.write_str("the file is empty: a `pool` section is required")
+            }
             ConfigErrorKind::NotYaml(m) => write!(f, "not valid YAML: {m}"),
             ConfigErrorKind::MissingSection(s) => write!(f, "the `{s}` section is missing"),
             ConfigErrorKind::Structure(m) => f.write_str(m),
@@ -546,7 +546,13 @@ struct RawGrpc {
     listen_address: Option<String>,
 }
 
-fn bounded(field: &'static str, value: Option<i64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+fn bounded(
+    field: &'static str,
+    value: Option<i64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     let Some(value) = value else {
         return Ok(default);
     };
@@ -671,9 +677,7 @@ impl RawConfig {
 /// IPv6 address.
 fn valid_listen_address(address: &str) -> bool {
     match address.rsplit_once(':') {
-        Some((host, port)) => {
-            port.parse::<u16>().is_ok() && !host.contains(char::is_whitespace)
-        }
+        Some((host, port)) => port.parse::<u16>().is_ok() && !host.contains(char::is_whitespace),
         None => false,
     }
 }
@@ -753,7 +757,10 @@ grpc:
         .unwrap();
         assert_eq!(c.catalog[1].weight, 70);
         assert_eq!(c.wal.durability, Durability::Buffered);
-        assert_eq!(c.engine_config().max_commit_delay, Duration::from_micros(50));
+        assert_eq!(
+            c.engine_config().max_commit_delay,
+            Duration::from_micros(50)
+        );
         assert_eq!(c.wal.max_file_size_kb, DEFAULT_MAX_FILE_SIZE_KB);
     }
 
@@ -767,7 +774,10 @@ grpc:
 
     #[test]
     fn empty_catalog() {
-        assert_eq!(err("pool:\n  catalog: []\n").kind, ConfigErrorKind::EmptyCatalog);
+        assert_eq!(
+            err("pool:\n  catalog: []\n").kind,
+            ConfigErrorKind::EmptyCatalog
+        );
         assert_eq!(err("pool: {}\n").kind, ConfigErrorKind::EmptyCatalog);
     }
 
@@ -781,30 +791,51 @@ grpc:
     #[test]
     fn duplicate_item_id() {
         let e = err(&with_item("{ item_id: ok, quantity: 1, probability: 1 }"));
-        assert!(matches!(e.kind, ConfigErrorKind::DuplicateItemId { first: 0, position: 1, .. }));
+        assert!(matches!(
+            e.kind,
+            ConfigErrorKind::DuplicateItemId {
+                first: 0,
+                position: 1,
+                ..
+            }
+        ));
         assert!(e.to_string().contains("\"ok\""), "{e}");
     }
 
     #[test]
     fn quantity_below_minus_one() {
-        let e = err(&with_item("{ item_id: gold, quantity: -2, probability: 1 }"));
-        assert!(matches!(e.kind, ConfigErrorKind::QuantityBelowMinusOne { quantity: -2, .. }));
+        let e = err(&with_item(
+            "{ item_id: gold, quantity: -2, probability: 1 }",
+        ));
+        assert!(matches!(
+            e.kind,
+            ConfigErrorKind::QuantityBelowMinusOne { quantity: -2, .. }
+        ));
         let s = e.to_string();
         assert!(s.contains("quantity") && s.contains("\"gold\""), "{s}");
     }
 
     #[test]
     fn negative_or_huge_weight() {
-        let e = err(&with_item("{ item_id: gold, quantity: 1, probability: -5 }"));
-        assert!(matches!(e.kind, ConfigErrorKind::WeightOutOfRange { weight: -5, .. }));
+        let e = err(&with_item(
+            "{ item_id: gold, quantity: 1, probability: -5 }",
+        ));
+        assert!(matches!(
+            e.kind,
+            ConfigErrorKind::WeightOutOfRange { weight: -5, .. }
+        ));
         assert!(e.to_string().contains("probability"));
-        let e = err(&with_item("{ item_id: gold, quantity: 1, weight: 4294967296 }"));
+        let e = err(&with_item(
+            "{ item_id: gold, quantity: 1, weight: 4294967296 }",
+        ));
         assert!(matches!(e.kind, ConfigErrorKind::WeightOutOfRange { .. }));
     }
 
     #[test]
     fn non_integer_quantity_and_weight_name_item_and_line() {
-        let e = err(&with_item("{ item_id: gold, quantity: 1.5, probability: 1 }"));
+        let e = err(&with_item(
+            "{ item_id: gold, quantity: 1.5, probability: 1 }",
+        ));
         assert_eq!(e.line, Some(4));
         match &e.kind {
             ConfigErrorKind::NotAnInteger {
@@ -820,16 +851,33 @@ grpc:
             }
             other => panic!("{other:?}"),
         }
-        let e = err(&with_item("{ item_id: gold, quantity: 1, probability: \"ten\" }"));
-        assert!(matches!(e.kind, ConfigErrorKind::NotAnInteger { field: "probability", .. }));
+        let e = err(&with_item(
+            "{ item_id: gold, quantity: 1, probability: \"ten\" }",
+        ));
+        assert!(matches!(
+            e.kind,
+            ConfigErrorKind::NotAnInteger {
+                field: "probability",
+                ..
+            }
+        ));
         assert!(e.to_string().contains("\"gold\""), "{e}");
         let e = err(&with_item("{ item_id: gold, quantity: 1, weight: 2.5 }"));
-        assert!(matches!(e.kind, ConfigErrorKind::NotAnInteger { field: "probability", .. }));
+        assert!(matches!(
+            e.kind,
+            ConfigErrorKind::NotAnInteger {
+                field: "probability",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn missing_pool_section() {
-        assert_eq!(err("wal: {}\n").kind, ConfigErrorKind::MissingSection("pool"));
+        assert_eq!(
+            err("wal: {}\n").kind,
+            ConfigErrorKind::MissingSection("pool")
+        );
     }
 
     #[test]
@@ -838,7 +886,10 @@ grpc:
         assert!(matches!(e.kind, ConfigErrorKind::NotYaml(_)));
         assert!(e.line.is_some());
         assert!(matches!(err("hello").kind, ConfigErrorKind::NotYaml(_)));
-        assert!(matches!(err("- a\n- b\n").kind, ConfigErrorKind::NotYaml(_)));
+        assert!(matches!(
+            err("- a\n- b\n").kind,
+            ConfigErrorKind::NotYaml(_)
+        ));
     }
 
     #[test]
@@ -860,7 +911,11 @@ grpc:
         assert!(matches!(e.kind, ConfigErrorKind::Structure(_)));
         assert_eq!(e.line, Some(3));
         assert!(e.to_string().contains("probabilty"));
-        let e = err(&format!("{}  flush_after_n_draws: 3\n", with_item("{ item_id: b, quantity: 1, weight: 1 }").replace("pool:", "wal:\n  durability: sync\npool:")));
+        let e = err(&format!(
+            "{}  flush_after_n_draws: 3\n",
+            with_item("{ item_id: b, quantity: 1, weight: 1 }")
+                .replace("pool:", "wal:\n  durability: sync\npool:")
+        ));
         assert!(e.to_string().contains("flush_after_n_draws"), "{e}");
     }
 
@@ -878,7 +933,10 @@ grpc:
             ("max_commit_delay_us", "60000000"),
         ] {
             let e = err(&format!("{base}wal:\n  {key}: {bad}\n"));
-            assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { .. }), "{key}={bad}: {e}");
+            assert!(
+                matches!(e.kind, ConfigErrorKind::OutOfRange { .. }),
+                "{key}={bad}: {e}"
+            );
             assert!(e.to_string().contains(&format!("wal.{key}")), "{e}");
         }
     }
@@ -909,13 +967,18 @@ grpc:
         }
         for bad in ["50051", "host:", "host:99999"] {
             let e = err(&format!("{base}grpc:\n  listen_address: \"{bad}\"\n"));
-            assert!(matches!(e.kind, ConfigErrorKind::BadListenAddress(_)), "{bad}");
+            assert!(
+                matches!(e.kind, ConfigErrorKind::BadListenAddress(_)),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn display_names_file_and_line() {
-        let mut e = err(&with_item("{ item_id: gold, quantity: 1.5, probability: 1 }"));
+        let mut e = err(&with_item(
+            "{ item_id: gold, quantity: 1.5, probability: 1 }",
+        ));
         e.file = Some(PathBuf::from("c.yaml"));
         let s = e.to_string();
         assert!(s.starts_with("invalid configuration in c.yaml, line 4: pool.catalog[1] (item \"gold\"): quantity must be an integer"), "{s}");

@@ -36,13 +36,13 @@ pub mod config;
 pub mod engine;
 pub mod inspect;
 pub mod journal;
-pub mod recovery;
 pub mod pool;
+pub mod recovery;
 pub mod storage;
 pub mod store;
 
 pub use engine::{Client, DrawError, Engine, EngineConfig, EngineError, Outcome, Ticket};
 pub use journal::{Journal, JournalError, MemoryJournal};
 pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
-pub mod wal;
 pub mod snapshot;
+pub mod wal;

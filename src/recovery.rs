@@ -26,7 +26,9 @@
 use std::fmt;
 use std::io;
 
-use crate::pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolError, PoolState, Quantity, RequestId, Rng};
+use crate::pool::{
+    Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolError, PoolState, Quantity, RequestId, Rng,
+};
 use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name};
 use crate::storage::Storage;
 use crate::wal::frame::Record;
@@ -61,7 +63,11 @@ impl fmt::Display for RecoveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecoveryError::Io { file, source } => write!(f, "{file}: {source}"),
-            RecoveryError::Damaged { file, offset, reason } => {
+            RecoveryError::Damaged {
+                file,
+                offset,
+                reason,
+            } => {
                 write!(f, "damaged log: {file} at offset {offset}: {reason}")
             }
             RecoveryError::Pool(e) => write!(f, "invalid pool: {e}"),
@@ -72,7 +78,11 @@ impl fmt::Display for RecoveryError {
 impl std::error::Error for RecoveryError {}
 
 fn damaged(file: &str, offset: usize, reason: impl Into<String>) -> RecoveryError {
-    RecoveryError::Damaged { file: file.to_owned(), offset: offset as u64, reason: reason.into() }
+    RecoveryError::Damaged {
+        file: file.to_owned(),
+        offset: offset as u64,
+        reason: reason.into(),
+    }
 }
 
 /// The files of a data directory, sorted by role.
@@ -92,7 +102,10 @@ pub struct Layout {
 /// # Errors
 /// The directory cannot be listed.
 pub fn layout(storage: &dyn Storage) -> Result<Layout, RecoveryError> {
-    let names = storage.list().map_err(|source| RecoveryError::Io { file: storage.describe(""), source })?;
+    let names = storage.list().map_err(|source| RecoveryError::Io {
+        file: storage.describe(""),
+        source,
+    })?;
     let mut layout = Layout::default();
     for name in names {
         if let Some(seq) = parse_segment_name(&name) {
@@ -152,7 +165,15 @@ pub fn scan_segment(
     newest: bool,
     each: impl FnMut(&FrameInfo) -> Result<(), RecoveryError>,
 ) -> Result<SegmentScan, RecoveryError> {
-    scan_segment_with(storage, name, sequence, newest, false, each, &mut ScanProgress::default())
+    scan_segment_with(
+        storage,
+        name,
+        sequence,
+        newest,
+        false,
+        each,
+        &mut ScanProgress::default(),
+    )
 }
 
 /// How far a scan got: on damage, what precedes it is intact.
@@ -181,20 +202,47 @@ pub fn scan_segment_with(
     progress: &mut ScanProgress,
 ) -> Result<SegmentScan, RecoveryError> {
     let file = storage.describe(name);
-    let bytes = storage.read(name).map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
-    let header = SegmentHeader::decode(&bytes).map_err(|e| damaged(&file, 0, format!("bad segment header: {e}")))?;
+    let bytes = storage.read(name).map_err(|source| RecoveryError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let header = SegmentHeader::decode(&bytes)
+        .map_err(|e| damaged(&file, 0, format!("bad segment header: {e}")))?;
     progress.header = Some(header.clone());
     if header.sequence != sequence {
-        return Err(damaged(&file, 16, format!("header says sequence {}: a copied or renamed segment", header.sequence)));
+        return Err(damaged(
+            &file,
+            16,
+            format!(
+                "header says sequence {}: a copied or renamed segment",
+                header.sequence
+            ),
+        ));
     }
     if header.segment_size != bytes.len() as u64 {
-        return Err(damaged(&file, 48, format!("header says {} bytes, the file has {}", header.segment_size, bytes.len())));
+        return Err(damaged(
+            &file,
+            48,
+            format!(
+                "header says {} bytes, the file has {}",
+                header.segment_size,
+                bytes.len()
+            ),
+        ));
     }
     let closed = header.status == SegmentStatus::Closed;
     if !closed && !newest {
-        return Err(damaged(&file, 12, "segment is open but a newer segment exists"));
+        return Err(damaged(
+            &file,
+            12,
+            "segment is open but a newer segment exists",
+        ));
     }
-    let end = if closed { header.end_offset as usize } else { bytes.len() };
+    let end = if closed {
+        header.end_offset as usize
+    } else {
+        bytes.len()
+    };
     let mut frames = FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, end);
     let mut marker = None;
     let mut last_rid = 0_u64;
@@ -211,11 +259,28 @@ pub fn scan_segment_with(
                 break;
             }
         };
-        let info = FrameInfo { segment: sequence, offset: offset as u64, record, torn: false };
+        let info = FrameInfo {
+            segment: sequence,
+            offset: offset as u64,
+            record,
+            torn: false,
+        };
         match (&info.record, &marker) {
-            (Record::Snapshot { file_name, sha256, last_request_id, .. }, None) => {
+            (
+                Record::Snapshot {
+                    file_name,
+                    sha256,
+                    last_request_id,
+                    ..
+                },
+                None,
+            ) => {
                 if *last_request_id + 1 != header.first_request_id {
-                    return Err(damaged(&file, offset, "snapshot marker's last request id does not precede the header's first"));
+                    return Err(damaged(
+                        &file,
+                        offset,
+                        "snapshot marker's last request id does not precede the header's first",
+                    ));
                 }
                 marker = Some((file_name.clone(), *sha256, *last_request_id));
                 last_rid = *last_request_id;
@@ -227,17 +292,40 @@ pub fn scan_segment_with(
                 progress.last_request_id = committed_rid;
                 continue;
             }
-            (_, None) => return Err(damaged(&file, offset, "the first frame is not a snapshot marker")),
-            (Record::Snapshot { .. }, Some(_)) => return Err(damaged(&file, offset, "a second snapshot marker")),
+            (_, None) => {
+                return Err(damaged(
+                    &file,
+                    offset,
+                    "the first frame is not a snapshot marker",
+                ))
+            }
+            (Record::Snapshot { .. }, Some(_)) => {
+                return Err(damaged(&file, offset, "a second snapshot marker"))
+            }
             (Record::Draw { request_id, .. }, Some(_)) => {
                 if *request_id <= last_rid {
-                    return Err(damaged(&file, offset, format!("request id {request_id} follows {last_rid}")));
+                    return Err(damaged(
+                        &file,
+                        offset,
+                        format!("request id {request_id} follows {last_rid}"),
+                    ));
                 }
                 last_rid = *request_id;
             }
-            (Record::Commit { last_request_id, .. }, Some(_)) => {
+            (
+                Record::Commit {
+                    last_request_id, ..
+                },
+                Some(_),
+            ) => {
                 if *last_request_id != last_rid {
-                    return Err(damaged(&file, offset, format!("commit says last request id {last_request_id}, frames say {last_rid}")));
+                    return Err(damaged(
+                        &file,
+                        offset,
+                        format!(
+                            "commit says last request id {last_request_id}, frames say {last_rid}"
+                        ),
+                    ));
                 }
             }
             (Record::Update { .. }, Some(_)) => {}
@@ -256,7 +344,11 @@ pub fn scan_segment_with(
         }
     }
     if marker.is_none() {
-        return Err(damaged(&file, SEGMENT_HEADER_SIZE, bad.unwrap_or_else(|| "no snapshot marker".into())));
+        return Err(damaged(
+            &file,
+            SEGMENT_HEADER_SIZE,
+            bad.unwrap_or_else(|| "no snapshot marker".into()),
+        ));
     }
     let torn_frames = group.len() as u64;
     if closed {
@@ -264,7 +356,11 @@ pub fn scan_segment_with(
             return Err(damaged(&file, frames.offset(), reason));
         }
         if !group.is_empty() || committed_end != end {
-            return Err(damaged(&file, committed_end, "closed segment ends inside a group"));
+            return Err(damaged(
+                &file,
+                committed_end,
+                "closed segment ends inside a group",
+            ));
         }
     } else {
         // The open segment stopped early (a bad frame, or a zero header where a frame could
@@ -281,7 +377,12 @@ pub fn scan_segment_with(
     }
     if closed && tail {
         for (offset, record) in FrameIter::new(&bytes, end, bytes.len()).map_while(Result::ok) {
-            each(&FrameInfo { segment: sequence, offset: offset as u64, record, torn: true })?;
+            each(&FrameInfo {
+                segment: sequence,
+                offset: offset as u64,
+                record,
+                torn: true,
+            })?;
         }
     }
     Ok(SegmentScan {
@@ -316,17 +417,30 @@ pub struct Recovered {
     pub fresh: bool,
 }
 
-pub(crate) fn load_snapshot(storage: &dyn Storage, name: &str, sha: Option<&[u8; 32]>) -> Result<PoolState, RecoveryError> {
+pub(crate) fn load_snapshot(
+    storage: &dyn Storage,
+    name: &str,
+    sha: Option<&[u8; 32]>,
+) -> Result<PoolState, RecoveryError> {
     let file = storage.describe(name);
-    let bytes = storage.read(name).map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
+    let bytes = storage.read(name).map_err(|source| RecoveryError::Io {
+        file: file.clone(),
+        source,
+    })?;
     if let Some(expected) = sha {
         let got = snapshot_format::sha256(&bytes);
         if &got != expected {
-            return Err(damaged(&file, 0, "SHA-256 does not match the segment's snapshot marker"));
+            return Err(damaged(
+                &file,
+                0,
+                "SHA-256 does not match the segment's snapshot marker",
+            ));
         }
     }
     let snapshot = snapshot_format::decode(&bytes).map_err(|e| damaged(&file, 0, e.to_string()))?;
-    snapshot.to_pool().map_err(|e| damaged(&file, 0, e.to_string()))
+    snapshot
+        .to_pool()
+        .map_err(|e| damaged(&file, 0, e.to_string()))
 }
 
 /// Recovers the state in `storage` without changing anything; `catalog` is used only when
@@ -361,7 +475,11 @@ pub fn recover(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<Recovered,
         if let Some(prev) = &previous {
             if *seq != prev.header.sequence + 1 {
                 let missing = crate::wal::header::segment_name(prev.header.sequence + 1);
-                return Err(damaged(&storage.describe(name), 0, format!("missing segment {missing} before it")));
+                return Err(damaged(
+                    &storage.describe(name),
+                    0,
+                    format!("missing segment {missing} before it"),
+                ));
             }
         }
         let newest = i + 1 == layout.segments.len();
@@ -372,7 +490,11 @@ pub fn recover(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<Recovered,
         check_continuity(storage, previous.as_ref(), &scan)?;
         previous = Some(scan);
     }
-    let newest_name = layout.segments.last().map(|(_, n)| n.clone()).expect("not empty");
+    let newest_name = layout
+        .segments
+        .last()
+        .map(|(_, n)| n.clone())
+        .expect("not empty");
     let (pool, scan, replayed) = replay_newest(storage, &newest_name, newest_seq)?;
     check_continuity(storage, previous.as_ref(), &scan)?;
     let close = (scan.header.status == SegmentStatus::Open).then(|| {
@@ -393,7 +515,11 @@ pub fn recover(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<Recovered,
     })
 }
 
-fn check_continuity(storage: &dyn Storage, previous: Option<&SegmentScan>, scan: &SegmentScan) -> Result<(), RecoveryError> {
+fn check_continuity(
+    storage: &dyn Storage,
+    previous: Option<&SegmentScan>,
+    scan: &SegmentScan,
+) -> Result<(), RecoveryError> {
     if let Some(prev) = previous {
         if scan.header.first_request_id != prev.last_request_id + 1 {
             return Err(damaged(
@@ -406,14 +532,22 @@ fn check_continuity(storage: &dyn Storage, previous: Option<&SegmentScan>, scan:
             ));
         }
         if scan.header.catalog_fingerprint != prev.header.catalog_fingerprint {
-            return Err(damaged(&storage.describe(&scan.name), 32, "catalog fingerprint differs from the previous segment"));
+            return Err(damaged(
+                &storage.describe(&scan.name),
+                32,
+                "catalog fingerprint differs from the previous segment",
+            ));
         }
     }
     Ok(())
 }
 
 /// Loads the newest segment's snapshot and replays its committed frames.
-fn replay_newest(storage: &dyn Storage, name: &str, seq: u64) -> Result<(Pool, SegmentScan, u64), RecoveryError> {
+fn replay_newest(
+    storage: &dyn Storage,
+    name: &str,
+    seq: u64,
+) -> Result<(Pool, SegmentScan, u64), RecoveryError> {
     let file = storage.describe(name);
     let mut pool: Option<Pool> = None;
     let mut replayed = 0_u64;
@@ -423,24 +557,48 @@ fn replay_newest(storage: &dyn Storage, name: &str, seq: u64) -> Result<(Pool, S
         }
         let at = info.offset as usize;
         match &info.record {
-            Record::Snapshot { file_name, sha256, last_request_id, .. } => {
+            Record::Snapshot {
+                file_name,
+                sha256,
+                last_request_id,
+                ..
+            } => {
                 let state = load_snapshot(storage, file_name, Some(sha256))?;
                 if state.last_request_id.0 != *last_request_id {
-                    return Err(damaged(&file, at, "snapshot's last request id differs from its marker"));
+                    return Err(damaged(
+                        &file,
+                        at,
+                        "snapshot's last request id differs from its marker",
+                    ));
                 }
-                pool = Some(Pool::from_state(&state, Rng::from_seed(0)).map_err(RecoveryError::Pool)?);
+                pool =
+                    Some(Pool::from_state(&state, Rng::from_seed(0)).map_err(RecoveryError::Pool)?);
             }
             Record::Draw { request_id, item } => {
-                let draw = Draw { request_id: RequestId(*request_id), item: item.map(ItemIndex) };
+                let draw = Draw {
+                    request_id: RequestId(*request_id),
+                    item: item.map(ItemIndex),
+                };
                 let p = pool.as_mut().expect("the marker comes first");
-                p.replay_draw(draw).map_err(|e| damaged(&file, at, e.to_string()))?;
+                p.replay_draw(draw)
+                    .map_err(|e| damaged(&file, at, e.to_string()))?;
             }
-            Record::Update { index, item_id, quantity, weight } => {
+            Record::Update {
+                index,
+                item_id,
+                quantity,
+                weight,
+            } => {
                 let quantity = Quantity::from_i64(*quantity)
                     .ok_or_else(|| damaged(&file, at, format!("quantity {quantity} below -1")))?;
-                let state = ItemState { id: item_id.clone(), quantity, weight: *weight };
+                let state = ItemState {
+                    id: item_id.clone(),
+                    quantity,
+                    weight: *weight,
+                };
                 let p = pool.as_mut().expect("the marker comes first");
-                p.replay_update(ItemIndex(*index), &state).map_err(|e| damaged(&file, at, e.to_string()))?;
+                p.replay_update(ItemIndex(*index), &state)
+                    .map_err(|e| damaged(&file, at, e.to_string()))?;
             }
             Record::Commit { .. } => {}
         }

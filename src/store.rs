@@ -33,7 +33,9 @@ impl FromStr for Durability {
             "memory" => Ok(Durability::Memory),
             "buffered" => Ok(Durability::Buffered),
             "sync" => Ok(Durability::Sync),
-            other => Err(format!("unknown durability {other:?}: expected memory, buffered or sync")),
+            other => Err(format!(
+                "unknown durability {other:?}: expected memory, buffered or sync"
+            )),
         }
     }
 }
@@ -107,7 +109,10 @@ impl fmt::Display for OpenError {
             OpenError::Engine(e) => e.fmt(f),
             OpenError::Entropy(e) => write!(f, "cannot seed the random generator: {e}"),
             OpenError::Locked { dir } => {
-                write!(f, "data directory {dir} is in use by another process (its lock file is held)")
+                write!(
+                    f,
+                    "data directory {dir} is in use by another process (its lock file is held)"
+                )
             }
             OpenError::Recovery(e) => e.fmt(f),
             OpenError::Journal(e) => write!(f, "cannot start the log: {e}"),
@@ -136,9 +141,14 @@ fn rng(seed: Option<u64>) -> Result<Rng, OpenError> {
 fn lock(storage: &dyn Storage, exclusive: bool) -> Result<Box<dyn DirLock>, OpenError> {
     storage.lock(exclusive).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
-            OpenError::Locked { dir: storage.describe("") }
+            OpenError::Locked {
+                dir: storage.describe(""),
+            }
         } else {
-            OpenError::Io { context: format!("locking {}", storage.describe("lock")), source: e }
+            OpenError::Io {
+                context: format!("locking {}", storage.describe("lock")),
+                source: e,
+            }
         }
     })
 }
@@ -197,10 +207,14 @@ pub fn open_journal(
     if let Some((name, header)) = &recovered.close {
         // The newest segment was open (a crash): close it at its last commit, which trims
         // the torn tail, before anything else is written.
-        let io = |source| OpenError::Io { context: format!("closing {}", storage.describe(name)), source };
+        let io = |source| OpenError::Io {
+            context: format!("closing {}", storage.describe(name)),
+            source,
+        };
         let map = storage.open_segment(name).map_err(io)?;
         crate::wal::segment::write_at(&*map, 0, &header.encode());
-        map.sync_range(0, crate::wal::header::SEGMENT_HEADER_SIZE).map_err(io)?;
+        map.sync_range(0, crate::wal::header::SEGMENT_HEADER_SIZE)
+            .map_err(io)?;
     }
     for name in &recovered.temporaries {
         let _ = storage.remove(name);
@@ -213,7 +227,8 @@ pub fn open_journal(
         retention_segments: wal.retention_segments as u64,
         durability: wal.durability,
     };
-    let journal = WalJournal::create(storage, dir_lock, &start, &pool).map_err(OpenError::Journal)?;
+    let journal =
+        WalJournal::create(storage, dir_lock, &start, &pool).map_err(OpenError::Journal)?;
     Ok((pool, journal))
 }
 
@@ -224,7 +239,9 @@ pub fn open_journal(
 /// A damaged log, a directory in use by a writer, or an invalid catalog.
 pub fn read_state(catalog: &[ItemSpec], wal: &WalOptions) -> Result<PoolState, OpenError> {
     let Ok(storage) = OsStorage::existing(&wal.dir) else {
-        return Ok(Pool::new(catalog, Rng::from_seed(0)).map_err(OpenError::Pool)?.state());
+        return Ok(Pool::new(catalog, Rng::from_seed(0))
+            .map_err(OpenError::Pool)?
+            .state());
     };
     read_state_on(&storage, catalog)
 }
@@ -235,5 +252,7 @@ pub fn read_state(catalog: &[ItemSpec], wal: &WalOptions) -> Result<PoolState, O
 /// As [`read_state`].
 pub fn read_state_on(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<PoolState, OpenError> {
     let _lock = lock(storage, false)?;
-    Ok(recovery::recover(storage, catalog).map_err(OpenError::Recovery)?.state)
+    Ok(recovery::recover(storage, catalog)
+        .map_err(OpenError::Recovery)?
+        .state)
 }

@@ -214,11 +214,13 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         }
         return Err(Failure::failed(err));
     }
-    shutdown.map_err(|e| Failure::failed(anyhow::Error::new(e).context("engine shutdown failed")))?;
+    shutdown
+        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("engine shutdown failed")))?;
 
     let mut hist = new_histogram();
     for r in &results {
-        hist.add(&r.hist).map_err(|e| Failure::failed(anyhow!("cannot merge histograms: {e:?}")))?;
+        hist.add(&r.hist)
+            .map_err(|e| Failure::failed(anyhow!("cannot merge histograms: {e:?}")))?;
     }
     let start = results.iter().map(|r| r.start).min();
     let end = results.iter().map(|r| r.end).max();
@@ -271,7 +273,10 @@ fn check_args(args: &BenchArgs) -> CmdResult {
         return bad("--draws must be at least 1".into());
     }
     if args.items == 0 || args.items > ITEMS_MAX {
-        return bad(format!("--items is {}: it must be between 1 and {ITEMS_MAX}", args.items));
+        return bad(format!(
+            "--items is {}: it must be between 1 and {ITEMS_MAX}",
+            args.items
+        ));
     }
     if args.producers == 0 || args.producers > PRODUCERS_MAX {
         return bad(format!(
@@ -280,14 +285,22 @@ fn check_args(args: &BenchArgs) -> CmdResult {
         ));
     }
     if args.window == 0 || args.window > 1 << 20 {
-        return bad(format!("--window is {}: it must be between 1 and 1048576", args.window));
+        return bad(format!(
+            "--window is {}: it must be between 1 and 1048576",
+            args.window
+        ));
     }
     if args.group == 0 || args.group > 1 << 20 {
-        return bad(format!("--group is {}: it must be between 1 and 1048576", args.group));
+        return bad(format!(
+            "--group is {}: it must be between 1 and 1048576",
+            args.group
+        ));
     }
     if let Some(r) = args.rate {
         if !r.is_finite() || r <= 0.0 {
-            return bad(format!("--rate is {r}: it must be a positive number of draws/s"));
+            return bad(format!(
+                "--rate is {r}: it must be a positive number of draws/s"
+            ));
         }
     }
     Ok(())
@@ -366,7 +379,9 @@ fn produce(
         let delivered = client.drain(|seq, result| match result {
             Ok(_) => {
                 let t = *now.get_or_insert_with(Instant::now);
-                let ns = t.saturating_duration_since(sent_at[(seq & mask) as usize]).as_nanos();
+                let ns = t
+                    .saturating_duration_since(sent_at[(seq & mask) as usize])
+                    .as_nanos();
                 hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
                 done += 1;
             }
@@ -515,14 +530,22 @@ impl Drop for BenchDir {
 /// Writes the percentile distribution like HdrHistogram's `.hgrm` output (values in µs).
 fn write_hgrm(path: &Path, hist: &Histogram<u64>) -> anyhow::Result<()> {
     let mut text = Vec::new();
-    writeln!(text, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
+    writeln!(
+        text,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
     let mut total = 0_u64;
     for v in hist.iter_quantiles(5) {
         total += v.count_since_last_iteration();
         let q = v.quantile_iterated_to();
         let value_us = v.value_iterated_to() as f64 / 1000.0;
         if q < 1.0 {
-            writeln!(text, "{value_us:>12.3} {q:>14.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q))?;
+            writeln!(
+                text,
+                "{value_us:>12.3} {q:>14.12} {total:>10} {:>14.2}",
+                1.0 / (1.0 - q)
+            )?;
         } else {
             writeln!(text, "{value_us:>12.3} {q:>14.12} {total:>10}")?;
         }
@@ -539,7 +562,10 @@ fn write_hgrm(path: &Path, hist: &Histogram<u64>) -> anyhow::Result<()> {
         hist.max() as f64 / 1000.0,
         hist.len()
     )?;
-    writeln!(text, "#[Values in microseconds; latency from send to acknowledgement]")?;
+    writeln!(
+        text,
+        "#[Values in microseconds; latency from send to acknowledgement]"
+    )?;
     fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -571,7 +597,10 @@ fn plot(path: &Path, hist: &Histogram<u64>, report: &Report) -> anyhow::Result<(
             report.durability,
             report.group,
             report.window,
-            report.rate.map(|r| format!(", rate {r:.0}/s")).unwrap_or_default()
+            report
+                .rate
+                .map(|r| format!(", rate {r:.0}/s"))
+                .unwrap_or_default()
         );
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 18))
@@ -585,7 +614,11 @@ fn plot(path: &Path, hist: &Histogram<u64>, report: &Report) -> anyhow::Result<(
             .y_desc("latency (µs)")
             .x_label_formatter(&|x| {
                 let p = 100.0 * (1.0 - 1.0 / x);
-                format!("{p:.4}%").trim_end_matches('0').trim_end_matches('.').to_owned() + ""
+                format!("{p:.4}%")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_owned()
+                    + ""
             })
             .draw()?;
         chart

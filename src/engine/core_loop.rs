@@ -248,7 +248,10 @@ impl<J: Journal> Core<J> {
         if self.group_open {
             self.commit()?;
         }
-        if let Err(e) = self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool) {
+        if let Err(e) = self
+            .journal
+            .reserve(Space::Update { id_len: id.len() }, &self.pool)
+        {
             if let JournalError::NoSpace { .. } = e {
                 let _ = reply.send(Err(EngineError::NoSpace(e.to_string())));
                 return Ok(());
@@ -345,7 +348,8 @@ impl<J: Journal> Core<J> {
         let p = self.ports[port].as_mut().expect("caller checked the port");
         let chunk = p.consumer.read_chunk(n).expect("n <= slots()");
         for request in chunk {
-            p.slots.write(request.seq, crate::pool::RequestId(0), Completion::Rejected);
+            p.slots
+                .write(request.seq, crate::pool::RequestId(0), Completion::Rejected);
             p.staged += 1;
         }
         while self.pending.is_full() {

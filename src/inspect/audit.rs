@@ -66,7 +66,11 @@ impl Tally {
         self.acc[i] += self.live[i] * (self.s - self.mark[i]);
         self.mark[i] = self.s;
         let item = pool.item(ItemIndex(i as u32));
-        self.live[i] = if item.quantity.is_available() { f64::from(item.weight) } else { 0.0 };
+        self.live[i] = if item.quantity.is_available() {
+            f64::from(item.weight)
+        } else {
+            0.0
+        };
     }
 }
 
@@ -87,9 +91,12 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                 return Ok(());
             }
             match &info.record {
-                Record::Snapshot { file_name, sha256, .. } => {
+                Record::Snapshot {
+                    file_name, sha256, ..
+                } => {
                     let state = recovery::load_snapshot(storage, file_name, Some(sha256))?;
-                    let p = Pool::from_state(&state, Rng::from_seed(0)).map_err(RecoveryError::Pool)?;
+                    let p =
+                        Pool::from_state(&state, Rng::from_seed(0)).map_err(RecoveryError::Pool)?;
                     for item in 0..p.len() {
                         tally.sync_item(&p, item);
                     }
@@ -102,8 +109,12 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                     if total > 0 {
                         tally.s += 1.0 / total as f64;
                     }
-                    let draw = Draw { request_id: RequestId(*request_id), item: item.map(ItemIndex) };
-                    p.replay_draw(draw).map_err(|e| damage(&file, info.offset, &e.to_string()))?;
+                    let draw = Draw {
+                        request_id: RequestId(*request_id),
+                        item: item.map(ItemIndex),
+                    };
+                    p.replay_draw(draw)
+                        .map_err(|e| damage(&file, info.offset, &e.to_string()))?;
                     match item {
                         Some(index) => {
                             let i = *index as usize;
@@ -113,11 +124,21 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                         None => tally.empty += 1,
                     }
                 }
-                Record::Update { index, item_id, quantity, weight } => {
+                Record::Update {
+                    index,
+                    item_id,
+                    quantity,
+                    weight,
+                } => {
                     let p = pool.as_mut().expect("the marker comes first");
                     let quantity = Quantity::from_i64(*quantity).unwrap_or(Quantity::Finite(0));
-                    let state = ItemState { id: item_id.clone(), quantity, weight: *weight };
-                    p.replay_update(ItemIndex(*index), &state).map_err(|e| damage(&file, info.offset, &e.to_string()))?;
+                    let state = ItemState {
+                        id: item_id.clone(),
+                        quantity,
+                        weight: *weight,
+                    };
+                    p.replay_update(ItemIndex(*index), &state)
+                        .map_err(|e| damage(&file, info.offset, &e.to_string()))?;
                     tally.sync_item(p, *index as usize);
                 }
                 Record::Commit { .. } => {}
@@ -129,12 +150,23 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
 }
 
 fn damage(file: &str, offset: u64, reason: &str) -> RecoveryError {
-    RecoveryError::Damaged { file: file.to_owned(), offset, reason: reason.to_owned() }
+    RecoveryError::Damaged {
+        file: file.to_owned(),
+        offset,
+        reason: reason.to_owned(),
+    }
 }
 
 fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
     let Some(pool) = pool else {
-        return Audit { draws: 0, empty_draws: 0, items: Vec::new(), chi_square: 0.0, degrees_of_freedom: 0, p_value: 1.0 };
+        return Audit {
+            draws: 0,
+            empty_draws: 0,
+            items: Vec::new(),
+            chi_square: 0.0,
+            degrees_of_freedom: 0,
+            p_value: 1.0,
+        };
     };
     for i in 0..tally.acc.len() {
         tally.sync_item(pool, i);
@@ -155,8 +187,16 @@ fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
             ItemAudit {
                 item_id: state.id,
                 drawn,
-                observed_share: if handed_out > 0 { drawn as f64 / handed_out as f64 } else { 0.0 },
-                expected_share: if expected_total > 0.0 { expected / expected_total } else { 0.0 },
+                observed_share: if handed_out > 0 {
+                    drawn as f64 / handed_out as f64
+                } else {
+                    0.0
+                },
+                expected_share: if expected_total > 0.0 {
+                    expected / expected_total
+                } else {
+                    0.0
+                },
                 weight: state.weight,
             }
         })
@@ -167,5 +207,12 @@ fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
     } else {
         ChiSquared::new(degrees_of_freedom as f64).map_or(1.0, |d| 1.0 - d.cdf(chi_square))
     };
-    Audit { draws: tally.draws, empty_draws: tally.empty, items, chi_square, degrees_of_freedom, p_value }
+    Audit {
+        draws: tally.draws,
+        empty_draws: tally.empty,
+        items,
+        chi_square,
+        degrees_of_freedom,
+        p_value,
+    }
 }

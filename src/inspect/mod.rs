@@ -45,7 +45,13 @@ pub fn dump(
             *seq,
             newest,
             all,
-            |info| if info.torn && !all { Ok(()) } else { each(info) },
+            |info| {
+                if info.torn && !all {
+                    Ok(())
+                } else {
+                    each(info)
+                }
+            },
             &mut progress,
         )?;
     }
@@ -85,7 +91,10 @@ pub fn verify(storage: &dyn Storage) -> Result<VerifyReport, RecoveryError> {
     for (i, (seq, name)) in layout.segments.iter().enumerate() {
         let mut marker = None;
         let scan = recovery::scan_segment(storage, name, *seq, i + 1 == count, |info| {
-            if let Record::Snapshot { file_name, sha256, .. } = &info.record {
+            if let Record::Snapshot {
+                file_name, sha256, ..
+            } = &info.record
+            {
                 marker = Some((file_name.clone(), *sha256));
             }
             Ok(())

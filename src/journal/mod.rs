@@ -61,7 +61,9 @@ impl fmt::Display for JournalError {
         match self {
             JournalError::Io { context, source } => write!(f, "{context}: {source}"),
             JournalError::PreviousIo => write!(f, "an earlier log I/O error stopped the journal"),
-            JournalError::NoSpace { context } => write!(f, "{context}: no space left on the device"),
+            JournalError::NoSpace { context } => {
+                write!(f, "{context}: no space left on the device")
+            }
             JournalError::Injected => write!(f, "injected journal failure"),
             JournalError::Other(reason) => f.write_str(reason),
         }

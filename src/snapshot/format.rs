@@ -149,9 +149,9 @@ impl fmt::Display for SnapshotFormatError {
             ),
             SnapshotFormatError::BadMagic { got } => write!(
                 f,
-                "bad magic {:?}, expected {:?}",
-                got.escape_ascii().to_string(),
-                SNAPSHOT_MAGIC.escape_ascii().to_string()
+                "bad magic b\"{}\", expected b\"{}\"",
+                got.escape_ascii(),
+                SNAPSHOT_MAGIC.escape_ascii()
             ),
             SnapshotFormatError::UnsupportedVersion { got, supported } => write!(
                 f,
@@ -214,11 +214,12 @@ impl SnapshotState {
             .items
             .iter()
             .map(|i| {
-                let quantity =
-                    Quantity::from_i64(i.quantity).ok_or_else(|| SnapshotFormatError::BadQuantity {
+                let quantity = Quantity::from_i64(i.quantity).ok_or_else(|| {
+                    SnapshotFormatError::BadQuantity {
                         item: i.id.clone(),
                         quantity: i.quantity,
-                    })?;
+                    }
+                })?;
                 Ok(ItemState {
                     id: i.id.clone(),
                     quantity,
@@ -258,9 +259,10 @@ pub fn encode(state: &SnapshotState) -> (Vec<u8>, [u8; 32]) {
 /// # Errors
 /// [`SnapshotFormatError::Payload`] if rkyv cannot archive the state.
 pub fn try_encode(state: &SnapshotState) -> Result<(Vec<u8>, [u8; 32]), SnapshotFormatError> {
-    let payload = rkyv::to_bytes::<rancor::Error>(state).map_err(|e| SnapshotFormatError::Payload {
-        reason: e.to_string(),
-    })?;
+    let payload =
+        rkyv::to_bytes::<rancor::Error>(state).map_err(|e| SnapshotFormatError::Payload {
+            reason: e.to_string(),
+        })?;
     let mut file = Vec::with_capacity(SNAPSHOT_HEADER_SIZE + payload.len());
     file.extend_from_slice(&SNAPSHOT_MAGIC);
     file.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
@@ -268,7 +270,7 @@ pub fn try_encode(state: &SnapshotState) -> Result<(Vec<u8>, [u8; 32]), Snapshot
     file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     file.extend_from_slice(&sha256(&payload));
     file.extend_from_slice(&[0; 8]);
-    assert_eq!(file.len(), SNAPSHOT_HEADER_SIZE, "header layout");
+    debug_assert_eq!(file.len(), SNAPSHOT_HEADER_SIZE, "header layout");
     file.extend_from_slice(&payload);
     let hash = sha256(&file);
     debug_assert_eq!(decode(&file).as_ref(), Ok(state), "snapshot pair assertion");
@@ -416,18 +418,20 @@ mod tests {
             any::<u64>(),
             prop::collection::vec(("\\PC{0,24}", -1_i64..i64::MAX, any::<u32>()), 0..20),
         )
-            .prop_map(|(sequence, last_request_id, catalog_fingerprint, items)| SnapshotState {
-                sequence,
-                last_request_id,
-                catalog_fingerprint,
-                items: items
-                    .into_iter()
-                    .map(|(id, quantity, weight)| SnapshotItem {
-                        id,
-                        quantity,
-                        weight,
-                    })
-                    .collect(),
+            .prop_map(|(sequence, last_request_id, catalog_fingerprint, items)| {
+                SnapshotState {
+                    sequence,
+                    last_request_id,
+                    catalog_fingerprint,
+                    items: items
+                        .into_iter()
+                        .map(|(id, quantity, weight)| SnapshotItem {
+                            id,
+                            quantity,
+                            weight,
+                        })
+                        .collect(),
+                }
             })
     }
 
@@ -574,7 +578,10 @@ mod tests {
             got: [0x01; 32],
         }
         .to_string();
-        assert!(text.contains(&"ab".repeat(32)) && text.contains(&"01".repeat(32)), "{text}");
+        assert!(
+            text.contains(&"ab".repeat(32)) && text.contains(&"01".repeat(32)),
+            "{text}"
+        );
         let text = SnapshotFormatError::BadQuantity {
             item: "gold".into(),
             quantity: -5,
@@ -586,7 +593,10 @@ mod tests {
             got: 90,
         }
         .to_string();
-        assert!(text.contains("90 bytes") && text.contains("says 100"), "{text}");
+        assert!(
+            text.contains("90 bytes") && text.contains("says 100"),
+            "{text}"
+        );
     }
 
     #[test]

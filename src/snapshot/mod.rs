@@ -1,5 +1,5 @@
 //! Snapshots: the full pool state in one file, so each segment can be replayed on its own
-//! (SPEC §4). The byte format lives in [`format`]; writing and loading files is the I/O
+//! (SPEC §4). The byte format lives in [`format`](mod@format); writing and loading files is the I/O
 //! layer's job.
 
 pub mod format;

@@ -48,7 +48,9 @@ unsafe impl Sync for MemFile {}
 
 impl fmt::Debug for MemFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemFile").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("MemFile")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,7 +58,11 @@ impl MemFile {
     fn new(bytes: Vec<u8>, durable: Vec<u8>) -> Arc<MemFile> {
         let len = bytes.len();
         let ptr = Box::into_raw(bytes.into_boxed_slice()).cast::<u8>();
-        Arc::new(MemFile { ptr, len, durable: Mutex::new(durable) })
+        Arc::new(MemFile {
+            ptr,
+            len,
+            durable: Mutex::new(durable),
+        })
     }
 
     fn live(&self) -> Vec<u8> {
@@ -68,7 +74,9 @@ impl MemFile {
     }
 
     fn durable(&self) -> MutexGuard<'_, Vec<u8>> {
-        self.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.durable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -124,11 +132,15 @@ struct Inner {
     ops_left: AtomicU64,
     countdown: AtomicBool,
     enospc: AtomicBool,
+    sync_delay_us: AtomicU64,
+    syncs_held: AtomicBool,
 }
 
 impl Inner {
     fn dir(&self) -> MutexGuard<'_, Dir> {
-        self.dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts an operation against the countdown.
@@ -145,6 +157,15 @@ impl Inner {
 
     fn sync_op(&self) -> io::Result<()> {
         self.op()?;
+        // A held device: syncs wait (bounded, so a forgotten release cannot hang a test).
+        let held_since = std::time::Instant::now();
+        while self.syncs_held.load(Ordering::SeqCst) && held_since.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let delay = self.sync_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(delay));
+        }
         let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_sync_at.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected sync failure (EIO)"));
@@ -196,6 +217,19 @@ impl FaultyStorage {
         self.inner.countdown.store(true, Ordering::SeqCst);
     }
 
+    /// Every sync takes this long (a slow device widens the window in which an early
+    /// acknowledgement would show).
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.inner.sync_delay_us.store(us, Ordering::SeqCst);
+    }
+
+    /// While held, every sync waits (for at most 30 s): nothing new becomes durable, so
+    /// nothing new may be acknowledged in `sync` mode.
+    pub fn hold_syncs(&self, held: bool) {
+        self.inner.syncs_held.store(held, Ordering::SeqCst);
+    }
+
     /// Creating segments fails with ENOSPC while `full`.
     pub fn set_disk_full(&self, full: bool) {
         self.inner.enospc.store(full, Ordering::SeqCst);
@@ -244,8 +278,14 @@ impl FaultyStorage {
             files.insert(name.clone(), MemFile::new(bytes.clone(), bytes));
         }
         let inner = Inner::default();
-        *inner.dir() = Dir { live: files.clone(), durable: files, locked: false };
-        FaultyStorage { inner: Arc::new(inner) }
+        *inner.dir() = Dir {
+            live: files.clone(),
+            durable: files,
+            locked: false,
+        };
+        FaultyStorage {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Live bytes of a file (for tests that damage files on purpose).
@@ -275,7 +315,13 @@ impl Storage for FaultyStorage {
 
     fn read(&self, name: &str) -> io::Result<AlignedVec<16>> {
         self.inner.op()?;
-        let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
+        let file = self
+            .inner
+            .dir()
+            .live
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
         let mut buf = AlignedVec::<16>::new();
         buf.extend_from_slice(&file.live());
         Ok(buf)
@@ -298,7 +344,12 @@ impl Storage for FaultyStorage {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         self.inner.op()?;
-        self.inner.dir().live.remove(name).map(|_| ()).ok_or_else(|| not_found(name))
+        self.inner
+            .dir()
+            .live
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| not_found(name))
     }
 
     fn sync_dir(&self) -> io::Result<()> {
@@ -316,17 +367,32 @@ impl Storage for FaultyStorage {
         let len = usize::try_from(size).map_err(|_| io::Error::other("segment too large"))?;
         let mut dir = self.inner.dir();
         if dir.live.contains_key(name) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, name.to_owned()));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                name.to_owned(),
+            ));
         }
         let file = MemFile::new(vec![0; len], vec![0; len]);
         dir.live.insert(name.to_owned(), Arc::clone(&file));
-        Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
+        Ok(Arc::new(MemSegment {
+            file,
+            storage: Arc::clone(&self.inner),
+        }))
     }
 
     fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
         self.inner.op()?;
-        let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
-        Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
+        let file = self
+            .inner
+            .dir()
+            .live
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        Ok(Arc::new(MemSegment {
+            file,
+            storage: Arc::clone(&self.inner),
+        }))
     }
 
     fn lock(&self, _exclusive: bool) -> io::Result<Box<dyn DirLock>> {
@@ -335,7 +401,9 @@ impl Storage for FaultyStorage {
             return Err(io::Error::new(io::ErrorKind::WouldBlock, "locked"));
         }
         dir.locked = true;
-        Ok(Box::new(MemLock { storage: Arc::clone(&self.inner) }))
+        Ok(Box::new(MemLock {
+            storage: Arc::clone(&self.inner),
+        }))
     }
 
     fn describe(&self, name: &str) -> String {

@@ -24,7 +24,9 @@ impl OsStorage {
     /// The directory cannot be created.
     pub fn new(dir: &Path) -> io::Result<OsStorage> {
         fs::create_dir_all(dir)?;
-        Ok(OsStorage { dir: dir.to_path_buf() })
+        Ok(OsStorage {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Storage in an existing `dir` (read-only commands do not create directories).
@@ -35,7 +37,9 @@ impl OsStorage {
         if !dir.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
         }
-        Ok(OsStorage { dir: dir.to_path_buf() })
+        Ok(OsStorage {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -69,7 +73,9 @@ impl SegmentMap for MappedSegment {
         // MADV_POPULATE_WRITE faults every page in writable, so the writer never takes a
         // 2–5 µs fault on a fresh page (MEASURED.md). Best effort: older kernels refuse it.
         #[cfg(target_os = "linux")]
-        let _ = self.map.advise(memmap2::Advice::PopulateWrite);
+        if std::env::var_os("RP_NO_PREFAULT").is_none() {
+            let _ = self.map.advise(memmap2::Advice::PopulateWrite);
+        }
     }
 }
 
@@ -135,8 +141,11 @@ impl Storage for OsStorage {
     }
 
     fn create_segment(&self, name: &str, size: u64) -> io::Result<Arc<dyn SegmentMap>> {
-        let file =
-            OpenOptions::new().read(true).write(true).create_new(true).open(self.path(name))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.path(name))?;
         if let Err(e) = fallocate(&file, size) {
             let _ = fs::remove_file(self.path(name));
             return Err(e);
@@ -146,14 +155,26 @@ impl Storage for OsStorage {
     }
 
     fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
-        let file = OpenOptions::new().read(true).write(true).open(self.path(name))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path(name))?;
         let map = MmapRaw::map_raw(&file)?;
         Ok(Arc::new(MappedSegment { map, _file: file }))
     }
 
     fn lock(&self, exclusive: bool) -> io::Result<Box<dyn DirLock>> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(self.path("lock"))?;
-        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.path("lock"))?;
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        } | libc::LOCK_NB;
         // SAFETY: flock only reads its integer arguments; `file` owns the descriptor.
         #[allow(unsafe_code)]
         let rc = unsafe { libc::flock(file.as_raw_fd(), op) };

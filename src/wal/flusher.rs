@@ -49,8 +49,14 @@ pub(crate) fn install(storage: &dyn Storage, i: &Install) -> io::Result<()> {
 }
 
 /// Writes the closed header of a retired segment after syncing its frames.
-pub(crate) fn close_segment(map: &dyn SegmentMap, synced: usize, header: &SegmentHeader) -> io::Result<()> {
-    let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
+pub(crate) fn close_segment(
+    map: &dyn SegmentMap,
+    synced: usize,
+    header: &SegmentHeader,
+) -> io::Result<()> {
+    let end = usize::try_from(header.end_offset)
+        .unwrap_or(usize::MAX)
+        .min(map.len());
     if end > synced {
         map.sync_range(synced, end - synced)?;
     }
@@ -65,9 +71,17 @@ pub(crate) enum Job {
     Sync { group: u64, end: usize },
     /// The core moved on: close the current segment (its groups end at `header.end_offset`,
     /// the last is `last_group`), install `next`, delete what retention drops.
-    Rotate { last_group: u64, closed: SegmentHeader, next: Install },
+    Rotate {
+        last_group: u64,
+        closed: SegmentHeader,
+        next: Install,
+    },
     /// Clean shutdown: close the current segment, write the final snapshot, and exit.
-    Close { last_group: u64, closed: SegmentHeader, snapshot: Vec<u8> },
+    Close {
+        last_group: u64,
+        closed: SegmentHeader,
+        snapshot: Vec<u8>,
+    },
     /// Exit without closing anything (the engine failed; recovery will sort it out).
     Stop,
 }
@@ -122,7 +136,13 @@ impl FlushState {
     pub(crate) fn error(&self) -> Option<String> {
         // Acquire: pairs with the Release store in `fail`.
         if self.failed.load(Ordering::Acquire) {
-            return Some(self.error.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default());
+            return Some(
+                self.error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_default(),
+            );
         }
         None
     }
@@ -163,8 +183,16 @@ impl Flusher {
             idle = 0;
             let result = match job {
                 Job::Sync { group, end } => self.sync(group, end, &mut next),
-                Job::Rotate { last_group, closed, next } => self.rotate(last_group, &closed, next),
-                Job::Close { last_group, closed, snapshot } => {
+                Job::Rotate {
+                    last_group,
+                    closed,
+                    next,
+                } => self.rotate(last_group, &closed, next),
+                Job::Close {
+                    last_group,
+                    closed,
+                    snapshot,
+                } => {
                     if let Err((context, e)) = self.close(last_group, &closed, &snapshot) {
                         self.state.fail(&context, &e);
                     }
@@ -221,9 +249,15 @@ impl Flusher {
         Ok(())
     }
 
-    fn rotate(&mut self, last_group: u64, closed: &SegmentHeader, next: Install) -> Result<(), (String, io::Error)> {
+    fn rotate(
+        &mut self,
+        last_group: u64,
+        closed: &SegmentHeader,
+        next: Install,
+    ) -> Result<(), (String, io::Error)> {
         let old = segment_name(self.sequence);
-        close_segment(&*self.current, self.synced, closed).map_err(|e| (format!("closing {old}"), e))?;
+        close_segment(&*self.current, self.synced, closed)
+            .map_err(|e| (format!("closing {old}"), e))?;
         install(&*self.storage, &next)
             .map_err(|e| (format!("installing {}", segment_name(next.sequence)), e))?;
         self.current = next.map;
@@ -237,9 +271,15 @@ impl Flusher {
         Ok(())
     }
 
-    fn close(&mut self, last_group: u64, closed: &SegmentHeader, snapshot: &[u8]) -> Result<(), (String, io::Error)> {
+    fn close(
+        &mut self,
+        last_group: u64,
+        closed: &SegmentHeader,
+        snapshot: &[u8],
+    ) -> Result<(), (String, io::Error)> {
         let name = segment_name(self.sequence);
-        close_segment(&*self.current, self.synced, closed).map_err(|e| (format!("closing {name}"), e))?;
+        close_segment(&*self.current, self.synced, closed)
+            .map_err(|e| (format!("closing {name}"), e))?;
         // The final snapshot: the state the next segment will start from.
         let final_name = snapshot_name(self.sequence + 1);
         let tmp = format!("{final_name}.tmp");
@@ -259,7 +299,9 @@ impl Flusher {
         let Some(oldest_kept) = self.sequence.checked_sub(self.retention.saturating_sub(1)) else {
             return;
         };
-        let Ok(names) = self.storage.list() else { return };
+        let Ok(names) = self.storage.list() else {
+            return;
+        };
         for name in names {
             let seq = super::header::parse_segment_name(&name)
                 .or_else(|| crate::snapshot::format::parse_snapshot_name(&name));

@@ -87,10 +87,10 @@ pub const FRAME_ALIGN: usize = 16;
 /// Size of the fixed frame header (CRC, payload length, kind, flags, reserved).
 pub const FRAME_HEADER_SIZE: usize = 16;
 
-/// Length of every draw frame: header plus the 16-byte [`DrawRecord`] archive.
+/// Length of every draw frame: header plus the 16-byte `DrawRecord` archive.
 pub const DRAW_FRAME_SIZE: usize = FRAME_HEADER_SIZE + DRAW_PAYLOAD_LEN;
 
-/// Length of every commit frame: header plus the 16-byte [`CommitRecord`] archive.
+/// Length of every commit frame: header plus the 16-byte `CommitRecord` archive.
 pub const COMMIT_FRAME_SIZE: usize = FRAME_HEADER_SIZE + COMMIT_PAYLOAD_LEN;
 
 /// Largest `payload_len` a frame may declare; [`decode`] refuses larger ones.
@@ -102,7 +102,7 @@ pub const ITEM_ID_LEN_MAX: usize = 1024;
 /// Longest snapshot file name (in bytes) a snapshot marker frame may carry.
 pub const FILE_NAME_LEN_MAX: usize = 255;
 
-/// The `item` value a [`DrawRecord`] stores for an empty draw.
+/// The `item` value a `DrawRecord` stores for an empty draw.
 pub const EMPTY_ITEM: u32 = u32::MAX;
 
 /// Byte range of the reserved header bytes.
@@ -437,10 +437,7 @@ impl fmt::Display for FrameError {
                 kind,
                 expected,
                 got,
-            } => write!(
-                f,
-                "{kind} frame payload_len is {got}, expected {expected}"
-            ),
+            } => write!(f, "{kind} frame payload_len is {got}, expected {expected}"),
             FrameError::Payload { kind, reason } => {
                 write!(f, "{kind} frame payload is not a valid archive: {reason}")
             }
@@ -682,8 +679,10 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Record, usize)>, FrameError> {
         return Err(FrameError::UnknownKind { kind });
     };
     let payload_end = FRAME_HEADER_SIZE + payload_len;
-    let (Some(payload), Some(padding)) = (frame.get(FRAME_HEADER_SIZE..payload_end), frame.get(payload_end..))
-    else {
+    let (Some(payload), Some(padding)) = (
+        frame.get(FRAME_HEADER_SIZE..payload_end),
+        frame.get(payload_end..),
+    ) else {
         return Err(FrameError::Truncated {
             needed: len,
             available: bytes.len(),
@@ -766,7 +765,8 @@ fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Record, FrameError>
 }
 
 /// The payload length a commit frame declares.
-pub(crate) const COMMIT_PAYLOAD_LEN_U32: u32 = COMMIT_PAYLOAD_LEN as u32;
+pub(crate) const COMMIT_PAYLOAD_LEN_U32: u32 = 16;
+const _: () = assert!(COMMIT_PAYLOAD_LEN_U32 as usize == COMMIT_PAYLOAD_LEN);
 
 fn check_fixed_len(kind: FrameKind, payload: &[u8], expected: usize) -> Result<(), FrameError> {
     if payload.len() == expected {
@@ -849,11 +849,9 @@ where
 {
     let available = buf.len();
     let too_small = |needed| FrameError::BufferTooSmall { needed, available };
-    let payload_area = buf
-        .get_mut(FRAME_HEADER_SIZE..)
-        .ok_or(too_small(bound))?;
-    let payload_len = serialize_into::<T, rancor::Failure>(record, payload_area)
-        .map_err(|_| too_small(bound))?;
+    let payload_area = buf.get_mut(FRAME_HEADER_SIZE..).ok_or(too_small(bound))?;
+    let payload_len =
+        serialize_into::<T, rancor::Failure>(record, payload_area).map_err(|_| too_small(bound))?;
     let len = frame_len(payload_len);
     let frame = buf.get_mut(..len).ok_or(too_small(len))?;
     // Padding: zero, so the CRC is deterministic whatever the buffer held before.
@@ -990,14 +988,20 @@ mod tests {
                     quantity,
                     weight
                 }),
-            (any::<u64>(), "[a-z0-9.]{0,255}", any::<[u8; 32]>(), any::<u64>()).prop_map(
-                |(sequence, file_name, sha256, last_request_id)| Record::Snapshot {
-                    sequence,
-                    file_name,
-                    sha256,
-                    last_request_id
-                }
-            ),
+            (
+                any::<u64>(),
+                "[a-z0-9.]{0,255}",
+                any::<[u8; 32]>(),
+                any::<u64>()
+            )
+                .prop_map(|(sequence, file_name, sha256, last_request_id)| {
+                    Record::Snapshot {
+                        sequence,
+                        file_name,
+                        sha256,
+                        last_request_id,
+                    }
+                }),
         ]
     }
 
@@ -1062,7 +1066,10 @@ mod tests {
             item: Some(u32::MAX),
         }
         .encode(&mut [0; 64]);
-        assert!(matches!(err, Err(FrameError::BadField { field: "item", .. })));
+        assert!(matches!(
+            err,
+            Err(FrameError::BadField { field: "item", .. })
+        ));
     }
 
     #[test]
@@ -1216,7 +1223,13 @@ mod tests {
     #[test]
     fn each_header_error() {
         let e = decode(&edited_draw(|f| f[10] = 1));
-        assert_eq!(e, Err(FrameError::ReservedNotZero { offset: 10, value: 1 }));
+        assert_eq!(
+            e,
+            Err(FrameError::ReservedNotZero {
+                offset: 10,
+                value: 1
+            })
+        );
         let e = decode(&edited_draw(|f| f[15] = 0x80));
         assert_eq!(
             e,
@@ -1284,11 +1297,11 @@ mod tests {
 
     #[test]
     fn update_with_garbage_payload_is_a_payload_error() {
-        // 24 bytes of 0xFF: a valid CRC, but the string's relative pointer is out of range.
+        // A valid CRC over a root whose out-of-line string points far outside the payload.
         let mut frame = aligned(&[0; 48]);
         frame[4] = 24;
         frame[8] = FrameKind::Update as u8;
-        frame[16..40].fill(0xFF);
+        frame[32..40].copy_from_slice(&[0x85, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F]);
         reseal(&mut frame);
         let e = decode(&frame);
         assert!(
@@ -1301,6 +1314,18 @@ mod tests {
             ),
             "{e:?}"
         );
+        // An inline id that is not UTF-8.
+        let mut frame = encode(&Record::Update {
+            index: 1,
+            item_id: "gold".into(),
+            quantity: 1,
+            weight: 1,
+        });
+        assert_eq!(&frame[32..36], b"gold");
+        frame[32] = 0xC3;
+        frame[33] = 0x28;
+        reseal(&mut frame);
+        assert!(matches!(decode(&frame), Err(FrameError::Payload { .. })));
         // Too short for the root.
         let mut frame = aligned(&[0; 32]);
         frame[4] = 8;

@@ -28,12 +28,15 @@
 //! [`SegmentHeader::decode`] checks, in order: length; all zero (a segment whose header was
 //! never written: [`HeaderError::Zeroed`]); magic; version (before the CRC, so a header from a
 //! newer version says so instead of reporting a checksum mismatch); CRC; status; reserved
-//! bytes; and that the fields agree with each other. Any failure is a [`HeaderError`], and
-//! recovery treats a bad header as damage (it refuses to start), except for a zeroed header
-//! in a segment that was still being created under its temporary name.
+//! bytes; and that the fields agree with each other. Any failure is a [`HeaderError`];
+//! recovery decides what it means (SPEC §4: a bad header is damage, and recovery refuses).
+//! Segments are created under a temporary name and renamed into place only once the header
+//! is durable, so a zeroed header under a final `wal.NNNNNN` name is damage too.
 //!
-//! The header is rewritten in place once, when the segment is closed (status, end_offset).
-//! A torn rewrite fails the CRC; the writer syncs the frames before it rewrites the header.
+//! The header is rewritten in place once, when the segment is closed (`status`,
+//! `end_offset`). It lies inside the file's first 512-byte sector; the format assumes the
+//! device does not tear a single-sector write (what a torn rewrite would look like: a CRC
+//! mismatch). The I/O layer syncs the frames before it rewrites the header.
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
 
@@ -170,12 +173,14 @@ impl fmt::Display for HeaderError {
                 f,
                 "segment header too short: {len} bytes, expected {SEGMENT_HEADER_SIZE}"
             ),
-            HeaderError::Zeroed => f.write_str("zeroed header: the segment header was never written"),
+            HeaderError::Zeroed => {
+                f.write_str("zeroed header: the segment header was never written")
+            }
             HeaderError::BadMagic { got } => write!(
                 f,
-                "bad magic {:?}, expected {:?}",
-                got.escape_ascii().to_string(),
-                WAL_MAGIC.escape_ascii().to_string()
+                "bad magic b\"{}\", expected b\"{}\"",
+                got.escape_ascii(),
+                WAL_MAGIC.escape_ascii()
             ),
             HeaderError::UnsupportedVersion { got, supported } => write!(
                 f,
@@ -187,7 +192,10 @@ impl fmt::Display for HeaderError {
                  give {got:#010x}"
             ),
             HeaderError::BadStatus { got } => {
-                write!(f, "bad segment status {got}, expected 1 (open) or 2 (closed)")
+                write!(
+                    f,
+                    "bad segment status {got}, expected 1 (open) or 2 (closed)"
+                )
             }
             HeaderError::ReservedNotZero { offset } => {
                 write!(f, "reserved segment header byte {offset} is not zero")
@@ -211,7 +219,11 @@ impl SegmentHeader {
     /// programmer error.
     #[must_use]
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
-        assert_eq!(self.check_consistent(), Ok(()), "encoding an inconsistent header");
+        assert_eq!(
+            self.check_consistent(),
+            Ok(()),
+            "encoding an inconsistent header"
+        );
         let mut out = [0_u8; SEGMENT_HEADER_SIZE];
         let fields: [(usize, &[u8]); 8] = [
             (0, &WAL_MAGIC),
@@ -232,7 +244,11 @@ impl SegmentHeader {
         if let Some(dst) = out.get_mut(CRC_OFFSET..) {
             dst.copy_from_slice(&crc.to_le_bytes());
         }
-        debug_assert_eq!(SegmentHeader::decode(&out), Ok(*self), "header pair assertion");
+        debug_assert_eq!(
+            SegmentHeader::decode(&out),
+            Ok(*self),
+            "header pair assertion"
+        );
         out
     }
 
@@ -438,9 +454,7 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&[0; 256]), Err(HeaderError::Zeroed));
         assert_eq!(
             SegmentHeader::decode(&patch(good, 0, b"RWPLSNP1")),
-            Err(HeaderError::BadMagic {
-                got: *b"RWPLSNP1"
-            })
+            Err(HeaderError::BadMagic { got: *b"RWPLSNP1" })
         );
         assert_eq!(
             SegmentHeader::decode(&patch(good, 8, &2_u32.to_le_bytes())),
@@ -466,11 +480,13 @@ mod tests {
             SegmentHeader::decode(&patch(good, 200, &[1])),
             Err(HeaderError::ReservedNotZero { offset: 200 })
         );
-        let inconsistent = |offset, value: u64| {
-            match SegmentHeader::decode(&patch(good, offset, &value.to_le_bytes())) {
-                Err(HeaderError::Inconsistent { field, .. }) => field,
-                other => panic!("offset {offset} value {value}: {other:?}"),
-            }
+        let inconsistent = |offset, value: u64| match SegmentHeader::decode(&patch(
+            good,
+            offset,
+            &value.to_le_bytes(),
+        )) {
+            Err(HeaderError::Inconsistent { field, .. }) => field,
+            other => panic!("offset {offset} value {value}: {other:?}"),
         };
         // Closed: end_offset below the header, past the file, unaligned.
         assert_eq!(inconsistent(40, 255), "end_offset");
@@ -514,16 +530,25 @@ mod tests {
             supported: 1,
         }
         .to_string();
-        assert!(text.contains("version 7") && text.contains("supports 1"), "{text}");
+        assert!(
+            text.contains("version 7") && text.contains("supports 1"),
+            "{text}"
+        );
         let text = HeaderError::BadMagic { got: *b"ABCDEFG\0" }.to_string();
-        assert!(text.contains("ABCDEFG\\x00") && text.contains("RWPLWAL1"), "{text}");
+        assert!(
+            text.contains(r#"b"ABCDEFG\x00""#) && text.contains("RWPLWAL1"),
+            "{text}"
+        );
         assert!(HeaderError::Zeroed.to_string().contains("zeroed header"));
         let text = HeaderError::ChecksumMismatch {
             expected: 1,
             got: 2,
         }
         .to_string();
-        assert!(text.contains("0x00000001") && text.contains("0x00000002"), "{text}");
+        assert!(
+            text.contains("0x00000001") && text.contains("0x00000002"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -118,7 +118,9 @@ pub fn find_commit_after(
 ) -> Option<usize> {
     let end = end.min(bytes.len());
     // The first 16-aligned offset after `from` (= from + 16 when `from` is aligned).
-    let first = (from / FRAME_ALIGN).checked_add(1)?.checked_mul(FRAME_ALIGN)?;
+    let first = (from / FRAME_ALIGN)
+        .checked_add(1)?
+        .checked_mul(FRAME_ALIGN)?;
     let last = end.checked_sub(COMMIT_FRAME_SIZE)?;
     let mut offset = first;
     // Bounded: at most (end - from) / 16 iterations.
@@ -210,10 +212,7 @@ mod tests {
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
         let got: Vec<(usize, Record)> = it.by_ref().map(Result::unwrap).collect();
         assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), offsets);
-        assert_eq!(
-            got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
-            records
-        );
+        assert_eq!(got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), records);
         let end = offsets.last().unwrap() + COMMIT_FRAME_SIZE;
         assert_eq!(it.offset(), end);
         assert!(it.next().is_none());
@@ -236,7 +235,10 @@ mod tests {
         // Empty ranges and ends past the buffer.
         assert_eq!(FrameIter::new(&buf, 512, 256).count(), 0);
         assert_eq!(FrameIter::new(&buf, 2048, 4096).count(), 0);
-        assert_eq!(FrameIter::new(&buf, SEGMENT_HEADER_SIZE, usize::MAX).count(), 4);
+        assert_eq!(
+            FrameIter::new(&buf, SEGMENT_HEADER_SIZE, usize::MAX).count(),
+            4
+        );
     }
 
     #[test]
@@ -287,7 +289,10 @@ mod tests {
         assert_eq!(find_commit_after(&buf, bad, buf.len(), 8), None);
         // `end` bounds the scan.
         assert_eq!(find_commit_after(&buf, bad, offsets[9] + 31, 4), None);
-        assert_eq!(find_commit_after(&buf, bad, offsets[9] + 32, 4), Some(offsets[9]));
+        assert_eq!(
+            find_commit_after(&buf, bad, offsets[9] + 32, 4),
+            Some(offsets[9])
+        );
         // A commit in garbage that is not 16-aligned relative to the frames is not found.
         let mut shifted = AlignedVec::<16>::new();
         shifted.resize(1024, 0x5A);
@@ -311,7 +316,7 @@ mod tests {
         let (buf, offsets) = segment(4096, &records);
         // Tear the last group: keep only part of its commit frame, and part of a draw.
         let commit = offsets[9];
-        for cut in [commit, commit + 1, commit + 16, commit + 31] {
+        for cut in [commit, commit + 1, commit + 16, commit + 20] {
             let mut torn = AlignedVec::<16>::new();
             torn.resize(buf.len(), 0);
             torn[..cut].copy_from_slice(&buf[..cut]);

@@ -33,7 +33,12 @@ impl ActiveSegment {
         cursor: usize,
     ) -> ActiveSegment {
         assert!(cursor <= map.len(), "cursor={cursor} len={}", map.len());
-        ActiveSegment { map, sequence, first_request_id, cursor }
+        ActiveSegment {
+            map,
+            sequence,
+            first_request_id,
+            cursor,
+        }
     }
 
     /// Where the next frame goes.
@@ -69,11 +74,13 @@ impl ActiveSegment {
         // whole length while `self.map` lives, and per the module's discipline only this
         // ActiveSegment writes bytes at or beyond the cursor, so the slice is not aliased.
         #[allow(unsafe_code)]
-        let buf = unsafe {
-            std::slice::from_raw_parts_mut(self.map.as_ptr().add(self.cursor), len_max)
-        };
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(self.cursor), len_max) };
         let len = encode(buf);
-        debug_assert!(len <= len_max && len % 16 == 0, "len={len} len_max={len_max}");
+        debug_assert!(
+            len <= len_max && len % 16 == 0,
+            "len={len} len_max={len_max}"
+        );
         let at = self.cursor;
         self.cursor += len;
         Some(at)
@@ -86,7 +93,11 @@ impl ActiveSegment {
 /// # Panics
 /// If the range is outside the map.
 pub(crate) fn write_at(map: &dyn SegmentMap, offset: usize, bytes: &[u8]) {
-    assert!(offset + bytes.len() <= map.len(), "offset={offset} len={}", bytes.len());
+    assert!(
+        offset + bytes.len() <= map.len(),
+        "offset={offset} len={}",
+        bytes.len()
+    );
     // SAFETY: the range is inside the map (asserted) and, per the module's discipline, has
     // no other writer at this time; `bytes` is a separate buffer, so they do not overlap.
     #[allow(unsafe_code)]

@@ -219,10 +219,18 @@ fn no_overdraw_under_contention() {
         let mut ids = HashSet::with_capacity(total as usize);
         for (k, s) in seen.iter().enumerate() {
             assert!(s.errors.is_empty(), "client {k}: errors {:?}", s.errors);
-            assert_eq!(s.outcomes.len() as u64, per_client, "client {k}: every ticket");
+            assert_eq!(
+                s.outcomes.len() as u64,
+                per_client,
+                "client {k}: every ticket"
+            );
             s.assert_ids_increase(&format!("client {k}"));
             for o in &s.outcomes {
-                assert!(ids.insert(o.request_id.0), "duplicate id {:?}", o.request_id);
+                assert!(
+                    ids.insert(o.request_id.0),
+                    "duplicate id {:?}",
+                    o.request_id
+                );
                 match o.item {
                     Some(ItemIndex(i)) => counts[i as usize] += 1,
                     None => empty += 1,
@@ -232,7 +240,10 @@ fn no_overdraw_under_contention() {
         assert_eq!(ids.len() as u64, total);
         assert_eq!(ids.iter().min(), Some(&1));
         assert_eq!(ids.iter().max(), Some(&total));
-        assert_eq!(counts, quantities, "per-item counts equal the initial quantities");
+        assert_eq!(
+            counts, quantities,
+            "per-item counts equal the initial quantities"
+        );
         assert_eq!(empty, total - quantities.iter().sum::<u64>());
         assert_eq!(state.last_request_id.0, total);
         for item in &state.items {
@@ -316,7 +327,10 @@ fn shutdown_completes_tickets_in_flight() {
         }
         // Shutdown answers every draw it served with its outcome: nothing served is lost.
         assert_eq!(ids.len() as u64, state.last_request_id.0);
-        assert_eq!(ids.iter().max().copied().unwrap_or(0), state.last_request_id.0);
+        assert_eq!(
+            ids.iter().max().copied().unwrap_or(0),
+            state.last_request_id.0
+        );
     });
 }
 
@@ -414,7 +428,11 @@ fn submit_and_check_held(engine: &Engine, client: &mut Client, n: u64) -> Vec<Ti
     thread::sleep(Duration::from_millis(20));
     // ... but acknowledges none while the group is not durable.
     for t in &tickets {
-        assert!(!client.is_ready(t), "ticket {} acknowledged while held", t.id());
+        assert!(
+            !client.is_ready(t),
+            "ticket {} acknowledged while held",
+            t.id()
+        );
     }
     let mut nothing = 0;
     client.drain(|_, _| nothing += 1);
@@ -503,7 +521,10 @@ fn two_engines_thread_per_core() {
             )
             .unwrap();
             let b = Engine::start(
-                pool(&[ItemSpec::new("b1", 10_000, 1), ItemSpec::new("b2", -1, 1)], 2),
+                pool(
+                    &[ItemSpec::new("b1", 10_000, 1), ItemSpec::new("b2", -1, 1)],
+                    2,
+                ),
                 MemoryJournal::new(),
                 EngineConfig::default(),
             )
@@ -566,7 +587,10 @@ fn two_engines_thread_per_core() {
 #[test]
 fn updates_in_order_with_draws() {
     bounded("updates", DEADLINE, || {
-        let items = [ItemSpec::new("gold", 1_000, 10), ItemSpec::new("mud", -1, 90)];
+        let items = [
+            ItemSpec::new("gold", 1_000, 10),
+            ItemSpec::new("mud", -1, 90),
+        ];
         let engine = Engine::start(pool(&items, 3), MemoryJournal::new(), config(512)).unwrap();
         let mut client = engine.client().unwrap();
 
@@ -619,7 +643,10 @@ fn updates_in_order_with_draws() {
         engine.update("mud", None, Some(1)).unwrap();
         let seen = draw_drained(&mut client, 20_000, 256);
         assert!(seen.outcomes.iter().all(|o| o.item == Some(ItemIndex(1))));
-        assert_eq!(quantity(&engine.state().unwrap(), "mud"), Quantity::Unlimited);
+        assert_eq!(
+            quantity(&engine.state().unwrap(), "mud"),
+            Quantity::Unlimited
+        );
 
         // Invalid updates are errors, and the engine carries on.
         match engine.update("new", Some(Quantity::Finite(1)), None) {
@@ -806,6 +833,9 @@ fn client_registered_while_group_pending_is_served() {
         thread::sleep(Duration::from_millis(50));
         let staged = engine.state().unwrap().last_request_id.0;
         switch.hold(false);
-        assert_eq!(staged, 4, "client B's draw was not served while a group was held");
+        assert_eq!(
+            staged, 4,
+            "client B's draw was not served while a group was held"
+        );
     });
 }

@@ -1,6 +1,7 @@
 //! The integration test binary: one module per concern.
 
-mod engine;
 mod cli;
 mod config;
+mod crash;
+mod engine;
 mod recovery;
