@@ -6,6 +6,7 @@
 #
 #   perf/run_matrix.sh                      # defaults: 2,000,000 draws per run, data in ./bench-data
 #   DRAWS=500000 REPS=5 DATA_DIR=/mnt/nvme/bench perf/run_matrix.sh
+#   WINDOW=4096 GROUP=2048 OUT=/tmp/matrix perf/run_matrix.sh   # more groups in flight
 #
 # Never point DATA_DIR at tmpfs (/dev/shm): msync and fdatasync are no-ops there.
 set -euo pipefail
@@ -14,10 +15,13 @@ cd "$(dirname "$0")/.."
 DRAWS=${DRAWS:-2000000}
 REPS=${REPS:-3}
 DATA_DIR=${DATA_DIR:-./bench-data}
-BIN=${BIN:-target/release/rewardpool}
-
-cargo build --release --quiet
-out="perf/results/$(date +%Y-%m-%d)-$(hostname -s)"
+WINDOW=${WINDOW:-256}
+GROUP=${GROUP:-200}
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/rewardpool
+fi
+out=${OUT:-"perf/results/$(date +%Y-%m-%d)-$(hostname -s)"}
 mkdir -p "$out" "$DATA_DIR"
 
 {
@@ -32,7 +36,7 @@ mkdir -p "$out" "$DATA_DIR"
   echo "- isolcpus: $(cat /sys/devices/system/cpu/isolated 2>/dev/null || echo n/a)"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- rustc: $(rustc --version)"
-  echo "- draws per run: $DRAWS, repetitions: $REPS"
+  echo "- draws per run: $DRAWS, repetitions: $REPS, window: $WINDOW, group: $GROUP"
   echo "- data directory filesystem (df -T $DATA_DIR):"
   echo
   echo '```'
@@ -50,6 +54,7 @@ for durability in memory buffered sync; do
         echo "run $name" >&2
         "$BIN" bench --json --draws "$DRAWS" --durability "$durability" \
           --producers "$producers" --items "$items" --data-dir "$DATA_DIR" \
+          --window "$WINDOW" --group "$GROUP" \
           --hist-out "$out/$name.hgrm" --plot "$out/$name.svg" >> "$raw"
       done
     done

@@ -127,10 +127,7 @@ pub struct GrpcConfig {
 
 impl Default for GrpcConfig {
     fn default() -> GrpcConfig {
-        GrpcConfig {
-            enabled: false,
-            listen_address: "127.0.0.1:50051".to_owned(),
-        }
+        GrpcConfig { enabled: false, listen_address: "127.0.0.1:50051".to_owned() }
     }
 }
 
@@ -333,11 +330,7 @@ pub enum ConfigErrorKind {
 
 impl From<ConfigErrorKind> for ConfigError {
     fn from(kind: ConfigErrorKind) -> ConfigError {
-        ConfigError {
-            file: None,
-            line: None,
-            kind,
-        }
+        ConfigError { file: None, line: None, kind }
     }
 }
 
@@ -351,11 +344,7 @@ impl ConfigError {
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
-        ConfigError {
-            file: None,
-            line: e.location().map(|l| l.line()),
-            kind: kind(message),
-        }
+        ConfigError { file: None, line: e.location().map(|l| l.line()), kind: kind(message) }
     }
 }
 
@@ -390,56 +379,35 @@ impl fmt::Display for ConfigErrorKind {
             ConfigErrorKind::EmptyItemId { position } => {
                 write!(f, "pool.catalog[{position}]: item_id is empty")
             }
-            ConfigErrorKind::DuplicateItemId {
-                item_id,
-                first,
-                position,
-            } => write!(
+            ConfigErrorKind::DuplicateItemId { item_id, first, position } => write!(
                 f,
                 "pool.catalog[{position}] (item {item_id:?}): item_id {item_id:?} is already \
                  used by pool.catalog[{first}]"
             ),
-            ConfigErrorKind::NotAnInteger {
-                position,
-                item_id,
-                field,
-                found,
-            } => {
+            ConfigErrorKind::NotAnInteger { position, item_id, field, found } => {
                 write!(f, "pool.catalog[{position}]")?;
                 if let Some(id) = item_id {
                     write!(f, " (item {id:?})")?;
                 }
                 write!(f, ": {field} must be an integer, found {found}")
             }
-            ConfigErrorKind::QuantityBelowMinusOne {
-                position,
-                item_id,
-                quantity,
-            } => write!(
+            ConfigErrorKind::QuantityBelowMinusOne { position, item_id, quantity } => write!(
                 f,
                 "pool.catalog[{position}] (item {item_id:?}): quantity is {quantity}, it must \
                  be -1 (unlimited) or more"
             ),
-            ConfigErrorKind::WeightOutOfRange {
-                position,
-                item_id,
-                weight,
-            } => write!(
+            ConfigErrorKind::WeightOutOfRange { position, item_id, weight } => write!(
                 f,
                 "pool.catalog[{position}] (item {item_id:?}): probability (weight) is \
                  {weight}, it must be between 0 and {}",
                 u32::MAX
             ),
-            ConfigErrorKind::OutOfRange {
-                field,
-                value,
-                min,
-                max,
-            } => write!(f, "{field} is {value}, it must be between {min} and {max}"),
-            ConfigErrorKind::UnknownDurability(v) => write!(
-                f,
-                "wal.durability is {v:?}, it must be memory, buffered or sync"
-            ),
+            ConfigErrorKind::OutOfRange { field, value, min, max } => {
+                write!(f, "{field} is {value}, it must be between {min} and {max}")
+            }
+            ConfigErrorKind::UnknownDurability(v) => {
+                write!(f, "wal.durability is {v:?}, it must be memory, buffered or sync")
+            }
             ConfigErrorKind::UnknownFormatter(v) => write!(
                 f,
                 "wal.formatter is {v:?}, it must be one of {} (it is ignored: frames are \
@@ -490,12 +458,7 @@ fn structure_error(doc: &serde_norway::Value, message: String) -> ConfigErrorKin
             .and_then(|i| i.get("item_id"))
             .and_then(serde_norway::Value::as_str)
             .map(str::to_owned);
-        Some(ConfigErrorKind::NotAnInteger {
-            position,
-            item_id,
-            field,
-            found,
-        })
+        Some(ConfigErrorKind::NotAnInteger { position, item_id, field, found })
     })();
     parsed.unwrap_or(ConfigErrorKind::Structure(message))
 }
@@ -558,13 +521,7 @@ fn bounded(
     };
     match u64::try_from(value) {
         Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ConfigErrorKind::OutOfRange {
-            field,
-            value,
-            min,
-            max,
-        }
-        .into()),
+        _ => Err(ConfigErrorKind::OutOfRange { field, value, min, max }.into()),
     }
 }
 
@@ -604,19 +561,15 @@ impl RawConfig {
                 .into());
             };
             seen.insert(item.item_id.clone(), position);
-            catalog.push(CatalogItem {
-                item_id: item.item_id,
-                quantity: item.quantity,
-                weight,
-            });
+            catalog.push(CatalogItem { item_id: item.item_id, quantity: item.quantity, weight });
         }
 
         let w = self.wal;
         let durability = match w.durability {
             None => Durability::Sync,
-            Some(d) => d
-                .parse()
-                .map_err(|_| ConfigError::from(ConfigErrorKind::UnknownDurability(d)))?,
+            Some(d) => {
+                d.parse().map_err(|_| ConfigError::from(ConfigErrorKind::UnknownDurability(d)))?
+            }
         };
         let formatter = w.formatter.unwrap_or_else(|| "string_line".to_owned());
         if !FORMATTERS.contains(&formatter.as_str()) {
@@ -757,10 +710,7 @@ grpc:
         .unwrap();
         assert_eq!(c.catalog[1].weight, 70);
         assert_eq!(c.wal.durability, Durability::Buffered);
-        assert_eq!(
-            c.engine_config().max_commit_delay,
-            Duration::from_micros(50)
-        );
+        assert_eq!(c.engine_config().max_commit_delay, Duration::from_micros(50));
         assert_eq!(c.wal.max_file_size_kb, DEFAULT_MAX_FILE_SIZE_KB);
     }
 
@@ -774,10 +724,7 @@ grpc:
 
     #[test]
     fn empty_catalog() {
-        assert_eq!(
-            err("pool:\n  catalog: []\n").kind,
-            ConfigErrorKind::EmptyCatalog
-        );
+        assert_eq!(err("pool:\n  catalog: []\n").kind, ConfigErrorKind::EmptyCatalog);
         assert_eq!(err("pool: {}\n").kind, ConfigErrorKind::EmptyCatalog);
     }
 
@@ -791,59 +738,33 @@ grpc:
     #[test]
     fn duplicate_item_id() {
         let e = err(&with_item("{ item_id: ok, quantity: 1, probability: 1 }"));
-        assert!(matches!(
-            e.kind,
-            ConfigErrorKind::DuplicateItemId {
-                first: 0,
-                position: 1,
-                ..
-            }
-        ));
+        assert!(matches!(e.kind, ConfigErrorKind::DuplicateItemId { first: 0, position: 1, .. }));
         assert!(e.to_string().contains("\"ok\""), "{e}");
     }
 
     #[test]
     fn quantity_below_minus_one() {
-        let e = err(&with_item(
-            "{ item_id: gold, quantity: -2, probability: 1 }",
-        ));
-        assert!(matches!(
-            e.kind,
-            ConfigErrorKind::QuantityBelowMinusOne { quantity: -2, .. }
-        ));
+        let e = err(&with_item("{ item_id: gold, quantity: -2, probability: 1 }"));
+        assert!(matches!(e.kind, ConfigErrorKind::QuantityBelowMinusOne { quantity: -2, .. }));
         let s = e.to_string();
         assert!(s.contains("quantity") && s.contains("\"gold\""), "{s}");
     }
 
     #[test]
     fn negative_or_huge_weight() {
-        let e = err(&with_item(
-            "{ item_id: gold, quantity: 1, probability: -5 }",
-        ));
-        assert!(matches!(
-            e.kind,
-            ConfigErrorKind::WeightOutOfRange { weight: -5, .. }
-        ));
+        let e = err(&with_item("{ item_id: gold, quantity: 1, probability: -5 }"));
+        assert!(matches!(e.kind, ConfigErrorKind::WeightOutOfRange { weight: -5, .. }));
         assert!(e.to_string().contains("probability"));
-        let e = err(&with_item(
-            "{ item_id: gold, quantity: 1, weight: 4294967296 }",
-        ));
+        let e = err(&with_item("{ item_id: gold, quantity: 1, weight: 4294967296 }"));
         assert!(matches!(e.kind, ConfigErrorKind::WeightOutOfRange { .. }));
     }
 
     #[test]
     fn non_integer_quantity_and_weight_name_item_and_line() {
-        let e = err(&with_item(
-            "{ item_id: gold, quantity: 1.5, probability: 1 }",
-        ));
+        let e = err(&with_item("{ item_id: gold, quantity: 1.5, probability: 1 }"));
         assert_eq!(e.line, Some(4));
         match &e.kind {
-            ConfigErrorKind::NotAnInteger {
-                position,
-                item_id,
-                field,
-                found,
-            } => {
+            ConfigErrorKind::NotAnInteger { position, item_id, field, found } => {
                 assert_eq!(*position, 1);
                 assert_eq!(item_id.as_deref(), Some("gold"));
                 assert_eq!(*field, "quantity");
@@ -851,33 +772,16 @@ grpc:
             }
             other => panic!("{other:?}"),
         }
-        let e = err(&with_item(
-            "{ item_id: gold, quantity: 1, probability: \"ten\" }",
-        ));
-        assert!(matches!(
-            e.kind,
-            ConfigErrorKind::NotAnInteger {
-                field: "probability",
-                ..
-            }
-        ));
+        let e = err(&with_item("{ item_id: gold, quantity: 1, probability: \"ten\" }"));
+        assert!(matches!(e.kind, ConfigErrorKind::NotAnInteger { field: "probability", .. }));
         assert!(e.to_string().contains("\"gold\""), "{e}");
         let e = err(&with_item("{ item_id: gold, quantity: 1, weight: 2.5 }"));
-        assert!(matches!(
-            e.kind,
-            ConfigErrorKind::NotAnInteger {
-                field: "probability",
-                ..
-            }
-        ));
+        assert!(matches!(e.kind, ConfigErrorKind::NotAnInteger { field: "probability", .. }));
     }
 
     #[test]
     fn missing_pool_section() {
-        assert_eq!(
-            err("wal: {}\n").kind,
-            ConfigErrorKind::MissingSection("pool")
-        );
+        assert_eq!(err("wal: {}\n").kind, ConfigErrorKind::MissingSection("pool"));
     }
 
     #[test]
@@ -886,10 +790,7 @@ grpc:
         assert!(matches!(e.kind, ConfigErrorKind::NotYaml(_)));
         assert!(e.line.is_some());
         assert!(matches!(err("hello").kind, ConfigErrorKind::NotYaml(_)));
-        assert!(matches!(
-            err("- a\n- b\n").kind,
-            ConfigErrorKind::NotYaml(_)
-        ));
+        assert!(matches!(err("- a\n- b\n").kind, ConfigErrorKind::NotYaml(_)));
     }
 
     #[test]
@@ -933,10 +834,7 @@ grpc:
             ("max_commit_delay_us", "60000000"),
         ] {
             let e = err(&format!("{base}wal:\n  {key}: {bad}\n"));
-            assert!(
-                matches!(e.kind, ConfigErrorKind::OutOfRange { .. }),
-                "{key}={bad}: {e}"
-            );
+            assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { .. }), "{key}={bad}: {e}");
             assert!(e.to_string().contains(&format!("wal.{key}")), "{e}");
         }
     }
@@ -967,18 +865,13 @@ grpc:
         }
         for bad in ["50051", "host:", "host:99999"] {
             let e = err(&format!("{base}grpc:\n  listen_address: \"{bad}\"\n"));
-            assert!(
-                matches!(e.kind, ConfigErrorKind::BadListenAddress(_)),
-                "{bad}"
-            );
+            assert!(matches!(e.kind, ConfigErrorKind::BadListenAddress(_)), "{bad}");
         }
     }
 
     #[test]
     fn display_names_file_and_line() {
-        let mut e = err(&with_item(
-            "{ item_id: gold, quantity: 1.5, probability: 1 }",
-        ));
+        let mut e = err(&with_item("{ item_id: gold, quantity: 1.5, probability: 1 }"));
         e.file = Some(PathBuf::from("c.yaml"));
         let s = e.to_string();
         assert!(s.starts_with("invalid configuration in c.yaml, line 4: pool.catalog[1] (item \"gold\"): quantity must be an integer"), "{s}");

@@ -63,11 +63,7 @@ impl fmt::Display for RecoveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecoveryError::Io { file, source } => write!(f, "{file}: {source}"),
-            RecoveryError::Damaged {
-                file,
-                offset,
-                reason,
-            } => {
+            RecoveryError::Damaged { file, offset, reason } => {
                 write!(f, "damaged log: {file} at offset {offset}: {reason}")
             }
             RecoveryError::Pool(e) => write!(f, "invalid pool: {e}"),
@@ -78,11 +74,7 @@ impl fmt::Display for RecoveryError {
 impl std::error::Error for RecoveryError {}
 
 fn damaged(file: &str, offset: usize, reason: impl Into<String>) -> RecoveryError {
-    RecoveryError::Damaged {
-        file: file.to_owned(),
-        offset: offset as u64,
-        reason: reason.into(),
-    }
+    RecoveryError::Damaged { file: file.to_owned(), offset: offset as u64, reason: reason.into() }
 }
 
 /// The files of a data directory, sorted by role.
@@ -102,10 +94,9 @@ pub struct Layout {
 /// # Errors
 /// The directory cannot be listed.
 pub fn layout(storage: &dyn Storage) -> Result<Layout, RecoveryError> {
-    let names = storage.list().map_err(|source| RecoveryError::Io {
-        file: storage.describe(""),
-        source,
-    })?;
+    let names = storage
+        .list()
+        .map_err(|source| RecoveryError::Io { file: storage.describe(""), source })?;
     let mut layout = Layout::default();
     for name in names {
         if let Some(seq) = parse_segment_name(&name) {
@@ -165,15 +156,7 @@ pub fn scan_segment(
     newest: bool,
     each: impl FnMut(&FrameInfo) -> Result<(), RecoveryError>,
 ) -> Result<SegmentScan, RecoveryError> {
-    scan_segment_with(
-        storage,
-        name,
-        sequence,
-        newest,
-        false,
-        each,
-        &mut ScanProgress::default(),
-    )
+    scan_segment_with(storage, name, sequence, newest, false, each, &mut ScanProgress::default())
 }
 
 /// How far a scan got: on damage, what precedes it is intact.
@@ -202,47 +185,38 @@ pub fn scan_segment_with(
     progress: &mut ScanProgress,
 ) -> Result<SegmentScan, RecoveryError> {
     let file = storage.describe(name);
-    let bytes = storage.read(name).map_err(|source| RecoveryError::Io {
-        file: file.clone(),
-        source,
-    })?;
-    let header = SegmentHeader::decode(&bytes)
+    let io = |source| RecoveryError::Io { file: file.clone(), source };
+    let (head, file_len) = storage.read_prefix(name, SEGMENT_HEADER_SIZE).map_err(io)?;
+    let header = SegmentHeader::decode(&head)
         .map_err(|e| damaged(&file, 0, format!("bad segment header: {e}")))?;
-    progress.header = Some(header.clone());
+    progress.header = Some(header);
+    // A closed segment is read only up to its last commit (the rest is zeros or trimmed
+    // tail), unless the tail is asked for; an open one is read whole.
+    let wanted = if header.status == SegmentStatus::Closed && !tail {
+        usize::try_from(header.end_offset).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    let (bytes, _) = storage.read_prefix(name, wanted).map_err(io)?;
     if header.sequence != sequence {
         return Err(damaged(
             &file,
             16,
-            format!(
-                "header says sequence {}: a copied or renamed segment",
-                header.sequence
-            ),
+            format!("header says sequence {}: a copied or renamed segment", header.sequence),
         ));
     }
-    if header.segment_size != bytes.len() as u64 {
+    if header.segment_size != file_len {
         return Err(damaged(
             &file,
             48,
-            format!(
-                "header says {} bytes, the file has {}",
-                header.segment_size,
-                bytes.len()
-            ),
+            format!("header says {} bytes, the file has {}", header.segment_size, file_len),
         ));
     }
     let closed = header.status == SegmentStatus::Closed;
     if !closed && !newest {
-        return Err(damaged(
-            &file,
-            12,
-            "segment is open but a newer segment exists",
-        ));
+        return Err(damaged(&file, 12, "segment is open but a newer segment exists"));
     }
-    let end = if closed {
-        header.end_offset as usize
-    } else {
-        bytes.len()
-    };
+    let end = if closed { header.end_offset as usize } else { bytes.len() };
     let mut frames = FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, end);
     let mut marker = None;
     let mut last_rid = 0_u64;
@@ -259,22 +233,9 @@ pub fn scan_segment_with(
                 break;
             }
         };
-        let info = FrameInfo {
-            segment: sequence,
-            offset: offset as u64,
-            record,
-            torn: false,
-        };
+        let info = FrameInfo { segment: sequence, offset: offset as u64, record, torn: false };
         match (&info.record, &marker) {
-            (
-                Record::Snapshot {
-                    file_name,
-                    sha256,
-                    last_request_id,
-                    ..
-                },
-                None,
-            ) => {
+            (Record::Snapshot { file_name, sha256, last_request_id, .. }, None) => {
                 if *last_request_id + 1 != header.first_request_id {
                     return Err(damaged(
                         &file,
@@ -293,11 +254,7 @@ pub fn scan_segment_with(
                 continue;
             }
             (_, None) => {
-                return Err(damaged(
-                    &file,
-                    offset,
-                    "the first frame is not a snapshot marker",
-                ))
+                return Err(damaged(&file, offset, "the first frame is not a snapshot marker"))
             }
             (Record::Snapshot { .. }, Some(_)) => {
                 return Err(damaged(&file, offset, "a second snapshot marker"))
@@ -312,12 +269,7 @@ pub fn scan_segment_with(
                 }
                 last_rid = *request_id;
             }
-            (
-                Record::Commit {
-                    last_request_id, ..
-                },
-                Some(_),
-            ) => {
+            (Record::Commit { last_request_id, .. }, Some(_)) => {
                 if *last_request_id != last_rid {
                     return Err(damaged(
                         &file,
@@ -356,11 +308,7 @@ pub fn scan_segment_with(
             return Err(damaged(&file, frames.offset(), reason));
         }
         if !group.is_empty() || committed_end != end {
-            return Err(damaged(
-                &file,
-                committed_end,
-                "closed segment ends inside a group",
-            ));
+            return Err(damaged(&file, committed_end, "closed segment ends inside a group"));
         }
     } else {
         // The open segment stopped early (a bad frame, or a zero header where a frame could
@@ -377,12 +325,7 @@ pub fn scan_segment_with(
     }
     if closed && tail {
         for (offset, record) in FrameIter::new(&bytes, end, bytes.len()).map_while(Result::ok) {
-            each(&FrameInfo {
-                segment: sequence,
-                offset: offset as u64,
-                record,
-                torn: true,
-            })?;
+            each(&FrameInfo { segment: sequence, offset: offset as u64, record, torn: true })?;
         }
     }
     Ok(SegmentScan {
@@ -423,24 +366,16 @@ pub(crate) fn load_snapshot(
     sha: Option<&[u8; 32]>,
 ) -> Result<PoolState, RecoveryError> {
     let file = storage.describe(name);
-    let bytes = storage.read(name).map_err(|source| RecoveryError::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let bytes =
+        storage.read(name).map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
     if let Some(expected) = sha {
         let got = snapshot_format::sha256(&bytes);
         if &got != expected {
-            return Err(damaged(
-                &file,
-                0,
-                "SHA-256 does not match the segment's snapshot marker",
-            ));
+            return Err(damaged(&file, 0, "SHA-256 does not match the segment's snapshot marker"));
         }
     }
     let snapshot = snapshot_format::decode(&bytes).map_err(|e| damaged(&file, 0, e.to_string()))?;
-    snapshot
-        .to_pool()
-        .map_err(|e| damaged(&file, 0, e.to_string()))
+    snapshot.to_pool().map_err(|e| damaged(&file, 0, e.to_string()))
 }
 
 /// Recovers the state in `storage` without changing anything; `catalog` is used only when
@@ -490,15 +425,11 @@ pub fn recover(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<Recovered,
         check_continuity(storage, previous.as_ref(), &scan)?;
         previous = Some(scan);
     }
-    let newest_name = layout
-        .segments
-        .last()
-        .map(|(_, n)| n.clone())
-        .expect("not empty");
+    let newest_name = layout.segments.last().map(|(_, n)| n.clone()).expect("not empty");
     let (pool, scan, replayed) = replay_newest(storage, &newest_name, newest_seq)?;
     check_continuity(storage, previous.as_ref(), &scan)?;
     let close = (scan.header.status == SegmentStatus::Open).then(|| {
-        let mut header = scan.header.clone();
+        let mut header = scan.header;
         header.status = SegmentStatus::Closed;
         header.end_offset = scan.committed_end as u64;
         (newest_name.clone(), header)
@@ -557,12 +488,7 @@ fn replay_newest(
         }
         let at = info.offset as usize;
         match &info.record {
-            Record::Snapshot {
-                file_name,
-                sha256,
-                last_request_id,
-                ..
-            } => {
+            Record::Snapshot { file_name, sha256, last_request_id, .. } => {
                 let state = load_snapshot(storage, file_name, Some(sha256))?;
                 if state.last_request_id.0 != *last_request_id {
                     return Err(damaged(
@@ -575,27 +501,14 @@ fn replay_newest(
                     Some(Pool::from_state(&state, Rng::from_seed(0)).map_err(RecoveryError::Pool)?);
             }
             Record::Draw { request_id, item } => {
-                let draw = Draw {
-                    request_id: RequestId(*request_id),
-                    item: item.map(ItemIndex),
-                };
+                let draw = Draw { request_id: RequestId(*request_id), item: item.map(ItemIndex) };
                 let p = pool.as_mut().expect("the marker comes first");
-                p.replay_draw(draw)
-                    .map_err(|e| damaged(&file, at, e.to_string()))?;
+                p.replay_draw(draw).map_err(|e| damaged(&file, at, e.to_string()))?;
             }
-            Record::Update {
-                index,
-                item_id,
-                quantity,
-                weight,
-            } => {
+            Record::Update { index, item_id, quantity, weight } => {
                 let quantity = Quantity::from_i64(*quantity)
                     .ok_or_else(|| damaged(&file, at, format!("quantity {quantity} below -1")))?;
-                let state = ItemState {
-                    id: item_id.clone(),
-                    quantity,
-                    weight: *weight,
-                };
+                let state = ItemState { id: item_id.clone(), quantity, weight: *weight };
                 let p = pool.as_mut().expect("the marker comes first");
                 p.replay_update(ItemIndex(*index), &state)
                     .map_err(|e| damaged(&file, at, e.to_string()))?;

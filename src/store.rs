@@ -33,9 +33,9 @@ impl FromStr for Durability {
             "memory" => Ok(Durability::Memory),
             "buffered" => Ok(Durability::Buffered),
             "sync" => Ok(Durability::Sync),
-            other => Err(format!(
-                "unknown durability {other:?}: expected memory, buffered or sync"
-            )),
+            other => {
+                Err(format!("unknown durability {other:?}: expected memory, buffered or sync"))
+            }
         }
     }
 }
@@ -141,14 +141,9 @@ fn rng(seed: Option<u64>) -> Result<Rng, OpenError> {
 fn lock(storage: &dyn Storage, exclusive: bool) -> Result<Box<dyn DirLock>, OpenError> {
     storage.lock(exclusive).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
-            OpenError::Locked {
-                dir: storage.describe(""),
-            }
+            OpenError::Locked { dir: storage.describe("") }
         } else {
-            OpenError::Io {
-                context: format!("locking {}", storage.describe("lock")),
-                source: e,
-            }
+            OpenError::Io { context: format!("locking {}", storage.describe("lock")), source: e }
         }
     })
 }
@@ -213,8 +208,7 @@ pub fn open_journal(
         };
         let map = storage.open_segment(name).map_err(io)?;
         crate::wal::segment::write_at(&*map, 0, &header.encode());
-        map.sync_range(0, crate::wal::header::SEGMENT_HEADER_SIZE)
-            .map_err(io)?;
+        map.sync_range(0, crate::wal::header::SEGMENT_HEADER_SIZE).map_err(io)?;
     }
     for name in &recovered.temporaries {
         let _ = storage.remove(name);
@@ -239,9 +233,7 @@ pub fn open_journal(
 /// A damaged log, a directory in use by a writer, or an invalid catalog.
 pub fn read_state(catalog: &[ItemSpec], wal: &WalOptions) -> Result<PoolState, OpenError> {
     let Ok(storage) = OsStorage::existing(&wal.dir) else {
-        return Ok(Pool::new(catalog, Rng::from_seed(0))
-            .map_err(OpenError::Pool)?
-            .state());
+        return Ok(Pool::new(catalog, Rng::from_seed(0)).map_err(OpenError::Pool)?.state());
     };
     read_state_on(&storage, catalog)
 }
@@ -252,7 +244,5 @@ pub fn read_state(catalog: &[ItemSpec], wal: &WalOptions) -> Result<PoolState, O
 /// As [`read_state`].
 pub fn read_state_on(storage: &dyn Storage, catalog: &[ItemSpec]) -> Result<PoolState, OpenError> {
     let _lock = lock(storage, false)?;
-    Ok(recovery::recover(storage, catalog)
-        .map_err(OpenError::Recovery)?
-        .state)
+    Ok(recovery::recover(storage, catalog).map_err(OpenError::Recovery)?.state)
 }

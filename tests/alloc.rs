@@ -113,11 +113,8 @@ fn no_allocation_in_steady_state() {
         ItemSpec::new("mud", -1, 100),
     ];
     let pool = Pool::new(&items, Rng::from_seed(11)).unwrap();
-    let config = EngineConfig {
-        ring_capacity: 512,
-        core: CorePin::Unpinned,
-        ..EngineConfig::default()
-    };
+    let config =
+        EngineConfig { ring_capacity: 512, core: CorePin::Unpinned, ..EngineConfig::default() };
     let engine = Engine::start(pool, MemoryJournal::new(), config).unwrap();
     let mut client = engine.client().unwrap();
 

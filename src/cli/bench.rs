@@ -104,22 +104,14 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         DurabilityArg::Sync => Durability::Sync,
     };
     let catalog: Vec<ItemSpec> = (1..=args.items)
-        .map(|w| ItemSpec {
-            id: format!("item{w}"),
-            quantity: Quantity::Unlimited,
-            weight: w,
-        })
+        .map(|w| ItemSpec { id: format!("item{w}"), quantity: Quantity::Unlimited, weight: w })
         .collect();
 
     // Read the core list before any thread is pinned (MEASURED.md: core_affinity lists only
     // the calling thread's mask).
     let cores = available_cores().to_vec();
     let dir = BenchDir::create(global, durability)?;
-    let wal = WalOptions {
-        dir: dir.path().to_owned(),
-        durability,
-        ..config.wal_options()
-    };
+    let wal = WalOptions { dir: dir.path().to_owned(), durability, ..config.wal_options() };
     let engine_config = EngineConfig {
         flush_after_n_draw: args.group,
         ring_capacity: args.window.max(1),
@@ -129,11 +121,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     };
     let engine = store::open_engine(&catalog, &wal, engine_config, args.seed)
         .map_err(|e| open_failure(e, &config))?;
-    let producer_cores: Vec<usize> = cores
-        .iter()
-        .copied()
-        .filter(|c| Some(*c) != engine.core_id())
-        .collect();
+    let producer_cores: Vec<usize> =
+        cores.iter().copied().filter(|c| Some(*c) != engine.core_id()).collect();
 
     let mut clients = Vec::with_capacity(args.producers);
     for _ in 0..args.producers {
@@ -147,11 +136,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         interval: args.rate.map(|r| args.producers as f64 * 1e9 / r),
     };
 
-    let progress: Arc<Vec<CachePadded<AtomicU64>>> = Arc::new(
-        (0..args.producers)
-            .map(|_| CachePadded::new(AtomicU64::new(0)))
-            .collect(),
-    );
+    let progress: Arc<Vec<CachePadded<AtomicU64>>> =
+        Arc::new((0..args.producers).map(|_| CachePadded::new(AtomicU64::new(0))).collect());
     let abort = Arc::new(AtomicBool::new(false));
     // A start flag rather than a Barrier: a producer that fails to spawn must not leave the
     // others waiting forever.
@@ -273,10 +259,7 @@ fn check_args(args: &BenchArgs) -> CmdResult {
         return bad("--draws must be at least 1".into());
     }
     if args.items == 0 || args.items > ITEMS_MAX {
-        return bad(format!(
-            "--items is {}: it must be between 1 and {ITEMS_MAX}",
-            args.items
-        ));
+        return bad(format!("--items is {}: it must be between 1 and {ITEMS_MAX}", args.items));
     }
     if args.producers == 0 || args.producers > PRODUCERS_MAX {
         return bad(format!(
@@ -285,22 +268,14 @@ fn check_args(args: &BenchArgs) -> CmdResult {
         ));
     }
     if args.window == 0 || args.window > 1 << 20 {
-        return bad(format!(
-            "--window is {}: it must be between 1 and 1048576",
-            args.window
-        ));
+        return bad(format!("--window is {}: it must be between 1 and 1048576", args.window));
     }
     if args.group == 0 || args.group > 1 << 20 {
-        return bad(format!(
-            "--group is {}: it must be between 1 and 1048576",
-            args.group
-        ));
+        return bad(format!("--group is {}: it must be between 1 and 1048576", args.group));
     }
     if let Some(r) = args.rate {
         if !r.is_finite() || r <= 0.0 {
-            return bad(format!(
-                "--rate is {r}: it must be a positive number of draws/s"
-            ));
+            return bad(format!("--rate is {r}: it must be a positive number of draws/s"));
         }
     }
     Ok(())
@@ -379,9 +354,7 @@ fn produce(
         let delivered = client.drain(|seq, result| match result {
             Ok(_) => {
                 let t = *now.get_or_insert_with(Instant::now);
-                let ns = t
-                    .saturating_duration_since(sent_at[(seq & mask) as usize])
-                    .as_nanos();
+                let ns = t.saturating_duration_since(sent_at[(seq & mask) as usize]).as_nanos();
                 hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
                 done += 1;
             }
@@ -404,13 +377,7 @@ fn produce(
             }
         }
     }
-    ProducerResult {
-        hist,
-        start,
-        end: Instant::now(),
-        acknowledged: done,
-        error,
-    }
+    ProducerResult { hist, start, end: Instant::now(), acknowledged: done, error }
 }
 
 /// Waits for the producers, showing a progress line on a terminal for long runs, and aborts
@@ -440,15 +407,18 @@ fn watch(
                 Some(total),
                 indicatif::ProgressDrawTarget::stderr(),
             );
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "bench {bar:40} {pos}/{len} draws  {per_sec}  eta {eta}",
-            ) {
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("bench {bar:30} {pos}/{len} draws  {msg}")
+            {
                 b.set_style(style);
             }
             bar = Some(b);
         }
         if let Some(b) = &bar {
             b.set_position(done);
+            // Our own rate: indicatif's estimate starts when the bar appears, not the run.
+            let rate = done as f64 / started.elapsed().as_secs_f64() / 1e6;
+            b.set_message(format!("{rate:.2} M draws/s"));
         }
     }
     if let Some(b) = bar {
@@ -479,10 +449,7 @@ struct BenchDir {
 
 impl BenchDir {
     fn create(global: &GlobalArgs, durability: Durability) -> Result<BenchDir, Failure> {
-        let base = global
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("bench-data"));
+        let base = global.data_dir.clone().unwrap_or_else(|| PathBuf::from("bench-data"));
         let name = format!(
             "run-{}-{}",
             std::process::id(),
@@ -493,21 +460,13 @@ impl BenchDir {
         );
         let path = base.join(name);
         if durability == Durability::Memory {
-            return Ok(BenchDir {
-                path,
-                created: false,
-                created_parent: None,
-            });
+            return Ok(BenchDir { path, created: false, created_parent: None });
         }
         let created_parent = (!base.exists()).then(|| base.clone());
         fs::create_dir_all(&path)
             .with_context(|| format!("cannot create the benchmark directory {}", path.display()))
             .map_err(Failure::bad_input)?;
-        Ok(BenchDir {
-            path,
-            created: true,
-            created_parent,
-        })
+        Ok(BenchDir { path, created: true, created_parent })
     }
 
     fn path(&self) -> &Path {
@@ -541,11 +500,7 @@ fn write_hgrm(path: &Path, hist: &Histogram<u64>) -> anyhow::Result<()> {
         let q = v.quantile_iterated_to();
         let value_us = v.value_iterated_to() as f64 / 1000.0;
         if q < 1.0 {
-            writeln!(
-                text,
-                "{value_us:>12.3} {q:>14.12} {total:>10} {:>14.2}",
-                1.0 / (1.0 - q)
-            )?;
+            writeln!(text, "{value_us:>12.3} {q:>14.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q))?;
         } else {
             writeln!(text, "{value_us:>12.3} {q:>14.12} {total:>10}")?;
         }
@@ -562,10 +517,7 @@ fn write_hgrm(path: &Path, hist: &Histogram<u64>) -> anyhow::Result<()> {
         hist.max() as f64 / 1000.0,
         hist.len()
     )?;
-    writeln!(
-        text,
-        "#[Values in microseconds; latency from send to acknowledgement]"
-    )?;
+    writeln!(text, "#[Values in microseconds; latency from send to acknowledgement]")?;
     fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -577,10 +529,7 @@ fn plot(path: &Path, hist: &Histogram<u64>, report: &Report) -> anyhow::Result<(
         .iter_quantiles(5)
         .filter(|v| v.quantile_iterated_to() < 1.0)
         .map(|v| {
-            (
-                1.0 / (1.0 - v.quantile_iterated_to()),
-                (v.value_iterated_to().max(1) as f64) / 1000.0,
-            )
+            (1.0 / (1.0 - v.quantile_iterated_to()), (v.value_iterated_to().max(1) as f64) / 1000.0)
         })
         .collect();
     let x_max = points.iter().map(|p| p.0).fold(10.0_f64, f64::max) * 1.5;
@@ -597,10 +546,7 @@ fn plot(path: &Path, hist: &Histogram<u64>, report: &Report) -> anyhow::Result<(
             report.durability,
             report.group,
             report.window,
-            report
-                .rate
-                .map(|r| format!(", rate {r:.0}/s"))
-                .unwrap_or_default()
+            report.rate.map(|r| format!(", rate {r:.0}/s")).unwrap_or_default()
         );
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 18))
@@ -613,12 +559,8 @@ fn plot(path: &Path, hist: &Histogram<u64>, report: &Report) -> anyhow::Result<(
             .x_desc("percentile")
             .y_desc("latency (µs)")
             .x_label_formatter(&|x| {
-                let p = 100.0 * (1.0 - 1.0 / x);
-                format!("{p:.4}%")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-                    .to_owned()
-                    + ""
+                let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
+                format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
             })
             .draw()?;
         chart
@@ -646,11 +588,7 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
         "rewardpool bench: {} draws, {} producer(s), {} items, durability {}, group {}, window {}, {mode}",
         r.draws, r.producers, r.items, r.durability, r.group, r.window
     ))?;
-    out.line(&format!(
-        "throughput  {:.2} M draws/s  ({:.3} s)",
-        r.draws_per_sec / 1e6,
-        r.seconds
-    ))?;
+    out.line(&format!("throughput  {:.2} M draws/s  ({:.3} s)", r.draws_per_sec / 1e6, r.seconds))?;
     let l = &r.latency_ns;
     out.line(&format!(
         "latency     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",

@@ -12,9 +12,7 @@ pub(crate) struct Out {
 
 impl Out {
     pub(crate) fn new() -> Out {
-        Out {
-            inner: BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
-        }
+        Out { inner: BufWriter::with_capacity(64 * 1024, io::stdout().lock()) }
     }
 
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {

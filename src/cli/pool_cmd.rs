@@ -17,23 +17,15 @@ use crate::store::{self, OpenError};
 
 /// Recovers the data directory and starts an engine on it.
 pub(crate) fn open(config: &Config) -> Result<Engine, Failure> {
-    store::open_engine(
-        &config.catalog(),
-        &config.wal_options(),
-        config.engine_config(),
-        None,
-    )
-    .map_err(|e| open_failure(e, config))
+    store::open_engine(&config.catalog(), &config.wal_options(), config.engine_config(), None)
+        .map_err(|e| open_failure(e, config))
 }
 
 /// A log, catalog or directory that refuses to open is bad input (exit 2); an engine, journal
 /// or the operating system failing at start is a failed run (exit 1).
 pub(crate) fn open_failure(e: OpenError, config: &Config) -> Failure {
     let dir = config.working_dir.display().to_string();
-    let runtime = matches!(
-        e,
-        OpenError::Engine(_) | OpenError::Entropy(_) | OpenError::Journal(_)
-    );
+    let runtime = matches!(e, OpenError::Engine(_) | OpenError::Entropy(_) | OpenError::Journal(_));
     let e = anyhow::Error::new(e).context(format!("cannot open the data directory {dir}"));
     if runtime {
         Failure::failed(e)
@@ -118,9 +110,7 @@ fn draw_loop(engine: &Engine, args: &DrawArgs) -> CmdResult {
         let Some(oldest) = tickets.pop_front() else {
             break;
         };
-        let first = client
-            .wait(oldest)
-            .map_err(|e| draw_failed(engine, e, done))?;
+        let first = client.wait(oldest).map_err(|e| draw_failed(engine, e, done))?;
         emit(&mut buf, &mut names, engine, first, args.json)?;
         done += 1;
 
@@ -161,11 +151,7 @@ fn emit(
     let _ = match (outcome.item, json) {
         (Some(index), true) => {
             names.ensure(engine, index)?;
-            writeln!(
-                buf,
-                "{{\"request_id\":{id},\"item\":{}}}",
-                names.json[index.0 as usize]
-            )
+            writeln!(buf, "{{\"request_id\":{id},\"item\":{}}}", names.json[index.0 as usize])
         }
         (None, true) => writeln!(buf, "{{\"request_id\":{id},\"item\":null}}"),
         (Some(index), false) => {
@@ -219,37 +205,21 @@ fn state_json(state: &PoolState) -> StateJson<'_> {
         items: state
             .items
             .iter()
-            .map(|i| ItemJson {
-                item_id: &i.id,
-                quantity: i.quantity.to_i64(),
-                weight: i.weight,
-            })
+            .map(|i| ItemJson { item_id: &i.id, quantity: i.quantity.to_i64(), weight: i.weight })
             .collect(),
     }
 }
 
 fn print_state_table(out: &mut Out, state: &PoolState) -> CmdResult {
-    let width = state
-        .items
-        .iter()
-        .map(|i| i.id.len())
-        .max()
-        .unwrap_or(0)
-        .max("item".len());
+    let width = state.items.iter().map(|i| i.id.len()).max().unwrap_or(0).max("item".len());
     out.line(&format!("last request id: {}", state.last_request_id.0))?;
-    out.line(&format!(
-        "{:<width$}  {:>12}  {:>10}",
-        "item", "quantity", "weight"
-    ))?;
+    out.line(&format!("{:<width$}  {:>12}  {:>10}", "item", "quantity", "weight"))?;
     for item in &state.items {
         let quantity = match item.quantity {
             Quantity::Unlimited => "unlimited".to_owned(),
             Quantity::Finite(n) => n.to_string(),
         };
-        out.line(&format!(
-            "{:<width$}  {quantity:>12}  {:>10}",
-            item.id, item.weight
-        ))?;
+        out.line(&format!("{:<width$}  {quantity:>12}  {:>10}", item.id, item.weight))?;
     }
     Ok(())
 }
@@ -259,9 +229,7 @@ pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
     let quantity = match args.quantity {
         None => None,
         Some(q) => Some(Quantity::from_i64(q).ok_or_else(|| {
-            Failure::bad_input(anyhow!(
-                "--quantity is {q}: it must be -1 (unlimited) or more"
-            ))
+            Failure::bad_input(anyhow!("--quantity is {q}: it must be -1 (unlimited) or more"))
         })?),
     };
     if quantity.is_none() && args.weight.is_none() {
@@ -271,9 +239,7 @@ pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
         )));
     }
     if args.item.is_empty() {
-        return Err(Failure::bad_input(anyhow!(
-            "--item is empty: an item id is required"
-        )));
+        return Err(Failure::bad_input(anyhow!("--item is empty: an item id is required")));
     }
     let config = load_config(global)?;
     let engine = open(&config)?;
@@ -291,11 +257,6 @@ pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
     shutdown
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context("clean shutdown failed")))?;
     let mut out = Out::new();
-    out.line(&format!(
-        "{} quantity={} weight={}",
-        item.id,
-        item.quantity.to_i64(),
-        item.weight
-    ))?;
+    out.line(&format!("{} quantity={} weight={}", item.id, item.quantity.to_i64(), item.weight))?;
     out.flush()
 }

@@ -6,9 +6,7 @@ use super::{load_config, CmdResult, Failure};
 /// `rewardpool run`: engine, periodic snapshots, gRPC if enabled; stops on SIGINT/SIGTERM.
 pub(crate) fn run(global: &GlobalArgs) -> CmdResult {
     let _config = load_config(global)?;
-    Err(not_available(
-        "the service (engine, snapshots, gRPC) is a later issue",
-    ))
+    Err(not_available("the service (engine, snapshots, gRPC) is a later issue"))
 }
 
 /// `rewardpool tui`: the terminal dashboard.

@@ -1,11 +1,33 @@
-//! `wal dump | verify | repair | stats`: read-only inspection and explicit repair of the log.
-//! The library side (segment reader, verifier) is being written; each subcommand is one
-//! function here, to be filled in.
+//! `wal dump | verify | repair | stats`: read-only inspection and explicit repair of the log,
+//! over the library's [`crate::inspect`] tools.
+//!
+//! Locks: `dump`, `verify` and `stats` take the directory's shared lock (they run beside
+//! other readers, never beside a writer); `repair` takes the exclusive lock. A missing data
+//! directory holds no log: there is nothing to dump, verify, repair or audit (exit 0).
+//!
+//! Exit codes: 0 success; 1 a failed check (`verify` found damage, `stats` found draws that
+//! do not follow the weights, a repair that did not leave a clean log); 2 bad input (a
+//! damaged log under `dump` or `stats`, a directory in use, an unreadable file).
+
+use std::io::Write as _;
+
+use anyhow::{anyhow, Context as _};
+use serde::Serialize;
 
 use super::args::{GlobalArgs, WalCommand};
-use super::service::not_available;
-use super::{load_config, CmdResult};
+use super::output::Out;
+use super::{load_config, CmdResult, Failure};
 use crate::config::Config;
+use crate::inspect::{self, Audit, RepairPlan, VerifyReport};
+use crate::recovery::{self, FrameInfo, RecoveryError};
+use crate::storage::{DirLock, OsStorage, Storage};
+use crate::wal::frame::Record;
+
+/// The audit fails below this p-value (SPEC §2, guarantee 4).
+const P_VALUE_MIN: f64 = 0.001;
+
+/// Dump output is handed to stdout in chunks of about this size.
+const DUMP_CHUNK: usize = 64 * 1024;
 
 pub(crate) fn run(global: &GlobalArgs, command: &WalCommand) -> CmdResult {
     let config = load_config(global)?;
@@ -17,22 +39,475 @@ pub(crate) fn run(global: &GlobalArgs, command: &WalCommand) -> CmdResult {
     }
 }
 
+/// The data directory if it exists (read-only commands never create it).
+fn existing(config: &Config) -> Option<OsStorage> {
+    OsStorage::existing(&config.working_dir).ok()
+}
+
+/// Takes the directory's lock: shared for readers, exclusive for `repair`.
+fn lock(storage: &OsStorage, exclusive: bool) -> Result<Box<dyn DirLock>, Failure> {
+    storage.lock(exclusive).map_err(|e| {
+        let dir = storage.describe("");
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Failure::bad_input(anyhow!(
+                "data directory {dir} is in use by another process (its lock file is held)"
+            ))
+        } else {
+            Failure::bad_input(
+                anyhow::Error::new(e).context(format!("cannot lock the data directory {dir}")),
+            )
+        }
+    })
+}
+
+fn no_log(config: &Config) -> String {
+    format!("no data directory {}", config.working_dir.display())
+}
+
+// ---------------------------------------------------------------------------------------
+// dump
+
+/// Item names by index, JSON-quoted and plain. Indices are stable and items are only
+/// appended, so the final state's list names every index the log can hold; update frames
+/// fill in what it lacks (when the final state cannot be read, on a damaged log).
+#[derive(Default)]
+struct Names {
+    json: Vec<Option<String>>,
+    plain: Vec<Option<String>>,
+}
+
+impl Names {
+    fn load(storage: &OsStorage) -> Names {
+        let mut names = Names::default();
+        let items = match crate::store::read_state_on(storage, &[]) {
+            Ok(state) => Some(state.items),
+            // A damaged log: the newest snapshot that still loads names what it holds.
+            Err(_) => newest_snapshot_items(storage),
+        };
+        for (index, item) in items.into_iter().flatten().enumerate() {
+            names.set(index, &item.id);
+        }
+        names
+    }
+
+    fn set(&mut self, index: usize, id: &str) {
+        if self.plain.len() <= index {
+            self.plain.resize(index + 1, None);
+            self.json.resize(index + 1, None);
+        }
+        if self.plain[index].is_none() {
+            self.json[index] = Some(json_string(id));
+            self.plain[index] = Some(id.to_owned());
+        }
+    }
+
+    fn json(&self, index: u32) -> Option<&str> {
+        self.json.get(index as usize).and_then(Option::as_deref)
+    }
+
+    fn plain(&self, index: u32) -> Option<&str> {
+        self.plain.get(index as usize).and_then(Option::as_deref)
+    }
+}
+
+fn newest_snapshot_items(storage: &OsStorage) -> Option<Vec<crate::pool::ItemState>> {
+    let layout = recovery::layout(storage).ok()?;
+    layout
+        .snapshots
+        .iter()
+        .rev()
+        .find_map(|(_, name)| recovery::load_snapshot(storage, name, None).ok())
+        .map(|state| state.items)
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"?\"".to_owned())
+}
+
+/// Appends one frame's line to `buf` (writing into a Vec cannot fail).
+fn format_frame(buf: &mut Vec<u8>, names: &mut Names, info: &FrameInfo, json: bool) {
+    let _ = if json { format_json(buf, names, info) } else { format_plain(buf, names, info) };
+}
+
+fn format_json(buf: &mut Vec<u8>, names: &mut Names, info: &FrameInfo) -> std::io::Result<()> {
+    write!(buf, "{{\"segment\":{},\"offset\":{},", info.segment, info.offset)?;
+    match &info.record {
+        Record::Draw { request_id, item } => {
+            write!(buf, "\"type\":\"draw\",\"request_id\":{request_id},\"item\":")?;
+            match item {
+                None => write!(buf, "null")?,
+                Some(index) => match names.json(*index) {
+                    Some(name) => buf.extend_from_slice(name.as_bytes()),
+                    None => write!(buf, "\"#{index}\"")?,
+                },
+            }
+        }
+        Record::Update { index, item_id, quantity, weight } => {
+            names.set(*index as usize, item_id);
+            write!(
+                buf,
+                "\"type\":\"update\",\"item\":{},\"quantity\":{quantity},\"weight\":{weight}",
+                json_string(item_id)
+            )?;
+        }
+        Record::Snapshot { file_name, last_request_id, .. } => write!(
+            buf,
+            "\"type\":\"snapshot\",\"file\":{},\"last_request_id\":{last_request_id}",
+            json_string(file_name)
+        )?,
+        Record::Commit { last_request_id, .. } => {
+            write!(buf, "\"type\":\"commit\",\"request_id\":{last_request_id}")?
+        }
+    }
+    if info.torn {
+        write!(buf, ",\"torn\":true")?;
+    }
+    writeln!(buf, "}}")
+}
+
+fn format_plain(buf: &mut Vec<u8>, names: &mut Names, info: &FrameInfo) -> std::io::Result<()> {
+    write!(buf, "{:06}:{:<8} ", info.segment, info.offset)?;
+    match &info.record {
+        Record::Draw { request_id, item } => {
+            write!(buf, "draw      request {request_id} -> ")?;
+            match item {
+                None => write!(buf, "(empty)")?,
+                Some(index) => match names.plain(*index) {
+                    Some(name) => buf.extend_from_slice(name.as_bytes()),
+                    None => write!(buf, "#{index}")?,
+                },
+            }
+        }
+        Record::Update { index, item_id, quantity, weight } => {
+            names.set(*index as usize, item_id);
+            if *quantity == -1 {
+                write!(buf, "update    {item_id} quantity=unlimited weight={weight}")?;
+            } else {
+                write!(buf, "update    {item_id} quantity={quantity} weight={weight}")?;
+            }
+        }
+        Record::Snapshot { file_name, last_request_id, .. } => {
+            write!(buf, "snapshot  {file_name} (up to request {last_request_id})")?
+        }
+        Record::Commit { last_request_id, group } => {
+            write!(buf, "commit    group {group}, up to request {last_request_id}")?
+        }
+    }
+    if info.torn {
+        write!(buf, "  [torn: never acknowledged]")?;
+    }
+    writeln!(buf)
+}
+
 /// One line per frame recovery accepts; `all` adds the torn tail with `"torn":true`.
-fn dump(_config: &Config, _json: bool, _all: bool) -> CmdResult {
-    Err(not_available("`wal dump` needs the durable log reader"))
+fn dump(config: &Config, json: bool, all: bool) -> CmdResult {
+    let Some(storage) = existing(config) else {
+        return Ok(());
+    };
+    let _lock = lock(&storage, false)?;
+    let mut names = Names::load(&storage);
+    let mut out = Out::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(DUMP_CHUNK + 1024);
+    // A write failure (a closed pipe) stops the walk; it is reported as itself, not as damage.
+    let mut write_failure: Option<Failure> = None;
+    let result = inspect::dump(&storage, all, |info| {
+        format_frame(&mut buf, &mut names, info, json);
+        if buf.len() >= DUMP_CHUNK {
+            if let Err(f) = out.write(&buf) {
+                write_failure = Some(f);
+                return Err(RecoveryError::Io {
+                    file: "standard output".to_owned(),
+                    source: std::io::Error::other("write failed"),
+                });
+            }
+            buf.clear();
+        }
+        Ok(())
+    });
+    if let Some(f) = write_failure {
+        return Err(f);
+    }
+    // What precedes the damage is printed before the error.
+    out.write(&buf)?;
+    out.flush()?;
+    result.map_err(|e| {
+        Failure::bad_input(anyhow::Error::new(e).context("wal dump stopped at damage in the log"))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// verify
+
+fn summary(report: &VerifyReport) -> String {
+    format!(
+        "{} segment{}, {} frames, {} snapshot{} checked, {} torn frame{} (never acknowledged), last request id {}",
+        report.segments,
+        plural(report.segments as u64),
+        report.frames,
+        report.snapshots,
+        plural(report.snapshots as u64),
+        report.torn_frames,
+        plural(report.torn_frames),
+        report.last_request_id
+    )
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// A damage sentence: which file, where, why, and what to do.
+fn damage_failure(e: RecoveryError) -> Failure {
+    match e {
+        RecoveryError::Damaged {
+            file,
+            offset,
+            reason,
+        } => Failure::failed(anyhow!(
+            "the log is damaged: {file} at offset {offset}: {reason} (`rewardpool wal repair` cuts the log there)"
+        )),
+        other => Failure::bad_input(anyhow::Error::new(other).context("cannot verify the log")),
+    }
 }
 
 /// Exit 0 when clean, 1 when damaged (file, offset, reason).
-fn verify(_config: &Config) -> CmdResult {
-    Err(not_available("`wal verify` needs the durable log reader"))
+fn verify(config: &Config) -> CmdResult {
+    let mut out = Out::new();
+    let Some(storage) = existing(config) else {
+        out.line(&format!("ok: nothing to verify ({})", no_log(config)))?;
+        return out.flush();
+    };
+    let _lock = lock(&storage, false)?;
+    let report = inspect::verify(&storage).map_err(damage_failure)?;
+    out.line(&format!("ok: {}", summary(&report)))?;
+    out.flush()
 }
 
-/// Truncate at the first damage after saying how many frames are dropped.
-fn repair(_config: &Config) -> CmdResult {
-    Err(not_available("`wal repair` needs the durable log reader"))
+// ---------------------------------------------------------------------------------------
+// repair
+
+fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(damage) = &plan.damage {
+        lines.push(format!("found: {damage}"));
+    }
+    match &plan.cut {
+        Some((name, offset)) => lines.push(format!(
+            "will cut {name} at offset {offset} (just past its last intact commit) and close it there"
+        )),
+        None => lines.push("will cut no segment in place".to_owned()),
+    }
+    if plan.dropped_segments.is_empty() {
+        lines.push("will drop no whole segment".to_owned());
+    } else {
+        lines.push(format!(
+            "will drop {} whole segment{}: {}",
+            plan.dropped_segments.len(),
+            plural(plan.dropped_segments.len() as u64),
+            plan.dropped_segments.join(", ")
+        ));
+    }
+    let ids = match plan.dropped_request_ids {
+        Some((lo, hi)) => format!(", request ids {lo} to {hi}"),
+        None => String::new(),
+    };
+    lines.push(format!(
+        "will drop {} readable frame{} ({} draw{}{ids}); frames after unreadable bytes cannot be counted",
+        plan.dropped_frames,
+        plural(plan.dropped_frames),
+        plan.dropped_draws,
+        plural(plan.dropped_draws),
+    ));
+    let copies: Vec<String> = plan
+        .cut
+        .iter()
+        .map(|(name, _)| name)
+        .chain(&plan.dropped_segments)
+        .map(|name| format!("dropped.{name}"))
+        .collect();
+    if !copies.is_empty() {
+        lines.push(format!(
+            "a copy of everything dropped is kept in {}: {}",
+            storage.describe(""),
+            copies.join(", ")
+        ));
+    }
+    lines
 }
 
-/// Per-item counts, observed vs configured share, chi-square p-value.
-fn stats(_config: &Config, _json: bool) -> CmdResult {
-    Err(not_available("`wal stats` needs the durable log reader"))
+/// Truncate at the first damage after saying what is dropped; then verify.
+fn repair(config: &Config) -> CmdResult {
+    let mut out = Out::new();
+    let Some(storage) = existing(config) else {
+        out.line(&format!("nothing to repair: {}", no_log(config)))?;
+        return out.flush();
+    };
+    let _lock = lock(&storage, true)?;
+    let plan = inspect::plan_repair(&storage)
+        .map_err(|e| Failure::bad_input(anyhow::Error::new(e).context("cannot plan the repair")))?;
+    if plan.damage.is_none() {
+        out.line("nothing to repair: the log is intact")?;
+        return out.flush();
+    }
+    for line in describe_plan(&plan, &storage) {
+        out.line(&line)?;
+    }
+    // Said before it is done, even if a reader stops reading.
+    out.flush()?;
+    inspect::apply_repair(&storage, &plan)
+        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("the repair failed")))?;
+    let what = match &plan.cut {
+        Some((name, offset)) => format!("cut {name} at offset {offset}"),
+        None => "cut nothing in place".to_owned(),
+    };
+    out.line(&format!(
+        "repaired: {what}, moved {} segment{} aside, dropped {} frame{} ({} draw{})",
+        plan.dropped_segments.len(),
+        plural(plan.dropped_segments.len() as u64),
+        plan.dropped_frames,
+        plural(plan.dropped_frames),
+        plan.dropped_draws,
+        plural(plan.dropped_draws),
+    ))?;
+    match inspect::verify(&storage) {
+        Ok(report) => {
+            out.line(&format!("verified: {}", summary(&report)))?;
+            out.flush()
+        }
+        Err(e) => {
+            out.flush()?;
+            Err(Failure::failed(
+                anyhow::Error::new(e)
+                    .context("the log still fails verification after the repair; run `rewardpool wal repair` again"),
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// stats
+
+/// `wal stats --json`: exactly these keys, in this order.
+#[derive(Serialize)]
+struct StatsJson<'a> {
+    draws: u64,
+    empty_draws: u64,
+    chi_square: f64,
+    degrees_of_freedom: u64,
+    p_value: f64,
+    items: Vec<ItemStatsJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ItemStatsJson<'a> {
+    item_id: &'a str,
+    drawn: u64,
+    observed_share: f64,
+    expected_share: f64,
+    weight: u32,
+}
+
+fn stats_json(audit: &Audit) -> StatsJson<'_> {
+    StatsJson {
+        draws: audit.draws,
+        empty_draws: audit.empty_draws,
+        chi_square: audit.chi_square,
+        degrees_of_freedom: audit.degrees_of_freedom,
+        p_value: audit.p_value,
+        items: audit
+            .items
+            .iter()
+            .map(|i| ItemStatsJson {
+                item_id: &i.item_id,
+                drawn: i.drawn,
+                observed_share: i.observed_share,
+                expected_share: i.expected_share,
+                weight: i.weight,
+            })
+            .collect(),
+    }
+}
+
+fn empty_audit() -> Audit {
+    Audit {
+        draws: 0,
+        empty_draws: 0,
+        items: Vec::new(),
+        chi_square: 0.0,
+        degrees_of_freedom: 0,
+        p_value: 1.0,
+    }
+}
+
+fn print_stats_table(out: &mut Out, audit: &Audit) -> CmdResult {
+    let width = audit.items.iter().map(|i| i.item_id.len()).max().unwrap_or(0).max("item".len());
+    out.line(&format!(
+        "{:<width$}  {:>12}  {:>9}  {:>9}  {:>10}",
+        "item", "drawn", "observed", "expected", "weight"
+    ))?;
+    for i in &audit.items {
+        out.line(&format!(
+            "{:<width$}  {:>12}  {:>8.4}%  {:>8.4}%  {:>10}",
+            i.item_id,
+            i.drawn,
+            i.observed_share * 100.0,
+            i.expected_share * 100.0,
+            i.weight
+        ))?;
+    }
+    out.line(&format!("draws: {} ({} empty)", audit.draws, audit.empty_draws))?;
+    out.line(&format!(
+        "chi-square: {:.4} with {} degree{} of freedom, p-value {:.6}",
+        audit.chi_square,
+        audit.degrees_of_freedom,
+        plural(audit.degrees_of_freedom),
+        audit.p_value
+    ))?;
+    Ok(())
+}
+
+/// Per-item counts, observed vs expected share, chi-square p-value; exit 1 when p < 0.001.
+fn stats(config: &Config, json: bool) -> CmdResult {
+    let audit = match existing(config) {
+        None => empty_audit(),
+        Some(storage) => {
+            let _lock = lock(&storage, false)?;
+            inspect::audit(&storage).map_err(|e| {
+                Failure::bad_input(anyhow::Error::new(e).context("cannot audit the log"))
+            })?
+        }
+    };
+    let fails = audit.p_value < P_VALUE_MIN;
+    let mut out = Out::new();
+    if json {
+        let text =
+            serde_json::to_string(&stats_json(&audit)).context("cannot encode the statistics");
+        out.line(&text.map_err(Failure::failed)?)?;
+    } else {
+        print_stats_table(&mut out, &audit)?;
+        let verdict = if audit.draws == audit.empty_draws {
+            "verdict: no item was handed out; nothing to compare".to_owned()
+        } else if fails {
+            format!(
+                "verdict: draws do NOT follow the weights (p = {:.6} < {P_VALUE_MIN})",
+                audit.p_value
+            )
+        } else {
+            format!("verdict: draws follow the weights (p = {:.6} >= {P_VALUE_MIN})", audit.p_value)
+        };
+        out.line(&verdict)?;
+    }
+    out.flush()?;
+    if fails {
+        return Err(Failure::failed(anyhow!(
+            "draws do NOT follow the weights: chi-square {:.4}, p-value {:e} < {P_VALUE_MIN}",
+            audit.chi_square,
+            audit.p_value
+        )));
+    }
+    Ok(())
 }

@@ -43,10 +43,7 @@ pub(crate) fn choose(pin: CorePin) -> Result<Option<usize>, PinError> {
             Ok(Some(cores[cores.len() - 1 - k % cores.len()]))
         }
         CorePin::Core(id) if cores.contains(&id) => Ok(Some(id)),
-        CorePin::Core(id) => Err(PinError {
-            core: id,
-            available: cores.to_vec(),
-        }),
+        CorePin::Core(id) => Err(PinError { core: id, available: cores.to_vec() }),
     }
 }
 
@@ -55,10 +52,7 @@ pub(crate) fn pin_current(core: usize) -> Result<(), PinError> {
     if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         Ok(())
     } else {
-        Err(PinError {
-            core,
-            available: available_cores().to_vec(),
-        })
+        Err(PinError { core, available: available_cores().to_vec() })
     }
 }
 

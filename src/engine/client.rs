@@ -129,11 +129,7 @@ impl Client {
         if self.sent - self.released > self.mask {
             return Err(DrawError::Full);
         }
-        let request = Request {
-            seq: self.sent,
-            key: 0,
-            kind: RequestKind::Draw,
-        };
+        let request = Request { seq: self.sent, key: 0, kind: RequestKind::Draw };
         // The ring holds as many records as there are slots, so it cannot be full here.
         if self.producer.push(request).is_err() {
             return Err(DrawError::Full);
@@ -275,14 +271,8 @@ impl Drop for Client {
 
 fn to_result(request_id: RequestId, completion: Completion) -> Result<Outcome, DrawError> {
     match completion {
-        Completion::Item(index) => Ok(Outcome {
-            request_id,
-            item: Some(index),
-        }),
-        Completion::Empty => Ok(Outcome {
-            request_id,
-            item: None,
-        }),
+        Completion::Item(index) => Ok(Outcome { request_id, item: Some(index) }),
+        Completion::Empty => Ok(Outcome { request_id, item: None }),
         Completion::Stopped => Err(DrawError::ShuttingDown),
         Completion::Failed => Err(DrawError::Failed),
         Completion::Rejected => Err(DrawError::NoSpace),

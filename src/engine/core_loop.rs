@@ -35,12 +35,7 @@ pub(crate) struct Port {
 
 impl Port {
     pub(crate) fn new(consumer: rtrb::Consumer<Request>, slots: Arc<SlotBlock>) -> Port {
-        Port {
-            consumer,
-            slots,
-            staged: 0,
-            published: 0,
-        }
+        Port { consumer, slots, staged: 0, published: 0 }
     }
 }
 
@@ -87,12 +82,12 @@ impl PendingGroups {
         let at = self.head;
         self.head = (self.head + 1) % self.seqs.len();
         self.len -= 1;
-        Some((
-            self.seqs[at],
-            &self.marks[at * self.ports_len..(at + 1) * self.ports_len],
-        ))
+        Some((self.seqs[at], &self.marks[at * self.ports_len..(at + 1) * self.ports_len]))
     }
 }
+
+/// Where an update's outcome goes once its group is durable.
+type UpdateReply = mpsc::Sender<Result<ItemState, EngineError>>;
 
 /// Everything the core thread owns.
 pub(crate) struct Core<J> {
@@ -102,7 +97,7 @@ pub(crate) struct Core<J> {
     ports: Vec<Option<Port>>,
     pending: PendingGroups,
     /// Update replies waiting for their group to become durable.
-    updates: VecDeque<(u64, mpsc::Sender<Result<ItemState, EngineError>>, ItemState)>,
+    updates: VecDeque<(u64, UpdateReply, ItemState)>,
     group_draws: u32,
     group_open: bool,
     group_started: Instant,
@@ -222,12 +217,7 @@ impl<J: Journal> Core<J> {
             Control::State { reply } => {
                 let _ = reply.send(self.pool.state());
             }
-            Control::Update {
-                id,
-                quantity,
-                weight,
-                reply,
-            } => {
+            Control::Update { id, quantity, weight, reply } => {
                 if let Err(e) = self.update(&id, quantity, weight, reply.clone()) {
                     let _ = reply.send(Err(EngineError::Failed(e.to_string())));
                     return Err(e);
@@ -242,16 +232,13 @@ impl<J: Journal> Core<J> {
         id: &str,
         quantity: Option<crate::pool::Quantity>,
         weight: Option<u32>,
-        reply: mpsc::Sender<Result<ItemState, EngineError>>,
+        reply: UpdateReply,
     ) -> Result<(), JournalError> {
         // An update is a group of its own, so the journal may rotate before it.
         if self.group_open {
             self.commit()?;
         }
-        if let Err(e) = self
-            .journal
-            .reserve(Space::Update { id_len: id.len() }, &self.pool)
-        {
+        if let Err(e) = self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool) {
             if let JournalError::NoSpace { .. } = e {
                 let _ = reply.send(Err(EngineError::NoSpace(e.to_string())));
                 return Ok(());
@@ -348,8 +335,7 @@ impl<J: Journal> Core<J> {
         let p = self.ports[port].as_mut().expect("caller checked the port");
         let chunk = p.consumer.read_chunk(n).expect("n <= slots()");
         for request in chunk {
-            p.slots
-                .write(request.seq, crate::pool::RequestId(0), Completion::Rejected);
+            p.slots.write(request.seq, crate::pool::RequestId(0), Completion::Rejected);
             p.staged += 1;
         }
         while self.pending.is_full() {
@@ -378,20 +364,13 @@ impl<J: Journal> Core<J> {
             }
         }
         let group = self.journal.commit(self.pool.last_request_id())?;
-        assert!(
-            group > self.last_group,
-            "group={group:?} last={:?}",
-            self.last_group
-        );
+        assert!(group > self.last_group, "group={group:?} last={:?}", self.last_group);
         self.last_group = group;
         self.pending.push(group, &self.ports);
         self.group_open = false;
         self.group_draws = 0;
         // Relaxed: an observer's counter.
-        self.shared
-            .stats
-            .groups_committed
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -420,10 +399,7 @@ impl<J: Journal> Core<J> {
         }
         if published {
             // Relaxed: an observer's counter.
-            self.shared
-                .stats
-                .draws_acknowledged
-                .store(self.acknowledged, Ordering::Relaxed);
+            self.shared.stats.draws_acknowledged.store(self.acknowledged, Ordering::Relaxed);
         }
         Ok(published)
     }
@@ -442,13 +418,10 @@ impl<J: Journal> Core<J> {
         // `core_sleeping` and unparks this thread.
         self.shared.core_sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let work = self
-            .ports
-            .iter()
-            .flatten()
-            .any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
-            || !self.shared.control.is_empty()
-            || !self.shared.registrations.is_empty();
+        let work =
+            self.ports.iter().flatten().any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
+                || !self.shared.control.is_empty()
+                || !self.shared.registrations.is_empty();
         if !work {
             std::thread::park_timeout(timeout);
         }
@@ -483,15 +456,10 @@ impl<J: Journal> Core<J> {
     /// The journal failed: every request staged but not durable gets an error, and the
     /// engine stops (SPEC §2.9).
     fn fail(&mut self, error: &JournalError) {
-        *self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+        *self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
         for port in self.ports.iter_mut().flatten() {
             for seq in port.published..port.staged {
-                port.slots
-                    .write(seq, crate::pool::RequestId(0), Completion::Failed);
+                port.slots.write(seq, crate::pool::RequestId(0), Completion::Failed);
             }
             port.published = port.staged;
             port.slots.publish(port.staged);

@@ -24,11 +24,7 @@ pub struct IdleConfig {
 
 impl Default for IdleConfig {
     fn default() -> IdleConfig {
-        IdleConfig {
-            spin_passes: 20_000,
-            yield_passes: 200,
-            park_max: Duration::from_millis(1),
-        }
+        IdleConfig { spin_passes: 20_000, yield_passes: 200, park_max: Duration::from_millis(1) }
     }
 }
 
@@ -49,10 +45,7 @@ pub(crate) struct Idle {
 
 impl Idle {
     pub(crate) fn new(config: IdleConfig) -> Idle {
-        Idle {
-            config,
-            empty_passes: 0,
-        }
+        Idle { config, empty_passes: 0 }
     }
 
     /// Work was done: start over from spinning.

@@ -179,10 +179,7 @@ impl Shared {
     }
 
     pub(crate) fn is_failed(&self) -> bool {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     fn push_control(&self, mut cmd: Control) -> Result<(), EngineError> {
@@ -204,12 +201,7 @@ impl Shared {
     }
 
     fn stopped_error(&self) -> EngineError {
-        match self
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
+        match self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             Some(reason) => EngineError::Failed(reason),
             None => EngineError::ShuttingDown,
         }
@@ -228,9 +220,7 @@ pub struct Engine {
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine")
-            .field("core", &self.core_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Engine").field("core", &self.core_id).finish_non_exhaustive()
     }
 }
 
@@ -273,12 +263,7 @@ impl Engine {
             })
             .map_err(EngineError::Spawn)?;
         let _ = shared.core_thread.set(thread.thread().clone());
-        let mut engine = Engine {
-            shared,
-            thread: Some(thread),
-            config,
-            core_id,
-        };
+        let mut engine = Engine { shared, thread: Some(thread), config, core_id };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(engine),
             Ok(Err(e)) => {
@@ -301,16 +286,12 @@ impl Engine {
         // Relaxed: a counter bounding registrations; the queue publishes the port itself.
         if self.shared.clients.fetch_add(1, Ordering::Relaxed) >= max {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
-            return Err(EngineError::TooManyClients {
-                clients_max: self.config.clients_max,
-            });
+            return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
         }
         let (client, port) = client::pair(Arc::clone(&self.shared), self.config.ring_capacity);
         if self.shared.registrations.push(port).is_err() {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
-            return Err(EngineError::TooManyClients {
-                clients_max: self.config.clients_max,
-            });
+            return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
         }
         self.shared.notify();
         Ok(client)
@@ -328,14 +309,8 @@ impl Engine {
         weight: Option<u32>,
     ) -> Result<ItemState, EngineError> {
         let (reply, rx) = mpsc::channel();
-        self.shared.push_control(Control::Update {
-            id: id.to_owned(),
-            quantity,
-            weight,
-            reply,
-        })?;
-        rx.recv()
-            .unwrap_or_else(|_| Err(self.shared.stopped_error()))
+        self.shared.push_control(Control::Update { id: id.to_owned(), quantity, weight, reply })?;
+        rx.recv().unwrap_or_else(|_| Err(self.shared.stopped_error()))
     }
 
     /// A copy of the pool's current state (it may include draws not yet durable).
@@ -363,11 +338,7 @@ impl Engine {
     /// Why the engine failed, if it did.
     #[must_use]
     pub fn failure(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Stops intake, answers every request in flight, commits, closes the journal (final

@@ -105,10 +105,7 @@ impl SlotBlock {
     pub(crate) fn new(capacity: usize) -> SlotBlock {
         let capacity = capacity.max(1).next_power_of_two();
         let slots = (0..capacity)
-            .map(|_| Slot {
-                request_id: AtomicU64::new(0),
-                completion: AtomicU64::new(0),
-            })
+            .map(|_| Slot { request_id: AtomicU64::new(0), completion: AtomicU64::new(0) })
             .collect();
         SlotBlock {
             completed: CachePadded::new(AtomicU64::new(0)),
@@ -130,8 +127,7 @@ impl SlotBlock {
         let slot = &self.slots[(seq & self.mask) as usize];
         // Relaxed: made visible by the Release store of `completed` in `publish`.
         slot.request_id.store(request_id.0, Ordering::Relaxed);
-        slot.completion
-            .store(completion.encode(), Ordering::Relaxed);
+        slot.completion.store(completion.encode(), Ordering::Relaxed);
     }
 
     /// Core side: makes every request below `completed` visible to the client.
@@ -150,12 +146,7 @@ impl SlotBlock {
 
     #[cold]
     fn wake(&self) {
-        if let Some(thread) = self
-            .waiter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(thread) = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             thread.unpark();
         }
     }

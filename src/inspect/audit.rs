@@ -66,11 +66,7 @@ impl Tally {
         self.acc[i] += self.live[i] * (self.s - self.mark[i]);
         self.mark[i] = self.s;
         let item = pool.item(ItemIndex(i as u32));
-        self.live[i] = if item.quantity.is_available() {
-            f64::from(item.weight)
-        } else {
-            0.0
-        };
+        self.live[i] = if item.quantity.is_available() { f64::from(item.weight) } else { 0.0 };
     }
 }
 
@@ -91,9 +87,7 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                 return Ok(());
             }
             match &info.record {
-                Record::Snapshot {
-                    file_name, sha256, ..
-                } => {
+                Record::Snapshot { file_name, sha256, .. } => {
                     let state = recovery::load_snapshot(storage, file_name, Some(sha256))?;
                     let p =
                         Pool::from_state(&state, Rng::from_seed(0)).map_err(RecoveryError::Pool)?;
@@ -109,12 +103,9 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                     if total > 0 {
                         tally.s += 1.0 / total as f64;
                     }
-                    let draw = Draw {
-                        request_id: RequestId(*request_id),
-                        item: item.map(ItemIndex),
-                    };
-                    p.replay_draw(draw)
-                        .map_err(|e| damage(&file, info.offset, &e.to_string()))?;
+                    let draw =
+                        Draw { request_id: RequestId(*request_id), item: item.map(ItemIndex) };
+                    p.replay_draw(draw).map_err(|e| damage(&file, info.offset, &e.to_string()))?;
                     match item {
                         Some(index) => {
                             let i = *index as usize;
@@ -124,19 +115,10 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                         None => tally.empty += 1,
                     }
                 }
-                Record::Update {
-                    index,
-                    item_id,
-                    quantity,
-                    weight,
-                } => {
+                Record::Update { index, item_id, quantity, weight } => {
                     let p = pool.as_mut().expect("the marker comes first");
                     let quantity = Quantity::from_i64(*quantity).unwrap_or(Quantity::Finite(0));
-                    let state = ItemState {
-                        id: item_id.clone(),
-                        quantity,
-                        weight: *weight,
-                    };
+                    let state = ItemState { id: item_id.clone(), quantity, weight: *weight };
                     p.replay_update(ItemIndex(*index), &state)
                         .map_err(|e| damage(&file, info.offset, &e.to_string()))?;
                     tally.sync_item(p, *index as usize);
@@ -150,11 +132,7 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
 }
 
 fn damage(file: &str, offset: u64, reason: &str) -> RecoveryError {
-    RecoveryError::Damaged {
-        file: file.to_owned(),
-        offset,
-        reason: reason.to_owned(),
-    }
+    RecoveryError::Damaged { file: file.to_owned(), offset, reason: reason.to_owned() }
 }
 
 fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
@@ -187,16 +165,8 @@ fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
             ItemAudit {
                 item_id: state.id,
                 drawn,
-                observed_share: if handed_out > 0 {
-                    drawn as f64 / handed_out as f64
-                } else {
-                    0.0
-                },
-                expected_share: if expected_total > 0.0 {
-                    expected / expected_total
-                } else {
-                    0.0
-                },
+                observed_share: if handed_out > 0 { drawn as f64 / handed_out as f64 } else { 0.0 },
+                expected_share: if expected_total > 0.0 { expected / expected_total } else { 0.0 },
                 weight: state.weight,
             }
         })

@@ -91,10 +91,7 @@ pub fn verify(storage: &dyn Storage) -> Result<VerifyReport, RecoveryError> {
     for (i, (seq, name)) in layout.segments.iter().enumerate() {
         let mut marker = None;
         let scan = recovery::scan_segment(storage, name, *seq, i + 1 == count, |info| {
-            if let Record::Snapshot {
-                file_name, sha256, ..
-            } = &info.record
-            {
+            if let Record::Snapshot { file_name, sha256, .. } = &info.record {
                 marker = Some((file_name.clone(), *sha256));
             }
             Ok(())

@@ -49,10 +49,7 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
     };
     let layout = layout(storage)?;
     let count = layout.segments.len();
-    let mut plan = RepairPlan {
-        damage: Some(damage),
-        ..RepairPlan::default()
-    };
+    let mut plan = RepairPlan { damage: Some(damage), ..RepairPlan::default() };
     let mut first_dropped = count;
     let mut previous: Option<u64> = None;
     let mut last: Option<(u64, u64)> = None;
@@ -64,15 +61,8 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
         previous = Some(*seq);
         let mut progress = ScanProgress::default();
         let newest = i + 1 == count;
-        let result = scan_segment_with(
-            storage,
-            name,
-            *seq,
-            newest,
-            false,
-            |_| Ok(()),
-            &mut progress,
-        );
+        let result =
+            scan_segment_with(storage, name, *seq, newest, false, |_| Ok(()), &mut progress);
         if let Ok(scan) = &result {
             let continues = last.as_ref().is_none_or(|(rid, fingerprint)| {
                 scan.header.first_request_id == rid + 1
@@ -88,10 +78,9 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
         if !failed {
             continue;
         }
-        let bytes = storage.read(name).map_err(|source| RecoveryError::Io {
-            file: storage.describe(name),
-            source,
-        })?;
+        let bytes = storage
+            .read(name)
+            .map_err(|source| RecoveryError::Io { file: storage.describe(name), source })?;
         if progress.committed_end > 0 && result.is_err() {
             plan.cut = Some((name.clone(), progress.committed_end as u64));
             plan.count(&bytes, progress.committed_end);
@@ -126,9 +115,7 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
     };
     if let Some((name, offset)) = &plan.cut {
         let bytes = storage.read(name).map_err(io(name))?;
-        storage
-            .write_synced(&format!("dropped.{name}"), &bytes)
-            .map_err(io(name))?;
+        storage.write_synced(&format!("dropped.{name}"), &bytes).map_err(io(name))?;
         let mut header = crate::wal::header::SegmentHeader::decode(&bytes).map_err(|e| {
             RecoveryError::Damaged {
                 file: storage.describe(name),
@@ -145,9 +132,7 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
         map.sync_range(0, map.len()).map_err(io(name))?;
     }
     for name in &plan.dropped_segments {
-        storage
-            .rename(name, &format!("dropped.{name}"))
-            .map_err(io(name))?;
+        storage.rename(name, &format!("dropped.{name}")).map_err(io(name))?;
     }
     storage.sync_dir().map_err(io(""))
 }

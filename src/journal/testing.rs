@@ -46,13 +46,7 @@ impl FailingJournal {
     #[must_use]
     pub fn new() -> (FailingJournal, Arc<FailSwitch>) {
         let control = Arc::new(FailSwitch::default());
-        (
-            FailingJournal {
-                inner: MemoryJournal::new(),
-                control: Arc::clone(&control),
-            },
-            control,
-        )
+        (FailingJournal { inner: MemoryJournal::new(), control: Arc::clone(&control) }, control)
     }
 
     fn check(&self) -> Result<(), JournalError> {

@@ -73,10 +73,6 @@ impl ItemSpec {
     #[must_use]
     pub fn new(id: &str, quantity: i64, weight: u32) -> ItemSpec {
         let quantity = Quantity::from_i64(quantity).expect("quantity must be -1 or more");
-        ItemSpec {
-            id: id.to_owned(),
-            quantity,
-            weight,
-        }
+        ItemSpec { id: id.to_owned(), quantity, weight }
     }
 }

@@ -117,10 +117,7 @@ impl fmt::Display for PoolError {
                 write!(f, "{count} items: at most {ITEM_COUNT_MAX} are supported")
             }
             PoolError::IncompleteNewItem { id } => {
-                write!(
-                    f,
-                    "item {id:?} is new: both quantity and weight are required"
-                )
+                write!(f, "item {id:?} is new: both quantity and weight are required")
             }
             PoolError::Overdraw { index } => {
                 write!(f, "item #{index}: a draw was recorded with no unit left")
@@ -158,11 +155,7 @@ impl Pool {
             last_request_id: RequestId(0),
             items: items
                 .iter()
-                .map(|s| ItemState {
-                    id: s.id.clone(),
-                    quantity: s.quantity,
-                    weight: s.weight,
-                })
+                .map(|s| ItemState { id: s.id.clone(), quantity: s.quantity, weight: s.weight })
                 .collect(),
         };
         Pool::from_state(&state, rng)
@@ -184,18 +177,12 @@ impl Pool {
             }
             let index = ItemIndex(u32::try_from(position).expect("bounded by ITEM_COUNT_MAX"));
             if by_id.insert(item.id.clone(), index).is_some() {
-                return Err(PoolError::DuplicateId {
-                    id: item.id.clone(),
-                });
+                return Err(PoolError::DuplicateId { id: item.id.clone() });
             }
         }
         let quantities: Vec<Quantity> = state.items.iter().map(|i| i.quantity).collect();
         let weights: Vec<u32> = state.items.iter().map(|i| i.weight).collect();
-        let live: Vec<u64> = quantities
-            .iter()
-            .zip(&weights)
-            .map(|(q, w)| live(*q, *w))
-            .collect();
+        let live: Vec<u64> = quantities.iter().zip(&weights).map(|(q, w)| live(*q, *w)).collect();
         Ok(Pool {
             ids: state.items.iter().map(|i| i.id.clone()).collect(),
             by_id,
@@ -215,17 +202,11 @@ impl Pool {
         let request_id = self.last_request_id;
         let total = self.selector.total();
         if total == 0 {
-            return Draw {
-                request_id,
-                item: None,
-            };
+            return Draw { request_id, item: None };
         }
         let index = self.selector.sample(self.rng.below(total));
         self.take(index);
-        Draw {
-            request_id,
-            item: Some(ItemIndex(index as u32)),
-        }
+        Draw { request_id, item: Some(ItemIndex(index as u32)) }
     }
 
     /// Applies a draw read back from the log: never draws again (replay is deterministic).
@@ -275,9 +256,7 @@ impl Pool {
         weight: Option<u32>,
     ) -> Result<(ItemIndex, ItemState), PoolError> {
         if id.is_empty() {
-            return Err(PoolError::EmptyId {
-                position: self.ids.len(),
-            });
+            return Err(PoolError::EmptyId { position: self.ids.len() });
         }
         let index = match self.by_id.get(id) {
             Some(index) => *index,
@@ -295,8 +274,7 @@ impl Pool {
         if let Some(w) = weight {
             self.weights[i] = w;
         }
-        self.selector
-            .set(i, live(self.quantities[i], self.weights[i]));
+        self.selector.set(i, live(self.quantities[i], self.weights[i]));
         Ok((index, self.item(index)))
     }
 
@@ -316,12 +294,8 @@ impl Pool {
         self.quantities.push(quantity);
         self.weights.push(weight);
         if count > self.selector.capacity() {
-            let lives: Vec<u64> = self
-                .quantities
-                .iter()
-                .zip(&self.weights)
-                .map(|(q, w)| live(*q, *w))
-                .collect();
+            let lives: Vec<u64> =
+                self.quantities.iter().zip(&self.weights).map(|(q, w)| live(*q, *w)).collect();
             self.selector = Selector::new(&lives, count * 2);
         } else {
             self.selector.set(index.0 as usize, live(quantity, weight));
@@ -380,11 +354,7 @@ impl Pool {
     #[must_use]
     pub fn item(&self, index: ItemIndex) -> ItemState {
         let i = index.0 as usize;
-        ItemState {
-            id: self.ids[i].clone(),
-            quantity: self.quantities[i],
-            weight: self.weights[i],
-        }
+        ItemState { id: self.ids[i].clone(), quantity: self.quantities[i], weight: self.weights[i] }
     }
 
     /// The last request id handed out.
@@ -404,9 +374,7 @@ impl Pool {
     pub fn state(&self) -> PoolState {
         PoolState {
             last_request_id: self.last_request_id,
-            items: (0..self.ids.len())
-                .map(|i| self.item(ItemIndex(i as u32)))
-                .collect(),
+            items: (0..self.ids.len()).map(|i| self.item(ItemIndex(i as u32))).collect(),
         }
     }
 

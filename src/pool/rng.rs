@@ -17,9 +17,7 @@ impl Rng {
     /// Deterministic generator for tests and benchmarks.
     #[must_use]
     pub fn from_seed(seed: u64) -> Rng {
-        Rng {
-            inner: Xoshiro256PlusPlus::seed_from_u64(seed),
-        }
+        Rng { inner: Xoshiro256PlusPlus::seed_from_u64(seed) }
     }
 
     /// Seeded from the operating system's entropy, so outcomes differ at every start.
@@ -29,9 +27,7 @@ impl Rng {
     pub fn from_entropy() -> Result<Rng, getrandom::Error> {
         let mut seed = [0_u8; 32];
         getrandom::fill(&mut seed)?;
-        Ok(Rng {
-            inner: Xoshiro256PlusPlus::from_seed(seed),
-        })
+        Ok(Rng { inner: Xoshiro256PlusPlus::from_seed(seed) })
     }
 
     /// A uniform value in `0..bound` (`bound > 0`). The bias is at most `bound / 2^64`.

@@ -32,11 +32,7 @@ impl Selector {
             }
         }
         let total = stored.iter().sum();
-        Selector {
-            tree,
-            weights: stored,
-            total,
-        }
+        Selector { tree, weights: stored, total }
     }
 
     /// Number of positions the tree can hold without growing.

@@ -13,15 +13,8 @@ fn pool(specs: &[(i64, u32)], seed: u64) -> Pool {
 #[derive(Clone, Debug)]
 enum Op {
     Draw,
-    Update {
-        index: usize,
-        quantity: Option<i64>,
-        weight: Option<u32>,
-    },
-    Add {
-        quantity: i64,
-        weight: u32,
-    },
+    Update { index: usize, quantity: Option<i64>, weight: Option<u32> },
+    Add { quantity: i64, weight: u32 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -100,23 +93,11 @@ fn replay_applies_recorded_outcomes_without_drawing() {
 #[test]
 fn replay_refuses_overdraw_unknown_items_and_old_ids() {
     let mut p = pool(&[(1, 1)], 1);
-    let d = |id, item| Draw {
-        request_id: RequestId(id),
-        item: Some(ItemIndex(item)),
-    };
+    let d = |id, item| Draw { request_id: RequestId(id), item: Some(ItemIndex(item)) };
     p.replay_draw(d(1, 0)).unwrap();
-    assert_eq!(
-        p.replay_draw(d(2, 0)),
-        Err(PoolError::Overdraw { index: 0 })
-    );
-    assert_eq!(
-        p.replay_draw(d(3, 9)),
-        Err(PoolError::UnknownIndex { index: 9 })
-    );
-    assert!(matches!(
-        p.replay_draw(d(1, 0)),
-        Err(PoolError::RequestIdNotIncreasing { .. })
-    ));
+    assert_eq!(p.replay_draw(d(2, 0)), Err(PoolError::Overdraw { index: 0 }));
+    assert_eq!(p.replay_draw(d(3, 9)), Err(PoolError::UnknownIndex { index: 9 }));
+    assert!(matches!(p.replay_draw(d(1, 0)), Err(PoolError::RequestIdNotIncreasing { .. })));
 }
 
 #[test]
@@ -149,10 +130,7 @@ fn catalog_errors_name_the_item() {
 #[test]
 fn draws_match_weights_chi_square() {
     let weights = [10_u32, 20, 30, 40, 70, 50];
-    let mut p = pool(
-        &weights.iter().map(|w| (-1, *w)).collect::<Vec<_>>(),
-        0x5eed,
-    );
+    let mut p = pool(&weights.iter().map(|w| (-1, *w)).collect::<Vec<_>>(), 0x5eed);
     let mut counts = [0_u64; 6];
     let n = 1_000_000_u64;
     for _ in 0..n {

@@ -160,10 +160,9 @@ impl fmt::Display for SnapshotFormatError {
             SnapshotFormatError::ReservedNotZero { offset } => {
                 write!(f, "reserved snapshot header byte {offset} is not zero")
             }
-            SnapshotFormatError::LengthMismatch { expected, got } => write!(
-                f,
-                "snapshot is {got} bytes, its header says {expected} (64 + payload_len)"
-            ),
+            SnapshotFormatError::LengthMismatch { expected, got } => {
+                write!(f, "snapshot is {got} bytes, its header says {expected} (64 + payload_len)")
+            }
             SnapshotFormatError::ChecksumMismatch { expected, got } => write!(
                 f,
                 "snapshot payload checksum mismatch: header says sha256 {}, payload gives {}",
@@ -215,22 +214,12 @@ impl SnapshotState {
             .iter()
             .map(|i| {
                 let quantity = Quantity::from_i64(i.quantity).ok_or_else(|| {
-                    SnapshotFormatError::BadQuantity {
-                        item: i.id.clone(),
-                        quantity: i.quantity,
-                    }
+                    SnapshotFormatError::BadQuantity { item: i.id.clone(), quantity: i.quantity }
                 })?;
-                Ok(ItemState {
-                    id: i.id.clone(),
-                    quantity,
-                    weight: i.weight,
-                })
+                Ok(ItemState { id: i.id.clone(), quantity, weight: i.weight })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(PoolState {
-            last_request_id: RequestId(self.last_request_id),
-            items,
-        })
+        Ok(PoolState { last_request_id: RequestId(self.last_request_id), items })
     }
 }
 
@@ -259,10 +248,8 @@ pub fn encode(state: &SnapshotState) -> (Vec<u8>, [u8; 32]) {
 /// # Errors
 /// [`SnapshotFormatError::Payload`] if rkyv cannot archive the state.
 pub fn try_encode(state: &SnapshotState) -> Result<(Vec<u8>, [u8; 32]), SnapshotFormatError> {
-    let payload =
-        rkyv::to_bytes::<rancor::Error>(state).map_err(|e| SnapshotFormatError::Payload {
-            reason: e.to_string(),
-        })?;
+    let payload = rkyv::to_bytes::<rancor::Error>(state)
+        .map_err(|e| SnapshotFormatError::Payload { reason: e.to_string() })?;
     let mut file = Vec::with_capacity(SNAPSHOT_HEADER_SIZE + payload.len());
     file.extend_from_slice(&SNAPSHOT_MAGIC);
     file.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
@@ -308,10 +295,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotState, SnapshotFormatError> {
     let expected_len = payload_len.saturating_add(SNAPSHOT_HEADER_SIZE as u64);
     let got_len = bytes.len() as u64;
     if expected_len != got_len {
-        return Err(SnapshotFormatError::LengthMismatch {
-            expected: expected_len,
-            got: got_len,
-        });
+        return Err(SnapshotFormatError::LengthMismatch { expected: expected_len, got: got_len });
     }
     let payload = bytes.get(SNAPSHOT_HEADER_SIZE..).unwrap_or_default();
     let expected = read::<32>(h, 24);
@@ -322,25 +306,16 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotState, SnapshotFormatError> {
     // The file buffer may sit anywhere in memory: rkyv needs the payload aligned.
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
     aligned.extend_from_slice(payload);
-    let archived = rkyv::access::<ArchivedSnapshotState, rancor::Error>(&aligned).map_err(|e| {
-        SnapshotFormatError::Payload {
-            reason: e.to_string(),
-        }
-    })?;
-    rkyv::deserialize::<SnapshotState, rancor::Error>(archived).map_err(|e| {
-        SnapshotFormatError::Payload {
-            reason: e.to_string(),
-        }
-    })
+    let archived = rkyv::access::<ArchivedSnapshotState, rancor::Error>(&aligned)
+        .map_err(|e| SnapshotFormatError::Payload { reason: e.to_string() })?;
+    rkyv::deserialize::<SnapshotState, rancor::Error>(archived)
+        .map_err(|e| SnapshotFormatError::Payload { reason: e.to_string() })
 }
 
 /// `N` bytes of `h` from `offset` (zeros if out of range, which the constant offsets rule
 /// out).
 fn read<const N: usize>(h: &[u8; SNAPSHOT_HEADER_SIZE], offset: usize) -> [u8; N] {
-    h.get(offset..)
-        .and_then(|rest| rest.first_chunk::<N>())
-        .copied()
-        .unwrap_or([0; N])
+    h.get(offset..).and_then(|rest| rest.first_chunk::<N>()).copied().unwrap_or([0; N])
 }
 
 /// A fingerprint of a catalog: the first 8 bytes (little-endian) of a SHA-256 over a
@@ -392,21 +367,9 @@ mod tests {
             last_request_id: 1234,
             catalog_fingerprint: 0xFEED,
             items: vec![
-                SnapshotItem {
-                    id: "gold".into(),
-                    quantity: 10,
-                    weight: 20,
-                },
-                SnapshotItem {
-                    id: "mud, plenty of it".into(),
-                    quantity: -1,
-                    weight: 70,
-                },
-                SnapshotItem {
-                    id: "gone".into(),
-                    quantity: 0,
-                    weight: 5,
-                },
+                SnapshotItem { id: "gold".into(), quantity: 10, weight: 20 },
+                SnapshotItem { id: "mud, plenty of it".into(), quantity: -1, weight: 70 },
+                SnapshotItem { id: "gone".into(), quantity: 0, weight: 5 },
             ],
         }
     }
@@ -425,11 +388,7 @@ mod tests {
                     catalog_fingerprint,
                     items: items
                         .into_iter()
-                        .map(|(id, quantity, weight)| SnapshotItem {
-                            id,
-                            quantity,
-                            weight,
-                        })
+                        .map(|(id, quantity, weight)| SnapshotItem { id, quantity, weight })
                         .collect(),
                 }
             })
@@ -506,97 +465,54 @@ mod tests {
     #[test]
     fn each_error() {
         let (file, _) = encode(&sample());
-        assert_eq!(
-            decode(&file[..10]),
-            Err(SnapshotFormatError::TooShort { len: 10 })
-        );
+        assert_eq!(decode(&file[..10]), Err(SnapshotFormatError::TooShort { len: 10 }));
         let mut bad = file.clone();
         bad[..8].copy_from_slice(b"RWPLWAL1");
-        assert_eq!(
-            decode(&bad),
-            Err(SnapshotFormatError::BadMagic { got: *b"RWPLWAL1" })
-        );
+        assert_eq!(decode(&bad), Err(SnapshotFormatError::BadMagic { got: *b"RWPLWAL1" }));
         let mut bad = file.clone();
         bad[8] = 2;
         assert_eq!(
             decode(&bad),
-            Err(SnapshotFormatError::UnsupportedVersion {
-                got: 2,
-                supported: 1
-            })
+            Err(SnapshotFormatError::UnsupportedVersion { got: 2, supported: 1 })
         );
         let mut bad = file.clone();
         bad[13] = 1;
-        assert_eq!(
-            decode(&bad),
-            Err(SnapshotFormatError::ReservedNotZero { offset: 13 })
-        );
+        assert_eq!(decode(&bad), Err(SnapshotFormatError::ReservedNotZero { offset: 13 }));
         let mut bad = file.clone();
         bad[63] = 1;
-        assert_eq!(
-            decode(&bad),
-            Err(SnapshotFormatError::ReservedNotZero { offset: 63 })
-        );
+        assert_eq!(decode(&bad), Err(SnapshotFormatError::ReservedNotZero { offset: 63 }));
         let mut bad = file.clone();
         bad[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(
             decode(&bad),
-            Err(SnapshotFormatError::LengthMismatch {
-                expected: u64::MAX,
-                got: file.len() as u64
-            })
+            Err(SnapshotFormatError::LengthMismatch { expected: u64::MAX, got: file.len() as u64 })
         );
         let mut bad = file.clone();
         *bad.last_mut().unwrap() ^= 0x10;
-        assert!(matches!(
-            decode(&bad),
-            Err(SnapshotFormatError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(decode(&bad), Err(SnapshotFormatError::ChecksumMismatch { .. })));
         // A payload with a correct hash that rkyv refuses.
         let mut bad = file.clone();
         let n = bad.len();
         bad[n - 8..].fill(0xFF);
         rehash(&mut bad);
-        assert!(matches!(
-            decode(&bad),
-            Err(SnapshotFormatError::Payload { .. })
-        ));
+        assert!(matches!(decode(&bad), Err(SnapshotFormatError::Payload { .. })));
         // An empty payload with a correct hash.
         let mut bad = file[..64].to_vec();
         bad[16..24].fill(0);
         rehash(&mut bad);
-        assert!(matches!(
-            decode(&bad),
-            Err(SnapshotFormatError::Payload { .. })
-        ));
+        assert!(matches!(decode(&bad), Err(SnapshotFormatError::Payload { .. })));
     }
 
     #[test]
     fn errors_display_what_is_wrong() {
-        let text = SnapshotFormatError::ChecksumMismatch {
-            expected: [0xAB; 32],
-            got: [0x01; 32],
-        }
-        .to_string();
-        assert!(
-            text.contains(&"ab".repeat(32)) && text.contains(&"01".repeat(32)),
-            "{text}"
-        );
-        let text = SnapshotFormatError::BadQuantity {
-            item: "gold".into(),
-            quantity: -5,
-        }
-        .to_string();
+        let text = SnapshotFormatError::ChecksumMismatch { expected: [0xAB; 32], got: [0x01; 32] }
+            .to_string();
+        assert!(text.contains(&"ab".repeat(32)) && text.contains(&"01".repeat(32)), "{text}");
+        let text =
+            SnapshotFormatError::BadQuantity { item: "gold".into(), quantity: -5 }.to_string();
         assert!(text.contains("\"gold\"") && text.contains("-5"), "{text}");
-        let text = SnapshotFormatError::LengthMismatch {
-            expected: 100,
-            got: 90,
-        }
-        .to_string();
-        assert!(
-            text.contains("90 bytes") && text.contains("says 100"),
-            "{text}"
-        );
+        let text = SnapshotFormatError::LengthMismatch { expected: 100, got: 90 }.to_string();
+        assert!(text.contains("90 bytes") && text.contains("says 100"), "{text}");
     }
 
     #[test]
@@ -604,16 +520,8 @@ mod tests {
         let pool = PoolState {
             last_request_id: RequestId(77),
             items: vec![
-                ItemState {
-                    id: "a".into(),
-                    quantity: Quantity::Finite(3),
-                    weight: 1,
-                },
-                ItemState {
-                    id: "b".into(),
-                    quantity: Quantity::Unlimited,
-                    weight: 2,
-                },
+                ItemState { id: "a".into(), quantity: Quantity::Finite(3), weight: 1 },
+                ItemState { id: "b".into(), quantity: Quantity::Unlimited, weight: 2 },
             ],
         };
         let snap = SnapshotState::from_pool(&pool, 9, 42);
@@ -628,10 +536,7 @@ mod tests {
         bad.items[1].quantity = -2;
         assert_eq!(
             bad.to_pool(),
-            Err(SnapshotFormatError::BadQuantity {
-                item: "b".into(),
-                quantity: -2
-            })
+            Err(SnapshotFormatError::BadQuantity { item: "b".into(), quantity: -2 })
         );
     }
 

@@ -48,9 +48,7 @@ unsafe impl Sync for MemFile {}
 
 impl fmt::Debug for MemFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemFile")
-            .field("len", &self.len)
-            .finish_non_exhaustive()
+        f.debug_struct("MemFile").field("len", &self.len).finish_non_exhaustive()
     }
 }
 
@@ -58,11 +56,7 @@ impl MemFile {
     fn new(bytes: Vec<u8>, durable: Vec<u8>) -> Arc<MemFile> {
         let len = bytes.len();
         let ptr = Box::into_raw(bytes.into_boxed_slice()).cast::<u8>();
-        Arc::new(MemFile {
-            ptr,
-            len,
-            durable: Mutex::new(durable),
-        })
+        Arc::new(MemFile { ptr, len, durable: Mutex::new(durable) })
     }
 
     fn live(&self) -> Vec<u8> {
@@ -74,9 +68,7 @@ impl MemFile {
     }
 
     fn durable(&self) -> MutexGuard<'_, Vec<u8>> {
-        self.durable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -138,9 +130,7 @@ struct Inner {
 
 impl Inner {
     fn dir(&self) -> MutexGuard<'_, Dir> {
-        self.dir
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts an operation against the countdown.
@@ -278,14 +268,8 @@ impl FaultyStorage {
             files.insert(name.clone(), MemFile::new(bytes.clone(), bytes));
         }
         let inner = Inner::default();
-        *inner.dir() = Dir {
-            live: files.clone(),
-            durable: files,
-            locked: false,
-        };
-        FaultyStorage {
-            inner: Arc::new(inner),
-        }
+        *inner.dir() = Dir { live: files.clone(), durable: files, locked: false };
+        FaultyStorage { inner: Arc::new(inner) }
     }
 
     /// Live bytes of a file (for tests that damage files on purpose).
@@ -315,16 +299,18 @@ impl Storage for FaultyStorage {
 
     fn read(&self, name: &str) -> io::Result<AlignedVec<16>> {
         self.inner.op()?;
-        let file = self
-            .inner
-            .dir()
-            .live
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
+        let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
         let mut buf = AlignedVec::<16>::new();
         buf.extend_from_slice(&file.live());
         Ok(buf)
+    }
+
+    fn read_prefix(&self, name: &str, len_max: usize) -> io::Result<(AlignedVec<16>, u64)> {
+        let all = self.read(name)?;
+        let len = all.len().min(len_max);
+        let mut buf = AlignedVec::<16>::with_capacity(len);
+        buf.extend_from_slice(&all[..len]);
+        Ok((buf, all.len() as u64))
     }
 
     fn write_synced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
@@ -344,12 +330,7 @@ impl Storage for FaultyStorage {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         self.inner.op()?;
-        self.inner
-            .dir()
-            .live
-            .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| not_found(name))
+        self.inner.dir().live.remove(name).map(|_| ()).ok_or_else(|| not_found(name))
     }
 
     fn sync_dir(&self) -> io::Result<()> {
@@ -367,32 +348,17 @@ impl Storage for FaultyStorage {
         let len = usize::try_from(size).map_err(|_| io::Error::other("segment too large"))?;
         let mut dir = self.inner.dir();
         if dir.live.contains_key(name) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                name.to_owned(),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, name.to_owned()));
         }
         let file = MemFile::new(vec![0; len], vec![0; len]);
         dir.live.insert(name.to_owned(), Arc::clone(&file));
-        Ok(Arc::new(MemSegment {
-            file,
-            storage: Arc::clone(&self.inner),
-        }))
+        Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
     }
 
     fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
         self.inner.op()?;
-        let file = self
-            .inner
-            .dir()
-            .live
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
-        Ok(Arc::new(MemSegment {
-            file,
-            storage: Arc::clone(&self.inner),
-        }))
+        let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
+        Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
     }
 
     fn lock(&self, _exclusive: bool) -> io::Result<Box<dyn DirLock>> {
@@ -401,9 +367,7 @@ impl Storage for FaultyStorage {
             return Err(io::Error::new(io::ErrorKind::WouldBlock, "locked"));
         }
         dir.locked = true;
-        Ok(Box::new(MemLock {
-            storage: Arc::clone(&self.inner),
-        }))
+        Ok(Box::new(MemLock { storage: Arc::clone(&self.inner) }))
     }
 
     fn describe(&self, name: &str) -> String {

@@ -59,6 +59,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// Missing file or a read error (a bad sector is an error, not a signal).
     fn read(&self, name: &str) -> io::Result<AlignedVec<16>>;
+    /// The first `len_max` bytes of the file (fewer if it is shorter), and the file's
+    /// length: recovery reads a closed segment only up to its last commit.
+    ///
+    /// # Errors
+    /// Missing file or a read error.
+    fn read_prefix(&self, name: &str, len_max: usize) -> io::Result<(AlignedVec<16>, u64)>;
     /// Creates or replaces `name` with `bytes` and syncs its data (not the directory).
     ///
     /// # Errors

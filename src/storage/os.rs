@@ -24,9 +24,7 @@ impl OsStorage {
     /// The directory cannot be created.
     pub fn new(dir: &Path) -> io::Result<OsStorage> {
         fs::create_dir_all(dir)?;
-        Ok(OsStorage {
-            dir: dir.to_path_buf(),
-        })
+        Ok(OsStorage { dir: dir.to_path_buf() })
     }
 
     /// Storage in an existing `dir` (read-only commands do not create directories).
@@ -37,9 +35,7 @@ impl OsStorage {
         if !dir.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
         }
-        Ok(OsStorage {
-            dir: dir.to_path_buf(),
-        })
+        Ok(OsStorage { dir: dir.to_path_buf() })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -122,6 +118,16 @@ impl Storage for OsStorage {
         Ok(buf)
     }
 
+    fn read_prefix(&self, name: &str, len_max: usize) -> io::Result<(AlignedVec<16>, u64)> {
+        let mut file = File::open(self.path(name))?;
+        let file_len = file.metadata()?.len();
+        let len = usize::try_from(file_len).unwrap_or(usize::MAX).min(len_max);
+        let mut buf = AlignedVec::<16>::with_capacity(len);
+        buf.resize(len, 0);
+        file.read_exact(&mut buf)?;
+        Ok((buf, file_len))
+    }
+
     fn write_synced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut file = File::create(self.path(name))?;
         file.write_all(bytes)?;
@@ -141,11 +147,8 @@ impl Storage for OsStorage {
     }
 
     fn create_segment(&self, name: &str, size: u64) -> io::Result<Arc<dyn SegmentMap>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(self.path(name))?;
+        let file =
+            OpenOptions::new().read(true).write(true).create_new(true).open(self.path(name))?;
         if let Err(e) = fallocate(&file, size) {
             let _ = fs::remove_file(self.path(name));
             return Err(e);
@@ -155,10 +158,7 @@ impl Storage for OsStorage {
     }
 
     fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path(name))?;
+        let file = OpenOptions::new().read(true).write(true).open(self.path(name))?;
         let map = MmapRaw::map_raw(&file)?;
         Ok(Arc::new(MappedSegment { map, _file: file }))
     }
@@ -170,11 +170,7 @@ impl Storage for OsStorage {
             .create(true)
             .truncate(false)
             .open(self.path("lock"))?;
-        let op = if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        } | libc::LOCK_NB;
+        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
         // SAFETY: flock only reads its integer arguments; `file` owns the descriptor.
         #[allow(unsafe_code)]
         let rc = unsafe { libc::flock(file.as_raw_fd(), op) };

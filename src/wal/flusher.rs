@@ -54,9 +54,7 @@ pub(crate) fn close_segment(
     synced: usize,
     header: &SegmentHeader,
 ) -> io::Result<()> {
-    let end = usize::try_from(header.end_offset)
-        .unwrap_or(usize::MAX)
-        .min(map.len());
+    let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
     if end > synced {
         map.sync_range(synced, end - synced)?;
     }
@@ -70,20 +68,29 @@ pub(crate) enum Job {
     /// Group `group` ends at `end` in the current segment: sync up to there.
     Sync { group: u64, end: usize },
     /// The core moved on: close the current segment (its groups end at `header.end_offset`,
-    /// the last is `last_group`), install `next`, delete what retention drops.
-    Rotate {
-        last_group: u64,
-        closed: SegmentHeader,
-        next: Install,
-    },
+    /// the last is `last_group`), install `next`, delete what retention drops. Boxed: rare,
+    /// and inline it would make every queue slot as large as itself.
+    Rotate(Box<Rotation>),
     /// Clean shutdown: close the current segment, write the final snapshot, and exit.
-    Close {
-        last_group: u64,
-        closed: SegmentHeader,
-        snapshot: Vec<u8>,
-    },
+    Close(Box<Closing>),
     /// Exit without closing anything (the engine failed; recovery will sort it out).
     Stop,
+}
+
+/// The payload of [`Job::Rotate`].
+#[derive(Debug)]
+pub(crate) struct Rotation {
+    pub(crate) last_group: u64,
+    pub(crate) closed: SegmentHeader,
+    pub(crate) next: Install,
+}
+
+/// The payload of [`Job::Close`].
+#[derive(Debug)]
+pub(crate) struct Closing {
+    pub(crate) last_group: u64,
+    pub(crate) closed: SegmentHeader,
+    pub(crate) snapshot: Vec<u8>,
 }
 
 /// What the flusher tells the core.
@@ -137,11 +144,7 @@ impl FlushState {
         // Acquire: pairs with the Release store in `fail`.
         if self.failed.load(Ordering::Acquire) {
             return Some(
-                self.error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-                    .unwrap_or_default(),
+                self.error.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(),
             );
         }
         None
@@ -183,17 +186,12 @@ impl Flusher {
             idle = 0;
             let result = match job {
                 Job::Sync { group, end } => self.sync(group, end, &mut next),
-                Job::Rotate {
-                    last_group,
-                    closed,
-                    next,
-                } => self.rotate(last_group, &closed, next),
-                Job::Close {
-                    last_group,
-                    closed,
-                    snapshot,
-                } => {
-                    if let Err((context, e)) = self.close(last_group, &closed, &snapshot) {
+                Job::Rotate(r) => {
+                    let Rotation { last_group, closed, next } = *r;
+                    self.rotate(last_group, &closed, next)
+                }
+                Job::Close(c) => {
+                    if let Err((context, e)) = self.close(c.last_group, &c.closed, &c.snapshot) {
                         self.state.fail(&context, &e);
                     }
                     return;
@@ -280,6 +278,12 @@ impl Flusher {
         let name = segment_name(self.sequence);
         close_segment(&*self.current, self.synced, closed)
             .map_err(|e| (format!("closing {name}"), e))?;
+        // The spare segment prepared ahead is not needed any more: leave a tidy directory
+        // (the directory sync below makes the removal durable too).
+        if let Some((spare, map)) = self.state.spares.pop() {
+            drop(map);
+            let _ = self.storage.remove(&spare);
+        }
         // The final snapshot: the state the next segment will start from.
         let final_name = snapshot_name(self.sequence + 1);
         let tmp = format!("{final_name}.tmp");

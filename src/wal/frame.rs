@@ -239,25 +239,16 @@ impl Record {
                 }
                 Ok(encode_draw(buf, *request_id, *item))
             }
-            Record::Commit {
-                last_request_id,
-                group,
-            } => {
+            Record::Commit { last_request_id, group } => {
                 check_room(buf, COMMIT_FRAME_SIZE)?;
                 Ok(encode_commit(buf, *last_request_id, *group))
             }
-            Record::Update {
-                index,
-                item_id,
-                quantity,
-                weight,
-            } => encode_update(buf, *index, item_id, *quantity, *weight),
-            Record::Snapshot {
-                sequence,
-                file_name,
-                sha256,
-                last_request_id,
-            } => encode_snapshot(buf, *sequence, file_name, sha256, *last_request_id),
+            Record::Update { index, item_id, quantity, weight } => {
+                encode_update(buf, *index, item_id, *quantity, *weight)
+            }
+            Record::Snapshot { sequence, file_name, sha256, last_request_id } => {
+                encode_snapshot(buf, *sequence, file_name, sha256, *last_request_id)
+            }
         }
     }
 }
@@ -403,23 +394,20 @@ impl fmt::Display for FrameError {
                 "frame start is not {FRAME_ALIGN}-byte aligned (address % {FRAME_ALIGN} = \
                  {misalignment})"
             ),
-            FrameError::Truncated { needed, available } => write!(
-                f,
-                "truncated frame: needs {needed} bytes, only {available} remain"
-            ),
-            FrameError::PayloadTooLong { payload_len } => write!(
-                f,
-                "payload_len is {payload_len}: at most {FRAME_LEN_MAX} is allowed"
-            ),
+            FrameError::Truncated { needed, available } => {
+                write!(f, "truncated frame: needs {needed} bytes, only {available} remain")
+            }
+            FrameError::PayloadTooLong { payload_len } => {
+                write!(f, "payload_len is {payload_len}: at most {FRAME_LEN_MAX} is allowed")
+            }
             FrameError::ChecksumMismatch { expected, got } => write!(
                 f,
                 "frame checksum mismatch: header says crc32c {expected:#010x}, bytes give \
                  {got:#010x}"
             ),
-            FrameError::ReservedNotZero { offset, value } => write!(
-                f,
-                "reserved header byte {offset} is {value:#04x}, expected 0"
-            ),
+            FrameError::ReservedNotZero { offset, value } => {
+                write!(f, "reserved header byte {offset} is {value:#04x}, expected 0")
+            }
             FrameError::UnsupportedFlags { flags } => write!(
                 f,
                 "frame flags {flags:#04x} are not supported (version 1 expects 0; written by a \
@@ -433,29 +421,25 @@ impl fmt::Display for FrameError {
             FrameError::PaddingNotZero { offset } => {
                 write!(f, "padding byte {offset} of the frame is not zero")
             }
-            FrameError::PayloadLength {
-                kind,
-                expected,
-                got,
-            } => write!(f, "{kind} frame payload_len is {got}, expected {expected}"),
+            FrameError::PayloadLength { kind, expected, got } => {
+                write!(f, "{kind} frame payload_len is {got}, expected {expected}")
+            }
             FrameError::Payload { kind, reason } => {
                 write!(f, "{kind} frame payload is not a valid archive: {reason}")
             }
             FrameError::BadField { kind, field, value } => {
                 write!(f, "{kind} frame field {field} has invalid value {value}")
             }
-            FrameError::ItemIdTooLong { len } => write!(
-                f,
-                "item_id is {len} bytes long: at most {ITEM_ID_LEN_MAX} are allowed"
-            ),
+            FrameError::ItemIdTooLong { len } => {
+                write!(f, "item_id is {len} bytes long: at most {ITEM_ID_LEN_MAX} are allowed")
+            }
             FrameError::FileNameTooLong { len } => write!(
                 f,
                 "snapshot file name is {len} bytes long: at most {FILE_NAME_LEN_MAX} are allowed"
             ),
-            FrameError::BufferTooSmall { needed, available } => write!(
-                f,
-                "buffer too small for the frame: needs {needed} bytes, has {available}"
-            ),
+            FrameError::BufferTooSmall { needed, available } => {
+                write!(f, "buffer too small for the frame: needs {needed} bytes, has {available}")
+            }
         }
     }
 }
@@ -511,14 +495,9 @@ pub const fn snapshot_frame_len(file_name_len: usize) -> usize {
 /// back to the same record (pair assertion).
 pub fn encode_draw(buf: &mut [u8], request_id: u64, item: Option<u32>) -> usize {
     debug_assert!(item != Some(EMPTY_ITEM), "item index u32::MAX is reserved");
-    let frame: &mut [u8; DRAW_FRAME_SIZE] = buf
-        .first_chunk_mut()
-        .expect("encode_draw: buffer shorter than DRAW_FRAME_SIZE");
-    let record = DrawRecord {
-        request_id,
-        item: item.unwrap_or(EMPTY_ITEM),
-        flags: 0,
-    };
+    let frame: &mut [u8; DRAW_FRAME_SIZE] =
+        buf.first_chunk_mut().expect("encode_draw: buffer shorter than DRAW_FRAME_SIZE");
+    let record = DrawRecord { request_id, item: item.unwrap_or(EMPTY_ITEM), flags: 0 };
     encode_fixed(frame, FrameKind::Draw, &record);
     #[cfg(debug_assertions)]
     debug_check_pair(frame, &Record::Draw { request_id, item });
@@ -533,22 +512,12 @@ pub fn encode_draw(buf: &mut [u8], request_id: u64, item: Option<u32>) -> usize 
 /// If `buf.len() < COMMIT_FRAME_SIZE`; in debug builds also if the frame does not decode back
 /// to the same record.
 pub fn encode_commit(buf: &mut [u8], last_request_id: u64, group: u64) -> usize {
-    let frame: &mut [u8; COMMIT_FRAME_SIZE] = buf
-        .first_chunk_mut()
-        .expect("encode_commit: buffer shorter than COMMIT_FRAME_SIZE");
-    let record = CommitRecord {
-        last_request_id,
-        group,
-    };
+    let frame: &mut [u8; COMMIT_FRAME_SIZE] =
+        buf.first_chunk_mut().expect("encode_commit: buffer shorter than COMMIT_FRAME_SIZE");
+    let record = CommitRecord { last_request_id, group };
     encode_fixed(frame, FrameKind::Commit, &record);
     #[cfg(debug_assertions)]
-    debug_check_pair(
-        frame,
-        &Record::Commit {
-            last_request_id,
-            group,
-        },
-    );
+    debug_check_pair(frame, &Record::Commit { last_request_id, group });
     COMMIT_FRAME_SIZE
 }
 
@@ -568,12 +537,7 @@ pub fn encode_update(
     if item_id.len() > ITEM_ID_LEN_MAX {
         return Err(FrameError::ItemIdTooLong { len: item_id.len() });
     }
-    let record = UpdateRecord {
-        quantity,
-        index,
-        weight,
-        item_id: item_id.to_owned(),
-    };
+    let record = UpdateRecord { quantity, index, weight, item_id: item_id.to_owned() };
     let bound = update_frame_len(item_id.len());
     let len = encode_variable(buf, FrameKind::Update, &record, bound)?;
     debug_assert!(len <= bound, "len={len} bound={bound}");
@@ -594,9 +558,7 @@ pub fn encode_snapshot(
     last_request_id: u64,
 ) -> Result<usize, FrameError> {
     if file_name.len() > FILE_NAME_LEN_MAX {
-        return Err(FrameError::FileNameTooLong {
-            len: file_name.len(),
-        });
+        return Err(FrameError::FileNameTooLong { len: file_name.len() });
     }
     let record = SnapshotMarker {
         sequence,
@@ -634,10 +596,7 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Record, usize)>, FrameError> {
         if bytes.iter().all(|&b| b == 0) {
             return Ok(None);
         }
-        return Err(FrameError::Truncated {
-            needed: FRAME_HEADER_SIZE,
-            available: bytes.len(),
-        });
+        return Err(FrameError::Truncated { needed: FRAME_HEADER_SIZE, available: bytes.len() });
     };
     if header.iter().all(|&b| b == 0) {
         return Ok(None);
@@ -647,24 +606,16 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Record, usize)>, FrameError> {
     let payload_len_u32 = u32::from_le_bytes([p0, p1, p2, p3]);
     let payload_len = payload_len_u32 as usize;
     if payload_len > FRAME_LEN_MAX {
-        return Err(FrameError::PayloadTooLong {
-            payload_len: payload_len_u32,
-        });
+        return Err(FrameError::PayloadTooLong { payload_len: payload_len_u32 });
     }
     let len = frame_len(payload_len);
     let Some(frame) = bytes.get(..len) else {
-        return Err(FrameError::Truncated {
-            needed: len,
-            available: bytes.len(),
-        });
+        return Err(FrameError::Truncated { needed: len, available: bytes.len() });
     };
     // Nothing but the length is trusted before the CRC matches.
     let got_crc = crc32c::crc32c(frame.get(4..).unwrap_or_default());
     if got_crc != expected_crc {
-        return Err(FrameError::ChecksumMismatch {
-            expected: expected_crc,
-            got: got_crc,
-        });
+        return Err(FrameError::ChecksumMismatch { expected: expected_crc, got: got_crc });
     }
     for offset in RESERVED {
         match header.get(offset) {
@@ -679,19 +630,13 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Record, usize)>, FrameError> {
         return Err(FrameError::UnknownKind { kind });
     };
     let payload_end = FRAME_HEADER_SIZE + payload_len;
-    let (Some(payload), Some(padding)) = (
-        frame.get(FRAME_HEADER_SIZE..payload_end),
-        frame.get(payload_end..),
-    ) else {
-        return Err(FrameError::Truncated {
-            needed: len,
-            available: bytes.len(),
-        });
+    let (Some(payload), Some(padding)) =
+        (frame.get(FRAME_HEADER_SIZE..payload_end), frame.get(payload_end..))
+    else {
+        return Err(FrameError::Truncated { needed: len, available: bytes.len() });
     };
     if let Some(i) = padding.iter().position(|&b| b != 0) {
-        return Err(FrameError::PaddingNotZero {
-            offset: payload_end + i,
-        });
+        return Err(FrameError::PaddingNotZero { offset: payload_end + i });
     }
     let record = decode_payload(kind, payload)?;
     Ok(Some((record, len)))
@@ -699,10 +644,7 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Record, usize)>, FrameError> {
 
 /// Decodes a CRC-checked payload of `kind`.
 fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Record, FrameError> {
-    let payload_error = |e: rancor::Error| FrameError::Payload {
-        kind,
-        reason: e.to_string(),
-    };
+    let payload_error = |e: rancor::Error| FrameError::Payload { kind, reason: e.to_string() };
     match kind {
         FrameKind::Draw => {
             check_fixed_len(kind, payload, DRAW_PAYLOAD_LEN)?;
@@ -710,11 +652,7 @@ fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Record, FrameError>
                 .map_err(payload_error)?;
             let flags = r.flags.to_native();
             if flags != 0 {
-                return Err(FrameError::BadField {
-                    kind,
-                    field: "flags",
-                    value: u64::from(flags),
-                });
+                return Err(FrameError::BadField { kind, field: "flags", value: u64::from(flags) });
             }
             let item = r.item.to_native();
             Ok(Record::Draw {
@@ -750,9 +688,7 @@ fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Record, FrameError>
                 .map_err(payload_error)?;
             let file_name = r.file_name.as_str();
             if file_name.len() > FILE_NAME_LEN_MAX {
-                return Err(FrameError::FileNameTooLong {
-                    len: file_name.len(),
-                });
+                return Err(FrameError::FileNameTooLong { len: file_name.len() });
             }
             Ok(Record::Snapshot {
                 sequence: r.sequence.to_native(),
@@ -772,20 +708,13 @@ fn check_fixed_len(kind: FrameKind, payload: &[u8], expected: usize) -> Result<(
     if payload.len() == expected {
         Ok(())
     } else {
-        Err(FrameError::PayloadLength {
-            kind,
-            expected,
-            got: payload.len(),
-        })
+        Err(FrameError::PayloadLength { kind, expected, got: payload.len() })
     }
 }
 
 fn check_room(buf: &[u8], needed: usize) -> Result<(), FrameError> {
     if buf.len() < needed {
-        Err(FrameError::BufferTooSmall {
-            needed,
-            available: buf.len(),
-        })
+        Err(FrameError::BufferTooSmall { needed, available: buf.len() })
     } else {
         Ok(())
     }
@@ -913,34 +842,12 @@ mod tests {
 
     fn samples() -> Vec<Record> {
         vec![
-            Record::Draw {
-                request_id: 1,
-                item: Some(0),
-            },
-            Record::Draw {
-                request_id: u64::MAX,
-                item: None,
-            },
-            Record::Draw {
-                request_id: 42,
-                item: Some(u32::MAX - 1),
-            },
-            Record::Commit {
-                last_request_id: 7,
-                group: 3,
-            },
-            Record::Update {
-                index: 0,
-                item_id: String::new(),
-                quantity: -1,
-                weight: 0,
-            },
-            Record::Update {
-                index: 5,
-                item_id: "gold".into(),
-                quantity: 10,
-                weight: 20,
-            },
+            Record::Draw { request_id: 1, item: Some(0) },
+            Record::Draw { request_id: u64::MAX, item: None },
+            Record::Draw { request_id: 42, item: Some(u32::MAX - 1) },
+            Record::Commit { last_request_id: 7, group: 3 },
+            Record::Update { index: 0, item_id: String::new(), quantity: -1, weight: 0 },
+            Record::Update { index: 5, item_id: "gold".into(), quantity: 10, weight: 20 },
             Record::Update {
                 index: 9,
                 item_id: "a much longer item id, stored out of line".into(),
@@ -972,10 +879,8 @@ mod tests {
         prop_oneof![
             (any::<u64>(), prop::option::of(0..u32::MAX))
                 .prop_map(|(request_id, item)| Record::Draw { request_id, item }),
-            (any::<u64>(), any::<u64>()).prop_map(|(last_request_id, group)| Record::Commit {
-                last_request_id,
-                group
-            }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(last_request_id, group)| Record::Commit { last_request_id, group }),
             (
                 any::<u32>(),
                 prop_oneof!["\\PC{0,40}", "[a-z0-9_]{0,1024}"],
@@ -988,20 +893,11 @@ mod tests {
                     quantity,
                     weight
                 }),
-            (
-                any::<u64>(),
-                "[a-z0-9.]{0,255}",
-                any::<[u8; 32]>(),
-                any::<u64>()
-            )
-                .prop_map(|(sequence, file_name, sha256, last_request_id)| {
-                    Record::Snapshot {
-                        sequence,
-                        file_name,
-                        sha256,
-                        last_request_id,
-                    }
-                }),
+            (any::<u64>(), "[a-z0-9.]{0,255}", any::<[u8; 32]>(), any::<u64>()).prop_map(
+                |(sequence, file_name, sha256, last_request_id)| {
+                    Record::Snapshot { sequence, file_name, sha256, last_request_id }
+                }
+            ),
         ]
     }
 
@@ -1009,11 +905,7 @@ mod tests {
     fn samples_round_trip() {
         for record in samples() {
             let frame = encode(&record);
-            assert_eq!(
-                decode(&frame),
-                Ok(Some((record.clone(), frame.len()))),
-                "{record:?}"
-            );
+            assert_eq!(decode(&frame), Ok(Some((record.clone(), frame.len()))), "{record:?}");
             assert_eq!(frame[8], record.kind() as u8);
         }
     }
@@ -1056,20 +948,10 @@ mod tests {
 
     #[test]
     fn empty_draw_is_u32_max() {
-        let frame = encode(&Record::Draw {
-            request_id: 5,
-            item: None,
-        });
+        let frame = encode(&Record::Draw { request_id: 5, item: None });
         assert_eq!(&frame[24..28], &u32::MAX.to_le_bytes());
-        let err = Record::Draw {
-            request_id: 5,
-            item: Some(u32::MAX),
-        }
-        .encode(&mut [0; 64]);
-        assert!(matches!(
-            err,
-            Err(FrameError::BadField { field: "item", .. })
-        ));
+        let err = Record::Draw { request_id: 5, item: Some(u32::MAX) }.encode(&mut [0; 64]);
+        assert!(matches!(err, Err(FrameError::BadField { field: "item", .. })));
     }
 
     #[test]
@@ -1081,13 +963,7 @@ mod tests {
         }
         assert_eq!(decode(&[]), Ok(None));
         let short = aligned(&[0, 0, 1]);
-        assert_eq!(
-            decode(&short),
-            Err(FrameError::Truncated {
-                needed: 16,
-                available: 3
-            })
-        );
+        assert_eq!(decode(&short), Err(FrameError::Truncated { needed: 16, available: 3 }));
     }
 
     #[test]
@@ -1095,10 +971,7 @@ mod tests {
         let frame = encode(&samples()[0]);
         let mut bigger = aligned(&[0; 1]);
         bigger.extend_from_slice(&frame);
-        assert_eq!(
-            decode(&bigger[1..]),
-            Err(FrameError::Misaligned { misalignment: 1 })
-        );
+        assert_eq!(decode(&bigger[1..]), Err(FrameError::Misaligned { misalignment: 1 }));
     }
 
     #[test]
@@ -1141,12 +1014,7 @@ mod tests {
     fn frame_len_bounds_hold() {
         for len in 0..=ITEM_ID_LEN_MAX {
             let id = "i".repeat(len);
-            let frame = encode(&Record::Update {
-                index: 1,
-                item_id: id,
-                quantity: 1,
-                weight: 1,
-            });
+            let frame = encode(&Record::Update { index: 1, item_id: id, quantity: 1, weight: 1 });
             assert!(frame.len() <= update_frame_len(len), "len={len}");
             assert!(update_frame_len(len) - frame.len() <= 16, "len={len}");
         }
@@ -1172,16 +1040,12 @@ mod tests {
         let long = "x".repeat(ITEM_ID_LEN_MAX + 1);
         assert_eq!(
             encode_update(&mut buf, 0, &long, 1, 1),
-            Err(FrameError::ItemIdTooLong {
-                len: ITEM_ID_LEN_MAX + 1
-            })
+            Err(FrameError::ItemIdTooLong { len: ITEM_ID_LEN_MAX + 1 })
         );
         let long = "x".repeat(FILE_NAME_LEN_MAX + 1);
         assert_eq!(
             encode_snapshot(&mut buf, 0, &long, &[0; 32], 1),
-            Err(FrameError::FileNameTooLong {
-                len: FILE_NAME_LEN_MAX + 1
-            })
+            Err(FrameError::FileNameTooLong { len: FILE_NAME_LEN_MAX + 1 })
         );
         let needed = update_frame_len(4);
         for small in 0..needed {
@@ -1194,15 +1058,8 @@ mod tests {
         }
         assert!(encode_snapshot(&mut buf[..20], 0, "snapshot.000001", &[0; 32], 1).is_err());
         assert!(matches!(
-            Record::Commit {
-                last_request_id: 1,
-                group: 1
-            }
-            .encode(&mut buf[..31]),
-            Err(FrameError::BufferTooSmall {
-                needed: 32,
-                available: 31
-            })
+            Record::Commit { last_request_id: 1, group: 1 }.encode(&mut buf[..31]),
+            Err(FrameError::BufferTooSmall { needed: 32, available: 31 })
         ));
     }
 
@@ -1223,21 +1080,9 @@ mod tests {
     #[test]
     fn each_header_error() {
         let e = decode(&edited_draw(|f| f[10] = 1));
-        assert_eq!(
-            e,
-            Err(FrameError::ReservedNotZero {
-                offset: 10,
-                value: 1
-            })
-        );
+        assert_eq!(e, Err(FrameError::ReservedNotZero { offset: 10, value: 1 }));
         let e = decode(&edited_draw(|f| f[15] = 0x80));
-        assert_eq!(
-            e,
-            Err(FrameError::ReservedNotZero {
-                offset: 15,
-                value: 0x80
-            })
-        );
+        assert_eq!(e, Err(FrameError::ReservedNotZero { offset: 15, value: 0x80 }));
         let e = decode(&edited_draw(|f| f[9] = 1));
         assert_eq!(e, Err(FrameError::UnsupportedFlags { flags: 1 }));
         let e = decode(&edited_draw(|f| f[8] = 5));
@@ -1248,11 +1093,7 @@ mod tests {
         let e = decode(&edited_draw(|f| f[28] = 1));
         assert!(matches!(
             e,
-            Err(FrameError::BadField {
-                kind: FrameKind::Draw,
-                field: "flags",
-                value: 1
-            })
+            Err(FrameError::BadField { kind: FrameKind::Draw, field: "flags", value: 1 })
         ));
         // A 15-byte draw payload: the last byte becomes padding.
         let e = decode(&edited_draw(|f| {
@@ -1261,11 +1102,7 @@ mod tests {
         }));
         assert_eq!(
             e,
-            Err(FrameError::PayloadLength {
-                kind: FrameKind::Draw,
-                expected: 16,
-                got: 15
-            })
+            Err(FrameError::PayloadLength { kind: FrameKind::Draw, expected: 16, got: 15 })
         );
         let e = decode(&edited_draw(|f| {
             f[4] = 15;
@@ -1277,22 +1114,14 @@ mod tests {
         frame[4..8].copy_from_slice(&(FRAME_LEN_MAX as u32 + 1).to_le_bytes());
         assert_eq!(
             decode(&frame),
-            Err(FrameError::PayloadTooLong {
-                payload_len: FRAME_LEN_MAX as u32 + 1
-            })
+            Err(FrameError::PayloadTooLong { payload_len: FRAME_LEN_MAX as u32 + 1 })
         );
         let mut frame = encode(&samples()[0]);
         frame[4..8].copy_from_slice(&(FRAME_LEN_MAX as u32).to_le_bytes());
-        assert!(matches!(
-            decode(&frame),
-            Err(FrameError::Truncated { available: 32, .. })
-        ));
+        assert!(matches!(decode(&frame), Err(FrameError::Truncated { available: 32, .. })));
         let mut frame = encode(&samples()[0]);
         frame[0] ^= 1;
-        assert!(matches!(
-            decode(&frame),
-            Err(FrameError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(decode(&frame), Err(FrameError::ChecksumMismatch { .. })));
     }
 
     #[test]
@@ -1304,23 +1133,10 @@ mod tests {
         frame[32..40].copy_from_slice(&[0x85, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F]);
         reseal(&mut frame);
         let e = decode(&frame);
-        assert!(
-            matches!(
-                e,
-                Err(FrameError::Payload {
-                    kind: FrameKind::Update,
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
+        assert!(matches!(e, Err(FrameError::Payload { kind: FrameKind::Update, .. })), "{e:?}");
         // An inline id that is not UTF-8.
-        let mut frame = encode(&Record::Update {
-            index: 1,
-            item_id: "gold".into(),
-            quantity: 1,
-            weight: 1,
-        });
+        let mut frame =
+            encode(&Record::Update { index: 1, item_id: "gold".into(), quantity: 1, weight: 1 });
         assert_eq!(&frame[32..36], b"gold");
         frame[32] = 0xC3;
         frame[33] = 0x28;
@@ -1338,33 +1154,14 @@ mod tests {
     #[test]
     fn errors_display_what_is_wrong() {
         let cases = [
-            (
-                FrameError::ChecksumMismatch {
-                    expected: 0xDEAD_BEEF,
-                    got: 1,
-                },
-                "0xdeadbeef",
-            ),
-            (
-                FrameError::Truncated {
-                    needed: 32,
-                    available: 7,
-                },
-                "needs 32 bytes, only 7",
-            ),
+            (FrameError::ChecksumMismatch { expected: 0xDEAD_BEEF, got: 1 }, "0xdeadbeef"),
+            (FrameError::Truncated { needed: 32, available: 7 }, "needs 32 bytes, only 7"),
             (FrameError::UnknownKind { kind: 9 }, "kind 9"),
             (
-                FrameError::PayloadLength {
-                    kind: FrameKind::Commit,
-                    expected: 16,
-                    got: 8,
-                },
+                FrameError::PayloadLength { kind: FrameKind::Commit, expected: 16, got: 8 },
                 "commit frame payload_len is 8, expected 16",
             ),
-            (
-                FrameError::PayloadTooLong { payload_len: 5 },
-                "payload_len is 5",
-            ),
+            (FrameError::PayloadTooLong { payload_len: 5 }, "payload_len is 5"),
             (FrameError::Misaligned { misalignment: 3 }, "= 3"),
             (FrameError::ItemIdTooLong { len: 2000 }, "2000 bytes"),
         ];

@@ -169,10 +169,9 @@ pub enum HeaderError {
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeaderError::TooShort { len } => write!(
-                f,
-                "segment header too short: {len} bytes, expected {SEGMENT_HEADER_SIZE}"
-            ),
+            HeaderError::TooShort { len } => {
+                write!(f, "segment header too short: {len} bytes, expected {SEGMENT_HEADER_SIZE}")
+            }
             HeaderError::Zeroed => {
                 f.write_str("zeroed header: the segment header was never written")
             }
@@ -192,19 +191,14 @@ impl fmt::Display for HeaderError {
                  give {got:#010x}"
             ),
             HeaderError::BadStatus { got } => {
-                write!(
-                    f,
-                    "bad segment status {got}, expected 1 (open) or 2 (closed)"
-                )
+                write!(f, "bad segment status {got}, expected 1 (open) or 2 (closed)")
             }
             HeaderError::ReservedNotZero { offset } => {
                 write!(f, "reserved segment header byte {offset} is not zero")
             }
-            HeaderError::Inconsistent {
-                field,
-                value,
-                expected,
-            } => write!(f, "segment header {field} is {value}, expected {expected}"),
+            HeaderError::Inconsistent { field, value, expected } => {
+                write!(f, "segment header {field} is {value}, expected {expected}")
+            }
         }
     }
 }
@@ -219,11 +213,7 @@ impl SegmentHeader {
     /// programmer error.
     #[must_use]
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
-        assert_eq!(
-            self.check_consistent(),
-            Ok(()),
-            "encoding an inconsistent header"
-        );
+        assert_eq!(self.check_consistent(), Ok(()), "encoding an inconsistent header");
         let mut out = [0_u8; SEGMENT_HEADER_SIZE];
         let fields: [(usize, &[u8]); 8] = [
             (0, &WAL_MAGIC),
@@ -244,11 +234,7 @@ impl SegmentHeader {
         if let Some(dst) = out.get_mut(CRC_OFFSET..) {
             dst.copy_from_slice(&crc.to_le_bytes());
         }
-        debug_assert_eq!(
-            SegmentHeader::decode(&out),
-            Ok(*self),
-            "header pair assertion"
-        );
+        debug_assert_eq!(SegmentHeader::decode(&out), Ok(*self), "header pair assertion");
         out
     }
 
@@ -286,9 +272,7 @@ impl SegmentHeader {
         };
         let reserved = h.get(RESERVED_START..CRC_OFFSET).unwrap_or_default();
         if let Some(i) = reserved.iter().position(|&b| b != 0) {
-            return Err(HeaderError::ReservedNotZero {
-                offset: RESERVED_START + i,
-            });
+            return Err(HeaderError::ReservedNotZero { offset: RESERVED_START + i });
         }
         let header = SegmentHeader {
             status,
@@ -311,19 +295,10 @@ impl SegmentHeader {
     pub fn check_consistent(&self) -> Result<(), HeaderError> {
         let header_size = SEGMENT_HEADER_SIZE as u64;
         let align = super::frame::FRAME_ALIGN as u64;
-        let inconsistent = |field, value, expected| {
-            Err(HeaderError::Inconsistent {
-                field,
-                value,
-                expected,
-            })
-        };
+        let inconsistent =
+            |field, value, expected| Err(HeaderError::Inconsistent { field, value, expected });
         if self.segment_size < header_size {
-            return inconsistent(
-                "segment_size",
-                self.segment_size,
-                "at least the 256-byte header",
-            );
+            return inconsistent("segment_size", self.segment_size, "at least the 256-byte header");
         }
         if self.segment_size % align != 0 {
             return inconsistent("segment_size", self.segment_size, "a multiple of 16");
@@ -332,21 +307,17 @@ impl SegmentHeader {
             SegmentStatus::Open if self.end_offset != 0 => {
                 inconsistent("end_offset", self.end_offset, "0 in an open segment")
             }
-            SegmentStatus::Closed if self.end_offset < header_size => inconsistent(
-                "end_offset",
-                self.end_offset,
-                "at least 256 in a closed segment",
-            ),
+            SegmentStatus::Closed if self.end_offset < header_size => {
+                inconsistent("end_offset", self.end_offset, "at least 256 in a closed segment")
+            }
             SegmentStatus::Closed if self.end_offset > self.segment_size => inconsistent(
                 "end_offset",
                 self.end_offset,
                 "at most segment_size in a closed segment",
             ),
-            SegmentStatus::Closed if self.end_offset % align != 0 => inconsistent(
-                "end_offset",
-                self.end_offset,
-                "a multiple of 16 in a closed segment",
-            ),
+            SegmentStatus::Closed if self.end_offset % align != 0 => {
+                inconsistent("end_offset", self.end_offset, "a multiple of 16 in a closed segment")
+            }
             SegmentStatus::Open | SegmentStatus::Closed => Ok(()),
         }
     }
@@ -355,10 +326,7 @@ impl SegmentHeader {
 /// `N` bytes of `h` from `offset` (zeros if out of range, which the callers' constant offsets
 /// rule out).
 fn read<const N: usize>(h: &[u8; SEGMENT_HEADER_SIZE], offset: usize) -> [u8; N] {
-    h.get(offset..)
-        .and_then(|rest| rest.first_chunk::<N>())
-        .copied()
-        .unwrap_or([0; N])
+    h.get(offset..).and_then(|rest| rest.first_chunk::<N>()).copied().unwrap_or([0; N])
 }
 
 /// The file name of segment `sequence`: `wal.` and at least 6 digits (`wal.000001`).
@@ -432,11 +400,7 @@ mod tests {
     fn round_trip_open_and_closed() {
         let closed = sample();
         assert_eq!(SegmentHeader::decode(&closed.encode()), Ok(closed));
-        let open = SegmentHeader {
-            status: SegmentStatus::Open,
-            end_offset: 0,
-            ..closed
-        };
+        let open = SegmentHeader { status: SegmentStatus::Open, end_offset: 0, ..closed };
         assert_eq!(SegmentHeader::decode(&open.encode()), Ok(open));
         // Trailing bytes (the rest of the file) are ignored.
         let mut file = open.encode().to_vec();
@@ -447,10 +411,7 @@ mod tests {
     #[test]
     fn each_error() {
         let good = sample().encode();
-        assert_eq!(
-            SegmentHeader::decode(&good[..255]),
-            Err(HeaderError::TooShort { len: 255 })
-        );
+        assert_eq!(SegmentHeader::decode(&good[..255]), Err(HeaderError::TooShort { len: 255 }));
         assert_eq!(SegmentHeader::decode(&[0; 256]), Err(HeaderError::Zeroed));
         assert_eq!(
             SegmentHeader::decode(&patch(good, 0, b"RWPLSNP1")),
@@ -458,10 +419,7 @@ mod tests {
         );
         assert_eq!(
             SegmentHeader::decode(&patch(good, 8, &2_u32.to_le_bytes())),
-            Err(HeaderError::UnsupportedVersion {
-                got: 2,
-                supported: 1
-            })
+            Err(HeaderError::UnsupportedVersion { got: 2, supported: 1 })
         );
         let mut flipped = good;
         flipped[100] ^= 4;
@@ -500,11 +458,7 @@ mod tests {
         let open = patch(good, 12, &1_u32.to_le_bytes());
         assert!(matches!(
             SegmentHeader::decode(&open),
-            Err(HeaderError::Inconsistent {
-                field: "end_offset",
-                value: 4096,
-                ..
-            })
+            Err(HeaderError::Inconsistent { field: "end_offset", value: 4096, .. })
         ));
         // Closed with end_offset == segment_size and == 256 are fine.
         let full = patch(good, 40, &(1_u64 << 20).to_le_bytes());
@@ -516,39 +470,18 @@ mod tests {
     #[test]
     #[should_panic(expected = "inconsistent header")]
     fn encoding_an_inconsistent_header_panics() {
-        let _ = SegmentHeader {
-            end_offset: 16,
-            ..sample()
-        }
-        .encode();
+        let _ = SegmentHeader { end_offset: 16, ..sample() }.encode();
     }
 
     #[test]
     fn errors_display_what_is_wrong() {
-        let text = HeaderError::UnsupportedVersion {
-            got: 7,
-            supported: 1,
-        }
-        .to_string();
-        assert!(
-            text.contains("version 7") && text.contains("supports 1"),
-            "{text}"
-        );
+        let text = HeaderError::UnsupportedVersion { got: 7, supported: 1 }.to_string();
+        assert!(text.contains("version 7") && text.contains("supports 1"), "{text}");
         let text = HeaderError::BadMagic { got: *b"ABCDEFG\0" }.to_string();
-        assert!(
-            text.contains(r#"b"ABCDEFG\x00""#) && text.contains("RWPLWAL1"),
-            "{text}"
-        );
+        assert!(text.contains(r#"b"ABCDEFG\x00""#) && text.contains("RWPLWAL1"), "{text}");
         assert!(HeaderError::Zeroed.to_string().contains("zeroed header"));
-        let text = HeaderError::ChecksumMismatch {
-            expected: 1,
-            got: 2,
-        }
-        .to_string();
-        assert!(
-            text.contains("0x00000001") && text.contains("0x00000002"),
-            "{text}"
-        );
+        let text = HeaderError::ChecksumMismatch { expected: 1, got: 2 }.to_string();
+        assert!(text.contains("0x00000001") && text.contains("0x00000002"), "{text}");
     }
 
     #[test]
@@ -560,10 +493,7 @@ mod tests {
         assert_eq!(parse_segment_name("wal.000000"), Some(0));
         assert_eq!(parse_segment_name("wal.999999"), Some(999_999));
         assert_eq!(parse_segment_name("wal.1000000"), Some(1_000_000));
-        assert_eq!(
-            parse_segment_name("wal.18446744073709551615"),
-            Some(u64::MAX)
-        );
+        assert_eq!(parse_segment_name("wal.18446744073709551615"), Some(u64::MAX));
         for bad in [
             "wal.000001.tmp",
             "wal.1",

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::flusher::{install, FlushState, Flusher, Install, Job};
+use super::flusher::{install, Closing, FlushState, Flusher, Install, Job, Rotation};
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
 use super::header::{segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use super::segment::{write_at, ActiveSegment};
@@ -87,7 +87,8 @@ fn prepare(
     };
     write_at(&*map, 0, &header.encode());
     let name = snapshot_name(sequence);
-    let mut active = ActiveSegment::new(Arc::clone(&map), sequence, first_request_id, SEGMENT_HEADER_SIZE);
+    let mut active =
+        ActiveSegment::new(Arc::clone(&map), sequence, first_request_id, SEGMENT_HEADER_SIZE);
     let mut encoded = Ok(0);
     let marker = active.append(frame::snapshot_frame_len(name.len()), |buf| {
         encoded = frame::encode_snapshot(buf, sequence, &name, &sha256, state.last_request_id.0);
@@ -96,7 +97,9 @@ fn prepare(
     match (marker, encoded) {
         (Some(_), Ok(_)) => {}
         (_, Err(e)) => return Err(JournalError::Other(format!("encoding snapshot marker: {e}"))),
-        (None, _) => return Err(JournalError::Other("segment too small for its snapshot marker".into())),
+        (None, _) => {
+            return Err(JournalError::Other("segment too small for its snapshot marker".into()))
+        }
     }
     let install = Install { map, tmp_name, sequence, marker_end: active.cursor(), snapshot: bytes };
     Ok((install, active))
@@ -122,8 +125,10 @@ impl WalJournal {
             .create_segment(&tmp_name, start.segment_size)
             .map_err(io_error(format!("creating {}", storage.describe(&tmp_name))))?;
         let (install_job, active) = prepare(map, tmp_name, start, sequence, &pool.state())?;
-        install(&*storage, &install_job)
-            .map_err(io_error(format!("installing {}", storage.describe(&segment_name(sequence)))))?;
+        install(&*storage, &install_job).map_err(io_error(format!(
+            "installing {}",
+            storage.describe(&segment_name(sequence))
+        )))?;
         let state = Arc::new(FlushState::new(sequence, 0, JOBS_MAX));
         let flusher = Flusher {
             storage: Arc::clone(&storage),
@@ -213,7 +218,10 @@ impl WalJournal {
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(JournalError::NoSpace {
                 context: format!("creating {}", self.storage.describe(&name)),
             }),
-            Err(e) => Err(JournalError::Io { context: format!("creating {}", self.storage.describe(&name)), source: e }),
+            Err(e) => Err(JournalError::Io {
+                context: format!("creating {}", self.storage.describe(&name)),
+                source: e,
+            }),
         }
     }
 
@@ -229,7 +237,7 @@ impl WalJournal {
         };
         let (next, active) = prepare(map, tmp_name, &start, sequence, &pool.state())?;
         let closed = self.closed_header();
-        self.push(Job::Rotate { last_group: self.group, closed, next })?;
+        self.push(Job::Rotate(Box::new(Rotation { last_group: self.group, closed, next })))?;
         self.active = active;
         self.waiting_install = true;
         Ok(())
@@ -247,7 +255,8 @@ impl Journal for WalJournal {
         if needed <= self.active.room() {
             return Ok(());
         }
-        let usable = self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32);
+        let usable =
+            self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32);
         if needed > usable {
             return Err(JournalError::Other(format!(
                 "a group of {needed} bytes cannot fit in a {} byte segment: raise the segment size",
@@ -260,7 +269,10 @@ impl Journal for WalJournal {
     #[inline]
     fn append_draw(&mut self, draw: Draw) -> Result<(), JournalError> {
         let item = draw.item.map(|ItemIndex(i)| i);
-        match self.active.append(DRAW_FRAME_SIZE, |buf| frame::encode_draw(buf, draw.request_id.0, item)) {
+        match self
+            .active
+            .append(DRAW_FRAME_SIZE, |buf| frame::encode_draw(buf, draw.request_id.0, item))
+        {
             Some(_) => Ok(()),
             None => Err(JournalError::Other("draw frame beyond the reserved space".into())),
         }
@@ -270,12 +282,15 @@ impl Journal for WalJournal {
         let len = frame::update_frame_len(item.id.len());
         let mut encoded = Ok(0);
         let at = self.active.append(len, |buf| {
-            encoded = frame::encode_update(buf, index.0, &item.id, item.quantity.to_i64(), item.weight);
+            encoded =
+                frame::encode_update(buf, index.0, &item.id, item.quantity.to_i64(), item.weight);
             *encoded.as_ref().unwrap_or(&0)
         });
         match (at, encoded) {
             (Some(_), Ok(_)) => Ok(()),
-            (_, Err(e)) => Err(JournalError::Other(format!("encoding update of {:?}: {e}", item.id))),
+            (_, Err(e)) => {
+                Err(JournalError::Other(format!("encoding update of {:?}: {e}", item.id)))
+            }
             (None, _) => Err(JournalError::Other("update frame beyond the reserved space".into())),
         }
     }
@@ -283,7 +298,8 @@ impl Journal for WalJournal {
     #[inline]
     fn commit(&mut self, last: crate::pool::RequestId) -> Result<GroupSeq, JournalError> {
         let group = self.group + 1;
-        let at = self.active.append(COMMIT_FRAME_SIZE, |buf| frame::encode_commit(buf, last.0, group));
+        let at =
+            self.active.append(COMMIT_FRAME_SIZE, |buf| frame::encode_commit(buf, last.0, group));
         if at.is_none() {
             return Err(JournalError::Other("commit frame beyond the reserved space".into()));
         }
@@ -314,10 +330,15 @@ impl Journal for WalJournal {
 
     fn close(&mut self, pool: &Pool) -> Result<(), JournalError> {
         self.check()?;
-        let snapshot = SnapshotState::from_pool(&pool.state(), self.active.sequence + 1, self.fingerprint);
+        let snapshot =
+            SnapshotState::from_pool(&pool.state(), self.active.sequence + 1, self.fingerprint);
         let (bytes, _) = snapshot_format::encode(&snapshot);
         let closed = self.closed_header();
-        self.push(Job::Close { last_group: self.group, closed, snapshot: bytes })?;
+        self.push(Job::Close(Box::new(Closing {
+            last_group: self.group,
+            closed,
+            snapshot: bytes,
+        })))?;
         if let Some(handle) = self.flusher.take() {
             let _ = handle.join();
         }

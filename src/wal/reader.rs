@@ -46,12 +46,7 @@ impl<'a> FrameIter<'a> {
     #[must_use]
     pub fn new(bytes: &'a [u8], start: usize, end: usize) -> Self {
         let end = end.min(bytes.len());
-        FrameIter {
-            bytes,
-            offset: start,
-            end,
-            done: start >= end,
-        }
+        FrameIter { bytes, offset: start, end, done: start >= end }
     }
 
     /// Where the next frame would start: after the last frame yielded, at the bad frame after
@@ -118,21 +113,15 @@ pub fn find_commit_after(
 ) -> Option<usize> {
     let end = end.min(bytes.len());
     // The first 16-aligned offset after `from` (= from + 16 when `from` is aligned).
-    let first = (from / FRAME_ALIGN)
-        .checked_add(1)?
-        .checked_mul(FRAME_ALIGN)?;
+    let first = (from / FRAME_ALIGN).checked_add(1)?.checked_mul(FRAME_ALIGN)?;
     let last = end.checked_sub(COMMIT_FRAME_SIZE)?;
     let mut offset = first;
     // Bounded: at most (end - from) / 16 iterations.
     while offset <= last {
         if let Some(candidate) = bytes.get(offset..offset + COMMIT_FRAME_SIZE) {
             if looks_like_commit(candidate) {
-                if let Ok(Some((
-                    Record::Commit {
-                        last_request_id, ..
-                    },
-                    _,
-                ))) = frame::decode(candidate)
+                if let Ok(Some((Record::Commit { last_request_id, .. }, _))) =
+                    frame::decode(candidate)
                 {
                     if last_request_id > after_request_id {
                         return Some(offset);
@@ -181,15 +170,9 @@ mod tests {
 
     fn draws_and_commit(first: u64, n: u64, group: u64) -> Vec<Record> {
         let mut v: Vec<Record> = (first..first + n)
-            .map(|request_id| Record::Draw {
-                request_id,
-                item: Some((request_id % 3) as u32),
-            })
+            .map(|request_id| Record::Draw { request_id, item: Some((request_id % 3) as u32) })
             .collect();
-        v.push(Record::Commit {
-            last_request_id: first + n - 1,
-            group,
-        });
+        v.push(Record::Commit { last_request_id: first + n - 1, group });
         v
     }
 
@@ -201,12 +184,7 @@ mod tests {
             sha256: [3; 32],
             last_request_id: 0,
         }];
-        records.push(Record::Update {
-            index: 0,
-            item_id: "gold".into(),
-            quantity: 5,
-            weight: 1,
-        });
+        records.push(Record::Update { index: 0, item_id: "gold".into(), quantity: 5, weight: 1 });
         records.extend(draws_and_commit(1, 10, 1));
         let (buf, offsets) = segment(4096, &records);
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
@@ -235,10 +213,7 @@ mod tests {
         // Empty ranges and ends past the buffer.
         assert_eq!(FrameIter::new(&buf, 512, 256).count(), 0);
         assert_eq!(FrameIter::new(&buf, 2048, 4096).count(), 0);
-        assert_eq!(
-            FrameIter::new(&buf, SEGMENT_HEADER_SIZE, usize::MAX).count(),
-            4
-        );
+        assert_eq!(FrameIter::new(&buf, SEGMENT_HEADER_SIZE, usize::MAX).count(), 4);
     }
 
     #[test]
@@ -249,10 +224,7 @@ mod tests {
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
         assert!(it.next().unwrap().is_ok());
         assert!(it.next().unwrap().is_ok());
-        assert!(matches!(
-            it.next(),
-            Some(Err(FrameError::ChecksumMismatch { .. }))
-        ));
+        assert!(matches!(it.next(), Some(Err(FrameError::ChecksumMismatch { .. }))));
         assert_eq!(it.offset(), offsets[2]);
         assert!(it.next().is_none());
         assert!(it.next().is_none());
@@ -263,10 +235,7 @@ mod tests {
     fn misaligned_start_is_an_error() {
         let (buf, _) = segment(1024, &draws_and_commit(1, 1, 1));
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE + 8, buf.len());
-        assert!(matches!(
-            it.next(),
-            Some(Err(FrameError::Misaligned { misalignment: 8 }))
-        ));
+        assert!(matches!(it.next(), Some(Err(FrameError::Misaligned { misalignment: 8 }))));
         assert!(it.next().is_none());
     }
 
@@ -289,10 +258,7 @@ mod tests {
         assert_eq!(find_commit_after(&buf, bad, buf.len(), 8), None);
         // `end` bounds the scan.
         assert_eq!(find_commit_after(&buf, bad, offsets[9] + 31, 4), None);
-        assert_eq!(
-            find_commit_after(&buf, bad, offsets[9] + 32, 4),
-            Some(offsets[9])
-        );
+        assert_eq!(find_commit_after(&buf, bad, offsets[9] + 32, 4), Some(offsets[9]));
         // A commit in garbage that is not 16-aligned relative to the frames is not found.
         let mut shifted = AlignedVec::<16>::new();
         shifted.resize(1024, 0x5A);

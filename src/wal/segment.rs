@@ -33,12 +33,7 @@ impl ActiveSegment {
         cursor: usize,
     ) -> ActiveSegment {
         assert!(cursor <= map.len(), "cursor={cursor} len={}", map.len());
-        ActiveSegment {
-            map,
-            sequence,
-            first_request_id,
-            cursor,
-        }
+        ActiveSegment { map, sequence, first_request_id, cursor }
     }
 
     /// Where the next frame goes.
@@ -77,10 +72,7 @@ impl ActiveSegment {
         let buf =
             unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(self.cursor), len_max) };
         let len = encode(buf);
-        debug_assert!(
-            len <= len_max && len % 16 == 0,
-            "len={len} len_max={len_max}"
-        );
+        debug_assert!(len <= len_max && len % 16 == 0, "len={len} len_max={len_max}");
         let at = self.cursor;
         self.cursor += len;
         Some(at)
@@ -93,11 +85,7 @@ impl ActiveSegment {
 /// # Panics
 /// If the range is outside the map.
 pub(crate) fn write_at(map: &dyn SegmentMap, offset: usize, bytes: &[u8]) {
-    assert!(
-        offset + bytes.len() <= map.len(),
-        "offset={offset} len={}",
-        bytes.len()
-    );
+    assert!(offset + bytes.len() <= map.len(), "offset={offset} len={}", bytes.len());
     // SAFETY: the range is inside the map (asserted) and, per the module's discipline, has
     // no other writer at this time; `bytes` is a separate buffer, so they do not overlap.
     #[allow(unsafe_code)]

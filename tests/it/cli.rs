@@ -61,11 +61,7 @@ fn finish(mut child: Child, args: &[&str]) -> Run {
         s
     });
     let code = wait_bounded(&mut child, args);
-    Run {
-        code,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    Run { code, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
 
 fn wait_bounded(child: &mut Child, args: &[&str]) -> Option<i32> {
@@ -101,10 +97,7 @@ fn json_lines(run: &Run) -> Vec<Value> {
 #[test]
 fn draw_json_lines_field_by_field() {
     let dir = tempfile::tempdir().unwrap();
-    let run = rewardpool(
-        dir.path(),
-        &["draw", "--count", "5", "--json", "--data-dir", "d"],
-    );
+    let run = rewardpool(dir.path(), &["draw", "--count", "5", "--json", "--data-dir", "d"]);
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines = json_lines(&run);
     assert_eq!(lines.len(), 5, "{run:?}");
@@ -133,10 +126,7 @@ fn state_json_shape_field_by_field() {
     let (dir, config) = with_config(
         "pool:\n  catalog:\n    - { item_id: gold, quantity: 999, probability: 20 }\n    - { item_id: mud, quantity: -1, weight: 70 }\n",
     );
-    let run = rewardpool(
-        dir.path(),
-        &["state", "--json", "--config", &config, "--data-dir", "d"],
-    );
+    let run = rewardpool(dir.path(), &["state", "--json", "--config", &config, "--data-dir", "d"]);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout.lines().count(), 1);
     let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
@@ -162,16 +152,7 @@ fn exhaustion_gives_exactly_the_units_then_null() {
     );
     let run = rewardpool(
         dir.path(),
-        &[
-            "draw",
-            "--count",
-            "8",
-            "--json",
-            "--config",
-            &config,
-            "--data-dir",
-            "d",
-        ],
+        &["draw", "--count", "8", "--json", "--config", &config, "--data-dir", "d"],
     );
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines = json_lines(&run);
@@ -184,18 +165,8 @@ fn exhaustion_gives_exactly_the_units_then_null() {
         assert!(v["item"].is_null(), "{v}");
         assert!(v["request_id"].as_u64().is_some());
     }
-    let plain = rewardpool(
-        dir.path(),
-        &[
-            "draw",
-            "--count",
-            "1",
-            "--config",
-            &config,
-            "--data-dir",
-            "d2",
-        ],
-    );
+    let plain =
+        rewardpool(dir.path(), &["draw", "--count", "1", "--config", &config, "--data-dir", "d2"]);
     assert_eq!(plain.code, Some(0), "{plain:?}");
 }
 
@@ -204,10 +175,7 @@ fn bench_json_report_field_by_field() {
     let dir = tempfile::tempdir().unwrap();
     let run = rewardpool(dir.path(), &["bench", "--json", "--draws", "20000"]);
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(
-        run.stderr.is_empty(),
-        "no progress line off a terminal: {run:?}"
-    );
+    assert!(run.stderr.is_empty(), "no progress line off a terminal: {run:?}");
     let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     let obj = v.as_object().unwrap();
     let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -280,15 +248,9 @@ fn bench_open_loop_two_producers_with_outputs() {
     assert_eq!(v["producers"].as_u64(), Some(2));
     assert_eq!(v["rate"].as_f64(), Some(400_000.0));
     let hgrm = std::fs::read_to_string(dir.path().join("h.hgrm")).unwrap();
-    assert!(
-        hgrm.contains("Percentile") && hgrm.contains("Total count"),
-        "{hgrm}"
-    );
+    assert!(hgrm.contains("Percentile") && hgrm.contains("Total count"), "{hgrm}");
     let svg = std::fs::read_to_string(dir.path().join("p.svg")).unwrap();
-    assert!(
-        svg.starts_with("<svg") || svg.contains("<svg"),
-        "not an SVG"
-    );
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "not an SVG");
 }
 
 #[test]
@@ -314,13 +276,7 @@ fn bad_arguments_exit_2_without_panic() {
 #[test]
 fn stubbed_commands_say_not_available() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["run"][..],
-        &["tui"],
-        &["wal", "dump"],
-        &["wal", "verify"],
-        &["wal", "repair"],
-    ] {
+    for args in [&["run"][..], &["tui"], &["wal", "dump"], &["wal", "verify"], &["wal", "repair"]] {
         let mut full = args.to_vec();
         full.extend(["--data-dir", "d"]);
         let run = rewardpool(dir.path(), &full);

@@ -49,10 +49,7 @@ fn refused(yaml: &str, names: &[&str]) -> Run {
     assert!(!run.stderr.contains("panicked"), "{run:?}");
     assert!(run.stderr.starts_with("error: "), "{run:?}");
     for name in names {
-        assert!(
-            run.stderr.contains(name),
-            "stderr should name {name:?}: {run:?}"
-        );
+        assert!(run.stderr.contains(name), "stderr should name {name:?}: {run:?}");
     }
     run
 }
@@ -66,26 +63,11 @@ fn item(line: &str) -> String {
 #[test]
 fn every_rule_is_refused_with_the_field_named() {
     refused("pool:\n  catalog: []\n", &["pool.catalog", "empty"]);
-    refused(
-        &item("{ item_id: \"\", quantity: 1, probability: 1 }"),
-        &["item_id", "catalog[1]"],
-    );
-    refused(
-        &item("{ item_id: ok, quantity: 1, probability: 1 }"),
-        &["item_id", "\"ok\""],
-    );
-    refused(
-        &item("{ item_id: gold, quantity: -2, probability: 1 }"),
-        &["quantity", "\"gold\""],
-    );
-    refused(
-        &item("{ item_id: gold, quantity: 1, probability: -1 }"),
-        &["probability", "\"gold\""],
-    );
-    refused(
-        &item("{ item_id: gold, quantity: 1, weight: -1 }"),
-        &["probability", "\"gold\""],
-    );
+    refused(&item("{ item_id: \"\", quantity: 1, probability: 1 }"), &["item_id", "catalog[1]"]);
+    refused(&item("{ item_id: ok, quantity: 1, probability: 1 }"), &["item_id", "\"ok\""]);
+    refused(&item("{ item_id: gold, quantity: -2, probability: 1 }"), &["quantity", "\"gold\""]);
+    refused(&item("{ item_id: gold, quantity: 1, probability: -1 }"), &["probability", "\"gold\""]);
+    refused(&item("{ item_id: gold, quantity: 1, weight: -1 }"), &["probability", "\"gold\""]);
     let run = refused(
         &item("{ item_id: gold, quantity: 1.5, probability: 1 }"),
         &["quantity", "\"gold\"", "integer", "line 4"],
@@ -101,28 +83,12 @@ fn every_rule_is_refused_with_the_field_named() {
     refused("", &["empty"]);
     refused("# nothing but a comment\n", &["empty"]);
     let base = item("{ item_id: b, quantity: 1, probability: 1 }");
-    for key in [
-        "max_file_size_kb",
-        "max_request_buffer_size",
-        "flush_after_n_draw",
-    ] {
-        refused(
-            &format!("{base}wal:\n  {key}: 0\n"),
-            &[&format!("wal.{key}")],
-        );
-        refused(
-            &format!("{base}wal:\n  {key}: 99999999999\n"),
-            &[&format!("wal.{key}")],
-        );
+    for key in ["max_file_size_kb", "max_request_buffer_size", "flush_after_n_draw"] {
+        refused(&format!("{base}wal:\n  {key}: 0\n"), &[&format!("wal.{key}")]);
+        refused(&format!("{base}wal:\n  {key}: 99999999999\n"), &[&format!("wal.{key}")]);
     }
-    refused(
-        &format!("{base}wal:\n  durability: fast\n"),
-        &["wal.durability", "fast"],
-    );
-    refused(
-        &format!("{base}wal:\n  flush_after_n_draws: 3\n"),
-        &["flush_after_n_draws"],
-    );
+    refused(&format!("{base}wal:\n  durability: fast\n"), &["wal.durability", "fast"]);
+    refused(&format!("{base}wal:\n  flush_after_n_draws: 3\n"), &["flush_after_n_draws"]);
 }
 
 #[test]
@@ -143,17 +109,10 @@ fn go_sample_config_loads_and_draws() {
     let run = rewardpool(dir.path(), &["state", "--json", "--config", config]);
     assert_eq!(run.code, Some(0), "{run:?}");
     let state: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    let ids: Vec<&str> = state["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["item_id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> =
+        state["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["diamond", "gold", "silver", "rock", "mud", "log"]);
-    let run = rewardpool(
-        dir.path(),
-        &["draw", "--count", "3", "--json", "--config", config],
-    );
+    let run = rewardpool(dir.path(), &["draw", "--count", "3", "--json", "--config", config]);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout.lines().count(), 3, "{run:?}");
     for line in run.stdout.lines() {

@@ -28,11 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `REWARDPOOL_STRESS` (default 1): multiplies the counts of the longer tests.
 fn stress() -> u64 {
-    std::env::var("REWARDPOOL_STRESS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1)
+    std::env::var("REWARDPOOL_STRESS").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
 }
 
 /// Runs `f` on its own thread; panics if it does not finish within `deadline` (a hang), and
@@ -66,17 +62,11 @@ fn bounded<T: Send + 'static>(
 
 /// Joins a worker thread, re-raising its panic.
 fn join<T>(handle: thread::JoinHandle<T>) -> T {
-    handle
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn config(ring_capacity: usize) -> EngineConfig {
-    EngineConfig {
-        ring_capacity,
-        core: CorePin::Unpinned,
-        ..EngineConfig::default()
-    }
+    EngineConfig { ring_capacity, core: CorePin::Unpinned, ..EngineConfig::default() }
 }
 
 fn pool(items: &[ItemSpec], seed: u64) -> Pool {
@@ -219,18 +209,10 @@ fn no_overdraw_under_contention() {
         let mut ids = HashSet::with_capacity(total as usize);
         for (k, s) in seen.iter().enumerate() {
             assert!(s.errors.is_empty(), "client {k}: errors {:?}", s.errors);
-            assert_eq!(
-                s.outcomes.len() as u64,
-                per_client,
-                "client {k}: every ticket"
-            );
+            assert_eq!(s.outcomes.len() as u64, per_client, "client {k}: every ticket");
             s.assert_ids_increase(&format!("client {k}"));
             for o in &s.outcomes {
-                assert!(
-                    ids.insert(o.request_id.0),
-                    "duplicate id {:?}",
-                    o.request_id
-                );
+                assert!(ids.insert(o.request_id.0), "duplicate id {:?}", o.request_id);
                 match o.item {
                     Some(ItemIndex(i)) => counts[i as usize] += 1,
                     None => empty += 1,
@@ -240,10 +222,7 @@ fn no_overdraw_under_contention() {
         assert_eq!(ids.len() as u64, total);
         assert_eq!(ids.iter().min(), Some(&1));
         assert_eq!(ids.iter().max(), Some(&total));
-        assert_eq!(
-            counts, quantities,
-            "per-item counts equal the initial quantities"
-        );
+        assert_eq!(counts, quantities, "per-item counts equal the initial quantities");
         assert_eq!(empty, total - quantities.iter().sum::<u64>());
         assert_eq!(state.last_request_id.0, total);
         for item in &state.items {
@@ -298,10 +277,7 @@ fn spawn_drawers(engine: &Engine, n: usize) -> Vec<thread::JoinHandle<Seen>> {
 }
 
 fn unlimited_pool() -> Pool {
-    pool(
-        &[ItemSpec::new("gold", 1_000, 1), ItemSpec::new("mud", -1, 9)],
-        7,
-    )
+    pool(&[ItemSpec::new("gold", 1_000, 1), ItemSpec::new("mud", -1, 9)], 7)
 }
 
 /// Acceptance 3a: tickets in flight from several threads all complete at shutdown; every
@@ -327,10 +303,7 @@ fn shutdown_completes_tickets_in_flight() {
         }
         // Shutdown answers every draw it served with its outcome: nothing served is lost.
         assert_eq!(ids.len() as u64, state.last_request_id.0);
-        assert_eq!(
-            ids.iter().max().copied().unwrap_or(0),
-            state.last_request_id.0
-        );
+        assert_eq!(ids.iter().max().copied().unwrap_or(0), state.last_request_id.0);
     });
 }
 
@@ -339,19 +312,12 @@ fn shutdown_completes_tickets_in_flight() {
 fn assert_failed(engine: Engine, seen: Vec<Seen>, acked_max: u64) {
     let mut ids = HashSet::new();
     for (k, s) in seen.iter().enumerate() {
-        assert!(
-            s.errors.iter().all(|e| *e == DrawError::Failed),
-            "client {k}: {:?}",
-            s.errors
-        );
+        assert!(s.errors.iter().all(|e| *e == DrawError::Failed), "client {k}: {:?}", s.errors);
         assert!(!s.errors.is_empty(), "client {k} never saw the failure");
         s.assert_ids_increase(&format!("client {k}"));
         for o in &s.outcomes {
             assert!(ids.insert(o.request_id.0), "duplicate {o:?}");
-            assert!(
-                o.request_id.0 <= acked_max,
-                "{o:?} acknowledged but never durable"
-            );
+            assert!(o.request_id.0 <= acked_max, "{o:?} acknowledged but never durable");
         }
     }
     let reason = engine.failure().expect("failure recorded");
@@ -428,19 +394,12 @@ fn submit_and_check_held(engine: &Engine, client: &mut Client, n: u64) -> Vec<Ti
     thread::sleep(Duration::from_millis(20));
     // ... but acknowledges none while the group is not durable.
     for t in &tickets {
-        assert!(
-            !client.is_ready(t),
-            "ticket {} acknowledged while held",
-            t.id()
-        );
+        assert!(!client.is_ready(t), "ticket {} acknowledged while held", t.id());
     }
     let mut nothing = 0;
     client.drain(|_, _| nothing += 1);
     assert_eq!(nothing, 0, "drain delivered outcomes while held");
-    assert_eq!(
-        engine.stats().draws_acknowledged.load(Ordering::Relaxed),
-        acked
-    );
+    assert_eq!(engine.stats().draws_acknowledged.load(Ordering::Relaxed), acked);
     tickets
 }
 
@@ -521,10 +480,7 @@ fn two_engines_thread_per_core() {
             )
             .unwrap();
             let b = Engine::start(
-                pool(
-                    &[ItemSpec::new("b1", 10_000, 1), ItemSpec::new("b2", -1, 1)],
-                    2,
-                ),
+                pool(&[ItemSpec::new("b1", 10_000, 1), ItemSpec::new("b2", -1, 1)], 2),
                 MemoryJournal::new(),
                 EngineConfig::default(),
             )
@@ -565,11 +521,8 @@ fn two_engines_thread_per_core() {
         assert_eq!(sb.last_request_id.0, drawn);
         // Engine a: every draw took one unit of its only item.
         assert_eq!(quantity(&sa, "a"), Quantity::Finite(30_000 - drawn));
-        let a_items: u64 = seen[..2]
-            .iter()
-            .flat_map(|s| &s.outcomes)
-            .filter(|o| o.item.is_some())
-            .count() as u64;
+        let a_items: u64 =
+            seen[..2].iter().flat_map(|s| &s.outcomes).filter(|o| o.item.is_some()).count() as u64;
         assert_eq!(a_items, drawn);
         // Engine b: b1 lost exactly the units its clients saw.
         let b1: u64 = seen[2..]
@@ -587,10 +540,7 @@ fn two_engines_thread_per_core() {
 #[test]
 fn updates_in_order_with_draws() {
     bounded("updates", DEADLINE, || {
-        let items = [
-            ItemSpec::new("gold", 1_000, 10),
-            ItemSpec::new("mud", -1, 90),
-        ];
+        let items = [ItemSpec::new("gold", 1_000, 10), ItemSpec::new("mud", -1, 90)];
         let engine = Engine::start(pool(&items, 3), MemoryJournal::new(), config(512)).unwrap();
         let mut client = engine.client().unwrap();
 
@@ -598,9 +548,7 @@ fn updates_in_order_with_draws() {
         // update is logged after all N, so it sets gold to exactly 5.
         let n = 300;
         let tickets: Vec<Ticket> = (0..n).map(|_| client.try_draw().unwrap()).collect();
-        let gold = engine
-            .update("gold", Some(Quantity::Finite(5)), None)
-            .unwrap();
+        let gold = engine.update("gold", Some(Quantity::Finite(5)), None).unwrap();
         assert_eq!(gold.quantity, Quantity::Finite(5));
         assert_eq!(gold.weight, 10);
         let state = engine.state().unwrap();
@@ -611,17 +559,11 @@ fn updates_in_order_with_draws() {
         }
 
         // Add an item with an overwhelming weight: it is drawn until exhausted, exactly 3.
-        let gem = engine
-            .update("gem", Some(Quantity::Finite(3)), Some(1_000_000))
-            .unwrap();
+        let gem = engine.update("gem", Some(Quantity::Finite(3)), Some(1_000_000)).unwrap();
         assert_eq!(gem.quantity, Quantity::Finite(3));
         let gem_index = ItemIndex(2);
         let seen = draw_blocking(&mut client, 200);
-        let gems = seen
-            .outcomes
-            .iter()
-            .filter(|o| o.item == Some(gem_index))
-            .count();
+        let gems = seen.outcomes.iter().filter(|o| o.item == Some(gem_index)).count();
         assert_eq!(gems, 3);
         assert!(seen.outcomes[..3].iter().all(|o| o.item == Some(gem_index)));
 
@@ -632,21 +574,14 @@ fn updates_in_order_with_draws() {
             Quantity::Unlimited => unreachable!(),
         };
         let seen = draw_blocking(&mut client, gold_left + 10);
-        assert!(seen.outcomes[..gold_left as usize]
-            .iter()
-            .all(|o| o.item == Some(ItemIndex(0))));
-        assert!(seen.outcomes[gold_left as usize..]
-            .iter()
-            .all(|o| o.item.is_none()));
+        assert!(seen.outcomes[..gold_left as usize].iter().all(|o| o.item == Some(ItemIndex(0))));
+        assert!(seen.outcomes[gold_left as usize..].iter().all(|o| o.item.is_none()));
 
         // Mud back, unlimited: never exhausts.
         engine.update("mud", None, Some(1)).unwrap();
         let seen = draw_drained(&mut client, 20_000, 256);
         assert!(seen.outcomes.iter().all(|o| o.item == Some(ItemIndex(1))));
-        assert_eq!(
-            quantity(&engine.state().unwrap(), "mud"),
-            Quantity::Unlimited
-        );
+        assert_eq!(quantity(&engine.state().unwrap(), "mud"), Quantity::Unlimited);
 
         // Invalid updates are errors, and the engine carries on.
         match engine.update("new", Some(Quantity::Finite(1)), None) {
@@ -723,10 +658,7 @@ fn drop_client_with_draws_in_flight() {
 #[test]
 fn too_many_clients() {
     bounded("too_many_clients", DEADLINE, || {
-        let cfg = EngineConfig {
-            clients_max: 3,
-            ..config(16)
-        };
+        let cfg = EngineConfig { clients_max: 3, ..config(16) };
         let engine = Engine::start(unlimited_pool(), MemoryJournal::new(), cfg).unwrap();
         let mut clients: Vec<Client> = (0..3).map(|_| engine.client().unwrap()).collect();
         match engine.client() {
@@ -749,10 +681,7 @@ fn too_many_clients() {
             }
         };
         again.draw().unwrap();
-        assert!(matches!(
-            engine.client(),
-            Err(EngineError::TooManyClients { .. })
-        ));
+        assert!(matches!(engine.client(), Err(EngineError::TooManyClients { .. })));
         assert_eq!(engine.shutdown().unwrap().last_request_id.0, 4);
     });
 }
@@ -796,10 +725,7 @@ fn slot_reuse_stress_tiny_rings() {
                 );
                 assert!(o.item.is_some());
             }
-            assert_eq!(
-                engine.shutdown().unwrap().last_request_id.0,
-                seen.outcomes.len() as u64
-            );
+            assert_eq!(engine.shutdown().unwrap().last_request_id.0, seen.outcomes.len() as u64);
             round += 1;
         }
     });
@@ -833,9 +759,6 @@ fn client_registered_while_group_pending_is_served() {
         thread::sleep(Duration::from_millis(50));
         let staged = engine.state().unwrap().last_request_id.0;
         switch.hold(false);
-        assert_eq!(
-            staged, 4,
-            "client B's draw was not served while a group was held"
-        );
+        assert_eq!(staged, 4, "client B's draw was not served while a group was held");
     });
 }

@@ -28,8 +28,14 @@ pub(crate) fn engine_config() -> EngineConfig {
 }
 
 pub(crate) fn open(storage: &FaultyStorage, durability: Durability, segment: u64) -> Engine {
-    open_engine_on(Arc::new(storage.clone()), &catalog(), &wal(durability, segment), engine_config(), Some(7))
-        .expect("open")
+    open_engine_on(
+        Arc::new(storage.clone()),
+        &catalog(),
+        &wal(durability, segment),
+        engine_config(),
+        Some(7),
+    )
+    .expect("open")
 }
 
 /// Draws `n` pipelined, returns the acknowledged outcomes (stops at the first error).
@@ -137,7 +143,11 @@ fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
         assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
         let state = read_state_on(&image, &catalog()).expect("recover after power loss");
         let last = acked.iter().map(|o| o.request_id.0).max().unwrap();
-        assert!(state.last_request_id.0 >= last, "round {round}: acked {last}, recovered {}", state.last_request_id);
+        assert!(
+            state.last_request_id.0 >= last,
+            "round {round}: acked {last}, recovered {}",
+            state.last_request_id
+        );
         let at_ack = expected_state(&catalog(), &acked);
         for (got, acked_q) in quantities(&state).iter().zip(&at_ack) {
             assert!(*got == -1 || *got <= *acked_q, "round {round}: {got} > {acked_q}");
@@ -168,7 +178,11 @@ fn nothing_is_acknowledged_before_its_group_is_synced() {
     let last_before = before.last().unwrap().request_id.0;
     assert!(state.last_request_id.0 >= last_before);
     for o in &during {
-        assert!(o.request_id.0 <= state.last_request_id.0, "request {} acknowledged before it was durable", o.request_id);
+        assert!(
+            o.request_id.0 <= state.last_request_id.0,
+            "request {} acknowledged before it was durable",
+            o.request_id
+        );
     }
     engine.shutdown().unwrap();
 }
@@ -177,8 +191,14 @@ fn nothing_is_acknowledged_before_its_group_is_synced() {
 fn a_second_writer_is_refused_by_the_lock() {
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Buffered, 1 << 20);
-    let err = open_engine_on(Arc::new(storage.clone()), &catalog(), &wal(Durability::Sync, 1 << 20), engine_config(), None)
-        .expect_err("second open");
+    let err = open_engine_on(
+        Arc::new(storage.clone()),
+        &catalog(),
+        &wal(Durability::Sync, 1 << 20),
+        engine_config(),
+        None,
+    )
+    .expect_err("second open");
     assert!(matches!(err, OpenError::Locked { .. }), "{err}");
     engine.shutdown().unwrap();
 }
@@ -234,11 +254,16 @@ fn commit_ends(storage: &FaultyStorage, name: &str) -> Vec<(u64, u64)> {
 fn expect_damage(storage: &FaultyStorage, file_part: &str) -> (String, u64, String) {
     match recover(storage, &catalog()) {
         Err(RecoveryError::Damaged { file, offset, reason }) => {
-            assert!(file.contains(file_part), "damage named {file}, expected {file_part}: {reason}");
+            assert!(
+                file.contains(file_part),
+                "damage named {file}, expected {file_part}: {reason}"
+            );
             (file, offset, reason)
         }
         Err(other) => panic!("expected damage in {file_part}, got {other}"),
-        Ok(r) => panic!("expected damage in {file_part}, recovered last id {}", r.state.last_request_id),
+        Ok(r) => {
+            panic!("expected damage in {file_part}, recovered last id {}", r.state.last_request_id)
+        }
     }
 }
 
@@ -267,7 +292,8 @@ fn torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix() {
         let r = recover(&copy, &catalog()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         // A cut that only zeroes bytes that were zero anyway (the high bytes of a commit's
         // group number) leaves the last group intact.
-        let intact = original[cut.min(last_end as usize)..last_end as usize].iter().all(|b| *b == 0);
+        let intact =
+            original[cut.min(last_end as usize)..last_end as usize].iter().all(|b| *b == 0);
         let expected = if intact { last_id } else { prev_id };
         assert_eq!(r.state.last_request_id.0, expected, "cut at {cut}");
     }
@@ -449,7 +475,11 @@ fn crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged() {
         let image = storage.crash(CrashMode::Process);
         let state = read_state_on(&image, &catalog()).unwrap_or_else(|e| panic!("n={n}: {e}"));
         let last = acked.last().map_or(0, |o| o.request_id.0);
-        assert!(state.last_request_id.0 >= last, "n={n}: recovered {} < acked {last}", state.last_request_id);
+        assert!(
+            state.last_request_id.0 >= last,
+            "n={n}: recovered {} < acked {last}",
+            state.last_request_id
+        );
         let at_ack = expected_state(&catalog(), &acked);
         for (got, acked_q) in quantities(&state).iter().zip(&at_ack) {
             assert!(*got == -1 || *got <= *acked_q);
