@@ -366,8 +366,13 @@ pub(crate) fn load_snapshot(
     sha: Option<&[u8; 32]>,
 ) -> Result<PoolState, RecoveryError> {
     let file = storage.describe(name);
-    let bytes =
-        storage.read(name).map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
+    let bytes = storage.read(name).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound && sha.is_some() {
+            damaged(&file, 0, "missing, but a segment's snapshot marker names it")
+        } else {
+            RecoveryError::Io { file: file.clone(), source }
+        }
+    })?;
     if let Some(expected) = sha {
         let got = snapshot_format::sha256(&bytes);
         if &got != expected {

@@ -486,3 +486,53 @@ fn crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged() {
         }
     }
 }
+
+#[test]
+fn a_missing_snapshot_named_by_the_newest_segment_is_damage() {
+    let (image, _) = crashed_log(16 << 10, 2_000);
+    let names = segment_names(&image);
+    let seq = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
+    let snapshot = rewardpool::snapshot::format::snapshot_name(seq);
+    image.remove(&snapshot).unwrap();
+    let (_, _, reason) = expect_damage(&image, &snapshot);
+    assert!(reason.contains("missing"), "{reason}");
+}
+
+#[test]
+fn a_header_sequence_that_differs_from_the_file_name_is_damage() {
+    let (image, _) = crashed_log(16 << 10, 3_000);
+    let names = segment_names(&image);
+    assert!(names.len() >= 3);
+    // A closed segment copied over its predecessor: the header names sequence 1.
+    image.put_file(&names[0], image.file(&names[1]).unwrap());
+    let (_, offset, reason) = expect_damage(&image, &names[0]);
+    assert_eq!(offset, 16, "{reason}");
+    assert!(reason.contains("copied or renamed"), "{reason}");
+}
+
+#[test]
+fn request_ids_that_do_not_continue_are_damage() {
+    let (image, _) = crashed_log(16 << 10, 3_000);
+    let names = segment_names(&image);
+    let mut bytes = image.file(&names[1]).unwrap();
+    let mut header = rewardpool::wal::header::SegmentHeader::decode(&bytes).unwrap();
+    header.first_request_id += 7;
+    bytes[..256].copy_from_slice(&header.encode());
+    image.put_file(&names[1], bytes);
+    // The marker no longer precedes the header's first id, or the ids jump: damage either way.
+    expect_damage(&image, &names[1]);
+}
+
+#[test]
+fn a_segment_that_does_not_start_with_a_snapshot_marker_is_damage() {
+    let (image, _) = crashed_log(64 << 10, 500);
+    let newest = segment_names(&image).pop().unwrap();
+    let mut bytes = image.file(&newest).unwrap();
+    let mut frame = [0_u8; 32];
+    let len = rewardpool::wal::frame::encode_draw(&mut frame, 1, Some(0));
+    bytes[256..256 + len].copy_from_slice(&frame[..len]);
+    image.put_file(&newest, bytes);
+    let (_, offset, reason) = expect_damage(&image, &newest);
+    assert_eq!(offset, 256, "{reason}");
+    assert!(reason.contains("snapshot marker"), "{reason}");
+}
