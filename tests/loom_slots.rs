@@ -7,28 +7,20 @@
 //! kept in sync with them**: the engine uses std atomics directly, so the model re-implements
 //! the same protocol here with loom's atomics, with the same orderings:
 //!
-//! - the core writes a slot with `Relaxed` stores, then stores `completed` with `SeqCst`;
+//! - the core writes a slot with `Relaxed` stores, then stores `completed` with `Release`;
 //!   the client loads `completed` with `Acquire`, then reads the slot with `Relaxed` loads;
 //! - the client never has more than `capacity` unread requests, so the core never
 //!   overwrites a slot the client has not read;
-//! - `waiting` / `completed` form a Dekker handshake (client: store `waiting` SeqCst, load
-//!   `completed` SeqCst, park; core: store `completed` SeqCst, load `waiting` SeqCst,
-//!   unpark): the client cannot park forever once the core has published;
+//! - `waiting` / `completed` form a Dekker handshake (client: store `waiting`,
+//!   `fence(SeqCst)`, load `completed`, park; core: store `completed`, `fence(SeqCst)`,
+//!   load `waiting`, unpark): the client cannot park forever once the core has published;
 //! - `core_sleeping` / ring: client pushes, `fence(SeqCst)`, loads `core_sleeping`; core
 //!   stores `core_sleeping` SeqCst, `fence(SeqCst)`, re-checks the ring, parks.
 //!
 //! Parks here have no timeout (the engine's do), so a lost wake-up is a deadlock that loom
-//! reports.
-//!
-//! `SEQCST_AS_FENCE`: loom 0.7 treats `SeqCst` loads and stores as `AcqRel` and supports
-//! only `fence(SeqCst)` fully (loom README, "Unsupported features"). Modelled literally, the
-//! `waiting`/`completed` handshake (SeqCst store, then SeqCst load of the other variable) is
-//! a store-buffering pattern that loom then reports as a lost wake-up: a false alarm, since in
-//! the C11/Rust model all SeqCst accesses share one total order and store buffering between
-//! them is forbidden. So the model adds `fence(SeqCst)` between the store and the load on
-//! both sides, which gives loom exactly the ordering the SeqCst accesses give the engine.
-//! (Writing slots.rs the same way, `store(Release); fence(SeqCst); load(Relaxed)`, as
-//! `Shared::notify` already does, would make the model literal.)
+//! reports. Every handshake uses `fence(SeqCst)`, which loom 0.7 models fully (it treats
+//! SeqCst loads and stores as AcqRel), so the model is literal: the same orderings as the
+//! engine.
 #![cfg(loom)]
 
 use loom::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
@@ -70,12 +62,11 @@ impl SlotBlock {
         slot.completion.store(completion, Ordering::Relaxed);
     }
 
-    /// `SlotBlock::publish`: SeqCst store of `completed`, SeqCst load of `waiting`.
+    /// `SlotBlock::publish`: Release store of `completed`, fence, Relaxed load of `waiting`.
     fn publish(&self, completed: u64) {
-        self.completed.store(completed, Ordering::SeqCst);
-        // MODEL ONLY (not in slots.rs): see `SEQCST_AS_FENCE`.
+        self.completed.store(completed, Ordering::Release);
         fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) {
+        if self.waiting.load(Ordering::Relaxed) {
             if let Some(t) = self.waiter.lock().unwrap().as_ref() {
                 t.unpark();
             }
@@ -96,10 +87,9 @@ impl SlotBlock {
     /// `SlotBlock::park_until`, without the timeout.
     fn park_until(&self, seq: u64) {
         *self.waiter.lock().unwrap() = Some(thread::current());
-        self.waiting.store(true, Ordering::SeqCst);
-        // MODEL ONLY (not in slots.rs): see `SEQCST_AS_FENCE`.
+        self.waiting.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        if self.completed.load(Ordering::SeqCst) <= seq {
+        if self.completed.load(Ordering::Acquire) <= seq {
             thread::park();
         }
         self.waiting.store(false, Ordering::Relaxed);

@@ -63,6 +63,11 @@ impl PendingGroups {
         self.len == self.seqs.len()
     }
 
+    /// The sequence number of the oldest pending group.
+    fn oldest(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.seqs[self.head])
+    }
+
     fn push(&mut self, group: GroupSeq, ports: &[Option<Port>]) {
         assert!(!self.is_full());
         let at = (self.head + self.len) % self.seqs.len();
@@ -86,6 +91,10 @@ impl PendingGroups {
     }
 }
 
+/// How often (in passes) a busy core looks for new and dropped clients; an idle one looks
+/// at every pass.
+const ACCEPT_EVERY: u64 = 16;
+
 /// Where an update's outcome goes once its group is durable.
 type UpdateReply = mpsc::Sender<Result<ItemState, EngineError>>;
 
@@ -95,6 +104,10 @@ pub(crate) struct Core<J> {
     journal: J,
     shared: Arc<Shared>,
     ports: Vec<Option<Port>>,
+    /// Per port index: the last group committed when its client was dropped.
+    freed_at: Vec<u64>,
+    /// Passes since start; clients are accepted every `ACCEPT_EVERY` passes or when idle.
+    passes: u64,
     pending: PendingGroups,
     /// Update replies waiting for their group to become durable.
     updates: VecDeque<(u64, UpdateReply, ItemState)>,
@@ -116,6 +129,8 @@ impl<J: Journal> Core<J> {
             journal,
             shared,
             ports: (0..c.clients_max).map(|_| None).collect(),
+            freed_at: vec![0; c.clients_max],
+            passes: 0,
             pending: PendingGroups::new(c.inflight_groups_max, c.clients_max),
             updates: VecDeque::new(),
             group_draws: 0,
@@ -151,7 +166,10 @@ impl<J: Journal> Core<J> {
     fn serve(&mut self) -> Result<(), JournalError> {
         // The one endless loop of the engine: it ends on a Shutdown command or an error.
         loop {
-            let mut worked = self.accept_clients();
+            self.passes += 1;
+            // Registration is rare: looking every 16 passes keeps the pass short and still
+            // serves a new client within microseconds.
+            let mut worked = self.passes % ACCEPT_EVERY == 0 && self.accept_clients();
             if let Some(cmd) = self.shared.control.pop() {
                 worked = true;
                 if self.control(cmd)? {
@@ -170,42 +188,40 @@ impl<J: Journal> Core<J> {
             worked |= self.publish()?;
             if worked {
                 self.idle.reset();
-            } else {
+            } else if !self.accept_clients() {
                 self.idle_step();
             }
         }
     }
 
     fn accept_clients(&mut self) -> bool {
-        let mut accepted = false;
-        // Free ports of dropped clients once nothing of theirs is pending.
-        if self.pending.len == 0 {
-            for port in &mut self.ports {
-                if port.as_ref().is_some_and(|p| p.slots.is_closed()) {
-                    *port = None;
-                    // Relaxed: a counter bounding registrations.
-                    self.shared.clients.fetch_sub(1, Ordering::Relaxed);
-                }
+        // Free the ports of dropped clients at once; their index is reused only once no
+        // pending group can hold a mark for the old client (`free_port`).
+        for (i, port) in self.ports.iter_mut().enumerate() {
+            if port.as_ref().is_some_and(|p| p.slots.is_closed()) {
+                *port = None;
+                self.freed_at[i] = self.last_group.0;
+                // Relaxed: a counter bounding registrations.
+                self.shared.clients.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        while self.pending.len == 0 || self.ports.iter().any(Option::is_none) {
-            let Some(free) = self.free_port() else { break };
-            let Some(port) = self.shared.registrations.pop() else {
-                break;
-            };
+        let mut accepted = false;
+        while let Some(free) = self.free_port() {
+            let Some(port) = self.shared.registrations.pop() else { break };
             self.ports[free] = Some(port);
             accepted = true;
         }
         accepted
     }
 
-    /// A port index that no pending group refers to.
+    /// A port index that no pending group refers to: free, and freed before the oldest
+    /// pending group was committed (groups committed since record 0 for it).
     fn free_port(&self) -> Option<usize> {
-        if self.pending.len > 0 {
-            // Indices freed while groups are pending may still carry old marks.
-            return None;
-        }
-        self.ports.iter().position(Option::is_none)
+        let oldest = self.pending.oldest();
+        self.ports
+            .iter()
+            .zip(self.freed_at.iter())
+            .position(|(port, freed)| port.is_none() && oldest.is_none_or(|o| o > *freed))
     }
 
     /// Serves one control command; true on Shutdown.
@@ -473,6 +489,9 @@ impl<J: Journal> Core<J> {
     fn stop(&mut self) {
         // Release: every publish above happens-before a client's Acquire of `stopped`.
         self.shared.stopped.store(true, Ordering::Release);
+        // SeqCst: pairs with the fence in `Shared::notify` after a control push (see
+        // `Shared::push_control`): a command pushed from now on is dropped by its sender.
+        fence(Ordering::SeqCst);
         for port in self.ports.iter().flatten() {
             // Wake parked waiters so they see `stopped` now, not at their park timeout.
             port.slots.publish(port.published);

@@ -190,6 +190,13 @@ impl Shared {
             match self.control.push(cmd) {
                 Ok(()) => {
                     self.notify();
+                    // `notify` ends with a SeqCst fence after the push; the core's `stop`
+                    // stores `stopped` and fences before it drains the queue (Dekker). If the
+                    // core stopped without seeing this command, drop it here so its reply
+                    // channel closes and the caller gets an error instead of waiting forever.
+                    if self.is_stopped() {
+                        while self.control.pop().is_some() {}
+                    }
                     return Ok(());
                 }
                 Err(back) => {

@@ -20,7 +20,7 @@
 //! Everything is an atomic, so the protocol needs no `unsafe`; its ordering is exercised by
 //! the stress tests in `tests/it/engine.rs` and the loom model in `tests/loom_slots.rs`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread::Thread;
 
@@ -134,12 +134,14 @@ impl SlotBlock {
     #[inline]
     pub(crate) fn publish(&self, completed: u64) {
         debug_assert!(completed >= self.completed.load(Ordering::Relaxed));
-        // SeqCst (a Release at least): publishes the slot stores of `write` to the client's
-        // Acquire in `completed`. SeqCst also orders it before the load of `waiting` below,
-        // which pairs with the client's SeqCst store of `waiting` and load of `completed` in
-        // `park_until` (Dekker): one of the two sees the other's store, so no lost wake-up.
-        self.completed.store(completed, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) {
+        // Release: publishes the slot stores of `write` to the client's Acquire in `completed`.
+        self.completed.store(completed, Ordering::Release);
+        // SeqCst fence: orders the store above before the load of `waiting` below; pairs
+        // with the fence in `park_until` between the client's store of `waiting` and its
+        // load of `completed` (Dekker): one side sees the other's store, so no lost wake-up.
+        // The loom model in tests/loom_slots.rs has exactly these orderings.
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) {
             self.wake();
         }
     }
@@ -171,9 +173,10 @@ impl SlotBlock {
     /// Client side: parks the calling thread until `completed() > seq` or `timeout` passes.
     pub(crate) fn park_until(&self, seq: u64, timeout: std::time::Duration) {
         *self.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
-        // SeqCst: see `publish`.
-        self.waiting.store(true, Ordering::SeqCst);
-        if self.completed.load(Ordering::SeqCst) <= seq {
+        self.waiting.store(true, Ordering::Relaxed);
+        // SeqCst fence: see `publish`.
+        fence(Ordering::SeqCst);
+        if self.completed.load(Ordering::Acquire) <= seq {
             std::thread::park_timeout(timeout);
         }
         self.waiting.store(false, Ordering::Relaxed);

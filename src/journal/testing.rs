@@ -13,6 +13,8 @@ use crate::pool::{Draw, ItemIndex, ItemState, Pool, RequestId};
 pub struct FailingJournal {
     inner: MemoryJournal,
     control: Arc<FailSwitch>,
+    /// The newest group reported durable: groups committed while held are not.
+    reported: GroupSeq,
 }
 
 /// The test's handle on a [`FailingJournal`].
@@ -21,7 +23,6 @@ pub struct FailSwitch {
     fail: AtomicBool,
     fail_after_draws: AtomicU64,
     hold: AtomicBool,
-    held_from: AtomicU64,
 }
 
 impl FailSwitch {
@@ -46,7 +47,14 @@ impl FailingJournal {
     #[must_use]
     pub fn new() -> (FailingJournal, Arc<FailSwitch>) {
         let control = Arc::new(FailSwitch::default());
-        (FailingJournal { inner: MemoryJournal::new(), control: Arc::clone(&control) }, control)
+        (
+            FailingJournal {
+                inner: MemoryJournal::new(),
+                control: Arc::clone(&control),
+                reported: GroupSeq(0),
+            },
+            control,
+        )
     }
 
     fn check(&self) -> Result<(), JournalError> {
@@ -76,22 +84,19 @@ impl Journal for FailingJournal {
 
     fn commit(&mut self, last: RequestId) -> Result<GroupSeq, JournalError> {
         self.check()?;
-        self.inner.commit(last)
+        let group = self.inner.commit(last)?;
+        if !self.control.hold.load(Ordering::SeqCst) {
+            self.reported = group;
+        }
+        Ok(group)
     }
 
     fn durable(&mut self) -> Result<GroupSeq, JournalError> {
         self.check()?;
-        if self.control.hold.load(Ordering::SeqCst) {
-            let held = self.control.held_from.load(Ordering::SeqCst);
-            if held == 0 {
-                let now = self.inner.durable()?.0;
-                self.control.held_from.store(now + 1, Ordering::SeqCst);
-                return Ok(GroupSeq(now));
-            }
-            return Ok(GroupSeq(held - 1));
+        if !self.control.hold.load(Ordering::SeqCst) {
+            self.reported = self.inner.durable()?;
         }
-        self.control.held_from.store(0, Ordering::SeqCst);
-        self.inner.durable()
+        Ok(self.reported)
     }
 
     fn close(&mut self, pool: &Pool) -> Result<(), JournalError> {

@@ -434,14 +434,13 @@ fn held_journal_then_failure_fails_every_held_ticket() {
     });
 }
 
-/// Bug in `journal::testing::FailingJournal::durable`: the hold point is taken at the first
+/// Regression (fixed): in `journal::testing::FailingJournal::durable` the hold point is taken at the first
 /// `durable()` call *after* `hold(true)`, from the journal's durable group at that moment,
 /// so the first group committed after `hold(true)` still becomes durable and is
 /// acknowledged. The doc says "while held, no group becomes durable".
 /// Fix: keep `reported: GroupSeq` in `FailingJournal`; `durable()` updates it from the inner
 /// journal only when not held, and returns it.
 #[test]
-#[ignore = "bug in FailingJournal::hold (see doc comment); run with --ignored"]
 fn failing_journal_hold_holds_the_next_group() {
     bounded("hold_next_group", DEADLINE, || {
         let (journal, switch) = FailingJournal::new();
@@ -731,7 +730,7 @@ fn slot_reuse_stress_tiny_rings() {
     });
 }
 
-/// Registration while a group awaits durability. Documents a liveness issue in
+/// Registration while a group awaits durability. Regression test (fixed) for a liveness issue in
 /// `core_loop::Core::free_port`: a new client is accepted only when *no* group is pending,
 /// so under sustained load with a journal that syncs elsewhere (always a group in flight) new
 /// clients are never served. Shown here with `hold(true)`: client B registers while A's group
@@ -742,7 +741,6 @@ fn slot_reuse_stress_tiny_rings() {
 /// group is pending, so every pending group was pushed while a free index was already
 /// `None` and carries mark 0 for it.
 #[test]
-#[ignore = "liveness bug in core_loop::free_port (see doc comment); run with --ignored"]
 fn client_registered_while_group_pending_is_served() {
     bounded("register_pending", DEADLINE, || {
         let (engine, mut a, switch) = held_engine();

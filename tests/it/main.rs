@@ -5,3 +5,4 @@ mod config;
 mod crash;
 mod engine;
 mod recovery;
+mod wal_cli;

@@ -1,0 +1,642 @@
+//! `rewardpool wal dump | verify | repair | stats` through the real binary: the JSON shapes
+//! field by field, dump against what `draw --json` acknowledged, the torn tail after a
+//! SIGKILL, four kinds of damage (refused by `draw`/`state`, reported by `verify`, cut by
+//! `repair`), the fairness audit over 10^6 draws, and a reader closing the pipe early.
+//!
+//! Each run has a deadline ([`DEADLINE`]): a hang fails the test instead of stalling CI.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rewardpool");
+/// Longest any single run may take.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// One finished run.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head: String = self.stdout.lines().take(20).collect::<Vec<_>>().join("\n");
+        write!(
+            f,
+            "exit {:?}\n--- stderr ---\n{}\n--- stdout (first 20 lines of {}) ---\n{head}",
+            self.code,
+            self.stderr,
+            self.stdout.lines().count()
+        )
+    }
+}
+
+/// A temporary directory holding `config.yaml` and the data directory `data`.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: String,
+}
+
+impl Setup {
+    /// `catalog`: `(item_id, quantity, weight)`.
+    fn new(catalog: &[(&str, i64, u32)], segment_kb: u64, durability: &str) -> Setup {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut yaml =
+            format!("working_dir: \"{}\"\npool:\n  catalog:\n", dir.path().join("data").display());
+        for (id, q, w) in catalog {
+            yaml.push_str(&format!(
+                "    - {{ item_id: \"{id}\", quantity: {q}, probability: {w} }}\n"
+            ));
+        }
+        yaml.push_str(&format!(
+            "wal:\n  max_file_size_kb: {segment_kb}\n  durability: {durability}\n"
+        ));
+        let path = dir.path().join("config.yaml");
+        fs::write(&path, yaml).unwrap();
+        let config = path.to_str().unwrap().to_owned();
+        Setup { dir, config }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs `rewardpool args --config <config>` and waits for it.
+    fn run(&self, args: &[&str]) -> Run {
+        let child = self.command(args).stdout(Stdio::piped()).spawn().expect("spawn");
+        finish(child, args)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .args(["--config", &self.config])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Segment files in the data directory, oldest first.
+    fn segments(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.data())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("wal."))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn finish(mut child: Child, args: &[&str]) -> Run {
+    let stdout = child.stdout.take();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_string(&mut s);
+        }
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let code = wait_bounded(&mut child, args);
+    Run { code, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
+
+fn wait_bounded(child: &mut Child, args: &[&str]) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rewardpool {args:?} did not finish within {DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn json_lines(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn ok(run: &Run, what: &str) {
+    assert_eq!(run.code, Some(0), "{what}: {run:?}");
+    assert!(!run.stderr.contains("panicked"), "{what}: {run:?}");
+}
+
+/// Checks one `wal dump --json` line's exact shape and returns its type.
+fn check_shape(v: &Value) -> &str {
+    let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    assert!(obj["segment"].as_u64().is_some(), "{v}");
+    assert!(obj["offset"].as_u64().is_some(), "{v}");
+    let torn = match obj.get("torn") {
+        None => 0,
+        Some(t) => {
+            assert_eq!(t, &Value::Bool(true), "torn is only ever true: {v}");
+            1
+        }
+    };
+    let kind = obj["type"].as_str().unwrap_or_else(|| panic!("{v}"));
+    let keys: &[&str] = match kind {
+        "draw" => {
+            assert!(obj["request_id"].as_u64().is_some(), "{v}");
+            assert!(obj["item"].is_string() || obj["item"].is_null(), "{v}");
+            &["segment", "offset", "type", "request_id", "item"]
+        }
+        "update" => {
+            assert!(obj["item"].is_string(), "{v}");
+            assert!(obj["quantity"].as_i64().is_some(), "{v}");
+            assert!(obj["weight"].as_u64().is_some(), "{v}");
+            &["segment", "offset", "type", "item", "quantity", "weight"]
+        }
+        "snapshot" => {
+            let file = obj["file"].as_str().unwrap_or_else(|| panic!("{v}"));
+            assert!(file.starts_with("snapshot."), "{v}");
+            assert!(obj["last_request_id"].as_u64().is_some(), "{v}");
+            &["segment", "offset", "type", "file", "last_request_id"]
+        }
+        "commit" => {
+            assert!(obj["request_id"].as_u64().is_some(), "{v}");
+            &["segment", "offset", "type", "request_id"]
+        }
+        other => panic!("unknown type {other:?}: {v}"),
+    };
+    assert_eq!(obj.len(), keys.len() + torn, "exactly these keys {keys:?}: {v}");
+    for k in keys {
+        assert!(obj.contains_key(*k), "{k}: {v}");
+    }
+    kind
+}
+
+/// Checks a raw `wal dump --json` line: its shape, and its keys in the documented order.
+fn check_line(line: &str) -> Value {
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let keys: &[&str] = match check_shape(&v) {
+        "draw" => &["segment", "offset", "type", "request_id", "item"],
+        "update" => &["segment", "offset", "type", "item", "quantity", "weight"],
+        "snapshot" => &["segment", "offset", "type", "file", "last_request_id"],
+        _ => &["segment", "offset", "type", "request_id"],
+    };
+    let mut at = 0;
+    for k in keys.iter().chain(v.get("torn").map(|_| &"torn")) {
+        let pos = line[at..]
+            .find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("{k} out of order: {line}"));
+        at += pos + 1;
+    }
+    v
+}
+
+/// `draw --count n --json`: `(request_id, item)` per acknowledged draw.
+fn draw(setup: &Setup, n: u64) -> Vec<(u64, Option<String>)> {
+    let run = setup.run(&["draw", "--count", &n.to_string(), "--json"]);
+    ok(&run, "draw");
+    let lines = json_lines(&run);
+    assert_eq!(lines.len() as u64, n, "{run:?}");
+    lines
+        .iter()
+        .map(|v| (v["request_id"].as_u64().unwrap(), v["item"].as_str().map(str::to_owned)))
+        .collect()
+}
+
+#[test]
+fn dump_json_field_by_field_matches_the_draws() {
+    // 16 KiB segments hold about 450 draws: the last run rotates, so several segments.
+    let setup = Setup::new(&[("gold", 150, 1), ("silver", 200, 3)], 16, "sync");
+    let mut acked = draw(&setup, 300);
+    let run = setup.run(&["update", "--item", "bonus", "--quantity", "100", "--weight", "5"]);
+    ok(&run, "update");
+    // 50 units left plus the bonus's 100: the rest are empty draws.
+    acked.extend(draw(&setup, 700));
+    assert!(acked.iter().any(|(_, i)| i.is_none()), "some empty draws");
+    assert!(acked.iter().any(|(_, i)| i.as_deref() == Some("bonus")), "the added item");
+
+    let run = setup.run(&["wal", "dump", "--json"]);
+    ok(&run, "wal dump --json");
+    assert!(run.stderr.is_empty(), "{run:?}");
+    let lines: Vec<Value> = run.stdout.lines().map(check_line).collect();
+    let mut segments: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+    for v in &lines {
+        segments.entry(v["segment"].as_u64().unwrap()).or_default().push(v);
+    }
+    assert!(segments.len() >= 3, "several segments: {:?}", setup.segments());
+    assert_eq!(segments.len(), setup.segments().len());
+    let mut draws = Vec::new();
+    let mut updates = 0;
+    let mut last_commit = 0;
+    let mut last_draw = 0;
+    for frames in segments.values() {
+        let first = frames[0];
+        assert_eq!(first["type"], "snapshot", "{first}");
+        assert_eq!(first["offset"].as_u64(), Some(256), "{first}");
+        assert_eq!(first["last_request_id"].as_u64(), Some(last_draw), "{first}");
+        let mut offset = 0;
+        for v in frames {
+            let at = v["offset"].as_u64().unwrap();
+            assert!(at > offset || at == 256, "offsets increase: {v}");
+            assert_eq!(at % 16, 0, "{v}");
+            offset = at;
+            match v["type"].as_str().unwrap() {
+                "draw" => {
+                    last_draw = v["request_id"].as_u64().unwrap();
+                    draws.push((last_draw, v["item"].as_str().map(str::to_owned)));
+                }
+                "commit" => {
+                    let id = v["request_id"].as_u64().unwrap();
+                    assert!(id >= last_commit, "commit ids increase: {v}");
+                    assert_eq!(id, last_draw, "a commit names its group's last request: {v}");
+                    last_commit = id;
+                }
+                "update" => {
+                    updates += 1;
+                    assert_eq!(v["item"], "bonus", "{v}");
+                    assert_eq!(v["quantity"].as_i64(), Some(100), "{v}");
+                    assert_eq!(v["weight"].as_u64(), Some(5), "{v}");
+                }
+                "snapshot" => assert_eq!(at, 256, "one marker per segment: {v}"),
+                _ => unreachable!(),
+            }
+        }
+    }
+    assert_eq!(updates, 1);
+    assert_eq!(last_commit, 1000);
+    assert_eq!(draws, acked, "dump's draws are exactly the acknowledged draws, in order");
+
+    // Plain output: one line per frame too.
+    let plain = setup.run(&["wal", "dump"]);
+    ok(&plain, "wal dump");
+    assert_eq!(plain.stdout.lines().count(), lines.len(), "{plain:?}");
+    assert!(plain.stdout.contains("bonus"), "{plain:?}");
+    // Nothing torn after clean shutdowns: --all adds nothing.
+    let all = setup.run(&["wal", "dump", "--json", "--all"]);
+    ok(&all, "wal dump --json --all");
+    assert_eq!(all.stdout, run.stdout);
+}
+
+#[test]
+fn dump_all_after_a_kill_puts_torn_lines_after_the_last_commit() {
+    let setup = Setup::new(
+        &[("gold", 20_000, 20), ("silver", 200_000, 30), ("mud", -1, 50)],
+        // 1 MiB segments: a rotation or two in 200 ms, never past the retention window (a
+        // kill while retention deletes files is `kill_during_retention_leaves_a_log_that_verifies`).
+        1024,
+        "buffered",
+    );
+    let mut child = setup
+        .command(&["draw", "--count", "100000000", "--json"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+
+    let all = setup.run(&["wal", "dump", "--json", "--all"]);
+    ok(&all, "wal dump --all");
+    let committed = setup.run(&["wal", "dump", "--json"]);
+    ok(&committed, "wal dump");
+    let all_lines: Vec<Value> = all.stdout.lines().map(check_line).collect();
+    let newest = all_lines.iter().map(|v| v["segment"].as_u64().unwrap()).max();
+    let mut by_segment: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+    for v in &all_lines {
+        by_segment.entry(v["segment"].as_u64().unwrap()).or_default().push(v);
+    }
+    let mut torn_count = 0;
+    for (segment, frames) in &by_segment {
+        let last_commit = frames
+            .iter()
+            .rposition(|v| v["type"] == "commit" && v.get("torn").is_none())
+            .unwrap_or(0);
+        let last_commit_offset = frames[last_commit]["offset"].as_u64().unwrap();
+        for (i, v) in frames.iter().enumerate() {
+            if v.get("torn").is_some() {
+                torn_count += 1;
+                assert_eq!(Some(*segment), newest, "only the newest segment is torn: {v}");
+                assert!(i > last_commit, "torn after the last commit: {v}");
+                assert!(v["offset"].as_u64().unwrap() > last_commit_offset, "{v}");
+            } else {
+                assert!(i <= last_commit, "nothing committed after a torn frame: {v}");
+            }
+        }
+    }
+    // Without --all: exactly the frames that are not torn, in the same order.
+    let kept: Vec<&Value> = all_lines.iter().filter(|v| v.get("torn").is_none()).collect();
+    let plain: Vec<Value> = json_lines(&committed);
+    assert_eq!(kept.len(), plain.len());
+    for (a, b) in kept.iter().zip(&plain) {
+        assert_eq!(*a, b);
+    }
+    eprintln!("{} frames, {torn_count} torn", all_lines.len());
+    // A torn tail is not damage.
+    let verify = setup.run(&["wal", "verify"]);
+    ok(&verify, "wal verify");
+    assert!(verify.stdout.contains(&format!("{torn_count} torn")), "{verify:?}");
+
+    // The kill rarely lands between a group's draws and its commit: make that moment by
+    // zeroing the newest segment's last commit frame (32 bytes), as if the crash came just
+    // before it was written. Its group becomes torn tail.
+    let newest = newest.unwrap();
+    let frames = &by_segment[&newest];
+    let Some(last) = frames.iter().rposition(|v| v["type"] == "commit" && v.get("torn").is_none())
+    else {
+        return;
+    };
+    let previous = frames[..last].iter().rposition(|v| v["type"] != "draw").unwrap();
+    let group = last - previous - 1;
+    if group == 0 {
+        return;
+    }
+    let name = format!("wal.{newest:06}");
+    let path = setup.data().join(&name);
+    let mut bytes = fs::read(&path).unwrap();
+    if bytes[12..16] != 1_u32.to_le_bytes() {
+        // Killed between closing the segment and installing the next: nothing is torn, and
+        // a closed segment that lost a commit is damage, not a torn tail.
+        return;
+    }
+    let at = usize::try_from(frames[last]["offset"].as_u64().unwrap()).unwrap();
+    bytes[at..at + 32].fill(0);
+    fs::write(&path, bytes).unwrap();
+
+    let all = setup.run(&["wal", "dump", "--json", "--all"]);
+    ok(&all, "wal dump --all after a lost commit");
+    let lines: Vec<Value> = all.stdout.lines().map(check_line).collect();
+    let torn: Vec<&Value> = lines.iter().filter(|v| v.get("torn").is_some()).collect();
+    // Frames torn before sit past the zeroed hole (end of data): they may no longer show.
+    assert!(torn.len() >= group && torn.len() <= group + torn_count, "{all:?}");
+    assert!(torn.iter().take(group).all(|v| v["type"] == "draw"), "{all:?}");
+    assert_eq!(torn[0], &{
+        let mut v = frames[previous + 1].clone();
+        v["torn"] = Value::Bool(true);
+        v
+    });
+    let committed = setup.run(&["wal", "dump", "--json"]);
+    ok(&committed, "wal dump after a lost commit");
+    assert_eq!(committed.stdout.lines().count(), lines.len() - torn.len());
+    let verify = setup.run(&["wal", "verify"]);
+    ok(&verify, "wal verify after a lost commit");
+    assert!(verify.stdout.contains(&format!("{} torn", torn.len())), "{verify:?}");
+}
+
+/// What a test does to the log.
+enum Damage {
+    /// Flip a bit of the oldest segment's header.
+    HeaderBit,
+    /// Flip a bit inside a committed frame of the oldest (closed) segment.
+    FrameBit,
+    /// Truncate the second segment to 100 bytes.
+    TruncatedHeader,
+    /// Overwrite the second segment with zeros, same length.
+    Zeroed,
+}
+
+fn flip(path: &Path, offset: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset] ^= 0x10;
+    fs::write(path, bytes).unwrap();
+}
+
+fn damaged_log_is_refused_reported_and_repaired(damage: Damage) {
+    let setup = Setup::new(&[("gold", 5_000, 20), ("mud", -1, 80)], 16, "sync");
+    // About 450 draws per segment: three segments, then a fourth from the second run.
+    draw(&setup, 1000);
+    draw(&setup, 50);
+    let segments = setup.segments();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let (file, at) = match damage {
+        Damage::HeaderBit => {
+            flip(&setup.data().join(&segments[0]), 20);
+            (&segments[0], None)
+        }
+        Damage::FrameBit => {
+            flip(&setup.data().join(&segments[0]), 1000);
+            (&segments[0], Some(1000))
+        }
+        Damage::TruncatedHeader => {
+            let f = fs::OpenOptions::new().write(true).open(setup.data().join(&segments[1]));
+            f.unwrap().set_len(100).unwrap();
+            (&segments[1], None)
+        }
+        Damage::Zeroed => {
+            let path = setup.data().join(&segments[1]);
+            let len = fs::metadata(&path).unwrap().len();
+            fs::write(&path, vec![0_u8; usize::try_from(len).unwrap()]).unwrap();
+            (&segments[1], None)
+        }
+    };
+
+    for args in [&["draw"][..], &["state", "--json"]] {
+        let run = setup.run(args);
+        assert_eq!(run.code, Some(2), "{args:?} refuses a damaged log: {run:?}");
+        assert!(run.stderr.contains(file.as_str()), "{args:?} names {file}: {run:?}");
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+        assert!(run.stdout.is_empty(), "{run:?}");
+    }
+
+    let verify = setup.run(&["wal", "verify"]);
+    assert_eq!(verify.code, Some(1), "{verify:?}");
+    assert!(verify.stderr.contains(file.as_str()), "names {file}: {verify:?}");
+    let offset: u64 = verify
+        .stderr
+        .split("at offset ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("names an offset: {verify:?}"));
+    if let Some(at) = at {
+        // The damaged frame starts at or before the flipped byte, within one frame.
+        assert!(offset <= at && offset + 64 > at, "offset {offset}: {verify:?}");
+    }
+    assert!(!verify.stderr.contains("panicked"), "{verify:?}");
+
+    // dump prints what precedes the damage, then refuses.
+    let dump = setup.run(&["wal", "dump", "--json"]);
+    assert_eq!(dump.code, Some(2), "{dump:?}");
+    assert!(dump.stderr.contains(file.as_str()), "{dump:?}");
+    for line in dump.stdout.lines() {
+        check_line(line);
+    }
+
+    let repair = setup.run(&["wal", "repair"]);
+    ok(&repair, "wal repair");
+    assert!(repair.stdout.contains("will drop"), "says what it drops: {repair:?}");
+    assert!(repair.stdout.contains(file.as_str()), "names the damaged file: {repair:?}");
+    assert!(repair.stdout.contains(&format!("dropped.{file}")), "where the copy is: {repair:?}");
+    assert!(setup.data().join(format!("dropped.{file}")).exists());
+
+    let verify = setup.run(&["wal", "verify"]);
+    ok(&verify, "wal verify after repair");
+    assert!(verify.stdout.starts_with("ok:"), "{verify:?}");
+    let again = setup.run(&["wal", "repair"]);
+    ok(&again, "a second repair");
+    assert!(again.stdout.contains("nothing to repair"), "{again:?}");
+
+    let state = setup.run(&["state", "--json"]);
+    ok(&state, "state after repair");
+    let v: Value = serde_json::from_str(state.stdout.trim()).unwrap();
+    let last = v["last_request_id"].as_u64().unwrap();
+    assert!(last <= 1050, "{v}");
+    // And the pool draws again, continuing the request ids.
+    let next = draw(&setup, 3);
+    assert!(next[0].0 > last, "{next:?} after {last}");
+}
+
+#[test]
+fn damage_header_bit_flip() {
+    damaged_log_is_refused_reported_and_repaired(Damage::HeaderBit);
+}
+
+#[test]
+fn damage_frame_bit_flip_in_a_closed_segment() {
+    damaged_log_is_refused_reported_and_repaired(Damage::FrameBit);
+}
+
+#[test]
+fn damage_truncated_header() {
+    damaged_log_is_refused_reported_and_repaired(Damage::TruncatedHeader);
+}
+
+#[test]
+fn damage_zeroed_segment() {
+    damaged_log_is_refused_reported_and_repaired(Damage::Zeroed);
+}
+
+/// 10^6 draws take about 5 s in the debug binary, the audit about 2 s (2-core VM).
+const STATS_DRAWS: u64 = 1_000_000;
+/// The finite item: weight 100 of 200, so it runs out about half-way.
+const RARE: u64 = 250_000;
+
+#[test]
+fn stats_json_on_a_million_draws_follows_the_weights() {
+    let setup = Setup::new(
+        &[
+            ("a", -1, 10),
+            ("b", -1, 20),
+            ("c", -1, 30),
+            ("d", -1, 40),
+            ("rare", i64::try_from(RARE).unwrap(), 100),
+        ],
+        // 16 MiB segments: a few of them, all within the retention window.
+        16 * 1024,
+        "buffered",
+    );
+    let child = setup
+        .command(&["draw", "--count", &STATS_DRAWS.to_string(), "--json"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = finish(child, &["draw"]);
+    ok(&run, "draw");
+
+    let run = setup.run(&["wal", "stats", "--json"]);
+    ok(&run, "wal stats --json");
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+    let line = run.stdout.trim();
+    assert!(line.starts_with("{\"draws\":"), "{line}");
+    let v: Value = serde_json::from_str(line).unwrap();
+    let obj = v.as_object().unwrap();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["chi_square", "degrees_of_freedom", "draws", "empty_draws", "items", "p_value"],
+        "{v}"
+    );
+    assert_eq!(obj["draws"].as_u64(), Some(STATS_DRAWS));
+    assert_eq!(obj["empty_draws"].as_u64(), Some(0));
+    assert_eq!(obj["degrees_of_freedom"].as_u64(), Some(4));
+    assert!(obj["chi_square"].as_f64().unwrap() >= 0.0);
+    let p = obj["p_value"].as_f64().unwrap();
+    assert!(p >= 0.001, "p = {p}: {v}");
+    let items = obj["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    let mut total = 0;
+    for (item, (id, weight)) in
+        items.iter().zip([("a", 10), ("b", 20), ("c", 30), ("d", 40), ("rare", 100)])
+    {
+        let it = item.as_object().unwrap();
+        assert_eq!(it.len(), 5, "{item}");
+        assert_eq!(it["item_id"], id);
+        assert_eq!(it["weight"].as_u64(), Some(weight));
+        let drawn = it["drawn"].as_u64().unwrap();
+        total += drawn;
+        let observed = it["observed_share"].as_f64().unwrap();
+        let expected = it["expected_share"].as_f64().unwrap();
+        assert!((observed - drawn as f64 / STATS_DRAWS as f64).abs() < 1e-12, "{item}");
+        assert!(expected > 0.0, "{item}");
+        assert!((observed - expected).abs() / expected < 0.03, "{id}: {item}");
+    }
+    assert_eq!(total, STATS_DRAWS);
+    assert_eq!(items[4]["drawn"].as_u64(), Some(RARE), "the finite item ran out exactly");
+    // Given availability: the rare item had half the weight while it lasted (about half
+    // the draws), so about a quarter of all draws; an audit that ignored exhaustion would
+    // expect 100/200 = 50 %.
+    let rare_expected = items[4]["expected_share"].as_f64().unwrap();
+    assert!((rare_expected - 0.25).abs() < 0.01, "{rare_expected}");
+
+    // Plain output: a table and the verdict.
+    let plain = setup.run(&["wal", "stats"]);
+    ok(&plain, "wal stats");
+    assert!(plain.stdout.contains("verdict: draws follow the weights"), "{plain:?}");
+    for id in ["a", "b", "c", "d", "rare"] {
+        assert!(plain.stdout.lines().any(|l| l.starts_with(id)), "{id}: {plain:?}");
+    }
+}
+
+#[test]
+fn closed_pipe_ends_dump_quietly() {
+    let setup = Setup::new(&[("mud", -1, 1)], 1024, "buffered");
+    let child = setup
+        .command(&["draw", "--count", "50000", "--json"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    ok(&finish(child, &["draw"]), "draw");
+    let mut child =
+        setup.command(&["wal", "dump", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"segment\":"), "{first}");
+    // The reader is dropped here: the pipe closes like `| head -1`, with about 3 MB unread.
+    let run = finish(child, &["wal", "dump", "--json"]);
+    ok(&run, "wal dump | head -1");
+    assert!(run.stderr.is_empty(), "quiet on a closed pipe: {run:?}");
+}
+
+#[test]
+fn missing_data_directory_is_nothing_to_do() {
+    let setup = Setup::new(&[("mud", -1, 1)], 64, "sync");
+    let dump = setup.run(&["wal", "dump", "--json"]);
+    ok(&dump, "dump");
+    assert!(dump.stdout.is_empty(), "{dump:?}");
+    for args in [&["wal", "verify"][..], &["wal", "repair"], &["wal", "stats"]] {
+        let run = setup.run(args);
+        ok(&run, &format!("{args:?}"));
+    }
+    let stats = setup.run(&["wal", "stats", "--json"]);
+    ok(&stats, "stats --json");
+    let v: Value = serde_json::from_str(stats.stdout.trim()).unwrap();
+    assert_eq!(v["draws"].as_u64(), Some(0));
+    assert!(!setup.data().exists(), "read-only commands create no directory");
+}
