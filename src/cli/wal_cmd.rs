@@ -240,10 +240,11 @@ fn dump(config: &Config, json: bool, all: bool) -> CmdResult {
 
 fn summary(report: &VerifyReport) -> String {
     format!(
-        "{} segment{}, {} frames, {} snapshot{} checked, {} torn frame{} (never acknowledged), last request id {}",
+        "{} segment{}, {} frame{}, {} snapshot{} checked, {} torn frame{} (never acknowledged), last request id {}",
         report.segments,
         plural(report.segments as u64),
         report.frames,
+        plural(report.frames),
         report.snapshots,
         plural(report.snapshots as u64),
         report.torn_frames,
@@ -312,6 +313,7 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
         ));
     }
     let ids = match plan.dropped_request_ids {
+        Some((lo, hi)) if lo == hi => format!(", request id {lo}"),
         Some((lo, hi)) => format!(", request ids {lo} to {hi}"),
         None => String::new(),
     };

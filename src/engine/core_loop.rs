@@ -42,6 +42,8 @@ impl Port {
 /// Committed groups waiting to become durable, with each port's `staged` count at commit.
 struct PendingGroups {
     seqs: Box<[u64]>,
+    /// How many ports each group recorded (the active prefix at its commit).
+    lens: Box<[usize]>,
     marks: Box<[u64]>,
     ports_len: usize,
     head: usize,
@@ -52,6 +54,7 @@ impl PendingGroups {
     fn new(groups_max: usize, ports_len: usize) -> PendingGroups {
         PendingGroups {
             seqs: vec![0; groups_max].into_boxed_slice(),
+            lens: vec![0; groups_max].into_boxed_slice(),
             marks: vec![0; groups_max * ports_len].into_boxed_slice(),
             ports_len,
             head: 0,
@@ -68,10 +71,13 @@ impl PendingGroups {
         (self.len > 0).then(|| self.seqs[self.head])
     }
 
+    /// Records `ports` (the active prefix of the port table) for `group`.
     fn push(&mut self, group: GroupSeq, ports: &[Option<Port>]) {
         assert!(!self.is_full());
+        assert!(ports.len() <= self.ports_len, "ports={} max={}", ports.len(), self.ports_len);
         let at = (self.head + self.len) % self.seqs.len();
         self.seqs[at] = group.0;
+        self.lens[at] = ports.len();
         let marks = &mut self.marks[at * self.ports_len..(at + 1) * self.ports_len];
         for (mark, port) in marks.iter_mut().zip(ports) {
             *mark = port.as_ref().map_or(0, |p| p.staged);
@@ -87,7 +93,8 @@ impl PendingGroups {
         let at = self.head;
         self.head = (self.head + 1) % self.seqs.len();
         self.len -= 1;
-        Some((self.seqs[at], &self.marks[at * self.ports_len..(at + 1) * self.ports_len]))
+        let start = at * self.ports_len;
+        Some((self.seqs[at], &self.marks[start..start + self.lens[at]]))
     }
 }
 
@@ -106,6 +113,8 @@ pub(crate) struct Core<J> {
     ports: Vec<Option<Port>>,
     /// Per port index: the last group committed when its client was dropped.
     freed_at: Vec<u64>,
+    /// One past the highest port index ever used: loops stop here, not at `clients_max`.
+    active: usize,
     /// Passes since start; clients are accepted every `ACCEPT_EVERY` passes or when idle.
     passes: u64,
     pending: PendingGroups,
@@ -130,6 +139,7 @@ impl<J: Journal> Core<J> {
             shared,
             ports: (0..c.clients_max).map(|_| None).collect(),
             freed_at: vec![0; c.clients_max],
+            active: 0,
             passes: 0,
             pending: PendingGroups::new(c.inflight_groups_max, c.clients_max),
             updates: VecDeque::new(),
@@ -197,7 +207,7 @@ impl<J: Journal> Core<J> {
     fn accept_clients(&mut self) -> bool {
         // Free the ports of dropped clients at once; their index is reused only once no
         // pending group can hold a mark for the old client (`free_port`).
-        for (i, port) in self.ports.iter_mut().enumerate() {
+        for (i, port) in self.ports[..self.active].iter_mut().enumerate() {
             if port.as_ref().is_some_and(|p| p.slots.is_closed()) {
                 *port = None;
                 self.freed_at[i] = self.last_group.0;
@@ -209,6 +219,7 @@ impl<J: Journal> Core<J> {
         while let Some(free) = self.free_port() {
             let Some(port) = self.shared.registrations.pop() else { break };
             self.ports[free] = Some(port);
+            self.active = self.active.max(free + 1);
             accepted = true;
         }
         accepted
@@ -226,7 +237,9 @@ impl<J: Journal> Core<J> {
 
     /// Serves one control command; true on Shutdown.
     fn control(&mut self, cmd: Control) -> Result<bool, JournalError> {
-        // Draws sent before the command are visible now: log them first.
+        // Draws sent before the command are visible now, from clients registered before it
+        // too: log them first.
+        self.accept_clients();
         self.drain_all()?;
         match cmd {
             Control::Shutdown => return Ok(true),
@@ -293,7 +306,7 @@ impl<J: Journal> Core<J> {
     fn drain_rings(&mut self) -> Result<(usize, bool), JournalError> {
         let mut served = 0;
         let mut drained = true;
-        for i in 0..self.ports.len() {
+        for i in 0..self.active {
             let Some(port) = &self.ports[i] else { continue };
             let available = port.consumer.slots();
             if available == 0 {
@@ -359,7 +372,7 @@ impl<J: Journal> Core<J> {
                 std::thread::yield_now();
             }
         }
-        self.pending.push(self.last_group, &self.ports);
+        self.pending.push(self.last_group, &self.ports[..self.active]);
         Ok(())
     }
 
@@ -382,7 +395,7 @@ impl<J: Journal> Core<J> {
         let group = self.journal.commit(self.pool.last_request_id())?;
         assert!(group > self.last_group, "group={group:?} last={:?}", self.last_group);
         self.last_group = group;
-        self.pending.push(group, &self.ports);
+        self.pending.push(group, &self.ports[..self.active]);
         self.group_open = false;
         self.group_draws = 0;
         // Relaxed: an observer's counter.
@@ -398,7 +411,7 @@ impl<J: Journal> Core<J> {
         let durable = self.journal.durable()?;
         let mut published = false;
         while let Some((group, marks)) = self.pending.pop_durable(durable) {
-            for (port, mark) in self.ports.iter_mut().zip(marks) {
+            for (port, mark) in self.ports[..self.active].iter_mut().zip(marks) {
                 if let Some(port) = port {
                     if *mark > port.published {
                         self.acknowledged += *mark - port.published;
@@ -434,10 +447,12 @@ impl<J: Journal> Core<J> {
         // `core_sleeping` and unparks this thread.
         self.shared.core_sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let work =
-            self.ports.iter().flatten().any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
-                || !self.shared.control.is_empty()
-                || !self.shared.registrations.is_empty();
+        let work = self.ports[..self.active]
+            .iter()
+            .flatten()
+            .any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
+            || !self.shared.control.is_empty()
+            || !self.shared.registrations.is_empty();
         if !work {
             std::thread::park_timeout(timeout);
         }

@@ -640,3 +640,47 @@ fn missing_data_directory_is_nothing_to_do() {
     assert_eq!(v["draws"].as_u64(), Some(0));
     assert!(!setup.data().exists(), "read-only commands create no directory");
 }
+
+/// LIBRARY BUG (see the report): retention deletes `snapshot.N` before `wal.N` (the
+/// flusher's `drop_old` walks the sorted listing, and "snapshot." sorts before "wal."), so
+/// a kill between the two leaves the oldest segment without its snapshot: `state` and
+/// `draw` still work (recovery loads only the newest segment's snapshot), but `wal verify`
+/// reports damage, `wal stats` refuses, and `wal repair` says there is nothing to repair.
+/// This test makes that state by hand; it passes once repair cuts what verify reports.
+#[test]
+#[ignore = "library bug: plan_repair finds only what recovery refuses, not what verify reports"]
+fn repair_fixes_a_segment_whose_snapshot_retention_deleted() {
+    let setup = Setup::new(&[("gold", 5_000, 20), ("mud", -1, 80)], 16, "sync");
+    draw(&setup, 2500); // six segments: retention keeps the newest four
+    let segments = setup.segments();
+    assert_eq!(segments.len(), 4, "{segments:?}");
+    let oldest = segments[0].replace("wal.", "snapshot.");
+    fs::remove_file(setup.data().join(&oldest)).unwrap();
+
+    ok(&setup.run(&["state", "--json"]), "state");
+    let verify = setup.run(&["wal", "verify"]);
+    assert_eq!(verify.code, Some(1), "{verify:?}");
+    assert!(verify.stderr.contains(&oldest), "{verify:?}");
+    let repair = setup.run(&["wal", "repair"]);
+    ok(&repair, "wal repair");
+    let verify = setup.run(&["wal", "verify"]);
+    ok(&verify, "wal verify after repair");
+    ok(&setup.run(&["wal", "stats"]), "wal stats after repair");
+}
+
+/// The same bug through real kills: SIGKILL `draw` while it rotates 64 KiB segments past
+/// the retention window, then `wal verify`. Fails in about one trial in ten to twenty.
+#[test]
+#[ignore = "library bug: retention deletes a segment's snapshot before the segment"]
+fn kill_during_retention_leaves_a_log_that_verifies() {
+    for trial in 0..40 {
+        let setup = Setup::new(&[("gold", 20_000, 20), ("mud", -1, 80)], 64, "buffered");
+        let mut child =
+            setup.command(&["draw", "--count", "100000000"]).stdout(Stdio::null()).spawn().unwrap();
+        thread::sleep(Duration::from_millis(150 + 10 * (trial % 10)));
+        child.kill().unwrap();
+        let _ = child.wait();
+        let verify = setup.run(&["wal", "verify"]);
+        assert_eq!(verify.code, Some(0), "trial {trial}: {verify:?}");
+    }
+}
