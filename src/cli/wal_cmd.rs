@@ -312,6 +312,13 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
             plan.dropped_segments.join(", ")
         ));
     }
+    if plan.history_only {
+        lines.push(
+            "the damage is in old segments whose draws the newer segments' snapshots already \
+             hold: moving them aside loses no state"
+                .to_owned(),
+        );
+    }
     let ids = match plan.dropped_request_ids {
         Some((lo, hi)) if lo == hi => format!(", request id {lo}"),
         Some((lo, hi)) => format!(", request ids {lo} to {hi}"),
@@ -329,7 +336,7 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
         .iter()
         .map(|(name, _)| name)
         .chain(&plan.dropped_segments)
-        .map(|name| format!("dropped.{name}"))
+        .map(|name| format!("dropped.{name} (or dropped.{name}.N if that exists)"))
         .collect();
     if !copies.is_empty() {
         lines.push(format!(

@@ -472,6 +472,7 @@ impl<J: Journal> Core<J> {
     }
 
     fn finish_journal(&mut self) -> Result<(), JournalError> {
+        self.accept_clients();
         self.drain_all()?;
         if self.group_open {
             self.commit()?;

@@ -160,6 +160,9 @@ fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
             if expected > 0.0 {
                 chi_square += (drawn as f64 - expected).powi(2) / expected;
                 cells += 1;
+            } else if drawn > 0 {
+                // Drawn although the weights promised nothing: impossible under the weights.
+                chi_square = f64::INFINITY;
             }
             let state = pool.item(ItemIndex(i as u32));
             ItemAudit {
@@ -172,7 +175,9 @@ fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
         })
         .collect();
     let degrees_of_freedom = cells.saturating_sub(1);
-    let p_value = if degrees_of_freedom == 0 {
+    let p_value = if chi_square.is_infinite() {
+        0.0
+    } else if degrees_of_freedom == 0 {
         1.0
     } else {
         ChiSquared::new(degrees_of_freedom as f64).map_or(1.0, |d| 1.0 - d.cdf(chi_square))

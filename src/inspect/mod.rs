@@ -8,7 +8,9 @@ mod repair;
 pub use audit::{audit, Audit, ItemAudit};
 pub use repair::{apply_repair, plan_repair, RepairPlan};
 
-use crate::recovery::{self, layout, scan_segment_with, FrameInfo, RecoveryError, ScanProgress};
+use crate::recovery::{
+    self, layout, scan_segment_with, FrameInfo, Layout, RecoveryError, ScanProgress,
+};
 use crate::storage::Storage;
 use crate::wal::frame::Record;
 
@@ -79,8 +81,18 @@ pub struct VerifyReport {
 /// # Errors
 /// The first damage found (file, offset, reason), or an I/O error.
 pub fn verify(storage: &dyn Storage) -> Result<VerifyReport, RecoveryError> {
-    let recovered = recovery::recover(storage, &[])?;
-    let layout = layout(storage)?;
+    verify_layout(storage, &layout(storage)?)
+}
+
+/// [`verify`] over the files of `layout` only.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_layout(
+    storage: &dyn Storage,
+    layout: &Layout,
+) -> Result<VerifyReport, RecoveryError> {
+    let recovered = recovery::recover_from(storage, layout.clone(), &[])?;
     let mut report = VerifyReport {
         segments: layout.segments.len(),
         torn_frames: recovered.torn_frames,

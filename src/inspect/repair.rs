@@ -1,7 +1,8 @@
 //! `wal repair`: cut the log at its first damage, after saying what will be dropped, and
 //! keep a copy of everything cut (`dropped.<file>`).
 
-use crate::recovery::{self, layout, scan_segment_with, RecoveryError, ScanProgress};
+use super::verify_layout;
+use crate::recovery::{self, layout, scan_segment_with, Layout, RecoveryError, ScanProgress};
 use crate::storage::Storage;
 use crate::wal::frame::Record;
 use crate::wal::header::{SegmentStatus, SEGMENT_HEADER_SIZE};
@@ -14,93 +15,129 @@ pub struct RepairPlan {
     pub damage: Option<String>,
     /// Segment cut at an offset (`name`, offset just past its last intact commit).
     pub cut: Option<(String, u64)>,
-    /// Segments dropped whole.
+    /// Segments moved aside whole.
     pub dropped_segments: Vec<String>,
+    /// True when only old segments are moved aside: the damage is in history that the
+    /// newer segments' snapshots already contain, so the state loses nothing.
+    pub history_only: bool,
     /// Readable frames dropped (frames after unreadable bytes cannot be counted).
     pub dropped_frames: u64,
-    /// Draws among them, and their request-id range.
+    /// Draws among the readable dropped frames.
     pub dropped_draws: u64,
-    /// Lowest and highest request id among the dropped draws.
+    /// Request ids no longer in the log: from just past the last kept commit to the highest
+    /// readable dropped draw (None when no draw is dropped).
     pub dropped_request_ids: Option<(u64, u64)>,
 }
 
 impl RepairPlan {
-    fn count(&mut self, bytes: &[u8], from: usize) {
+    fn count(&mut self, bytes: &[u8], from: usize, kept_last: u64) {
         for (_, record) in FrameIter::new(bytes, from, bytes.len()).map_while(Result::ok) {
             self.dropped_frames += 1;
             if let Record::Draw { request_id, .. } = record {
                 self.dropped_draws += 1;
-                let (lo, hi) = self.dropped_request_ids.unwrap_or((request_id, request_id));
-                self.dropped_request_ids = Some((lo.min(request_id), hi.max(request_id)));
+                let (lo, hi) = self.dropped_request_ids.unwrap_or((kept_last + 1, request_id));
+                self.dropped_request_ids = Some((lo, hi.max(request_id)));
             }
+        }
+    }
+
+    fn count_file(&mut self, storage: &dyn Storage, name: &str, kept_last: u64) {
+        if let Ok(bytes) = storage.read(name) {
+            self.count(&bytes, SEGMENT_HEADER_SIZE, kept_last);
         }
     }
 }
 
-/// Finds the first damage and what cutting there drops. Changes nothing.
+fn subset(segments: &[(u64, String)]) -> Layout {
+    Layout { segments: segments.to_vec(), ..Layout::default() }
+}
+
+/// Finds the first damage and what repairing it drops. Changes nothing.
+///
+/// Damage in old segments whose newer successors verify on their own is repaired by moving
+/// the old ones aside (each segment starts with its own snapshot, so the state is kept);
+/// otherwise the log is cut just past the last intact commit before the damage and every
+/// later segment is moved aside.
 ///
 /// # Errors
 /// I/O errors (damage is what the plan describes, not an error).
 pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
-    let damage = match recovery::recover(storage, &[]) {
+    let full = layout(storage)?;
+    let damage = match verify_layout(storage, &full) {
         Ok(_) => return Ok(RepairPlan::default()),
         Err(e @ RecoveryError::Damaged { .. }) => e.to_string(),
         Err(e) => return Err(e),
     };
-    let layout = layout(storage)?;
-    let count = layout.segments.len();
     let mut plan = RepairPlan { damage: Some(damage), ..RepairPlan::default() };
-    let mut first_dropped = count;
-    let mut previous: Option<u64> = None;
-    let mut last: Option<(u64, u64)> = None;
-    for (i, (seq, name)) in layout.segments.iter().enumerate() {
-        if previous.is_some_and(|p| *seq != p + 1) {
-            first_dropped = i;
-            break;
+    let segments = &full.segments;
+    let n = segments.len();
+    if n == 0 {
+        // Only snapshots, and one is damaged: nothing in the log to cut.
+        return Ok(plan);
+    }
+    // The first segment whose prefix no longer verifies.
+    let k = (0..n)
+        .find(|&i| verify_layout(storage, &subset(&segments[..=i])).is_err())
+        .unwrap_or(n - 1);
+    if k + 1 < n && verify_layout(storage, &subset(&segments[k + 1..])).is_ok() {
+        plan.history_only = true;
+        for (_, name) in &segments[..=k] {
+            plan.count_file(storage, name, 0);
+            plan.dropped_segments.push(name.clone());
         }
-        previous = Some(*seq);
-        let mut progress = ScanProgress::default();
-        let newest = i + 1 == count;
-        let result =
-            scan_segment_with(storage, name, *seq, newest, false, |_| Ok(()), &mut progress);
-        if let Ok(scan) = &result {
-            let continues = last.as_ref().is_none_or(|(rid, fingerprint)| {
-                scan.header.first_request_id == rid + 1
-                    && scan.header.catalog_fingerprint == *fingerprint
-            });
-            if !continues {
-                first_dropped = i;
-                break;
+        plan.dropped_request_ids = None;
+        return Ok(plan);
+    }
+    let (seq, name) = &segments[k];
+    let mut progress = ScanProgress::default();
+    let result = scan_segment_with(
+        storage,
+        name,
+        *seq,
+        true,
+        false,
+        |info| match &info.record {
+            Record::Snapshot { file_name, sha256, .. } => {
+                recovery::load_snapshot(storage, file_name, Some(sha256)).map(|_| ())
             }
-            last = Some((scan.last_request_id, scan.header.catalog_fingerprint));
-        }
-        let failed = result.is_err() || (newest && replay_fails(storage));
-        if !failed {
-            continue;
-        }
+            _ => Ok(()),
+        },
+        &mut progress,
+    );
+    let kept_last = match k.checked_sub(1) {
+        Some(prev) => recovery::recover_from(storage, subset(&segments[..=prev]), &[])
+            .map_or(0, |r| r.state.last_request_id.0),
+        None => 0,
+    };
+    if result.is_err() && progress.committed_end > 0 {
         let bytes = storage
             .read(name)
             .map_err(|source| RecoveryError::Io { file: storage.describe(name), source })?;
-        if progress.committed_end > 0 && result.is_err() {
-            plan.cut = Some((name.clone(), progress.committed_end as u64));
-            plan.count(&bytes, progress.committed_end);
-            first_dropped = i + 1;
-        } else {
-            first_dropped = i;
+        plan.cut = Some((name.clone(), progress.committed_end as u64));
+        plan.count(&bytes, progress.committed_end, progress.last_request_id);
+        for (_, later) in &segments[k + 1..] {
+            plan.count_file(storage, later, progress.last_request_id);
+            plan.dropped_segments.push(later.clone());
         }
-        break;
-    }
-    for (_, name) in layout.segments.iter().skip(first_dropped) {
-        if let Ok(bytes) = storage.read(name) {
-            plan.count(&bytes, SEGMENT_HEADER_SIZE);
+    } else {
+        for (_, dropped) in &segments[k..] {
+            plan.count_file(storage, dropped, kept_last);
+            plan.dropped_segments.push(dropped.clone());
         }
-        plan.dropped_segments.push(name.clone());
     }
     Ok(plan)
 }
 
-fn replay_fails(storage: &dyn Storage) -> bool {
-    recovery::recover(storage, &[]).is_err()
+/// A name for the copy of `name` that no earlier repair used.
+fn copy_name(storage: &dyn Storage, name: &str) -> String {
+    let existing = storage.list().unwrap_or_default();
+    let mut candidate = format!("dropped.{name}");
+    let mut n = 1;
+    while existing.contains(&candidate) {
+        candidate = format!("dropped.{name}.{n}");
+        n += 1;
+    }
+    candidate
 }
 
 /// Carries out a plan: keeps a copy of each file it changes or drops as `dropped.<name>`,
@@ -115,7 +152,7 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
     };
     if let Some((name, offset)) = &plan.cut {
         let bytes = storage.read(name).map_err(io(name))?;
-        storage.write_synced(&format!("dropped.{name}"), &bytes).map_err(io(name))?;
+        storage.write_synced(&copy_name(storage, name), &bytes).map_err(io(name))?;
         let mut header = crate::wal::header::SegmentHeader::decode(&bytes).map_err(|e| {
             RecoveryError::Damaged {
                 file: storage.describe(name),
@@ -132,7 +169,7 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
         map.sync_range(0, map.len()).map_err(io(name))?;
     }
     for name in &plan.dropped_segments {
-        storage.rename(name, &format!("dropped.{name}")).map_err(io(name))?;
+        storage.rename(name, &copy_name(storage, name)).map_err(io(name))?;
     }
     storage.sync_dir().map_err(io(""))
 }

@@ -306,12 +306,23 @@ impl Flusher {
         let Ok(names) = self.storage.list() else {
             return;
         };
-        for name in names {
-            let seq = super::header::parse_segment_name(&name)
-                .or_else(|| crate::snapshot::format::parse_snapshot_name(&name));
-            if seq.is_some_and(|s| s < oldest_kept) {
-                let _ = self.storage.remove(&name);
+        let old = |seq: Option<u64>| seq.is_some_and(|s| s < oldest_kept);
+        // Segments first, oldest first, and durably, before their snapshots: a crash in
+        // between leaves a snapshot without a segment (harmless), never a segment whose
+        // snapshot marker names a missing file.
+        let mut segments: Vec<&String> =
+            names.iter().filter(|n| old(super::header::parse_segment_name(n))).collect();
+        segments.sort();
+        for name in segments {
+            if self.storage.remove(name).is_err() {
+                return;
             }
+        }
+        if self.storage.sync_dir().is_err() {
+            return;
+        }
+        for name in names.iter().filter(|n| old(crate::snapshot::format::parse_snapshot_name(n))) {
+            let _ = self.storage.remove(name);
         }
     }
 

@@ -222,7 +222,9 @@ fn draw(setup: &Setup, n: u64) -> Vec<(u64, Option<String>)> {
 #[test]
 fn dump_json_field_by_field_matches_the_draws() {
     // 16 KiB segments hold about 450 draws: the last run rotates, so several segments.
-    let setup = Setup::new(&[("gold", 150, 1), ("silver", 200, 3)], 16, "sync");
+    // 64 KiB segments: one segment per run (three runs), within the retention window of
+    // four, so the dump holds every draw.
+    let setup = Setup::new(&[("gold", 150, 1), ("silver", 200, 3)], 64, "sync");
     let mut acked = draw(&setup, 300);
     let run = setup.run(&["update", "--item", "bonus", "--quantity", "100", "--weight", "5"]);
     ok(&run, "update");
@@ -648,7 +650,6 @@ fn missing_data_directory_is_nothing_to_do() {
 /// reports damage, `wal stats` refuses, and `wal repair` says there is nothing to repair.
 /// This test makes that state by hand; it passes once repair cuts what verify reports.
 #[test]
-#[ignore = "library bug: plan_repair finds only what recovery refuses, not what verify reports"]
 fn repair_fixes_a_segment_whose_snapshot_retention_deleted() {
     let setup = Setup::new(&[("gold", 5_000, 20), ("mud", -1, 80)], 16, "sync");
     draw(&setup, 2500); // six segments: retention keeps the newest four
@@ -671,7 +672,6 @@ fn repair_fixes_a_segment_whose_snapshot_retention_deleted() {
 /// The same bug through real kills: SIGKILL `draw` while it rotates 64 KiB segments past
 /// the retention window, then `wal verify`. Fails in about one trial in ten to twenty.
 #[test]
-#[ignore = "library bug: retention deletes a segment's snapshot before the segment"]
 fn kill_during_retention_leaves_a_log_that_verifies() {
     for trial in 0..40 {
         let setup = Setup::new(&[("gold", 20_000, 20), ("mud", -1, 80)], 64, "buffered");
