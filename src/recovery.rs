@@ -11,7 +11,8 @@
 //! | header unreadable / bad magic / bad checksum / zeroed  | refuse: damaged header |
 //! | header sequence differs from the file name             | refuse: copied or renamed segment |
 //! | request ids do not continue from the previous segment  | refuse: duplicated or foreign segment |
-//! | an open segment that is not the newest                 | refuse |
+//! | an open segment that is not the newest, ending cleanly at a commit (crash during rotation) | accept, close it |
+//! | an open segment that is not the newest, anything after its last commit | refuse |
 //! | closed segment: any bad frame before `end_offset`      | refuse: damage |
 //! | newest open segment: bad frame, a valid later commit follows | refuse: damage before the last commit |
 //! | newest open segment: bad frame or uncommitted frames, no commit follows | trim the torn tail (never acknowledged) |
@@ -245,9 +246,9 @@ pub fn scan_segment_with(
         ));
     }
     let closed = header.status == SegmentStatus::Closed;
-    if !closed && !newest {
-        return Err(damaged(&file, 12, "segment is open but a newer segment exists"));
-    }
+    // An open segment with a newer one after it: a crash between installing the next
+    // segment and closing this one. Accepted only if it ends cleanly at a commit.
+    let must_end_clean = !closed && !newest;
     let end = if closed { header.end_offset as usize } else { bytes.len() };
     let mut frames = FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, end);
     let mut marker = None;
@@ -344,6 +345,12 @@ pub fn scan_segment_with(
         if !group.is_empty() || committed_end != end {
             return Err(damaged(&file, committed_end, "closed segment ends inside a group"));
         }
+    } else if must_end_clean && (bad.is_some() || !group.is_empty()) {
+        return Err(damaged(
+            &file,
+            frames.offset(),
+            "segment is open, a newer segment exists, and it does not end at a commit",
+        ));
     } else {
         // The open segment stopped early (a bad frame, or a zero header where a frame could
         // be): it is a torn tail only if no committed data follows.
@@ -383,8 +390,8 @@ pub struct Recovered {
     pub next_sequence: u64,
     /// The catalog fingerprint the log was born with.
     pub catalog_fingerprint: u64,
-    /// The newest segment, if it was open and must be closed at `committed_end`.
-    pub close: Option<(String, SegmentHeader)>,
+    /// Open segments (after a crash) to close at their last commit, with their new header.
+    pub close: Vec<(String, SegmentHeader)>,
     /// Frames replayed.
     pub frames_replayed: u64,
     /// Torn frames trimmed.
@@ -449,7 +456,7 @@ pub fn recover_from(
             state,
             next_sequence,
             catalog_fingerprint: fingerprint,
-            close: None,
+            close: Vec::new(),
             frames_replayed: 0,
             torn_frames: 0,
             temporaries: layout.temporaries,
@@ -457,6 +464,7 @@ pub fn recover_from(
         });
     };
     let mut previous: Option<SegmentScan> = None;
+    let mut close = Vec::new();
     for (i, (seq, name)) in layout.segments.iter().enumerate() {
         if let Some(prev) = &previous {
             if *seq != prev.header.sequence + 1 {
@@ -474,17 +482,17 @@ pub fn recover_from(
         }
         let scan = scan_segment(storage, name, *seq, false, |_| Ok(()))?;
         check_continuity(storage, previous.as_ref(), &scan)?;
+        if scan.header.status == SegmentStatus::Open {
+            close.push(closed_header(name, &scan));
+        }
         previous = Some(scan);
     }
     let newest_name = layout.segments.last().map(|(_, n)| n.clone()).expect("not empty");
     let (pool, scan, replayed) = replay_newest(storage, &newest_name, newest_seq)?;
     check_continuity(storage, previous.as_ref(), &scan)?;
-    let close = (scan.header.status == SegmentStatus::Open).then(|| {
-        let mut header = scan.header;
-        header.status = SegmentStatus::Closed;
-        header.end_offset = scan.committed_end as u64;
-        (newest_name.clone(), header)
-    });
+    if scan.header.status == SegmentStatus::Open {
+        close.push(closed_header(&newest_name, &scan));
+    }
     Ok(Recovered {
         state: pool.state(),
         next_sequence: newest_seq + 1,
@@ -495,6 +503,14 @@ pub fn recover_from(
         temporaries: layout.temporaries,
         fresh: false,
     })
+}
+
+/// The header that closes an open segment at its last commit (trimming its torn tail).
+fn closed_header(name: &str, scan: &SegmentScan) -> (String, SegmentHeader) {
+    let mut header = scan.header;
+    header.status = SegmentStatus::Closed;
+    header.end_offset = scan.committed_end as u64;
+    (name.to_owned(), header)
 }
 
 fn check_continuity(

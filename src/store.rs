@@ -199,9 +199,9 @@ pub fn open_journal(
 ) -> Result<(Pool, WalJournal), OpenError> {
     let dir_lock = lock(&*storage, true)?;
     let recovered = recovery::recover(&*storage, catalog).map_err(OpenError::Recovery)?;
-    if let Some((name, header)) = &recovered.close {
-        // The newest segment was open (a crash): close it at its last commit, which trims
-        // the torn tail, before anything else is written.
+    for (name, header) in &recovered.close {
+        // Open segments (a crash): close each at its last commit, which trims the torn
+        // tail, before anything else is written.
         let io = |source| OpenError::Io {
             context: format!("closing {}", storage.describe(name)),
             source,

@@ -166,15 +166,14 @@ pub(crate) struct Flusher {
     /// Offset up to which `current` is synced.
     pub(crate) synced: usize,
     pub(crate) sync_data: bool,
-    pub(crate) segment_size: u64,
-    pub(crate) retention: u64,
+    /// Prepares spare segments and applies retention on its own thread.
+    pub(crate) preparer: super::preparer::PreparerHandle,
 }
 
 impl Flusher {
     /// Runs until a Close job or an error.
     pub(crate) fn run(mut self) {
         let _ = self.state.thread.set(std::thread::current());
-        self.prepare_spare();
         let mut next: Option<Job> = None;
         let mut idle = 0_u32;
         loop {
@@ -253,19 +252,23 @@ impl Flusher {
         closed: &SegmentHeader,
         next: Install,
     ) -> Result<(), (String, io::Error)> {
-        let old = segment_name(self.sequence);
-        close_segment(&*self.current, self.synced, closed)
-            .map_err(|e| (format!("closing {old}"), e))?;
+        // Install the next segment first, so acknowledgements resume at once; closing the
+        // old one may mean syncing all of it (buffered mode: tens of ms for a 64 MiB
+        // segment), which must not hold acks back. Until the old one is closed, recovery
+        // accepts it open as long as it ends cleanly at a commit (it does: rotation happens
+        // between groups).
         install(&*self.storage, &next)
             .map_err(|e| (format!("installing {}", segment_name(next.sequence)), e))?;
-        self.current = next.map;
+        let old = segment_name(self.sequence);
+        let old_map = std::mem::replace(&mut self.current, next.map);
+        let old_synced = std::mem::replace(&mut self.synced, next.marker_end);
         self.sequence = next.sequence;
-        self.synced = next.marker_end;
-        // Release: pairs with the core's Acquire loads in `WalJournal::durable`.
+        // Release: pairs with the core's Acquire loads in `WalJournal::durable`. In sync
+        // mode the old segment's groups were synced by the Sync jobs queued before this one.
         self.state.installed.store(next.sequence, Ordering::Release);
         self.state.durable.store(last_group, Ordering::Release);
-        self.drop_old();
-        self.prepare_spare();
+        close_segment(&*old_map, old_synced, closed).map_err(|e| (format!("closing {old}"), e))?;
+        self.preparer.installed(self.sequence);
         Ok(())
     }
 
@@ -280,6 +283,7 @@ impl Flusher {
             .map_err(|e| (format!("closing {name}"), e))?;
         // The spare segment prepared ahead is not needed any more: leave a tidy directory
         // (the directory sync below makes the removal durable too).
+        self.preparer.stop();
         if let Some((spare, map)) = self.state.spares.pop() {
             drop(map);
             let _ = self.storage.remove(&spare);
@@ -295,48 +299,5 @@ impl Flusher {
         write().map_err(|e| (format!("writing {final_name}"), e))?;
         self.state.durable.store(last_group, Ordering::Release);
         Ok(())
-    }
-
-    /// Deletes segments and snapshots older than the retention window (best effort: a file
-    /// left behind is deleted after a later rotation).
-    fn drop_old(&self) {
-        let Some(oldest_kept) = self.sequence.checked_sub(self.retention.saturating_sub(1)) else {
-            return;
-        };
-        let Ok(names) = self.storage.list() else {
-            return;
-        };
-        let old = |seq: Option<u64>| seq.is_some_and(|s| s < oldest_kept);
-        // Segments first, oldest first, and durably, before their snapshots: a crash in
-        // between leaves a snapshot without a segment (harmless), never a segment whose
-        // snapshot marker names a missing file.
-        let mut segments: Vec<&String> =
-            names.iter().filter(|n| old(super::header::parse_segment_name(n))).collect();
-        segments.sort();
-        for name in segments {
-            if self.storage.remove(name).is_err() {
-                return;
-            }
-        }
-        if self.storage.sync_dir().is_err() {
-            return;
-        }
-        for name in names.iter().filter(|n| old(crate::snapshot::format::parse_snapshot_name(n))) {
-            let _ = self.storage.remove(name);
-        }
-    }
-
-    /// Creates, allocates and pre-faults the next segment file under a temporary name.
-    /// A failure (disk full) is not fatal: the core retries when it needs the file.
-    fn prepare_spare(&self) {
-        if !self.state.spares.is_empty() {
-            return;
-        }
-        let name = format!("{}.tmp", segment_name(self.sequence + 1));
-        let _ = self.storage.remove(&name);
-        if let Ok(map) = self.storage.create_segment(&name, self.segment_size) {
-            map.prefault();
-            let _ = self.state.spares.push((name, map));
-        }
     }
 }

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use super::flusher::{install, Closing, FlushState, Flusher, Install, Job, Rotation};
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
 use super::header::{segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use super::preparer::PreparerHandle;
 use super::segment::{write_at, ActiveSegment};
 use crate::journal::{GroupSeq, Journal, JournalError, Space};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};
@@ -137,8 +138,15 @@ impl WalJournal {
             sequence,
             synced: install_job.marker_end,
             sync_data: start.durability == Durability::Sync,
-            segment_size: start.segment_size,
-            retention: start.retention_segments.max(1),
+            preparer: PreparerHandle::spawn(
+                Arc::clone(&storage),
+                Arc::clone(&state),
+                Arc::clone(active.map()),
+                sequence,
+                start.segment_size,
+                start.retention_segments,
+            )
+            .map_err(io_error("starting the preparer thread".into()))?,
         };
         let handle = std::thread::Builder::new()
             .name("rewardpool-flusher".into())

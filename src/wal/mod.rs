@@ -12,6 +12,7 @@ pub mod reader;
 
 mod flusher;
 mod journal;
+mod preparer;
 pub(crate) mod segment;
 
 pub use journal::{WalJournal, WalStart};

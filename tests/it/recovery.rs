@@ -371,19 +371,40 @@ fn a_zeroed_segment_is_damage() {
     expect_damage(&image, &names[0]);
 }
 
-#[test]
-fn an_open_segment_that_is_not_the_newest_is_damage() {
-    let (image, _) = crashed_log(64 << 10, 500);
-    let names = segment_names(&image);
-    let last = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
-    // A copy of the open newest segment under the next name: now an open segment has a
-    // newer one after it.
-    let mut bytes = image.file(names.last().unwrap()).unwrap();
+/// Reopens a closed segment's header as `Open` (a crash between installing the next
+/// segment and closing this one), optionally with an uncommitted frame after its end.
+fn reopen(image: &FaultyStorage, name: &str, torn_frame: bool) {
+    let mut bytes = image.file(name).unwrap();
     let mut header = rewardpool::wal::header::SegmentHeader::decode(&bytes).unwrap();
-    header.sequence = last + 1;
+    let end = header.end_offset as usize;
+    header.status = rewardpool::wal::header::SegmentStatus::Open;
+    header.end_offset = 0;
     bytes[..256].copy_from_slice(&header.encode());
-    image.put_file(&rewardpool::wal::header::segment_name(last + 1), bytes);
-    let (_, _, reason) = expect_damage(&image, names.last().unwrap());
+    if torn_frame {
+        let mut frame = [0_u8; 32];
+        rewardpool::wal::frame::encode_draw(&mut frame, 999_999, None);
+        bytes[end..end + 32].copy_from_slice(&frame);
+    }
+    image.put_file(name, bytes);
+}
+
+#[test]
+fn an_open_segment_that_is_not_the_newest_ending_at_a_commit_is_closed_and_accepted() {
+    let (image, acked) = crashed_log(16 << 10, 2_000);
+    let names = segment_names(&image);
+    assert!(names.len() >= 2);
+    reopen(&image, &names[0], false);
+    let r = recover(&image, &catalog()).expect("a crash during rotation is not damage");
+    assert!(r.close.iter().any(|(n, _)| *n == names[0]), "{:?}", r.close);
+    assert!(r.state.last_request_id.0 >= acked.last().unwrap().request_id.0);
+}
+
+#[test]
+fn an_open_segment_that_is_not_the_newest_with_a_torn_tail_is_damage() {
+    let (image, _) = crashed_log(16 << 10, 2_000);
+    let names = segment_names(&image);
+    reopen(&image, &names[0], true);
+    let (_, _, reason) = expect_damage(&image, &names[0]);
     assert!(reason.contains("open"), "{reason}");
 }
 

@@ -1,0 +1,161 @@
+//! The preparer thread: creates, allocates and pre-faults the next segment file, and
+//! deletes what retention drops, so neither the core thread nor the flusher waits on it.
+//!
+//! Creating and pre-faulting a 64 MiB segment takes tens of milliseconds (fallocate, then a
+//! page fault per 4 KiB page). Done on the flusher, it held back every sync queued behind a
+//! rotation (measured: acknowledgements stalled ~250 ms after each rotation in sync mode).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::flusher::FlushState;
+use super::header::{parse_segment_name, segment_name};
+use crate::snapshot::format::parse_snapshot_name;
+use crate::storage::{SegmentMap, Storage};
+
+#[derive(Debug, Default)]
+struct Signals {
+    /// The newest installed segment: prepare `installed + 1`, retain relative to it.
+    installed: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// The flusher's handle on the preparer thread. Dropping it stops and joins the thread.
+#[derive(Debug)]
+pub(crate) struct PreparerHandle {
+    signals: Arc<Signals>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Preparer {
+    storage: Arc<dyn Storage>,
+    state: Arc<FlushState>,
+    signals: Arc<Signals>,
+    segment_size: u64,
+    retention: u64,
+    first: Option<Arc<dyn SegmentMap>>,
+}
+
+impl PreparerHandle {
+    /// Starts the thread; it first pre-faults `first` (the segment being written), then
+    /// prepares the segment after `sequence`.
+    pub(crate) fn spawn(
+        storage: Arc<dyn Storage>,
+        state: Arc<FlushState>,
+        first: Arc<dyn SegmentMap>,
+        sequence: u64,
+        segment_size: u64,
+        retention: u64,
+    ) -> std::io::Result<PreparerHandle> {
+        let signals =
+            Arc::new(Signals { installed: AtomicU64::new(sequence), ..Signals::default() });
+        let preparer = Preparer {
+            storage,
+            state,
+            signals: Arc::clone(&signals),
+            segment_size,
+            retention: retention.max(1),
+            first: Some(first),
+        };
+        let thread = std::thread::Builder::new()
+            .name("rewardpool-preparer".into())
+            .spawn(move || preparer.run())?;
+        Ok(PreparerHandle { signals, thread: Some(thread) })
+    }
+
+    /// Segment `sequence` is installed: prepare the next one, drop what retention drops.
+    pub(crate) fn installed(&self, sequence: u64) {
+        // Release: pairs with the Acquire in `Preparer::run`.
+        self.signals.installed.store(sequence, Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+
+    /// Stops the thread and waits for it (it finishes the file it is creating).
+    pub(crate) fn stop(&mut self) {
+        self.signals.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for PreparerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Preparer {
+    fn run(mut self) {
+        if let Some(first) = self.first.take() {
+            // Populating pages does not change their contents: safe while the core appends.
+            first.prefault();
+        }
+        let mut done = None;
+        // Bounded by `stop`: the flusher stops this thread on close, failure or drop.
+        loop {
+            // Acquire: pairs with the Release stores in `PreparerHandle`.
+            if self.signals.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let installed = self.signals.installed.load(Ordering::Acquire);
+            if done == Some(installed) {
+                std::thread::park_timeout(Duration::from_millis(50));
+                continue;
+            }
+            self.drop_old(installed);
+            self.prepare_spare(installed + 1);
+            done = Some(installed);
+        }
+    }
+
+    /// Deletes segments and snapshots older than the retention window (best effort: a file
+    /// left behind is deleted after a later rotation).
+    fn drop_old(&self, newest: u64) {
+        let Some(oldest_kept) = newest.checked_sub(self.retention - 1) else {
+            return;
+        };
+        let Ok(names) = self.storage.list() else {
+            return;
+        };
+        let old = |seq: Option<u64>| seq.is_some_and(|s| s < oldest_kept);
+        // Segments first, oldest first, and durably, before their snapshots: a crash in
+        // between leaves a snapshot without a segment (harmless), never a segment whose
+        // snapshot marker names a missing file.
+        let mut segments: Vec<&String> =
+            names.iter().filter(|n| old(parse_segment_name(n))).collect();
+        segments.sort();
+        for name in segments {
+            if self.storage.remove(name).is_err() {
+                return;
+            }
+        }
+        if self.storage.sync_dir().is_err() {
+            return;
+        }
+        for name in names.iter().filter(|n| old(parse_snapshot_name(n))) {
+            let _ = self.storage.remove(name);
+        }
+    }
+
+    /// Creates, allocates and pre-faults segment `sequence` under a temporary name. A
+    /// failure (disk full) is not fatal: the core creates the file itself when it needs it.
+    fn prepare_spare(&self, sequence: u64) {
+        if !self.state.spares.is_empty() {
+            return;
+        }
+        let name = format!("{}.tmp", segment_name(sequence));
+        let _ = self.storage.remove(&name);
+        if let Ok(map) = self.storage.create_segment(&name, self.segment_size) {
+            map.prefault();
+            if self.state.spares.push((name.clone(), map)).is_err() {
+                let _ = self.storage.remove(&name);
+            }
+        }
+    }
+}
