@@ -155,6 +155,11 @@ impl<J: Journal> Core<J> {
         }
     }
 
+    /// Tells the journal which core the core thread is pinned to.
+    pub(crate) fn core_pinned(&mut self, core: usize) {
+        self.journal.core_pinned(core);
+    }
+
     /// The thread could not be pinned: stop without serving anything.
     pub(crate) fn abandon(self) -> Result<PoolState, JournalError> {
         // Release: see `Shared::is_stopped`.

@@ -266,6 +266,10 @@ impl Engine {
                     }
                 }
                 let _ = ready_tx.send(Ok(()));
+                let mut core = core;
+                if let Some(id) = core_id {
+                    core.core_pinned(id);
+                }
                 core.run()
             })
             .map_err(EngineError::Spawn)?;

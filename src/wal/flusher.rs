@@ -109,6 +109,9 @@ pub(crate) struct FlushState {
     thread: OnceLock<Thread>,
     /// Next segment files, created and pre-faulted ahead of time (at most one waits).
     pub(crate) spares: ArrayQueue<(String, Arc<dyn SegmentMap>)>,
+    /// The core the flusher and preparer should run on (1 + id; 0 = not set): any core but
+    /// the core thread's.
+    pub(crate) helper_core: AtomicU64,
     pub(crate) jobs: ArrayQueue<Job>,
 }
 
@@ -122,6 +125,7 @@ impl FlushState {
             sleeping: AtomicBool::new(false),
             thread: OnceLock::new(),
             spares: ArrayQueue::new(1),
+            helper_core: AtomicU64::new(0),
             jobs: ArrayQueue::new(jobs_max),
         }
     }
@@ -176,7 +180,9 @@ impl Flusher {
         let _ = self.state.thread.set(std::thread::current());
         let mut next: Option<Job> = None;
         let mut idle = 0_u32;
+        let mut pinned = 0;
         loop {
+            pinned = pin_helper(&self.state, pinned);
             let Some(job) = next.take().or_else(|| self.state.jobs.pop()) else {
                 idle += 1;
                 self.idle(idle);
@@ -300,4 +306,15 @@ impl Flusher {
         self.state.durable.store(last_group, Ordering::Release);
         Ok(())
     }
+}
+
+/// Pins the calling helper thread (flusher, preparer) to the core named in
+/// `state.helper_core` once it is set or changes; returns the value it acted on.
+pub(crate) fn pin_helper(state: &FlushState, pinned: u64) -> u64 {
+    // Relaxed: a hint for thread placement; no data is published through it.
+    let wanted = state.helper_core.load(Ordering::Relaxed);
+    if wanted != pinned && wanted > 0 {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: (wanted - 1) as usize });
+    }
+    wanted
 }

@@ -613,7 +613,7 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Record, usize)>, FrameError> {
         return Err(FrameError::Truncated { needed: len, available: bytes.len() });
     };
     // Nothing but the length is trusted before the CRC matches.
-    let got_crc = crc32c::crc32c(frame.get(4..).unwrap_or_default());
+    let got_crc = super::crc::crc32c(frame.get(4..).unwrap_or_default());
     if got_crc != expected_crc {
         return Err(FrameError::ChecksumMismatch { expected: expected_crc, got: got_crc });
     }
@@ -742,7 +742,7 @@ fn seal(frame: &mut [u8], payload_len: u32, kind: FrameKind) {
         // Flags and reserved bytes: zero in version 1.
         rest.fill(0);
     }
-    let crc = crc32c::crc32c(frame.get(4..).unwrap_or_default());
+    let crc = super::crc::crc32c(frame.get(4..).unwrap_or_default());
     if let Some(c) = frame.first_chunk_mut::<4>() {
         *c = crc.to_le_bytes();
     }

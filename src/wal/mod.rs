@@ -6,6 +6,7 @@
 //! `flusher` (syncs, installs and closes segments off the core thread), `journal`
 //! ([`WalJournal`], the durable [`crate::Journal`]).
 
+pub mod crc;
 pub mod frame;
 pub mod header;
 pub mod reader;

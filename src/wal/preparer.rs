@@ -97,8 +97,10 @@ impl Preparer {
             first.prefault();
         }
         let mut done = None;
+        let mut pinned = 0;
         // Bounded by `stop`: the flusher stops this thread on close, failure or drop.
         loop {
+            pinned = super::flusher::pin_helper(&self.state, pinned);
             // Acquire: pairs with the Release stores in `PreparerHandle`.
             if self.signals.stop.load(Ordering::Acquire) {
                 return;
