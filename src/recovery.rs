@@ -34,7 +34,7 @@ use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name};
 use crate::storage::Storage;
 use crate::wal::frame::Record;
 use crate::wal::header::{parse_segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
-use crate::wal::reader::{find_commit_after, FrameIter};
+use crate::wal::reader::{find_commit_after, ChunkedFrames, FrameIter};
 
 /// Why recovery refused.
 #[derive(Debug)]
@@ -223,14 +223,7 @@ pub fn scan_segment_with(
     let header = SegmentHeader::decode(&head)
         .map_err(|e| damaged(&file, 0, format!("bad segment header: {e}")))?;
     progress.header = Some(header);
-    // A closed segment is read only up to its last commit (the rest is zeros or trimmed
-    // tail), unless the tail is asked for; an open one is read whole.
-    let wanted = if header.status == SegmentStatus::Closed && !tail {
-        usize::try_from(header.end_offset).unwrap_or(usize::MAX)
-    } else {
-        usize::MAX
-    };
-    let (bytes, _) = storage.read_prefix(name, wanted).map_err(io)?;
+
     if header.sequence != sequence {
         return Err(damaged(
             &file,
@@ -249,8 +242,11 @@ pub fn scan_segment_with(
     // An open segment with a newer one after it: a crash between installing the next
     // segment and closing this one. Accepted only if it ends cleanly at a commit.
     let must_end_clean = !closed && !newest;
-    let end = if closed { header.end_offset as usize } else { bytes.len() };
-    let mut frames = FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, end);
+    // A closed segment is read only up to its last commit; an open one whole. Both in
+    // chunks through one buffer (ChunkedFrames), never as one whole-file buffer.
+    let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
+    let end = if closed { header.end_offset as usize } else { file_len };
+    let mut frames = ChunkedFrames::new(storage, name, SEGMENT_HEADER_SIZE, end);
     let mut marker = None;
     let mut last_rid = 0_u64;
     let mut committed_end = SEGMENT_HEADER_SIZE;
@@ -258,7 +254,7 @@ pub fn scan_segment_with(
     let mut count = 0_u64;
     let mut group: Vec<Pending> = Vec::new();
     let mut bad = None;
-    while let Some(item) = frames.next() {
+    while let Some(item) = frames.next_frame().map_err(io)? {
         let (offset, record) = match item {
             Ok(frame) => frame,
             Err(e) => {
@@ -355,6 +351,8 @@ pub fn scan_segment_with(
         // The open segment stopped early (a bad frame, or a zero header where a frame could
         // be): it is a torn tail only if no committed data follows.
         let at = frames.offset();
+        // Rare (after a crash): read the rest to look for a later commit.
+        let bytes = storage.read(name).map_err(io)?;
         if let Some(commit) = find_commit_after(&bytes, at, bytes.len(), committed_rid) {
             let reason = bad.unwrap_or_else(|| "a zeroed frame header".into());
             return Err(damaged(&file, at, format!("{reason}; a valid commit follows at offset {commit}, so this is not a torn tail")));
@@ -366,6 +364,7 @@ pub fn scan_segment_with(
         each(&info)?;
     }
     if closed && tail {
+        let bytes = storage.read(name).map_err(io)?;
         for (offset, record) in FrameIter::new(&bytes, end, bytes.len()).map_while(Result::ok) {
             each(&FrameInfo { segment: sequence, offset: offset as u64, record, torn: true })?;
         }

@@ -313,6 +313,14 @@ impl Storage for FaultyStorage {
         Ok((buf, all.len() as u64))
     }
 
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let all = self.read(name)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+        let n = buf.len().min(all.len() - start);
+        buf[..n].copy_from_slice(&all[start..start + n]);
+        Ok(n)
+    }
+
     fn write_synced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.inner.sync_op()?;
         let file = MemFile::new(bytes.to_vec(), bytes.to_vec());

@@ -65,6 +65,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// Missing file or a read error.
     fn read_prefix(&self, name: &str, len_max: usize) -> io::Result<(AlignedVec<16>, u64)>;
+    /// Reads into `buf` from `offset` (pread) until `buf` is full or the file ends; returns
+    /// the bytes read. Recovery walks segments in chunks through a reused buffer.
+    ///
+    /// # Errors
+    /// Missing file or a read error.
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// Creates or replaces `name` with `bytes` and syncs its data (not the directory).
     ///
     /// # Errors

@@ -128,6 +128,21 @@ impl Storage for OsStorage {
         Ok((buf, file_len))
     }
 
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let file = File::open(self.path(name))?;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
     fn write_synced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut file = File::create(self.path(name))?;
         file.write_all(bytes)?;

@@ -22,6 +22,7 @@
 
 use super::frame::{
     self, FrameError, FrameKind, Record, COMMIT_FRAME_SIZE, FRAME_ALIGN, FRAME_HEADER_SIZE,
+    FRAME_LEN_MAX,
 };
 
 /// Iterates the frames of `bytes[start..end]`.
@@ -144,6 +145,105 @@ fn looks_like_commit(candidate: &[u8]) -> bool {
     kind == FrameKind::Commit as u8
         && u32::from_le_bytes([p0, p1, p2, p3]) == frame::COMMIT_PAYLOAD_LEN_U32
         && (flags | r0 | r1 | r2 | r3 | r4 | r5) == 0
+}
+
+/// Walks the frames of a segment file in chunks through one reused buffer, so recovery
+/// never holds (or page-faults in) a whole segment: the same contract as [`FrameIter`]
+/// with file offsets. Profiling replay showed a third of its time in allocating and
+/// zeroing a whole-file buffer.
+#[derive(Debug)]
+pub struct ChunkedFrames<'a> {
+    storage: &'a dyn crate::storage::Storage,
+    name: &'a str,
+    buf: rkyv::util::AlignedVec<16>,
+    /// File offset of `buf[0]`.
+    buf_start: usize,
+    /// Valid bytes in `buf`.
+    buf_len: usize,
+    /// Next frame, relative to `buf`.
+    pos: usize,
+    /// File offset where scanning stops.
+    end: usize,
+    done: bool,
+}
+
+/// Bytes read per chunk.
+pub const CHUNK_SIZE: usize = 8 << 20;
+
+impl<'a> ChunkedFrames<'a> {
+    /// Frames of `name` from `start` (16-aligned) up to `end` (exclusive).
+    #[must_use]
+    pub fn new(storage: &'a dyn crate::storage::Storage, name: &'a str, start: usize, end: usize) -> Self {
+        let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(CHUNK_SIZE + FRAME_LEN_MAX + 16);
+        buf.resize(CHUNK_SIZE + FRAME_LEN_MAX + 16, 0);
+        ChunkedFrames { storage, name, buf, buf_start: start, buf_len: 0, pos: 0, end, done: start >= end }
+    }
+
+    /// File offset of the next frame: after the last frame yielded, at the bad frame after
+    /// an `Err`, or at the end-of-data header once exhausted.
+    #[must_use]
+    pub fn offset(&self) -> usize {
+        self.buf_start + self.pos
+    }
+
+    /// Moves the unread bytes to the front and reads more; false when nothing more came.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        self.buf.copy_within(self.pos..self.buf_len, 0);
+        self.buf_start += self.pos;
+        self.buf_len -= self.pos;
+        self.pos = 0;
+        let want = self.buf.len().min(self.end.saturating_sub(self.buf_start));
+        if want <= self.buf_len {
+            return Ok(false);
+        }
+        let Some(target) = self.buf.get_mut(self.buf_len..want) else {
+            return Ok(false);
+        };
+        let n = self.storage.read_at(self.name, (self.buf_start + self.buf_len) as u64, target)?;
+        self.buf_len += n;
+        Ok(n > 0)
+    }
+
+    /// The next frame, or the I/O error reading it.
+    ///
+    /// # Errors
+    /// A read error (the frame's own damage is the inner `Err`).
+    pub fn next_frame(&mut self) -> std::io::Result<Option<Result<(usize, Record), FrameError>>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let window_end = self.buf_start + self.buf_len;
+            let at_file_end = window_end >= self.end;
+            let rest = self.buf.get(self.pos..self.buf_len).unwrap_or_default();
+            let near_window_end = rest.len() < FRAME_LEN_MAX + FRAME_HEADER_SIZE;
+            let decoded = frame::decode(rest);
+            match decoded {
+                Ok(Some((record, len))) => {
+                    let at = self.offset();
+                    self.pos += len;
+                    if self.offset() >= self.end {
+                        self.done = true;
+                    }
+                    return Ok(Some(Ok((at, record))));
+                }
+                // Not conclusive while the frame may continue past the bytes read so far.
+                _ if near_window_end && !at_file_end => {
+                    if !self.refill()? {
+                        self.end = self.buf_start + self.buf_len;
+                    }
+                }
+                Ok(None) => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Ok(Some(Err(e)));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
