@@ -92,6 +92,7 @@ impl Drop for PreparerHandle {
 
 impl Preparer {
     fn run(mut self) {
+        lower_priority();
         if let Some(first) = self.first.take() {
             // Populating pages does not change their contents: safe while the core appends.
             first.prefault();
@@ -160,4 +161,14 @@ impl Preparer {
             }
         }
     }
+}
+
+/// Runs this thread at nice 10: its work (zeroing pages ahead of the writer) is never
+/// urgent, and at equal priority it took whole scheduler slices from the caller threads
+/// sharing its core.
+fn lower_priority() {
+    // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling thread
+    // on Linux (threads have their own nice value).
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
 }

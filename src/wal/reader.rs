@@ -173,10 +173,24 @@ pub const CHUNK_SIZE: usize = 8 << 20;
 impl<'a> ChunkedFrames<'a> {
     /// Frames of `name` from `start` (16-aligned) up to `end` (exclusive).
     #[must_use]
-    pub fn new(storage: &'a dyn crate::storage::Storage, name: &'a str, start: usize, end: usize) -> Self {
+    pub fn new(
+        storage: &'a dyn crate::storage::Storage,
+        name: &'a str,
+        start: usize,
+        end: usize,
+    ) -> Self {
         let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(CHUNK_SIZE + FRAME_LEN_MAX + 16);
         buf.resize(CHUNK_SIZE + FRAME_LEN_MAX + 16, 0);
-        ChunkedFrames { storage, name, buf, buf_start: start, buf_len: 0, pos: 0, end, done: start >= end }
+        ChunkedFrames {
+            storage,
+            name,
+            buf,
+            buf_start: start,
+            buf_len: 0,
+            pos: 0,
+            end,
+            done: start >= end,
+        }
     }
 
     /// File offset of the next frame: after the last frame yielded, at the bad frame after
