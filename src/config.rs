@@ -639,36 +639,8 @@ fn valid_listen_address(address: &str) -> bool {
 mod tests {
     use super::*;
 
-    const GO_SAMPLE: &str = r#"working_dir: "tmp/working_dir"
-pool:
-  catalog:
-    - item_id: "diamond"
-      quantity: 100
-      probability: 10
-    - item_id: "gold"
-      quantity: 1000
-      probability: 20
-    - item_id: "silver"
-      quantity: 10000
-      probability: 30
-    - item_id: "rock"
-      quantity: 100000
-      probability: 40
-    - item_id: "mud"
-      quantity: -1
-      probability: 70
-    - item_id: "log"
-      quantity: -1
-      probability: 50
-wal:
-  max_file_size_kb: 512
-  max_request_buffer_size: 512
-  formatter: "string_line"
-  flush_after_n_draw: 200
-grpc:
-  enabled: true
-  listen_address: ":50051"
-"#;
+    /// The Go service's sample config, byte for byte (shared with the integration tests).
+    const GO_SAMPLE: &str = include_str!("../tests/it/fixtures/go-sample-config.yaml");
 
     fn err(text: &str) -> ConfigError {
         Config::from_yaml_str(text).expect_err("should be refused")

@@ -123,7 +123,7 @@ pub enum DurabilityArg {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Total draws over all producers.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, default_value_t = 10_000_000)]
     pub draws: u64,
     /// Catalog size: K unlimited items with weights 1..=K.
     #[arg(long, default_value_t = 100)]

@@ -441,17 +441,6 @@ fn stats_json(audit: &Audit) -> StatsJson<'_> {
     }
 }
 
-fn empty_audit() -> Audit {
-    Audit {
-        draws: 0,
-        empty_draws: 0,
-        items: Vec::new(),
-        chi_square: 0.0,
-        degrees_of_freedom: 0,
-        p_value: 1.0,
-    }
-}
-
 fn print_stats_table(out: &mut Out, audit: &Audit) -> CmdResult {
     let width = audit.items.iter().map(|i| i.item_id.len()).max().unwrap_or(0).max("item".len());
     out.line(&format!(
@@ -482,7 +471,7 @@ fn print_stats_table(out: &mut Out, audit: &Audit) -> CmdResult {
 /// Per-item counts, observed vs expected share, chi-square p-value; exit 1 when p < 0.001.
 fn stats(config: &Config, json: bool) -> CmdResult {
     let audit = match existing(config) {
-        None => empty_audit(),
+        None => Audit::empty(),
         Some(storage) => {
             let _lock = lock(&storage, false)?;
             inspect::audit(&storage).map_err(|e| {

@@ -44,6 +44,21 @@ pub struct Audit {
     pub p_value: f64,
 }
 
+impl Audit {
+    /// The audit of a log with no draws.
+    #[must_use]
+    pub fn empty() -> Audit {
+        Audit {
+            draws: 0,
+            empty_draws: 0,
+            items: Vec::new(),
+            chi_square: 0.0,
+            degrees_of_freedom: 0,
+            p_value: 1.0,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     s: f64,
@@ -137,14 +152,7 @@ fn damage(file: &str, offset: u64, reason: &str) -> RecoveryError {
 
 fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
     let Some(pool) = pool else {
-        return Audit {
-            draws: 0,
-            empty_draws: 0,
-            items: Vec::new(),
-            chi_square: 0.0,
-            degrees_of_freedom: 0,
-            p_value: 1.0,
-        };
+        return Audit::empty();
     };
     for i in 0..tally.acc.len() {
         tally.sync_item(pool, i);

@@ -3,12 +3,10 @@
 //!
 //! Each run has a deadline ([`DEADLINE`]): a hang fails the test instead of stalling CI.
 
-use std::fmt;
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -16,22 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rewardpool");
 /// Longest any single run may take.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// One finished run.
-pub(crate) struct Run {
-    pub(crate) code: Option<i32>,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-impl fmt::Debug for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+pub(crate) use crate::process::Run;
 
 /// Runs `rewardpool args` in `cwd` and waits (at most [`DEADLINE`]) for it to end.
 pub(crate) fn rewardpool(cwd: &Path, args: &[&str]) -> Run {
@@ -45,38 +28,8 @@ pub(crate) fn rewardpool(cwd: &Path, args: &[&str]) -> Run {
     finish(child, args)
 }
 
-fn finish(mut child: Child, args: &[&str]) -> Run {
-    let stdout = child.stdout.take();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut stdout) = stdout {
-            let _ = stdout.read_to_string(&mut s);
-        }
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let code = wait_bounded(&mut child, args);
-    Run { code, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
-}
-
-fn wait_bounded(child: &mut Child, args: &[&str]) -> Option<i32> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rewardpool {args:?} did not finish within {DEADLINE:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+fn finish(child: Child, args: &[&str]) -> Run {
+    crate::process::finish(child, args, DEADLINE)
 }
 
 fn with_config(yaml: &str) -> (tempfile::TempDir, String) {

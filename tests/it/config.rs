@@ -7,36 +7,7 @@ use std::fs;
 use super::cli::{rewardpool, Run};
 
 /// The Go service's `samples/config.yaml`, byte for byte (`shared/seeds/go-sample-config.yaml`).
-pub(crate) const GO_SAMPLE: &str = r#"working_dir: "tmp/working_dir"
-pool:
-  catalog:
-    - item_id: "diamond"
-      quantity: 100
-      probability: 10
-    - item_id: "gold"
-      quantity: 1000
-      probability: 20
-    - item_id: "silver"
-      quantity: 10000
-      probability: 30
-    - item_id: "rock"
-      quantity: 100000
-      probability: 40
-    - item_id: "mud"
-      quantity: -1
-      probability: 70
-    - item_id: "log"
-      quantity: -1
-      probability: 50
-wal:
-  max_file_size_kb: 512
-  max_request_buffer_size: 512
-  formatter: "string_line"
-  flush_after_n_draw: 200
-grpc:
-  enabled: true
-  listen_address: ":50051"
-"#;
+pub(crate) const GO_SAMPLE: &str = include_str!("fixtures/go-sample-config.yaml");
 
 /// Runs `state` on `yaml` and expects a refusal naming every string in `names`.
 fn refused(yaml: &str, names: &[&str]) -> Run {

@@ -4,5 +4,6 @@ mod cli;
 mod config;
 mod crash;
 mod engine;
+mod process;
 mod recovery;
 mod wal_cli;

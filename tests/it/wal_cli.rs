@@ -6,13 +6,12 @@
 //! Each run has a deadline ([`DEADLINE`]): a hang fails the test instead of stalling CI.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs;
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -20,25 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rewardpool");
 /// Longest any single run may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// One finished run.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Debug for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head: String = self.stdout.lines().take(20).collect::<Vec<_>>().join("\n");
-        write!(
-            f,
-            "exit {:?}\n--- stderr ---\n{}\n--- stdout (first 20 lines of {}) ---\n{head}",
-            self.code,
-            self.stderr,
-            self.stdout.lines().count()
-        )
-    }
-}
+pub(crate) use crate::process::Run;
 
 /// A temporary directory holding `config.yaml` and the data directory `data`.
 struct Setup {
@@ -98,38 +79,8 @@ impl Setup {
     }
 }
 
-fn finish(mut child: Child, args: &[&str]) -> Run {
-    let stdout = child.stdout.take();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut stdout) = stdout {
-            let _ = stdout.read_to_string(&mut s);
-        }
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let code = wait_bounded(&mut child, args);
-    Run { code, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
-}
-
-fn wait_bounded(child: &mut Child, args: &[&str]) -> Option<i32> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rewardpool {args:?} did not finish within {DEADLINE:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+fn finish(child: Child, args: &[&str]) -> Run {
+    crate::process::finish(child, args, DEADLINE)
 }
 
 fn json_lines(run: &Run) -> Vec<Value> {
