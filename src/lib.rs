@@ -23,6 +23,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Unsafe
+//!
+//! The crate denies `unsafe_code`; each exception is a single block with a `// SAFETY:`
+//! comment, in these places only:
+//! - `wal::segment`: writes frames into the memory-mapped segment (one writer per byte range;
+//!   the module docs state the discipline);
+//! - `wal::crc`: the SSE4.2 CRC-32C instruction, behind a runtime CPU check;
+//! - `storage::os`: `fallocate` and `flock` system calls; `wal::preparer`: `setpriority`;
+//! - `storage::faulty`: the in-memory test storage's raw file buffers.
+//!
+//! Our own lock-free protocol (completion slots, wake-ups) uses only atomics; it is modelled
+//! with loom in `tests/loom_slots.rs` (`tools/loom.sh`).
+//!
 //! # Panics
 //! No public API panics on bad input; [`ItemSpec::new`] panics on a quantity below -1
 //! (use config validation for untrusted input).

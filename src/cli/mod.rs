@@ -1,7 +1,7 @@
 //! The `rewardpool` command line: raw arguments (`args`) → a validated [`Config`] → one
 //! function per subcommand, each in its own file. `main.rs` only calls [`main`].
 //!
-//! Errors: every command returns [`Failure`], which fixes the exit code (0 success, 1 a
+//! Errors: every command returns `Failure`, which fixes the exit code (0 success, 1 a
 //! failed check or run, 2 bad input) and prints one sentence plus context lines to stderr. A
 //! closed stdout (`rewardpool wal dump | head`) ends the command quietly with success.
 

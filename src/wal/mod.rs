@@ -2,7 +2,7 @@
 //! (`wal.NNNNNN`), group commit made durable by a flusher thread, rotation ahead of time.
 //!
 //! Files: `frame` (frame layout, encode/decode), `header` (segment header), `reader`
-//! (walking frames), `segment` (the mapped segment the core appends to; unsafe allowed),
+//! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the mapping),
 //! `flusher` (syncs, installs and closes segments off the core thread), `journal`
 //! ([`WalJournal`], the durable [`crate::Journal`]).
 
