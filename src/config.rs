@@ -608,6 +608,20 @@ impl RawConfig {
             )?,
         };
 
+        // A group never spans segments: the largest group must fit in one, after the header
+        // and the snapshot marker (2 KiB covers both) and its commit frame.
+        let segment_bytes = wal.max_file_size_kb * 1024;
+        let group_max = (segment_bytes.saturating_sub(2048 + 32) / 32).max(1);
+        if wal.durability != Durability::Memory && wal.flush_after_n_draw > group_max {
+            return Err(ConfigErrorKind::OutOfRange {
+                field: "wal.flush_after_n_draw",
+                value: i64::try_from(wal.flush_after_n_draw).unwrap_or(i64::MAX),
+                min: 1,
+                max: group_max,
+            }
+            .into());
+        }
+
         let defaults = GrpcConfig::default();
         let grpc = GrpcConfig {
             enabled: self.grpc.enabled.unwrap_or(defaults.enabled),
@@ -809,6 +823,21 @@ mod tests {
             assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { .. }), "{key}={bad}: {e}");
             assert!(e.to_string().contains(&format!("wal.{key}")), "{e}");
         }
+    }
+
+    /// A group never spans segments, so the largest group must fit in one.
+    #[test]
+    fn a_group_larger_than_a_segment_is_refused() {
+        let base = with_item("{ item_id: b, quantity: 1, weight: 1 }");
+        let e = err(&format!("{base}wal:\n  max_file_size_kb: 16\n  flush_after_n_draw: 1000\n"));
+        assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { max: 447, .. }), "{e}");
+        assert!(e.to_string().contains("wal.flush_after_n_draw"), "{e}");
+        let ok = format!("{base}wal:\n  max_file_size_kb: 16\n  flush_after_n_draw: 447\n");
+        assert!(Config::from_yaml_str(&ok).is_ok());
+        let memory = format!(
+            "{base}wal:\n  max_file_size_kb: 16\n  flush_after_n_draw: 1000\n  durability: memory\n"
+        );
+        assert!(Config::from_yaml_str(&memory).is_ok(), "no log, no segment to fit in");
     }
 
     #[test]
