@@ -265,10 +265,18 @@ pub fn scan_segment_with(
         // Fast path for the frame nearly every frame is: a draw inside a group.
         if let (Record::Draw { request_id, item }, Some(_)) = (&record, &marker) {
             if *request_id <= last_rid {
-                return Err(damaged(&file, offset, format!("request id {request_id} follows {last_rid}")));
+                return Err(damaged(
+                    &file,
+                    offset,
+                    format!("request id {request_id} follows {last_rid}"),
+                ));
             }
             last_rid = *request_id;
-            group.push(Pending::Draw { offset: offset as u64, request_id: *request_id, item: *item });
+            group.push(Pending::Draw {
+                offset: offset as u64,
+                request_id: *request_id,
+                item: *item,
+            });
             continue;
         }
         let info = FrameInfo { segment: sequence, offset: offset as u64, record, torn: false };
