@@ -254,7 +254,25 @@ pub fn scan_segment_with(
     let mut count = 0_u64;
     let mut group: Vec<Pending> = Vec::new();
     let mut bad = None;
-    while let Some(item) = frames.next_frame().map_err(io)? {
+    loop {
+        // Fast path for the frame nearly every frame is: a valid draw inside a group.
+        if marker.is_some() {
+            if let Some((offset, request_id, item)) = frames.next_draw() {
+                if request_id <= last_rid {
+                    return Err(damaged(
+                        &file,
+                        offset,
+                        format!("request id {request_id} follows {last_rid}"),
+                    ));
+                }
+                last_rid = request_id;
+                group.push(Pending::Draw { offset: offset as u64, request_id, item });
+                continue;
+            }
+        }
+        let Some(item) = frames.next_frame().map_err(io)? else {
+            break;
+        };
         let (offset, record) = match item {
             Ok(frame) => frame,
             Err(e) => {

@@ -642,6 +642,37 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Record, usize)>, FrameError> {
     Ok(Some((record, len)))
 }
 
+/// The replay fast path: decodes the frame at `bytes[0]` if it is a valid draw frame and
+/// returns `(request_id, item)`; `None` for anything else (another kind, damage, too few
+/// bytes), for which [`decode`] gives the full answer. It checks everything `decode` checks
+/// for a draw (CRC first, then rkyv's validation), but builds no [`Record`].
+#[inline]
+#[must_use]
+pub fn decode_draw(bytes: &[u8]) -> Option<(u64, Option<u32>)> {
+    let frame = bytes.get(..DRAW_FRAME_SIZE)?;
+    if frame.as_ptr().addr() % FRAME_ALIGN != 0 {
+        return None;
+    }
+    let header = frame.first_chunk::<FRAME_HEADER_SIZE>()?;
+    let [c0, c1, c2, c3, p0, p1, p2, p3, kind, rest @ ..] = *header;
+    if kind != FrameKind::Draw as u8
+        || rest != [0; 7]
+        || u32::from_le_bytes([p0, p1, p2, p3]) as usize != DRAW_PAYLOAD_LEN
+    {
+        return None;
+    }
+    if super::crc::crc32c(frame.get(4..)?) != u32::from_le_bytes([c0, c1, c2, c3]) {
+        return None;
+    }
+    let r = rkyv::access::<ArchivedDrawRecord, rancor::Failure>(frame.get(FRAME_HEADER_SIZE..)?)
+        .ok()?;
+    if r.flags.to_native() != 0 {
+        return None;
+    }
+    let item = r.item.to_native();
+    Some((r.request_id.to_native(), (item != EMPTY_ITEM).then_some(item)))
+}
+
 /// Decodes a CRC-checked payload of `kind`.
 fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Record, FrameError> {
     let payload_error = |e: rancor::Error| FrameError::Payload { kind, reason: e.to_string() };
@@ -812,6 +843,39 @@ mod tests {
     use proptest::prelude::*;
     use proptest::strategy::Strategy;
     use rkyv::util::AlignedVec;
+
+    proptest! {
+        /// The replay fast path agrees with `decode` on every draw frame, and on any bytes
+        /// (a bit flip included) it accepts only what `decode` accepts as the same draw.
+        #[test]
+        fn decode_draw_agrees_with_decode(
+            request_id in any::<u64>(),
+            item in proptest::option::of(0_u32..u32::MAX),
+            flip in proptest::option::of(0_usize..DRAW_FRAME_SIZE * 8),
+        ) {
+            let mut buf = AlignedVec::<16>::new();
+            buf.resize(DRAW_FRAME_SIZE, 0);
+            encode_draw(&mut buf, request_id, item);
+            if let Some(bit) = flip {
+                buf[bit / 8] ^= 1 << (bit % 8);
+            }
+            let fast = decode_draw(&buf);
+            let full = decode(&buf);
+            match (fast, full) {
+                (Some((r, i)), Ok(Some((Record::Draw { request_id: r2, item: i2 }, len)))) => {
+                    prop_assert_eq!((r, i, len), (r2, i2, DRAW_FRAME_SIZE));
+                }
+                (None, Ok(Some((Record::Draw { .. }, _)))) => {
+                    prop_assert!(false, "fast path refused a valid draw");
+                }
+                (Some(_), other) => prop_assert!(false, "fast path accepted what decode gives as {:?}", other),
+                (None, _) => prop_assert!(flip.is_some(), "an intact frame must decode"),
+            }
+            if flip.is_none() {
+                prop_assert_eq!(fast, Some((request_id, item)));
+            }
+        }
+    }
 
     /// A 16-aligned copy of `bytes`.
     fn aligned(bytes: &[u8]) -> AlignedVec<16> {

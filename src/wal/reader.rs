@@ -218,6 +218,24 @@ impl<'a> ChunkedFrames<'a> {
         Ok(n > 0)
     }
 
+    /// The next frame if it is a valid draw frame already in the buffer: `(offset,
+    /// request_id, item)`. `None` otherwise; then [`ChunkedFrames::next_frame`] gives the
+    /// full answer (and reads more when needed).
+    #[inline]
+    pub fn next_draw(&mut self) -> Option<(usize, u64, Option<u32>)> {
+        if self.done {
+            return None;
+        }
+        let rest = self.buf.get(self.pos..self.buf_len)?;
+        let (request_id, item) = frame::decode_draw(rest)?;
+        let at = self.offset();
+        self.pos += frame::DRAW_FRAME_SIZE;
+        if self.offset() >= self.end {
+            self.done = true;
+        }
+        Some((at, request_id, item))
+    }
+
     /// The next frame, or the I/O error reading it.
     ///
     /// # Errors
