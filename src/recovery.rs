@@ -158,6 +158,23 @@ impl Pending {
     }
 }
 
+/// Checks that a draw's request id increases and keeps it for its group's commit.
+fn push_draw(
+    file: &str,
+    offset: usize,
+    request_id: u64,
+    item: Option<u32>,
+    last_rid: &mut u64,
+    group: &mut Vec<Pending>,
+) -> Result<(), RecoveryError> {
+    if request_id <= *last_rid {
+        return Err(damaged(file, offset, format!("request id {request_id} follows {last_rid}")));
+    }
+    *last_rid = request_id;
+    group.push(Pending::Draw { offset: offset as u64, request_id, item });
+    Ok(())
+}
+
 /// What scanning one segment found.
 #[derive(Debug)]
 pub struct SegmentScan {
@@ -258,15 +275,7 @@ pub fn scan_segment_with(
         // Fast path for the frame nearly every frame is: a valid draw inside a group.
         if marker.is_some() {
             if let Some((offset, request_id, item)) = frames.next_draw() {
-                if request_id <= last_rid {
-                    return Err(damaged(
-                        &file,
-                        offset,
-                        format!("request id {request_id} follows {last_rid}"),
-                    ));
-                }
-                last_rid = request_id;
-                group.push(Pending::Draw { offset: offset as u64, request_id, item });
+                push_draw(&file, offset, request_id, item, &mut last_rid, &mut group)?;
                 continue;
             }
         }
@@ -280,23 +289,6 @@ pub fn scan_segment_with(
                 break;
             }
         };
-        // Fast path for the frame nearly every frame is: a draw inside a group.
-        if let (Record::Draw { request_id, item }, Some(_)) = (&record, &marker) {
-            if *request_id <= last_rid {
-                return Err(damaged(
-                    &file,
-                    offset,
-                    format!("request id {request_id} follows {last_rid}"),
-                ));
-            }
-            last_rid = *request_id;
-            group.push(Pending::Draw {
-                offset: offset as u64,
-                request_id: *request_id,
-                item: *item,
-            });
-            continue;
-        }
         let info = FrameInfo { segment: sequence, offset: offset as u64, record, torn: false };
         match (&info.record, &marker) {
             (Record::Snapshot { file_name, sha256, last_request_id, .. }, None) => {
@@ -323,15 +315,9 @@ pub fn scan_segment_with(
             (Record::Snapshot { .. }, Some(_)) => {
                 return Err(damaged(&file, offset, "a second snapshot marker"))
             }
-            (Record::Draw { request_id, .. }, Some(_)) => {
-                if *request_id <= last_rid {
-                    return Err(damaged(
-                        &file,
-                        offset,
-                        format!("request id {request_id} follows {last_rid}"),
-                    ));
-                }
-                last_rid = *request_id;
+            (Record::Draw { request_id, item }, Some(_)) => {
+                push_draw(&file, offset, *request_id, *item, &mut last_rid, &mut group)?;
+                continue;
             }
             (Record::Commit { last_request_id, .. }, Some(_)) => {
                 if *last_request_id != last_rid {
