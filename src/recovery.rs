@@ -20,6 +20,13 @@
 //! | snapshot named by the newest segment missing, or SHA-256 mismatch | refuse |
 //! | otherwise                                              | load the newest segment's snapshot, replay its committed groups |
 //!
+//! A power loss can tear the unsynced tail at page granularity: a later page of a group that
+//! was never acknowledged may survive while an earlier one is lost, leaving a hole and then
+//! a valid commit. The rule above then refuses (it cannot tell that from a bad sector in
+//! acknowledged data, and trimming acknowledged data silently is worse than stopping);
+//! `rewardpool wal repair` cuts at the hole, which drops only unacknowledged groups. The
+//! power-loss test in `tests/it/recovery.rs` checks exactly that.
+//!
 //! Every row is a test in `tests/it/recovery.rs`. Segments are read with `read` (not
 //! mapped), so a bad sector is an error rather than SIGBUS. Replay applies recorded
 //! outcomes; it never draws.
