@@ -69,9 +69,7 @@ impl SegmentMap for MappedSegment {
         // MADV_POPULATE_WRITE faults every page in writable, so the writer never takes a
         // 2–5 µs fault on a fresh page (MEASURED.md). Best effort: older kernels refuse it.
         #[cfg(target_os = "linux")]
-        if std::env::var_os("RP_NO_PREFAULT").is_none() {
-            let _ = self.map.advise(memmap2::Advice::PopulateWrite);
-        }
+        let _ = self.map.advise(memmap2::Advice::PopulateWrite);
     }
 }
 
