@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rewardpool::engine::CorePin;
-use rewardpool::storage::{OsStorage, Storage as _};
+use rewardpool::storage::OsStorage;
 use rewardpool::store::{open_engine_on, Durability, WalOptions};
 use rewardpool::{DrawError, Engine, EngineConfig, ItemSpec, MemoryJournal, Pool, Rng};
 
@@ -122,25 +122,59 @@ fn durable_log(durability: Durability) {
     let engine = open_engine_on(storage.clone(), &items, &wal, config, Some(3)).unwrap();
     let mut client = engine.client().unwrap();
     assert_eq!(pipelined(&mut client, 20_000), 20_000);
-    // Wait for the helper threads' start-up work (pre-faulting, the spare segment).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !storage.list().unwrap().iter().any(|n| n.ends_with(".tmp")) && Instant::now() < deadline
-    {
+    // Wait for the helper threads' start-up work: the spare segment created and pre-faulted
+    // (its mapping fully resident), so the preparer is parked before the count is armed. On a
+    // slow CI disk this took longer than a fixed sleep once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !spare_resident() {
+        assert!(Instant::now() < deadline, "{durability}: the spare segment never became ready");
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(100));
     client.draw().unwrap();
 
     ALLOCS.store(0, Ordering::SeqCst);
+    CAPTURE.store(true, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
     let acknowledged = pipelined(&mut client, 200_000);
     ARMED.store(false, Ordering::SeqCst);
+    CAPTURE.store(false, Ordering::SeqCst);
     let allocs = ALLOCS.load(Ordering::SeqCst);
     assert_eq!(acknowledged, 200_000);
     drop(client);
     engine.shutdown().unwrap();
     eprintln!("{durability}: 200000 draws: {allocs} allocations");
-    assert_eq!(allocs, 0, "{durability}: {allocs} allocations during 200000 draws");
+    if allocs != 0 {
+        let first = FIRST.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        panic!("{durability}: {allocs} allocations during 200000 draws; first:\n{first}");
+    }
+}
+
+/// True once this process maps a `*.tmp` spare segment with every page resident
+/// (`/proc/self/smaps`: `Rss` equal to `Size`), i.e. the preparer has pre-faulted it.
+fn spare_resident() -> bool {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return true;
+    };
+    let mut in_spare = false;
+    let mut size = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("Size:") => size = fields.next().and_then(|v| v.parse::<u64>().ok()),
+            Some("Rss:") if in_spare => {
+                let rss = fields.next().and_then(|v| v.parse::<u64>().ok());
+                if rss.is_some() && rss == size {
+                    return true;
+                }
+            }
+            Some(first) if first.contains('-') && !first.ends_with(':') => {
+                in_spare = line.trim_end().ends_with(".tmp");
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn memory_journal() {

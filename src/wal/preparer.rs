@@ -156,7 +156,9 @@ impl Preparer {
         let _ = self.storage.remove(&name);
         if let Ok(map) = self.storage.create_segment(&name, self.segment_size) {
             map.prefault();
-            if self.state.spares.push((name.clone(), map)).is_err() {
+            // The name moves into the queue (no clone): once the spare is ready this thread
+            // allocates nothing until the next rotation.
+            if let Err((name, _map)) = self.state.spares.push((name, map)) {
                 let _ = self.storage.remove(&name);
             }
         }
