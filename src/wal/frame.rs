@@ -498,7 +498,9 @@ pub fn encode_draw(buf: &mut [u8], request_id: u64, item: Option<u32>) -> usize 
     let frame: &mut [u8; DRAW_FRAME_SIZE] =
         buf.first_chunk_mut().expect("encode_draw: buffer shorter than DRAW_FRAME_SIZE");
     let record = DrawRecord { request_id, item: item.unwrap_or(EMPTY_ITEM), flags: 0 };
-    encode_fixed(frame, FrameKind::Draw, &record);
+    // The archived words: request_id, then item and flags (u32 LE each).
+    let words = [request_id, u64::from(record.item) | (u64::from(record.flags) << 32)];
+    encode_fixed(frame, FrameKind::Draw, &record, words);
     #[cfg(debug_assertions)]
     debug_check_pair(frame, &Record::Draw { request_id, item });
     DRAW_FRAME_SIZE
@@ -515,7 +517,7 @@ pub fn encode_commit(buf: &mut [u8], last_request_id: u64, group: u64) -> usize 
     let frame: &mut [u8; COMMIT_FRAME_SIZE] =
         buf.first_chunk_mut().expect("encode_commit: buffer shorter than COMMIT_FRAME_SIZE");
     let record = CommitRecord { last_request_id, group };
-    encode_fixed(frame, FrameKind::Commit, &record);
+    encode_fixed(frame, FrameKind::Commit, &record, [last_request_id, group]);
     #[cfg(debug_assertions)]
     debug_check_pair(frame, &Record::Commit { last_request_id, group });
     COMMIT_FRAME_SIZE
@@ -779,9 +781,12 @@ fn seal(frame: &mut [u8], payload_len: u32, kind: FrameKind) {
     }
 }
 
-/// Encodes a 32-byte frame holding a 16-byte archive.
+/// Encodes a 32-byte frame holding a 16-byte archive whose bytes are the little-endian
+/// `words` (rkyv's archived layout of the record: `repr(C)`, little-endian; the debug-build
+/// decode check and the tests compare). The CRC is computed from the values, not read back
+/// from the frame (see [`super::crc::crc32c_fixed`]).
 #[inline]
-fn encode_fixed<T>(frame: &mut [u8; 32], kind: FrameKind, record: &T)
+fn encode_fixed<T>(frame: &mut [u8; 32], kind: FrameKind, record: &T, words: [u64; 2])
 where
     T: for<'b> Serialize<Strategy<Serializer<Buffer<'b>, (), ()>, rancor::Panic>>,
 {
@@ -793,7 +798,14 @@ where
         Err(never) => match never {},
     };
     debug_assert_eq!(written, 16, "fixed-size archive");
-    seal(frame, 16, kind);
+    // Header: the CRC, payload length 16, the kind, zero flags and reserved bytes; one store.
+    let head_kind = u64::from(kind as u8);
+    let [w0, w1] = words;
+    let crc = super::crc::crc32c_fixed(16, head_kind, w0, w1);
+    let header = u128::from(crc) | (16_u128 << 32) | (u128::from(head_kind) << 64);
+    if let Some(h) = frame.first_chunk_mut::<FRAME_HEADER_SIZE>() {
+        *h = header.to_le_bytes();
+    }
 }
 
 /// Encodes a frame with a variable-size payload at the start of `buf`; `bound` is an upper
