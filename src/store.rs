@@ -11,7 +11,7 @@ use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::journal::{JournalError, MemoryJournal};
 use crate::pool::{ItemSpec, Pool, PoolError, PoolState, Rng};
 use crate::recovery::{self, RecoveryError};
-use crate::storage::{DirLock, OsStorage, Storage};
+use crate::storage::{DirLock, OsStorage, SegmentWrites, Storage};
 use crate::wal::{WalJournal, WalStart};
 
 /// When an outcome is acknowledged (SPEC §5).
@@ -168,7 +168,14 @@ pub fn open_engine(
         context: format!("creating data directory {}", wal.dir.display()),
         source,
     })?;
-    open_engine_on(Arc::new(storage), catalog, wal, engine, seed)
+    // `sync` acknowledges only synced groups, so frames may wait in a staging buffer until
+    // their sync (no page-table write-protect per sync); `buffered` acknowledges frames in
+    // the page cache, so it writes through a shared mapping. See `SegmentWrites`.
+    let writes = match wal.durability {
+        Durability::Sync => SegmentWrites::Staged,
+        Durability::Buffered | Durability::Memory => SegmentWrites::Mapped,
+    };
+    open_engine_on(Arc::new(storage.with_segment_writes(writes)), catalog, wal, engine, seed)
 }
 
 /// [`open_engine`] on any storage (tests inject faults through [`crate::storage::FaultyStorage`]).

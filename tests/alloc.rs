@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rewardpool::engine::CorePin;
-use rewardpool::storage::OsStorage;
+use rewardpool::storage::{OsStorage, SegmentWrites};
 use rewardpool::store::{open_engine_on, Durability, WalOptions};
 use rewardpool::{DrawError, Engine, EngineConfig, ItemSpec, MemoryJournal, Pool, Rng};
 
@@ -75,6 +75,8 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const WINDOW: u64 = 256;
+/// Segment size of the durable scenarios: 200k draws fit in one.
+const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Pipelined draws: `try_draw` up to `WINDOW` in flight, `drain` the outcomes. Returns how
 /// many were acknowledged with an item or empty (no errors expected).
@@ -115,18 +117,24 @@ fn no_allocation_in_steady_state() {
 fn durable_log(durability: Durability) {
     let items = [ItemSpec::new("silver", 5_000_000, 10), ItemSpec::new("mud", -1, 100)];
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let storage = std::sync::Arc::new(OsStorage::new(dir.path()).unwrap());
-    let wal = WalOptions { durability, segment_size_bytes: 64 << 20, ..WalOptions::default() };
+    // As `store::open_engine` sets it up for each mode.
+    let writes = match durability {
+        Durability::Sync => SegmentWrites::Staged,
+        _ => SegmentWrites::Mapped,
+    };
+    let storage =
+        std::sync::Arc::new(OsStorage::new(dir.path()).unwrap().with_segment_writes(writes));
+    let wal = WalOptions { durability, segment_size_bytes: SEGMENT_BYTES, ..WalOptions::default() };
     let config =
         EngineConfig { ring_capacity: 512, core: CorePin::Unpinned, ..EngineConfig::default() };
     let engine = open_engine_on(storage.clone(), &items, &wal, config, Some(3)).unwrap();
     let mut client = engine.client().unwrap();
     assert_eq!(pipelined(&mut client, 20_000), 20_000);
-    // Wait for the helper threads' start-up work: the spare segment created and pre-faulted
-    // (its mapping fully resident), so the preparer is parked before the count is armed. On a
-    // slow CI disk this took longer than a fixed sleep once.
+    // Wait for the helper threads' start-up work: the active and the spare segment
+    // pre-faulted (fully resident), so the preparer is parked before the count is armed. On
+    // a slow CI disk this took longer than a fixed sleep once.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !spare_resident() {
+    while resident_mappings(SEGMENT_BYTES >> 10) < 2 {
         assert!(Instant::now() < deadline, "{durability}: the spare segment never became ready");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -150,31 +158,30 @@ fn durable_log(durability: Durability) {
     }
 }
 
-/// True once this process maps a `*.tmp` spare segment with every page resident
-/// (`/proc/self/smaps`: `Rss` equal to `Size`), i.e. the preparer has pre-faulted it.
-fn spare_resident() -> bool {
+/// Mappings of `size_kib` KiB in this process with every page resident
+/// (`/proc/self/smaps`: `Rss` equal to `Size`). The active segment and the spare, once the
+/// preparer has pre-faulted both, are two of them (a file mapping under `buffered`, an
+/// anonymous staging buffer under `sync`).
+fn resident_mappings(size_kib: u64) -> usize {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return true;
+        return usize::MAX;
     };
-    let mut in_spare = false;
     let mut size = None;
+    let mut count = 0;
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         match fields.next() {
             Some("Size:") => size = fields.next().and_then(|v| v.parse::<u64>().ok()),
-            Some("Rss:") if in_spare => {
+            Some("Rss:") => {
                 let rss = fields.next().and_then(|v| v.parse::<u64>().ok());
-                if rss.is_some() && rss == size {
-                    return true;
+                if size == Some(size_kib) && rss == size {
+                    count += 1;
                 }
-            }
-            Some(first) if first.contains('-') && !first.ends_with(':') => {
-                in_spare = line.trim_end().ends_with(".tmp");
             }
             _ => {}
         }
     }
-    false
+    count
 }
 
 fn memory_journal() {

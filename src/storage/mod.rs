@@ -17,7 +17,7 @@ use std::sync::Arc;
 use rkyv::util::AlignedVec;
 
 pub use faulty::{CrashMode, FaultyStorage};
-pub use os::OsStorage;
+pub use os::{OsStorage, SegmentWrites};
 
 /// A segment file mapped for writing.
 ///
@@ -35,7 +35,9 @@ pub trait SegmentMap: Send + Sync + fmt::Debug {
     }
     /// The first byte.
     fn as_ptr(&self) -> *mut u8;
-    /// Makes `offset..offset + len` durable (msync MS_SYNC for an mmap).
+    /// Makes `offset..offset + len` durable (msync MS_SYNC for a mapped segment; pwrite
+    /// then fdatasync for a staged one, see [`SegmentWrites`]). Those bytes must have been
+    /// written before the call (happens-before) and must not be written during it.
     ///
     /// # Errors
     /// The device reported an error: the log must stop (SPEC §2.9), never retry.
