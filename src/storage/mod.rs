@@ -44,6 +44,11 @@ pub trait SegmentMap: Send + Sync + fmt::Debug {
     fn sync_range(&self, offset: usize, len: usize) -> io::Result<()>;
     /// Faults the pages in ahead of the writer, off the hot path (best effort).
     fn prefault(&self) {}
+    /// The writer is done with this map (a retired segment, before its closing syncs): drop
+    /// its page-table entries so writing the data back write-protects no mapped page (one
+    /// TLB shoot-down per page otherwise). The bytes stay readable and writable; the next
+    /// access faults the page back in from the page cache. Default: nothing to do.
+    fn retire(&self) {}
 }
 
 /// A lock on a data directory, held as long as this value lives.

@@ -107,6 +107,17 @@ impl SegmentMap for MappedSegment {
         #[cfg(target_os = "linux")]
         let _ = self.map.advise(memmap2::Advice::PopulateWrite);
     }
+
+    fn retire(&self) {
+        // SAFETY: MADV_DONTNEED on a shared file mapping only unmaps pages: dirty pages
+        // keep their data in the page cache (their dirty state moves from the page table to
+        // the page) and later accesses fault the same contents back in, so no byte anyone
+        // wrote is lost or changed. No reference into the map is alive across this call:
+        // all writes go through raw pointers (`write_at`), and the core has moved to the
+        // next segment before a segment is retired.
+        #[allow(unsafe_code)]
+        let _ = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    }
 }
 
 /// A segment staged in private anonymous memory; synced ranges are written to the file.

@@ -54,6 +54,7 @@ pub(crate) fn close_segment(
     synced: usize,
     header: &SegmentHeader,
 ) -> io::Result<()> {
+    map.retire();
     let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
     if end > synced {
         map.sync_range(synced, end - synced)?;
