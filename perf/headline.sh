@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The issue targets' runs, 1 producer × 100 items: for each durability, REPS closed-loop runs
+# at the mode's window (the throughput figure), then REPS open-loop runs at half of that
+# median (`--rate`: the latency figure, no coordinated omission). Writes
+# perf/results/<date>-<host>-headline/: SETUP.md, raw.jsonl, .hgrm and .svg per run, and
+# summary.md (medians, and each run's figures).
+#
+#   perf/headline.sh                       # 10,000,000 draws per run, 3 repetitions
+#   DRAWS=2000000 REPS=5 DATA_DIR=/mnt/nvme/bench perf/headline.sh
+#
+# Never point DATA_DIR at tmpfs (/dev/shm): msync and fdatasync are no-ops there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DRAWS=${DRAWS:-10000000}
+REPS=${REPS:-3}
+DATA_DIR=${DATA_DIR:-./bench-data}
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/rewardpool
+fi
+out=${OUT:-"perf/results/$(date +%Y-%m-%d)-$(hostname -s)-headline"}
+mkdir -p "$out" "$DATA_DIR"
+{
+  echo "# Setup"
+  echo
+  echo "- date: $(date -Iseconds)"
+  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
+  echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "- kernel: $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- draws per run: $DRAWS, repetitions: $REPS; windows: memory 256, buffered 1024, sync 16384"
+  echo "- data directory filesystem: $(df -T "$DATA_DIR" | awk 'NR==2 {print $2}')"
+} > "$out/SETUP.md"
+
+raw="$out/raw.jsonl"
+: > "$raw"
+run() { # name, extra args...
+  local name=$1; shift
+  echo "run $name" >&2
+  "$BIN" bench --json --draws "$DRAWS" --data-dir "$DATA_DIR" \
+    --hist-out "$out/$name.hgrm" --plot "$out/$name.svg" "$@" \
+    | python3 -c "import json,sys; r=json.load(sys.stdin); r['run']='$name'; print(json.dumps(r))" >> "$raw"
+}
+for mode_window in memory:256 buffered:1024 sync:16384; do
+  mode=${mode_window%%:*}; window=${mode_window##*:}
+  for rep in $(seq 1 "$REPS"); do
+    run "$mode-closed-r$rep" --durability "$mode" --window "$window"
+  done
+  rate=$(python3 - "$raw" "$mode" <<'PY'
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+print(int(statistics.median(r["draws_per_sec"] for r in rs if r["run"].startswith(sys.argv[2] + "-closed")) / 2))
+PY
+)
+  for rep in $(seq 1 "$REPS"); do
+    run "$mode-open-r$rep" --durability "$mode" --window 65536 --rate "$rate"
+  done
+done
+
+python3 - "$raw" "$out/summary.md" <<'PY'
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+us = lambda r, p: r["latency_ns"][p] / 1000
+with open(sys.argv[2], "w") as f:
+    f.write("# Headline runs: 1 producer, 100 items\n\n")
+    f.write("| mode | loop | runs | M draws/s (median) | p50 µs | p99 µs | p99.9 µs | max µs | baseline M/s |\n")
+    f.write("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    for mode in ("memory", "buffered", "sync"):
+        for loop in ("closed", "open"):
+            cell = [r for r in rs if r["run"].startswith(f"{mode}-{loop}")]
+            if not cell:
+                continue
+            med = lambda g: statistics.median(g(r) for r in cell)
+            f.write(f"| {mode} | {loop} | {len(cell)} | {med(lambda r: r['draws_per_sec'])/1e6:.2f} "
+                    f"| {med(lambda r: us(r,'p50')):.1f} | {med(lambda r: us(r,'p99')):.1f} "
+                    f"| {med(lambda r: us(r,'p999')):.1f} | {med(lambda r: us(r,'max')):.1f} "
+                    f"| {med(lambda r: r['baseline_draws_per_sec'])/1e6:.1f} |\n")
+    f.write("\n## Every run\n\n| run | M draws/s | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---:|---:|---:|---:|---:|\n")
+    for r in rs:
+        f.write(f"| {r['run']} | {r['draws_per_sec']/1e6:.2f} | {us(r,'p50'):.1f} | {us(r,'p99'):.1f} | {us(r,'p999'):.1f} | {us(r,'max'):.1f} |\n")
+PY
+echo "results in $out" >&2
+cat "$out/summary.md"
