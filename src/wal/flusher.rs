@@ -275,6 +275,9 @@ impl Flusher {
         self.state.installed.store(next.sequence, Ordering::Release);
         self.state.durable.store(last_group, Ordering::Release);
         close_segment(&*old_map, old_synced, closed).map_err(|e| (format!("closing {old}"), e))?;
+        // Before the preparer makes the next spare: a staged segment's buffer goes back to
+        // the storage's pool when its last reference drops, and the spare can reuse it.
+        drop(old_map);
         self.preparer.installed(self.sequence);
         Ok(())
     }
