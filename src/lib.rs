@@ -55,7 +55,7 @@ pub mod storage;
 pub mod store;
 
 pub use engine::{Client, DrawError, Engine, EngineConfig, EngineError, Outcome, Ticket};
-pub use journal::{Journal, JournalError, MemoryJournal};
+pub use journal::{Journal, JournalError, JournalStats, MemoryJournal};
 pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
 pub mod snapshot;
 pub mod wal;

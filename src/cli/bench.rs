@@ -70,6 +70,19 @@ struct Report {
     /// Groups committed in the run (plain output only: the JSON shape is a contract).
     #[serde(skip)]
     groups: u64,
+    /// The journal's counters at the end of the run (plain output only), if it keeps any.
+    #[serde(skip)]
+    journal: Option<JournalFigures>,
+}
+
+/// What the durable log wrote and synced during the run (measured by the journal).
+#[derive(Debug, Clone, Copy)]
+struct JournalFigures {
+    bytes_appended: u64,
+    syncs: u64,
+    bytes_synced: u64,
+    sync_ns_total: u64,
+    sync_ns_max: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,6 +199,13 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     let failure = engine.failure();
     // Relaxed: a counter read after the producers finished.
     let groups = engine.stats().groups_committed.load(Ordering::Relaxed);
+    let journal = engine.journal_stats().map(|j| JournalFigures {
+        bytes_appended: j.bytes_appended.load(Ordering::Relaxed),
+        syncs: j.syncs.load(Ordering::Relaxed),
+        bytes_synced: j.bytes_synced.load(Ordering::Relaxed),
+        sync_ns_total: j.sync_ns_total.load(Ordering::Relaxed),
+        sync_ns_max: j.sync_ns_max.load(Ordering::Relaxed),
+    });
     let shutdown = engine.shutdown();
     drop(dir);
 
@@ -241,6 +261,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         window: args.window,
         rate: args.rate,
         groups,
+        journal,
     };
 
     if let Some(path) = &args.hist_out {
@@ -614,15 +635,25 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
     ))?;
     if r.groups > 0 {
         let mean = r.draws as f64 / r.groups as f64;
-        let log = if r.durability == "memory" {
-            "no log".to_owned()
-        } else {
-            // A 32-byte draw frame per draw plus a 32-byte commit frame per group.
-            format!("{:.1} log bytes per draw", 32.0 + 32.0 / mean)
+        let log = match r.journal {
+            Some(j) if r.draws > 0 => {
+                format!("{:.1} log bytes per draw", j.bytes_appended as f64 / r.draws as f64)
+            }
+            _ => "no log".to_owned(),
         };
         out.line(&format!(
             "groups      {} committed, {mean:.1} draws each on average; {log}",
             r.groups
+        ))?;
+    }
+    if let Some(j) = r.journal.filter(|j| j.syncs > 0) {
+        out.line(&format!(
+            "syncs       {} ({:.1} groups each), {:.1} KiB each on average, {} mean, {} max",
+            j.syncs,
+            r.groups as f64 / j.syncs as f64,
+            j.bytes_synced as f64 / j.syncs as f64 / 1024.0,
+            us(j.sync_ns_total / j.syncs),
+            us(j.sync_ns_max)
         ))?;
     }
     Ok(())

@@ -30,7 +30,7 @@ pub use affinity::{available_cores, CorePin, PinError};
 pub use client::{Client, DrawError, Outcome, Ticket};
 pub use idle::IdleConfig;
 
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, JournalStats};
 use crate::pool::{ItemState, Pool, PoolError, PoolState, Quantity};
 use core_loop::{Core, Port};
 
@@ -223,6 +223,7 @@ pub struct Engine {
     thread: Option<JoinHandle<Result<PoolState, JournalError>>>,
     config: EngineConfig,
     core_id: Option<usize>,
+    journal_stats: Option<Arc<JournalStats>>,
 }
 
 impl fmt::Debug for Engine {
@@ -255,6 +256,7 @@ impl Engine {
             stats: EngineStats::default(),
         });
         let (ready_tx, ready_rx) = mpsc::channel();
+        let journal_stats = journal.stats();
         let core = Core::new(pool, journal, Arc::clone(&shared), &config);
         let thread = std::thread::Builder::new()
             .name("rewardpool-core".into())
@@ -274,7 +276,7 @@ impl Engine {
             })
             .map_err(EngineError::Spawn)?;
         let _ = shared.core_thread.set(thread.thread().clone());
-        let mut engine = Engine { shared, thread: Some(thread), config, core_id };
+        let mut engine = Engine { shared, thread: Some(thread), config, core_id, journal_stats };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(engine),
             Ok(Err(e)) => {
@@ -283,6 +285,13 @@ impl Engine {
             }
             Err(_) => Err(engine.join().err().unwrap_or(EngineError::ShuttingDown)),
         }
+    }
+
+    /// What the journal wrote and synced (bytes per draw, sync count and times), when it
+    /// keeps such counters (the durable log does; the memory journal does not).
+    #[must_use]
+    pub fn journal_stats(&self) -> Option<&JournalStats> {
+        self.journal_stats.as_deref()
     }
 
     /// A new client with its own ring and completion slots (allocates; call once per thread).

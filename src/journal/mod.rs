@@ -9,6 +9,8 @@ mod memory;
 pub mod testing;
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 pub use memory::MemoryJournal;
 
@@ -79,6 +81,23 @@ impl std::error::Error for JournalError {
     }
 }
 
+/// What a durable journal did, for observers: `Relaxed` counters, updated once per group
+/// (core thread) or once per sync (flusher thread), never per draw.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Frame bytes appended to segments: draws, updates and commits (the header and snapshot
+    /// marker that open each segment are not counted).
+    pub bytes_appended: AtomicU64,
+    /// Syncs made (one may cover many groups).
+    pub syncs: AtomicU64,
+    /// Bytes those syncs wrote (the ranges passed to `sync_range`).
+    pub bytes_synced: AtomicU64,
+    /// Total time spent in those syncs, in nanoseconds.
+    pub sync_ns_total: AtomicU64,
+    /// Longest single sync, in nanoseconds.
+    pub sync_ns_max: AtomicU64,
+}
+
 /// Where the core thread records outcomes. Implementations: [`MemoryJournal`] (no log),
 /// [`testing::FailingJournal`], and the durable WAL.
 pub trait Journal: Send + 'static {
@@ -128,5 +147,11 @@ pub trait Journal: Send + 'static {
     /// I/O interrupt took a third of the core thread's context switches in sync mode).
     fn core_pinned(&mut self, core: usize) {
         let _ = core;
+    }
+
+    /// Counters of what the journal wrote and synced, if it keeps any (the engine hands them
+    /// to observers through [`crate::Engine::journal_stats`]).
+    fn stats(&self) -> Option<Arc<JournalStats>> {
+        None
     }
 }

@@ -164,6 +164,7 @@ impl FlushState {
 
 /// The flusher's own state.
 pub(crate) struct Flusher {
+    pub(crate) stats: Arc<crate::journal::JournalStats>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) state: Arc<FlushState>,
     pub(crate) current: Arc<dyn SegmentMap>,
@@ -243,9 +244,16 @@ impl Flusher {
             }
         }
         if self.sync_data && end > self.synced {
+            let started = std::time::Instant::now();
             self.current
                 .sync_range(self.synced, end - self.synced)
-                .map_err(|e| (format!("msync {}", segment_name(self.sequence)), e))?;
+                .map_err(|e| (format!("syncing {}", segment_name(self.sequence)), e))?;
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            // Relaxed: observers' counters, once per sync.
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes_synced.fetch_add((end - self.synced) as u64, Ordering::Relaxed);
+            self.stats.sync_ns_total.fetch_add(ns, Ordering::Relaxed);
+            self.stats.sync_ns_max.fetch_max(ns, Ordering::Relaxed);
             self.synced = end;
         }
         // Release: the core's Acquire load of `durable` sees the synced state first.

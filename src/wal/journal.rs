@@ -11,7 +11,7 @@ use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
 use super::header::{segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use super::preparer::PreparerHandle;
 use super::segment::{write_at, ActiveSegment};
-use crate::journal::{GroupSeq, Journal, JournalError, Space};
+use crate::journal::{GroupSeq, Journal, JournalError, JournalStats, Space};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};
 use crate::snapshot::format::{self as snapshot_format, snapshot_name, SnapshotState};
 use crate::storage::{DirLock, SegmentMap, Storage};
@@ -49,6 +49,9 @@ pub struct WalJournal {
     /// Buffered mode: groups after a rotation wait until the flusher installed the segment.
     waiting_install: bool,
     failed: bool,
+    stats: Arc<JournalStats>,
+    /// Cursor of the active segment up to which appended bytes are counted in `stats`.
+    counted: usize,
     _lock: Box<dyn DirLock>,
 }
 
@@ -131,7 +134,9 @@ impl WalJournal {
             storage.describe(&segment_name(sequence))
         )))?;
         let state = Arc::new(FlushState::new(sequence, 0, JOBS_MAX));
+        let stats = Arc::new(JournalStats::default());
         let flusher = Flusher {
+            stats: Arc::clone(&stats),
             storage: Arc::clone(&storage),
             state: Arc::clone(&state),
             current: Arc::clone(active.map()),
@@ -152,6 +157,7 @@ impl WalJournal {
             .name("rewardpool-flusher".into())
             .spawn(move || flusher.run())
             .map_err(io_error("starting the flusher thread".into()))?;
+        let counted = active.cursor();
         Ok(WalJournal {
             storage,
             state,
@@ -163,6 +169,8 @@ impl WalJournal {
             group: 0,
             waiting_install: false,
             failed: false,
+            counted,
+            stats,
             _lock: lock,
         })
     }
@@ -246,6 +254,7 @@ impl WalJournal {
         let (next, active) = prepare(map, tmp_name, &start, sequence, &pool.state())?;
         let closed = self.closed_header();
         self.push(Job::Rotate(Box::new(Rotation { last_group: self.group, closed, next })))?;
+        self.counted = active.cursor();
         self.active = active;
         self.waiting_install = true;
         Ok(())
@@ -312,8 +321,12 @@ impl Journal for WalJournal {
             return Err(JournalError::Other("commit frame beyond the reserved space".into()));
         }
         self.group = group;
+        let cursor = self.active.cursor();
+        // Relaxed: an observer's counter, once per group.
+        self.stats.bytes_appended.fetch_add((cursor - self.counted) as u64, Ordering::Relaxed);
+        self.counted = cursor;
         if self.sync {
-            self.push(Job::Sync { group, end: self.active.cursor() })?;
+            self.push(Job::Sync { group, end: cursor })?;
         }
         Ok(GroupSeq(group))
     }
@@ -341,6 +354,10 @@ impl Journal for WalJournal {
             // Relaxed: a placement hint the helpers read at their next wake-up.
             self.state.helper_core.store(other as u64 + 1, Ordering::Relaxed);
         }
+    }
+
+    fn stats(&self) -> Option<Arc<JournalStats>> {
+        Some(Arc::clone(&self.stats))
     }
 
     fn close(&mut self, pool: &Pool) -> Result<(), JournalError> {

@@ -172,6 +172,34 @@ fn bench_json_report_field_by_field() {
 }
 
 #[test]
+fn bench_sync_plain_output_reports_measured_log_bytes_and_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "--durability", "sync", "--draws", "20000", "--group", "100"];
+    let run = rewardpool(dir.path(), &args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let line = |prefix: &str| {
+        run.stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{run:?}"))
+    };
+    // 32-byte draw frames plus one 32-byte commit per group of at most 100: 32.3..=64 bytes.
+    let groups = line("groups");
+    let per_draw: f64 =
+        groups.split(';').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((32.3..=64.0).contains(&per_draw), "{groups}");
+    let syncs = line("syncs");
+    let count: u64 = syncs.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // One sync covers one group or more (groups also end when the rings run dry).
+    let committed: u64 = groups.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((1..=committed).contains(&count), "{syncs} / {groups}");
+    assert!(
+        syncs.contains("KiB each") && syncs.contains("mean") && syncs.contains("max"),
+        "{syncs}"
+    );
+    // The memory mode has no log and no syncs.
+    let memory = rewardpool(dir.path(), &["bench", "--draws", "20000"]);
+    assert!(memory.stdout.contains("no log") && !memory.stdout.contains("syncs"), "{memory:?}");
+}
+
+#[test]
 fn bench_open_loop_two_producers_with_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let run = rewardpool(

@@ -2,6 +2,7 @@
 //! torn tails, damage, injected faults. One test per row of the decision table in
 //! `src/recovery.rs`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rewardpool::engine::CorePin;
@@ -568,4 +569,45 @@ fn a_segment_that_does_not_start_with_a_snapshot_marker_is_damage() {
     let (_, offset, reason) = expect_damage(&image, &newest);
     assert_eq!(offset, 256, "{reason}");
     assert!(reason.contains("snapshot marker"), "{reason}");
+}
+
+#[test]
+fn journal_stats_count_what_was_appended_and_synced() {
+    for durability in [Durability::Sync, Durability::Buffered] {
+        let storage = FaultyStorage::new();
+        let engine = open(&storage, durability, 1 << 20);
+        let (acked, err) = draw_n(&engine, 1_000);
+        assert_eq!((acked.len(), err), (1_000, None));
+        let stats = engine.journal_stats().expect("the durable log keeps stats");
+        let groups = engine.stats().groups_committed.load(Ordering::Relaxed);
+        assert!(groups >= 1000 / 64, "{durability}: {groups} groups");
+        // A 32-byte frame per draw and per commit, nothing else (one segment, no updates).
+        let appended = stats.bytes_appended.load(Ordering::Relaxed);
+        assert_eq!(appended, 32 * (1_000 + groups), "{durability}");
+        let syncs = stats.syncs.load(Ordering::Relaxed);
+        let synced = stats.bytes_synced.load(Ordering::Relaxed);
+        let (total, max) = (
+            stats.sync_ns_total.load(Ordering::Relaxed),
+            stats.sync_ns_max.load(Ordering::Relaxed),
+        );
+        match durability {
+            // Every acknowledged group was synced, exactly once, in ranges that tile the log.
+            Durability::Sync => {
+                assert!((1..=groups).contains(&syncs), "{syncs} syncs for {groups} groups");
+                assert_eq!(synced, appended);
+                assert!(max > 0 && max <= total);
+            }
+            // Buffered acknowledges from the page cache: no group syncs.
+            _ => assert_eq!((syncs, synced, total), (0, 0, 0)),
+        }
+        engine.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn the_memory_journal_keeps_no_stats() {
+    let pool = rewardpool::Pool::new(&catalog(), rewardpool::Rng::from_seed(1)).unwrap();
+    let engine = Engine::start(pool, rewardpool::MemoryJournal::new(), engine_config()).unwrap();
+    assert!(engine.journal_stats().is_none());
+    engine.shutdown().unwrap();
 }
