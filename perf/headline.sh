@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The issue targets' runs, 1 producer × 100 items: for each durability, REPS closed-loop runs
-# at the mode's window (the throughput figure), then REPS open-loop runs at half of that
-# median (`--rate`: the latency figure, no coordinated omission). Writes
+# The issue targets' runs, 1 producer × 100 items: for each shape (durability:window, default
+# memory:256 buffered:1024 sync:16384 sync:4096; override with SHAPES), REPS closed-loop runs
+# (the throughput figure), then REPS open-loop runs at half of that median (`--rate`: the
+# latency figure, no coordinated omission). Writes
 # perf/results/<date>-<host>-headline/: SETUP.md, raw.jsonl, .hgrm and .svg per run, and
 # summary.md (medians, and each run's figures).
 #
@@ -28,7 +29,7 @@ mkdir -p "$out" "$DATA_DIR"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
   echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "- kernel: $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- draws per run: $DRAWS, repetitions: $REPS; windows: memory 256, buffered 1024, sync 16384"
+  echo "- draws per run: $DRAWS, repetitions: $REPS; shapes (durability:window): ${SHAPES:-memory:256 buffered:1024 sync:16384 sync:4096}"
   echo "- data directory filesystem: $(df -T "$DATA_DIR" | awk 'NR==2 {print $2}')"
 } > "$out/SETUP.md"
 
@@ -41,19 +42,20 @@ run() { # name, extra args...
     --hist-out "$out/$name.hgrm" --plot "$out/$name.svg" "$@" \
     | python3 -c "import json,sys; r=json.load(sys.stdin); r['run']='$name'; print(json.dumps(r))" >> "$raw"
 }
-for mode_window in memory:256 buffered:1024 sync:16384; do
+for mode_window in ${SHAPES:-memory:256 buffered:1024 sync:16384 sync:4096}; do
   mode=${mode_window%%:*}; window=${mode_window##*:}
+  shape="$mode-w$window"
   for rep in $(seq 1 "$REPS"); do
-    run "$mode-closed-r$rep" --durability "$mode" --window "$window"
+    run "$shape-closed-r$rep" --durability "$mode" --window "$window"
   done
-  rate=$(python3 - "$raw" "$mode" <<'PY'
+  rate=$(python3 - "$raw" "$shape" <<'PY'
 import json, statistics, sys
 rs = [json.loads(l) for l in open(sys.argv[1])]
 print(int(statistics.median(r["draws_per_sec"] for r in rs if r["run"].startswith(sys.argv[2] + "-closed")) / 2))
 PY
 )
   for rep in $(seq 1 "$REPS"); do
-    run "$mode-open-r$rep" --durability "$mode" --window 65536 --rate "$rate"
+    run "$shape-open-r$rep" --durability "$mode" --window 65536 --rate "$rate"
   done
 done
 
@@ -63,15 +65,20 @@ rs = [json.loads(l) for l in open(sys.argv[1])]
 us = lambda r, p: r["latency_ns"][p] / 1000
 with open(sys.argv[2], "w") as f:
     f.write("# Headline runs: 1 producer, 100 items\n\n")
-    f.write("| mode | loop | runs | M draws/s (median) | p50 µs | p99 µs | p99.9 µs | max µs | baseline M/s |\n")
+    f.write("| shape | loop | runs | M draws/s (median) | p50 µs | p99 µs | p99.9 µs | max µs | baseline M/s |\n")
     f.write("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    for mode in ("memory", "buffered", "sync"):
+    shapes = []
+    for r in rs:
+        shape = r["run"].rsplit("-", 2)[0]
+        if shape not in shapes:
+            shapes.append(shape)
+    for shape in shapes:
         for loop in ("closed", "open"):
-            cell = [r for r in rs if r["run"].startswith(f"{mode}-{loop}")]
+            cell = [r for r in rs if r["run"].startswith(f"{shape}-{loop}-")]
             if not cell:
                 continue
             med = lambda g: statistics.median(g(r) for r in cell)
-            f.write(f"| {mode} | {loop} | {len(cell)} | {med(lambda r: r['draws_per_sec'])/1e6:.2f} "
+            f.write(f"| {shape} | {loop} | {len(cell)} | {med(lambda r: r['draws_per_sec'])/1e6:.2f} "
                     f"| {med(lambda r: us(r,'p50')):.1f} | {med(lambda r: us(r,'p99')):.1f} "
                     f"| {med(lambda r: us(r,'p999')):.1f} | {med(lambda r: us(r,'max')):.1f} "
                     f"| {med(lambda r: r['baseline_draws_per_sec'])/1e6:.1f} |\n")
