@@ -174,8 +174,13 @@ fn resident_mappings(size_kib: u64) -> usize {
             Some("Size:") => size = fields.next().and_then(|v| v.parse::<u64>().ok()),
             Some("Rss:") => {
                 let rss = fields.next().and_then(|v| v.parse::<u64>().ok());
-                if size == Some(size_kib) && rss == size {
-                    count += 1;
+                // Adjacent anonymous mappings with the same flags are merged into one
+                // VMA (two staging buffers mapped back to back show as one 128 MiB entry):
+                // count whole segments' worth of fully resident memory.
+                if let (Some(s), Some(r)) = (size, rss) {
+                    if s > 0 && s % size_kib == 0 && r == s {
+                        count += (s / size_kib) as usize;
+                    }
                 }
             }
             _ => {}

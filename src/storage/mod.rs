@@ -49,6 +49,12 @@ pub trait SegmentMap: Send + Sync + fmt::Debug {
     /// TLB shoot-down per page otherwise). The bytes stay readable and writable; the next
     /// access faults the page back in from the page cache. Default: nothing to do.
     fn retire(&self) {}
+    /// True when bytes written through [`SegmentMap::as_ptr`] are in the file (the page
+    /// cache) at once, so they survive a process kill without `sync_range`; false for a
+    /// staged segment, whose bytes reach the file only through `sync_range`.
+    fn writes_through(&self) -> bool {
+        true
+    }
 }
 
 /// A lock on a data directory, held as long as this value lives.

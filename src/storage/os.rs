@@ -37,7 +37,11 @@ pub struct OsStorage {
 /// fault on the core thread at its next write to that page. Profiling the `sync` bench put
 /// those at 17 % of all CPU time. `Staged` keeps the file's pages unmapped, so writeback
 /// touches no page table; the price is one copy of each synced range (a `memcpy`, ~1 ns
-/// per draw) and the staging memory (one segment size per open segment).
+/// per draw) and the staging memory: one segment size for the active segment, one for the
+/// spare, and up to two retired buffers (`STAGING_KEPT`) kept for reuse while the storage lives
+/// (at the 64 MiB default, up to 256 MiB besides the page cache). `buffered` durability on
+/// staged segments would acknowledge frames that never reach the file: the journal refuses
+/// that combination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SegmentWrites {
     /// A shared, writable mapping of the file; `msync` makes ranges durable.
@@ -229,6 +233,10 @@ impl SegmentMap for StagedSegment {
             }
         }
         self.file.sync_data()
+    }
+
+    fn writes_through(&self) -> bool {
+        false
     }
 
     fn prefault(&self) {

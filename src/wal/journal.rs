@@ -128,6 +128,17 @@ impl WalJournal {
         let map = storage
             .create_segment(&tmp_name, start.segment_size)
             .map_err(io_error(format!("creating {}", storage.describe(&tmp_name))))?;
+        if start.durability == Durability::Buffered && !map.writes_through() {
+            // Buffered acknowledges frames once they are in the page cache; a staged segment
+            // holds them in private memory until a sync that buffered mode never asks for.
+            drop(map);
+            let _ = storage.remove(&tmp_name);
+            return Err(JournalError::Other(
+                "buffered durability needs segments written through a shared mapping \
+                 (SegmentWrites::Mapped)"
+                    .into(),
+            ));
+        }
         let (install_job, active) = prepare(map, tmp_name, start, sequence, &pool.state())?;
         install(&*storage, &install_job).map_err(io_error(format!(
             "installing {}",

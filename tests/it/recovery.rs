@@ -611,3 +611,41 @@ fn the_memory_journal_keeps_no_stats() {
     assert!(engine.journal_stats().is_none());
     engine.shutdown().unwrap();
 }
+
+/// Buffered acknowledges frames in the page cache, so a draw acknowledged and then left
+/// without a clean close (a process kill) is in the file with mapped segments; staged
+/// segments hold frames in private memory until a sync buffered mode never makes, so that
+/// combination is refused up front (found by review: it lost every acknowledged draw).
+#[test]
+fn buffered_durability_keeps_acknowledged_draws_and_refuses_staged_segments() {
+    use rewardpool::journal::Space;
+    use rewardpool::storage::{OsStorage, SegmentWrites};
+    use rewardpool::store::open_journal;
+    use rewardpool::Journal as _;
+
+    let items = [ItemSpec::new("mud", -1, 1)];
+    let wal = WalOptions {
+        durability: Durability::Buffered,
+        segment_size_bytes: 1 << 20,
+        ..WalOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(OsStorage::new(dir.path()).unwrap());
+    let (mut pool, mut journal) = open_journal(storage.clone(), &items, &wal, Some(1)).unwrap();
+    for _ in 0..10 {
+        journal.reserve(Space::Draws(1), &pool).unwrap();
+        let draw = pool.draw();
+        journal.append_draw(draw).unwrap();
+        journal.commit(draw.request_id).unwrap();
+    }
+    assert_eq!(journal.durable().unwrap().0, 10, "buffered acknowledges every group");
+    drop(journal); // no clean close
+    assert_eq!(read_state_on(&*storage, &items).unwrap().last_request_id.0, 10);
+
+    let dir = tempfile::tempdir().unwrap();
+    let staged =
+        Arc::new(OsStorage::new(dir.path()).unwrap().with_segment_writes(SegmentWrites::Staged));
+    let err = open_journal(staged.clone(), &items, &wal, Some(1)).expect_err("refused");
+    assert!(err.to_string().contains("buffered durability needs"), "{err}");
+    assert!(staged.list().unwrap().iter().all(|n| !n.starts_with("wal.")), "nothing left behind");
+}
