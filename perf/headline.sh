@@ -20,7 +20,7 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet
   BIN=target/release/rewardpool
 fi
-out=${OUT:-"perf/results/$(date +%Y-%m-%d)-$(hostname -s)-headline"}
+out=${OUT:-"perf/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-headline"}
 mkdir -p "$out" "$DATA_DIR"
 {
   echo "# Setup"
