@@ -138,9 +138,17 @@ impl SegmentMap for MappedSegment {
 /// (64 MiB of `memset` per segment, 6 % of the `sync` bench's CPU); a retired segment's
 /// buffer is already resident. Its stale bytes never reach a file: the writer writes every
 /// byte below its cursor, and only synced ranges below the cursor are written out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StagingPool {
     free: std::sync::Mutex<Vec<MmapRaw>>,
+}
+
+impl Default for StagingPool {
+    fn default() -> StagingPool {
+        // Room reserved up front: giving a buffer back (possibly on the core thread, when
+        // it drops the last reference at a rotation) never allocates.
+        StagingPool { free: std::sync::Mutex::new(Vec::with_capacity(STAGING_KEPT)) }
+    }
 }
 
 /// Buffers kept at most (the active segment's and the spare's are in use besides).
