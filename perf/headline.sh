@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The issue targets' runs, 1 producer × 100 items: for each shape (durability:window, default
-# memory:256 buffered:1024 sync:16384 sync:4096; override with SHAPES), REPS closed-loop runs
+# The issue targets' runs, 1 producer × 100 items: for each shape (durability:window[:group],
+# group 200 unless given; default memory:256 buffered:1024 buffered:4096:1000 sync:16384
+# sync:4096; override with SHAPES), REPS closed-loop runs
 # (the throughput figure), then REPS open-loop runs at half of that median (`--rate`: the
 # latency figure, no coordinated omission). Writes
 # perf/results/<date>-<host>-headline/: SETUP.md, raw.jsonl, .hgrm and .svg per run, and
@@ -29,7 +30,7 @@ mkdir -p "$out" "$DATA_DIR"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
   echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "- kernel: $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- draws per run: $DRAWS, repetitions: $REPS; shapes (durability:window): ${SHAPES:-memory:256 buffered:1024 sync:16384 sync:4096}"
+  echo "- draws per run: $DRAWS, repetitions: $REPS; shapes (durability:window): ${SHAPES:-memory:256 buffered:1024 buffered:4096:1000 sync:16384 sync:4096}"
   echo "- data directory filesystem: $(df -T "$DATA_DIR" | awk 'NR==2 {print $2}')"
 } > "$out/SETUP.md"
 
@@ -42,11 +43,13 @@ run() { # name, extra args...
     --hist-out "$out/$name.hgrm" --plot "$out/$name.svg" "$@" \
     | python3 -c "import json,sys; r=json.load(sys.stdin); r['run']='$name'; print(json.dumps(r))" >> "$raw"
 }
-for mode_window in ${SHAPES:-memory:256 buffered:1024 sync:16384 sync:4096}; do
-  mode=${mode_window%%:*}; window=${mode_window##*:}
+for mode_window in ${SHAPES:-memory:256 buffered:1024 buffered:4096:1000 sync:16384 sync:4096}; do
+  IFS=: read -r mode window group <<< "$mode_window"
+  group=${group:-200}
   shape="$mode-w$window"
+  [ "$group" = 200 ] || shape="$shape-g$group"
   for rep in $(seq 1 "$REPS"); do
-    run "$shape-closed-r$rep" --durability "$mode" --window "$window"
+    run "$shape-closed-r$rep" --durability "$mode" --window "$window" --group "$group"
   done
   rate=$(python3 - "$raw" "$shape" <<'PY'
 import json, statistics, sys
@@ -55,7 +58,7 @@ print(int(statistics.median(r["draws_per_sec"] for r in rs if r["run"].startswit
 PY
 )
   for rep in $(seq 1 "$REPS"); do
-    run "$shape-open-r$rep" --durability "$mode" --window 65536 --rate "$rate"
+    run "$shape-open-r$rep" --durability "$mode" --window 65536 --group "$group" --rate "$rate"
   done
 done
 
