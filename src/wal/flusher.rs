@@ -226,7 +226,7 @@ impl Flusher {
         self.state.sleeping.store(false, Ordering::Relaxed);
     }
 
-    /// Syncs through the newest queued Sync job (coalescing: one msync covers them all).
+    /// Syncs through the newest queued Sync job (coalescing: one `sync_range` covers them all).
     /// A non-Sync job popped on the way is left in `next`.
     fn sync(
         &mut self,

@@ -1,5 +1,7 @@
-//! The write-ahead log: rkyv frames in preallocated, memory-mapped segments
-//! (`wal.NNNNNN`), group commit made durable by a flusher thread, rotation ahead of time.
+//! The write-ahead log: rkyv frames in preallocated segments (`wal.NNNNNN`) that the core
+//! writes through a memory mapping (of the file, or of a staging buffer under `sync`: see
+//! `storage::SegmentWrites`), group commit made durable by a flusher thread, rotation ahead
+//! of time.
 //!
 //! Files: `frame` (frame layout, encode/decode), `header` (segment header), `reader`
 //! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the mapping),

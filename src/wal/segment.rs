@@ -1,4 +1,5 @@
-//! The segment being written: a mapped file the core thread appends frames to.
+//! The segment being written: a mapped region (the file itself, or a staging buffer the
+//! flusher writes to the file; see `storage::SegmentWrites`) the core thread appends frames to.
 //!
 //! # Assumptions about the mapping
 //! The engine holds the data directory's exclusive lock, so nothing else writes these
