@@ -17,21 +17,15 @@ cd "$(dirname "$0")/.."
 DRAWS=${DRAWS:-10000000}
 REPS=${REPS:-3}
 DATA_DIR=${DATA_DIR:-./bench-data}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/rewardpool
-fi
+. perf/lib.sh
+perf_binary
 out=${OUT:-"perf/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-headline"}
 mkdir -p "$out" "$DATA_DIR"
 {
   echo "# Setup"
   echo
-  echo "- date: $(date -Iseconds)"
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
-  echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-  echo "- kernel: $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- draws per run: $DRAWS, repetitions: $REPS; shapes (durability:window): ${SHAPES:-memory:256 buffered:1024 buffered:4096:1000 sync:16384 sync:4096}"
-  echo "- data directory filesystem: $(df -T "$DATA_DIR" | awk 'NR==2 {print $2}')"
+  perf_machine "$DATA_DIR"
+  echo "- draws per run: $DRAWS, repetitions: $REPS; shapes (durability:window[:group]): ${SHAPES:-memory:256 buffered:1024 buffered:4096:1000 sync:16384 sync:4096}"
 } > "$out/SETUP.md"
 
 raw="$out/raw.jsonl"

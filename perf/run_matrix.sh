@@ -17,31 +17,15 @@ REPS=${REPS:-3}
 DATA_DIR=${DATA_DIR:-./bench-data}
 WINDOW=${WINDOW:-256}
 GROUP=${GROUP:-200}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/rewardpool
-fi
+. perf/lib.sh
+perf_binary
 out=${OUT:-"perf/results/$(date +%Y-%m-%d)-$(hostname -s)"}
 mkdir -p "$out" "$DATA_DIR"
-
 {
   echo "# Setup"
   echo
-  echo "- date: $(date -Iseconds)"
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
-  echo "- nproc: $(nproc)"
-  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-  echo "- kernel: $(uname -r)"
-  echo "- governor: $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo 'n/a (no cpufreq: VM?)')"
-  echo "- isolcpus: $(cat /sys/devices/system/cpu/isolated 2>/dev/null || echo n/a)"
-  echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- rustc: $(rustc --version)"
+  perf_machine "$DATA_DIR"
   echo "- draws per run: $DRAWS, repetitions: $REPS, window: $WINDOW, group: $GROUP"
-  echo "- data directory filesystem (df -T $DATA_DIR):"
-  echo
-  echo '```'
-  df -T "$DATA_DIR"
-  echo '```'
 } > "$out/SETUP.md"
 
 raw="$out/raw.jsonl"
