@@ -59,7 +59,7 @@ mod sse42 {
 
     /// # Safety
     /// The CPU must support SSE4.2.
-    // SAFETY (contract): the only caller checks `is_x86_feature_detected!("sse4.2")` first.
+    // SAFETY: (contract) the only caller checks `is_x86_feature_detected!("sse4.2")` first.
     #[allow(unsafe_code)]
     #[target_feature(enable = "sse4.2")]
     pub(super) unsafe fn crc32c_words(head_len: u32, head_kind: u64, w0: u64, w1: u64) -> u32 {
@@ -72,7 +72,7 @@ mod sse42 {
 
     /// # Safety
     /// The CPU must support SSE4.2.
-    // SAFETY (contract): the only caller checks `is_x86_feature_detected!("sse4.2")` first.
+    // SAFETY: (contract) the only caller checks `is_x86_feature_detected!("sse4.2")` first.
     #[allow(unsafe_code)]
     #[target_feature(enable = "sse4.2")]
     pub(super) unsafe fn crc32c(bytes: &[u8]) -> u32 {
