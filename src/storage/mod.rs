@@ -42,6 +42,18 @@ pub trait SegmentMap: Send + Sync + fmt::Debug {
     /// # Errors
     /// The device reported an error: the log must stop (SPEC §2.9), never retry.
     fn sync_range(&self, offset: usize, len: usize) -> io::Result<()>;
+    /// Puts `offset..offset + len` into the file (the page cache) without syncing it: a
+    /// `pwrite` for a staged segment; nothing to do for a map that writes through (the
+    /// default). The same happens-before contract as [`SegmentMap::sync_range`]. A later
+    /// `sync_range` of any range makes these bytes durable too (fdatasync covers the whole
+    /// file), which is what closing a staged segment relies on.
+    ///
+    /// # Errors
+    /// The write failed: the log must stop (SPEC §2.9).
+    fn write_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     /// Faults the pages in ahead of the writer, off the hot path (best effort).
     fn prefault(&self) {}
     /// The writer is done with this map (a retired segment, before its closing syncs): drop

@@ -17,6 +17,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
 use super::header::{segment_name, SegmentHeader, SEGMENT_HEADER_SIZE};
+use super::preparer::Close;
 use super::segment::write_at;
 use crate::snapshot::format::snapshot_name;
 use crate::storage::{SegmentMap, Storage};
@@ -56,8 +57,12 @@ pub(crate) fn close_segment(
 ) -> io::Result<()> {
     map.retire();
     let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
-    if end > synced {
-        map.sync_range(synced, end - synced)?;
+    // The frames must be durable before the header that calls them closed. A map that
+    // writes through syncs exactly the range not yet synced. A staged one may hold written
+    // but unsynced bytes below `synced` (buffered mode writes groups without syncing them):
+    // its sync_range ends in an fdatasync of the whole file, so call it even for no bytes.
+    if end > synced || !map.writes_through() {
+        map.sync_range(synced, end.saturating_sub(synced))?;
     }
     write_at(map, 0, &header.encode());
     map.sync_range(0, SEGMENT_HEADER_SIZE)
@@ -155,7 +160,7 @@ impl FlushState {
         None
     }
 
-    fn fail(&self, context: &str, e: &io::Error) {
+    pub(crate) fn fail(&self, context: &str, e: &io::Error) {
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{context}: {e}"));
         // Release: publishes `error` to the core's Acquire in `error()`.
         self.failed.store(true, Ordering::Release);
@@ -169,8 +174,12 @@ pub(crate) struct Flusher {
     pub(crate) state: Arc<FlushState>,
     pub(crate) current: Arc<dyn SegmentMap>,
     pub(crate) sequence: u64,
-    /// Offset up to which `current` is synced.
+    /// Offset up to which `current` is in the file: synced in sync mode; in buffered mode
+    /// on a staged segment, written (pwrite) but synced only when the segment closes; in
+    /// buffered mode on a mapped segment, left at the snapshot marker (no jobs come, and the
+    /// closing msync covers the rest).
     pub(crate) synced: usize,
+    /// Sync mode: Sync jobs sync; else they only write (staged segments).
     pub(crate) sync_data: bool,
     /// Prepares spare segments and applies retention on its own thread.
     pub(crate) preparer: super::preparer::PreparerHandle,
@@ -226,7 +235,8 @@ impl Flusher {
         self.state.sleeping.store(false, Ordering::Relaxed);
     }
 
-    /// Syncs through the newest queued Sync job (coalescing: one `sync_range` covers them all).
+    /// Syncs (or, in buffered mode, writes) through the newest queued Sync job (coalescing: one
+    /// `sync_range` covers them all).
     /// A non-Sync job popped on the way is left in `next`.
     fn sync(
         &mut self,
@@ -242,6 +252,14 @@ impl Flusher {
                 *next = Some(job);
                 break;
             }
+        }
+        if !self.sync_data && end > self.synced {
+            // Buffered mode on a staged segment: into the page cache, where a process
+            // crash cannot lose it.
+            self.current
+                .write_range(self.synced, end - self.synced)
+                .map_err(|e| (format!("writing {}", segment_name(self.sequence)), e))?;
+            self.synced = end;
         }
         if self.sync_data && end > self.synced {
             let started = std::time::Instant::now();
@@ -282,10 +300,16 @@ impl Flusher {
         // mode the old segment's groups were synced by the Sync jobs queued before this one.
         self.state.installed.store(next.sequence, Ordering::Release);
         self.state.durable.store(last_group, Ordering::Release);
-        close_segment(&*old_map, old_synced, closed).map_err(|e| (format!("closing {old}"), e))?;
-        // Before the preparer makes the next spare: a staged segment's buffer goes back to
-        // the storage's pool when its last reference drops, and the spare can reuse it.
-        drop(old_map);
+        // The old segment is closed by the preparer, so the next groups' syncs (or writes)
+        // do not wait behind its closing sync; inline only when two closes already wait.
+        let close = Close { map: old_map, synced: old_synced, header: *closed };
+        if let Err(c) = self.preparer.close_later(close) {
+            close_segment(&*c.map, c.synced, &c.header)
+                .map_err(|e| (format!("closing {old}"), e))?;
+            // Before the preparer makes the next spare: a staged segment's buffer goes back
+            // to the storage's pool when its last reference drops, and the spare can reuse it.
+            drop(c);
+        }
         self.preparer.installed(self.sequence);
         Ok(())
     }
@@ -297,11 +321,15 @@ impl Flusher {
         snapshot: &[u8],
     ) -> Result<(), (String, io::Error)> {
         let name = segment_name(self.sequence);
+        // The preparer first closes the retired segments it holds (older ones close first),
+        // and the spare segment prepared ahead is not needed any more.
+        self.preparer.stop();
+        if let Some(reason) = self.state.error() {
+            return Err((reason, io::Error::other("closing a retired segment failed")));
+        }
         close_segment(&*self.current, self.synced, closed)
             .map_err(|e| (format!("closing {name}"), e))?;
-        // The spare segment prepared ahead is not needed any more: leave a tidy directory
-        // (the directory sync below makes the removal durable too).
-        self.preparer.stop();
+        // Leave a tidy directory (the directory sync below makes the removal durable too).
         if let Some((spare, map)) = self.state.spares.pop() {
             drop(map);
             let _ = self.storage.remove(&spare);

@@ -45,6 +45,9 @@ pub struct WalJournal {
     segment_size: u64,
     fingerprint: u64,
     sync: bool,
+    /// Groups are acknowledged once the flusher reports them (sync mode, or buffered mode
+    /// on staged segments); else once committed.
+    via_flusher: bool,
     group: u64,
     /// Buffered mode: groups after a rotation wait until the flusher installed the segment.
     waiting_install: bool,
@@ -128,17 +131,9 @@ impl WalJournal {
         let map = storage
             .create_segment(&tmp_name, start.segment_size)
             .map_err(io_error(format!("creating {}", storage.describe(&tmp_name))))?;
-        if start.durability == Durability::Buffered && !map.writes_through() {
-            // Buffered acknowledges frames once they are in the page cache; a staged segment
-            // holds them in private memory until a sync that buffered mode never asks for.
-            drop(map);
-            let _ = storage.remove(&tmp_name);
-            return Err(JournalError::Other(
-                "buffered durability needs segments written through a shared mapping \
-                 (SegmentWrites::Mapped)"
-                    .into(),
-            ));
-        }
+        // Buffered mode acknowledges a group once it is in the page cache: at once for a map
+        // that writes through, after the flusher wrote it (no sync) for a staged one.
+        let via_flusher = start.durability == Durability::Sync || !map.writes_through();
         let (install_job, active) = prepare(map, tmp_name, start, sequence, &pool.state())?;
         install(&*storage, &install_job).map_err(io_error(format!(
             "installing {}",
@@ -177,6 +172,7 @@ impl WalJournal {
             segment_size: start.segment_size,
             fingerprint: start.catalog_fingerprint,
             sync: start.durability == Durability::Sync,
+            via_flusher,
             group: 0,
             waiting_install: false,
             failed: false,
@@ -336,7 +332,7 @@ impl Journal for WalJournal {
         // Relaxed: an observer's counter, once per group.
         self.stats.bytes_appended.fetch_add((cursor - self.counted) as u64, Ordering::Relaxed);
         self.counted = cursor;
-        if self.sync {
+        if self.via_flusher {
             self.push(Job::Sync { group, end: cursor })?;
         }
         Ok(GroupSeq(group))
@@ -345,8 +341,8 @@ impl Journal for WalJournal {
     #[inline]
     fn durable(&mut self) -> Result<GroupSeq, JournalError> {
         self.check()?;
-        if self.sync {
-            // Acquire: pairs with the flusher's Release after its sync.
+        if self.via_flusher {
+            // Acquire: pairs with the flusher's Release after its sync or write.
             return Ok(GroupSeq(self.state.durable.load(Ordering::Acquire)));
         }
         if self.waiting_install {
@@ -356,7 +352,7 @@ impl Journal for WalJournal {
             }
             self.waiting_install = false;
         }
-        // Buffered: a frame in the mapped segment survives a process crash.
+        // Buffered on a mapped segment: a frame in it survives a process crash.
         Ok(GroupSeq(self.group))
     }
 
