@@ -301,3 +301,58 @@ fn closed_stdout_is_success() {
     assert!(!run.stderr.contains("panicked"), "{run:?}");
     assert!(run.stderr.is_empty(), "quiet on a closed pipe: {run:?}");
 }
+
+/// `rewardpool-hiccup` (tools/hiccup.rs), the machine's floor for perf/: one JSON line per
+/// core with the excess for each bound, the disk mode's fdatasync percentiles (or its
+/// refusal of tmpfs), exit 2 on a bad argument.
+#[test]
+fn hiccup_tool_reports_cpu_and_disk_floors() {
+    const HICCUP: &str = env!("CARGO_BIN_EXE_rewardpool-hiccup");
+    let run = |args: &[&str]| {
+        let child = Command::new(HICCUP)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rewardpool-hiccup");
+        finish(child, args)
+    };
+    let cpu = run(&["--seconds", "0.3", "--json"]);
+    assert_eq!(cpu.code, Some(0), "{}", cpu.stderr);
+    let lines = json_lines(&cpu);
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert_eq!(l["mode"], "cpu");
+        let secs = l["seconds"].as_f64().unwrap();
+        assert!((0.29..5.0).contains(&secs), "{l}");
+        let excess = l["excess_percent_by_bound_us"].as_object().unwrap();
+        let keys: Vec<&str> = excess.keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 4, "{l}");
+        // A larger bound never has a larger excess.
+        let e = |k: &str| excess[k].as_f64().unwrap();
+        assert!(e("20") >= e("50") && e("50") >= e("1000") && e("1000") >= e("2000"), "{l}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let disk = run(&["--seconds", "0.3", "--json", "--disk", d, "--write-kib", "16"]);
+    if disk.code == Some(1) && disk.stderr.contains("tmpfs") {
+        eprintln!("temporary directory on tmpfs: disk mode refused, as it should be");
+    } else {
+        assert_eq!(disk.code, Some(0), "{}", disk.stderr);
+        let l = &json_lines(&disk)[0];
+        assert_eq!(l["mode"], "disk");
+        assert!(l["syncs"].as_u64().unwrap() > 0, "{l}");
+        let p = &l["fdatasync_us"];
+        assert!(p["p50"].as_f64().unwrap() <= p["p99"].as_f64().unwrap(), "{l}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the disk probe's file is removed"
+    );
+
+    let bad = run(&["--seconds", "0"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("--seconds"), "{}", bad.stderr);
+}
