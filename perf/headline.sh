@@ -5,7 +5,8 @@
 # (the throughput figure), then REPS open-loop runs at half of that median (`--rate`: the
 # latency figure, no coordinated omission). Writes
 # perf/results/<date>-<host>-headline/: SETUP.md, raw.jsonl, .hgrm and .svg per run, and
-# summary.md (medians, and each run's figures).
+# summary.md (medians, each run's figures, and the machine's floor measured before and
+# after the runs by rewardpool-hiccup: stalls per core, fdatasync latency in DATA_DIR).
 #
 #   perf/headline.sh                       # 10,000,000 draws per run, 3 repetitions
 #   DRAWS=2000000 REPS=5 DATA_DIR=/mnt/nvme/bench perf/headline.sh
@@ -30,6 +31,10 @@ mkdir -p "$out" "$DATA_DIR"
 
 raw="$out/raw.jsonl"
 : > "$raw"
+floor="$out/floor.jsonl"
+: > "$floor"
+echo "floor (before)" >&2
+perf_floor "$floor" "$DATA_DIR" before
 run() { # name, extra args...
   local name=$1; shift
   echo "run $name" >&2
@@ -55,6 +60,9 @@ PY
     run "$shape-open-r$rep" --durability "$mode" --window 65536 --group "$group" --rate "$rate"
   done
 done
+
+echo "floor (after)" >&2
+perf_floor "$floor" "$DATA_DIR" after
 
 python3 - "$raw" "$out/summary.md" <<'PY'
 import json, statistics, sys
@@ -83,5 +91,13 @@ with open(sys.argv[2], "w") as f:
     for r in rs:
         f.write(f"| {r['run']} | {r['draws_per_sec']/1e6:.2f} | {us(r,'p50'):.1f} | {us(r,'p99'):.1f} | {us(r,'p999'):.1f} | {us(r,'max'):.1f} |\n")
 PY
+{
+  echo
+  echo "## The machine's floor (rewardpool-hiccup, before and after the runs)"
+  echo
+  echo "An open-loop p99 of x needs the excess over x below 1 % on the cores the request path uses (tools/hiccup.rs)."
+  echo
+  perf_floor_table "$floor"
+} >> "$out/summary.md"
 echo "results in $out" >&2
 cat "$out/summary.md"
