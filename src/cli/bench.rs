@@ -14,6 +14,10 @@
 //! The same run measures a baseline: one thread calling `Pool::draw` in a loop over the same
 //! catalog (no rings, no log), so the ratio between the two is what the engine costs.
 //!
+//! Plain output also says what the machine took during the run (`machine` line: steal time,
+//! and how often the core, producer and log threads were switched out while runnable), so a
+//! tail can be told apart from the engine; `rewardpool-hiccup` measures the machine's floor.
+//!
 //! It never hangs: producers stop when the engine stops (drain then delivers every request
 //! with an error), and a watchdog aborts the run after `STALL_LIMIT` without progress.
 
@@ -73,6 +77,9 @@ struct Report {
     /// The journal's counters at the end of the run (plain output only), if it keeps any.
     #[serde(skip)]
     journal: Option<JournalFigures>,
+    /// What the machine took during the run (plain output only).
+    #[serde(skip)]
+    machine: Option<(super::machine::Taken, u64)>,
 }
 
 /// What the durable log wrote and synced during the run (measured by the journal).
@@ -101,6 +108,8 @@ struct ProducerResult {
     end: Instant,
     acknowledged: u64,
     error: Option<DrawError>,
+    /// Involuntary context switches of this producer thread during the run.
+    preempted: u64,
 }
 
 /// Parameters shared by every producer.
@@ -185,6 +194,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         }
     }
 
+    let machine_before = super::machine::Sample::now();
     go.store(true, Ordering::Release);
     watch(&handles, &progress, &abort, args.draws);
 
@@ -196,6 +206,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
             Err(_) => panicked = true,
         }
     }
+    // Before shutdown: the engine's threads are still there to be read.
+    let machine_taken = machine_before.until(&super::machine::Sample::now());
     let failure = engine.failure();
     // Relaxed: a counter read after the producers finished.
     let groups = engine.stats().groups_committed.load(Ordering::Relaxed);
@@ -262,6 +274,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         rate: args.rate,
         groups,
         journal,
+        machine: Some((machine_taken, results.iter().map(|r| r.preempted).sum())),
     };
 
     if let Some(path) = &args.hist_out {
@@ -344,6 +357,7 @@ fn produce(
         thread::yield_now();
     }
     let start = Instant::now();
+    let preempted_before = super::machine::own_preemptions();
     while done < draws && error.is_none() {
         // Submit.
         let mut pushed = false;
@@ -408,7 +422,9 @@ fn produce(
             }
         }
     }
-    ProducerResult { hist, start, end: Instant::now(), acknowledged: done, error }
+    let end = Instant::now();
+    let preempted = super::machine::own_preemptions().saturating_sub(preempted_before);
+    ProducerResult { hist, start, end, acknowledged: done, error, preempted }
 }
 
 /// Waits for the producers, showing a progress line on a terminal for long runs, and aborts
@@ -654,6 +670,16 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
             j.bytes_synced as f64 / j.syncs as f64 / 1024.0,
             us(j.sync_ns_total / j.syncs),
             us(j.sync_ns_max)
+        ))?;
+    }
+    if let Some((m, producers)) = r.machine {
+        let count = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        let steal = m.steal_ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0} ms"));
+        out.line(&format!(
+            "machine     steal {steal}; switched out while runnable (preempted, or yielded to a \
+             waiting thread): core thread {}, producers {producers}, log threads {}",
+            count(m.core_thread),
+            count(m.helper_threads),
         ))?;
     }
     Ok(())

@@ -7,6 +7,7 @@
 
 mod args;
 mod bench;
+mod machine;
 mod output;
 mod pool_cmd;
 mod service;

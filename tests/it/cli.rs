@@ -194,6 +194,12 @@ fn bench_sync_plain_output_reports_measured_log_bytes_and_syncs() {
         syncs.contains("KiB each") && syncs.contains("mean") && syncs.contains("max"),
         "{syncs}"
     );
+    // What the machine took: steal time and the threads' involuntary switches (Linux /proc).
+    let machine = line("machine");
+    assert!(machine.contains("steal") && machine.contains("core thread"), "{machine}");
+    if cfg!(target_os = "linux") {
+        assert!(!machine.contains('?'), "every figure readable on Linux: {machine}");
+    }
     // The memory mode has no log and no syncs.
     let memory = rewardpool(dir.path(), &["bench", "--draws", "20000"]);
     assert!(memory.stdout.contains("no log") && !memory.stdout.contains("syncs"), "{memory:?}");
