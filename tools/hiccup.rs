@@ -5,9 +5,14 @@
 //!   every gap between two consecutive reads in an HDR histogram (the jHiccup method). A gap
 //!   is time the thread did not run: an interrupt, a kernel thread, another process, or the
 //!   hypervisor running something else (steal).
-//! - **Disk** (`--disk DIR`): one thread appends `--write-kib` blocks to a file allocated up
-//!   front in DIR and calls `fdatasync` after each (what `sync` durability does per group),
-//!   recording each sync's latency.
+//! - **Disk** (`--disk DIR`): one thread appends `--write-kib` blocks to files allocated up
+//!   front in DIR (fallocate, 64 MiB each, a fresh one when full, as the log's segments) and
+//!   calls `fdatasync` after each write (what `sync` durability does per group), recording
+//!   each sync's latency.
+//!
+//! CPU mode spins on every core, as a benchmark run with a producer and a core thread does on
+//! this 2-core machine; on a larger machine, kernel work that idle cores would take then
+//! lands on a spinner (an overestimate of what an engine using fewer cores would see).
 //!
 //! Why a stall bounds an open-loop p99 from below: requests intended during a stall of
 //! length `g` on a core the request path needs (producer or core thread) cannot be
@@ -120,15 +125,20 @@ fn spin(core: usize, run: Duration) -> CoreReport {
         prev = now;
         if gap > 1_000 {
             gaps.saturating_record(gap);
-            for (e, b) in excess_ns.iter_mut().zip(BOUNDS_NS) {
-                *e += gap.saturating_sub(b);
-            }
+            add_excess(&mut excess_ns, gap);
         }
         if now - start >= run {
             break;
         }
     }
     CoreReport { core, seconds: (prev - start).as_secs_f64(), gaps, excess_ns }
+}
+
+/// Adds one gap's excess over each bound: `max(0, gap - bound)`.
+fn add_excess(excess_ns: &mut [u64; BOUNDS_NS.len()], gap: u64) {
+    for (e, b) in excess_ns.iter_mut().zip(BOUNDS_NS) {
+        *e += gap.saturating_sub(b);
+    }
 }
 
 fn print_core(r: &CoreReport, json: bool) {
@@ -187,38 +197,30 @@ fn disk(dir: &std::path::Path, args: &Args) -> Result<(), String> {
         ));
     }
     let block = vec![0x5a_u8; args.write_kib.clamp(1, 1 << 16) * 1024];
-    let size: u64 = 256 << 20;
-    let path = dir.join(format!("hiccup-disk.{}.tmp", std::process::id()));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    // Remove the file whatever happens below.
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let _remove = Remove(path.clone());
-    file.set_len(size).map_err(|e| format!("cannot size {}: {e}", path.display()))?;
-    file.sync_all().map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+    let size: u64 = 64 << 20;
     let mut syncs = histogram();
-    let (mut offset, mut bytes) = (0_u64, 0_u64);
+    let (mut files, mut bytes) = (0_u64, 0_u64);
     let run = Duration::from_secs_f64(args.seconds);
     let start = Instant::now();
+    // Like the log: each file allocated up front (fallocate), written once front to back,
+    // and a fresh file when one is full, so every sync converts newly written blocks.
     while start.elapsed() < run {
-        if offset + block.len() as u64 > size {
-            offset = 0;
+        let path = dir.join(format!("hiccup-disk.{}.{files}.tmp", std::process::id()));
+        files += 1;
+        let file = Probe::create(path, size)?;
+        let mut offset = 0_u64;
+        while offset + block.len() as u64 <= size && start.elapsed() < run {
+            file.file
+                .write_all_at(&block, offset)
+                .map_err(|e| format!("write at {offset}: {e}"))?;
+            let t = Instant::now();
+            file.file.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
+            syncs.saturating_record(
+                u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1),
+            );
+            offset += block.len() as u64;
+            bytes += block.len() as u64;
         }
-        file.write_all_at(&block, offset).map_err(|e| format!("write at {offset}: {e}"))?;
-        let t = Instant::now();
-        file.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
-        syncs.saturating_record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1));
-        offset += block.len() as u64;
-        bytes += block.len() as u64;
     }
     let secs = start.elapsed().as_secs_f64();
     let us = |q: f64| syncs.value_at_quantile(q) as f64 / 1e3;
@@ -253,6 +255,56 @@ fn disk(dir: &std::path::Path, args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// A probe file, removed when dropped.
+struct Probe {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Probe {
+    /// Creates `path` (it must not exist) at `size` bytes, allocated (fallocate), synced.
+    fn create(path: PathBuf, size: u64) -> Result<Probe, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let probe = Probe { file, path };
+        allocate(&probe.file, size)
+            .map_err(|e| format!("cannot allocate {}: {e}", probe.path.display()))?;
+        probe.file.sync_all().map_err(|e| format!("cannot sync {}: {e}", probe.path.display()))?;
+        Ok(probe)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// fallocate where there is one (blocks allocated, reading as zeros), else a plain length.
+fn allocate(file: &std::fs::File, size: u64) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd as _;
+        let len =
+            libc::off_t::try_from(size).map_err(|_| std::io::Error::other("size too large"))?;
+        // SAFETY: fallocate only reads its integer arguments; the descriptor is owned by
+        // `file`, open for writing, for the duration of the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    file.set_len(size)
+}
+
 fn is_tmpfs(dir: &std::path::Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
@@ -267,4 +319,19 @@ fn is_tmpfs(dir: &std::path::Path) -> bool {
     #[allow(unsafe_code)]
     let ty = ok.then(|| unsafe { s.assume_init() }.f_type);
     ty == Some(libc::TMPFS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excess_counts_only_the_part_of_each_gap_over_each_bound() {
+        let mut excess = [0_u64; BOUNDS_NS.len()];
+        add_excess(&mut excess, 30_000);
+        add_excess(&mut excess, 3_000_000);
+        add_excess(&mut excess, 1_500);
+        // Bounds 20 µs, 50 µs, 1 ms, 2 ms.
+        assert_eq!(excess, [10_000 + 2_980_000, 2_950_000, 2_000_000, 1_000_000]);
+    }
 }

@@ -7,6 +7,11 @@
 //!
 //! Faults: fail the n-th sync, fail every operation after a countdown ("crash after N
 //! operations"), and ENOSPC when creating segments.
+//!
+//! Segments are written through like a shared mapping ([`FaultyStorage::new`]), or staged
+//! like `SegmentWrites::Staged` ([`FaultyStorage::staged`]): the writer fills a private
+//! buffer, `write_range` copies ranges into the file, and `sync_range` does that and then
+//! makes the whole file durable, as fdatasync does.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -109,6 +114,58 @@ impl SegmentMap for MemSegment {
     }
 }
 
+/// A staged segment: the writer's private buffer, and the file that `write_range` fills.
+#[derive(Debug)]
+struct StagedMemSegment {
+    buf: Arc<MemFile>,
+    file: Arc<MemFile>,
+    storage: Arc<Inner>,
+}
+
+impl SegmentMap for StagedMemSegment {
+    fn len(&self) -> usize {
+        self.buf.len
+    }
+
+    fn as_ptr(&self) -> *mut u8 {
+        self.buf.ptr
+    }
+
+    fn write_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.storage.op()?;
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.buf.len)
+            .ok_or_else(|| io::Error::other("write range beyond the segment"))?;
+        // SAFETY: `offset..end` is inside both allocations (same length, checked above).
+        // The writer finished this range of `buf` (SegmentMap contract), and the file's
+        // live bytes are written only here, by the one thread that owns this segment's
+        // syncs at a time, so neither side is written concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.buf.ptr.add(offset),
+                self.file.ptr.add(offset),
+                end - offset,
+            );
+        }
+        Ok(())
+    }
+
+    fn sync_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.write_range(offset, len)?;
+        self.storage.sync_op()?;
+        // fdatasync: everything written to the file so far is durable.
+        let live = self.file.live();
+        *self.file.durable() = live;
+        Ok(())
+    }
+
+    fn writes_through(&self) -> bool {
+        false
+    }
+}
+
 #[derive(Debug, Default)]
 struct Dir {
     live: BTreeMap<String, Arc<MemFile>>,
@@ -126,6 +183,8 @@ struct Inner {
     enospc: AtomicBool,
     sync_delay_us: AtomicU64,
     syncs_held: AtomicBool,
+    /// New segments are staged (see the module docs).
+    staged: AtomicBool,
 }
 
 impl Inner {
@@ -193,6 +252,14 @@ impl FaultyStorage {
     #[must_use]
     pub fn new() -> FaultyStorage {
         FaultyStorage::default()
+    }
+
+    /// An empty directory whose new segments are staged like `SegmentWrites::Staged`.
+    #[must_use]
+    pub fn staged() -> FaultyStorage {
+        let storage = FaultyStorage::default();
+        storage.inner.staged.store(true, Ordering::SeqCst);
+        storage
     }
 
     /// The `n`-th sync from now on (1 = the next) fails with an I/O error.
@@ -269,6 +336,7 @@ impl FaultyStorage {
         }
         let inner = Inner::default();
         *inner.dir() = Dir { live: files.clone(), durable: files, locked: false };
+        inner.staged.store(self.inner.staged.load(Ordering::SeqCst), Ordering::SeqCst);
         FaultyStorage { inner: Arc::new(inner) }
     }
 
@@ -360,7 +428,12 @@ impl Storage for FaultyStorage {
         }
         let file = MemFile::new(vec![0; len], vec![0; len]);
         dir.live.insert(name.to_owned(), Arc::clone(&file));
-        Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
+        let storage = Arc::clone(&self.inner);
+        if self.inner.staged.load(Ordering::SeqCst) {
+            let buf = MemFile::new(vec![0; len], Vec::new());
+            return Ok(Arc::new(StagedMemSegment { buf, file, storage }));
+        }
+        Ok(Arc::new(MemSegment { file, storage }))
     }
 
     fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {

@@ -36,9 +36,10 @@ pub struct OsStorage {
 /// core thread at its next write to that page. Profiling the `sync` bench put those at 17 %
 /// of all CPU time. `Staged` keeps the file's pages unmapped, so writeback touches no page
 /// table; the price is one copy of each synced range (a `memcpy`, ~1 ns per draw) and the
-/// staging memory: one segment size for the active segment, one for the spare, and up to
+/// staging memory: one segment size for the active segment, one for the spare, up to three
+/// retired ones whose close is pending (two queued for the preparer, one closing), and up to
 /// two retired buffers (`STAGING_KEPT`) kept for reuse while the storage lives (at the
-/// 64 MiB default, up to 256 MiB besides the page cache).
+/// 64 MiB default, usually 256 MiB and at most 448 MiB besides the page cache).
 ///
 /// `buffered` durability acknowledges a frame once it is in the page cache: on `Mapped`
 /// segments as soon as its group is committed, on `Staged` ones once the flusher has

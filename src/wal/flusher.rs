@@ -107,7 +107,8 @@ pub(crate) struct FlushState {
     pub(crate) durable: CachePadded<AtomicU64>,
     /// Newest segment sequence installed under its final name.
     pub(crate) installed: AtomicU64,
-    /// Set (Release) after `error` is written; the flusher has stopped.
+    /// Set (Release) after `error` is written, by the flusher or the preparer; the flusher
+    /// stops at its next job or idle pass.
     pub(crate) failed: AtomicBool,
     pub(crate) error: Mutex<Option<String>>,
     /// Set while the flusher parks; the core unparks it after pushing a job.
@@ -193,6 +194,12 @@ impl Flusher {
         let mut idle = 0_u32;
         let mut pinned = 0;
         loop {
+            // Acquire: pairs with the Release in `fail`. The preparer fails on its own thread
+            // (closing a retired segment): stop here too, since the core stops on it and a
+            // dropped journal joins this thread.
+            if self.state.failed.load(Ordering::Acquire) {
+                return;
+            }
             pinned = pin_helper(&self.state, pinned);
             let Some(job) = next.take().or_else(|| self.state.jobs.pop()) else {
                 idle += 1;

@@ -396,7 +396,9 @@ impl Drop for WalJournal {
         if let Some(handle) = self.flusher.take() {
             let mut job = Job::Stop;
             while let Err(back) = self.state.push(job) {
-                if self.state.error().is_some() {
+                // A full queue: the flusher is either working through it (it then takes
+                // the Stop) or has stopped on a failure (then nothing is left to tell it).
+                if handle.is_finished() {
                     break;
                 }
                 job = back;

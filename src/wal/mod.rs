@@ -5,7 +5,8 @@
 //!
 //! Files: `frame` (frame layout, encode/decode), `header` (segment header), `reader`
 //! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the mapping),
-//! `flusher` (syncs, installs and closes segments off the core thread), `journal`
+//! `flusher` (syncs or writes groups, installs segments off the core thread), `preparer`
+//! (closes retired segments, creates the next, applies retention), `journal`
 //! ([`WalJournal`], the durable [`crate::Journal`]).
 
 pub mod crc;

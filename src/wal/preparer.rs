@@ -93,7 +93,8 @@ impl PreparerHandle {
     /// Queues a retired segment's close (done before the next spare is prepared); gives it
     /// back when the queue is full or the thread has stopped.
     pub(crate) fn close_later(&self, close: Close) -> Result<(), Close> {
-        if self.thread.is_none() {
+        // A thread that has stopped (on a failure) would never take it.
+        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
             return Err(close);
         }
         self.signals.closes.push(close)
@@ -146,6 +147,11 @@ impl Preparer {
             if done == Some(installed) {
                 std::thread::park_timeout(Duration::from_millis(50));
                 continue;
+            }
+            // The flusher queues a retired segment's close before it publishes the install
+            // that retires it: close it before retention may delete it.
+            if !self.close_retired() {
+                return;
             }
             self.drop_old(installed);
             self.prepare_spare(installed + 1);

@@ -332,11 +332,10 @@ fn hiccup_tool_reports_cpu_and_disk_floors() {
         let secs = l["seconds"].as_f64().unwrap();
         assert!((0.29..5.0).contains(&secs), "{l}");
         let excess = l["excess_percent_by_bound_us"].as_object().unwrap();
-        let keys: Vec<&str> = excess.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 4, "{l}");
-        // A larger bound never has a larger excess.
-        let e = |k: &str| excess[k].as_f64().unwrap();
-        assert!(e("20") >= e("50") && e("50") >= e("1000") && e("1000") >= e("2000"), "{l}");
+        for bound in ["20", "50", "1000", "2000"] {
+            let e = excess[bound].as_f64().unwrap_or_else(|| panic!("bound {bound}: {l}"));
+            assert!((0.0..=100.0).contains(&e), "{l}");
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -349,8 +348,10 @@ fn hiccup_tool_reports_cpu_and_disk_floors() {
         let l = &json_lines(&disk)[0];
         assert_eq!(l["mode"], "disk");
         assert!(l["syncs"].as_u64().unwrap() > 0, "{l}");
-        let p = &l["fdatasync_us"];
-        assert!(p["p50"].as_f64().unwrap() <= p["p99"].as_f64().unwrap(), "{l}");
+        assert!(l["mb_per_sec"].as_f64().unwrap() > 0.0, "{l}");
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(l["fdatasync_us"][p].as_f64().unwrap() > 0.0, "{p}: {l}");
+        }
     }
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
