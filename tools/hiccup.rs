@@ -154,19 +154,21 @@ fn print_core(r: &CoreReport, json: bool) {
     };
     let core = if r.core == usize::MAX { "unpinned".to_string() } else { r.core.to_string() };
     if json {
-        let excess: Vec<String> = BOUNDS_NS
+        let excess: serde_json::Map<String, serde_json::Value> = BOUNDS_NS
             .iter()
             .zip(r.excess_ns)
-            .map(|(b, e)| format!("\"{}\":{:.4}", b / 1000, share(e)))
+            .map(|(b, e)| ((b / 1000).to_string(), serde_json::json!(share(e))))
             .collect();
-        println!(
-            "{{\"mode\":\"cpu\",\"core\":\"{core}\",\"seconds\":{:.3},\"gaps_over_1us\":{},\"gap_max_ns\":{},\"percent_in_gaps_over_1ms\":{:.4},\"excess_percent_by_bound_us\":{{{}}}}}",
-            r.seconds,
-            r.gaps.len(),
-            r.gaps.max(),
-            share(in_gaps_over(1_000_000)),
-            excess.join(",")
-        );
+        let report = serde_json::json!({
+            "mode": "cpu",
+            "core": core,
+            "seconds": r.seconds,
+            "gaps_over_1us": r.gaps.len(),
+            "gap_max_ns": r.gaps.max(),
+            "percent_in_gaps_over_1ms": share(in_gaps_over(1_000_000)),
+            "excess_percent_by_bound_us": excess,
+        });
+        println!("{report}");
         return;
     }
     println!(
@@ -224,32 +226,28 @@ fn disk(dir: &std::path::Path, args: &Args) -> Result<(), String> {
     }
     let secs = start.elapsed().as_secs_f64();
     let us = |q: f64| syncs.value_at_quantile(q) as f64 / 1e3;
+    let (p50, p90, p99, p999, max) =
+        (us(0.5), us(0.9), us(0.99), us(0.999), syncs.max() as f64 / 1e3);
+    let mb_per_sec = bytes as f64 / secs / 1e6;
     if args.json {
-        println!(
-            "{{\"mode\":\"disk\",\"dir\":{:?},\"write_kib\":{},\"seconds\":{secs:.3},\"syncs\":{},\"mb_per_sec\":{:.1},\"fdatasync_us\":{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1}}}}}",
-            dir.display().to_string(),
-            args.write_kib,
-            syncs.len(),
-            bytes as f64 / secs / 1e6,
-            us(0.5),
-            us(0.9),
-            us(0.99),
-            us(0.999),
-            syncs.max() as f64 / 1e3
-        );
+        let report = serde_json::json!({
+            "mode": "disk",
+            "dir": dir.display().to_string(),
+            "write_kib": args.write_kib,
+            "seconds": secs,
+            "syncs": syncs.len(),
+            "mb_per_sec": mb_per_sec,
+            "fdatasync_us": { "p50": p50, "p90": p90, "p99": p99, "p999": p999, "max": max },
+        });
+        println!("{report}");
     } else {
         println!(
-            "disk {}: {} writes of {} KiB + fdatasync in {secs:.1} s ({:.0} MB/s)\n  fdatasync p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs",
+            "disk {}: {} writes of {} KiB + fdatasync in {secs:.1} s ({mb_per_sec:.0} MB/s)",
             dir.display(),
             syncs.len(),
             args.write_kib,
-            bytes as f64 / secs / 1e6,
-            us(0.5),
-            us(0.9),
-            us(0.99),
-            us(0.999),
-            syncs.max() as f64 / 1e3
         );
+        println!("  fdatasync p50 {p50:.0} µs  p90 {p90:.0} µs  p99 {p99:.0} µs  p99.9 {p999:.0} µs  max {max:.0} µs");
     }
     let _ = std::io::stdout().flush();
     Ok(())
