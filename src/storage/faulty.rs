@@ -430,7 +430,9 @@ impl Storage for FaultyStorage {
         dir.live.insert(name.to_owned(), Arc::clone(&file));
         let storage = Arc::clone(&self.inner);
         if self.inner.staged.load(Ordering::SeqCst) {
-            let buf = MemFile::new(vec![0; len], Vec::new());
+            // Not zeroed: the real staging buffers are reused and hold an earlier segment's
+            // frames, so bytes past the writer's cursor must never reach the file.
+            let buf = MemFile::new(vec![0xa5; len], Vec::new());
             return Ok(Arc::new(StagedMemSegment { buf, file, storage }));
         }
         Ok(Arc::new(MemSegment { file, storage }))

@@ -161,8 +161,13 @@ impl FlushState {
         None
     }
 
+    /// Records the first failure (later ones, often its consequences, are dropped).
     pub(crate) fn fail(&self, context: &str, e: &io::Error) {
-        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{context}: {e}"));
+        let mut error = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if error.is_none() {
+            *error = Some(format!("{context}: {e}"));
+        }
+        drop(error);
         // Release: publishes `error` to the core's Acquire in `error()`.
         self.failed.store(true, Ordering::Release);
     }

@@ -196,6 +196,12 @@ impl WalJournal {
             self.failed = true;
             return Err(JournalError::Other(reason));
         }
+        // A flusher that ended without reporting a failure panicked (a bug): nothing would
+        // ever become durable, so stop instead of waiting for it.
+        if self.flusher.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.failed = true;
+            return Err(JournalError::Other("the flusher thread ended unexpectedly".into()));
+        }
         Ok(())
     }
 

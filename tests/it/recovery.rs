@@ -252,9 +252,10 @@ fn crashed_log(segment: u64, draws: usize) -> (FaultyStorage, Vec<Outcome>) {
             rewardpool::wal::header::SegmentHeader::decode(&bytes)
                 .is_ok_and(|h| h.status == rewardpool::wal::header::SegmentStatus::Closed)
         };
-        if names.iter().rev().skip(1).all(closed) || Instant::now() > deadline {
+        if names.iter().rev().skip(1).all(closed) {
             break image;
         }
+        assert!(Instant::now() < deadline, "retired segments never closed: {names:?}");
         std::thread::sleep(Duration::from_millis(2));
     };
     drop(engine);
@@ -520,8 +521,9 @@ fn a_failed_sync_at_rotation_in_buffered_mode_stops_the_engine() {
         let failure = engine.failure().expect("a failure reason");
         assert!(failure.contains("injected sync failure"), "{failure}");
         contexts.push(failure);
-        let image = storage.crash(CrashMode::Process);
+        // Shut down first: the image is then taken with no writer active.
         assert!(engine.shutdown().is_err());
+        let image = storage.crash(CrashMode::Process);
         let state = read_state_on(&image, &catalog()).expect("recover");
         assert!(state.last_request_id.0 >= acked.last().unwrap().request_id.0, "sync {n} ({kind})");
     }
@@ -739,7 +741,9 @@ fn buffered_durability_keeps_acknowledged_draws_on_mapped_and_staged_segments() 
 
 /// A storage whose segments, once `armed`, fail the closed-header sync (offset 0, one header
 /// long) after 100 ms and take 500 ms over every frame sync: the job queue fills up while
-/// the preparer's close of a retired segment fails.
+/// the preparer's close of a retired segment fails. With `fail` false, closed-header syncs
+/// only take 20 ms and creating a segment 30 ms: closes are still queued when a shutdown
+/// begins.
 mod failing_close {
     use std::io;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -753,6 +757,7 @@ mod failing_close {
     pub(crate) struct Map {
         inner: Arc<dyn SegmentMap>,
         armed: Arc<AtomicBool>,
+        fail: bool,
     }
 
     impl SegmentMap for Map {
@@ -764,11 +769,13 @@ mod failing_close {
         }
         fn sync_range(&self, offset: usize, len: usize) -> io::Result<()> {
             if self.armed.load(Ordering::SeqCst) {
-                if offset == 0 && len == rewardpool::wal::header::SEGMENT_HEADER_SIZE {
+                let header = offset == 0 && len == rewardpool::wal::header::SEGMENT_HEADER_SIZE;
+                if header && !self.fail {
+                    std::thread::sleep(Duration::from_millis(20));
+                } else if header {
                     std::thread::sleep(Duration::from_millis(100));
                     return Err(io::Error::other("injected close failure"));
-                }
-                if offset > 0 {
+                } else if offset > 0 && self.fail {
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }
@@ -786,6 +793,7 @@ mod failing_close {
     pub(crate) struct Failing {
         pub(crate) inner: FaultyStorage,
         pub(crate) armed: Arc<AtomicBool>,
+        pub(crate) fail: bool,
     }
 
     impl Storage for Failing {
@@ -814,8 +822,12 @@ mod failing_close {
             self.inner.sync_dir()
         }
         fn create_segment(&self, n: &str, s: u64) -> io::Result<Arc<dyn SegmentMap>> {
+            if self.armed.load(Ordering::SeqCst) && !self.fail {
+                // The preparer is busy here while the flusher queues the next close.
+                std::thread::sleep(Duration::from_millis(30));
+            }
             let inner = self.inner.create_segment(n, s)?;
-            Ok(Arc::new(Map { inner, armed: Arc::clone(&self.armed) }))
+            Ok(Arc::new(Map { inner, armed: Arc::clone(&self.armed), fail: self.fail }))
         }
         fn open_segment(&self, n: &str) -> io::Result<Arc<dyn SegmentMap>> {
             self.inner.open_segment(n)
@@ -841,8 +853,11 @@ fn a_failed_close_on_the_preparer_stops_the_journal_without_hanging() {
     use std::sync::atomic::AtomicBool;
 
     let armed = Arc::new(AtomicBool::new(false));
-    let storage =
-        Arc::new(failing_close::Failing { inner: FaultyStorage::new(), armed: Arc::clone(&armed) });
+    let storage = Arc::new(failing_close::Failing {
+        inner: FaultyStorage::new(),
+        armed: Arc::clone(&armed),
+        fail: true,
+    });
     let items = [ItemSpec::new("mud", -1, 1)];
     let wal = WalOptions {
         durability: Durability::Sync,
@@ -875,27 +890,40 @@ fn a_failed_close_on_the_preparer_stops_the_journal_without_hanging() {
 }
 
 /// A clean shutdown closes every segment (the preparer's queued closes first, then the
-/// current one): recovery finds none open. Recovery would accept open older segments, so
+/// current one): recovery finds none open. Closed-header syncs are slowed (20 ms), so closes
+/// are still queued when the shutdown begins. Recovery would accept open older segments, so
 /// only this test notices a shutdown that leaves them.
 #[test]
 fn a_clean_shutdown_leaves_every_segment_closed() {
-    for durability in [Durability::Sync, Durability::Buffered] {
-        let storage = FaultyStorage::new();
-        let engine = open(&storage, durability, 16 << 10);
-        let (ok, err) = draw_n(&engine, 20_000);
-        assert_eq!((ok.len(), err), (20_000, None));
-        engine.shutdown().unwrap();
-        let newest = storage
-            .list()
-            .unwrap()
-            .iter()
-            .filter_map(|n| n.strip_prefix("wal.")?.parse::<u64>().ok())
-            .max();
-        assert!(
-            newest >= Some(10),
-            "{durability:?}: newest segment {newest:?}: few rotations tested"
-        );
-        let r = recover(&storage, &catalog()).unwrap();
-        assert!(r.close.is_empty(), "{durability:?}: open after a clean shutdown: {:?}", r.close);
+    use std::sync::atomic::AtomicBool;
+    for (kind, inner) in both_kinds() {
+        for durability in [Durability::Sync, Durability::Buffered] {
+            let inner = inner.crash(CrashMode::Process); // an empty directory of this kind
+            let storage = Arc::new(failing_close::Failing {
+                inner: inner.clone(),
+                armed: Arc::new(AtomicBool::new(true)),
+                fail: false,
+            });
+            let engine = open_engine_on(
+                storage,
+                &catalog(),
+                &wal(durability, 16 << 10),
+                engine_config(),
+                Some(7),
+            )
+            .unwrap();
+            let (ok, err) = draw_n(&engine, 20_000);
+            assert_eq!((ok.len(), err), (20_000, None));
+            engine.shutdown().unwrap();
+            let newest = inner
+                .list()
+                .unwrap()
+                .iter()
+                .filter_map(|n| n.strip_prefix("wal.")?.parse::<u64>().ok())
+                .max();
+            assert!(newest >= Some(10), "{kind} {durability:?}: newest {newest:?}: few rotations");
+            let r = recover(&inner, &catalog()).unwrap();
+            assert!(r.close.is_empty(), "{kind} {durability:?}: left open: {:?}", r.close);
+        }
     }
 }
