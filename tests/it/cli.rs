@@ -18,13 +18,18 @@ pub(crate) use crate::process::Run;
 
 /// Runs `rewardpool args` in `cwd` and waits (at most [`DEADLINE`]) for it to end.
 pub(crate) fn rewardpool(cwd: &Path, args: &[&str]) -> Run {
-    let child = Command::new(BIN)
+    run_program(BIN, cwd, args)
+}
+
+/// Runs `program args` in `cwd` and waits (at most [`DEADLINE`]) for it to end.
+fn run_program(program: &str, cwd: &Path, args: &[&str]) -> Run {
+    let child = Command::new(program)
         .args(args)
         .current_dir(cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn rewardpool");
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     finish(child, args)
 }
 
@@ -314,15 +319,8 @@ fn closed_stdout_is_success() {
 #[test]
 fn hiccup_tool_reports_cpu_and_disk_floors() {
     const HICCUP: &str = env!("CARGO_BIN_EXE_rewardpool-hiccup");
-    let run = |args: &[&str]| {
-        let child = Command::new(HICCUP)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rewardpool-hiccup");
-        finish(child, args)
-    };
+    let cwd = std::env::temp_dir();
+    let run = |args: &[&str]| run_program(HICCUP, &cwd, args);
     let cpu = run(&["--seconds", "0.3", "--json"]);
     assert_eq!(cpu.code, Some(0), "{}", cpu.stderr);
     let lines = json_lines(&cpu);
