@@ -6,19 +6,32 @@
 //! | condition                                              | decision |
 //! |--------------------------------------------------------|----------|
 //! | no segment, no snapshot                                | start from the config's catalog |
-//! | no segment, snapshots (crash before the first segment was installed) | load the newest snapshot (SHA-256 checked) |
+//! | no segment, only `snapshot.000000` (crash before the first segment was installed) | load it (SHA-256 checked) |
+//! | no segment, a snapshot numbered above 0                | refuse: the log's segments are missing |
 //! | a gap in segment sequence numbers                      | refuse: missing segment |
 //! | header unreadable / bad magic / bad checksum / zeroed  | refuse: damaged header |
 //! | header sequence differs from the file name             | refuse: copied or renamed segment |
-//! | request ids do not continue from the previous segment  | refuse: duplicated or foreign segment |
-//! | an open segment that is not the newest, ending cleanly at a commit (crash during rotation) | accept, close it |
+//! | file shorter or longer than the header's segment size  | refuse: truncated or extended segment |
+//! | request ids do not continue from the previous segment (its last commit + 1, or its closed header's `next_request_id`) | refuse: duplicated or foreign segment |
+//! | an open segment that is not the newest, ending cleanly at a commit (crash during rotation) | accept, close it (reason: rotation) |
 //! | an open segment that is not the newest, anything after its last commit | refuse |
 //! | closed segment: any bad frame before `end_offset`      | refuse: damage |
+//! | closed segment whose `next_request_id` is not above its last committed id | refuse |
 //! | newest open segment: bad frame, a valid later commit follows | refuse: damage before the last commit |
 //! | newest open segment: bad frame or uncommitted frames, no commit follows | trim the torn tail (never acknowledged) |
+//! | newest segment closed by a rotation                    | refuse: its successor is missing (the newest segments were deleted or lost) |
+//! | a snapshot numbered above the newest segment + 1       | refuse: segments are missing before it |
+//! | `snapshot.N+1` beyond the newest segment N recording a request id above the log's end | refuse: a newer segment is missing |
 //! | first frame of a segment is not a snapshot marker      | refuse |
 //! | snapshot named by the newest segment missing, or SHA-256 mismatch | refuse |
 //! | otherwise                                              | load the newest segment's snapshot, replay its committed groups |
+//!
+//! `snapshot.N+1` next to a newest segment N is normal: a clean shutdown writes it (the final
+//! state), and a crash while installing segment N+1 leaves it; both record exactly the log's
+//! end. The next request id is above the last committed one and above the newest closed
+//! segment's `next_request_id` (the floor `wal repair` raises over every id it dropped), so
+//! no id that may have been acknowledged is issued twice. See `wal::header` for how a close
+//! reason proves the log's end.
 //!
 //! A power loss can tear the unsynced tail at page granularity: a later page of a group that
 //! was never acknowledged may survive while an earlier one is lost, leaving a hole and then
@@ -40,7 +53,10 @@ use crate::pool::{
 use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name};
 use crate::storage::Storage;
 use crate::wal::frame::Record;
-use crate::wal::header::{parse_segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use crate::wal::header::{
+    parse_segment_name, segment_name, CloseReason, SegmentHeader, SegmentStatus,
+    SEGMENT_HEADER_SIZE,
+};
 use crate::wal::reader::{find_commit_after, ChunkedFrames, FrameIter};
 
 /// Why recovery refused.
@@ -238,7 +254,7 @@ pub fn scan_segment_with(
     sequence: u64,
     newest: bool,
     tail: bool,
-    mut each: impl FnMut(&FrameInfo) -> Result<(), RecoveryError>,
+    each: impl FnMut(&FrameInfo) -> Result<(), RecoveryError>,
     progress: &mut ScanProgress,
 ) -> Result<SegmentScan, RecoveryError> {
     let file = storage.describe(name);
@@ -255,13 +271,45 @@ pub fn scan_segment_with(
             format!("header says sequence {}: a copied or renamed segment", header.sequence),
         ));
     }
-    if header.segment_size != file_len {
+    if header.segment_size < file_len {
         return Err(damaged(
             &file,
             48,
             format!("header says {} bytes, the file has {}", header.segment_size, file_len),
         ));
     }
+    // A truncated file is damage, but what it still holds is walked first, so that the
+    // progress (and a repair) keeps every commit before the cut.
+    let walked = walk_segment(storage, name, &file, header, file_len, newest, tail, each, progress);
+    if header.segment_size > file_len {
+        return Err(damaged(
+            &file,
+            48,
+            format!(
+                "truncated: the header says {} bytes, the file has {} (its last intact commit \
+                 ends at offset {})",
+                header.segment_size, file_len, progress.committed_end
+            ),
+        ));
+    }
+    walked
+}
+
+/// The frames of a segment whose header is checked: the body of [`scan_segment_with`].
+#[allow(clippy::too_many_arguments)]
+fn walk_segment(
+    storage: &dyn Storage,
+    name: &str,
+    file: &str,
+    header: SegmentHeader,
+    file_len: u64,
+    newest: bool,
+    tail: bool,
+    mut each: impl FnMut(&FrameInfo) -> Result<(), RecoveryError>,
+    progress: &mut ScanProgress,
+) -> Result<SegmentScan, RecoveryError> {
+    let sequence = header.sequence;
+    let io = |source| RecoveryError::Io { file: file.to_owned(), source };
     let closed = header.status == SegmentStatus::Closed;
     // An open segment with a newer one after it: a crash between installing the next
     // segment and closing this one. Accepted only if it ends cleanly at a commit.
@@ -269,7 +317,7 @@ pub fn scan_segment_with(
     // A closed segment is read only up to its last commit; an open one whole. Both in
     // chunks through one buffer (ChunkedFrames), never as one whole-file buffer.
     let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
-    let end = if closed { header.end_offset as usize } else { file_len };
+    let end = if closed { header.end_offset as usize } else { file_len }.min(file_len);
     let mut frames = ChunkedFrames::new(storage, name, SEGMENT_HEADER_SIZE, end);
     let mut marker = None;
     let mut last_rid = 0_u64;
@@ -282,7 +330,7 @@ pub fn scan_segment_with(
         // Fast path for the frame nearly every frame is: a valid draw inside a group.
         if marker.is_some() {
             if let Some((offset, request_id, item)) = frames.next_draw() {
-                push_draw(&file, offset, request_id, item, &mut last_rid, &mut group)?;
+                push_draw(file, offset, request_id, item, &mut last_rid, &mut group)?;
                 continue;
             }
         }
@@ -301,7 +349,7 @@ pub fn scan_segment_with(
             (Record::Snapshot { file_name, sha256, last_request_id, .. }, None) => {
                 if *last_request_id + 1 != header.first_request_id {
                     return Err(damaged(
-                        &file,
+                        file,
                         offset,
                         "snapshot marker's last request id does not precede the header's first",
                     ));
@@ -317,19 +365,19 @@ pub fn scan_segment_with(
                 continue;
             }
             (_, None) => {
-                return Err(damaged(&file, offset, "the first frame is not a snapshot marker"))
+                return Err(damaged(file, offset, "the first frame is not a snapshot marker"))
             }
             (Record::Snapshot { .. }, Some(_)) => {
-                return Err(damaged(&file, offset, "a second snapshot marker"))
+                return Err(damaged(file, offset, "a second snapshot marker"))
             }
             (Record::Draw { request_id, item }, Some(_)) => {
-                push_draw(&file, offset, *request_id, *item, &mut last_rid, &mut group)?;
+                push_draw(file, offset, *request_id, *item, &mut last_rid, &mut group)?;
                 continue;
             }
             (Record::Commit { last_request_id, .. }, Some(_)) => {
                 if *last_request_id != last_rid {
                     return Err(damaged(
-                        &file,
+                        file,
                         offset,
                         format!(
                             "commit says last request id {last_request_id}, frames say {last_rid}"
@@ -356,7 +404,7 @@ pub fn scan_segment_with(
     }
     if marker.is_none() {
         return Err(damaged(
-            &file,
+            file,
             SEGMENT_HEADER_SIZE,
             bad.unwrap_or_else(|| "no snapshot marker".into()),
         ));
@@ -364,14 +412,25 @@ pub fn scan_segment_with(
     let torn_frames = group.len() as u64;
     if closed {
         if let Some(reason) = bad {
-            return Err(damaged(&file, frames.offset(), reason));
+            return Err(damaged(file, frames.offset(), reason));
         }
         if !group.is_empty() || committed_end != end {
-            return Err(damaged(&file, committed_end, "closed segment ends inside a group"));
+            return Err(damaged(file, committed_end, "closed segment ends inside a group"));
+        }
+        if header.next_request_id <= committed_rid {
+            return Err(damaged(
+                file,
+                64,
+                format!(
+                    "closed header says the next request id is {}, but request id {committed_rid} \
+                     is committed in it",
+                    header.next_request_id
+                ),
+            ));
         }
     } else if must_end_clean && (bad.is_some() || !group.is_empty()) {
         return Err(damaged(
-            &file,
+            file,
             frames.offset(),
             "segment is open, a newer segment exists, and it does not end at a commit",
         ));
@@ -383,7 +442,7 @@ pub fn scan_segment_with(
         let bytes = storage.read(name).map_err(io)?;
         if let Some(commit) = find_commit_after(&bytes, at, bytes.len(), committed_rid) {
             let reason = bad.unwrap_or_else(|| "a zeroed frame header".into());
-            return Err(damaged(&file, at, format!("{reason}; a valid commit follows at offset {commit}, so this is not a torn tail")));
+            return Err(damaged(file, at, format!("{reason}; a valid commit follows at offset {commit}, so this is not a torn tail")));
         }
     }
     for pending in group {
@@ -427,6 +486,9 @@ pub struct Recovered {
     pub temporaries: Vec<String>,
     /// True when no log existed (started from the catalog).
     pub fresh: bool,
+    /// The newest segment as scanned (before any close above), when there is one: where
+    /// appending may resume.
+    pub newest: Option<SegmentScan>,
 }
 
 pub(crate) fn load_snapshot(
@@ -470,9 +532,38 @@ pub fn recover_from(
     layout: Layout,
     catalog: &[ItemSpec],
 ) -> Result<Recovered, RecoveryError> {
+    let recovered = recover_chain(storage, &layout, catalog)?;
+    if let Some(newest) = &recovered.newest {
+        check_end(storage, &layout, newest, recovered.state.last_request_id.0)?;
+    }
+    Ok(recovered)
+}
+
+/// [`recover_from`] without the checks of the log's end ([`check_end`]): the state the
+/// segments of `layout` hold as a chain. `wal repair` weighs subsets of the segments with it.
+///
+/// # Errors
+/// As [`recover`], but for a missing successor or a snapshot beyond the end.
+pub fn recover_chain(
+    storage: &dyn Storage,
+    layout: &Layout,
+    catalog: &[ItemSpec],
+) -> Result<Recovered, RecoveryError> {
+    let layout = layout.clone();
     let fingerprint = snapshot_format::catalog_fingerprint(catalog);
     let Some(&(newest_seq, _)) = layout.segments.last() else {
         let (state, next_sequence, fresh) = match layout.snapshots.last() {
+            Some((seq, name)) if *seq > 0 => {
+                return Err(damaged(
+                    &storage.describe(name),
+                    0,
+                    format!(
+                        "a snapshot numbered {seq} but no segment: {} and any later segments are \
+                         missing (deleted or lost)",
+                        segment_name(seq - 1)
+                    ),
+                ))
+            }
             Some((seq, name)) => (load_snapshot(storage, name, None)?, *seq, false),
             None => {
                 let pool = Pool::new(catalog, Rng::from_seed(0)).map_err(RecoveryError::Pool)?;
@@ -488,6 +579,7 @@ pub fn recover_from(
             torn_frames: 0,
             temporaries: layout.temporaries,
             fresh,
+            newest: None,
         });
     };
     let mut previous: Option<SegmentScan> = None;
@@ -495,7 +587,7 @@ pub fn recover_from(
     for (i, (seq, name)) in layout.segments.iter().enumerate() {
         if let Some(prev) = &previous {
             if *seq != prev.header.sequence + 1 {
-                let missing = crate::wal::header::segment_name(prev.header.sequence + 1);
+                let missing = segment_name(prev.header.sequence + 1);
                 return Err(damaged(
                     &storage.describe(name),
                     0,
@@ -510,18 +602,21 @@ pub fn recover_from(
         let scan = scan_segment(storage, name, *seq, false, |_| Ok(()))?;
         check_continuity(storage, previous.as_ref(), &scan)?;
         if scan.header.status == SegmentStatus::Open {
-            close.push(closed_header(name, &scan));
+            // A crash during rotation: its successor exists.
+            close.push(closed_header(name, &scan, CloseReason::Rotation));
         }
         previous = Some(scan);
     }
     let newest_name = layout.segments.last().map(|(_, n)| n.clone()).expect("not empty");
-    let (pool, scan, replayed) = replay_newest(storage, &newest_name, newest_seq)?;
+    let (pool, scan, replayed) = replay_segment(storage, &newest_name, newest_seq, true, None)?;
     check_continuity(storage, previous.as_ref(), &scan)?;
+    let mut state = pool.state();
+    state.last_request_id.0 = state.last_request_id.0.max(next_request_id(&scan) - 1);
     if scan.header.status == SegmentStatus::Open {
-        close.push(closed_header(&newest_name, &scan));
+        close.push(closed_header(&newest_name, &scan, CloseReason::Recovery));
     }
     Ok(Recovered {
-        state: pool.state(),
+        state,
         next_sequence: newest_seq + 1,
         catalog_fingerprint: scan.header.catalog_fingerprint,
         close,
@@ -529,15 +624,78 @@ pub fn recover_from(
         torn_frames: scan.torn_frames,
         temporaries: layout.temporaries,
         fresh: false,
+        newest: Some(scan),
     })
 }
 
 /// The header that closes an open segment at its last commit (trimming its torn tail).
-fn closed_header(name: &str, scan: &SegmentScan) -> (String, SegmentHeader) {
-    let mut header = scan.header;
-    header.status = SegmentStatus::Closed;
-    header.end_offset = scan.committed_end as u64;
+fn closed_header(name: &str, scan: &SegmentScan, reason: CloseReason) -> (String, SegmentHeader) {
+    let header = scan.header.closed(scan.committed_end as u64, reason, scan.last_request_id + 1);
     (name.to_owned(), header)
+}
+
+/// The first request id a segment after `scan` may use: its closed header's floor, or just
+/// past its last commit while it is open.
+#[must_use]
+pub fn next_request_id(scan: &SegmentScan) -> u64 {
+    match scan.header.status {
+        SegmentStatus::Closed => scan.header.next_request_id.max(scan.last_request_id + 1),
+        SegmentStatus::Open => scan.last_request_id + 1,
+    }
+}
+
+/// Checks that the log ends where its newest segment `newest` says it does: not closed by
+/// a rotation (whose successor must exist), and no snapshot beyond it records more than
+/// `end` (the last request id recovered, floor included).
+///
+/// # Errors
+/// Damage naming the segment or the snapshot.
+pub fn check_end(
+    storage: &dyn Storage,
+    layout: &Layout,
+    newest: &SegmentScan,
+    end: u64,
+) -> Result<(), RecoveryError> {
+    let seq = newest.header.sequence;
+    if newest.header.close_reason.is_some_and(CloseReason::has_successor) {
+        return Err(damaged(
+            &storage.describe(&newest.name),
+            56,
+            format!(
+                "closed by a rotation, but its successor {} is missing: the newest segments were \
+                 deleted or lost",
+                segment_name(seq + 1)
+            ),
+        ));
+    }
+    for (snap_seq, name) in layout.snapshots.iter().filter(|(s, _)| *s > seq) {
+        let file = storage.describe(name);
+        if *snap_seq > seq + 1 {
+            return Err(damaged(
+                &file,
+                0,
+                format!(
+                    "snapshot is newer than the log, whose newest segment is {}: segments up \
+                     to {} are missing",
+                    newest.name,
+                    segment_name(snap_seq - 1)
+                ),
+            ));
+        }
+        let state = load_snapshot(storage, name, None)?;
+        if state.last_request_id.0 > end {
+            return Err(damaged(
+                &file,
+                0,
+                format!(
+                    "snapshot records request id {}, beyond the log's end {end} in {}: a newer \
+                     segment is missing",
+                    state.last_request_id.0, newest.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_continuity(
@@ -546,12 +704,14 @@ fn check_continuity(
     scan: &SegmentScan,
 ) -> Result<(), RecoveryError> {
     if let Some(prev) = previous {
-        if scan.header.first_request_id != prev.last_request_id + 1 {
+        let expected = next_request_id(prev);
+        if scan.header.first_request_id != expected {
             return Err(damaged(
                 &storage.describe(&scan.name),
                 24,
                 format!(
-                    "first request id {} does not follow {} (last in {}): a duplicated or foreign segment",
+                    "first request id {} does not follow {} (last in {}, which says the next is \
+                     {expected}): a duplicated or foreign segment",
                     scan.header.first_request_id, prev.last_request_id, prev.name
                 ),
             ));
@@ -567,21 +727,44 @@ fn check_continuity(
     Ok(())
 }
 
-/// Loads the newest segment's snapshot and replays its committed frames.
-fn replay_newest(
+/// Replays a segment's committed frames: from `start` (the state at the end of the segment
+/// before it, which must match the snapshot marker's last request id) or, without one, from
+/// the snapshot its marker names (SHA-256 checked). `newest` allows a torn tail.
+///
+/// # Errors
+/// Damage in the segment or its snapshot; a `start` that does not meet the marker.
+pub fn replay_segment(
     storage: &dyn Storage,
     name: &str,
     seq: u64,
+    newest: bool,
+    start: Option<Pool>,
 ) -> Result<(Pool, SegmentScan, u64), RecoveryError> {
     let file = storage.describe(name);
+    let mut start = start;
     let mut pool: Option<Pool> = None;
     let mut replayed = 0_u64;
-    let scan = scan_segment(storage, name, seq, true, |info| {
+    let scan = scan_segment(storage, name, seq, newest, |info| {
         if info.torn {
             return Ok(());
         }
         let at = info.offset as usize;
         match &info.record {
+            Record::Snapshot { last_request_id, .. } if start.is_some() => {
+                let p = start.take().expect("checked");
+                if p.last_request_id().0 != *last_request_id {
+                    return Err(damaged(
+                        &file,
+                        at,
+                        format!(
+                            "snapshot marker says request id {last_request_id}, the segment \
+                             before ends at {}",
+                            p.last_request_id().0
+                        ),
+                    ));
+                }
+                pool = Some(p);
+            }
             Record::Snapshot { file_name, sha256, last_request_id, .. } => {
                 let state = load_snapshot(storage, file_name, Some(sha256))?;
                 if state.last_request_id.0 != *last_request_id {

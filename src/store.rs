@@ -10,9 +10,10 @@ use std::sync::Arc;
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::journal::{JournalError, MemoryJournal};
 use crate::pool::{ItemSpec, Pool, PoolError, PoolState, Rng};
-use crate::recovery::{self, RecoveryError};
+use crate::recovery::{self, Recovered, RecoveryError};
 use crate::storage::{DirLock, OsStorage, SegmentWrites, Storage};
-use crate::wal::{WalJournal, WalStart};
+use crate::wal::header::{CloseReason, SegmentHeader, SEGMENT_HEADER_SIZE};
+use crate::wal::{WalJournal, WalResume, WalStart};
 
 /// When an outcome is acknowledged (SPEC §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -206,16 +207,15 @@ pub fn open_journal(
 ) -> Result<(Pool, WalJournal), OpenError> {
     let dir_lock = lock(&*storage, true)?;
     let recovered = recovery::recover(&*storage, catalog).map_err(OpenError::Recovery)?;
+    let resume = resume_point(&recovered, wal);
     for (name, header) in &recovered.close {
+        if resume.is_some_and(|r| r.header.sequence == header.sequence) {
+            // Appending resumes in it: it is reopened, not closed.
+            continue;
+        }
         // Open segments (a crash): close each at its last commit, which trims the torn
         // tail, before anything else is written.
-        let io = |source| OpenError::Io {
-            context: format!("closing {}", storage.describe(name)),
-            source,
-        };
-        let map = storage.open_segment(name).map_err(io)?;
-        crate::wal::segment::write_at(&*map, 0, &header.encode());
-        map.sync_range(0, crate::wal::header::SEGMENT_HEADER_SIZE).map_err(io)?;
+        rewrite_header(&*storage, name, header)?;
     }
     for name in &recovered.temporaries {
         let _ = storage.remove(name);
@@ -228,9 +228,56 @@ pub fn open_journal(
         retention_segments: wal.retention_segments as u64,
         durability: wal.durability,
     };
-    let journal =
-        WalJournal::create(storage, dir_lock, &start, &pool).map_err(OpenError::Journal)?;
+    if let Some(resume) = &resume {
+        let journal =
+            WalJournal::resume(storage, dir_lock, &start, resume).map_err(OpenError::Journal)?;
+        return Ok((pool, journal));
+    }
+    let journal = WalJournal::create(Arc::clone(&storage), dir_lock, &start, &pool)
+        .map_err(OpenError::Journal)?;
+    // The segment before the new one ended the log (a shutdown, a recovery or a repair
+    // closed it); now that its successor is installed, it says so (`CloseReason`): a
+    // deleted newest segment is then detected as damage, never read as a shorter log.
+    if let Some(newest) = &recovered.newest {
+        let closed = recovered
+            .close
+            .iter()
+            .find(|(_, h)| h.sequence == newest.header.sequence)
+            .map_or(newest.header, |(_, h)| *h);
+        if closed.close_reason != Some(CloseReason::Rotation) {
+            let header =
+                closed.closed(closed.end_offset, CloseReason::Rotation, closed.next_request_id);
+            rewrite_header(&*storage, &newest.name, &header)?;
+        }
+    }
     Ok((pool, journal))
+}
+
+/// A restart continues in the newest segment (no new file) when it has the configured
+/// size, at least an eighth of it is free, and no repair raised the request-id floor above
+/// its last commit (a new segment carries that floor as its first id).
+fn resume_point(recovered: &Recovered, wal: &WalOptions) -> Option<WalResume> {
+    let scan = recovered.newest.as_ref()?;
+    let header = scan.header;
+    let free = header.segment_size.saturating_sub(scan.committed_end as u64);
+    let resumable = header.segment_size == wal.segment_size_bytes
+        && free >= header.segment_size / 8
+        && recovery::next_request_id(scan) == scan.last_request_id + 1
+        && header.close_reason.is_none_or(|r| !r.has_successor());
+    resumable.then_some(WalResume { header, cursor: scan.committed_end })
+}
+
+/// Writes `header` over segment `name`'s and syncs it.
+fn rewrite_header(
+    storage: &dyn Storage,
+    name: &str,
+    header: &SegmentHeader,
+) -> Result<(), OpenError> {
+    let io =
+        |source| OpenError::Io { context: format!("closing {}", storage.describe(name)), source };
+    let map = storage.open_segment(name).map_err(io)?;
+    crate::wal::segment::write_at(&*map, 0, &header.encode());
+    map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io)
 }
 
 /// Reads the state of the pool in `wal.dir` without changing anything (the catalog's when

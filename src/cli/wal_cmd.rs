@@ -296,20 +296,42 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
     if let Some(damage) = &plan.damage {
         lines.push(format!("found: {damage}"));
     }
+    for (name, _) in &plan.rebuilt_snapshots {
+        lines.push(format!(
+            "will rebuild {name} from the replay of the segment before it (its SHA-256 matches \
+             the one its segment records): nothing is lost"
+        ));
+    }
+    if plan.end_missing {
+        lines.push(
+            "newer segments are missing (deleted or lost): their draws cannot be recovered; the \
+             newest segment left becomes the log's end"
+                .to_owned(),
+        );
+    }
     match &plan.cut {
         Some((name, offset)) => lines.push(format!(
-            "will cut {name} at offset {offset} (just past its last intact commit) and close it there"
+            "will close {name} at offset {offset} (just past its last intact commit) as the log's end"
         )),
-        None => lines.push("will cut no segment in place".to_owned()),
+        None if plan.rebuilt_snapshots.is_empty() => {
+            lines.push("will cut no segment in place".to_owned());
+        }
+        None => {}
     }
-    if plan.dropped_segments.is_empty() {
-        lines.push("will drop no whole segment".to_owned());
-    } else {
+    if !plan.dropped_segments.is_empty() {
         lines.push(format!(
             "will drop {} whole segment{}: {}",
             plan.dropped_segments.len(),
             plural(plan.dropped_segments.len() as u64),
             plan.dropped_segments.join(", ")
+        ));
+    }
+    if !plan.dropped_snapshots.is_empty() {
+        lines.push(format!(
+            "will move aside {} snapshot{} beyond the log's end: {}",
+            plan.dropped_snapshots.len(),
+            plural(plan.dropped_snapshots.len() as u64),
+            plan.dropped_snapshots.join(", ")
         ));
     }
     if plan.history_only {
@@ -319,28 +341,44 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
                 .to_owned(),
         );
     }
-    let ids = match plan.dropped_request_ids {
-        Some((lo, hi)) if lo == hi => format!(", request id {lo}"),
-        Some((lo, hi)) => format!(", request ids {lo} to {hi}"),
-        None => String::new(),
-    };
-    lines.push(format!(
-        "will drop {} readable frame{} ({} draw{}{ids}); frames after unreadable bytes cannot be counted",
-        plan.dropped_frames,
-        plural(plan.dropped_frames),
-        plan.dropped_draws,
-        plural(plan.dropped_draws),
-    ));
+    if plan.rebuilt_snapshots.is_empty() {
+        let ids = match plan.dropped_request_ids {
+            Some((lo, hi)) if lo == hi => format!(", request id {lo}"),
+            Some((lo, hi)) => format!(", request ids {lo} to {hi}"),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "will drop {} readable frame{} ({} draw{}{ids}); frames after unreadable bytes cannot be counted",
+            plan.dropped_frames,
+            plural(plan.dropped_frames),
+            plan.dropped_draws,
+            plural(plan.dropped_draws),
+        ));
+    }
+    if plan.next_request_id > 0 {
+        let margin = if plan.unreadable {
+            " (one segment's capacity above the highest id seen, because some dropped or missing \
+             bytes could not be read)"
+        } else {
+            " (above every id seen)"
+        };
+        lines.push(format!(
+            "request ids continue from {}{margin}: none that may have been acknowledged is issued again",
+            plan.next_request_id
+        ));
+    }
     let copies: Vec<String> = plan
-        .cut
+        .rebuilt_snapshots
         .iter()
         .map(|(name, _)| name)
+        .chain(plan.cut.iter().map(|(name, _)| name))
         .chain(&plan.dropped_segments)
+        .chain(&plan.dropped_snapshots)
         .map(|name| format!("dropped.{name} (or dropped.{name}.N if that exists)"))
         .collect();
     if !copies.is_empty() {
         lines.push(format!(
-            "a copy of everything dropped is kept in {}: {}",
+            "a copy of everything changed or dropped is kept in {}: {}",
             storage.describe(""),
             copies.join(", ")
         ));
@@ -348,7 +386,10 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
     lines
 }
 
-/// Truncate at the first damage after saying what is dropped; then verify.
+/// Repair moves at most (each keeps the most of what is left; compound damage takes a few).
+const REPAIR_MOVES_MAX: usize = 8;
+
+/// Plan and apply repair moves, each said before it is made, until the log verifies.
 fn repair(config: &Config) -> CmdResult {
     let mut out = Out::new();
     let Some(storage) = existing(config) else {
@@ -356,32 +397,50 @@ fn repair(config: &Config) -> CmdResult {
         return out.flush();
     };
     let _lock = lock(&storage, true)?;
-    let plan = inspect::plan_repair(&storage)
-        .map_err(|e| Failure::bad_input(anyhow::Error::new(e).context("cannot plan the repair")))?;
-    if plan.damage.is_none() {
-        out.line("nothing to repair: the log is intact")?;
-        return out.flush();
+    for moves in 0..REPAIR_MOVES_MAX {
+        let plan = inspect::plan_repair(&storage).map_err(|e| {
+            Failure::bad_input(anyhow::Error::new(e).context("cannot plan the repair"))
+        })?;
+        if plan.damage.is_none() {
+            if moves == 0 {
+                out.line("nothing to repair: the log is intact")?;
+                return out.flush();
+            }
+            break;
+        }
+        let changes = plan.rebuilt_snapshots.len()
+            + plan.dropped_segments.len()
+            + plan.dropped_snapshots.len()
+            + usize::from(plan.cut.is_some());
+        for line in describe_plan(&plan, &storage) {
+            out.line(&line)?;
+        }
+        // Said before it is done, even if a reader stops reading.
+        out.flush()?;
+        if changes == 0 {
+            return Err(Failure::failed(anyhow::anyhow!(
+                "no intact part of the log to keep: repair cannot fix this; move the data \
+                 directory aside to start over (request ids would then start again at 1)"
+            )));
+        }
+        inspect::apply_repair(&storage, &plan)
+            .map_err(|e| Failure::failed(anyhow::Error::new(e).context("the repair failed")))?;
+        let what = match &plan.cut {
+            Some((name, offset)) => format!("closed {name} at offset {offset}"),
+            None => "cut nothing in place".to_owned(),
+        };
+        out.line(&format!(
+            "repaired: {what}, rebuilt {} snapshot{}, moved {} segment{} aside, dropped {} frame{} ({} draw{})",
+            plan.rebuilt_snapshots.len(),
+            plural(plan.rebuilt_snapshots.len() as u64),
+            plan.dropped_segments.len(),
+            plural(plan.dropped_segments.len() as u64),
+            plan.dropped_frames,
+            plural(plan.dropped_frames),
+            plan.dropped_draws,
+            plural(plan.dropped_draws),
+        ))?;
     }
-    for line in describe_plan(&plan, &storage) {
-        out.line(&line)?;
-    }
-    // Said before it is done, even if a reader stops reading.
-    out.flush()?;
-    inspect::apply_repair(&storage, &plan)
-        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("the repair failed")))?;
-    let what = match &plan.cut {
-        Some((name, offset)) => format!("cut {name} at offset {offset}"),
-        None => "cut nothing in place".to_owned(),
-    };
-    out.line(&format!(
-        "repaired: {what}, moved {} segment{} aside, dropped {} frame{} ({} draw{})",
-        plan.dropped_segments.len(),
-        plural(plan.dropped_segments.len() as u64),
-        plan.dropped_frames,
-        plural(plan.dropped_frames),
-        plan.dropped_draws,
-        plural(plan.dropped_draws),
-    ))?;
     match inspect::verify(&storage) {
         Ok(report) => {
             out.line(&format!("verified: {}", summary(&report)))?;

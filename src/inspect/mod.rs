@@ -28,6 +28,7 @@ pub fn dump(
     let layout = layout(storage)?;
     let count = layout.segments.len();
     let mut previous: Option<u64> = None;
+    let mut newest = None;
     for (i, (seq, name)) in layout.segments.iter().enumerate() {
         if let Some(prev) = previous {
             if *seq != prev + 1 {
@@ -39,13 +40,12 @@ pub fn dump(
             }
         }
         previous = Some(*seq);
-        let newest = i + 1 == count;
         let mut progress = ScanProgress::default();
-        scan_segment_with(
+        newest = Some(scan_segment_with(
             storage,
             name,
             *seq,
-            newest,
+            i + 1 == count,
             all,
             |info| {
                 if info.torn && !all {
@@ -55,7 +55,10 @@ pub fn dump(
                 }
             },
             &mut progress,
-        )?;
+        )?);
+    }
+    if let Some(scan) = &newest {
+        recovery::check_end(storage, &layout, scan, recovery::next_request_id(scan) - 1)?;
     }
     Ok(())
 }
@@ -92,7 +95,24 @@ pub fn verify_layout(
     storage: &dyn Storage,
     layout: &Layout,
 ) -> Result<VerifyReport, RecoveryError> {
-    let recovered = recovery::recover_from(storage, layout.clone(), &[])?;
+    verify_with(storage, layout, true)
+}
+
+/// [`verify_layout`]; with `end` false, without the checks of the log's end (a missing
+/// successor, a snapshot beyond the newest segment): whether the segments hold a chain.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_with(
+    storage: &dyn Storage,
+    layout: &Layout,
+    end: bool,
+) -> Result<VerifyReport, RecoveryError> {
+    let recovered = if end {
+        recovery::recover_from(storage, layout.clone(), &[])?
+    } else {
+        recovery::recover_chain(storage, layout, &[])?
+    };
     let mut report = VerifyReport {
         segments: layout.segments.len(),
         torn_frames: recovered.torn_frames,

@@ -1,11 +1,41 @@
-//! `wal repair`: cut the log at its first damage, after saying what will be dropped, and
-//! keep a copy of everything cut (`dropped.<file>`).
+//! `wal repair`: keep the newest state that is provably intact, after saying what will be
+//! dropped, keep a copy of everything changed or dropped (`dropped.<file>`), and make sure
+//! no request id that may have been acknowledged is ever issued again.
+//!
+//! # What a repair keeps, in order of preference
+//!
+//! | damage | repair | state kept |
+//! |--------|--------|------------|
+//! | a segment's snapshot missing or damaged, the segment before it intact | rebuild the snapshot from that segment's replay; only bytes whose SHA-256 equals the marker's are written | all |
+//! | damage only in old segments (a bad frame, a missing middle segment, a bad header), newer segments intact on their own | move the old ones aside: the newer segments' snapshots hold the state | all |
+//! | the log's end is missing (newest segment closed by a rotation, or a snapshot beyond the end) | mark the newest segment as the end, move snapshots beyond it aside | all that is left |
+//! | a bad frame, or a truncated file, in the newest intact part | cut that segment just past its last intact commit (a truncated file gets its size back), move later segments aside | up to the cut |
+//!
+//! A repair makes one of these moves; `rewardpool wal repair` plans and applies moves until
+//! the log verifies (each move is printed before it is made).
+//!
+//! # Request ids
+//!
+//! Every move that drops bytes or finds segments missing raises the floor for request ids
+//! in the closed header of the log's new end (`next_request_id`, see `wal::header`): above
+//! every id seen anywhere in the directory (segments, copies of earlier repairs, snapshot
+//! files) and, when some bytes could not be read (a bad frame before non-zero bytes, a lost
+//! or truncated part, a missing successor), one whole segment's capacity above that
+//! (a segment holds at most `segment_size / 32` draws, so no id in one unreadable segment
+//! can reach the floor).
 
-use super::verify_layout;
-use crate::recovery::{self, layout, scan_segment_with, Layout, RecoveryError, ScanProgress};
+use super::{verify_layout, verify_with};
+use crate::pool::{Pool, RequestId, Rng};
+use crate::recovery::{
+    self, layout, next_request_id, recover_chain, replay_segment, scan_segment_with, Layout,
+    RecoveryError, ScanProgress,
+};
+use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name, SnapshotState};
 use crate::storage::Storage;
-use crate::wal::frame::Record;
-use crate::wal::header::{SegmentStatus, SEGMENT_HEADER_SIZE};
+use crate::wal::frame::{Record, DRAW_FRAME_SIZE};
+use crate::wal::header::{
+    parse_segment_name, CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE,
+};
 use crate::wal::reader::FrameIter;
 
 /// What a repair will do.
@@ -13,13 +43,21 @@ use crate::wal::reader::FrameIter;
 pub struct RepairPlan {
     /// The damage found (None: nothing to repair).
     pub damage: Option<String>,
-    /// Segment cut at an offset (`name`, offset just past its last intact commit).
+    /// Snapshot files rebuilt from the replay of the segment before theirs, with their bytes
+    /// (whose SHA-256 equals the one their segment's marker records).
+    pub rebuilt_snapshots: Vec<(String, Vec<u8>)>,
+    /// Segment closed at an offset as the log's new end (`name`, offset just past its last
+    /// intact commit; its `end_offset` when only its end is re-marked).
     pub cut: Option<(String, u64)>,
     /// Segments moved aside whole.
     pub dropped_segments: Vec<String>,
+    /// Snapshot files beyond the log's new end, moved aside.
+    pub dropped_snapshots: Vec<String>,
     /// True when only old segments are moved aside: the damage is in history that the
     /// newer segments' snapshots already contain, so the state loses nothing.
     pub history_only: bool,
+    /// Newer segments are missing (deleted or lost): their draws cannot be recovered.
+    pub end_missing: bool,
     /// Readable frames dropped (frames after unreadable bytes cannot be counted).
     pub dropped_frames: u64,
     /// Draws among the readable dropped frames.
@@ -27,11 +65,19 @@ pub struct RepairPlan {
     /// Request ids no longer in the log: from just past the last kept commit to the highest
     /// readable dropped draw (None when no draw is dropped).
     pub dropped_request_ids: Option<(u64, u64)>,
+    /// The first request id issued after the repair (the floor written into the log's new
+    /// end); 0 when the move changes no end.
+    pub next_request_id: u64,
+    /// True when some dropped or missing bytes could not be read, so the floor leaves one
+    /// segment's capacity above the highest id seen.
+    pub unreadable: bool,
 }
 
 impl RepairPlan {
+    /// Counts the readable frames from `from`; notes whether anything after them is unreadable.
     fn count(&mut self, bytes: &[u8], from: usize, kept_last: u64) {
-        for (_, record) in FrameIter::new(bytes, from, bytes.len()).map_while(Result::ok) {
+        let mut frames = FrameIter::new(bytes, from, bytes.len());
+        for (_, record) in frames.by_ref().map_while(Result::ok) {
             self.dropped_frames += 1;
             if let Record::Draw { request_id, .. } = record {
                 self.dropped_draws += 1;
@@ -39,25 +85,23 @@ impl RepairPlan {
                 self.dropped_request_ids = Some((lo, hi.max(request_id)));
             }
         }
+        let rest = bytes.get(frames.offset()..).unwrap_or_default();
+        self.unreadable |= rest.iter().any(|&b| b != 0);
     }
 
     fn count_file(&mut self, storage: &dyn Storage, name: &str, kept_last: u64) {
-        if let Ok(bytes) = storage.read(name) {
-            self.count(&bytes, SEGMENT_HEADER_SIZE, kept_last);
+        match storage.read(name) {
+            Ok(bytes) => self.count(&bytes, SEGMENT_HEADER_SIZE, kept_last),
+            Err(_) => self.unreadable = true,
         }
     }
 }
 
-fn subset(segments: &[(u64, String)]) -> Layout {
+fn segments_only(segments: &[(u64, String)]) -> Layout {
     Layout { segments: segments.to_vec(), ..Layout::default() }
 }
 
-/// Finds the first damage and what repairing it drops. Changes nothing.
-///
-/// Damage in old segments whose newer successors verify on their own is repaired by moving
-/// the old ones aside (each segment starts with its own snapshot, so the state is kept);
-/// otherwise the log is cut just past the last intact commit before the damage and every
-/// later segment is moved aside.
+/// Finds the damage and the move that keeps the most. Changes nothing.
 ///
 /// # Errors
 /// I/O errors (damage is what the plan describes, not an error).
@@ -70,24 +114,62 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
     };
     let mut plan = RepairPlan { damage: Some(damage), ..RepairPlan::default() };
     let segments = &full.segments;
-    let n = segments.len();
-    if n == 0 {
-        // Only snapshots, and one is damaged: nothing in the log to cut.
+    if segments.is_empty() {
+        // Only snapshots: nothing in the log to cut or keep.
         return Ok(plan);
     }
-    // The first segment whose prefix no longer verifies.
-    let k = (0..n)
-        .find(|&i| verify_layout(storage, &subset(&segments[..=i])).is_err())
-        .unwrap_or(n - 1);
-    if k + 1 < n && verify_layout(storage, &subset(&segments[k + 1..])).is_ok() {
-        plan.history_only = true;
-        for (_, name) in &segments[..=k] {
+    plan.rebuilt_snapshots = rebuild_snapshots(storage, segments);
+    if !plan.rebuilt_snapshots.is_empty() {
+        return Ok(plan);
+    }
+    // The longest suffix of segments that holds a chain on its own.
+    let chain_from = (0..segments.len()).find(|&i| {
+        let sub = Layout { segments: segments[i..].to_vec(), ..full.clone() };
+        verify_with(storage, &sub, false).is_ok()
+    });
+    if let Some(i) = chain_from {
+        for (_, name) in &segments[..i] {
             plan.count_file(storage, name, 0);
             plan.dropped_segments.push(name.clone());
         }
+        // Ids in old segments are below the newer ones' first: nothing to raise there.
         plan.dropped_request_ids = None;
+        plan.unreadable = false;
+        let sub = Layout { segments: segments[i..].to_vec(), ..full.clone() };
+        if verify_layout(storage, &sub).is_ok() {
+            plan.history_only = true;
+            return Ok(plan);
+        }
+        // The chain is intact but its end is not: newer segments are missing.
+        let recovered = recover_chain(storage, &sub, &[])?;
+        let newest = recovered.newest.as_ref().expect("a non-empty chain has a newest segment");
+        plan.end_missing = true;
+        plan.unreadable = true;
+        plan.cut = Some((newest.name.clone(), newest.committed_end as u64));
+        plan.dropped_snapshots = full
+            .snapshots
+            .iter()
+            .filter(|(seq, _)| *seq > newest.header.sequence)
+            .map(|(_, name)| name.clone())
+            .collect();
+        plan.next_request_id =
+            floor(storage, &plan, recovered.state.last_request_id.0, &newest.header)?;
         return Ok(plan);
     }
+    plan_cut(storage, segments, plan)
+}
+
+/// Cuts at the first segment whose prefix no longer holds a chain: just past its last
+/// intact commit, or, when nothing of it is intact, at the end of the segment before it.
+fn plan_cut(
+    storage: &dyn Storage,
+    segments: &[(u64, String)],
+    mut plan: RepairPlan,
+) -> Result<RepairPlan, RecoveryError> {
+    let n = segments.len();
+    let k = (0..n)
+        .find(|&i| verify_with(storage, &segments_only(&segments[..=i]), false).is_err())
+        .unwrap_or(n - 1);
     let (seq, name) = &segments[k];
     let mut progress = ScanProgress::default();
     let result = scan_segment_with(
@@ -104,28 +186,163 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
         },
         &mut progress,
     );
-    let kept_last = match k.checked_sub(1) {
-        Some(prev) => recovery::recover_from(storage, subset(&segments[..=prev]), &[])
-            .map_or(0, |r| r.state.last_request_id.0),
-        None => 0,
-    };
-    if result.is_err() && progress.committed_end > 0 {
-        let bytes = storage
-            .read(name)
-            .map_err(|source| RecoveryError::Io { file: storage.describe(name), source })?;
-        plan.cut = Some((name.clone(), progress.committed_end as u64));
-        plan.count(&bytes, progress.committed_end, progress.last_request_id);
-        for (_, later) in &segments[k + 1..] {
-            plan.count_file(storage, later, progress.last_request_id);
-            plan.dropped_segments.push(later.clone());
+    let (end_header, kept_last) = match progress.header {
+        Some(header) if result.is_err() && progress.committed_end > 0 => {
+            let bytes = storage
+                .read(name)
+                .map_err(|source| RecoveryError::Io { file: storage.describe(name), source })?;
+            plan.cut = Some((name.clone(), progress.committed_end as u64));
+            plan.count(&bytes, progress.committed_end, progress.last_request_id);
+            // Bytes a truncation took beyond the last commit may have held anything.
+            plan.unreadable |= (bytes.len() as u64) < header.segment_size
+                && (header.status == SegmentStatus::Open || header.end_offset > bytes.len() as u64);
+            for (_, later) in &segments[k + 1..] {
+                plan.count_file(storage, later, progress.last_request_id);
+                plan.dropped_segments.push(later.clone());
+            }
+            (header, progress.last_request_id)
         }
-    } else {
-        for (_, dropped) in &segments[k..] {
-            plan.count_file(storage, dropped, kept_last);
-            plan.dropped_segments.push(dropped.clone());
+        _ => {
+            let Some(prev) = k.checked_sub(1) else {
+                // Nothing intact to keep: starting over would re-issue request ids.
+                return Ok(plan);
+            };
+            let kept = recover_chain(storage, &segments_only(&segments[..=prev]), &[])?;
+            let newest = kept.newest.as_ref().expect("a non-empty chain has a newest segment");
+            plan.cut = Some((newest.name.clone(), newest.committed_end as u64));
+            let kept_last = kept.state.last_request_id.0;
+            for (_, dropped) in &segments[k..] {
+                plan.count_file(storage, dropped, kept_last);
+                plan.dropped_segments.push(dropped.clone());
+            }
+            // The dropped segment could not be read from its start.
+            plan.unreadable = true;
+            (newest.header, kept_last)
+        }
+    };
+    let end_seq = end_header.sequence;
+    plan.dropped_snapshots = layout(storage)?
+        .snapshots
+        .iter()
+        .filter(|(s, _)| *s > end_seq)
+        .map(|(_, name)| name.clone())
+        .collect();
+    plan.next_request_id = floor(storage, &plan, kept_last, &end_header)?;
+    Ok(plan)
+}
+
+/// The first request id after the repair: above every id seen, and a segment's capacity
+/// above that when some bytes could not be read.
+fn floor(
+    storage: &dyn Storage,
+    plan: &RepairPlan,
+    kept_last: u64,
+    end: &SegmentHeader,
+) -> Result<u64, RecoveryError> {
+    let seen = seen_request_ids(storage)?.max(kept_last);
+    let gap = if plan.unreadable { end.segment_size / DRAW_FRAME_SIZE as u64 } else { 0 };
+    Ok(seen.saturating_add(1).saturating_add(gap))
+}
+
+/// The highest request id any file in the directory records: segments and earlier
+/// repairs' copies (`dropped.wal.*`: headers, readable frames), snapshots (`snapshot.*`,
+/// `dropped.snapshot.*`). Unreadable files and bytes are skipped (the caller adds a margin).
+///
+/// # Errors
+/// The directory cannot be listed.
+pub(crate) fn seen_request_ids(storage: &dyn Storage) -> Result<u64, RecoveryError> {
+    let names = storage
+        .list()
+        .map_err(|source| RecoveryError::Io { file: storage.describe(""), source })?;
+    let mut seen = 0_u64;
+    for name in names {
+        let base = name.strip_prefix("dropped.").unwrap_or(&name);
+        let base = base.split_once(".tmp").map_or(base, |(b, _)| b);
+        let base = match base.rsplit_once('.') {
+            // `dropped.wal.000003.2`: a second copy of the same file.
+            Some((b, n)) if n.len() < 6 && n.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => base,
+        };
+        if parse_segment_name(base).is_some() {
+            let Ok(bytes) = storage.read(&name) else { continue };
+            if let Ok(h) = SegmentHeader::decode(&bytes) {
+                seen = seen.max(h.first_request_id.saturating_sub(1));
+                seen = seen.max(h.next_request_id.saturating_sub(1));
+            }
+            for (_, record) in
+                FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, bytes.len()).map_while(Result::ok)
+            {
+                if let Record::Draw { request_id: id, .. }
+                | Record::Commit { last_request_id: id, .. }
+                | Record::Snapshot { last_request_id: id, .. } = record
+                {
+                    seen = seen.max(id);
+                }
+            }
+        } else if parse_snapshot_name(base).is_some() {
+            let Ok(bytes) = storage.read(&name) else { continue };
+            if let Ok(snapshot) = snapshot_format::decode(&bytes) {
+                seen = seen.max(snapshot.last_request_id);
+            }
         }
     }
-    Ok(plan)
+    Ok(seen)
+}
+
+/// Snapshots that fail to load but can be rebuilt exactly: replaying the segment before
+/// gives a state whose encoding has the SHA-256 the marker records. A forward pass from
+/// the oldest loadable snapshot, so a chain of damaged snapshots is rebuilt too.
+fn rebuild_snapshots(storage: &dyn Storage, segments: &[(u64, String)]) -> Vec<(String, Vec<u8>)> {
+    let mut rebuilt = Vec::new();
+    // The state at the end of the previous segment, when it could be replayed, and the
+    // last request id its successor's marker must record (its floor).
+    let mut before: Option<(Pool, u64)> = None;
+    let count = segments.len();
+    for (i, (seq, name)) in segments.iter().enumerate() {
+        let newest = i + 1 == count;
+        let Some((file_name, sha256, last_id, fingerprint)) = marker(storage, name) else {
+            before = None;
+            continue;
+        };
+        let loads = recovery::load_snapshot(storage, &file_name, Some(&sha256)).is_ok();
+        let start = if loads {
+            None
+        } else {
+            match before.take() {
+                Some((pool, floor_last)) if floor_last == last_id => {
+                    let mut state = pool.state();
+                    state.last_request_id = RequestId(last_id);
+                    let snapshot = SnapshotState::from_pool(&state, *seq, fingerprint);
+                    let (bytes, sha) = snapshot_format::encode(&snapshot);
+                    let Ok(pool) = Pool::from_state(&state, Rng::from_seed(0)) else { continue };
+                    if sha != sha256 {
+                        continue;
+                    }
+                    rebuilt.push((file_name, bytes));
+                    Some(pool)
+                }
+                _ => continue,
+            }
+        };
+        before = match replay_segment(storage, name, *seq, newest, start) {
+            Ok((pool, scan, _)) => Some((pool, next_request_id(&scan) - 1)),
+            Err(_) => None,
+        };
+    }
+    rebuilt
+}
+
+/// A segment's snapshot marker: file name, SHA-256, last request id, and the header's
+/// catalog fingerprint.
+fn marker(storage: &dyn Storage, name: &str) -> Option<(String, [u8; 32], u64, u64)> {
+    let (bytes, _) = storage.read_prefix(name, SEGMENT_HEADER_SIZE + 4096).ok()?;
+    let header = SegmentHeader::decode(&bytes).ok()?;
+    match FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, bytes.len()).next()? {
+        Ok((_, Record::Snapshot { file_name, sha256, last_request_id, .. })) => {
+            Some((file_name, sha256, last_request_id, header.catalog_fingerprint))
+        }
+        _ => None,
+    }
 }
 
 /// A name for the copy of `name` that no earlier repair used.
@@ -141,7 +358,10 @@ fn copy_name(storage: &dyn Storage, name: &str) -> String {
 }
 
 /// Carries out a plan: keeps a copy of each file it changes or drops as `dropped.<name>`,
-/// closes the cut segment at the cut, and moves dropped segments aside.
+/// writes rebuilt snapshots, closes the new end at the cut (restoring a truncated file's
+/// size, zeroing everything after the cut) with the request-id floor, and moves dropped
+/// segments and snapshots aside. Every file is replaced through a synced temporary file
+/// and a rename, so a crash during a repair leaves each file old or new, never half.
 ///
 /// # Errors
 /// I/O errors.
@@ -150,26 +370,39 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
         let file = storage.describe(file);
         move |source| RecoveryError::Io { file, source }
     };
+    for (name, bytes) in &plan.rebuilt_snapshots {
+        if storage.list().map_err(io(""))?.contains(name) {
+            storage.rename(name, &copy_name(storage, name)).map_err(io(name))?;
+        }
+        replace(storage, name, bytes).map_err(io(name))?;
+    }
     if let Some((name, offset)) = &plan.cut {
         let bytes = storage.read(name).map_err(io(name))?;
         storage.write_synced(&copy_name(storage, name), &bytes).map_err(io(name))?;
-        let mut header = crate::wal::header::SegmentHeader::decode(&bytes).map_err(|e| {
-            RecoveryError::Damaged {
-                file: storage.describe(name),
-                offset: 0,
-                reason: e.to_string(),
-            }
+        let header = SegmentHeader::decode(&bytes).map_err(|e| RecoveryError::Damaged {
+            file: storage.describe(name),
+            offset: 0,
+            reason: e.to_string(),
         })?;
-        header.status = SegmentStatus::Closed;
-        header.end_offset = *offset;
-        let map = storage.open_segment(name).map_err(io(name))?;
-        crate::wal::segment::write_at(&*map, 0, &header.encode());
-        let end = usize::try_from(*offset).unwrap_or(map.len()).min(map.len());
-        crate::wal::segment::write_at(&*map, end, &vec![0; map.len() - end]);
-        map.sync_range(0, map.len()).map_err(io(name))?;
+        let next = plan.next_request_id.max(header.first_request_id);
+        let header = header.closed(*offset, CloseReason::Repair, next);
+        let size = usize::try_from(header.segment_size).unwrap_or(usize::MAX);
+        let end = usize::try_from(*offset).unwrap_or(size).min(bytes.len()).min(size);
+        let mut repaired = vec![0_u8; size];
+        repaired[SEGMENT_HEADER_SIZE..end].copy_from_slice(&bytes[SEGMENT_HEADER_SIZE..end]);
+        repaired[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
+        replace(storage, name, &repaired).map_err(io(name))?;
     }
-    for name in &plan.dropped_segments {
+    for name in plan.dropped_segments.iter().chain(&plan.dropped_snapshots) {
         storage.rename(name, &copy_name(storage, name)).map_err(io(name))?;
     }
     storage.sync_dir().map_err(io(""))
+}
+
+/// Replaces `name` with `bytes`: a synced temporary file renamed into place.
+fn replace(storage: &dyn Storage, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = format!("{name}.repair.tmp");
+    storage.write_synced(&tmp, bytes)?;
+    storage.rename(&tmp, name)?;
+    storage.sync_dir()
 }

@@ -127,6 +127,15 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// Missing file or a mapping error.
     fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>>;
+    /// Opens an existing segment to append to it again, written the way new segments are
+    /// (a staged segment writes only the ranges synced or written after this call: bytes
+    /// already in the file are never written back). Default: [`Storage::open_segment`].
+    ///
+    /// # Errors
+    /// Missing file or a mapping error.
+    fn resume_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
+        self.open_segment(name)
+    }
     /// Takes the directory's lock file; `exclusive` for writers.
     ///
     /// # Errors

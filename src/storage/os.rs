@@ -379,6 +379,19 @@ impl Storage for OsStorage {
         Ok(Arc::new(MappedSegment { map, _file: file }))
     }
 
+    fn resume_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
+        if self.writes != SegmentWrites::Staged {
+            return self.open_segment(name);
+        }
+        let file = OpenOptions::new().read(true).write(true).open(self.path(name))?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+        // The buffer's bytes below the resume point are stale or zero, never the file's: the
+        // journal writes back only ranges at or after it, and the header it rewrites.
+        let buf = self.staging.take(len)?;
+        Ok(Arc::new(StagedSegment { buf: Some(buf), file, pool: Arc::clone(&self.staging) }))
+    }
+
     fn lock(&self, exclusive: bool) -> io::Result<Box<dyn DirLock>> {
         let file = OpenOptions::new()
             .read(true)

@@ -1,6 +1,6 @@
 //! The 256-byte segment header at the start of every `wal.NNNNNN` file, and segment names.
 //!
-//! # Byte layout (format version 1)
+//! # Byte layout (format version 2)
 //!
 //! Plain little-endian fields (not rkyv), so the header can be read before anything else is
 //! trusted:
@@ -8,7 +8,7 @@
 //! ```text
 //!  offset size field
 //!  0      8    magic b"RWPLWAL1"
-//!  8      4    format version, u32 LE (1)
+//!  8      4    format version, u32 LE (2)
 //!  12     4    status, u32 LE: 1 open, 2 closed
 //!  16     8    sequence, u64 LE: the N of the file name wal.NNNNNN
 //!  24     8    first_request_id, u64 LE: the first request id this segment may contain
@@ -17,9 +17,29 @@
 //!  40     8    end_offset, u64 LE: closed: the byte offset just past the last commit frame;
 //!              open: 0
 //!  48     8    segment_size, u64 LE: the file's size in bytes, a multiple of 16, >= 256
-//!  56     196  reserved, zero
+//!  56     4    close_reason, u32 LE: open: 0; closed: 1 rotation, 2 shutdown, 3 recovery,
+//!              4 repair (see [`CloseReason`])
+//!  60     4    reserved, zero
+//!  64     8    next_request_id, u64 LE: closed: the first request id a later segment may
+//!              use (>= the last committed id + 1; higher after a repair); open: 0
+//!  72     180  reserved, zero
 //!  252    4    crc32c, u32 LE, over bytes 0..252
 //! ```
+//!
+//! # How the log proves its own end
+//!
+//! A segment is closed with [`CloseReason::Rotation`] only once its successor is installed
+//! under its final name (the flusher installs the next segment, then the preparer closes
+//! the old one; a restart that starts a new segment re-marks the previous one after the
+//! install). So a newest segment closed by a rotation means its successor was deleted or
+//! lost: recovery refuses it as damage instead of reading a silently shorter history. A
+//! clean shutdown, the recovery of a crash and a repair close with a reason that marks the
+//! end of the log as it was then; the next start either continues in that segment or
+//! installs a successor and then re-marks it `Rotation`.
+//!
+//! `next_request_id` carries a floor for request ids across a close: recovery never issues
+//! an id below the newest closed segment's `next_request_id`, which is how `wal repair`
+//! keeps ids that may have been acknowledged in bytes it dropped from ever being re-issued.
 //!
 //! Frames (see [`super::frame`]) start at offset 256 ([`SEGMENT_HEADER_SIZE`]).
 //!
@@ -48,13 +68,14 @@ pub const SEGMENT_HEADER_SIZE: usize = 256;
 /// The first 8 bytes of every segment.
 pub const WAL_MAGIC: [u8; 8] = *b"RWPLWAL1";
 
-/// The segment format version this build writes and reads.
-pub const WAL_FORMAT_VERSION: u32 = 1;
+/// The segment format version this build writes and reads (2: close reason and request-id
+/// floor; version 1 logs are refused with a message that says so).
+pub const WAL_FORMAT_VERSION: u32 = 2;
 
 /// Byte offset of the header CRC.
 const CRC_OFFSET: usize = 252;
-/// Bytes 56..252 are reserved.
-const RESERVED_START: usize = 56;
+/// Reserved byte ranges (must be zero).
+const RESERVED: [(usize, usize); 2] = [(60, 64), (72, CRC_OFFSET)];
 
 const _: () = assert!(SEGMENT_HEADER_SIZE % super::frame::FRAME_ALIGN == 0);
 const _: () = assert!(CRC_OFFSET + 4 == SEGMENT_HEADER_SIZE);
@@ -98,6 +119,61 @@ impl fmt::Display for SegmentStatus {
     }
 }
 
+/// Why a closed segment was closed: whether the log goes on after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Closed after its successor was installed: a newer segment must exist.
+    Rotation,
+    /// Closed by a clean shutdown: the end of the log at that time.
+    Shutdown,
+    /// Closed at its last commit by the recovery of a crash: the end of the log then.
+    Recovery,
+    /// Cut by `wal repair`: the end of the log then.
+    Repair,
+}
+
+impl CloseReason {
+    /// The on-disk value: 1 rotation, 2 shutdown, 3 recovery, 4 repair.
+    #[must_use]
+    pub fn to_u32(self) -> u32 {
+        match self {
+            CloseReason::Rotation => 1,
+            CloseReason::Shutdown => 2,
+            CloseReason::Recovery => 3,
+            CloseReason::Repair => 4,
+        }
+    }
+
+    /// The reason for an on-disk value, `None` for 0 (open) or an unknown value.
+    #[must_use]
+    pub fn from_u32(value: u32) -> Option<CloseReason> {
+        match value {
+            1 => Some(CloseReason::Rotation),
+            2 => Some(CloseReason::Shutdown),
+            3 => Some(CloseReason::Recovery),
+            4 => Some(CloseReason::Repair),
+            _ => None,
+        }
+    }
+
+    /// True when a newer segment must follow (a rotation installed it first).
+    #[must_use]
+    pub fn has_successor(self) -> bool {
+        self == CloseReason::Rotation
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::Rotation => "rotation",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Recovery => "recovery",
+            CloseReason::Repair => "repair",
+        })
+    }
+}
+
 /// The decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -113,6 +189,10 @@ pub struct SegmentHeader {
     pub end_offset: u64,
     /// The segment file's size in bytes.
     pub segment_size: u64,
+    /// Closed: why (whether a successor must exist). Open: `None`.
+    pub close_reason: Option<CloseReason>,
+    /// Closed: the first request id a later segment may use. Open: 0.
+    pub next_request_id: u64,
 }
 
 /// Why a segment header was refused. The caller adds the file name.
@@ -147,6 +227,11 @@ pub enum HeaderError {
     },
     /// The status is neither 1 (open) nor 2 (closed).
     BadStatus {
+        /// The value found.
+        got: u32,
+    },
+    /// The close reason is not 0 (open) or 1..=4 (closed).
+    BadCloseReason {
         /// The value found.
         got: u32,
     },
@@ -193,6 +278,9 @@ impl fmt::Display for HeaderError {
             HeaderError::BadStatus { got } => {
                 write!(f, "bad segment status {got}, expected 1 (open) or 2 (closed)")
             }
+            HeaderError::BadCloseReason { got } => {
+                write!(f, "bad segment close reason {got}, expected 0 (open) or 1 to 4 (closed)")
+            }
             HeaderError::ReservedNotZero { offset } => {
                 write!(f, "reserved segment header byte {offset} is not zero")
             }
@@ -206,6 +294,31 @@ impl fmt::Display for HeaderError {
 impl std::error::Error for HeaderError {}
 
 impl SegmentHeader {
+    /// This header closed at `end_offset` for `reason`, with `next_request_id` as the floor
+    /// for later request ids.
+    #[must_use]
+    pub fn closed(self, end_offset: u64, reason: CloseReason, next_request_id: u64) -> Self {
+        SegmentHeader {
+            status: SegmentStatus::Closed,
+            end_offset,
+            close_reason: Some(reason),
+            next_request_id,
+            ..self
+        }
+    }
+
+    /// This header open again (appending resumes in the segment).
+    #[must_use]
+    pub fn reopened(self) -> Self {
+        SegmentHeader {
+            status: SegmentStatus::Open,
+            end_offset: 0,
+            close_reason: None,
+            next_request_id: 0,
+            ..self
+        }
+    }
+
     /// The header's 256 bytes, CRC included.
     ///
     /// # Panics
@@ -215,7 +328,8 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
         assert_eq!(self.check_consistent(), Ok(()), "encoding an inconsistent header");
         let mut out = [0_u8; SEGMENT_HEADER_SIZE];
-        let fields: [(usize, &[u8]); 8] = [
+        let reason = self.close_reason.map_or(0, CloseReason::to_u32).to_le_bytes();
+        let fields: [(usize, &[u8]); 10] = [
             (0, &WAL_MAGIC),
             (8, &WAL_FORMAT_VERSION.to_le_bytes()),
             (12, &self.status.to_u32().to_le_bytes()),
@@ -224,6 +338,8 @@ impl SegmentHeader {
             (32, &self.catalog_fingerprint.to_le_bytes()),
             (40, &self.end_offset.to_le_bytes()),
             (48, &self.segment_size.to_le_bytes()),
+            (56, &reason),
+            (64, &self.next_request_id.to_le_bytes()),
         ];
         for (offset, bytes) in fields {
             if let Some(dst) = out.get_mut(offset..offset + bytes.len()) {
@@ -270,10 +386,19 @@ impl SegmentHeader {
         let Some(status) = SegmentStatus::from_u32(status_raw) else {
             return Err(HeaderError::BadStatus { got: status_raw });
         };
-        let reserved = h.get(RESERVED_START..CRC_OFFSET).unwrap_or_default();
-        if let Some(i) = reserved.iter().position(|&b| b != 0) {
-            return Err(HeaderError::ReservedNotZero { offset: RESERVED_START + i });
+        for (start, end) in RESERVED {
+            let reserved = h.get(start..end).unwrap_or_default();
+            if let Some(i) = reserved.iter().position(|&b| b != 0) {
+                return Err(HeaderError::ReservedNotZero { offset: start + i });
+            }
         }
+        let reason_raw = u32::from_le_bytes(read(h, 56));
+        let close_reason = match reason_raw {
+            0 => None,
+            raw => {
+                Some(CloseReason::from_u32(raw).ok_or(HeaderError::BadCloseReason { got: raw })?)
+            }
+        };
         let header = SegmentHeader {
             status,
             sequence: u64::from_le_bytes(read(h, 16)),
@@ -281,14 +406,17 @@ impl SegmentHeader {
             catalog_fingerprint: u64::from_le_bytes(read(h, 32)),
             end_offset: u64::from_le_bytes(read(h, 40)),
             segment_size: u64::from_le_bytes(read(h, 48)),
+            close_reason,
+            next_request_id: u64::from_le_bytes(read(h, 64)),
         };
         header.check_consistent()?;
         Ok(header)
     }
 
     /// Checks that the fields agree: a size of at least 256 and a multiple of 16; an open
-    /// segment has `end_offset` 0; a closed one has `256 <= end_offset <= segment_size` and a
-    /// 16-aligned `end_offset`.
+    /// segment has `end_offset` 0, no close reason and `next_request_id` 0; a closed one has
+    /// `256 <= end_offset <= segment_size`, a 16-aligned `end_offset`, a close reason, and
+    /// `next_request_id >= first_request_id`.
     ///
     /// # Errors
     /// [`HeaderError::Inconsistent`] naming the first field at fault.
@@ -318,6 +446,20 @@ impl SegmentHeader {
             SegmentStatus::Closed if self.end_offset % align != 0 => {
                 inconsistent("end_offset", self.end_offset, "a multiple of 16 in a closed segment")
             }
+            SegmentStatus::Open if self.close_reason.is_some() => {
+                inconsistent("close_reason", 1, "0 in an open segment")
+            }
+            SegmentStatus::Open if self.next_request_id != 0 => {
+                inconsistent("next_request_id", self.next_request_id, "0 in an open segment")
+            }
+            SegmentStatus::Closed if self.close_reason.is_none() => {
+                inconsistent("close_reason", 0, "1 to 4 in a closed segment")
+            }
+            SegmentStatus::Closed if self.next_request_id < self.first_request_id => inconsistent(
+                "next_request_id",
+                self.next_request_id,
+                "at least first_request_id in a closed segment",
+            ),
             SegmentStatus::Open | SegmentStatus::Closed => Ok(()),
         }
     }
@@ -370,6 +512,8 @@ mod tests {
             catalog_fingerprint: 0xDEAD_BEEF_0000_0001,
             end_offset: 4096,
             segment_size: 1 << 20,
+            close_reason: Some(CloseReason::Rotation),
+            next_request_id: 1500,
         }
     }
 
@@ -385,14 +529,17 @@ mod tests {
     fn layout_is_as_documented() {
         let h = sample().encode();
         assert_eq!(&h[..8], b"RWPLWAL1");
-        assert_eq!(&h[8..12], &1_u32.to_le_bytes());
+        assert_eq!(&h[8..12], &2_u32.to_le_bytes());
         assert_eq!(&h[12..16], &2_u32.to_le_bytes());
         assert_eq!(&h[16..24], &12_u64.to_le_bytes());
         assert_eq!(&h[24..32], &1001_u64.to_le_bytes());
         assert_eq!(&h[32..40], &0xDEAD_BEEF_0000_0001_u64.to_le_bytes());
         assert_eq!(&h[40..48], &4096_u64.to_le_bytes());
         assert_eq!(&h[48..56], &(1_u64 << 20).to_le_bytes());
-        assert!(h[56..252].iter().all(|&b| b == 0));
+        assert_eq!(&h[56..60], &1_u32.to_le_bytes());
+        assert!(h[60..64].iter().all(|&b| b == 0));
+        assert_eq!(&h[64..72], &1500_u64.to_le_bytes());
+        assert!(h[72..252].iter().all(|&b| b == 0));
         assert_eq!(&h[252..], &crc32c::crc32c(&h[..252]).to_le_bytes());
     }
 
@@ -400,7 +547,8 @@ mod tests {
     fn round_trip_open_and_closed() {
         let closed = sample();
         assert_eq!(SegmentHeader::decode(&closed.encode()), Ok(closed));
-        let open = SegmentHeader { status: SegmentStatus::Open, end_offset: 0, ..closed };
+        let open = closed.reopened();
+        assert_eq!(open.status, SegmentStatus::Open);
         assert_eq!(SegmentHeader::decode(&open.encode()), Ok(open));
         // Trailing bytes (the rest of the file) are ignored.
         let mut file = open.encode().to_vec();
@@ -418,8 +566,8 @@ mod tests {
             Err(HeaderError::BadMagic { got: *b"RWPLSNP1" })
         );
         assert_eq!(
-            SegmentHeader::decode(&patch(good, 8, &2_u32.to_le_bytes())),
-            Err(HeaderError::UnsupportedVersion { got: 2, supported: 1 })
+            SegmentHeader::decode(&patch(good, 8, &1_u32.to_le_bytes())),
+            Err(HeaderError::UnsupportedVersion { got: 1, supported: 2 })
         );
         let mut flipped = good;
         flipped[100] ^= 4;
@@ -438,6 +586,14 @@ mod tests {
             SegmentHeader::decode(&patch(good, 200, &[1])),
             Err(HeaderError::ReservedNotZero { offset: 200 })
         );
+        assert_eq!(
+            SegmentHeader::decode(&patch(good, 61, &[1])),
+            Err(HeaderError::ReservedNotZero { offset: 61 })
+        );
+        assert_eq!(
+            SegmentHeader::decode(&patch(good, 56, &5_u32.to_le_bytes())),
+            Err(HeaderError::BadCloseReason { got: 5 })
+        );
         let inconsistent = |offset, value: u64| match SegmentHeader::decode(&patch(
             good,
             offset,
@@ -454,17 +610,31 @@ mod tests {
         // Sizes.
         assert_eq!(inconsistent(48, 128), "segment_size");
         assert_eq!(inconsistent(48, 4104), "segment_size");
-        // Open with an end offset.
+        // Open with an end offset, a close reason or a next request id.
         let open = patch(good, 12, &1_u32.to_le_bytes());
         assert!(matches!(
             SegmentHeader::decode(&open),
             Err(HeaderError::Inconsistent { field: "end_offset", value: 4096, .. })
         ));
+        let open = sample().reopened().encode();
+        assert_eq!(inconsistent_in(open, 56, &1_u32.to_le_bytes()), "close_reason");
+        assert_eq!(inconsistent_in(open, 64, &7_u64.to_le_bytes()), "next_request_id");
+        // Closed without a reason, or with a floor below its own first id.
+        assert_eq!(inconsistent_in(good, 56, &0_u32.to_le_bytes()), "close_reason");
+        assert_eq!(inconsistent(64, 1000), "next_request_id");
+        assert!(SegmentHeader::decode(&patch(good, 64, &1001_u64.to_le_bytes())).is_ok());
         // Closed with end_offset == segment_size and == 256 are fine.
         let full = patch(good, 40, &(1_u64 << 20).to_le_bytes());
         assert!(SegmentHeader::decode(&full).is_ok());
         let empty = patch(good, 40, &256_u64.to_le_bytes());
         assert!(SegmentHeader::decode(&empty).is_ok());
+    }
+
+    fn inconsistent_in(h: [u8; SEGMENT_HEADER_SIZE], offset: usize, value: &[u8]) -> &'static str {
+        match SegmentHeader::decode(&patch(h, offset, value)) {
+            Err(HeaderError::Inconsistent { field, .. }) => field,
+            other => panic!("offset {offset}: {other:?}"),
+        }
     }
 
     #[test]
@@ -475,8 +645,10 @@ mod tests {
 
     #[test]
     fn errors_display_what_is_wrong() {
-        let text = HeaderError::UnsupportedVersion { got: 7, supported: 1 }.to_string();
-        assert!(text.contains("version 7") && text.contains("supports 1"), "{text}");
+        let text = HeaderError::UnsupportedVersion { got: 7, supported: 2 }.to_string();
+        assert!(text.contains("version 7") && text.contains("supports 2"), "{text}");
+        let text = HeaderError::BadCloseReason { got: 9 }.to_string();
+        assert!(text.contains("close reason 9"), "{text}");
         let text = HeaderError::BadMagic { got: *b"ABCDEFG\0" }.to_string();
         assert!(text.contains(r#"b"ABCDEFG\x00""#) && text.contains("RWPLWAL1"), "{text}");
         assert!(HeaderError::Zeroed.to_string().contains("zeroed header"));
@@ -527,6 +699,8 @@ mod tests {
             catalog_fingerprint in any::<u64>(),
             size_blocks in 16_u64..(u64::MAX / 16),
             end_blocks in any::<prop::sample::Index>(),
+            reason in 1_u32..=4,
+            floor in any::<u64>(),
         ) {
             let segment_size = size_blocks * 16;
             let end_offset = if closed {
@@ -542,6 +716,8 @@ mod tests {
                 catalog_fingerprint,
                 end_offset,
                 segment_size,
+                close_reason: if closed { CloseReason::from_u32(reason) } else { None },
+                next_request_id: if closed { floor.max(first_request_id) } else { 0 },
             };
             prop_assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
         }

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use super::flusher::{install, Closing, FlushState, Flusher, Install, Job, Rotation};
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
-use super::header::{segment_name, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use super::header::{segment_name, CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use super::preparer::PreparerHandle;
 use super::segment::{write_at, ActiveSegment};
 use crate::journal::{GroupSeq, Journal, JournalError, JournalStats, Space};
@@ -33,6 +33,35 @@ pub struct WalStart {
     pub retention_segments: u64,
     /// `Buffered` or `Sync`.
     pub durability: Durability,
+}
+
+/// Where appending resumes in an existing segment ([`WalJournal::resume`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WalResume {
+    /// The segment's header as recovery read it (open, or closed by a shutdown or a
+    /// recovery); written back open.
+    pub header: SegmentHeader,
+    /// Just past its last commit.
+    pub cursor: usize,
+}
+
+/// The end of the last non-zero byte of `name` at or after `from` (`from` when there is
+/// none), read in chunks.
+fn last_nonzero_end(storage: &dyn Storage, name: &str, from: usize) -> std::io::Result<usize> {
+    const CHUNK: usize = 1 << 20;
+    let mut buf = vec![0_u8; CHUNK];
+    let mut at = from;
+    let mut end = from;
+    loop {
+        let n = storage.read_at(name, at as u64, &mut buf)?;
+        if n == 0 {
+            return Ok(end);
+        }
+        if let Some(i) = buf.get(..n).and_then(|b| b.iter().rposition(|&x| x != 0)) {
+            end = at + i + 1;
+        }
+        at += n;
+    }
 }
 
 /// The durable journal. Created by recovery (`crate::recovery`), which holds the
@@ -91,6 +120,8 @@ fn prepare(
         catalog_fingerprint: start.catalog_fingerprint,
         end_offset: 0,
         segment_size: start.segment_size,
+        close_reason: None,
+        next_request_id: 0,
     };
     write_at(&*map, 0, &header.encode());
     let name = snapshot_name(sequence);
@@ -139,6 +170,59 @@ impl WalJournal {
             "installing {}",
             storage.describe(&segment_name(sequence))
         )))?;
+        WalJournal::run(storage, lock, start, active, install_job.marker_end, via_flusher)
+    }
+
+    /// Appends again to the existing segment `resume.header.sequence` from `resume.cursor`
+    /// (just past its last commit): zeroes whatever lies after the cursor (a trimmed torn
+    /// tail must never pass as frames written after the restart), writes its header open
+    /// again, syncs both, and starts the flusher. A restart that continues an unfilled
+    /// segment adds no file to the data directory.
+    ///
+    /// # Errors
+    /// Any I/O error reading, zeroing or rewriting the segment.
+    pub fn resume(
+        storage: Arc<dyn Storage>,
+        lock: Box<dyn DirLock>,
+        start: &WalStart,
+        resume: &WalResume,
+    ) -> Result<WalJournal, JournalError> {
+        assert!(start.durability != Durability::Memory, "the memory mode has no log");
+        let name = segment_name(resume.header.sequence);
+        let io = |what: &str| io_error(format!("{what} {}", storage.describe(&name)));
+        let dirty_end = last_nonzero_end(&*storage, &name, resume.cursor).map_err(io("reading"))?;
+        let map = storage.resume_segment(&name).map_err(io("opening"))?;
+        if resume.cursor > map.len() || dirty_end > map.len() {
+            return Err(JournalError::Other(format!(
+                "cannot resume {} at offset {}: the file has {} bytes",
+                storage.describe(&name),
+                resume.cursor,
+                map.len()
+            )));
+        }
+        if dirty_end > resume.cursor {
+            write_at(&*map, resume.cursor, &vec![0; dirty_end - resume.cursor]);
+            map.sync_range(resume.cursor, dirty_end - resume.cursor).map_err(io("zeroing"))?;
+        }
+        let header = resume.header.reopened();
+        write_at(&*map, 0, &header.encode());
+        map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io("reopening"))?;
+        let via_flusher = start.durability == Durability::Sync || !map.writes_through();
+        let active =
+            ActiveSegment::new(map, header.sequence, header.first_request_id, resume.cursor);
+        WalJournal::run(storage, lock, start, active, resume.cursor, via_flusher)
+    }
+
+    /// Starts the flusher (and its preparer) on `active`, durable up to `synced`.
+    fn run(
+        storage: Arc<dyn Storage>,
+        lock: Box<dyn DirLock>,
+        start: &WalStart,
+        active: ActiveSegment,
+        synced: usize,
+        via_flusher: bool,
+    ) -> Result<WalJournal, JournalError> {
+        let sequence = active.sequence;
         let state = Arc::new(FlushState::new(sequence, 0, JOBS_MAX));
         let stats = Arc::new(JournalStats::default());
         let flusher = Flusher {
@@ -147,7 +231,7 @@ impl WalJournal {
             state: Arc::clone(&state),
             current: Arc::clone(active.map()),
             sequence,
-            synced: install_job.marker_end,
+            synced,
             sync_data: start.durability == Durability::Sync,
             preparer: PreparerHandle::spawn(
                 Arc::clone(&storage),
@@ -219,15 +303,20 @@ impl WalJournal {
         }
     }
 
-    fn closed_header(&self) -> SegmentHeader {
+    /// The active segment's header, closed at the cursor (between groups) for `reason`;
+    /// later segments continue after `state`'s last request id.
+    fn closed_header(&self, reason: CloseReason, state: &PoolState) -> SegmentHeader {
         SegmentHeader {
-            status: SegmentStatus::Closed,
+            status: SegmentStatus::Open,
             sequence: self.active.sequence,
             first_request_id: self.active.first_request_id,
             catalog_fingerprint: self.fingerprint,
-            end_offset: self.active.cursor() as u64,
+            end_offset: 0,
             segment_size: self.segment_size,
+            close_reason: None,
+            next_request_id: 0,
         }
+        .closed(self.active.cursor() as u64, reason, state.last_request_id.0 + 1)
     }
 
     /// The next segment file: the flusher's spare when it is for `sequence`, else created
@@ -264,8 +353,11 @@ impl WalJournal {
             retention_segments: 0,
             durability: if self.sync { Durability::Sync } else { Durability::Buffered },
         };
-        let (next, active) = prepare(map, tmp_name, &start, sequence, &pool.state())?;
-        let closed = self.closed_header();
+        let state = pool.state();
+        let (next, active) = prepare(map, tmp_name, &start, sequence, &state)?;
+        // Written by the preparer only after the flusher installed `next`: a segment closed
+        // by a rotation proves that its successor exists (header.rs).
+        let closed = self.closed_header(CloseReason::Rotation, &state);
         self.push(Job::Rotate(Box::new(Rotation { last_group: self.group, closed, next })))?;
         self.counted = active.cursor();
         self.active = active;
@@ -375,10 +467,10 @@ impl Journal for WalJournal {
 
     fn close(&mut self, pool: &Pool) -> Result<(), JournalError> {
         self.check()?;
-        let snapshot =
-            SnapshotState::from_pool(&pool.state(), self.active.sequence + 1, self.fingerprint);
+        let state = pool.state();
+        let snapshot = SnapshotState::from_pool(&state, self.active.sequence + 1, self.fingerprint);
         let (bytes, _) = snapshot_format::encode(&snapshot);
-        let closed = self.closed_header();
+        let closed = self.closed_header(CloseReason::Shutdown, &state);
         self.push(Job::Close(Box::new(Closing {
             last_group: self.group,
             closed,

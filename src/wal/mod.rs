@@ -19,4 +19,4 @@ mod journal;
 mod preparer;
 pub(crate) mod segment;
 
-pub use journal::{WalJournal, WalStart};
+pub use journal::{WalJournal, WalResume, WalStart};

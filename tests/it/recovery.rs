@@ -419,8 +419,7 @@ fn reopen(image: &FaultyStorage, name: &str, torn_frame: bool) {
         rewardpool::wal::header::SegmentStatus::Closed => header.end_offset as usize,
         _ => commit_ends(image, name).last().expect("a commit").0 as usize,
     };
-    header.status = rewardpool::wal::header::SegmentStatus::Open;
-    header.end_offset = 0;
+    header = header.reopened();
     bytes[..256].copy_from_slice(&header.encode());
     if torn_frame {
         let mut frame = [0_u8; 32];

@@ -172,10 +172,10 @@ fn draw(setup: &Setup, n: u64) -> Vec<(u64, Option<String>)> {
 
 #[test]
 fn dump_json_field_by_field_matches_the_draws() {
-    // 16 KiB segments hold about 450 draws: the last run rotates, so several segments.
-    // 64 KiB segments: one segment per run (three runs), within the retention window of
-    // four, so the dump holds every draw.
-    let setup = Setup::new(&[("gold", 150, 1), ("silver", 200, 3)], 64, "sync");
+    // 16 KiB segments hold about 450 draws: a restart continues in the newest segment, so
+    // 1000 draws and an update make three segments, within the retention window of four,
+    // and the dump holds every draw.
+    let setup = Setup::new(&[("gold", 150, 1), ("silver", 200, 3)], 16, "sync");
     let mut acked = draw(&setup, 300);
     let run = setup.run(&["update", "--item", "bonus", "--quantity", "100", "--weight", "5"]);
     ok(&run, "update");
