@@ -6,4 +6,5 @@ mod crash;
 mod engine;
 mod process;
 mod recovery;
+mod repair;
 mod wal_cli;

@@ -236,7 +236,7 @@ fn empty_directory_starts_from_the_catalog() {
 
 /// Builds a log with `segments_min` or more segments, then crashes (power loss) while the
 /// engine runs, so the newest segment is open. Returns the crash image and acked draws.
-fn crashed_log(segment: u64, draws: usize) -> (FaultyStorage, Vec<Outcome>) {
+pub(crate) fn crashed_log(segment: u64, draws: usize) -> (FaultyStorage, Vec<Outcome>) {
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, segment);
     let (acked, err) = draw_n(&engine, draws);
@@ -262,7 +262,7 @@ fn crashed_log(segment: u64, draws: usize) -> (FaultyStorage, Vec<Outcome>) {
     (image, acked)
 }
 
-fn segment_names(storage: &FaultyStorage) -> Vec<String> {
+pub(crate) fn segment_names(storage: &FaultyStorage) -> Vec<String> {
     let mut names: Vec<String> = storage
         .list()
         .unwrap()
@@ -273,7 +273,7 @@ fn segment_names(storage: &FaultyStorage) -> Vec<String> {
     names
 }
 
-fn commit_ends(storage: &FaultyStorage, name: &str) -> Vec<(u64, u64)> {
+pub(crate) fn commit_ends(storage: &FaultyStorage, name: &str) -> Vec<(u64, u64)> {
     let seq = rewardpool::wal::header::parse_segment_name(name).unwrap();
     let mut ends = Vec::new();
     rewardpool::recovery::scan_segment(storage, name, seq, true, |info| {
@@ -288,7 +288,7 @@ fn commit_ends(storage: &FaultyStorage, name: &str) -> Vec<(u64, u64)> {
     ends
 }
 
-fn expect_damage(storage: &FaultyStorage, file_part: &str) -> (String, u64, String) {
+pub(crate) fn expect_damage(storage: &FaultyStorage, file_part: &str) -> (String, u64, String) {
     match recover(storage, &catalog()) {
         Err(RecoveryError::Damaged { file, offset, reason }) => {
             assert!(
@@ -304,7 +304,7 @@ fn expect_damage(storage: &FaultyStorage, file_part: &str) -> (String, u64, Stri
     }
 }
 
-fn flip(storage: &FaultyStorage, name: &str, offset: usize) {
+pub(crate) fn flip(storage: &FaultyStorage, name: &str, offset: usize) {
     let mut bytes = storage.file(name).unwrap();
     bytes[offset] ^= 0x10;
     storage.put_file(name, bytes);
