@@ -269,7 +269,7 @@ fn damage_failure(e: RecoveryError) -> Failure {
             offset,
             reason,
         } => Failure::failed(anyhow!(
-            "the log is damaged: {file} at offset {offset}: {reason} (`rewardpool wal repair` cuts the log there)"
+            "the log is damaged: {file} at offset {offset}: {reason} (`rewardpool wal repair` keeps what is intact and says what it drops)"
         )),
         other => Failure::bad_input(anyhow::Error::new(other).context("cannot verify the log")),
     }
@@ -309,14 +309,17 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
                 .to_owned(),
         );
     }
-    match &plan.cut {
-        Some((name, offset)) => lines.push(format!(
+    if let Some((snapshot, segment)) = &plan.adopted_snapshot {
+        lines.push(format!(
+            "will start the log again from {snapshot} (request id {}, its SHA-256 checks out) in \
+             a new {segment}: it holds more than the segments left; they become history",
+            plan.kept_last_request_id
+        ));
+    }
+    if let Some((name, offset)) = &plan.cut {
+        lines.push(format!(
             "will close {name} at offset {offset} (just past its last intact commit) as the log's end"
-        )),
-        None if plan.rebuilt_snapshots.is_empty() => {
-            lines.push("will cut no segment in place".to_owned());
-        }
-        None => {}
+        ));
     }
     if !plan.dropped_segments.is_empty() {
         lines.push(format!(
@@ -341,7 +344,24 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
                 .to_owned(),
         );
     }
-    if plan.rebuilt_snapshots.is_empty() {
+    if plan.adopted_snapshot.is_some() {
+        lines.push(format!(
+            "will move aside {} readable frame{} ({} draw{}) as history: the snapshot holds their outcomes",
+            plan.dropped_frames,
+            plural(plan.dropped_frames),
+            plan.dropped_draws,
+            plural(plan.dropped_draws),
+        ));
+    } else if plan.history_only {
+        lines.push(format!(
+            "will move aside {} readable frame{} of history ({} draw{}): their outcomes are in the \
+             newer snapshots",
+            plan.dropped_frames,
+            plural(plan.dropped_frames),
+            plan.dropped_draws,
+            plural(plan.dropped_draws),
+        ));
+    } else if plan.rebuilt_snapshots.is_empty() {
         let ids = match plan.dropped_request_ids {
             Some((lo, hi)) if lo == hi => format!(", request id {lo}"),
             Some((lo, hi)) => format!(", request ids {lo} to {hi}"),
@@ -425,21 +445,31 @@ fn repair(config: &Config) -> CmdResult {
         }
         inspect::apply_repair(&storage, &plan)
             .map_err(|e| Failure::failed(anyhow::Error::new(e).context("the repair failed")))?;
-        let what = match &plan.cut {
-            Some((name, offset)) => format!("closed {name} at offset {offset}"),
-            None => "cut nothing in place".to_owned(),
-        };
-        out.line(&format!(
-            "repaired: {what}, rebuilt {} snapshot{}, moved {} segment{} aside, dropped {} frame{} ({} draw{})",
-            plan.rebuilt_snapshots.len(),
-            plural(plan.rebuilt_snapshots.len() as u64),
-            plan.dropped_segments.len(),
-            plural(plan.dropped_segments.len() as u64),
-            plan.dropped_frames,
-            plural(plan.dropped_frames),
-            plan.dropped_draws,
-            plural(plan.dropped_draws),
-        ))?;
+        let mut done = Vec::new();
+        if !plan.rebuilt_snapshots.is_empty() {
+            let n = plan.rebuilt_snapshots.len() as u64;
+            done.push(format!("rebuilt {n} snapshot{}", plural(n)));
+        }
+        if let Some((name, offset)) = &plan.cut {
+            done.push(format!("closed {name} at offset {offset}"));
+        }
+        if let Some((snapshot, segment)) = &plan.adopted_snapshot {
+            done.push(format!("started {segment} from {snapshot}"));
+        }
+        let moved = (plan.dropped_segments.len() + plan.dropped_snapshots.len()) as u64;
+        if moved > 0 {
+            done.push(format!("moved {moved} file{} aside", plural(moved)));
+        }
+        if !plan.history_only && plan.adopted_snapshot.is_none() && plan.dropped_frames > 0 {
+            done.push(format!(
+                "dropped {} frame{} ({} draw{})",
+                plan.dropped_frames,
+                plural(plan.dropped_frames),
+                plan.dropped_draws,
+                plural(plan.dropped_draws)
+            ));
+        }
+        out.line(&format!("repaired: {}", done.join(", ")))?;
     }
     match inspect::verify(&storage) {
         Ok(report) => {

@@ -10,6 +10,7 @@
 //! | damage only in old segments (a bad frame, a missing middle segment, a bad header), newer segments intact on their own | move the old ones aside: the newer segments' snapshots hold the state | all |
 //! | the log's end is missing (newest segment closed by a rotation, or a snapshot beyond the end) | mark the newest segment as the end, move snapshots beyond it aside | all that is left |
 //! | a bad frame, or a truncated file, in the newest intact part | cut that segment just past its last intact commit (a truncated file gets its size back), move later segments aside | up to the cut |
+//! | either of the two rows above, and a snapshot beyond the end that decodes and holds more (a clean shutdown's final state) | start the log again from that snapshot in a new segment; the segments become history | all the snapshot holds |
 //!
 //! A repair makes one of these moves; `rewardpool wal repair` plans and applies moves until
 //! the log verifies (each move is printed before it is made).
@@ -34,7 +35,8 @@ use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name, Snap
 use crate::storage::Storage;
 use crate::wal::frame::{Record, DRAW_FRAME_SIZE};
 use crate::wal::header::{
-    parse_segment_name, CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE,
+    parse_segment_name, segment_name, CloseReason, SegmentHeader, SegmentStatus,
+    SEGMENT_HEADER_SIZE,
 };
 use crate::wal::reader::FrameIter;
 
@@ -71,6 +73,12 @@ pub struct RepairPlan {
     /// True when some dropped or missing bytes could not be read, so the floor leaves one
     /// segment's capacity above the highest id seen.
     pub unreadable: bool,
+    /// The last request id the repaired log holds.
+    pub kept_last_request_id: u64,
+    /// A snapshot beyond the log's end that holds more than the segments left (a clean
+    /// shutdown's final state): `(snapshot file, segment created from it)`. Every older
+    /// segment is then moved aside as history.
+    pub adopted_snapshot: Option<(String, String)>,
 }
 
 impl RepairPlan {
@@ -152,11 +160,65 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
             .filter(|(seq, _)| *seq > newest.header.sequence)
             .map(|(_, name)| name.clone())
             .collect();
+        plan.kept_last_request_id = recovered.state.last_request_id.0;
         plan.next_request_id =
             floor(storage, &plan, recovered.state.last_request_id.0, &newest.header)?;
+        return adopt_newer_snapshot(storage, &full, plan, &newest.header);
+    }
+    let plan = plan_cut(storage, segments, plan)?;
+    match plan.cut.as_ref().map(|(name, _)| header_of(storage, name)) {
+        Some(Ok(end)) => adopt_newer_snapshot(storage, &full, plan, &end),
+        _ => Ok(plan),
+    }
+}
+
+/// Replaces a plan that loses draws by one that starts the log again from the newest
+/// snapshot beyond its end, when that snapshot decodes (its own SHA-256 checks out), was
+/// written for this log (same catalog fingerprint) and holds more than the plan keeps: a
+/// clean shutdown's final snapshot holds the whole state, whatever happened to the
+/// segments since. The segments become history (moved aside); a new segment numbered
+/// like the snapshot starts from it, closed by the repair with the request-id floor.
+fn adopt_newer_snapshot(
+    storage: &dyn Storage,
+    full: &Layout,
+    plan: RepairPlan,
+    end: &SegmentHeader,
+) -> Result<RepairPlan, RecoveryError> {
+    let newest_seq = full.segments.last().map_or(0, |(seq, _)| *seq);
+    let best =
+        full.snapshots.iter().rev().filter(|(seq, _)| *seq > newest_seq).find_map(|(seq, name)| {
+            let bytes = storage.read(name).ok()?;
+            let snapshot = snapshot_format::decode(&bytes).ok()?;
+            (snapshot.catalog_fingerprint == end.catalog_fingerprint && snapshot.sequence == *seq)
+                .then_some((*seq, name.clone(), snapshot.last_request_id))
+        });
+    let Some((seq, name, last)) = best else {
+        return Ok(plan);
+    };
+    if last <= plan.kept_last_request_id {
         return Ok(plan);
     }
-    plan_cut(storage, segments, plan)
+    let mut adopted = RepairPlan {
+        damage: plan.damage.clone(),
+        adopted_snapshot: Some((name, segment_name(seq))),
+        dropped_segments: full.segments.iter().map(|(_, n)| n.clone()).collect(),
+        dropped_snapshots: full
+            .snapshots
+            .iter()
+            .filter(|(s, _)| *s > seq)
+            .map(|(_, n)| n.clone())
+            .collect(),
+        unreadable: plan.unreadable,
+        kept_last_request_id: last,
+        ..RepairPlan::default()
+    };
+    for (_, name) in &full.segments {
+        adopted.count_file(storage, name, last);
+    }
+    adopted.dropped_request_ids = None;
+    adopted.unreadable = plan.unreadable;
+    adopted.next_request_id = floor(storage, &adopted, last, end)?;
+    Ok(adopted)
 }
 
 /// Cuts at the first segment whose prefix no longer holds a chain: just past its last
@@ -200,6 +262,7 @@ fn plan_cut(
                 plan.count_file(storage, later, progress.last_request_id);
                 plan.dropped_segments.push(later.clone());
             }
+            plan.kept_last_request_id = progress.last_request_id;
             (header, progress.last_request_id)
         }
         _ => {
@@ -217,6 +280,7 @@ fn plan_cut(
             }
             // The dropped segment could not be read from its start.
             plan.unreadable = true;
+            plan.kept_last_request_id = kept_last;
             (newest.header, kept_last)
         }
     };
@@ -229,6 +293,18 @@ fn plan_cut(
         .collect();
     plan.next_request_id = floor(storage, &plan, kept_last, &end_header)?;
     Ok(plan)
+}
+
+fn header_of(storage: &dyn Storage, name: &str) -> Result<SegmentHeader, RecoveryError> {
+    let file = storage.describe(name);
+    let (head, _) = storage
+        .read_prefix(name, SEGMENT_HEADER_SIZE)
+        .map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
+    SegmentHeader::decode(&head).map_err(|e| RecoveryError::Damaged {
+        file,
+        offset: 0,
+        reason: format!("bad segment header: {e}"),
+    })
 }
 
 /// The first request id after the repair: above every id seen, and a segment's capacity
@@ -393,10 +469,67 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
         repaired[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
         replace(storage, name, &repaired).map_err(io(name))?;
     }
+    let adopted = match &plan.adopted_snapshot {
+        Some((snapshot, segment)) => {
+            Some((segment, adopted_segment(storage, snapshot, plan).map_err(io(snapshot))?))
+        }
+        None => None,
+    };
     for name in plan.dropped_segments.iter().chain(&plan.dropped_snapshots) {
         storage.rename(name, &copy_name(storage, name)).map_err(io(name))?;
     }
+    if let Some((segment, bytes)) = adopted {
+        replace(storage, segment, &bytes).map_err(io(segment))?;
+    }
     storage.sync_dir().map_err(io(""))
+}
+
+/// A segment that starts from `snapshot` (its marker names it, with its SHA-256), holds no
+/// draw, and is closed by the repair with the plan's request-id floor. Its size and catalog
+/// fingerprint are the dropped segments' (the newest readable header).
+fn adopted_segment(
+    storage: &dyn Storage,
+    snapshot: &str,
+    plan: &RepairPlan,
+) -> std::io::Result<Vec<u8>> {
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let file = storage.read(snapshot)?;
+    let state = snapshot_format::decode(&file).map_err(|e| invalid(e.to_string()))?;
+    let template = plan
+        .dropped_segments
+        .iter()
+        .rev()
+        .find_map(|name| header_of(storage, name).ok())
+        .ok_or_else(|| invalid("no readable segment header to size the new segment".into()))?;
+    let size = usize::try_from(template.segment_size).map_err(|e| invalid(e.to_string()))?;
+    let mut bytes = vec![0_u8; size];
+    let sha = snapshot_format::sha256(&file);
+    let marker = bytes.get_mut(SEGMENT_HEADER_SIZE..).unwrap_or_default();
+    let len = crate::wal::frame::encode_snapshot(
+        marker,
+        state.sequence,
+        snapshot,
+        &sha,
+        state.last_request_id,
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    let header = SegmentHeader {
+        status: SegmentStatus::Open,
+        sequence: state.sequence,
+        first_request_id: state.last_request_id + 1,
+        catalog_fingerprint: state.catalog_fingerprint,
+        end_offset: 0,
+        segment_size: template.segment_size,
+        close_reason: None,
+        next_request_id: 0,
+    }
+    .closed(
+        (SEGMENT_HEADER_SIZE + len) as u64,
+        CloseReason::Repair,
+        plan.next_request_id.max(state.last_request_id + 1),
+    );
+    bytes[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
+    Ok(bytes)
 }
 
 /// Replaces `name` with `bytes`: a synced temporary file renamed into place.

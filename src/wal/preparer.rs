@@ -140,10 +140,18 @@ impl Preparer {
             pinned = super::flusher::pin_helper(&self.state, pinned);
             // Acquire: pairs with the Release stores in `PreparerHandle`.
             let stop = self.signals.stop.load(Ordering::Acquire);
-            if !self.close_retired() || stop {
+            if !self.close_retired() {
                 return;
             }
             let installed = self.signals.installed.load(Ordering::Acquire);
+            if stop {
+                // A clean shutdown leaves the retention window applied, not one rotation
+                // behind (no spare is prepared any more).
+                if done != Some(installed) {
+                    self.drop_old(installed);
+                }
+                return;
+            }
             if done == Some(installed) {
                 std::thread::park_timeout(Duration::from_millis(50));
                 continue;

@@ -82,9 +82,15 @@ fn the_newest_segment_deleted_is_damage_and_repair_never_reissues_its_ids() {
         assert!(verify(&image).is_err(), "verify must not say ok");
 
         let plans = repair(&image);
-        assert!(plans[0].end_missing, "{:?}", plans[0]);
         assert!(plans[0].unreadable, "the missing draws cannot be counted");
         let after = state(&image);
+        if clean {
+            // The final snapshot of the clean shutdown holds the whole state: adopted.
+            assert!(plans[0].adopted_snapshot.is_some(), "{:?}", plans[0]);
+            assert_eq!(after.items, reference.items, "nothing lost");
+        } else {
+            assert!(plans[0].end_missing, "{:?}", plans[0]);
+        }
         assert!(after.last_request_id.0 >= reference.last_request_id.0, "clean {clean}");
         let id = next_id(&image);
         assert!(id > reference.last_request_id.0, "re-issued {id}, clean {clean}");
@@ -104,9 +110,12 @@ fn a_deleted_suffix_of_segments_is_damage() {
     assert!(
         reason.contains(&segment_name(parse_segment_name(&names[names.len() - 3]).unwrap() + 1))
     );
-    // With every snapshot still there, the orphans beyond the end are moved aside.
+    // The newest snapshot beyond the end (the state at the start of the last deleted
+    // segment) holds more than the segment left: the log starts again from it.
     let plans = repair(&image);
-    assert!(!plans[0].dropped_snapshots.is_empty(), "{:?}", plans[0]);
+    let (snapshot, _) = plans[0].adopted_snapshot.clone().expect("adopted");
+    let seq = parse_segment_name(names.last().unwrap()).unwrap();
+    assert_eq!(snapshot, snapshot_name(seq), "{:?}", plans[0]);
     assert!(verify(&image).is_ok());
     assert!(next_id(&image) > reference.last_request_id.0);
 }
@@ -365,4 +374,25 @@ fn a_repair_floor_is_carried_by_a_new_segment() {
     assert!(floor > reference.last_request_id.0);
     assert_eq!(state(&image).last_request_id.0, floor + 5);
     assert!(verify(&image).is_ok());
+}
+
+#[test]
+fn damage_in_the_newest_segment_after_a_clean_shutdown_loses_nothing() {
+    // The final snapshot holds the whole state: repair starts the log again from it.
+    let (image, reference) = clean_log(3_000);
+    let newest = segment_names(&image).pop().unwrap();
+    let ends = commit_ends(&image, &newest);
+    flip(&image, &newest, ends[0].0 as usize + 20);
+    expect_damage(&image, &newest);
+    let plans = repair(&image);
+    let (snapshot, segment) = plans[0].adopted_snapshot.clone().expect("adopted");
+    assert_eq!(parse_segment_name(&segment), snapshot_name_seq(&snapshot));
+    assert_eq!(state(&image).items, reference.items);
+    assert_eq!(segment_names(&image), vec![segment]);
+    assert!(next_id(&image) > reference.last_request_id.0);
+    assert!(verify(&image).is_ok());
+}
+
+fn snapshot_name_seq(name: &str) -> Option<u64> {
+    rewardpool::snapshot::format::parse_snapshot_name(name)
 }

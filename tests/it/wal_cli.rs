@@ -594,12 +594,11 @@ fn missing_data_directory_is_nothing_to_do() {
     assert!(!setup.data().exists(), "read-only commands create no directory");
 }
 
-/// LIBRARY BUG (see the report): retention deletes `snapshot.N` before `wal.N` (the
-/// flusher's `drop_old` walks the sorted listing, and "snapshot." sorts before "wal."), so
-/// a kill between the two leaves the oldest segment without its snapshot: `state` and
-/// `draw` still work (recovery loads only the newest segment's snapshot), but `wal verify`
-/// reports damage, `wal stats` refuses, and `wal repair` says there is nothing to repair.
-/// This test makes that state by hand; it passes once repair cuts what verify reports.
+/// The oldest retained segment without its snapshot (a kill between retention's removals,
+/// or an operator's mistake): `state` and `draw` still work (recovery loads only the newest
+/// segment's snapshot), `wal verify` reports the damage, and `wal repair` moves the old
+/// segment aside (history only: nothing of the state is lost). A clean shutdown applies
+/// retention before it exits, so exactly four segments remain.
 #[test]
 fn repair_fixes_a_segment_whose_snapshot_retention_deleted() {
     let setup = Setup::new(&[("gold", 5_000, 20), ("mud", -1, 80)], 16, "sync");
@@ -620,7 +619,7 @@ fn repair_fixes_a_segment_whose_snapshot_retention_deleted() {
     ok(&setup.run(&["wal", "stats"]), "wal stats after repair");
 }
 
-/// The same bug through real kills: SIGKILL `draw` while it rotates 64 KiB segments past
+/// Retention through real kills: SIGKILL `draw` while it rotates 64 KiB segments past
 /// the retention window, then `wal verify`. Fails in about one trial in ten to twenty.
 #[test]
 fn kill_during_retention_leaves_a_log_that_verifies() {
@@ -634,4 +633,44 @@ fn kill_during_retention_leaves_a_log_that_verifies() {
         let verify = setup.run(&["wal", "verify"]);
         assert_eq!(verify.code, Some(0), "trial {trial}: {verify:?}");
     }
+}
+
+/// Issue 8's first hole, through the command line on real files: the newest segment
+/// deleted is damage for `state`, `wal verify` and `draw` (never "ok"), and after
+/// `wal repair` no request id that was acknowledged is issued again.
+#[test]
+fn a_deleted_newest_segment_is_refused_and_repair_never_reissues_ids() {
+    let setup = Setup::new(&[("gold", 5_000, 20), ("mud", -1, 80)], 16, "sync");
+    let acked = draw(&setup, 2500);
+    let max_acked = acked.iter().map(|(id, _)| *id).max().unwrap();
+    let segments = setup.segments();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let before = setup.run(&["state", "--json"]);
+    ok(&before, "state");
+    let items =
+        |run: &Run| serde_json::from_str::<Value>(run.stdout.trim()).unwrap()["items"].clone();
+    let newest = segments.last().unwrap();
+    fs::remove_file(setup.data().join(newest)).unwrap();
+    let previous = &segments[segments.len() - 2];
+
+    let state = setup.run(&["state", "--json"]);
+    assert_eq!(state.code, Some(2), "{state:?}");
+    assert!(state.stderr.contains(previous) && state.stderr.contains("successor"), "{state:?}");
+    let verify = setup.run(&["wal", "verify"]);
+    assert_eq!(verify.code, Some(1), "{verify:?}");
+    let refused = setup.run(&["draw", "--count", "1"]);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+
+    let repair = setup.run(&["wal", "repair"]);
+    ok(&repair, "wal repair");
+    // `draw` shut down cleanly: its final snapshot holds the whole state, and the repair
+    // starts the log again from it, so not even the deleted segment's draws are lost.
+    assert!(repair.stdout.contains("will start the log again from snapshot."), "{repair:?}");
+    assert!(repair.stdout.contains("request ids continue from"), "{repair:?}");
+    ok(&setup.run(&["wal", "verify"]), "verify after repair");
+    let after = setup.run(&["state", "--json"]);
+    ok(&after, "state after repair");
+    assert_eq!(items(&after), items(&before), "nothing lost");
+    let next = draw(&setup, 3);
+    assert!(next.iter().all(|(id, _)| *id > max_acked), "re-issued: {next:?} <= {max_acked}");
 }
