@@ -322,8 +322,13 @@ fn describe_plan(plan: &RepairPlan, storage: &OsStorage) -> Vec<String> {
         ));
     }
     if !plan.dropped_segments.is_empty() {
+        let verb = if plan.history_only || plan.adopted_snapshot.is_some() {
+            "move aside as history"
+        } else {
+            "drop"
+        };
         lines.push(format!(
-            "will drop {} whole segment{}: {}",
+            "will {verb} {} whole segment{}: {}",
             plan.dropped_segments.len(),
             plural(plan.dropped_segments.len() as u64),
             plan.dropped_segments.join(", ")
