@@ -274,7 +274,7 @@ impl Client {
         self.ids.get(index)
     }
 
-    /// A handle that resolves item indices to ids (see [`ItemIds`]); cheap (two `Arc` clones).
+    /// A handle that resolves item indices to ids (see [`ItemIds`]); cheap (`Arc` clones, no allocation).
     #[must_use]
     pub fn item_ids(&self) -> ItemIds {
         self.ids.clone()

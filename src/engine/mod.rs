@@ -324,7 +324,8 @@ impl Engine {
     }
 
     /// Item ids by index, to name an [`Outcome`]'s item without a state round trip (see
-    /// [`ItemIds`]). Cheap (two `Arc` clones); items added later are found too.
+    /// [`ItemIds`]). Cheap (a lock and `Arc` clones, no allocation); items added later are
+    /// found too.
     #[must_use]
     pub fn item_ids(&self) -> ItemIds {
         ItemIds::new(Arc::clone(&self.shared.item_ids))

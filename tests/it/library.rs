@@ -21,7 +21,7 @@ fn a_handle_taken_before_an_update_names_the_item_it_added() {
     let mut client = engine.client().unwrap();
     let mut ids = client.item_ids();
     let from_engine = engine.item_ids();
-    assert_eq!(ids.as_slice().len(), 1);
+    assert_eq!(ids.len(), 1);
 
     let empty = client.draw().unwrap();
     assert_eq!((empty.item, empty.item_id(&mut ids)), (None, None), "gold has no unit left");
@@ -38,7 +38,7 @@ fn a_handle_taken_before_an_update_names_the_item_it_added() {
     assert_eq!(client.item_id(ItemIndex(2)), None, "an index never handed out");
     let mut from_engine = from_engine;
     assert_eq!(from_engine.get(ItemIndex(1)), Some("ruby"));
-    let names: Vec<&str> = ids.as_slice().iter().map(|id| &**id).collect();
+    let names: Vec<&str> = ids.iter().collect();
     assert_eq!(names, ["gold", "ruby"]);
     drop(client);
     engine.shutdown().unwrap();
@@ -113,7 +113,7 @@ fn open_from_a_config_keeps_indices_and_ids_across_a_restart() {
 
     let engine = rewardpool::open(&config).unwrap();
     let ids = engine.item_ids();
-    let names: Vec<&str> = ids.as_slice().iter().map(|id| &**id).collect();
+    let names: Vec<&str> = ids.iter().collect();
     assert_eq!(names, ["gold", "ruby"], "recovered in index order");
     assert_eq!(engine.state().unwrap(), last);
     let mut client = engine.client().unwrap();
