@@ -87,6 +87,23 @@ fn items_added_while_drawing_resolve_at_once() {
     engine.shutdown().unwrap();
 }
 
+/// `rewardpool::open`, retried while the directory reads as locked for up to 10 s. The lock
+/// is an `flock` on an open file: a child process that another test in this binary is
+/// spawning at that moment holds a copy of the descriptor between its fork and its exec, so
+/// the lock can outlive `Engine::shutdown` by that window (seen once under a load of 8 on 2
+/// cores). Processes that spawn no children reopen at once (`examples/shutdown.rs`).
+fn reopen(config: &Config) -> Engine {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match rewardpool::open(config) {
+            Err(rewardpool::OpenError::Locked { .. }) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            result => return result.unwrap(),
+        }
+    }
+}
+
 /// `rewardpool::open` on a configuration: draws, an added item, a shutdown, a reopen that
 /// keeps every index and id.
 #[test]
@@ -111,7 +128,7 @@ fn open_from_a_config_keeps_indices_and_ids_across_a_restart() {
     drop(client);
     let last = engine.shutdown().unwrap();
 
-    let engine = rewardpool::open(&config).unwrap();
+    let engine = reopen(&config);
     let ids = engine.item_ids();
     let names: Vec<&str> = ids.iter().collect();
     assert_eq!(names, ["gold", "ruby"], "recovered in index order");
@@ -124,7 +141,7 @@ fn open_from_a_config_keeps_indices_and_ids_across_a_restart() {
     engine.shutdown().unwrap();
 
     // A data directory in use is refused with a typed error, not a panic.
-    let engine = rewardpool::open(&config).unwrap();
+    let engine = reopen(&config);
     let second = rewardpool::open(&config).expect_err("the directory is locked");
     assert!(matches!(second, rewardpool::OpenError::Locked { .. }), "{second}");
     engine.shutdown().unwrap();
