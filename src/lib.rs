@@ -9,19 +9,45 @@
 //! it appends each outcome to the [`Journal`] and commits groups → outcomes are published
 //! to per-client completion slots once their group is durable.
 //!
-//! ```
-//! use rewardpool::{Engine, EngineConfig, ItemSpec, MemoryJournal, Pool, Rng};
+//! The durable path, config to engine in one call ([`open`]); one client per caller thread:
 //!
-//! let items = [ItemSpec::new("gold", 10, 20), ItemSpec::new("mud", -1, 70)];
-//! let pool = Pool::new(&items, Rng::from_seed(7))?;
-//! let engine = Engine::start(pool, MemoryJournal::new(), EngineConfig::default())?;
+//! ```
+//! use rewardpool::{Config, Durability};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut config = Config::from_yaml_str(
+//!     r#"
+//! pool:
+//!   catalog:
+//!     - { item_id: "gold", quantity: 10, probability: 20 }
+//!     - { item_id: "mud",  quantity: -1, probability: 70 }
+//! wal:
+//!   durability: sync
+//!   max_file_size_kb: 1024
+//! "#,
+//! )?;
+//! config.working_dir = dir.path().join("data");
+//! assert_eq!(config.wal.durability, Durability::Sync);
+//!
+//! let engine = rewardpool::open(&config)?; // recovers the directory, or starts from the catalog
 //! let mut client = engine.client()?;
-//! let outcome = client.draw()?;
-//! assert_eq!(outcome.request_id.0, 1);
-//! let state = engine.shutdown()?;
+//! let outcome = client.draw()?; // durable (synced) before it returns
+//! let item = outcome.item.and_then(|index| client.item_id(index)); // "gold" or "mud"
+//! assert!(matches!(item, Some("gold" | "mud")));
+//! drop(client);
+//! let state = engine.shutdown()?; // answers everything in flight, writes a final snapshot
 //! assert_eq!(state.last_request_id.0, 1);
+//!
+//! // Reopened, the same directory continues where it stopped.
+//! let engine = rewardpool::open(&config)?;
+//! assert_eq!(engine.state()?.last_request_id.0, 1);
+//! # engine.shutdown()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A blocking [`Client::draw`] waits for a whole group commit (under `sync`, a disk sync)
+//! each time: for throughput keep many draws in flight with [`Client::try_draw`] and
+//! [`Client::drain`] (see [`Client::draw`] and the crate's `examples/`).
 //!
 //! # Unsafe
 //!
@@ -54,8 +80,35 @@ pub mod recovery;
 pub mod storage;
 pub mod store;
 
-pub use engine::{Client, DrawError, Engine, EngineConfig, EngineError, Outcome, Ticket};
-pub use journal::{Journal, JournalError, JournalStats, MemoryJournal};
-pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
 pub mod snapshot;
 pub mod wal;
+
+pub use config::{Config, ConfigError};
+pub use engine::{
+    Client, CorePin, DrawError, Engine, EngineConfig, EngineError, ItemIds, Outcome, Ticket,
+};
+pub use journal::{Journal, JournalError, JournalStats, MemoryJournal};
+pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
+pub use store::{open_engine, Durability, OpenError, WalOptions};
+
+/// Opens the data directory `config.working_dir` and starts an engine on it: recovers the
+/// pool from its log (or starts from `config`'s catalog when the directory holds no log),
+/// with the durability, segment size, ring capacity and group bounds of `config`, and a
+/// generator seeded by the operating system. The same as
+/// [`open_engine`]`(&config.catalog(), &config.wal_options(), config.engine_config(), None)`;
+/// call that to fix the seed or change other [`EngineConfig`] bounds.
+///
+/// Stop it with [`Engine::shutdown`]: every request in flight is answered and a final
+/// snapshot is written.
+///
+/// # Errors
+/// A damaged log ([`OpenError::is_damage`]), a data directory another process has open, an
+/// invalid catalog, or an engine that cannot start.
+pub fn open(config: &Config) -> Result<Engine, OpenError> {
+    open_engine(&config.catalog(), &config.wal_options(), config.engine_config(), None)
+}
+
+/// The README's Rust blocks run as doctests, so its library guide cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

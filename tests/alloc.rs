@@ -1,7 +1,8 @@
 //! Zero allocation in steady state (STYLE §2.7): a counting global allocator proves that
 //! 1M draws, after warm-up, allocate nothing on the caller side nor on the core side; and
 //! that with the durable log (`buffered` and `sync`, within one segment) the caller, the core
-//! and the flusher allocate nothing either.
+//! and the flusher allocate nothing either. Every outcome is also named (`ItemIds`), so the
+//! id lookup is inside the count.
 //!
 //! The count is process-wide while armed (the core is another thread). This binary holds a
 //! single test, so the test harness's own threads are idle while armed; nothing here prints
@@ -78,12 +79,15 @@ const WINDOW: u64 = 256;
 /// Segment size of the durable scenarios: 200k draws fit in one.
 const SEGMENT_BYTES: u64 = 64 << 20;
 
-/// Pipelined draws: `try_draw` up to `WINDOW` in flight, `drain` the outcomes. Returns how
-/// many were acknowledged with an item or empty (no errors expected).
+/// Pipelined draws: `try_draw` up to `WINDOW` in flight, `drain` the outcomes, each named
+/// through an `ItemIds` handle (every catalog here has an unlimited item, so every draw wins
+/// one). Returns how many were acknowledged (no errors expected).
 fn pipelined(client: &mut rewardpool::Client, n: u64) -> u64 {
+    let mut ids = client.item_ids();
     let mut submitted = 0;
     let mut delivered = 0;
     let mut failures = 0;
+    let mut unnamed = 0;
     while delivered < n {
         while submitted < n && client.outstanding() < WINDOW {
             match client.try_draw() {
@@ -93,13 +97,19 @@ fn pipelined(client: &mut rewardpool::Client, n: u64) -> u64 {
             }
         }
         client.drain(|_, result| {
-            if result.is_err() {
-                failures += 1;
+            match result {
+                Ok(outcome) => {
+                    if outcome.item_id(&mut ids).is_none_or(str::is_empty) {
+                        unnamed += 1;
+                    }
+                }
+                Err(_) => failures += 1,
             }
             delivered += 1;
         });
     }
     assert_eq!(failures, 0);
+    assert_eq!(unnamed, 0);
     delivered
 }
 
@@ -227,8 +237,10 @@ fn memory_journal() {
     let blocking = draws / 10;
     let mut acknowledged = pipelined(&mut client, draws - blocking);
     for _ in 0..blocking {
-        if client.draw().is_ok() {
-            acknowledged += 1;
+        if let Ok(outcome) = client.draw() {
+            if outcome.item.and_then(|i| client.item_id(i)).is_some() {
+                acknowledged += 1;
+            }
         }
     }
     ARMED.store(false, Ordering::SeqCst);

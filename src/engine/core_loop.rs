@@ -284,6 +284,8 @@ impl<J: Journal> Core<J> {
                 let _ = reply.send(Err(EngineError::Update(e)));
             }
             Ok((index, state)) => {
+                // Before any draw that could hand out a new item: see `ids`.
+                self.shared.item_ids.added(index, &state.id);
                 self.open_group();
                 self.journal.append_update(index, &state)?;
                 self.commit()?;

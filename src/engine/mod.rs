@@ -14,6 +14,7 @@ mod affinity;
 mod client;
 mod core_loop;
 mod idle;
+mod ids;
 mod request;
 mod slots;
 
@@ -29,10 +30,12 @@ use crossbeam_utils::CachePadded;
 pub use affinity::{available_cores, CorePin, PinError};
 pub use client::{Client, DrawError, Outcome, Ticket};
 pub use idle::IdleConfig;
+pub use ids::ItemIds;
 
 use crate::journal::{Journal, JournalError, JournalStats};
 use crate::pool::{ItemState, Pool, PoolError, PoolState, Quantity};
 use core_loop::{Core, Port};
+use ids::IdCell;
 
 /// How an engine runs. Every bound is fixed at start: nothing grows on the hot path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +157,8 @@ pub(crate) struct Shared {
     failure: Mutex<Option<String>>,
     clients: AtomicU64,
     stats: EngineStats,
+    /// Item ids by index, for [`ItemIds`]; the core appends when an update adds an item.
+    item_ids: Arc<IdCell>,
 }
 
 impl Shared {
@@ -254,6 +259,7 @@ impl Engine {
             failure: Mutex::new(None),
             clients: AtomicU64::new(0),
             stats: EngineStats::default(),
+            item_ids: Arc::new(IdCell::new(&pool)),
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let journal_stats = journal.stats();
@@ -315,6 +321,14 @@ impl Engine {
         }
         self.shared.notify();
         Ok(client)
+    }
+
+    /// Item ids by index, to name an [`Outcome`]'s item without a state round trip (see
+    /// [`ItemIds`]). Cheap (a lock and `Arc` clones, no allocation); items added later are
+    /// found too.
+    #[must_use]
+    pub fn item_ids(&self) -> ItemIds {
+        ItemIds::new(Arc::clone(&self.shared.item_ids))
     }
 
     /// Sets an item's quantity and/or weight, adding the item when new (then both are
