@@ -5,5 +5,6 @@ mod config;
 mod crash;
 mod engine;
 mod process;
+mod readme;
 mod recovery;
 mod wal_cli;
