@@ -209,16 +209,7 @@ pub(crate) fn state(global: &GlobalArgs, args: &StateArgs) -> CmdResult {
     let catalog = config.catalog();
     let state =
         store::read_state(&catalog, &config.wal_options()).map_err(|e| open_failure(e, &config))?;
-    let diffs = catalog::unapplied(&config.working_dir, &catalog, &state);
-    eprint!(
-        "{}",
-        catalog::warning(
-            &diffs,
-            &catalog_source(global),
-            &config.working_dir,
-            &apply_command(global)
-        )
-    );
+    warn_catalog(global, config.working_dir.as_path(), &catalog, &state);
     let mut out = Out::new();
     if args.json {
         let text = serde_json::to_string(&state_json(&state)).context("cannot encode the state");
@@ -260,17 +251,20 @@ fn report_catalog(global: &GlobalArgs, config: &Config, engine: &Engine) -> CmdR
     let state = engine
         .state()
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot read the pool")))?;
-    let diffs = catalog::unapplied(&config.working_dir, &config.catalog(), &state);
-    eprint!(
-        "{}",
-        catalog::warning(
-            &diffs,
-            &catalog_source(global),
-            &config.working_dir,
-            &apply_command(global)
-        )
-    );
+    warn_catalog(global, &config.working_dir, &config.catalog(), &state);
     Ok(())
+}
+
+/// Prints (stderr) the differences between `catalog` and the pool `state` recovered from
+/// `dir`, if they are worth reporting ([`catalog::unapplied`]).
+fn warn_catalog(
+    global: &GlobalArgs,
+    dir: &std::path::Path,
+    catalog: &[crate::pool::ItemSpec],
+    state: &PoolState,
+) {
+    let diffs = catalog::unapplied(dir, catalog, state);
+    eprint!("{}", catalog::warning(&diffs, &catalog_source(global), dir, &apply_command(global)));
 }
 
 /// The catalog's name in messages.
@@ -358,6 +352,11 @@ pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
     }
     let config = load_config(global)?;
     require_log(&config, "an update")?;
+    // Refused before the directory is opened for writing: a refused update changes nothing.
+    // (Checked again on the engine's own state below.)
+    let current = store::read_state(&config.catalog(), &config.wal_options())
+        .map_err(|e| open_failure(e, &config))?;
+    check_known(&current, item, args.add)?;
     let engine = open(&config)?;
     let result = update_on(&engine, item, quantity, weight, args.add);
     let after = result.and_then(|updated| {
@@ -386,6 +385,12 @@ fn update_on(
     let state = engine
         .state()
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot read the pool")))?;
+    check_known(&state, item, add)?;
+    engine.update(item, quantity, weight).map_err(|e| update_failure(e, item))
+}
+
+/// An unknown id needs `--add`; `--add` needs an unknown id.
+fn check_known(state: &PoolState, item: &str, add: bool) -> CmdResult {
     let known = state.items.iter().any(|i| i.id == item);
     if !known && !add {
         let ids: Vec<&str> = state.items.iter().map(|i| i.id.as_str()).collect();
@@ -399,7 +404,7 @@ fn update_on(
             "item {item} exists already: drop --add to change it"
         )));
     }
-    engine.update(item, quantity, weight).map_err(|e| update_failure(e, item))
+    Ok(())
 }
 
 /// `update --apply-catalog`: one logged update per item that differs from the

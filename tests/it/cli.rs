@@ -485,6 +485,9 @@ fn edited_catalog_is_reported_then_applied() {
 fn update_of_an_unknown_item_needs_add() {
     let dir = tempfile::tempdir().unwrap();
     let d = ["--data-dir", "d"];
+    let first = rewardpool(dir.path(), &["draw", d[0], d[1]]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let before = tree(&dir.path().join("d"));
     let typo = rewardpool(
         dir.path(),
         &["update", "--item", "diamnod", "--quantity", "0", "--weight", "10", d[0], d[1]],
@@ -496,6 +499,7 @@ fn update_of_an_unknown_item_needs_add() {
         ),
         "{typo:?}"
     );
+    assert_eq!(tree(&dir.path().join("d")), before, "a refused update changes nothing");
     let state = rewardpool(dir.path(), &["state", "--json", d[0], d[1]]);
     assert_eq!(state_items(&state).len(), 6, "nothing was added: {state:?}");
 
