@@ -24,38 +24,41 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// YAML configuration file (default: a built-in six-item catalog, data in ./data).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", allow_negative_numbers = true)]
     pub config: Option<PathBuf>,
-    /// Data directory; overrides `working_dir` from the configuration.
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Data directory; overrides `working_dir` from the configuration. The read-only
+    /// commands (`state`, `wal ...`) refuse one that does not exist.
+    #[arg(long, global = true, value_name = "DIR", allow_negative_numbers = true)]
     pub data_dir: Option<PathBuf>,
 }
 
 /// The subcommands (SPEC §7).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service: engine, periodic snapshots, gRPC if enabled.
+    /// Not available yet (exits 2): the service (engine, periodic snapshots, gRPC) is a
+    /// later issue.
     Run,
     /// Perform durable draws and print each outcome once its group is committed.
     Draw(DrawArgs),
     /// Print the pool's state (read-only).
     State(StateArgs),
-    /// Set an item's quantity and/or weight (adds the item if new; then both are required).
+    /// Set an item's quantity and/or weight (a new item needs --add and both), or apply
+    /// the configuration's catalog (--apply-catalog).
     Update(UpdateArgs),
     /// Inspect, verify or repair the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
     /// End-to-end in-process benchmark: throughput and HDR latency percentiles.
     Bench(BenchArgs),
-    /// The terminal dashboard.
+    /// Not available yet (exits 2): the terminal dashboard is a later issue.
     Tui,
 }
 
 /// `draw`.
 #[derive(Debug, Args)]
 pub struct DrawArgs {
-    /// Number of draws.
-    #[arg(long, default_value_t = 1)]
+    /// Number of draws (0 does nothing: the data directory is not opened).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub count: u64,
     /// One JSON object per line: {"request_id":7,"item":"gold"} ("item":null when empty).
     #[arg(long)]
@@ -74,14 +77,28 @@ pub struct StateArgs {
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// The item's id.
-    #[arg(long, value_name = "ID")]
-    pub item: String,
+    #[arg(
+        long,
+        value_name = "ID",
+        allow_negative_numbers = true,
+        required_unless_present = "apply_catalog"
+    )]
+    pub item: Option<String>,
     /// New quantity (-1 = unlimited).
     #[arg(long, allow_negative_numbers = true, value_name = "Q")]
     pub quantity: Option<i64>,
-    /// New integer weight.
-    #[arg(long, value_name = "W")]
-    pub weight: Option<u32>,
+    /// New integer weight (0 or more).
+    #[arg(long, allow_negative_numbers = true, value_name = "W")]
+    pub weight: Option<i64>,
+    /// The item is new: add it (needs both --quantity and --weight). Without it an unknown
+    /// id is refused, so a typo never creates an item.
+    #[arg(long)]
+    pub add: bool,
+    /// Make the pool's catalog equal to the configuration's: log one update per
+    /// difference (new items added, items missing from the configuration set to quantity
+    /// 0, weights and quantities set to the configuration's).
+    #[arg(long, conflicts_with_all = ["item", "quantity", "weight", "add"])]
+    pub apply_catalog: bool,
 }
 
 /// `wal ...`.
@@ -123,38 +140,75 @@ pub enum DurabilityArg {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Total draws over all producers.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = 10_000_000, allow_negative_numbers = true)]
     pub draws: u64,
     /// Catalog size: K unlimited items with weights 1..=K.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
     pub items: u32,
     /// Producer threads, each with its own client (pinned off the engine's core when possible).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub producers: usize,
-    /// Durability mode. Default memory, so it runs anywhere; buffered and sync use a fresh
-    /// directory under --data-dir (default ./bench-data), removed afterwards.
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Memory)]
-    pub durability: DurabilityArg,
-    /// Most draws per group commit (flush_after_n_draw).
-    #[arg(long, default_value_t = 200)]
-    pub group: u32,
+    /// Durability mode [default: the --config file's wal.durability, else memory, so it
+    /// runs anywhere]. buffered and sync use a fresh directory under --data-dir (default
+    /// ./bench-data), removed afterwards, also on SIGINT/SIGTERM.
+    #[arg(long, value_enum, allow_negative_numbers = true)]
+    pub durability: Option<DurabilityArg>,
+    /// Most draws per group commit [default: the --config file's wal.flush_after_n_draw,
+    /// else 200].
+    #[arg(long, allow_negative_numbers = true)]
+    pub group: Option<u32>,
     /// Open loop: offered load in draws/s over all producers; latency is measured from each
     /// request's intended send time (no coordinated omission). Default: closed loop.
-    #[arg(long, value_name = "R")]
+    /// The output says whether the rate was sustained.
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub rate: Option<f64>,
-    /// Requests outstanding per producer.
-    #[arg(long, default_value_t = 256)]
-    pub window: usize,
+    /// Requests outstanding per producer [default: the --config file's
+    /// wal.max_request_buffer_size, else 256].
+    #[arg(long, allow_negative_numbers = true)]
+    pub window: Option<usize>,
     /// Fixed generator seed (default: from the operating system).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Write the latency percentile distribution (.hgrm-style text) to FILE.
-    #[arg(long, value_name = "FILE")]
+    /// Write the latency percentile distribution (.hgrm-style text) to FILE (checked for
+    /// writing before the run).
+    #[arg(long, value_name = "FILE", allow_negative_numbers = true)]
     pub hist_out: Option<PathBuf>,
-    /// Draw latency by percentile as an SVG plot.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw latency by percentile as an SVG plot (checked for writing before the run).
+    #[arg(long, value_name = "FILE.svg", allow_negative_numbers = true)]
     pub plot: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every flag that takes a value takes a negative number as that value (then refused,
+    /// where it is out of range, by a message naming the flag), never as an unknown flag:
+    /// `--weight -5` and `--quantity -1` parse alike.
+    #[test]
+    fn every_value_flag_takes_negative_numbers() {
+        fn walk(cmd: &clap::Command, path: &str, checked: &mut usize) {
+            for arg in cmd.get_arguments() {
+                if arg.get_action().takes_values() && !arg.is_positional() {
+                    assert!(
+                        arg.is_allow_negative_numbers_set(),
+                        "{path} --{} does not take negative numbers",
+                        arg.get_id()
+                    );
+                    *checked += 1;
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), checked);
+            }
+        }
+        let mut checked = 0;
+        walk(&Cli::command(), "rewardpool", &mut checked);
+        assert!(checked >= 10, "only {checked} value flags found");
+    }
 }

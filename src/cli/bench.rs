@@ -20,12 +20,18 @@
 //!
 //! It never hangs: producers stop when the engine stops (drain then delivers every request
 //! with an error), and a watchdog aborts the run after `STALL_LIMIT` without progress.
+//!
+//! No surprises: `--hist-out` and `--plot` are checked for writing before the run; a
+//! durable run's directory is removed also when SIGINT or SIGTERM ends the run (exit
+//! 128 + the signal's number); an open-loop rate that the run could not keep to is said so
+//! (`rate_sustained`); `--config` supplies durability, group and window unless their flags
+//! are given.
 
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,6 +62,11 @@ const IDLE_SPINS: u32 = 64;
 const PRODUCERS_MAX: usize = 64;
 /// Most items (a sane bound for a benchmark catalog).
 const ITEMS_MAX: u32 = 1 << 24;
+/// An open loop counts as sustained when every producer's last send was at most this share
+/// of the schedule's length (draws / rate) behind its intended time, or [`RATE_SLACK_MIN`].
+const RATE_SLACK: f64 = 0.05;
+/// The least lag that is always allowed (a machine stall near the end of a short run).
+const RATE_SLACK_MIN: Duration = Duration::from_millis(2);
 
 /// The JSON report: exactly these keys, in this order (SPEC §7).
 #[derive(Debug, Serialize)]
@@ -71,6 +82,9 @@ struct Report {
     group: u32,
     window: usize,
     rate: Option<f64>,
+    /// Open loop: whether every producer kept to the offered rate (its last send at most
+    /// [`RATE_SLACK`] behind schedule); `null` in a closed loop.
+    rate_sustained: Option<bool>,
     /// Groups committed in the run (plain output only: the JSON shape is a contract).
     #[serde(skip)]
     groups: u64,
@@ -110,6 +124,8 @@ struct ProducerResult {
     error: Option<DrawError>,
     /// Involuntary context switches of this producer thread during the run.
     preempted: u64,
+    /// Open loop: how far behind its intended time the last draw was sent.
+    lag: Duration,
 }
 
 /// Parameters shared by every producer.
@@ -120,14 +136,39 @@ struct Plan {
     interval: Option<f64>,
 }
 
-pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
-    check_args(args)?;
-    let config = load_config(global)?;
+/// What the run uses: each flag, else the `--config` file's value, else the default.
+struct Resolved {
+    durability: Durability,
+    group: u32,
+    window: usize,
+    engine: EngineConfig,
+}
+
+fn resolve(global: &GlobalArgs, args: &BenchArgs, config: &Config) -> Resolved {
+    let from_file = global.config.is_some();
+    let base = if from_file { config.engine_config() } else { Config::default().engine_config() };
     let durability = match args.durability {
-        DurabilityArg::Memory => Durability::Memory,
-        DurabilityArg::Buffered => Durability::Buffered,
-        DurabilityArg::Sync => Durability::Sync,
+        Some(DurabilityArg::Memory) => Durability::Memory,
+        Some(DurabilityArg::Buffered) => Durability::Buffered,
+        Some(DurabilityArg::Sync) => Durability::Sync,
+        None if from_file => config.wal.durability,
+        None => Durability::Memory,
     };
+    let group = args.group.unwrap_or(if from_file { base.flush_after_n_draw } else { 200 });
+    let window = args.window.unwrap_or(if from_file { base.ring_capacity } else { 256 });
+    Resolved { durability, group, window, engine: base }
+}
+
+pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
+    let config = load_config(global)?;
+    let Resolved { durability, group, window: window_arg, engine: base } =
+        resolve(global, args, &config);
+    check_args(args, group, window_arg)?;
+    for (flag, path) in [("--hist-out", &args.hist_out), ("--plot", &args.plot)] {
+        if let Some(path) = path {
+            check_writable(flag, path)?;
+        }
+    }
     let catalog: Vec<ItemSpec> = (1..=args.items)
         .map(|w| ItemSpec { id: format!("item{w}"), quantity: Quantity::Unlimited, weight: w })
         .collect();
@@ -138,11 +179,11 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     let dir = BenchDir::create(global, durability)?;
     let wal = WalOptions { dir: dir.path().to_owned(), durability, ..config.wal_options() };
     let engine_config = EngineConfig {
-        flush_after_n_draw: args.group,
-        ring_capacity: args.window.max(1),
+        flush_after_n_draw: group,
+        ring_capacity: window_arg.max(1),
         core: CorePin::Auto,
         clients_max: PRODUCERS_MAX,
-        ..Config::default().engine_config()
+        ..base
     };
     let engine = store::open_engine(&catalog, &wal, engine_config, args.seed)
         .map_err(|e| open_failure(e, &config))?;
@@ -155,7 +196,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
             Failure::failed(anyhow::Error::new(e).context("cannot register a producer"))
         })?);
     }
-    let window = u64::try_from(args.window).unwrap_or(u64::MAX);
+    let window = u64::try_from(window_arg).unwrap_or(u64::MAX);
     let plan = Plan {
         window: window.min(clients[0].capacity() as u64),
         interval: args.rate.map(|r| args.producers as f64 * 1e9 / r),
@@ -252,6 +293,11 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         _ => 0.0,
     };
     let acknowledged: u64 = results.iter().map(|r| r.acknowledged).sum();
+    let rate_sustained = args.rate.map(|rate| {
+        let schedule = Duration::from_secs_f64(args.draws as f64 / rate);
+        let allowed = schedule.mul_f64(RATE_SLACK).max(RATE_SLACK_MIN);
+        results.iter().all(|r| r.lag <= allowed)
+    });
     let baseline = baseline(&catalog, args.draws, args.seed.unwrap_or(1));
 
     let report = Report {
@@ -269,9 +315,10 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         producers: args.producers,
         items: args.items,
         durability: durability.to_string(),
-        group: args.group,
-        window: args.window,
+        group,
+        window: window_arg,
         rate: args.rate,
+        rate_sustained,
         groups,
         journal,
         machine: Some((machine_taken, results.iter().map(|r| r.preempted).sum())),
@@ -293,7 +340,27 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     out.flush()
 }
 
-fn check_args(args: &BenchArgs) -> CmdResult {
+/// Fails at once (exit 2) when `path` cannot be written, rather than after the run: an
+/// existing file is opened for writing (not truncated), a new one is created and removed.
+fn check_writable(flag: &str, path: &Path) -> CmdResult {
+    let result = if path.exists() {
+        fs::OpenOptions::new().write(true).open(path).map(drop)
+    } else {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|_| fs::remove_file(path))
+    };
+    result.map_err(|e| {
+        Failure::bad_input(
+            anyhow::Error::new(e)
+                .context(format!("{flag} {}: cannot write the file there", path.display())),
+        )
+    })
+}
+
+fn check_args(args: &BenchArgs, group: u32, window: usize) -> CmdResult {
     let bad = |m: String| Err(Failure::bad_input(anyhow!(m)));
     if args.draws == 0 {
         return bad("--draws must be at least 1".into());
@@ -307,11 +374,11 @@ fn check_args(args: &BenchArgs) -> CmdResult {
             args.producers
         ));
     }
-    if args.window == 0 || args.window > 1 << 20 {
-        return bad(format!("--window is {}: it must be between 1 and 1048576", args.window));
+    if window == 0 || window > 1 << 20 {
+        return bad(format!("--window is {window}: it must be between 1 and 1048576"));
     }
-    if args.group == 0 || args.group > 1 << 20 {
-        return bad(format!("--group is {}: it must be between 1 and 1048576", args.group));
+    if group == 0 || group > 1 << 20 {
+        return bad(format!("--group is {group}: it must be between 1 and 1048576"));
     }
     if let Some(r) = args.rate {
         if !r.is_finite() || r <= 0.0 {
@@ -352,6 +419,7 @@ fn produce(
     let (mut sent, mut done) = (0_u64, 0_u64);
     let mut error = None;
     let mut idle = 0_u32;
+    let mut lag = Duration::ZERO;
 
     while !go.load(Ordering::Acquire) && !abort.load(Ordering::Relaxed) {
         thread::yield_now();
@@ -382,6 +450,8 @@ fn produce(
                     sent_at[(ticket.id() & mask) as usize] = send_time;
                     sent += 1;
                     pushed = true;
+                    // Open loop: send_time is the intended time (closed loop: no lag).
+                    lag = burst_time.saturating_duration_since(send_time);
                 }
                 Err(DrawError::Full) => break,
                 Err(e) => {
@@ -424,7 +494,7 @@ fn produce(
     }
     let end = Instant::now();
     let preempted = super::machine::own_preemptions().saturating_sub(preempted_before);
-    ProducerResult { hist, start, end, acknowledged: done, error, preempted }
+    ProducerResult { hist, start, end, acknowledged: done, error, preempted, lag }
 }
 
 /// Waits for the producers, showing a progress line on a terminal for long runs, and aborts
@@ -486,12 +556,62 @@ fn baseline(catalog: &[ItemSpec], draws: u64, seed: u64) -> f64 {
 }
 
 /// The log directory of a durable run: a fresh directory under `--data-dir` (default
-/// `./bench-data`), removed when dropped. Memory runs get none.
+/// `./bench-data`), removed when dropped, or by [`remove_on_signal`]'s thread when SIGINT
+/// or SIGTERM ends the run. Memory runs get none.
 struct BenchDir {
     path: PathBuf,
-    created: bool,
+    /// What to remove: taken by whoever removes it first (drop or the signal thread).
+    cleanup: Arc<Mutex<Option<Cleanup>>>,
+}
+
+/// A created run directory, and its parent when this run created that too.
+struct Cleanup {
+    path: PathBuf,
     /// The parent, when this run created it (then removed too, if empty).
     created_parent: Option<PathBuf>,
+}
+
+impl Cleanup {
+    fn remove(self) {
+        // The engine may still be creating a segment (a signal arrives mid-run): retry.
+        for _ in 0..10 {
+            match fs::remove_dir_all(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
+            }
+        }
+        if let Some(parent) = &self.created_parent {
+            // Only if empty: another run may be using it.
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+/// SIGINT and SIGTERM remove the run's directory and end the process with 128 + the
+/// signal's number (a later signal, after the run, only ends the process).
+fn remove_on_signal(cleanup: Arc<Mutex<Option<Cleanup>>>) -> Result<(), Failure> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install the SIGINT/SIGTERM handler")
+        .map_err(Failure::failed)?;
+    thread::Builder::new()
+        .name("bench-signals".to_owned())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let taken = cleanup.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(c) = taken {
+                    let path = c.path.display().to_string();
+                    c.remove();
+                    eprintln!("rewardpool bench: interrupted (signal {signal}); removed {path}");
+                }
+                std::process::exit(128 + signal);
+            }
+        })
+        .context("cannot spawn the signal thread")
+        .map_err(Failure::failed)?;
+    Ok(())
 }
 
 impl BenchDir {
@@ -506,14 +626,22 @@ impl BenchDir {
                 .unwrap_or(0)
         );
         let path = base.join(name);
+        let cleanup = Arc::new(Mutex::new(None));
         if durability == Durability::Memory {
-            return Ok(BenchDir { path, created: false, created_parent: None });
+            return Ok(BenchDir { path, cleanup });
         }
+        // Installed before the directory exists: no moment where a signal leaves it behind.
+        remove_on_signal(Arc::clone(&cleanup))?;
         let created_parent = (!base.exists()).then(|| base.clone());
-        fs::create_dir_all(&path)
+        let mut slot = cleanup.lock().unwrap_or_else(PoisonError::into_inner);
+        let created = fs::create_dir_all(&path)
             .with_context(|| format!("cannot create the benchmark directory {}", path.display()))
-            .map_err(Failure::bad_input)?;
-        Ok(BenchDir { path, created: true, created_parent })
+            .map_err(Failure::bad_input);
+        // Even a failed create may have made the parent.
+        *slot = Some(Cleanup { path: path.clone(), created_parent });
+        drop(slot);
+        created?;
+        Ok(BenchDir { path, cleanup })
     }
 
     fn path(&self) -> &Path {
@@ -523,12 +651,9 @@ impl BenchDir {
 
 impl Drop for BenchDir {
     fn drop(&mut self) {
-        if self.created {
-            let _ = fs::remove_dir_all(&self.path);
-        }
-        if let Some(parent) = &self.created_parent {
-            // Only if empty: another run may be using it.
-            let _ = fs::remove_dir(parent);
+        let taken = self.cleanup.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(c) = taken {
+            c.remove();
         }
     }
 }
@@ -672,6 +797,18 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
             us(j.sync_ns_max)
         ))?;
     }
+    if let (Some(rate), Some(sustained)) = (r.rate, r.rate_sustained) {
+        let (verdict, how) = if sustained {
+            ("sustained", "the producers kept to the schedule")
+        } else {
+            ("NOT sustained", "the producers fell behind the schedule")
+        };
+        out.line(&format!(
+            "rate        {verdict}: achieved {:.3} M of {:.3} M draws/s offered ({how})",
+            r.draws_per_sec / 1e6,
+            rate / 1e6
+        ))?;
+    }
     if let Some((m, producers)) = r.machine {
         let count = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
         let steal = m.steal_ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0} ms"));
@@ -683,4 +820,29 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_are_probed_without_leaving_or_changing_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("plot.svg");
+        assert!(check_writable("--plot", &new).is_ok());
+        assert!(!new.exists(), "the probe file is removed");
+        let old = dir.path().join("h.hgrm");
+        fs::write(&old, b"kept").unwrap();
+        assert!(check_writable("--hist-out", &old).is_ok());
+        assert_eq!(fs::read(&old).unwrap(), b"kept", "an existing file is not truncated");
+        for bad in [dir.path().to_owned(), dir.path().join("no/such/x.svg")] {
+            match check_writable("--plot", &bad) {
+                Err(Failure::BadInput(e)) => {
+                    assert!(e.to_string().contains("--plot"), "{e}");
+                }
+                other => panic!("{}: {other:?}", bad.display()),
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 mod args;
 mod bench;
+mod catalog;
 mod machine;
 mod output;
 mod pool_cmd;
@@ -100,4 +101,18 @@ pub(crate) fn load_config(global: &GlobalArgs) -> Result<Config, Failure> {
         config.working_dir.clone_from(dir);
     }
     Ok(config)
+}
+
+/// The read-only commands (`state`, `wal ...`) refuse an explicit `--data-dir` that does not
+/// exist: a typo must not read as "nothing there". (Without `--data-dir`, an absent
+/// `working_dir` keeps its meaning: `state` shows the catalog, `wal` has nothing to do.)
+pub(crate) fn require_data_dir(global: &GlobalArgs) -> CmdResult {
+    match &global.data_dir {
+        Some(dir) if !dir.is_dir() => Err(Failure::bad_input(anyhow::anyhow!(
+            "no data directory {}: --data-dir must name an existing directory for this \
+             read-only command",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use super::args::{DrawArgs, GlobalArgs, StateArgs, UpdateArgs};
 use super::output::Out;
-use super::{load_config, CmdResult, Failure};
+use super::{catalog, load_config, require_data_dir, CmdResult, Failure};
 use crate::config::Config;
 use crate::engine::{DrawError, Engine, EngineError, Outcome, Ticket};
 use crate::pool::{ItemIndex, PoolState, Quantity};
-use crate::store::{self, OpenError};
+use crate::store::{self, Durability, OpenError};
 
 /// Recovers the data directory and starts an engine on it.
 pub(crate) fn open(config: &Config) -> Result<Engine, Failure> {
@@ -70,10 +70,28 @@ impl Names {
     }
 }
 
-/// `draw [--count N] [--json]`.
+/// `draw [--count N] [--json]`. `--count 0` returns before the data directory is opened:
+/// nothing is created or written. Under `memory` durability it says on stderr that the
+/// draws are kept nowhere.
 pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
     let config = load_config(global)?;
+    if args.count == 0 {
+        return Ok(());
+    }
+    if config.wal.durability == Durability::Memory {
+        eprintln!(
+            "warning: wal.durability is memory: these draws are kept nowhere (no log is read \
+             or written, so every run starts again from the catalog; {} is not used)",
+            config.working_dir.display()
+        );
+    }
     let engine = open(&config)?;
+    if config.wal.durability != Durability::Memory {
+        if let Err(f) = report_catalog(global, &config, &engine) {
+            let _ = engine.shutdown();
+            return Err(f);
+        }
+    }
     let result = draw_loop(&engine, args);
     let shutdown = engine.shutdown();
     result?;
@@ -186,9 +204,12 @@ struct ItemJson<'a> {
 
 /// `state [--json]`.
 pub(crate) fn state(global: &GlobalArgs, args: &StateArgs) -> CmdResult {
+    require_data_dir(global)?;
     let config = load_config(global)?;
-    let state = store::read_state(&config.catalog(), &config.wal_options())
-        .map_err(|e| open_failure(e, &config))?;
+    let catalog = config.catalog();
+    let state =
+        store::read_state(&catalog, &config.wal_options()).map_err(|e| open_failure(e, &config))?;
+    warn_catalog(global, config.working_dir.as_path(), &catalog, &state);
     let mut out = Out::new();
     if args.json {
         let text = serde_json::to_string(&state_json(&state)).context("cannot encode the state");
@@ -224,39 +245,207 @@ fn print_state_table(out: &mut Out, state: &PoolState) -> CmdResult {
     Ok(())
 }
 
-/// `update --item ID [--quantity Q] [--weight W]`.
+/// Prints (stderr) how the configuration's catalog differs from the engine's recovered
+/// pool, unless the pool came from that catalog (see [`catalog`]).
+fn report_catalog(global: &GlobalArgs, config: &Config, engine: &Engine) -> CmdResult {
+    let state = engine
+        .state()
+        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot read the pool")))?;
+    warn_catalog(global, &config.working_dir, &config.catalog(), &state);
+    Ok(())
+}
+
+/// Prints (stderr) the differences between `catalog` and the pool `state` recovered from
+/// `dir`, if they are worth reporting ([`catalog::unapplied`]).
+fn warn_catalog(
+    global: &GlobalArgs,
+    dir: &std::path::Path,
+    catalog: &[crate::pool::ItemSpec],
+    state: &PoolState,
+) {
+    let diffs = catalog::unapplied(dir, catalog, state);
+    eprint!("{}", catalog::warning(&diffs, &catalog_source(global), dir, &apply_command(global)));
+}
+
+/// The catalog's name in messages.
+fn catalog_source(global: &GlobalArgs) -> String {
+    match &global.config {
+        Some(path) => path.display().to_string(),
+        None => "the built-in configuration (no --config given)".to_owned(),
+    }
+}
+
+/// The command line that applies the configuration's catalog to the same data directory.
+fn apply_command(global: &GlobalArgs) -> String {
+    let mut cmd = "rewardpool update --apply-catalog".to_owned();
+    if let Some(path) = &global.config {
+        cmd.push_str(&format!(" --config {}", path.display()));
+    }
+    if let Some(dir) = &global.data_dir {
+        cmd.push_str(&format!(" --data-dir {}", dir.display()));
+    }
+    cmd
+}
+
+/// Refuses `memory` durability for commands whose only effect is the log.
+fn require_log(config: &Config, what: &str) -> CmdResult {
+    if config.wal.durability == Durability::Memory {
+        return Err(Failure::bad_input(anyhow!(
+            "wal.durability is memory: {what} would be kept nowhere (no log is written); \
+             use buffered or sync"
+        )));
+    }
+    Ok(())
+}
+
+fn update_failure(e: EngineError, item: &str) -> Failure {
+    let bad = matches!(e, EngineError::Update(_));
+    let e = anyhow::Error::new(e).context(format!("cannot update item {item:?}"));
+    if bad {
+        Failure::bad_input(e)
+    } else {
+        Failure::failed(e)
+    }
+}
+
+fn shutdown_failure(e: EngineError) -> Failure {
+    Failure::failed(anyhow::Error::new(e).context("clean shutdown failed"))
+}
+
+/// `update --item ID [--quantity Q] [--weight W] [--add]` or `update --apply-catalog`.
+///
+/// An id the pool does not know is refused unless `--add` is given (so a typo never creates
+/// an item), and `--add` of an id it knows is refused too. `memory` durability is refused:
+/// the update would be kept nowhere.
 pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
+    if args.apply_catalog {
+        return apply_catalog(global);
+    }
+    let item = args.item.as_deref().unwrap_or_default();
     let quantity = match args.quantity {
         None => None,
         Some(q) => Some(Quantity::from_i64(q).ok_or_else(|| {
             Failure::bad_input(anyhow!("--quantity is {q}: it must be -1 (unlimited) or more"))
         })?),
     };
-    if quantity.is_none() && args.weight.is_none() {
+    let weight = match args.weight {
+        None => None,
+        Some(w) => Some(u32::try_from(w).map_err(|_| {
+            Failure::bad_input(anyhow!(
+                "--weight is {w}: a weight must be an integer from 0 to {}",
+                u32::MAX
+            ))
+        })?),
+    };
+    if quantity.is_none() && weight.is_none() {
         return Err(Failure::bad_input(anyhow!(
-            "nothing to update: give --quantity and/or --weight for item {:?}",
-            args.item
+            "nothing to update: give --quantity and/or --weight for item {item:?}"
         )));
     }
-    if args.item.is_empty() {
+    if item.is_empty() {
         return Err(Failure::bad_input(anyhow!("--item is empty: an item id is required")));
     }
+    if args.add && (quantity.is_none() || weight.is_none()) {
+        return Err(Failure::bad_input(anyhow!(
+            "--add needs both --quantity and --weight for the new item {item:?}"
+        )));
+    }
     let config = load_config(global)?;
+    require_log(&config, "an update")?;
+    // Refused before the directory is opened for writing: a refused update changes nothing.
+    // (Checked again on the engine's own state below.)
+    let current = store::read_state(&config.catalog(), &config.wal_options())
+        .map_err(|e| open_failure(e, &config))?;
+    check_known(&current, item, args.add)?;
     let engine = open(&config)?;
-    let result = engine.update(&args.item, quantity, args.weight);
+    let result = update_on(&engine, item, quantity, weight, args.add);
+    let after = result.and_then(|updated| {
+        report_catalog(global, &config, &engine)?;
+        Ok(updated)
+    });
     let shutdown = engine.shutdown();
-    let item = result.map_err(|e| {
-        let bad = matches!(e, EngineError::Update(_));
-        let e = anyhow::Error::new(e).context(format!("cannot update item {:?}", args.item));
-        if bad {
-            Failure::bad_input(e)
-        } else {
-            Failure::failed(e)
-        }
-    })?;
-    shutdown
-        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("clean shutdown failed")))?;
+    let updated = after?;
+    shutdown.map_err(shutdown_failure)?;
     let mut out = Out::new();
-    out.line(&format!("{} quantity={} weight={}", item.id, item.quantity.to_i64(), item.weight))?;
+    out.line(&updated_line(&updated))?;
+    out.flush()
+}
+
+fn updated_line(item: &crate::pool::ItemState) -> String {
+    format!("{} quantity={} weight={}", item.id, item.quantity.to_i64(), item.weight)
+}
+
+fn update_on(
+    engine: &Engine,
+    item: &str,
+    quantity: Option<Quantity>,
+    weight: Option<u32>,
+    add: bool,
+) -> Result<crate::pool::ItemState, Failure> {
+    let state = engine
+        .state()
+        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot read the pool")))?;
+    check_known(&state, item, add)?;
+    engine.update(item, quantity, weight).map_err(|e| update_failure(e, item))
+}
+
+/// An unknown id needs `--add`; `--add` needs an unknown id.
+fn check_known(state: &PoolState, item: &str, add: bool) -> CmdResult {
+    let known = state.items.iter().any(|i| i.id == item);
+    if !known && !add {
+        let ids: Vec<&str> = state.items.iter().map(|i| i.id.as_str()).collect();
+        return Err(Failure::bad_input(anyhow!(
+            "unknown item {item}; known: {}; pass --add to add it",
+            ids.join(", ")
+        )));
+    }
+    if known && add {
+        return Err(Failure::bad_input(anyhow!(
+            "item {item} exists already: drop --add to change it"
+        )));
+    }
+    Ok(())
+}
+
+/// `update --apply-catalog`: one logged update per item that differs from the
+/// configuration's catalog, then the catalog is recorded as applied.
+fn apply_catalog(global: &GlobalArgs) -> CmdResult {
+    let config = load_config(global)?;
+    require_log(&config, "applying the catalog")?;
+    let catalog = config.catalog();
+    let engine = open(&config)?;
+    let mut out = Out::new();
+    let mut lines = Vec::new();
+    let result = (|| {
+        let state = engine
+            .state()
+            .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot read the pool")))?;
+        for diff in catalog::differences(&catalog, &state.items) {
+            let (id, quantity, weight) = diff.update();
+            let updated = engine.update(id, quantity, weight).map_err(|e| update_failure(e, id))?;
+            lines.push(updated_line(&updated));
+        }
+        Ok(())
+    })();
+    let shutdown = engine.shutdown();
+    // What was logged is printed even when a later update failed.
+    for line in &lines {
+        out.line(line)?;
+    }
+    out.flush()?;
+    result?;
+    shutdown.map_err(shutdown_failure)?;
+    catalog::record_applied(&config.working_dir, &catalog).map_err(|e| {
+        Failure::failed(anyhow::Error::new(e).context(format!(
+            "the updates are logged, but recording the applied catalog in {} failed",
+            config.working_dir.display()
+        )))
+    })?;
+    out.line(&format!(
+        "applied the catalog of {}: {} item{} updated",
+        catalog_source(global),
+        lines.len(),
+        if lines.len() == 1 { "" } else { "s" }
+    ))?;
     out.flush()
 }

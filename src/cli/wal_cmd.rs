@@ -2,8 +2,10 @@
 //! over the library's [`crate::inspect`] tools.
 //!
 //! Locks: `dump`, `verify` and `stats` take the directory's shared lock (they run beside
-//! other readers, never beside a writer); `repair` takes the exclusive lock. A missing data
-//! directory holds no log: there is nothing to dump, verify, repair or audit (exit 0).
+//! other readers, never beside a writer), without creating a file on a directory that
+//! cannot be written (a backup on a read-only mount: see `OsStorage`'s lock); `repair`
+//! takes the exclusive lock. A missing `working_dir` holds no log: there is nothing to dump,
+//! verify, repair or audit (exit 0); a missing explicit `--data-dir` is an error (exit 2).
 //!
 //! Exit codes: 0 success; 1 a failed check (`verify` found damage, `stats` found draws that
 //! do not follow the weights, a repair that did not leave a clean log); 2 bad input (a
@@ -16,7 +18,7 @@ use serde::Serialize;
 
 use super::args::{GlobalArgs, WalCommand};
 use super::output::Out;
-use super::{load_config, CmdResult, Failure};
+use super::{load_config, require_data_dir, CmdResult, Failure};
 use crate::config::Config;
 use crate::inspect::{self, Audit, RepairPlan, VerifyReport};
 use crate::recovery::{self, FrameInfo, RecoveryError};
@@ -30,6 +32,7 @@ const P_VALUE_MIN: f64 = 0.001;
 const DUMP_CHUNK: usize = 64 * 1024;
 
 pub(crate) fn run(global: &GlobalArgs, command: &WalCommand) -> CmdResult {
+    require_data_dir(global)?;
     let config = load_config(global)?;
     match *command {
         WalCommand::Dump { json, all } => dump(&config, json, all),

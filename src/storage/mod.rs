@@ -136,7 +136,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn resume_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
         self.open_segment(name)
     }
-    /// Takes the directory's lock file; `exclusive` for writers.
+    /// Takes the directory's lock file; `exclusive` for writers. A shared lock creates no
+    /// file where the directory cannot be written (a read-only mount: no writer can run
+    /// there either); see [`OsStorage`](crate::storage::OsStorage).
     ///
     /// # Errors
     /// Another process holds it (`WouldBlock`), or an I/O error.

@@ -272,6 +272,18 @@ struct FileLock {
 
 impl DirLock for FileLock {}
 
+/// A reader's "lock" on a directory that cannot be written: nothing to exclude.
+#[derive(Debug)]
+struct NoLock;
+
+impl DirLock for NoLock {}
+
+/// True for errors that mean "this directory cannot be written here" (a read-only mount,
+/// no permission).
+fn unwritable(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM))
+}
+
 fn fallocate(file: &File, size: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(size)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
@@ -392,13 +404,29 @@ impl Storage for OsStorage {
         Ok(Arc::new(StagedSegment { buf: Some(buf), file, pool: Arc::clone(&self.staging) }))
     }
 
+    /// Writers open (or create) `lock` read-write and take `LOCK_EX`. Readers take
+    /// `LOCK_SH` on `lock` opened read-only when it exists (flock needs no write access,
+    /// so a backup on a read-only mount can be inspected); when it does not exist they
+    /// create it, except where the directory cannot be written (EROFS, EACCES, EPERM):
+    /// there no writer can run either, so the reader proceeds without a lock and creates
+    /// nothing.
     fn lock(&self, exclusive: bool) -> io::Result<Box<dyn DirLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.path("lock"))?;
+        let path = self.path("lock");
+        let create =
+            || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+        let file = if exclusive {
+            create()?
+        } else {
+            match OpenOptions::new().read(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match create() {
+                    Ok(file) => file,
+                    Err(e) if unwritable(&e) => return Ok(Box::new(NoLock)),
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        };
         let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
         // SAFETY: flock only reads its integer arguments; `file` owns the descriptor.
         #[allow(unsafe_code)]

@@ -84,7 +84,9 @@ fn state_json_shape_field_by_field() {
     let (dir, config) = with_config(
         "pool:\n  catalog:\n    - { item_id: gold, quantity: 999, probability: 20 }\n    - { item_id: mud, quantity: -1, weight: 70 }\n",
     );
-    let run = rewardpool(dir.path(), &["state", "--json", "--config", &config, "--data-dir", "d"]);
+    // No data directory (the file names none, ./data is absent): the catalog's state. (An
+    // explicit --data-dir that does not exist is refused: missing_explicit_data_dir_is_an_error.)
+    let run = rewardpool(dir.path(), &["state", "--json", "--config", &config]);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout.lines().count(), 1);
     let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
@@ -149,6 +151,7 @@ fn bench_json_report_field_by_field() {
         "group",
         "window",
         "rate",
+        "rate_sustained",
     ];
     let mut got = keys.clone();
     got.sort_unstable();
@@ -172,6 +175,7 @@ fn bench_json_report_field_by_field() {
     assert_eq!(obj["group"].as_u64(), Some(200));
     assert_eq!(obj["window"].as_u64(), Some(256));
     assert!(obj["rate"].is_null());
+    assert!(obj["rate_sustained"].is_null(), "closed loop: {v}");
     // Memory mode creates no directory.
     assert!(!dir.path().join("bench-data").exists());
 }
@@ -257,6 +261,9 @@ fn bad_arguments_exit_2_without_panic() {
         &["no-such-command"],
         &["update", "--item", "gold"],
         &["update", "--item", "gold", "--quantity", "-7"],
+        &["update", "--item", "gold", "--weight", "-5"],
+        &["draw", "--count", "-1"],
+        &["bench", "--draws", "-1"],
     ] {
         let run = rewardpool(dir.path(), args);
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
@@ -277,7 +284,13 @@ fn run_and_tui_say_not_available_yet() {
         assert!(run.stderr.contains("not available yet"), "{args:?}: {run:?}");
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
         assert!(!run.stderr.contains("panicked"), "{args:?}: {run:?}");
+        // Its help says so too, before anyone tries it.
+        let help = rewardpool(dir.path(), &[args[0], "--help"]);
+        assert_eq!(help.code, Some(0), "{help:?}");
+        assert!(help.stdout.contains("Not available yet"), "{args:?} --help: {help:?}");
     }
+    let top = rewardpool(dir.path(), &["--help"]);
+    assert!(top.stdout.contains("Not available yet"), "{top:?}");
 }
 
 #[test]
@@ -360,4 +373,342 @@ fn hiccup_tool_reports_cpu_and_disk_floors() {
     let bad = run(&["--seconds", "0"]);
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
     assert!(bad.stderr.contains("--seconds"), "{}", bad.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// No silent surprises (issue 8)
+
+/// Names, sizes and modification times of the files under `dir` (recursively).
+fn tree(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let meta = e.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(tree(&e.path()));
+        } else {
+            out.push((e.path().display().to_string(), meta.len(), meta.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn state_items(run: &Run) -> Vec<(String, i64, u64)> {
+    let v: Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["item_id"].as_str().unwrap().to_owned(),
+                i["quantity"].as_i64().unwrap(),
+                i["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A catalog edited after the data directory exists is reported by `state`, `draw` and
+/// `update` (added, missing, weight, quantity) until `update --apply-catalog` logs it; the
+/// catalog the log began with is never reported, whatever the draws did to its quantities.
+#[test]
+fn edited_catalog_is_reported_then_applied() {
+    let (dir, config) = with_config(
+        "pool:\n  catalog:\n    - { item_id: a, quantity: 50, probability: 1 }\n    - { item_id: b, quantity: -1, probability: 2 }\n",
+    );
+    let with = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["--config", &config, "--data-dir", "d"]);
+        rewardpool(dir.path(), &full)
+    };
+    let first = with(&["draw", "--count", "20"]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let same = with(&["state", "--json"]);
+    assert_eq!(same.code, Some(0), "{same:?}");
+    assert!(same.stderr.is_empty(), "the log's own catalog is not a difference: {same:?}");
+
+    // Edit: a removed, b's weight 2 -> 4 and quantity unlimited -> 9, c added.
+    std::fs::write(
+        &config,
+        "pool:\n  catalog:\n    - { item_id: b, quantity: 9, probability: 4 }\n    - { item_id: c, quantity: 2, probability: 1 }\n",
+    )
+    .unwrap();
+    for args in [&["state"][..], &["draw", "--count", "1"]] {
+        let run = with(args);
+        assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+        let e = &run.stderr;
+        assert!(e.contains("warning: the catalog in") && e.contains(&config), "{args:?}: {e}");
+        assert!(e.contains("a: in the pool (quantity "), "{args:?}: {e}");
+        assert!(e.contains(", weight 1), not in the configuration"), "{args:?}: {e}");
+        assert!(
+            e.contains(
+                "b: weight 2 in the pool, 4 in the configuration; quantity unlimited in the pool, 9 in the configuration"
+            ),
+            "{args:?}: {e}"
+        );
+        assert!(
+            e.contains("c: in the configuration, not in the pool (quantity 2, weight 1)"),
+            "{args:?}: {e}"
+        );
+        assert!(e.contains("rewardpool update --apply-catalog --config"), "{args:?}: {e}");
+    }
+    // `update` reports what is left to apply after its own change.
+    let upd = with(&["update", "--item", "b", "--weight", "4", "--quantity", "9"]);
+    assert_eq!(upd.code, Some(0), "{upd:?}");
+    assert!(!upd.stderr.contains("b: "), "b now matches: {upd:?}");
+    assert!(upd.stderr.contains("c: in the configuration"), "{upd:?}");
+
+    let apply = with(&["update", "--apply-catalog"]);
+    assert_eq!(apply.code, Some(0), "{apply:?}");
+    assert!(apply.stdout.contains("a quantity=0 weight=1"), "{apply:?}");
+    assert!(apply.stdout.contains("c quantity=2 weight=1"), "{apply:?}");
+    assert!(apply.stdout.contains("2 items updated"), "{apply:?}");
+    let after = with(&["state", "--json"]);
+    assert_eq!(after.code, Some(0), "{after:?}");
+    assert!(after.stderr.is_empty(), "applied: nothing left to report: {after:?}");
+    let items = state_items(&after);
+    assert_eq!(items[0].0, "a");
+    assert_eq!((items[0].1, items[0].2), (0, 1), "{items:?}");
+    assert_eq!(items[1], ("b".to_owned(), 9, 4));
+    assert_eq!(items[2], ("c".to_owned(), 2, 1));
+    // Draws consume the applied catalog's quantities: still nothing to report.
+    let more = with(&["draw", "--count", "3"]);
+    assert_eq!(more.code, Some(0), "{more:?}");
+    assert!(more.stderr.is_empty(), "{more:?}");
+}
+
+/// A typo in `update --item` is refused with the known ids; `--add` adds, once.
+#[test]
+fn update_of_an_unknown_item_needs_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = ["--data-dir", "d"];
+    let first = rewardpool(dir.path(), &["draw", d[0], d[1]]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let before = tree(&dir.path().join("d"));
+    let typo = rewardpool(
+        dir.path(),
+        &["update", "--item", "diamnod", "--quantity", "0", "--weight", "10", d[0], d[1]],
+    );
+    assert_eq!(typo.code, Some(2), "{typo:?}");
+    assert!(
+        typo.stderr.contains(
+            "unknown item diamnod; known: diamond, gold, silver, rock, mud, log; pass --add to add it"
+        ),
+        "{typo:?}"
+    );
+    assert_eq!(tree(&dir.path().join("d")), before, "a refused update changes nothing");
+    let state = rewardpool(dir.path(), &["state", "--json", d[0], d[1]]);
+    assert_eq!(state_items(&state).len(), 6, "nothing was added: {state:?}");
+
+    let half =
+        rewardpool(dir.path(), &["update", "--item", "ruby", "--add", "--weight", "3", d[0], d[1]]);
+    assert_eq!(half.code, Some(2), "{half:?}");
+    assert!(half.stderr.contains("--add needs both --quantity and --weight"), "{half:?}");
+    let add = rewardpool(
+        dir.path(),
+        &["update", "--item", "ruby", "--add", "--quantity", "5", "--weight", "3", d[0], d[1]],
+    );
+    assert_eq!(add.code, Some(0), "{add:?}");
+    assert_eq!(add.stdout.trim(), "ruby quantity=5 weight=3");
+    let again = rewardpool(
+        dir.path(),
+        &["update", "--item", "ruby", "--add", "--quantity", "5", "--weight", "3", d[0], d[1]],
+    );
+    assert_eq!(again.code, Some(2), "{again:?}");
+    assert!(again.stderr.contains("item ruby exists already"), "{again:?}");
+    let state = rewardpool(dir.path(), &["state", "--json", d[0], d[1]]);
+    assert_eq!(state_items(&state)[6], ("ruby".to_owned(), 5, 3));
+}
+
+/// Negative numbers reach every flag as values: out-of-range ones are refused by a message
+/// naming the flag, never as an unknown argument.
+#[test]
+fn negative_numbers_are_values_for_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["update", "--item", "gold", "--weight", "-5"][..], "--weight is -5: a weight must be"),
+        (&["update", "--item", "gold", "--quantity", "-7"], "--quantity is -7"),
+        (&["bench", "--rate", "-5"], "--rate is -5"),
+        (&["draw", "--count", "-1"], "invalid value '-1' for '--count"),
+        (&["bench", "--draws", "-1"], "invalid value '-1' for '--draws"),
+        (&["bench", "--window", "-2"], "invalid value '-2' for '--window"),
+    ] {
+        let run = rewardpool(dir.path(), args);
+        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{args:?}: {run:?}");
+        assert!(!run.stderr.contains("unexpected argument"), "{args:?}: {run:?}");
+    }
+    assert!(!dir.path().join("data").exists(), "refused before anything was opened");
+}
+
+/// `draw --count 0` opens nothing: no data directory is created, an existing one is not
+/// touched (no recovery-side write, no segment).
+#[test]
+fn draw_count_zero_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = rewardpool(dir.path(), &["draw", "--count", "0", "--data-dir", "d"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.is_empty() && run.stderr.is_empty(), "{run:?}");
+    assert!(!dir.path().join("d").exists(), "no data directory created");
+
+    let run = rewardpool(dir.path(), &["draw", "--count", "2", "--data-dir", "d"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let before = tree(&dir.path().join("d"));
+    std::thread::sleep(Duration::from_millis(20));
+    let run = rewardpool(dir.path(), &["draw", "--count", "0", "--data-dir", "d"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(tree(&dir.path().join("d")), before, "the data directory changed");
+}
+
+/// `memory` durability: `draw` says on stderr that nothing is kept (and touches no data
+/// directory); `update`, whose only effect is the log, is refused.
+#[test]
+fn memory_durability_says_it_keeps_nothing() {
+    let (dir, config) = with_config(
+        "pool:\n  catalog:\n    - { item_id: a, quantity: -1, probability: 1 }\nwal:\n  durability: memory\n",
+    );
+    let draw =
+        rewardpool(dir.path(), &["draw", "--count", "2", "--config", &config, "--data-dir", "d"]);
+    assert_eq!(draw.code, Some(0), "{draw:?}");
+    assert_eq!(draw.stdout.lines().count(), 2, "{draw:?}");
+    assert!(
+        draw.stderr.contains("wal.durability is memory: these draws are kept nowhere"),
+        "{draw:?}"
+    );
+    assert!(!dir.path().join("d").exists(), "memory durability writes no data directory");
+    let update = rewardpool(
+        dir.path(),
+        &["update", "--item", "a", "--weight", "2", "--config", &config, "--data-dir", "d"],
+    );
+    assert_eq!(update.code, Some(2), "{update:?}");
+    assert!(update.stderr.contains("an update would be kept nowhere"), "{update:?}");
+}
+
+/// `--plot` and `--hist-out` that cannot be written fail at once (exit 2), before the
+/// default ten million draws.
+#[test]
+fn bench_output_paths_are_checked_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--plot", "--hist-out"] {
+        let started = std::time::Instant::now();
+        let run = rewardpool(dir.path(), &["bench", flag, "/no/such/dir/x.svg"]);
+        assert_eq!(run.code, Some(2), "{flag}: {run:?}");
+        assert!(
+            run.stderr.contains(&format!("{flag} /no/such/dir/x.svg: cannot write")),
+            "{run:?}"
+        );
+        assert!(run.stdout.is_empty(), "no run happened: {run:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{flag}: {:?}", started.elapsed());
+    }
+}
+
+/// An open-loop rate far above what the engine can do is flagged (JSON `rate_sustained`,
+/// plain "NOT sustained"); a modest one is not (at least once in three runs: a busy
+/// machine may stall one).
+#[test]
+fn bench_flags_an_unsustained_open_loop_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = rewardpool(dir.path(), &["bench", "--json", "--draws", "200000", "--rate", "1e9"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(v["rate_sustained"], Value::Bool(false), "{v}");
+    let plain = rewardpool(dir.path(), &["bench", "--draws", "200000", "--rate", "1e9"]);
+    assert_eq!(plain.code, Some(0), "{plain:?}");
+    let line = plain
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("rate "))
+        .unwrap_or_else(|| panic!("{plain:?}"));
+    assert!(
+        line.contains("NOT sustained: achieved") && line.contains("of 1000.000 M draws/s offered"),
+        "{line}"
+    );
+
+    let sustained = (0..3).any(|_| {
+        let run = rewardpool(dir.path(), &["bench", "--json", "--draws", "1000", "--rate", "5000"]);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        assert!(v["rate_sustained"].is_boolean(), "{v}");
+        v["rate_sustained"] == Value::Bool(true)
+    });
+    assert!(sustained, "5000 draws/s for 0.2 s was never sustained");
+}
+
+/// `bench --config FILE` takes durability, group and window from the file's `wal` section
+/// unless the flags are given.
+#[test]
+fn bench_config_supplies_durability_group_and_window() {
+    let (dir, config) = with_config(
+        "pool:\n  catalog:\n    - { item_id: a, quantity: -1, probability: 1 }\nwal:\n  durability: buffered\n  flush_after_n_draw: 50\n  max_request_buffer_size: 64\n",
+    );
+    let run = rewardpool(dir.path(), &["bench", "--json", "--draws", "2000", "--config", &config]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(v["durability"], "buffered", "{v}");
+    assert_eq!(v["group"].as_u64(), Some(50), "{v}");
+    assert_eq!(v["window"].as_u64(), Some(64), "{v}");
+    assert!(!dir.path().join("bench-data").exists(), "the run's directory is removed");
+
+    let run = rewardpool(
+        dir.path(),
+        &[
+            "bench",
+            "--json",
+            "--draws",
+            "2000",
+            "--config",
+            &config,
+            "--durability",
+            "memory",
+            "--group",
+            "7",
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(v["durability"], "memory", "{v}");
+    assert_eq!(v["group"].as_u64(), Some(7), "{v}");
+    assert_eq!(v["window"].as_u64(), Some(64), "{v}");
+}
+
+/// SIGINT or SIGTERM during a durable bench removes its directory and ends the process at
+/// once with 128 + the signal's number.
+#[test]
+fn interrupted_bench_removes_its_data() {
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let args = ["bench", "--durability", "sync", "--draws", "1000000000"];
+        let child = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let base = dir.path().join("bench-data");
+        let waited = std::time::Instant::now();
+        // Started: its run directory holds a segment.
+        while !std::fs::read_dir(&base).is_ok_and(|runs| {
+            runs.flatten()
+                .any(|r| std::fs::read_dir(r.path()).is_ok_and(|mut f| f.next().is_some()))
+        }) {
+            assert!(waited.elapsed() < Duration::from_secs(20), "{name}: the bench never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill only reads its integer arguments; the child is ours and not reaped.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "{name}");
+        let sent = std::time::Instant::now();
+        let run = crate::process::finish(child, &args, Duration::from_secs(10));
+        assert!(sent.elapsed() < Duration::from_secs(5), "{name}: took {:?}", sent.elapsed());
+        assert_eq!(run.code, Some(128 + signal), "{name}: {run:?}");
+        assert!(run.stderr.contains("interrupted"), "{name}: {run:?}");
+        assert!(!base.exists(), "{name}: {} is left behind", base.display());
+    }
 }

@@ -6,6 +6,7 @@ mod crash;
 mod engine;
 mod library;
 mod process;
+mod readme;
 mod recovery;
 mod repair;
 mod wal_cli;

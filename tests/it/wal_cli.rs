@@ -177,7 +177,8 @@ fn dump_json_field_by_field_matches_the_draws() {
     // and the dump holds every draw.
     let setup = Setup::new(&[("gold", 150, 1), ("silver", 200, 3)], 16, "sync");
     let mut acked = draw(&setup, 300);
-    let run = setup.run(&["update", "--item", "bonus", "--quantity", "100", "--weight", "5"]);
+    let run =
+        setup.run(&["update", "--item", "bonus", "--add", "--quantity", "100", "--weight", "5"]);
     ok(&run, "update");
     // 50 units left plus the bonus's 100: the rest are empty draws.
     acked.extend(draw(&setup, 700));
@@ -676,4 +677,120 @@ fn a_deleted_newest_segment_is_refused_and_repair_never_reissues_ids() {
     assert_eq!(items(&after), items(&before), "nothing lost");
     let next = draw(&setup, 3);
     assert!(next.iter().all(|(id, _)| *id > max_acked), "re-issued: {next:?} <= {max_acked}");
+}
+
+/// A read-only bind mount of a directory, unmounted when dropped.
+struct ReadOnlyMount {
+    point: PathBuf,
+}
+
+impl ReadOnlyMount {
+    /// Mounts `source` read-only at `point`, or says why it cannot (not root, no mount).
+    fn new(source: &Path, point: &Path) -> Result<ReadOnlyMount, String> {
+        // SAFETY: geteuid has no arguments and cannot fail.
+        #[allow(unsafe_code)]
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root: a bind mount needs root".to_owned());
+        }
+        let mount = |args: &[&std::ffi::OsStr]| -> Result<(), String> {
+            let out =
+                Command::new("mount").args(args).output().map_err(|e| format!("mount: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("mount {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        };
+        fs::create_dir_all(point).unwrap();
+        mount(&["--bind".as_ref(), source.as_os_str(), point.as_os_str()])?;
+        let guard = ReadOnlyMount { point: point.to_owned() };
+        mount(&["-o".as_ref(), "remount,bind,ro".as_ref(), point.as_os_str()])?;
+        Ok(guard)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.point).status();
+    }
+}
+
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut names: Vec<(String, u64)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().into_string().unwrap(), e.metadata().unwrap().len())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A backup on a read-only mount can be inspected: `state`, `wal verify`, `wal dump` and
+/// `wal stats` succeed and create nothing, with the lock file present (a shared lock on a
+/// read-only descriptor) and without it (no lock where no writer can run).
+#[test]
+fn read_only_inspection_on_a_read_only_bind_mount() {
+    let setup = Setup::new(&[("gold", 5_000, 20), ("mud", -1, 80)], 16, "sync");
+    draw(&setup, 600);
+    let point = setup.dir.path().join("ro");
+    let mount = match ReadOnlyMount::new(&setup.data(), &point) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED read_only_inspection_on_a_read_only_bind_mount: {why}");
+            return;
+        }
+    };
+    assert!(fs::write(point.join("probe"), b"x").is_err(), "the mount is read-only");
+    let writable = setup.run(&["state", "--json"]);
+    ok(&writable, "state on the writable directory");
+    for with_lock in [true, false] {
+        if !with_lock {
+            // Through the writable source: the mount shows the same directory.
+            fs::remove_file(setup.data().join("lock")).unwrap();
+        }
+        let before = listing(&point);
+        assert_eq!(before.iter().any(|(n, _)| n == "lock"), with_lock);
+        let dir = point.to_str().unwrap();
+        for args in [
+            &["state", "--json"][..],
+            &["wal", "verify"],
+            &["wal", "dump", "--json"],
+            &["wal", "stats", "--json"],
+        ] {
+            let mut full = args.to_vec();
+            full.extend(["--data-dir", dir]);
+            let run = setup.run(&full);
+            ok(&run, &format!("{args:?} on a read-only mount (lock file present: {with_lock})"));
+            assert!(!run.stdout.is_empty(), "{args:?}: {run:?}");
+            if args[0] == "state" {
+                assert_eq!(run.stdout, writable.stdout, "the same state read-only");
+            }
+        }
+        assert_eq!(listing(&point), before, "nothing created or changed (lock: {with_lock})");
+    }
+    drop(mount);
+}
+
+/// An explicit `--data-dir` that does not exist is an error for the read-only commands (a
+/// typo never reads as "nothing to verify"); `wal repair` refuses it too.
+#[test]
+fn missing_explicit_data_dir_is_an_error() {
+    let setup = Setup::new(&[("mud", -1, 1)], 64, "sync");
+    for args in [
+        &["state"][..],
+        &["wal", "verify"],
+        &["wal", "dump"],
+        &["wal", "stats"],
+        &["wal", "repair"],
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--data-dir", "typo"]);
+        let run = setup.run(&full);
+        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
+        assert!(run.stderr.contains("no data directory typo"), "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+    }
+    assert!(!setup.dir.path().join("typo").exists(), "nothing created");
 }
