@@ -794,3 +794,27 @@ fn missing_explicit_data_dir_is_an_error() {
     }
     assert!(!setup.dir.path().join("typo").exists(), "nothing created");
 }
+
+/// A dozen small command-line calls on the default 64 MiB segments stay in one segment file
+/// (a restart continues in the newest segment), and `wal stats` audits every draw they made.
+#[test]
+fn a_dozen_small_calls_stay_in_one_segment_and_stats_sees_them_all() {
+    let setup = Setup::new(&[("gold", 5_000, 20), ("mud", -1, 80)], 65_536, "sync");
+    let mut drawn = 0;
+    for call in 0..12 {
+        if call % 6 == 5 {
+            let run = setup.run(&["update", "--item", "gold", "--weight", "21"]);
+            ok(&run, "update");
+        } else {
+            drawn += draw(&setup, 3).len() as u64;
+        }
+    }
+    assert_eq!(setup.segments(), vec!["wal.000000".to_owned()]);
+    let bytes: u64 =
+        fs::read_dir(setup.data()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(bytes < (64 << 20) + (1 << 20), "one 64 MiB segment and small files: {bytes}");
+    let stats = setup.run(&["wal", "stats", "--json"]);
+    ok(&stats, "wal stats");
+    let v: Value = serde_json::from_str(stats.stdout.trim()).unwrap();
+    assert_eq!(v["draws"].as_u64(), Some(drawn), "{v}");
+}
