@@ -1,6 +1,7 @@
 //! Process crash: a child `rewardpool draw` prints every acknowledged outcome; the test
-//! kills it with SIGKILL at a random moment, recovers, and checks that nothing acknowledged
-//! was lost. 30 trials by default; `REWARDPOOL_CRASH_TRIALS=N` for more, `SEED=S` to replay.
+//! kills it with SIGKILL at a random moment, runs and kills a second one in the same
+//! directory (it continues in the crashed segment), recovers, and checks that nothing
+//! acknowledged was lost and no id was acknowledged twice. 30 trials by default; `REWARDPOOL_CRASH_TRIALS=N` for more, `SEED=S` to replay.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -179,7 +180,15 @@ fn sigkill_at_random_moments_loses_no_acknowledged_draw() {
         let durability = if trial % 3 == 2 { "buffered" } else { "sync" };
         let config = write_config(tmp.path(), segment_kb, durability);
         let run_for = Duration::from_millis(30 + next() % 400);
-        let acked = draw_then_kill(&config, run_for);
+        let mut acked = draw_then_kill(&config, run_for);
+        // A second run in the same directory recovers, continues in the crashed segment
+        // (over its zeroed torn tail), and is killed too: both runs' draws must survive,
+        // and no id acknowledged by the first may be acknowledged again by the second.
+        acked.extend(draw_then_kill(&config, Duration::from_millis(30 + next() % 200)));
+        let mut ids: Vec<u64> = acked.iter().map(|a| a.request_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), acked.len(), "trial {trial}: a request id acknowledged twice");
         total_acked += acked.len();
         check_trial(tmp.path(), &config, &acked, trial);
     }
