@@ -476,7 +476,9 @@ pub struct Recovered {
     pub next_sequence: u64,
     /// The catalog fingerprint the log was born with.
     pub catalog_fingerprint: u64,
-    /// Open segments (after a crash) to close at their last commit, with their new header.
+    /// Headers to write before anything else: open segments (after a crash) closed at their
+    /// last commit, and older segments whose successor exists re-marked as closed by a
+    /// rotation.
     pub close: Vec<(String, SegmentHeader)>,
     /// Frames replayed.
     pub frames_replayed: u64,
@@ -604,6 +606,14 @@ pub fn recover_chain(
         if scan.header.status == SegmentStatus::Open {
             // A crash during rotation: its successor exists.
             close.push(closed_header(name, &scan, CloseReason::Rotation));
+        } else if scan.header.close_reason != Some(CloseReason::Rotation) {
+            // A crash after a restart installed a successor but before it re-marked this
+            // end: say now that a successor exists, so deleting it is never unnoticed.
+            let h = scan.header;
+            close.push((
+                name.clone(),
+                h.closed(h.end_offset, CloseReason::Rotation, h.next_request_id),
+            ));
         }
         previous = Some(scan);
     }

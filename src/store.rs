@@ -215,7 +215,7 @@ pub fn open_journal(
         }
         // Open segments (a crash): close each at its last commit, which trims the torn
         // tail, before anything else is written.
-        rewrite_header(&*storage, name, header)?;
+        rewrite_header(&*storage, name, header, "closing")?;
     }
     for name in &recovered.temporaries {
         let _ = storage.remove(name);
@@ -247,7 +247,12 @@ pub fn open_journal(
         if closed.close_reason != Some(CloseReason::Rotation) {
             let header =
                 closed.closed(closed.end_offset, CloseReason::Rotation, closed.next_request_id);
-            rewrite_header(&*storage, &newest.name, &header)?;
+            match rewrite_header(&*storage, &newest.name, &header, "re-marking") {
+                // Retention (a window of one segment) already deleted it: nothing to mark.
+                Err(OpenError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
     }
     Ok((pool, journal))
@@ -267,14 +272,15 @@ fn resume_point(recovered: &Recovered, wal: &WalOptions) -> Option<WalResume> {
     resumable.then_some(WalResume { header, cursor: scan.committed_end })
 }
 
-/// Writes `header` over segment `name`'s and syncs it.
+/// Writes `header` over segment `name`'s and syncs it (`doing` names it in errors).
 fn rewrite_header(
     storage: &dyn Storage,
     name: &str,
     header: &SegmentHeader,
+    doing: &str,
 ) -> Result<(), OpenError> {
     let io =
-        |source| OpenError::Io { context: format!("closing {}", storage.describe(name)), source };
+        |source| OpenError::Io { context: format!("{doing} {}", storage.describe(name)), source };
     let map = storage.open_segment(name).map_err(io)?;
     crate::wal::segment::write_at(&*map, 0, &header.encode());
     map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io)

@@ -436,20 +436,16 @@ fn repair(config: &Config) -> CmdResult {
             }
             break;
         }
-        let changes = plan.rebuilt_snapshots.len()
-            + plan.dropped_segments.len()
-            + plan.dropped_snapshots.len()
-            + usize::from(plan.cut.is_some());
         for line in describe_plan(&plan, &storage) {
             out.line(&line)?;
         }
         // Said before it is done, even if a reader stops reading.
         out.flush()?;
-        if changes == 0 {
+        if !plan.changes_anything() {
             return Err(Failure::failed(anyhow::anyhow!(
-                "no intact part of the log to keep: repair cannot fix this; move the data \
-                 directory aside to start over (request ids would then start again at 1)"
-            )));
+                "no intact part of the log to keep, and no snapshot to start again from: repair cannot \
+                 fix this without re-issuing request ids; restore the data directory from a backup \
+                 or a replica (the files are unchanged)")));
         }
         inspect::apply_repair(&storage, &plan)
             .map_err(|e| Failure::failed(anyhow::Error::new(e).context("the repair failed")))?;

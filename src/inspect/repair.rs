@@ -79,9 +79,22 @@ pub struct RepairPlan {
     /// shutdown's final state): `(snapshot file, segment created from it)`. Every older
     /// segment is then moved aside as history.
     pub adopted_snapshot: Option<(String, String)>,
+    /// The size of the segment an adoption creates (the log's segment size).
+    pub adopted_segment_size: u64,
 }
 
 impl RepairPlan {
+    /// True when carrying the plan out changes any file (a plan for damage that changes
+    /// nothing means the repair cannot fix it).
+    #[must_use]
+    pub fn changes_anything(&self) -> bool {
+        !self.rebuilt_snapshots.is_empty()
+            || self.cut.is_some()
+            || self.adopted_snapshot.is_some()
+            || !self.dropped_segments.is_empty()
+            || !self.dropped_snapshots.is_empty()
+    }
+
     /// Counts the readable frames from `from`; notes whether anything after them is unreadable.
     fn count(&mut self, bytes: &[u8], from: usize, kept_last: u64) {
         let mut frames = FrameIter::new(bytes, from, bytes.len());
@@ -97,12 +110,64 @@ impl RepairPlan {
         self.unreadable |= rest.iter().any(|&b| b != 0);
     }
 
-    fn count_file(&mut self, storage: &dyn Storage, name: &str, kept_last: u64) {
-        match storage.read(name) {
-            Ok(bytes) => self.count(&bytes, SEGMENT_HEADER_SIZE, kept_last),
-            Err(_) => self.unreadable = true,
+    fn count_file(
+        &mut self,
+        storage: &dyn Storage,
+        name: &str,
+        kept_last: u64,
+    ) -> Result<(), RecoveryError> {
+        let bytes = storage.read(name).map_err(io_error(storage, name))?;
+        self.count(&bytes, SEGMENT_HEADER_SIZE, kept_last);
+        Ok(())
+    }
+}
+
+fn io_error(storage: &dyn Storage, name: &str) -> impl FnOnce(std::io::Error) -> RecoveryError {
+    let file = storage.describe(name);
+    move |source| RecoveryError::Io { file, source }
+}
+
+/// `Ok(true)` when `result` holds, `Ok(false)` when it found damage; an I/O error is an
+/// error (a failed read says nothing about the bytes: never a reason to drop them).
+fn intact<T>(result: Result<T, RecoveryError>) -> Result<bool, RecoveryError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(RecoveryError::Damaged { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a segment created by a repair takes from the log it replaces.
+#[derive(Debug, Clone, Copy)]
+struct Template {
+    /// The catalog fingerprint a snapshot must have (`None`: no readable header says).
+    fingerprint: Option<u64>,
+    /// The segment file size.
+    segment_size: u64,
+}
+
+impl Template {
+    fn of(header: &SegmentHeader) -> Template {
+        Template {
+            fingerprint: Some(header.catalog_fingerprint),
+            segment_size: header.segment_size,
         }
     }
+}
+
+/// Segment size when no segment is left to say: the largest earlier copy, or the default.
+fn fallback_size(storage: &dyn Storage) -> Result<u64, RecoveryError> {
+    let names = storage.list().map_err(io_error(storage, ""))?;
+    let mut size = 0;
+    for name in names.iter().filter(|n| n.starts_with("dropped.wal.")) {
+        let (_, len) = storage.read_prefix(name, 0).map_err(io_error(storage, name))?;
+        size = size.max(len);
+    }
+    Ok(if size >= SEGMENT_HEADER_SIZE as u64 {
+        size
+    } else {
+        crate::store::WalOptions::default().segment_size_bytes
+    })
 }
 
 fn segments_only(segments: &[(u64, String)]) -> Layout {
@@ -123,28 +188,34 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
     let mut plan = RepairPlan { damage: Some(damage), ..RepairPlan::default() };
     let segments = &full.segments;
     if segments.is_empty() {
-        // Only snapshots: nothing in the log to cut or keep.
-        return Ok(plan);
+        // Only snapshots (e.g. an adopting repair interrupted after it moved the segments
+        // aside): start again from the newest one that decodes, if any.
+        let template = Template { fingerprint: None, segment_size: fallback_size(storage)? };
+        return adopt_newer_snapshot(storage, &full, plan, template);
     }
-    plan.rebuilt_snapshots = rebuild_snapshots(storage, segments);
+    plan.rebuilt_snapshots = rebuild_snapshots(storage, segments)?;
     if !plan.rebuilt_snapshots.is_empty() {
         return Ok(plan);
     }
     // The longest suffix of segments that holds a chain on its own.
-    let chain_from = (0..segments.len()).find(|&i| {
+    let mut chain_from = None;
+    for i in 0..segments.len() {
         let sub = Layout { segments: segments[i..].to_vec(), ..full.clone() };
-        verify_with(storage, &sub, false).is_ok()
-    });
+        if intact(verify_with(storage, &sub, false))? {
+            chain_from = Some(i);
+            break;
+        }
+    }
     if let Some(i) = chain_from {
         for (_, name) in &segments[..i] {
-            plan.count_file(storage, name, 0);
+            plan.count_file(storage, name, 0)?;
             plan.dropped_segments.push(name.clone());
         }
         // Ids in old segments are below the newer ones' first: nothing to raise there.
         plan.dropped_request_ids = None;
         plan.unreadable = false;
         let sub = Layout { segments: segments[i..].to_vec(), ..full.clone() };
-        if verify_layout(storage, &sub).is_ok() {
+        if intact(verify_layout(storage, &sub))? {
             plan.history_only = true;
             return Ok(plan);
         }
@@ -161,15 +232,13 @@ pub fn plan_repair(storage: &dyn Storage) -> Result<RepairPlan, RecoveryError> {
             .map(|(_, name)| name.clone())
             .collect();
         plan.kept_last_request_id = recovered.state.last_request_id.0;
+        let template = Template::of(&newest.header);
         plan.next_request_id =
-            floor(storage, &plan, recovered.state.last_request_id.0, &newest.header)?;
-        return adopt_newer_snapshot(storage, &full, plan, &newest.header);
+            floor(storage, &plan, recovered.state.last_request_id.0, template.segment_size)?;
+        return adopt_newer_snapshot(storage, &full, plan, template);
     }
-    let plan = plan_cut(storage, segments, plan)?;
-    match plan.cut.as_ref().map(|(name, _)| header_of(storage, name)) {
-        Some(Ok(end)) => adopt_newer_snapshot(storage, &full, plan, &end),
-        _ => Ok(plan),
-    }
+    let (plan, template) = plan_cut(storage, segments, plan)?;
+    adopt_newer_snapshot(storage, &full, plan, template)
 }
 
 /// Replaces a plan that loses draws by one that starts the log again from the newest
@@ -182,20 +251,27 @@ fn adopt_newer_snapshot(
     storage: &dyn Storage,
     full: &Layout,
     plan: RepairPlan,
-    end: &SegmentHeader,
+    template: Template,
 ) -> Result<RepairPlan, RecoveryError> {
-    let newest_seq = full.segments.last().map_or(0, |(seq, _)| *seq);
-    let best =
-        full.snapshots.iter().rev().filter(|(seq, _)| *seq > newest_seq).find_map(|(seq, name)| {
-            let bytes = storage.read(name).ok()?;
-            let snapshot = snapshot_format::decode(&bytes).ok()?;
-            (snapshot.catalog_fingerprint == end.catalog_fingerprint && snapshot.sequence == *seq)
-                .then_some((*seq, name.clone(), snapshot.last_request_id))
-        });
+    let newest_seq = full.segments.last().map(|(seq, _)| *seq);
+    let mut best = None;
+    for (seq, name) in
+        full.snapshots.iter().rev().filter(|(s, _)| newest_seq.is_none_or(|n| *s > n))
+    {
+        let bytes = storage.read(name).map_err(io_error(storage, name))?;
+        let Ok(snapshot) = snapshot_format::decode(&bytes) else {
+            continue;
+        };
+        let fits = template.fingerprint.is_none_or(|f| f == snapshot.catalog_fingerprint);
+        if fits && snapshot.sequence == *seq {
+            best = Some((*seq, name.clone(), snapshot.last_request_id));
+            break;
+        }
+    }
     let Some((seq, name, last)) = best else {
         return Ok(plan);
     };
-    if last <= plan.kept_last_request_id {
+    if newest_seq.is_some() && last <= plan.kept_last_request_id {
         return Ok(plan);
     }
     let mut adopted = RepairPlan {
@@ -210,28 +286,34 @@ fn adopt_newer_snapshot(
             .collect(),
         unreadable: plan.unreadable,
         kept_last_request_id: last,
+        adopted_segment_size: template.segment_size,
         ..RepairPlan::default()
     };
     for (_, name) in &full.segments {
-        adopted.count_file(storage, name, last);
+        adopted.count_file(storage, name, last)?;
     }
     adopted.dropped_request_ids = None;
-    adopted.unreadable = plan.unreadable;
-    adopted.next_request_id = floor(storage, &adopted, last, end)?;
+    adopted.unreadable = plan.unreadable || newest_seq.is_none();
+    adopted.next_request_id = floor(storage, &adopted, last, template.segment_size)?;
     Ok(adopted)
 }
 
 /// Cuts at the first segment whose prefix no longer holds a chain: just past its last
 /// intact commit, or, when nothing of it is intact, at the end of the segment before it.
+/// Also returns what a segment created from a newer snapshot would take from the log.
 fn plan_cut(
     storage: &dyn Storage,
     segments: &[(u64, String)],
     mut plan: RepairPlan,
-) -> Result<RepairPlan, RecoveryError> {
+) -> Result<(RepairPlan, Template), RecoveryError> {
     let n = segments.len();
-    let k = (0..n)
-        .find(|&i| verify_with(storage, &segments_only(&segments[..=i]), false).is_err())
-        .unwrap_or(n - 1);
+    let mut k = n - 1;
+    for i in 0..n {
+        if !intact(verify_with(storage, &segments_only(&segments[..=i]), false))? {
+            k = i;
+            break;
+        }
+    }
     let (seq, name) = &segments[k];
     let mut progress = ScanProgress::default();
     let result = scan_segment_with(
@@ -250,32 +332,38 @@ fn plan_cut(
     );
     let (end_header, kept_last) = match progress.header {
         Some(header) if result.is_err() && progress.committed_end > 0 => {
-            let bytes = storage
-                .read(name)
-                .map_err(|source| RecoveryError::Io { file: storage.describe(name), source })?;
+            if let Err(e @ RecoveryError::Io { .. }) = result {
+                return Err(e);
+            }
+            let bytes = storage.read(name).map_err(io_error(storage, name))?;
             plan.cut = Some((name.clone(), progress.committed_end as u64));
             plan.count(&bytes, progress.committed_end, progress.last_request_id);
             // Bytes a truncation took beyond the last commit may have held anything.
             plan.unreadable |= (bytes.len() as u64) < header.segment_size
                 && (header.status == SegmentStatus::Open || header.end_offset > bytes.len() as u64);
             for (_, later) in &segments[k + 1..] {
-                plan.count_file(storage, later, progress.last_request_id);
+                plan.count_file(storage, later, progress.last_request_id)?;
                 plan.dropped_segments.push(later.clone());
             }
             plan.kept_last_request_id = progress.last_request_id;
             (header, progress.last_request_id)
         }
         _ => {
+            if let Err(e @ RecoveryError::Io { .. }) = result {
+                return Err(e);
+            }
             let Some(prev) = k.checked_sub(1) else {
-                // Nothing intact to keep: starting over would re-issue request ids.
-                return Ok(plan);
+                // Nothing of the log is intact: only a newer snapshot can help.
+                let (_, size) = storage.read_prefix(name, 0).map_err(io_error(storage, name))?;
+                let size = progress.header.map_or(size, |h| h.segment_size);
+                return Ok((plan, Template { fingerprint: None, segment_size: size }));
             };
             let kept = recover_chain(storage, &segments_only(&segments[..=prev]), &[])?;
             let newest = kept.newest.as_ref().expect("a non-empty chain has a newest segment");
             plan.cut = Some((newest.name.clone(), newest.committed_end as u64));
             let kept_last = kept.state.last_request_id.0;
             for (_, dropped) in &segments[k..] {
-                plan.count_file(storage, dropped, kept_last);
+                plan.count_file(storage, dropped, kept_last)?;
                 plan.dropped_segments.push(dropped.clone());
             }
             // The dropped segment could not be read from its start.
@@ -291,20 +379,8 @@ fn plan_cut(
         .filter(|(s, _)| *s > end_seq)
         .map(|(_, name)| name.clone())
         .collect();
-    plan.next_request_id = floor(storage, &plan, kept_last, &end_header)?;
-    Ok(plan)
-}
-
-fn header_of(storage: &dyn Storage, name: &str) -> Result<SegmentHeader, RecoveryError> {
-    let file = storage.describe(name);
-    let (head, _) = storage
-        .read_prefix(name, SEGMENT_HEADER_SIZE)
-        .map_err(|source| RecoveryError::Io { file: file.clone(), source })?;
-    SegmentHeader::decode(&head).map_err(|e| RecoveryError::Damaged {
-        file,
-        offset: 0,
-        reason: format!("bad segment header: {e}"),
-    })
+    plan.next_request_id = floor(storage, &plan, kept_last, end_header.segment_size)?;
+    Ok((plan, Template::of(&end_header)))
 }
 
 /// The first request id after the repair: above every id seen, and a segment's capacity
@@ -313,19 +389,19 @@ fn floor(
     storage: &dyn Storage,
     plan: &RepairPlan,
     kept_last: u64,
-    end: &SegmentHeader,
+    segment_size: u64,
 ) -> Result<u64, RecoveryError> {
     let seen = seen_request_ids(storage)?.max(kept_last);
-    let gap = if plan.unreadable { end.segment_size / DRAW_FRAME_SIZE as u64 } else { 0 };
+    let gap = if plan.unreadable { segment_size / DRAW_FRAME_SIZE as u64 } else { 0 };
     Ok(seen.saturating_add(1).saturating_add(gap))
 }
 
 /// The highest request id any file in the directory records: segments and earlier
 /// repairs' copies (`dropped.wal.*`: headers, readable frames), snapshots (`snapshot.*`,
-/// `dropped.snapshot.*`). Unreadable files and bytes are skipped (the caller adds a margin).
+/// `dropped.snapshot.*`). Bytes that do not decode are skipped (the caller adds a margin).
 ///
 /// # Errors
-/// The directory cannot be listed.
+/// The directory or a file cannot be read.
 pub(crate) fn seen_request_ids(storage: &dyn Storage) -> Result<u64, RecoveryError> {
     let names = storage
         .list()
@@ -340,7 +416,7 @@ pub(crate) fn seen_request_ids(storage: &dyn Storage) -> Result<u64, RecoveryErr
             _ => base,
         };
         if parse_segment_name(base).is_some() {
-            let Ok(bytes) = storage.read(&name) else { continue };
+            let bytes = storage.read(&name).map_err(io_error(storage, &name))?;
             if let Ok(h) = SegmentHeader::decode(&bytes) {
                 seen = seen.max(h.first_request_id.saturating_sub(1));
                 seen = seen.max(h.next_request_id.saturating_sub(1));
@@ -356,7 +432,7 @@ pub(crate) fn seen_request_ids(storage: &dyn Storage) -> Result<u64, RecoveryErr
                 }
             }
         } else if parse_snapshot_name(base).is_some() {
-            let Ok(bytes) = storage.read(&name) else { continue };
+            let bytes = storage.read(&name).map_err(io_error(storage, &name))?;
             if let Ok(snapshot) = snapshot_format::decode(&bytes) {
                 seen = seen.max(snapshot.last_request_id);
             }
@@ -368,7 +444,10 @@ pub(crate) fn seen_request_ids(storage: &dyn Storage) -> Result<u64, RecoveryErr
 /// Snapshots that fail to load but can be rebuilt exactly: replaying the segment before
 /// gives a state whose encoding has the SHA-256 the marker records. A forward pass from
 /// the oldest loadable snapshot, so a chain of damaged snapshots is rebuilt too.
-fn rebuild_snapshots(storage: &dyn Storage, segments: &[(u64, String)]) -> Vec<(String, Vec<u8>)> {
+fn rebuild_snapshots(
+    storage: &dyn Storage,
+    segments: &[(u64, String)],
+) -> Result<Vec<(String, Vec<u8>)>, RecoveryError> {
     let mut rebuilt = Vec::new();
     // The state at the end of the previous segment, when it could be replayed, and the
     // last request id its successor's marker must record (its floor).
@@ -376,11 +455,11 @@ fn rebuild_snapshots(storage: &dyn Storage, segments: &[(u64, String)]) -> Vec<(
     let count = segments.len();
     for (i, (seq, name)) in segments.iter().enumerate() {
         let newest = i + 1 == count;
-        let Some((file_name, sha256, last_id, fingerprint)) = marker(storage, name) else {
+        let Some((file_name, sha256, last_id, fingerprint)) = marker(storage, name)? else {
             before = None;
             continue;
         };
-        let loads = recovery::load_snapshot(storage, &file_name, Some(&sha256)).is_ok();
+        let loads = intact(recovery::load_snapshot(storage, &file_name, Some(&sha256)))?;
         let start = if loads {
             None
         } else {
@@ -402,23 +481,33 @@ fn rebuild_snapshots(storage: &dyn Storage, segments: &[(u64, String)]) -> Vec<(
         };
         before = match replay_segment(storage, name, *seq, newest, start) {
             Ok((pool, scan, _)) => Some((pool, next_request_id(&scan) - 1)),
-            Err(_) => None,
+            Err(RecoveryError::Damaged { .. }) => None,
+            Err(e) => return Err(e),
         };
     }
-    rebuilt
+    Ok(rebuilt)
 }
 
 /// A segment's snapshot marker: file name, SHA-256, last request id, and the header's
 /// catalog fingerprint.
-fn marker(storage: &dyn Storage, name: &str) -> Option<(String, [u8; 32], u64, u64)> {
-    let (bytes, _) = storage.read_prefix(name, SEGMENT_HEADER_SIZE + 4096).ok()?;
-    let header = SegmentHeader::decode(&bytes).ok()?;
-    match FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, bytes.len()).next()? {
-        Ok((_, Record::Snapshot { file_name, sha256, last_request_id, .. })) => {
+type Marker = (String, [u8; 32], u64, u64);
+
+/// Reads the [`Marker`] of segment `name`.
+///
+/// # Errors
+/// The file cannot be read (a marker that does not decode is `None`).
+fn marker(storage: &dyn Storage, name: &str) -> Result<Option<Marker>, RecoveryError> {
+    let (bytes, _) =
+        storage.read_prefix(name, SEGMENT_HEADER_SIZE + 4096).map_err(io_error(storage, name))?;
+    let Ok(header) = SegmentHeader::decode(&bytes) else {
+        return Ok(None);
+    };
+    Ok(match FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, bytes.len()).next() {
+        Some(Ok((_, Record::Snapshot { file_name, sha256, last_request_id, .. }))) => {
             Some((file_name, sha256, last_request_id, header.catalog_fingerprint))
         }
         _ => None,
-    }
+    })
 }
 
 /// A name for the copy of `name` that no earlier repair used.
@@ -469,17 +558,15 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
         repaired[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
         replace(storage, name, &repaired).map_err(io(name))?;
     }
-    let adopted = match &plan.adopted_snapshot {
-        Some((snapshot, segment)) => {
-            Some((segment, adopted_segment(storage, snapshot, plan).map_err(io(snapshot))?))
-        }
-        None => None,
-    };
+    // The adopted segment first: a crash before the old segments are moved aside leaves a
+    // log whose newest segment holds the whole state, and the next repair finishes by
+    // moving the rest aside as history.
+    if let Some((snapshot, segment)) = &plan.adopted_snapshot {
+        let bytes = adopted_segment(storage, snapshot, plan).map_err(io(snapshot))?;
+        replace(storage, segment, &bytes).map_err(io(segment))?;
+    }
     for name in plan.dropped_segments.iter().chain(&plan.dropped_snapshots) {
         storage.rename(name, &copy_name(storage, name)).map_err(io(name))?;
-    }
-    if let Some((segment, bytes)) = adopted {
-        replace(storage, segment, &bytes).map_err(io(segment))?;
     }
     storage.sync_dir().map_err(io(""))
 }
@@ -495,13 +582,8 @@ fn adopted_segment(
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let file = storage.read(snapshot)?;
     let state = snapshot_format::decode(&file).map_err(|e| invalid(e.to_string()))?;
-    let template = plan
-        .dropped_segments
-        .iter()
-        .rev()
-        .find_map(|name| header_of(storage, name).ok())
-        .ok_or_else(|| invalid("no readable segment header to size the new segment".into()))?;
-    let size = usize::try_from(template.segment_size).map_err(|e| invalid(e.to_string()))?;
+    let segment_size = plan.adopted_segment_size;
+    let size = usize::try_from(segment_size).map_err(|e| invalid(e.to_string()))?;
     let mut bytes = vec![0_u8; size];
     let sha = snapshot_format::sha256(&file);
     let marker = bytes.get_mut(SEGMENT_HEADER_SIZE..).unwrap_or_default();
@@ -519,7 +601,7 @@ fn adopted_segment(
         first_request_id: state.last_request_id + 1,
         catalog_fingerprint: state.catalog_fingerprint,
         end_offset: 0,
-        segment_size: template.segment_size,
+        segment_size,
         close_reason: None,
         next_request_id: 0,
     }

@@ -444,6 +444,18 @@ impl Storage for FaultyStorage {
         Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
     }
 
+    fn resume_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
+        if !self.inner.staged.load(Ordering::SeqCst) {
+            return self.open_segment(name);
+        }
+        self.inner.op()?;
+        let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
+        // Like `OsStorage`: a fresh staging buffer, stale (0xa5) where the file already
+        // holds the segment's frames, which must never be written back.
+        let buf = MemFile::new(vec![0xa5; file.len], Vec::new());
+        Ok(Arc::new(StagedMemSegment { buf, file, storage: Arc::clone(&self.inner) }))
+    }
+
     fn lock(&self, _exclusive: bool) -> io::Result<Box<dyn DirLock>> {
         let mut dir = self.inner.dir();
         if dir.locked {

@@ -9,4 +9,5 @@ mod process;
 mod readme;
 mod recovery;
 mod repair;
+mod repair_faults;
 mod wal_cli;

@@ -198,10 +198,10 @@ fn a_damaged_newest_snapshot_is_rebuilt_and_the_damaged_copy_kept() {
 }
 
 #[test]
-fn a_damaged_snapshot_whose_segment_before_is_gone_cannot_be_rebuilt() {
-    // Retention deleted everything before the newest segment: its snapshot is the only
-    // source of its state, so the repair has to fall back to cutting (and says so).
-    let (image, _) = clean_log(3_000);
+fn a_damaged_snapshot_whose_segment_before_is_gone_falls_back_to_the_final_snapshot() {
+    // Retention deleted everything before the newest segment: its snapshot cannot be
+    // rebuilt, but the clean shutdown's final snapshot holds the whole state.
+    let (image, reference) = clean_log(3_000);
     let names = segment_names(&image);
     for name in &names[..names.len() - 1] {
         image.remove(name).unwrap();
@@ -211,8 +211,20 @@ fn a_damaged_snapshot_whose_segment_before_is_gone_cannot_be_rebuilt() {
     expect_damage(&image, &snapshot_name(seq));
     let plan = plan_repair(&image).unwrap();
     assert!(plan.rebuilt_snapshots.is_empty(), "{plan:?}");
-    // Nothing before the damage is intact: the plan keeps nothing and changes nothing.
-    assert!(plan.cut.is_none() && plan.dropped_segments.is_empty(), "{plan:?}");
+    assert_eq!(plan.adopted_snapshot, Some((snapshot_name(seq + 1), segment_name(seq + 1))));
+    repair(&image);
+    assert_eq!(state(&image).items, reference.items, "nothing lost");
+    // Without that final snapshot, nothing before the damage is intact: the plan changes
+    // nothing (the command line then says the repair cannot fix it).
+    let (image, _) = clean_log(3_000);
+    let names = segment_names(&image);
+    for name in &names[..names.len() - 1] {
+        image.remove(name).unwrap();
+    }
+    image.remove(&snapshot_name(seq + 1)).unwrap();
+    flip(&image, &snapshot_name(seq), 70);
+    let plan = plan_repair(&image).unwrap();
+    assert!(!plan.changes_anything(), "{plan:?}");
 }
 
 #[test]
