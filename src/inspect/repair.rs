@@ -23,7 +23,8 @@
 //! files) and, when some bytes could not be read (a bad frame before non-zero bytes, a lost
 //! or truncated part, a missing successor), one whole segment's capacity above that
 //! (a segment holds at most `segment_size / 32` draws, so no id in one unreadable segment
-//! can reach the floor).
+//! can reach the floor). What this cannot bound: several deleted segments whose snapshots
+//! are gone too; nothing left on disk records how far their ids went.
 
 use super::{verify_layout, verify_with};
 use crate::pool::{Pool, RequestId, Rng};
