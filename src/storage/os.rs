@@ -286,6 +286,65 @@ fn fallocate(file: &File, size: u64) -> io::Result<()> {
     }
 }
 
+/// Bytes written per call when preallocating by writing zeros.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Set once a segment was preallocated by writing zeros (the notice is printed once).
+static ZERO_FILL_NOTICE: std::sync::Once = std::sync::Once::new();
+
+/// Allocates `size` bytes of `file` (named `path` in messages): `fallocate`, or, where the
+/// file system does not support it (FUSE and others: `EOPNOTSUPP`), by writing zeros over the
+/// whole file and syncing them, saying so once per process on stderr.
+///
+/// Never a sparse file (`set_len`): the blocks must exist before the segment is mapped or
+/// written, so that a full disk is an error here (`ENOSPC`) and never a `SIGBUS` on a write
+/// through the mapping, or a failed sync of an acknowledged group, later.
+fn preallocate(file: &File, path: &Path, size: u64) -> io::Result<()> {
+    preallocate_with(file, path, size, fallocate)
+}
+
+/// [`preallocate`] with the `fallocate` call given (a seam for tests of the fallback).
+fn preallocate_with(
+    file: &File,
+    path: &Path,
+    size: u64,
+    fallocate: impl FnOnce(&File, u64) -> io::Result<()>,
+) -> io::Result<()> {
+    match fallocate(file, size) {
+        Err(e) if fallocate_unsupported(&e) => {
+            write_zeros(file, size)?;
+            ZERO_FILL_NOTICE.call_once(|| {
+                eprintln!(
+                    "rewardpool: fallocate is not supported for {}: {e}; segments are \
+                     preallocated by writing zeros instead (slower to create)",
+                    path.display()
+                );
+            });
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// True for the errors that mean "this file system (or kernel) has no fallocate".
+fn fallocate_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS))
+}
+
+/// Writes zeros over `0..size` of `file` in large chunks and syncs them: every block is
+/// allocated (and on disk) when this returns.
+fn write_zeros(file: &File, size: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0_u8; ZERO_CHUNK];
+    let mut at = 0_u64;
+    while at < size {
+        let n = usize::try_from(size - at).map_or(ZERO_CHUNK, |left| left.min(ZERO_CHUNK));
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()
+}
+
 impl Storage for OsStorage {
     fn list(&self) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
@@ -354,7 +413,7 @@ impl Storage for OsStorage {
     fn create_segment(&self, name: &str, size: u64) -> io::Result<Arc<dyn SegmentMap>> {
         let file =
             OpenOptions::new().read(true).write(true).create_new(true).open(self.path(name))?;
-        if let Err(e) = fallocate(&file, size) {
+        if let Err(e) = preallocate(&file, &self.path(name), size) {
             let _ = fs::remove_file(self.path(name));
             return Err(e);
         }
@@ -468,6 +527,58 @@ mod tests {
         // A different size is a new buffer.
         let other = storage.create_segment("three", 128 << 10).unwrap();
         assert_ne!(other.as_ptr(), first_ptr);
+    }
+
+    /// Blocks allocated to `path` and its length (st_blocks counts 512-byte units).
+    fn allocated(path: &Path) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path).unwrap();
+        (meta.blocks() * 512, meta.len())
+    }
+
+    #[test]
+    fn without_fallocate_a_segment_is_preallocated_by_writing_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        // Not a multiple of the chunk: the last write is a short one.
+        let size = 2 * ZERO_CHUNK as u64 + 12_288;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+        let mut called = false;
+        preallocate_with(&file, &path, size, |_, _| {
+            called = true;
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        })
+        .unwrap();
+        assert!(called);
+        let (bytes_allocated, len) = allocated(&path);
+        assert_eq!(len, size, "full size");
+        assert!(bytes_allocated >= size, "not sparse: {bytes_allocated} bytes allocated of {size}");
+        let bytes = fs::read(&path).unwrap();
+        assert!(bytes.iter().all(|&b| b == 0), "all zeros");
+    }
+
+    #[test]
+    fn other_fallocate_errors_stay_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+        let e = preallocate_with(&file, &path, 1 << 20, |_, _| {
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        })
+        .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        // Nothing was written in its place.
+        assert_eq!(allocated(&path), (0, 0));
+    }
+
+    #[test]
+    fn fallocate_allocates_the_whole_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = OsStorage::new(dir.path()).unwrap();
+        let _map = storage.create_segment("seg", 1 << 20).unwrap();
+        let (bytes_allocated, len) = allocated(&dir.path().join("seg"));
+        assert_eq!(len, 1 << 20);
+        assert!(bytes_allocated >= 1 << 20);
     }
 
     #[test]

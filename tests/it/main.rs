@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod crash;
 mod engine;
+mod fuse;
 mod process;
 mod recovery;
 mod wal_cli;
