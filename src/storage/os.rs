@@ -337,6 +337,11 @@ fn fallocate_unsupported(e: &io::Error) -> bool {
 
 /// Writes zeros over `0..size` of `file` in large chunks and syncs them: every block is
 /// allocated (and on disk) when this returns.
+///
+/// Each chunk is written back before the next one is written (`sync_file_range`), so at most
+/// one chunk is in flight: the preparer fills the next segment while the flusher syncs the
+/// current one, and a single writeback of 64 MiB at the end held the flusher's syncs for
+/// 15–40 ms (measured: fdatasync max per bench run).
 fn write_zeros(file: &File, size: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let zeros = vec![0_u8; ZERO_CHUNK];
@@ -344,6 +349,23 @@ fn write_zeros(file: &File, size: u64) -> io::Result<()> {
     while at < size {
         let n = usize::try_from(size - at).map_or(ZERO_CHUNK, |left| left.min(ZERO_CHUNK));
         file.write_all_at(&zeros[..n], at)?;
+        // Best effort (pacing only; the sync below reports any write error): start the
+        // chunk's writeback and wait for it.
+        if let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(n)) {
+            // SAFETY: sync_file_range only reads its integer arguments; `file` owns the
+            // descriptor.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                libc::sync_file_range(
+                    file.as_raw_fd(),
+                    offset,
+                    len,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )
+            };
+        }
         at += n as u64;
     }
     file.sync_data()
