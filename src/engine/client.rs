@@ -281,6 +281,24 @@ impl Client {
         self.ids.clone()
     }
 
+    /// Sleeps until an outcome is ready for [`Client::drain`], the engine stopped, or
+    /// `timeout` passed (the core wakes the thread when it publishes); returns at once when
+    /// nothing is outstanding or an outcome is already ready.
+    ///
+    /// For pipelined callers (`try_draw` + `drain`) with nothing else to do: spinning or
+    /// yielding instead keeps the CPU busy, and under `sync` durability that CPU may be the
+    /// one where the kernel must run the worker that issues the log's disk flush; a thread
+    /// that is always runnable there delayed each flush by a whole scheduler slice (~5 ms
+    /// on our 2-core machine), so every acknowledgement waited ~10 ms. Spin briefly (an
+    /// outcome often comes within microseconds), then sleep here.
+    pub fn park_until_ready(&self, timeout: Duration) {
+        if self.released < self.sent && !self.shared.is_stopped() {
+            // A parked core would not publish anything this thread waits for.
+            self.shared.notify();
+            self.slots.park_until(self.released, timeout);
+        }
+    }
+
     /// Requests submitted whose outcome has not been taken.
     #[must_use]
     pub fn outstanding(&self) -> u64 {

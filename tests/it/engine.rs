@@ -760,3 +760,47 @@ fn client_registered_while_group_pending_is_served() {
         assert_eq!(staged, 4, "client B's draw was not served while a group was held");
     });
 }
+
+/// `park_until_ready` sleeps while nothing is ready (bounded by its timeout), wakes when the
+/// core publishes, and returns at once when nothing is outstanding.
+#[test]
+fn park_until_ready_sleeps_until_an_outcome_is_ready() {
+    bounded("park_until_ready", DEADLINE, || {
+        let (engine, mut client, switch) = held_engine();
+        // Nothing outstanding: no sleep, whatever the timeout.
+        let started = Instant::now();
+        client.park_until_ready(Duration::from_secs(20));
+        assert!(started.elapsed() < Duration::from_secs(5), "slept with nothing outstanding");
+
+        let tickets = submit_and_check_held(&engine, &mut client, 4);
+        // Held: nothing becomes ready, so the park ends at its timeout.
+        let started = Instant::now();
+        client.park_until_ready(Duration::from_millis(50));
+        assert!(started.elapsed() >= Duration::from_millis(50), "woke with nothing ready");
+        let mut delivered = 0;
+        client.drain(|_, _| delivered += 1);
+        assert_eq!(delivered, 0);
+
+        // Released while parked: the core's publish wakes it long before the timeout.
+        let release = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            switch.hold(false);
+        });
+        let started = Instant::now();
+        while delivered == 0 {
+            assert!(started.elapsed() < Duration::from_secs(15), "never woken");
+            client.park_until_ready(Duration::from_secs(20));
+            client.drain(|_, r| {
+                r.unwrap();
+                delivered += 1;
+            });
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "woken by the publish");
+        join(release);
+        while (delivered as usize) < tickets.len() {
+            client.park_until_ready(Duration::from_secs(1));
+            client.drain(|_, _| delivered += 1);
+        }
+        assert_eq!(engine.shutdown().unwrap().last_request_id.0, 6);
+    });
+}

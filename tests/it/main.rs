@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod crash;
 mod engine;
+mod fuse;
 mod library;
 mod process;
 mod readme;
