@@ -1,7 +1,7 @@
 #!/bin/bash
 # usage: abb.sh N OUT name=BIN... ; interleaved runs, a fresh ./bench-data each (the bench deletes it)
 n=$1; out=$2; shift 2
-cd /work/scratch-disk
+cd "${SCRATCH:?a directory on the disk under test (never tmpfs)}"
 for i in $(seq 1 $n); do
   for v in "$@"; do
     name=${v%%=*}; bin=${v#*=}

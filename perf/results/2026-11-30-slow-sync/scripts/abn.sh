@@ -1,7 +1,7 @@
 #!/bin/bash
 # usage: abn.sh BIN N OUT VARIANT... ; VARIANT is "name:ENV=1,ENV2=1" or "name:"
 bin=$1; n=$2; out=$3; shift 3
-cd /work/scratch-disk
+cd "${SCRATCH:?a directory on the disk under test (never tmpfs)}"
 for i in $(seq 1 $n); do
   for v in "$@"; do
     name=${v%%:*}; envs=${v#*:}
