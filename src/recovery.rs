@@ -417,7 +417,9 @@ fn walk_segment(
         if !group.is_empty() || committed_end != end {
             return Err(damaged(file, committed_end, "closed segment ends inside a group"));
         }
-        if header.next_request_id <= committed_rid {
+        if header.next_request_id <= committed_rid
+            && header.close_reason != Some(CloseReason::Unrecorded)
+        {
             return Err(damaged(
                 file,
                 64,

@@ -68,8 +68,9 @@ pub const SEGMENT_HEADER_SIZE: usize = 256;
 /// The first 8 bytes of every segment.
 pub const WAL_MAGIC: [u8; 8] = *b"RWPLWAL1";
 
-/// The segment format version this build writes and reads (2: close reason and request-id
-/// floor; version 1 logs are refused with a message that says so).
+/// The segment format version this build writes (2: close reason and request-id floor). It
+/// also reads version 1 headers (`CloseReason::Unrecorded`), and rewrites them as version 2
+/// when it closes, re-marks or reopens them.
 pub const WAL_FORMAT_VERSION: u32 = 2;
 
 /// Byte offset of the header CRC.
@@ -130,10 +131,14 @@ pub enum CloseReason {
     Recovery,
     /// Cut by `wal repair`: the end of the log then.
     Repair,
+    /// Closed by a format-1 build, which did not record why (read only: recovery re-marks
+    /// such a segment when a successor follows, and a restart reopens or re-marks the newest).
+    Unrecorded,
 }
 
 impl CloseReason {
-    /// The on-disk value: 1 rotation, 2 shutdown, 3 recovery, 4 repair.
+    /// The on-disk value: 1 rotation, 2 shutdown, 3 recovery, 4 repair (`Unrecorded` has
+    /// none: format 1 wrote no reason, and it is never written).
     #[must_use]
     pub fn to_u32(self) -> u32 {
         match self {
@@ -141,6 +146,7 @@ impl CloseReason {
             CloseReason::Shutdown => 2,
             CloseReason::Recovery => 3,
             CloseReason::Repair => 4,
+            CloseReason::Unrecorded => 0,
         }
     }
 
@@ -170,6 +176,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Recovery => "recovery",
             CloseReason::Repair => "repair",
+            CloseReason::Unrecorded => "unrecorded (format 1)",
         })
     }
 }
@@ -327,6 +334,10 @@ impl SegmentHeader {
     #[must_use]
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
         assert_eq!(self.check_consistent(), Ok(()), "encoding an inconsistent header");
+        assert!(
+            self.close_reason != Some(CloseReason::Unrecorded),
+            "encoding a format-1 close reason (recovery re-marks such headers)"
+        );
         let mut out = [0_u8; SEGMENT_HEADER_SIZE];
         let reason = self.close_reason.map_or(0, CloseReason::to_u32).to_le_bytes();
         let fields: [(usize, &[u8]); 10] = [
@@ -371,7 +382,7 @@ impl SegmentHeader {
             return Err(HeaderError::BadMagic { got: magic });
         }
         let version = u32::from_le_bytes(read(h, 8));
-        if version != WAL_FORMAT_VERSION {
+        if version != WAL_FORMAT_VERSION && version != 1 {
             return Err(HeaderError::UnsupportedVersion {
                 got: version,
                 supported: WAL_FORMAT_VERSION,
@@ -386,7 +397,11 @@ impl SegmentHeader {
         let Some(status) = SegmentStatus::from_u32(status_raw) else {
             return Err(HeaderError::BadStatus { got: status_raw });
         };
-        for (start, end) in RESERVED {
+        // Format 1: bytes 56..252 were all reserved; a closed segment's reason and floor were
+        // not recorded (the floor is then its last commit + 1, see `recovery`).
+        let reserved_v1 = [(56, CRC_OFFSET)];
+        let reserved: &[(usize, usize)] = if version == 1 { &reserved_v1 } else { &RESERVED };
+        for &(start, end) in reserved {
             let reserved = h.get(start..end).unwrap_or_default();
             if let Some(i) = reserved.iter().position(|&b| b != 0) {
                 return Err(HeaderError::ReservedNotZero { offset: start + i });
@@ -394,6 +409,7 @@ impl SegmentHeader {
         }
         let reason_raw = u32::from_le_bytes(read(h, 56));
         let close_reason = match reason_raw {
+            0 if version == 1 && status == SegmentStatus::Closed => Some(CloseReason::Unrecorded),
             0 => None,
             raw => {
                 Some(CloseReason::from_u32(raw).ok_or(HeaderError::BadCloseReason { got: raw })?)
@@ -408,6 +424,13 @@ impl SegmentHeader {
             segment_size: u64::from_le_bytes(read(h, 48)),
             close_reason,
             next_request_id: u64::from_le_bytes(read(h, 64)),
+        };
+        let header = match header.close_reason {
+            // The lowest floor possible; recovery raises it to the last commit + 1.
+            Some(CloseReason::Unrecorded) => {
+                SegmentHeader { next_request_id: header.first_request_id, ..header }
+            }
+            _ => header,
         };
         header.check_consistent()?;
         Ok(header)
@@ -566,8 +589,8 @@ mod tests {
             Err(HeaderError::BadMagic { got: *b"RWPLSNP1" })
         );
         assert_eq!(
-            SegmentHeader::decode(&patch(good, 8, &1_u32.to_le_bytes())),
-            Err(HeaderError::UnsupportedVersion { got: 1, supported: 2 })
+            SegmentHeader::decode(&patch(good, 8, &3_u32.to_le_bytes())),
+            Err(HeaderError::UnsupportedVersion { got: 3, supported: 2 })
         );
         let mut flipped = good;
         flipped[100] ^= 4;
@@ -635,6 +658,36 @@ mod tests {
             Err(HeaderError::Inconsistent { field, .. }) => field,
             other => panic!("offset {offset}: {other:?}"),
         }
+    }
+
+    /// A format-1 header: bytes 56..252 zero, version 1.
+    fn v1(h: &SegmentHeader) -> [u8; SEGMENT_HEADER_SIZE] {
+        let mut bytes = h.encode();
+        bytes[56..252].fill(0);
+        patch(bytes, 8, &1_u32.to_le_bytes())
+    }
+
+    #[test]
+    fn format_1_headers_are_read() {
+        let closed = sample();
+        let got = SegmentHeader::decode(&v1(&closed)).unwrap();
+        assert_eq!(got.close_reason, Some(CloseReason::Unrecorded));
+        assert_eq!(got.next_request_id, closed.first_request_id, "the lowest floor");
+        assert!(!CloseReason::Unrecorded.has_successor());
+        let open = closed.reopened();
+        assert_eq!(SegmentHeader::decode(&v1(&open)), Ok(open));
+        // Format 1 reserved all of 56..252.
+        assert_eq!(
+            SegmentHeader::decode(&patch(v1(&closed), 64, &[1])),
+            Err(HeaderError::ReservedNotZero { offset: 64 })
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "format-1 close reason")]
+    fn a_format_1_close_reason_is_never_written() {
+        let h = SegmentHeader::decode(&v1(&sample())).unwrap();
+        let _ = h.encode();
     }
 
     #[test]

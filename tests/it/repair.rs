@@ -410,3 +410,42 @@ fn damage_in_the_newest_segment_after_a_clean_shutdown_loses_nothing() {
 fn snapshot_name_seq(name: &str) -> Option<u64> {
     rewardpool::snapshot::format::parse_snapshot_name(name)
 }
+
+/// Rewrites every segment header of `storage` as format 1 (the previous release): version 1,
+/// bytes 56..252 zero (no close reason, no floor).
+fn as_format_1(storage: &FaultyStorage) {
+    for name in segment_names(storage) {
+        let mut bytes = storage.file(&name).unwrap();
+        bytes[8..12].copy_from_slice(&1_u32.to_le_bytes());
+        bytes[56..252].fill(0);
+        let crc = crc32c::crc32c(&bytes[..252]);
+        bytes[252..256].copy_from_slice(&crc.to_le_bytes());
+        storage.put_file(&name, bytes);
+    }
+}
+
+#[test]
+fn a_log_written_by_the_previous_format_recovers_and_is_upgraded_on_open() {
+    for clean in [true, false] {
+        let (image, reference) = if clean {
+            clean_log(3_000)
+        } else {
+            let (image, _) = crashed_log(SEGMENT, 3_000);
+            let reference = state(&image);
+            (image, reference)
+        };
+        as_format_1(&image);
+        let names = segment_names(&image);
+        assert_eq!(state(&image), reference, "clean {clean}: the same state from format 1");
+        assert!(verify(&image).is_ok(), "clean {clean}");
+        let id = next_id(&image);
+        assert!(id > reference.last_request_id.0, "clean {clean}");
+        // Opening rewrote the old ends: every segment but the newest says a successor
+        // exists, so deleting the newest is damage from now on.
+        for name in &segment_names(&image)[..segment_names(&image).len() - 1] {
+            let h = header(&image, name);
+            assert_eq!(h.close_reason, Some(CloseReason::Rotation), "clean {clean}: {name}");
+        }
+        assert!(segment_names(&image).len() >= names.len());
+    }
+}
