@@ -5,7 +5,7 @@
 //! in a write-ahead log **before** the caller sees it.
 //!
 //! Data flow: caller threads ([`Client`]) push fixed-size requests into SPSC rings
-//! (`engine`) → one pinned core thread owns the [`Pool`] and selects with a Fenwick tree →
+//! (`ingress`) → one pinned core thread (`engine`) owns the [`Pool`] and selects with a Fenwick tree →
 //! it appends each outcome to the [`Journal`] and commits groups → outcomes are published
 //! to per-client completion slots once their group is durable.
 //!
@@ -59,8 +59,8 @@
 //! - `storage::os`: `fallocate` and `flock` system calls; `wal::preparer`: `setpriority`;
 //! - `storage::faulty`: the in-memory test storage's raw file buffers.
 //!
-//! Our own lock-free protocol (completion slots, wake-ups) uses only atomics; it is modelled
-//! with loom in `tests/loom_slots.rs` (`tools/loom.sh`).
+//! Our own lock-free protocol (completion slots, the doorbell every wake-up goes through) uses
+//! only atomics; it is modelled with loom in `tests/loom_slots.rs` (`tools/loom.sh`).
 //!
 //! # Panics
 //! No public API panics on bad input; [`ItemSpec::new`] panics on a quantity below -1
@@ -73,20 +73,21 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+mod ingress;
 pub mod inspect;
 pub mod journal;
 pub mod pool;
 pub mod recovery;
 pub mod storage;
 pub mod store;
+mod sync;
 
 pub mod snapshot;
 pub mod wal;
 
 pub use config::{Config, ConfigError};
-pub use engine::{
-    Client, CorePin, DrawError, Engine, EngineConfig, EngineError, ItemIds, Outcome, Ticket,
-};
+pub use engine::{CorePin, Engine, EngineConfig, EngineError};
+pub use ingress::{Client, DrawError, ItemIds, Outcome, Ticket};
 pub use journal::{Journal, JournalError, JournalStats, MemoryJournal};
 pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
 pub use store::{open_engine, Durability, OpenError, WalOptions};

@@ -16,28 +16,11 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::idle::{Idle, IdleStep};
-use super::request::{Request, RequestKind};
-use super::slots::{Completion, SlotBlock};
 use super::{Control, EngineConfig, EngineError, Shared};
+use crate::ingress::{Completion, Port, RequestKind};
 use crate::journal::{GroupSeq, Journal, JournalError, Space};
 use crate::pool::{ItemState, Pool, PoolState};
-
-/// The core's end of one client.
-pub(crate) struct Port {
-    consumer: rtrb::Consumer<Request>,
-    slots: Arc<SlotBlock>,
-    /// Requests processed (outcome written into the slot).
-    staged: u64,
-    /// Requests published (`completed` stored).
-    published: u64,
-}
-
-impl Port {
-    pub(crate) fn new(consumer: rtrb::Consumer<Request>, slots: Arc<SlotBlock>) -> Port {
-        Port { consumer, slots, staged: 0, published: 0 }
-    }
-}
+use crate::sync::Idle;
 
 /// Committed groups waiting to become durable, with each port's `staged` count at commit.
 struct PendingGroups {
@@ -162,8 +145,7 @@ impl<J: Journal> Core<J> {
 
     /// The thread could not be pinned: stop without serving anything.
     pub(crate) fn abandon(self) -> Result<PoolState, JournalError> {
-        // Release: see `Shared::is_stopped`.
-        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.intake.set_stopped();
         Ok(self.pool.state())
     }
 
@@ -441,29 +423,23 @@ impl<J: Journal> Core<J> {
     }
 
     fn idle_step(&mut self) {
-        match self.idle.step(self.pending.len == 0) {
-            IdleStep::Spin => std::hint::spin_loop(),
-            IdleStep::Yield => std::thread::yield_now(),
-            IdleStep::Park(timeout) => self.park(timeout),
+        if let Some(timeout) = self.idle.pause(self.pending.len == 0) {
+            self.park(timeout);
         }
     }
 
-    fn park(&mut self, timeout: Duration) {
-        // SeqCst store + fence: pairs with the fence in `Shared::notify` (Dekker). After the
-        // fence, either the re-check below sees a client's push or the client sees
-        // `core_sleeping` and unparks this thread.
-        self.shared.core_sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let work = self.ports[..self.active]
-            .iter()
-            .flatten()
-            .any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
-            || !self.shared.control.is_empty()
-            || !self.shared.registrations.is_empty();
-        if !work {
-            std::thread::park_timeout(timeout);
-        }
-        self.shared.core_sleeping.store(false, Ordering::Relaxed);
+    fn park(&self, timeout: Duration) {
+        // The re-check runs after the doorbell's fence, which pairs with the fence in the
+        // `Intake::wake_core` that follows every push a caller waits for (a ring record, a
+        // control command, a registration; Dekker): either it sees the push, or the caller
+        // sees this thread sleeping and unparks it. Acquire loads inside (rtrb, crossbeam).
+        let ports = &self.ports[..self.active];
+        let shared = &self.shared;
+        shared.intake.core.sleep(timeout, || {
+            ports.iter().flatten().any(|p| p.consumer.slots() > 0 || p.slots.is_closed())
+                || !shared.control.is_empty()
+                || !shared.registrations.is_empty()
+        });
     }
 
     /// Clean shutdown: serve what is in the rings, commit, wait until durable, publish,
@@ -495,7 +471,7 @@ impl<J: Journal> Core<J> {
     /// The journal failed: every request staged but not durable gets an error, and the
     /// engine stops (SPEC §2.9).
     fn fail(&mut self, error: &JournalError) {
-        *self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+        self.shared.intake.fail(error.to_string());
         for port in self.ports.iter_mut().flatten() {
             for seq in port.published..port.staged {
                 port.slots.write(seq, crate::pool::RequestId(0), Completion::Failed);
@@ -510,9 +486,9 @@ impl<J: Journal> Core<J> {
     }
 
     fn stop(&mut self) {
-        // Release: every publish above happens-before a client's Acquire of `stopped`.
-        self.shared.stopped.store(true, Ordering::Release);
-        // SeqCst: pairs with the fence in `Shared::notify` after a control push (see
+        // Every publish above happens-before a client's Acquire of `stopped`.
+        self.shared.intake.set_stopped();
+        // SeqCst: pairs with the fence in `Intake::wake_core` after a control push (see
         // `Shared::push_control`): a command pushed from now on is dropped by its sender.
         fence(Ordering::SeqCst);
         for port in self.ports.iter().flatten() {

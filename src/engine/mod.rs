@@ -1,41 +1,30 @@
-//! The engine: a pinned core thread that owns a pool, fed by per-client SPSC rings.
-//!
-//! ```text
-//!  Client ──try_draw──▶ rtrb ring ──▶ core thread: select, journal.append, commit
-//!    ▲                                   │
-//!    └────────── SlotBlock ◀── publish once the group is durable
-//! ```
+//! The engine: a pinned core thread that owns a pool, fed by per-client SPSC rings (what a
+//! caller touches, the client, its ring and its completion slots, is in `ingress`).
 //!
 //! Updates, state reads and shutdown travel on a bounded control queue (crossbeam
 //! `ArrayQueue`); the core serves them between ring passes, after draining every ring, so
 //! a client's draws sent before its update are logged before it.
 
 mod affinity;
-mod client;
 mod core_loop;
-mod idle;
-mod ids;
-mod request;
-mod slots;
 
 use std::fmt;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::thread::{JoinHandle, Thread};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::CachePadded;
 
 pub use affinity::{available_cores, CorePin, PinError};
-pub use client::{Client, DrawError, Outcome, Ticket};
-pub use idle::IdleConfig;
-pub use ids::ItemIds;
+// The caller's types live in `ingress`; these paths stay for callers that use them.
+pub use crate::ingress::{Client, DrawError, ItemIds, Outcome, Ticket};
+pub use crate::sync::IdleConfig;
 
+use crate::ingress::{IdCell, Intake, Port};
 use crate::journal::{Journal, JournalError, JournalStats};
 use crate::pool::{ItemState, Pool, PoolError, PoolState, Quantity};
-use core_loop::{Core, Port};
-use ids::IdCell;
+use core_loop::Core;
 
 /// How an engine runs. Every bound is fixed at start: nothing grows on the hot path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,18 +132,12 @@ pub(crate) enum Control {
     Shutdown,
 }
 
-/// State shared by the engine handle, its clients and the core thread.
+/// State shared by the engine handle and the core thread (its clients share the `intake`).
 pub(crate) struct Shared {
     registrations: ArrayQueue<Port>,
     control: ArrayQueue<Control>,
-    /// Set by the core before it parks; clients unpark it (see `notify`).
-    core_sleeping: CachePadded<AtomicBool>,
-    core_thread: OnceLock<Thread>,
-    /// Intake is closed: new draws are refused.
-    closing: AtomicBool,
-    /// The core thread has published its last completion and will publish no more.
-    stopped: AtomicBool,
-    failure: Mutex<Option<String>>,
+    /// The core's doorbell and its closing, stopped and failed states, shared with clients.
+    intake: Arc<Intake>,
     clients: AtomicU64,
     stats: EngineStats,
     /// Item ids by index, for [`ItemIds`]; the core appends when an update adds an item.
@@ -162,29 +145,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Wakes the core if it is parked. Called after pushing work that the caller then waits
-    /// for, not after every push (a fence costs ~20–40 ns).
-    #[inline]
-    pub(crate) fn notify(&self) {
-        // SeqCst fence: orders the caller's earlier push (ring tail store) before the load of
-        // `core_sleeping`; pairs with the core's SeqCst store + fence in `Core::park` (Dekker):
-        // either the core sees the push, or this load sees it sleeping and unparks it.
-        fence(Ordering::SeqCst);
-        if self.core_sleeping.load(Ordering::Relaxed) {
-            if let Some(t) = self.core_thread.get() {
-                t.unpark();
-            }
-        }
-    }
-
-    pub(crate) fn is_stopped(&self) -> bool {
-        // Acquire: pairs with the core's Release store in `Core::finish`, after its last
-        // publish, so a caller that sees `stopped` also sees every completion.
-        self.stopped.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn is_failed(&self) -> bool {
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    fn is_stopped(&self) -> bool {
+        self.intake.is_stopped()
     }
 
     fn push_control(&self, mut cmd: Control) -> Result<(), EngineError> {
@@ -194,8 +156,8 @@ impl Shared {
             }
             match self.control.push(cmd) {
                 Ok(()) => {
-                    self.notify();
-                    // `notify` ends with a SeqCst fence after the push; the core's `stop`
+                    self.intake.wake_core();
+                    // `wake_core` begins with a SeqCst fence after the push; the core's `stop`
                     // stores `stopped` and fences before it drains the queue (Dekker). If the
                     // core stopped without seeing this command, drop it here so its reply
                     // channel closes and the caller gets an error instead of waiting forever.
@@ -213,7 +175,7 @@ impl Shared {
     }
 
     fn stopped_error(&self) -> EngineError {
-        match self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        match self.intake.failure() {
             Some(reason) => EngineError::Failed(reason),
             None => EngineError::ShuttingDown,
         }
@@ -252,11 +214,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             registrations: ArrayQueue::new(config.clients_max),
             control: ArrayQueue::new(64),
-            core_sleeping: CachePadded::new(AtomicBool::new(false)),
-            core_thread: OnceLock::new(),
-            closing: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            failure: Mutex::new(None),
+            intake: Arc::new(Intake::default()),
             clients: AtomicU64::new(0),
             stats: EngineStats::default(),
             item_ids: Arc::new(IdCell::new(&pool)),
@@ -281,7 +239,6 @@ impl Engine {
                 core.run()
             })
             .map_err(EngineError::Spawn)?;
-        let _ = shared.core_thread.set(thread.thread().clone());
         let mut engine = Engine { shared, thread: Some(thread), config, core_id, journal_stats };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(engine),
@@ -305,7 +262,7 @@ impl Engine {
     /// # Errors
     /// Too many clients, or the engine has stopped.
     pub fn client(&self) -> Result<Client, EngineError> {
-        if self.shared.closing.load(Ordering::Acquire) || self.shared.is_stopped() {
+        if self.shared.intake.is_closing() || self.shared.is_stopped() {
             return Err(self.shared.stopped_error());
         }
         let max = self.config.clients_max as u64;
@@ -314,12 +271,16 @@ impl Engine {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
         }
-        let (client, port) = client::pair(Arc::clone(&self.shared), self.config.ring_capacity);
+        let (client, port) = crate::ingress::pair(
+            Arc::clone(&self.shared.intake),
+            self.item_ids(),
+            self.config.ring_capacity,
+        );
         if self.shared.registrations.push(port).is_err() {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
         }
-        self.shared.notify();
+        self.shared.intake.wake_core();
         Ok(client)
     }
 
@@ -372,7 +333,7 @@ impl Engine {
     /// Why the engine failed, if it did.
     #[must_use]
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared.intake.failure()
     }
 
     /// Stops intake, answers every request in flight, commits, closes the journal (final
@@ -388,8 +349,8 @@ impl Engine {
         let Some(thread) = self.thread.take() else {
             return Err(EngineError::ShuttingDown);
         };
-        // Release: clients' Acquire loads in `try_draw` stop taking new draws.
-        self.shared.closing.store(true, Ordering::Release);
+        // Clients' `try_draw` stop taking new draws.
+        self.shared.intake.close();
         if !self.shared.is_stopped() {
             // The queue may be full; the core drains it, and exits only on Shutdown or failure.
             let _ = self.shared.push_control(Control::Shutdown);

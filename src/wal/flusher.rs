@@ -8,9 +8,8 @@
 //! error (SPEC §2.9: never retry a failed sync).
 
 use std::io;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::Thread;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
@@ -21,6 +20,12 @@ use super::preparer::Close;
 use super::segment::write_at;
 use crate::snapshot::format::snapshot_name;
 use crate::storage::{SegmentMap, Storage};
+use crate::sync::{Doorbell, Idle, IdleConfig};
+
+/// How the flusher idles without a job: 63 spins, then parks of at most 5 ms (the core
+/// rings its doorbell after each push).
+const FLUSHER_IDLE: IdleConfig =
+    IdleConfig { spin_passes: 63, yield_passes: 0, park_max: Duration::from_millis(5) };
 
 /// A segment whose header and snapshot marker are written, to be put in place.
 #[derive(Debug)]
@@ -111,9 +116,8 @@ pub(crate) struct FlushState {
     /// stops at its next job or idle pass.
     pub(crate) failed: AtomicBool,
     pub(crate) error: Mutex<Option<String>>,
-    /// Set while the flusher parks; the core unparks it after pushing a job.
-    sleeping: AtomicBool,
-    thread: OnceLock<Thread>,
+    /// The flusher sleeps on it; the core rings it after pushing a job.
+    bell: Doorbell,
     /// Next segment files, created and pre-faulted ahead of time (at most one waits).
     pub(crate) spares: ArrayQueue<(String, Arc<dyn SegmentMap>)>,
     /// The core the flusher and preparer should run on (1 + id; 0 = not set): any core but
@@ -129,8 +133,7 @@ impl FlushState {
             installed: AtomicU64::new(installed),
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
-            sleeping: AtomicBool::new(false),
-            thread: OnceLock::new(),
+            bell: Doorbell::new(),
             spares: ArrayQueue::new(1),
             helper_core: AtomicU64::new(0),
             jobs: ArrayQueue::new(jobs_max),
@@ -140,14 +143,10 @@ impl FlushState {
     /// Queues a job and wakes the flusher; false if the queue is full (retry later).
     pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
         self.jobs.push(job)?;
-        // SeqCst fence: orders the push before the load of `sleeping`; pairs with the
-        // flusher's SeqCst store + fence before it re-checks the queue (Dekker).
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) {
-            if let Some(t) = self.thread.get() {
-                t.unpark();
-            }
-        }
+        // Its SeqCst fence orders the push before the load of the sleeping flag; pairs with
+        // the fence in `Flusher::idle`'s `Doorbell::sleep` before it re-checks the queue
+        // (Dekker).
+        self.bell.ring();
         Ok(())
     }
 
@@ -194,9 +193,8 @@ pub(crate) struct Flusher {
 impl Flusher {
     /// Runs until a Close job or an error.
     pub(crate) fn run(mut self) {
-        let _ = self.state.thread.set(std::thread::current());
         let mut next: Option<Job> = None;
-        let mut idle = 0_u32;
+        let mut idle = Idle::new(FLUSHER_IDLE);
         let mut pinned = 0;
         loop {
             // Acquire: pairs with the Release in `fail`. The preparer fails on its own thread
@@ -207,11 +205,10 @@ impl Flusher {
             }
             pinned = pin_helper(&self.state, pinned);
             let Some(job) = next.take().or_else(|| self.state.jobs.pop()) else {
-                idle += 1;
-                self.idle(idle);
+                self.idle(&mut idle);
                 continue;
             };
-            idle = 0;
+            idle.reset();
             let result = match job {
                 Job::Sync { group, end } => self.sync(group, end, &mut next),
                 Job::Rotate(r) => {
@@ -233,18 +230,12 @@ impl Flusher {
         }
     }
 
-    fn idle(&self, idle: u32) {
-        if idle < 64 {
-            std::hint::spin_loop();
-            return;
+    fn idle(&self, idle: &mut Idle) {
+        if let Some(timeout) = idle.pause(true) {
+            // The queue re-check runs after the doorbell's fence, which pairs with the fence
+            // of the ring in `FlushState::push` (Dekker).
+            self.state.bell.sleep(timeout, || !self.state.jobs.is_empty());
         }
-        // SeqCst store + fence: pairs with the fence in `FlushState::push` (Dekker).
-        self.state.sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.state.jobs.is_empty() {
-            std::thread::park_timeout(Duration::from_millis(5));
-        }
-        self.state.sleeping.store(false, Ordering::Relaxed);
     }
 
     /// Syncs (or, in buffered mode, writes) through the newest queued Sync job (coalescing: one

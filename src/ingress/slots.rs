@@ -9,28 +9,31 @@
 //! 1. The core pops request `seq` and writes its outcome into the slot with `Relaxed` stores
 //!    (it may do so long before the outcome is durable).
 //! 2. Once the group holding the request is durable, the core stores `completed = seq + 1`
-//!    with `Release`.
+//!    with `Release`, then rings the block's [`Doorbell`].
 //! 3. The client loads `completed` with `Acquire`; every slot below it holds a final outcome
-//!    (the `Release`/`Acquire` pair orders the slot stores of step 1 before the loads).
+//!    (the `Release`/`Acquire` pair orders the slot stores of step 1 before the loads). A
+//!    client that waits long sleeps on the doorbell until `completed` passes its request.
 //! 4. The client never has more than `capacity` requests that it has not read yet
 //!    (`Client` checks `sent - released < capacity` before pushing), so the core never
 //!    overwrites a slot the client has not read: the core writes slot `seq` only after popping
 //!    request `seq`, which the client pushed only after reading request `seq - capacity`.
 //!
 //! Everything is an atomic, so the protocol needs no `unsafe`; its ordering is exercised by
-//! the stress tests in `tests/it/engine.rs` and the loom model in `tests/loom_slots.rs`.
-
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::thread::Thread;
+//! the stress tests in `tests/it/engine.rs`, and `tests/loom_slots.rs` models this very type
+//! (its atomics and doorbell are loom's under `--cfg loom`).
+#![cfg_attr(
+    not(loom),
+    allow(unreachable_pub, reason = "public only for the loom models under `--cfg loom`")
+)]
 
 use crossbeam_utils::CachePadded;
 
 use crate::pool::{ItemIndex, RequestId};
+use crate::sync::{AtomicBool, AtomicU64, Doorbell, Ordering};
 
 /// What a completed request produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Completion {
+pub enum Completion {
     /// A draw that handed out this item.
     Item(ItemIndex),
     /// A draw that found nothing available.
@@ -77,14 +80,13 @@ struct Slot {
 }
 
 /// One client's completion slots and its wake-up state.
-pub(crate) struct SlotBlock {
+pub struct SlotBlock {
     /// Number of requests whose outcome is final. Written by the core only.
     completed: CachePadded<AtomicU64>,
-    /// Set by a client about to park; the core unparks it after publishing.
-    waiting: CachePadded<AtomicBool>,
-    /// The thread to unpark. Locked only when `waiting` is set: a parked client has already
-    /// given up on low latency, and the core never takes this lock otherwise.
-    waiter: Mutex<Option<Thread>>,
+    /// The client sleeps on it; the core rings it after publishing. Its lock is taken only
+    /// by a client about to sleep (it has given up on low latency already) and by the core
+    /// when the client sleeps.
+    bell: Doorbell,
     /// Set when the client is dropped; the core then releases its port.
     closed: AtomicBool,
     slots: Box<[Slot]>,
@@ -102,67 +104,61 @@ impl std::fmt::Debug for SlotBlock {
 
 impl SlotBlock {
     /// `capacity` slots, rounded up to a power of two.
-    pub(crate) fn new(capacity: usize) -> SlotBlock {
+    #[must_use]
+    pub fn new(capacity: usize) -> SlotBlock {
         let capacity = capacity.max(1).next_power_of_two();
         let slots = (0..capacity)
             .map(|_| Slot { request_id: AtomicU64::new(0), completion: AtomicU64::new(0) })
             .collect();
         SlotBlock {
             completed: CachePadded::new(AtomicU64::new(0)),
-            waiting: CachePadded::new(AtomicBool::new(false)),
-            waiter: Mutex::new(None),
+            bell: Doorbell::new(),
             closed: AtomicBool::new(false),
             slots,
             mask: capacity as u64 - 1,
         }
     }
 
-    pub(crate) fn capacity(&self) -> usize {
+    /// Slots in the block (a power of two).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
         self.slots.len()
     }
 
     /// Core side: records the outcome of request `seq` (not yet visible to the client).
     #[inline]
-    pub(crate) fn write(&self, seq: u64, request_id: RequestId, completion: Completion) {
+    pub fn write(&self, seq: u64, request_id: RequestId, completion: Completion) {
         let slot = &self.slots[(seq & self.mask) as usize];
         // Relaxed: made visible by the Release store of `completed` in `publish`.
         slot.request_id.store(request_id.0, Ordering::Relaxed);
         slot.completion.store(completion.encode(), Ordering::Relaxed);
     }
 
-    /// Core side: makes every request below `completed` visible to the client.
+    /// Core side: makes every request below `completed` visible to the client, and wakes
+    /// the client if it sleeps.
     #[inline]
-    pub(crate) fn publish(&self, completed: u64) {
+    pub fn publish(&self, completed: u64) {
         debug_assert!(completed >= self.completed.load(Ordering::Relaxed));
         // Release: publishes the slot stores of `write` to the client's Acquire in `completed`.
         self.completed.store(completed, Ordering::Release);
-        // SeqCst fence: orders the store above before the load of `waiting` below; pairs
-        // with the fence in `park_until` between the client's store of `waiting` and its
-        // load of `completed` (Dekker): one side sees the other's store, so no lost wake-up.
-        // The loom model in tests/loom_slots.rs has exactly these orderings.
-        fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) {
-            self.wake();
-        }
-    }
-
-    #[cold]
-    fn wake(&self) {
-        if let Some(thread) = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            thread.unpark();
-        }
+        // Its SeqCst fence orders the store above before the load of the sleeping flag;
+        // pairs with the fence in `park_until`'s `Doorbell::sleep`, before its `completed`
+        // check (Dekker): no lost wake-up.
+        self.bell.ring();
     }
 
     /// Client side: how many requests are complete.
     #[inline]
-    pub(crate) fn completed(&self) -> u64 {
+    #[must_use]
+    pub fn completed(&self) -> u64 {
         // Acquire: pairs with the Release store in `publish`.
         self.completed.load(Ordering::Acquire)
     }
 
     /// Client side: the outcome of request `seq`; only valid when `seq < completed()`.
     #[inline]
-    pub(crate) fn read(&self, seq: u64) -> (RequestId, Completion) {
+    #[must_use]
+    pub fn read(&self, seq: u64) -> (RequestId, Completion) {
         let slot = &self.slots[(seq & self.mask) as usize];
         // Relaxed: ordered after the core's stores by the Acquire load in `completed`.
         let request_id = RequestId(slot.request_id.load(Ordering::Relaxed));
@@ -170,24 +166,23 @@ impl SlotBlock {
         (request_id, completion)
     }
 
-    /// Client side: parks the calling thread until `completed() > seq` or `timeout` passes.
-    pub(crate) fn park_until(&self, seq: u64, timeout: std::time::Duration) {
-        *self.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
-        self.waiting.store(true, Ordering::Relaxed);
-        // SeqCst fence: see `publish`.
-        fence(Ordering::SeqCst);
-        if self.completed.load(Ordering::Acquire) <= seq {
-            std::thread::park_timeout(timeout);
-        }
-        self.waiting.store(false, Ordering::Relaxed);
+    /// Client side: parks the calling thread until `completed() > seq` or `timeout` passes
+    /// (it may return earlier: callers re-check `completed`).
+    pub fn park_until(&self, seq: u64, timeout: std::time::Duration) {
+        // Acquire: pairs with the Release store in `publish`; read after the doorbell's
+        // fence, which pairs with the fence of `publish`'s ring.
+        self.bell.sleep(timeout, || self.completed.load(Ordering::Acquire) > seq);
     }
 
-    pub(crate) fn close(&self) {
+    /// Client side: the client is gone; the core then releases its port.
+    pub fn close(&self) {
         // Release: the core's Acquire load in `is_closed` sees every push made before.
         self.closed.store(true, Ordering::Release);
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    /// Core side: true once the client is gone.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
         // Acquire: pairs with `close`.
         self.closed.load(Ordering::Acquire)
     }

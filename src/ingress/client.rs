@@ -1,23 +1,21 @@
 //! The caller's side: a ring toward the core thread, completion slots back, and tickets.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::core_loop::Port;
 use super::ids::ItemIds;
+use super::intake::Intake;
+use super::port::Port;
 use super::request::{Request, RequestKind};
 use super::slots::{Completion, SlotBlock};
-use super::Shared;
 use crate::pool::{ItemIndex, RequestId};
+use crate::sync::{Idle, IdleConfig};
 
-/// Spins on a ticket before yielding (each spin reads one cache line: ~10–50 ns).
-const WAIT_SPINS: u32 = 4_000;
-/// Yields before parking.
-const WAIT_YIELDS: u32 = 64;
-/// Longest park; the core unparks a waiting client as soon as it publishes.
-const WAIT_PARK_MAX: Duration = Duration::from_millis(2);
+/// How `wait` idles: 4,000 spins (each reads one cache line: ~10–50 ns), 64 yields, then
+/// parks of at most 2 ms (the core unparks a waiting client as soon as it publishes).
+const WAIT_IDLE: IdleConfig =
+    IdleConfig { spin_passes: 4_000, yield_passes: 64, park_max: Duration::from_millis(2) };
 
 /// An acknowledged draw: its frame is in the log and its group is durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +87,7 @@ impl Ticket {
 pub struct Client {
     producer: rtrb::Producer<Request>,
     slots: Arc<SlotBlock>,
-    shared: Arc<Shared>,
+    intake: Arc<Intake>,
     /// Requests pushed.
     sent: u64,
     /// Requests whose outcome the caller has taken, in order (slots below are reusable).
@@ -110,15 +108,16 @@ impl fmt::Debug for Client {
     }
 }
 
-pub(crate) fn pair(shared: Arc<Shared>, capacity: usize) -> (Client, Port) {
-    let ids = ItemIds::new(Arc::clone(&shared.item_ids));
+/// A new client and the core's end of it, its [`Port`]: a ring of `capacity` requests
+/// (rounded up to a power of two) and as many completion slots.
+pub(crate) fn pair(intake: Arc<Intake>, ids: ItemIds, capacity: usize) -> (Client, Port) {
     let slots = Arc::new(SlotBlock::new(capacity));
     let capacity = slots.capacity();
     let (producer, consumer) = rtrb::RingBuffer::new(capacity);
     let client = Client {
         producer,
         slots: Arc::clone(&slots),
-        shared,
+        intake,
         sent: 0,
         released: 0,
         taken: vec![false; capacity].into_boxed_slice(),
@@ -137,8 +136,9 @@ impl Client {
     /// [`DrawError::ShuttingDown`] / [`DrawError::Failed`] when the engine stopped.
     #[inline]
     pub fn try_draw(&mut self) -> Result<Ticket, DrawError> {
-        // Acquire: pairs with the Release store in `Engine::join`.
-        if self.shared.closing.load(Ordering::Acquire) || self.shared.is_stopped() {
+        // Acquire loads: pair with `Intake::close` (from `Engine::join`) and the core's
+        // `Intake::set_stopped`.
+        if self.intake.is_closing() || self.intake.is_stopped() {
             return Err(self.stopped_error());
         }
         if self.sent - self.released > self.mask {
@@ -183,15 +183,15 @@ impl Client {
     /// Wakes the core thread if it is parked.
     #[inline]
     pub fn flush(&self) {
-        self.shared.notify();
+        self.intake.wake_core();
     }
 
     /// True when `ticket`'s outcome is ready (then `wait` returns at once).
     pub fn is_ready(&self, ticket: &Ticket) -> bool {
-        if self.slots.completed() > ticket.seq || self.shared.is_stopped() {
+        if self.slots.completed() > ticket.seq || self.intake.is_stopped() {
             return true;
         }
-        self.shared.notify();
+        self.intake.wake_core();
         false
     }
 
@@ -206,10 +206,10 @@ impl Client {
         if seq < self.released || self.taken[(seq & self.mask) as usize] {
             return Err(DrawError::AlreadyTaken);
         }
-        self.shared.notify();
-        let mut round = 0_u32;
+        self.intake.wake_core();
+        let mut idle = Idle::new(WAIT_IDLE);
         while self.slots.completed() <= seq {
-            if self.shared.is_stopped() {
+            if self.intake.is_stopped() {
                 // The core published everything before `stopped`: one last look.
                 if self.slots.completed() <= seq {
                     self.take(seq);
@@ -217,14 +217,10 @@ impl Client {
                 }
                 break;
             }
-            round = round.saturating_add(1);
-            if round <= WAIT_SPINS {
-                std::hint::spin_loop();
-            } else if round <= WAIT_SPINS + WAIT_YIELDS {
-                std::thread::yield_now();
-            } else {
-                self.shared.notify();
-                self.slots.park_until(seq, WAIT_PARK_MAX);
+            if let Some(timeout) = idle.pause(true) {
+                // A parked core would not publish what this thread waits for.
+                self.intake.wake_core();
+                self.slots.park_until(seq, timeout);
             }
         }
         let (request_id, completion) = self.slots.read(seq);
@@ -236,8 +232,8 @@ impl Client {
     /// `(ticket id, result)`; after a stop, also every request that will never complete.
     /// Returns how many it delivered.
     pub fn drain(&mut self, mut each: impl FnMut(u64, Result<Outcome, DrawError>)) -> usize {
-        self.shared.notify();
-        let stopped = self.shared.is_stopped();
+        self.intake.wake_core();
+        let stopped = self.intake.is_stopped();
         let completed = self.slots.completed();
         let mut delivered = 0;
         while self.released < completed {
@@ -292,9 +288,9 @@ impl Client {
     /// on our 2-core machine), so every acknowledgement waited ~10 ms. Spin briefly (an
     /// outcome often comes within microseconds), then sleep here.
     pub fn park_until_ready(&self, timeout: Duration) {
-        if self.released < self.sent && !self.shared.is_stopped() {
+        if self.released < self.sent && !self.intake.is_stopped() {
             // A parked core would not publish anything this thread waits for.
-            self.shared.notify();
+            self.intake.wake_core();
             self.slots.park_until(self.released, timeout);
         }
     }
@@ -320,7 +316,7 @@ impl Client {
     }
 
     fn stopped_error(&self) -> DrawError {
-        if self.shared.is_failed() {
+        if self.intake.is_failed() {
             DrawError::Failed
         } else {
             DrawError::ShuttingDown
@@ -331,7 +327,7 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.slots.close();
-        self.shared.notify();
+        self.intake.wake_core();
     }
 }
 

@@ -1,4 +1,7 @@
-//! The core thread's idle strategy: spin, then yield, then park; bounded at every step.
+//! The idle policy: spin, then yield, then sleep; bounded at every step. One policy, three
+//! users with their own bounds: the core thread between empty passes ([`IdleConfig`], set
+//! by `EngineConfig::idle`), a client waiting for an outcome, and the flusher waiting for
+//! a job (each sleeps on a [`Doorbell`](super::Doorbell)).
 //!
 //! What each step costs a request that arrives while the core idles (2-core KVM guest):
 //! - spinning: the core notices within one pass (tens of ns), but burns its CPU;
@@ -28,15 +31,15 @@ impl Default for IdleConfig {
     }
 }
 
-/// What the core should do after an empty pass.
+/// What to do after an empty pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IdleStep {
+enum IdleStep {
     Spin,
     Yield,
     Park(Duration),
 }
 
-/// Counts empty passes and says which phase the core is in.
+/// Counts empty passes and says which phase the waiting thread is in.
 #[derive(Debug)]
 pub(crate) struct Idle {
     config: IdleConfig,
@@ -44,7 +47,7 @@ pub(crate) struct Idle {
 }
 
 impl Idle {
-    pub(crate) fn new(config: IdleConfig) -> Idle {
+    pub(crate) const fn new(config: IdleConfig) -> Idle {
         Idle { config, empty_passes: 0 }
     }
 
@@ -54,10 +57,22 @@ impl Idle {
         self.empty_passes = 0;
     }
 
-    /// An empty pass; `may_park` is false while groups await durability (the flusher does
-    /// not wake the core, so it keeps polling).
+    /// An empty pass: spins or yields here, or returns how long the caller may sleep (on
+    /// its doorbell) once both phases are used up. `may_park` false keeps the caller in the
+    /// yield phase (the core while groups await durability: the flusher does not wake it).
     #[inline]
-    pub(crate) fn step(&mut self, may_park: bool) -> IdleStep {
+    pub(crate) fn pause(&mut self, may_park: bool) -> Option<Duration> {
+        match self.step(may_park) {
+            IdleStep::Spin => std::hint::spin_loop(),
+            IdleStep::Yield => std::thread::yield_now(),
+            IdleStep::Park(timeout) => return Some(timeout),
+        }
+        None
+    }
+
+    /// Which phase an empty pass is in (see [`Idle::pause`]).
+    #[inline]
+    fn step(&mut self, may_park: bool) -> IdleStep {
         self.empty_passes = self.empty_passes.saturating_add(1);
         let spin = self.config.spin_passes;
         if self.empty_passes <= spin {

@@ -86,9 +86,9 @@ impl IdCell {
 ///
 /// A handle holds an immutable copy of the table, shared (`Arc`) with the engine and every
 /// other handle. A lookup of an index the copy does not hold (an item added by
-/// [`Engine::update`](super::Engine::update) since) reloads the engine's current table once:
+/// [`Engine::update`](crate::Engine::update) since) reloads the engine's current table once:
 /// a lock and an `Arc` clone, no allocation. Get one with
-/// [`Engine::item_ids`](super::Engine::item_ids) or
+/// [`Engine::item_ids`](crate::Engine::item_ids) or
 /// [`Client::item_ids`](super::Client::item_ids); keep it next to the client (a separate
 /// value, so it can be used inside a [`Client::drain`](super::Client::drain) callback).
 ///
