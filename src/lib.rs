@@ -60,7 +60,7 @@
 //! - `storage::faulty`: the in-memory test storage's raw file buffers.
 //!
 //! Our own lock-free protocol (completion slots, the doorbell every wake-up goes through) uses
-//! only atomics; it is modelled with loom in `tests/loom_slots.rs` (`tools/loom.sh`).
+//! only atomics; `tests/loom_slots.rs` models the real types with loom (`tools/loom.sh`).
 //!
 //! # Panics
 //! No public API panics on bad input; [`ItemSpec::new`] panics on a quantity below -1
@@ -107,6 +107,15 @@ pub use store::{open_engine, Durability, OpenError, WalOptions};
 /// invalid catalog, or an engine that cannot start.
 pub fn open(config: &Config) -> Result<Engine, OpenError> {
     open_engine(&config.catalog(), &config.wal_options(), config.engine_config(), None)
+}
+
+/// The lock-free types that `tests/loom_slots.rs` models, opened to it under `--cfg loom`
+/// only (their atomics, lock and park are loom's then: see `sync`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api {
+    pub use crate::ingress::slots::{Completion, SlotBlock};
+    pub use crate::sync::Doorbell;
 }
 
 /// The README's Rust blocks run as doctests, so its library guide cannot rot.

@@ -1,113 +1,51 @@
-//! Loom model of the completion-slot protocol and the wake-up handshakes of the engine.
+//! Loom models of the completion slots and the doorbell, driving the engine's own types.
 //!
-//! Run with `tools/loom.sh` (`RUSTFLAGS="--cfg loom" cargo test --test loom_slots --release`).
-//!
-//! **This mirrors `src/engine/slots.rs` (`SlotBlock::{write, publish, completed, read,
-//! park_until}`), `Client::{try_draw, wait}` and `Shared::notify` / `Core::park`, and must be
-//! kept in sync with them**: the engine uses std atomics directly, so the model re-implements
-//! the same protocol here with loom's atomics, with the same orderings:
+//! Run with `tools/loom.sh` (`RUSTFLAGS="--cfg loom" cargo test --test loom_slots`, in its own
+//! target directory). Under `--cfg loom` the crate builds its `sync` shim on loom's atomics,
+//! lock and park, and opens `rewardpool::loom_api`: these models call the real
+//! `SlotBlock::{write, publish, completed, read, park_until}` and `Doorbell::{ring, sleep}`,
+//! so they cannot drift from the code they check. What they check:
 //!
 //! - the core writes a slot with `Relaxed` stores, then stores `completed` with `Release`;
 //!   the client loads `completed` with `Acquire`, then reads the slot with `Relaxed` loads;
 //! - the client never has more than `capacity` unread requests, so the core never
 //!   overwrites a slot the client has not read;
-//! - `waiting` / `completed` form a Dekker handshake (client: store `waiting`,
-//!   `fence(SeqCst)`, load `completed`, park; core: store `completed`, `fence(SeqCst)`,
-//!   load `waiting`, unpark): the client cannot park forever once the core has published;
-//! - `core_sleeping` / ring: client pushes, `fence(SeqCst)`, loads `core_sleeping`; core
-//!   stores `core_sleeping` SeqCst, `fence(SeqCst)`, re-checks the ring, parks.
+//! - the doorbell's Dekker handshake (sleeper: flag, `fence(SeqCst)`, re-check, park; ringer:
+//!   publish, `fence(SeqCst)`, load the flag, unpark) never loses a wake-up, for the client
+//!   sleeping on its slots and for the core (or the flusher) sleeping on its queue.
 //!
-//! Parks here have no timeout (the engine's do), so a lost wake-up is a deadlock that loom
-//! reports. Every handshake uses `fence(SeqCst)`, which loom 0.7 models fully (it treats
-//! SeqCst loads and stores as AcqRel), so the model is literal: the same orderings as the
-//! engine.
+//! Loom's park has no timeout (the shim maps `park_timeout` to `park`), so a lost wake-up is a
+//! deadlock that loom reports. Loom 0.7 models `fence(SeqCst)` fully (SeqCst loads and stores
+//! only as AcqRel), which is why the doorbell's ordering is carried by its fences.
+//!
+//! The ring stands in for rtrb (its Release store of the tail, Acquire load), and the
+//! client's loop is `Client::wait`'s without its spin and yield phases (the `Idle` policy,
+//! which only delays the park).
 #![cfg(loom)]
 
-use loom::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use loom::sync::{Arc, Mutex};
-use loom::thread::{self, Thread};
+use std::time::Duration;
 
-/// One completion slot (`slots.rs::Slot`).
-struct Slot {
-    request_id: AtomicU64,
-    completion: AtomicU64,
-}
+use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use rewardpool::loom_api::{Completion, Doorbell, SlotBlock};
+use rewardpool::{ItemIndex, RequestId};
 
-/// `slots.rs::SlotBlock`, reduced to what the protocol needs.
-struct SlotBlock {
-    completed: AtomicU64,
-    waiting: AtomicBool,
-    waiter: Mutex<Option<Thread>>,
-    slots: Vec<Slot>,
-    mask: u64,
-}
+/// Never reached under loom (its park has no timeout); the engine's parks have one.
+const TIMEOUT: Duration = Duration::from_secs(1);
 
-impl SlotBlock {
-    fn new(capacity: usize) -> SlotBlock {
-        SlotBlock {
-            completed: AtomicU64::new(0),
-            waiting: AtomicBool::new(false),
-            waiter: Mutex::new(None),
-            slots: (0..capacity)
-                .map(|_| Slot { request_id: AtomicU64::new(0), completion: AtomicU64::new(0) })
-                .collect(),
-            mask: capacity as u64 - 1,
-        }
+/// `Client::wait`'s loop, with the spin and yield phases folded into the park.
+fn wait(block: &SlotBlock, seq: u64) -> (RequestId, Completion) {
+    while block.completed() <= seq {
+        block.park_until(seq, TIMEOUT);
     }
-
-    /// `SlotBlock::write`: Relaxed stores.
-    fn write(&self, seq: u64, request_id: u64, completion: u64) {
-        let slot = &self.slots[(seq & self.mask) as usize];
-        slot.request_id.store(request_id, Ordering::Relaxed);
-        slot.completion.store(completion, Ordering::Relaxed);
-    }
-
-    /// `SlotBlock::publish`: Release store of `completed`, fence, Relaxed load of `waiting`.
-    fn publish(&self, completed: u64) {
-        self.completed.store(completed, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) {
-            if let Some(t) = self.waiter.lock().unwrap().as_ref() {
-                t.unpark();
-            }
-        }
-    }
-
-    /// `SlotBlock::completed`: Acquire.
-    fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Acquire)
-    }
-
-    /// `SlotBlock::read`: Relaxed loads.
-    fn read(&self, seq: u64) -> (u64, u64) {
-        let slot = &self.slots[(seq & self.mask) as usize];
-        (slot.request_id.load(Ordering::Relaxed), slot.completion.load(Ordering::Relaxed))
-    }
-
-    /// `SlotBlock::park_until`, without the timeout.
-    fn park_until(&self, seq: u64) {
-        *self.waiter.lock().unwrap() = Some(thread::current());
-        self.waiting.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if self.completed.load(Ordering::Acquire) <= seq {
-            thread::park();
-        }
-        self.waiting.store(false, Ordering::Relaxed);
-    }
-
-    /// `Client::wait`'s loop, with the spin and yield phases folded into the park.
-    fn wait(&self, seq: u64) -> (u64, u64) {
-        while self.completed() <= seq {
-            self.park_until(seq);
-        }
-        self.read(seq)
-    }
+    block.read(seq)
 }
 
 /// Waits for a model thread to end without `JoinHandle::join`: loom 0.7 aborts when a thread
 /// blocked in `join` is unparked (tokio-rs/loom#249), and the core may unpark the client
-/// after the client has stopped waiting (a stale `waiting` seen just before it was cleared),
-/// which std allows (the token is left for a later park).
+/// after the client has stopped waiting (a stale sleeping flag seen just before it was
+/// cleared), which std allows (the token is left for a later park).
 fn join_by_flag(done: &AtomicBool) {
     while !done.load(Ordering::Acquire) {
         thread::yield_now();
@@ -115,12 +53,12 @@ fn join_by_flag(done: &AtomicBool) {
 }
 
 /// The outcome the core writes for request `seq` (any value the client can check).
-fn outcome(seq: u64) -> (u64, u64) {
-    (100 + seq, 1 << 32 | seq)
+fn outcome(seq: u64) -> (RequestId, Completion) {
+    (RequestId(100 + seq), Completion::Item(ItemIndex(seq as u32)))
 }
 
 /// One request: the core writes and publishes; the client parks until it sees the outcome.
-/// Checks publication (Release/Acquire) and the `waiting`/`completed` handshake.
+/// Checks publication (Release/Acquire) and the doorbell between core and client.
 #[test]
 fn publish_is_visible_and_wakes_the_client() {
     loom::model(|| {
@@ -136,7 +74,7 @@ fn publish_is_visible_and_wakes_the_client() {
                 done.store(true, Ordering::Release);
             });
         }
-        assert_eq!(block.wait(0), outcome(0));
+        assert_eq!(wait(&block, 0), outcome(0));
         join_by_flag(&done);
     });
 }
@@ -157,6 +95,7 @@ fn slots_are_reused_only_after_read() {
     const REQUESTS: u64 = 3;
     loom::model(|| {
         let block = Arc::new(SlotBlock::new(CAPACITY as usize));
+        assert_eq!(block.capacity() as u64, CAPACITY);
         let ring = Arc::new(Ring { tail: AtomicU64::new(0) });
         let done = Arc::new(AtomicBool::new(false));
         {
@@ -184,51 +123,69 @@ fn slots_are_reused_only_after_read() {
                 sent += 1;
                 ring.tail.store(sent, Ordering::Release);
             }
-            assert_eq!(block.wait(released), outcome(released));
+            assert_eq!(wait(&block, released), outcome(released));
             released += 1;
         }
         join_by_flag(&done);
     });
 }
 
-/// `Shared::notify` / `Core::park`: a client that pushes and notifies cannot leave the core
-/// parked with work in its ring.
+/// The core's (and the flusher's) doorbell: a caller that pushes and rings cannot leave the
+/// sleeper parked with work in its queue. The sleeper is `Core::park` / `Flusher::idle`: sleep
+/// unless the queue has work, re-check, repeat.
 #[test]
-fn notify_never_loses_the_core_wakeup() {
+fn ring_never_loses_the_sleepers_wakeup() {
     loom::model(|| {
         let ring = Arc::new(Ring { tail: AtomicU64::new(0) });
-        let sleeping = Arc::new(AtomicBool::new(false));
-        let core_thread: Arc<Mutex<Option<Thread>>> = Arc::new(Mutex::new(None));
-        let core = {
+        let bell = Arc::new(Doorbell::new());
+        let done = Arc::new(AtomicBool::new(false));
+        {
             let ring = Arc::clone(&ring);
-            let sleeping = Arc::clone(&sleeping);
-            let core_thread = Arc::clone(&core_thread);
+            let bell = Arc::clone(&bell);
+            let done = Arc::clone(&done);
             thread::spawn(move || {
-                *core_thread.lock().unwrap() = Some(thread::current());
-                // `Core::park` until the ring has the request (no timeout here).
-                loop {
-                    if ring.tail.load(Ordering::Acquire) > 0 {
-                        return;
-                    }
-                    sleeping.store(true, Ordering::SeqCst);
-                    fence(Ordering::SeqCst);
-                    if ring.tail.load(Ordering::Acquire) == 0 {
-                        thread::park();
-                    }
-                    sleeping.store(false, Ordering::Relaxed);
+                while ring.tail.load(Ordering::Acquire) == 0 {
+                    bell.sleep(TIMEOUT, || ring.tail.load(Ordering::Acquire) > 0);
                 }
-            })
-        };
-        // Client: push, then `notify`.
-        ring.tail.store(1, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if sleeping.load(Ordering::Relaxed) {
-            // The engine's `core_thread` is set before any client exists; here the core
-            // registers itself first, so the handle is there whenever `sleeping` is true.
-            if let Some(t) = core_thread.lock().unwrap().as_ref() {
-                t.unpark();
-            }
+                done.store(true, Ordering::Release);
+            });
         }
-        core.join().unwrap();
+        // A caller: push, then ring (`Intake::wake_core`, `FlushState::push`).
+        ring.tail.store(1, Ordering::Release);
+        bell.ring();
+        join_by_flag(&done);
+    });
+}
+
+/// Two ringers, one sleeper waiting for both pushes (two clients and the core): every push
+/// is seen, whichever ring the sleeper's registration races with.
+#[test]
+fn two_ringers_wake_one_sleeper() {
+    loom::model(|| {
+        let ring = Arc::new(Ring { tail: AtomicU64::new(0) });
+        let bell = Arc::new(Doorbell::new());
+        let done = Arc::new(AtomicBool::new(false));
+        {
+            let ring = Arc::clone(&ring);
+            let bell = Arc::clone(&bell);
+            let done = Arc::clone(&done);
+            thread::spawn(move || {
+                while ring.tail.load(Ordering::Acquire) < 2 {
+                    bell.sleep(TIMEOUT, || ring.tail.load(Ordering::Acquire) >= 2);
+                }
+                done.store(true, Ordering::Release);
+            });
+        }
+        {
+            let ring = Arc::clone(&ring);
+            let bell = Arc::clone(&bell);
+            thread::spawn(move || {
+                ring.tail.fetch_add(1, Ordering::Release);
+                bell.ring();
+            });
+        }
+        ring.tail.fetch_add(1, Ordering::Release);
+        bell.ring();
+        join_by_flag(&done);
     });
 }
