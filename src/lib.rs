@@ -69,8 +69,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-#[doc(hidden)]
-pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod inspect;
