@@ -57,7 +57,7 @@
 //!   the module docs state the discipline);
 //! - `wal::crc`: the SSE4.2 CRC-32C instruction, behind a runtime CPU check;
 //! - `storage::os`: `fallocate` and `flock` system calls; `wal::preparer`: `setpriority`;
-//! - `storage::faulty`: the in-memory test storage's raw file buffers.
+//! - `storage::faulty` (feature `testing`): the in-memory test storage's raw file buffers.
 //!
 //! Our own lock-free protocol (completion slots, wake-ups) uses only atomics; it is modelled
 //! with loom in `tests/loom_slots.rs` (`tools/loom.sh`).
