@@ -57,7 +57,7 @@
 //!   the module docs state the discipline);
 //! - `wal::crc`: the SSE4.2 CRC-32C instruction, behind a runtime CPU check;
 //! - `storage::os`: `fallocate` and `flock` system calls; `wal::preparer`: `setpriority`;
-//! - `storage::faulty`: the in-memory test storage's raw file buffers.
+//! - `storage::faulty` (feature `testing`): the in-memory test storage's raw file buffers.
 //!
 //! Our own lock-free protocol (completion slots, the doorbell every wake-up goes through) uses
 //! only atomics; `tests/loom_slots.rs` models the real types with loom (`tools/loom.sh`).
@@ -69,8 +69,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-#[doc(hidden)]
-pub mod cli;
 pub mod config;
 pub mod engine;
 mod ingress;

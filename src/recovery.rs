@@ -495,7 +495,13 @@ pub struct Recovered {
     pub newest: Option<SegmentScan>,
 }
 
-pub(crate) fn load_snapshot(
+/// Reads the snapshot file `name` and decodes its pool state; with `sha` (the digest a
+/// segment's snapshot marker recorded), also checks the file against it.
+///
+/// # Errors
+/// I/O errors; damage: a digest that does not match, a file that does not decode, or a
+/// missing file when `sha` says it must exist.
+pub fn load_snapshot(
     storage: &dyn Storage,
     name: &str,
     sha: Option<&[u8; 32]>,

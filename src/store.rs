@@ -179,7 +179,7 @@ pub fn open_engine(
     open_engine_on(Arc::new(storage.with_segment_writes(writes)), catalog, wal, engine, seed)
 }
 
-/// [`open_engine`] on any storage (tests inject faults through [`crate::storage::FaultyStorage`]).
+/// [`open_engine`] on any storage (tests inject faults through `storage::FaultyStorage`).
 /// `wal.dir` is ignored; `wal.durability` must not be `Memory`.
 ///
 /// # Errors

@@ -6,6 +6,7 @@
 //! in the order they were committed.
 
 mod memory;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::fmt;
@@ -102,7 +103,7 @@ pub struct JournalStats {
 }
 
 /// Where the core thread records outcomes. Implementations: [`MemoryJournal`] (no log),
-/// [`testing::FailingJournal`], and the durable WAL.
+/// `testing::FailingJournal` (feature `testing`), and the durable WAL.
 pub trait Journal: Send + 'static {
     /// Called between groups: makes room for the next group, which will hold at most `space`;
     /// may rotate to a new segment that starts with a snapshot of `pool` (which has not yet

@@ -1,12 +1,13 @@
 //! The storage seam: every byte the log and snapshots put on disk goes through [`Storage`],
-//! so tests can swap the operating system for [`FaultyStorage`] and inject crashes, lost
-//! writes, failed syncs and a full disk.
+//! so tests can swap the operating system for `FaultyStorage` (feature `testing`) and inject
+//! crashes, lost writes, failed syncs and a full disk.
 //!
 //! Segments are written through a [`SegmentMap`]: a fixed-size region the core thread writes
 //! frames into (an mmap for [`OsStorage`]) and the flusher makes durable range by range.
 //! Everything else (snapshots, headers read back at recovery) is whole-file reads and
 //! synced whole-file writes.
 
+#[cfg(any(test, feature = "testing"))]
 mod faulty;
 mod os;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use rkyv::util::AlignedVec;
 
+#[cfg(any(test, feature = "testing"))]
 pub use faulty::{CrashMode, FaultyStorage};
 pub use os::{OsStorage, SegmentWrites};
 

@@ -1,5 +1,5 @@
 //! `wal dump | verify | repair | stats`: read-only inspection and explicit repair of the log,
-//! over the library's [`crate::inspect`] tools.
+//! over the library's [`rewardpool::inspect`] tools.
 //!
 //! Locks: `dump`, `verify` and `stats` take the directory's shared lock (they run beside
 //! other readers, never beside a writer), without creating a file on a directory that
@@ -19,11 +19,11 @@ use serde::Serialize;
 use super::args::{GlobalArgs, WalCommand};
 use super::output::Out;
 use super::{load_config, require_data_dir, CmdResult, Failure};
-use crate::config::Config;
-use crate::inspect::{self, Audit, RepairPlan, VerifyReport};
-use crate::recovery::{self, FrameInfo, RecoveryError};
-use crate::storage::{DirLock, OsStorage, Storage};
-use crate::wal::frame::Record;
+use rewardpool::config::Config;
+use rewardpool::inspect::{self, Audit, RepairPlan, VerifyReport};
+use rewardpool::recovery::{self, FrameInfo, RecoveryError};
+use rewardpool::storage::{DirLock, OsStorage, Storage};
+use rewardpool::wal::frame::Record;
 
 /// The audit fails below this p-value (SPEC §2, guarantee 4).
 const P_VALUE_MIN: f64 = 0.001;
@@ -82,7 +82,7 @@ struct Names {
 impl Names {
     fn load(storage: &OsStorage) -> Names {
         let mut names = Names::default();
-        let items = match crate::store::read_state_on(storage, &[]) {
+        let items = match rewardpool::store::read_state_on(storage, &[]) {
             Ok(state) => Some(state.items),
             // A damaged log: the newest snapshot that still loads names what it holds.
             Err(_) => newest_snapshot_items(storage),
@@ -113,7 +113,7 @@ impl Names {
     }
 }
 
-fn newest_snapshot_items(storage: &OsStorage) -> Option<Vec<crate::pool::ItemState>> {
+fn newest_snapshot_items(storage: &OsStorage) -> Option<Vec<rewardpool::pool::ItemState>> {
     let layout = recovery::layout(storage).ok()?;
     layout
         .snapshots

@@ -20,11 +20,11 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use crate::pool::{ItemSpec, ItemState, PoolState, Quantity};
-use crate::recovery;
-use crate::snapshot::catalog_fingerprint;
-use crate::storage::{OsStorage, Storage};
-use crate::wal::header::{SegmentHeader, SEGMENT_HEADER_SIZE};
+use rewardpool::pool::{ItemSpec, ItemState, PoolState, Quantity};
+use rewardpool::recovery;
+use rewardpool::snapshot::catalog_fingerprint;
+use rewardpool::storage::{OsStorage, Storage};
+use rewardpool::wal::header::{SegmentHeader, SEGMENT_HEADER_SIZE};
 
 /// The advisory file naming the fingerprint of the catalog last applied.
 const APPLIED_FILE: &str = "catalog.applied";

@@ -1,5 +1,5 @@
 //! `draw`, `state` and `update`: the commands that recover a data directory and act on its
-//! pool through [`crate::store`].
+//! pool through [`rewardpool::store`].
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -10,10 +10,10 @@ use serde::Serialize;
 use super::args::{DrawArgs, GlobalArgs, StateArgs, UpdateArgs};
 use super::output::Out;
 use super::{catalog, load_config, require_data_dir, CmdResult, Failure};
-use crate::config::Config;
-use crate::engine::{DrawError, Engine, EngineError, Outcome, Ticket};
-use crate::pool::{ItemIndex, PoolState, Quantity};
-use crate::store::{self, Durability, OpenError};
+use rewardpool::config::Config;
+use rewardpool::engine::{DrawError, Engine, EngineError, Outcome, Ticket};
+use rewardpool::pool::{ItemIndex, PoolState, Quantity};
+use rewardpool::store::{self, Durability, OpenError};
 
 /// Recovers the data directory and starts an engine on it.
 pub(crate) fn open(config: &Config) -> Result<Engine, Failure> {
@@ -260,7 +260,7 @@ fn report_catalog(global: &GlobalArgs, config: &Config, engine: &Engine) -> CmdR
 fn warn_catalog(
     global: &GlobalArgs,
     dir: &std::path::Path,
-    catalog: &[crate::pool::ItemSpec],
+    catalog: &[rewardpool::pool::ItemSpec],
     state: &PoolState,
 ) {
     let diffs = catalog::unapplied(dir, catalog, state);
@@ -371,7 +371,7 @@ pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
     out.flush()
 }
 
-fn updated_line(item: &crate::pool::ItemState) -> String {
+fn updated_line(item: &rewardpool::pool::ItemState) -> String {
     format!("{} quantity={} weight={}", item.id, item.quantity.to_i64(), item.weight)
 }
 
@@ -381,7 +381,7 @@ fn update_on(
     quantity: Option<Quantity>,
     weight: Option<u32>,
     add: bool,
-) -> Result<crate::pool::ItemState, Failure> {
+) -> Result<rewardpool::pool::ItemState, Failure> {
     let state = engine
         .state()
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot read the pool")))?;

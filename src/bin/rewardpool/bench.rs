@@ -44,10 +44,10 @@ use super::args::{BenchArgs, DurabilityArg, GlobalArgs};
 use super::output::Out;
 use super::pool_cmd::open_failure;
 use super::{load_config, CmdResult, Failure};
-use crate::config::Config;
-use crate::engine::{available_cores, Client, CorePin, DrawError, EngineConfig};
-use crate::pool::{ItemSpec, Pool, Quantity, Rng};
-use crate::store::{self, Durability, WalOptions};
+use rewardpool::config::Config;
+use rewardpool::engine::{available_cores, Client, CorePin, DrawError, EngineConfig};
+use rewardpool::pool::{ItemSpec, Pool, Quantity, Rng};
+use rewardpool::store::{self, Durability, WalOptions};
 
 /// Histogram bounds: 1 ns to 10 s, 3 significant digits (STYLE §2.8).
 const HIST_LOW: u64 = 1;

@@ -1,5 +1,9 @@
 //! The `rewardpool` command line: raw arguments (`args`) → a validated [`Config`] → one
-//! function per subcommand, each in its own file. `main.rs` only calls [`main`].
+//! function per subcommand, each in its own file.
+//!
+//! This is the binary side: the library (`rewardpool`) cannot import anything here, and the
+//! command line's dependencies (clap, anyhow, plotters, ...) sit behind the `cli` feature,
+//! which a library user turns off with `default-features = false`.
 //!
 //! Errors: every command returns `Failure`, which fixes the exit code (0 success, 1 a
 //! failed check or run, 2 bad input) and prints one sentence plus context lines to stderr. A
@@ -17,15 +21,17 @@ mod wal_cmd;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mimalloc::MiMalloc;
 
-pub use args::Cli;
-use args::{Command, GlobalArgs};
+use args::{Cli, Command, GlobalArgs};
 
-use crate::config::Config;
+use rewardpool::config::Config;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 /// Parses the process arguments, runs the command, and returns its exit code.
-#[must_use]
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -39,8 +45,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs a parsed command line and returns its exit code.
-#[must_use]
-pub fn run(cli: Cli) -> ExitCode {
+fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run => service::run(&cli.global),
         Command::Tui => service::tui(&cli.global),

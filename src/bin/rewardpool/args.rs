@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// durability). Exit codes: 0 success, 1 a failed check or run, 2 bad input.
 #[derive(Debug, Parser)]
 #[command(name = "rewardpool", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Options every subcommand takes.
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -22,7 +22,7 @@ pub struct Cli {
 
 /// `--config` and `--data-dir`, accepted before or after the subcommand.
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// YAML configuration file (default: a built-in six-item catalog, data in ./data).
     #[arg(long, global = true, value_name = "FILE", allow_negative_numbers = true)]
     pub config: Option<PathBuf>,
@@ -34,7 +34,7 @@ pub struct GlobalArgs {
 
 /// The subcommands (SPEC §7).
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Not available yet (exits 2): the service (engine, periodic snapshots, gRPC) is a
     /// later issue.
     Run,
@@ -56,7 +56,7 @@ pub enum Command {
 
 /// `draw`.
 #[derive(Debug, Args)]
-pub struct DrawArgs {
+pub(crate) struct DrawArgs {
     /// Number of draws (0 does nothing: the data directory is not opened).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub count: u64,
@@ -67,7 +67,7 @@ pub struct DrawArgs {
 
 /// `state`.
 #[derive(Debug, Args)]
-pub struct StateArgs {
+pub(crate) struct StateArgs {
     /// {"last_request_id":N,"items":[{"item_id":..,"quantity":..,"weight":..}]}.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +75,7 @@ pub struct StateArgs {
 
 /// `update`.
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
+pub(crate) struct UpdateArgs {
     /// The item's id.
     #[arg(
         long,
@@ -103,7 +103,7 @@ pub struct UpdateArgs {
 
 /// `wal ...`.
 #[derive(Debug, Subcommand)]
-pub enum WalCommand {
+pub(crate) enum WalCommand {
     /// One line per frame recovery accepts (up to the last commit).
     Dump {
         /// One JSON object per line.
@@ -127,7 +127,7 @@ pub enum WalCommand {
 
 /// Durability modes as the command line spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DurabilityArg {
+pub(crate) enum DurabilityArg {
     /// Acknowledge after selection; no log.
     Memory,
     /// Acknowledge once the frame is in the mapped segment.
@@ -138,7 +138,7 @@ pub enum DurabilityArg {
 
 /// `bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Total draws over all producers.
     #[arg(long, default_value_t = 10_000_000, allow_negative_numbers = true)]
     pub draws: u64,
