@@ -75,6 +75,7 @@ pub mod config;
 pub mod engine;
 pub mod inspect;
 pub mod journal;
+pub mod layout;
 pub mod pool;
 pub mod recovery;
 pub mod storage;

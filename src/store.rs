@@ -144,7 +144,10 @@ fn lock(storage: &dyn Storage, exclusive: bool) -> Result<Box<dyn DirLock>, Open
         if e.kind() == std::io::ErrorKind::WouldBlock {
             OpenError::Locked { dir: storage.describe("") }
         } else {
-            OpenError::Io { context: format!("locking {}", storage.describe("lock")), source: e }
+            OpenError::Io {
+                context: format!("locking {}", storage.describe(crate::layout::LOCK_FILE)),
+                source: e,
+            }
         }
     })
 }

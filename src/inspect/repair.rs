@@ -27,18 +27,19 @@
 //! are gone too; nothing left on disk records how far their ids went.
 
 use super::{verify_layout, verify_with};
+use crate::layout::{
+    dropped_name, is_dropped_segment, original_name, parse_segment_name, parse_snapshot_name,
+    repair_tmp_name, segment_name,
+};
 use crate::pool::{Pool, RequestId, Rng};
 use crate::recovery::{
     self, layout, next_request_id, recover_chain, replay_segment, scan_segment_with, Layout,
     RecoveryError, ScanProgress,
 };
-use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name, SnapshotState};
+use crate::snapshot::format::{self as snapshot_format, SnapshotState};
 use crate::storage::Storage;
 use crate::wal::frame::{Record, DRAW_FRAME_SIZE};
-use crate::wal::header::{
-    parse_segment_name, segment_name, CloseReason, SegmentHeader, SegmentStatus,
-    SEGMENT_HEADER_SIZE,
-};
+use crate::wal::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use crate::wal::reader::FrameIter;
 
 /// What a repair will do.
@@ -160,7 +161,7 @@ impl Template {
 fn fallback_size(storage: &dyn Storage) -> Result<u64, RecoveryError> {
     let names = storage.list().map_err(io_error(storage, ""))?;
     let mut size = 0;
-    for name in names.iter().filter(|n| n.starts_with("dropped.wal.")) {
+    for name in names.iter().filter(|n| is_dropped_segment(n)) {
         let (_, len) = storage.read_prefix(name, 0).map_err(io_error(storage, name))?;
         size = size.max(len);
     }
@@ -409,13 +410,7 @@ pub(crate) fn seen_request_ids(storage: &dyn Storage) -> Result<u64, RecoveryErr
         .map_err(|source| RecoveryError::Io { file: storage.describe(""), source })?;
     let mut seen = 0_u64;
     for name in names {
-        let base = name.strip_prefix("dropped.").unwrap_or(&name);
-        let base = base.split_once(".tmp").map_or(base, |(b, _)| b);
-        let base = match base.rsplit_once('.') {
-            // `dropped.wal.000003.2`: a second copy of the same file.
-            Some((b, n)) if n.len() < 6 && n.bytes().all(|c| c.is_ascii_digit()) => b,
-            _ => base,
-        };
+        let base = original_name(&name);
         if parse_segment_name(base).is_some() {
             let bytes = storage.read(&name).map_err(io_error(storage, &name))?;
             if let Ok(h) = SegmentHeader::decode(&bytes) {
@@ -514,10 +509,10 @@ fn marker(storage: &dyn Storage, name: &str) -> Result<Option<Marker>, RecoveryE
 /// A name for the copy of `name` that no earlier repair used.
 fn copy_name(storage: &dyn Storage, name: &str) -> String {
     let existing = storage.list().unwrap_or_default();
-    let mut candidate = format!("dropped.{name}");
+    let mut candidate = dropped_name(name, 0);
     let mut n = 1;
     while existing.contains(&candidate) {
-        candidate = format!("dropped.{name}.{n}");
+        candidate = dropped_name(name, n);
         n += 1;
     }
     candidate
@@ -617,7 +612,7 @@ fn adopted_segment(
 
 /// Replaces `name` with `bytes`: a synced temporary file renamed into place.
 fn replace(storage: &dyn Storage, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = format!("{name}.repair.tmp");
+    let tmp = repair_tmp_name(name);
     storage.write_synced(&tmp, bytes)?;
     storage.rename(&tmp, name)?;
     storage.sync_dir()

@@ -512,7 +512,7 @@ impl Storage for OsStorage {
     /// there no writer can run either, so the reader proceeds without a lock and creates
     /// nothing.
     fn lock(&self, exclusive: bool) -> io::Result<Box<dyn DirLock>> {
-        let path = self.path("lock");
+        let path = self.path(crate::layout::LOCK_FILE);
         let create =
             || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
         let file = if exclusive {

@@ -16,10 +16,10 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
-use super::header::{segment_name, SegmentHeader, SEGMENT_HEADER_SIZE};
+use super::header::{SegmentHeader, SEGMENT_HEADER_SIZE};
 use super::preparer::Close;
 use super::segment::write_at;
-use crate::snapshot::format::snapshot_name;
+use crate::layout::{segment_name, snapshot_name, tmp_name};
 use crate::storage::{SegmentMap, Storage};
 
 /// A segment whose header and snapshot marker are written, to be put in place.
@@ -39,7 +39,7 @@ pub(crate) struct Install {
 /// in the segment be acknowledged.
 pub(crate) fn install(storage: &dyn Storage, i: &Install) -> io::Result<()> {
     let snapshot = snapshot_name(i.sequence);
-    let snapshot_tmp = format!("{snapshot}.tmp");
+    let snapshot_tmp = tmp_name(&snapshot);
     storage.write_synced(&snapshot_tmp, &i.snapshot)?;
     storage.rename(&snapshot_tmp, &snapshot)?;
     // The snapshot's name must be durable before a segment that refers to it.
@@ -348,7 +348,7 @@ impl Flusher {
         }
         // The final snapshot: the state the next segment will start from.
         let final_name = snapshot_name(self.sequence + 1);
-        let tmp = format!("{final_name}.tmp");
+        let tmp = tmp_name(&final_name);
         let write = || -> io::Result<()> {
             self.storage.write_synced(&tmp, snapshot)?;
             self.storage.rename(&tmp, &final_name)?;

@@ -8,12 +8,13 @@ use std::thread::JoinHandle;
 
 use super::flusher::{install, Closing, FlushState, Flusher, Install, Job, Rotation};
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
-use super::header::{segment_name, CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use super::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use super::preparer::PreparerHandle;
 use super::segment::{write_at, ActiveSegment};
 use crate::journal::{GroupSeq, Journal, JournalError, JournalStats, Space};
+use crate::layout::{core_tmp_name, segment_name, snapshot_name, tmp_name};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};
-use crate::snapshot::format::{self as snapshot_format, snapshot_name, SnapshotState};
+use crate::snapshot::format::{self as snapshot_format, SnapshotState};
 use crate::storage::{DirLock, SegmentMap, Storage};
 use crate::store::Durability;
 
@@ -157,15 +158,15 @@ impl WalJournal {
     ) -> Result<WalJournal, JournalError> {
         assert!(start.durability != Durability::Memory, "the memory mode has no log");
         let sequence = start.sequence;
-        let tmp_name = format!("{}.tmp", segment_name(sequence));
-        let _ = storage.remove(&tmp_name);
+        let tmp = tmp_name(&segment_name(sequence));
+        let _ = storage.remove(&tmp);
         let map = storage
-            .create_segment(&tmp_name, start.segment_size)
-            .map_err(io_error(format!("creating {}", storage.describe(&tmp_name))))?;
+            .create_segment(&tmp, start.segment_size)
+            .map_err(io_error(format!("creating {}", storage.describe(&tmp))))?;
         // Buffered mode acknowledges a group once it is in the page cache: at once for a map
         // that writes through, after the flusher wrote it (no sync) for a staged one.
         let via_flusher = start.durability == Durability::Sync || !map.writes_through();
-        let (install_job, active) = prepare(map, tmp_name, start, sequence, &pool.state())?;
+        let (install_job, active) = prepare(map, tmp, start, sequence, &pool.state())?;
         install(&*storage, &install_job).map_err(io_error(format!(
             "installing {}",
             storage.describe(&segment_name(sequence))
@@ -322,14 +323,14 @@ impl WalJournal {
     /// The next segment file: the flusher's spare when it is for `sequence`, else created
     /// here (a slow path: the flusher could not keep up or the disk was full).
     fn take_spare(&mut self, sequence: u64) -> Result<(String, Arc<dyn SegmentMap>), JournalError> {
-        let wanted = format!("{}.tmp", segment_name(sequence));
+        let wanted = tmp_name(&segment_name(sequence));
         if let Some((name, map)) = self.state.spares.pop() {
             if name == wanted {
                 return Ok((name, map));
             }
             let _ = self.storage.remove(&name);
         }
-        let name = format!("{wanted}.core");
+        let name = core_tmp_name(&wanted);
         let _ = self.storage.remove(&name);
         match self.storage.create_segment(&name, self.segment_size) {
             Ok(map) => Ok((name, map)),

@@ -19,8 +19,8 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 
 use super::flusher::{close_segment, FlushState};
-use super::header::{parse_segment_name, segment_name, SegmentHeader};
-use crate::snapshot::format::parse_snapshot_name;
+use super::header::SegmentHeader;
+use crate::layout::{parse_segment_name, parse_snapshot_name, segment_name, tmp_name};
 use crate::storage::{SegmentMap, Storage};
 
 #[derive(Debug)]
@@ -216,7 +216,7 @@ impl Preparer {
         if !self.state.spares.is_empty() {
             return;
         }
-        let name = format!("{}.tmp", segment_name(sequence));
+        let name = tmp_name(&segment_name(sequence));
         let _ = self.storage.remove(&name);
         if let Ok(map) = self.storage.create_segment(&name, self.segment_size) {
             map.prefault();
