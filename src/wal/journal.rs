@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::flusher::{install, Closing, FlushState, Flusher, Install, Job, Rotation};
+use super::flusher::Flusher;
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
 use super::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use super::preparer::PreparerHandle;
-use super::segment::{write_at, ActiveSegment};
+use super::segment::{install, write_at, ActiveSegment, Install};
+use super::state::{Closing, FlushState, Job, Rotation};
 use crate::journal::{GroupSeq, Journal, JournalError, JournalStats, Space};
 use crate::layout::{core_tmp_name, segment_name, snapshot_name, tmp_name};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};

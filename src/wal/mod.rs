@@ -4,10 +4,13 @@
 //! of time.
 //!
 //! Files: `frame` (frame layout, encode/decode), `header` (segment header), `reader`
-//! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the mapping),
-//! `flusher` (syncs or writes groups, installs segments off the core thread), `preparer`
-//! (closes retired segments, creates the next, applies retention), `journal`
-//! ([`WalJournal`], the durable [`crate::Journal`]).
+//! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the
+//! mapping; installing and closing a segment), `state` (what the core, the flusher and the
+//! preparer share: the job queue, progress, failure, helper placement), `flusher` (syncs or
+//! writes groups, installs segments off the core thread), `preparer` (closes retired
+//! segments, creates the next, applies retention), `journal` ([`WalJournal`], the durable
+//! [`crate::Journal`]). Arrows: `journal` → `flusher` → `preparer`; all three → `state`,
+//! `segment`; never back.
 
 pub mod crc;
 pub mod frame;
@@ -18,5 +21,6 @@ mod flusher;
 mod journal;
 mod preparer;
 pub(crate) mod segment;
+mod state;
 
 pub use journal::{WalJournal, WalResume, WalStart};
