@@ -3,53 +3,19 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
-
 use std::sync::Arc;
 
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::journal::{JournalError, MemoryJournal};
 use crate::pool::{ItemSpec, Pool, PoolError, PoolState, Rng};
 use crate::recovery::{self, Recovered, RecoveryError};
-use crate::storage::{DirLock, OsStorage, SegmentWrites, Storage};
+use crate::storage::{DirLock, OsStorage, Storage};
 use crate::wal::header::{CloseReason, SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::wal::{WalJournal, WalResume, WalStart};
 
-/// When an outcome is acknowledged (SPEC §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// After selection only; no log (a benchmark baseline).
-    Memory,
-    /// After its frame is written into the mapped segment: survives a process crash.
-    Buffered,
-    /// After its group is synced to the device: survives power loss.
-    #[default]
-    Sync,
-}
-
-impl FromStr for Durability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Durability, String> {
-        match s {
-            "memory" => Ok(Durability::Memory),
-            "buffered" => Ok(Durability::Buffered),
-            "sync" => Ok(Durability::Sync),
-            other => {
-                Err(format!("unknown durability {other:?}: expected memory, buffered or sync"))
-            }
-        }
-    }
-}
-
-impl fmt::Display for Durability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Durability::Memory => "memory",
-            Durability::Buffered => "buffered",
-            Durability::Sync => "sync",
-        })
-    }
-}
+/// The durability modes belong to the log (`wal::durability` holds their table); the
+/// command line, the configuration and the tests name them from here too.
+pub use crate::wal::Durability;
 
 /// Where and how the log is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,22 +130,16 @@ pub fn open_engine(
     engine: EngineConfig,
     seed: Option<u64>,
 ) -> Result<Engine, OpenError> {
-    if wal.durability == Durability::Memory {
+    let Some(plan) = wal.durability.plan() else {
         let pool = Pool::new(catalog, rng(seed)?).map_err(OpenError::Pool)?;
         return Engine::start(pool, MemoryJournal::new(), engine).map_err(OpenError::Engine);
-    }
+    };
     let storage = OsStorage::new(&wal.dir).map_err(|source| OpenError::Io {
         context: format!("creating data directory {}", wal.dir.display()),
         source,
     })?;
-    // `sync` acknowledges only synced groups, so frames may wait in a staging buffer until
-    // their sync (no page-table write-protect per sync); `buffered` acknowledges frames in
-    // the page cache, so it writes through a shared mapping. See `SegmentWrites`.
-    let writes = match wal.durability {
-        Durability::Sync => SegmentWrites::Staged,
-        Durability::Buffered | Durability::Memory => SegmentWrites::Mapped,
-    };
-    open_engine_on(Arc::new(storage.with_segment_writes(writes)), catalog, wal, engine, seed)
+    let storage = storage.with_segment_writes(plan.segment_writes);
+    open_engine_on(Arc::new(storage), catalog, wal, engine, seed)
 }
 
 /// [`open_engine`] on any storage (tests inject faults through [`crate::storage::FaultyStorage`]).

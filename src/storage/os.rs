@@ -44,7 +44,7 @@ pub struct OsStorage {
 ///
 /// `buffered` durability acknowledges a frame once it is in the page cache: on `Mapped`
 /// segments as soon as its group is committed, on `Staged` ones once the flusher has
-/// written the group (`write_range`). `store::open_engine` picks `Mapped` for it: in
+/// written the group (`write_range`). `Durability::plan` (in `wal`) picks `Mapped` for it: in
 /// interleaved runs (buffered, group 1000) the two had the same throughput (median 8.6 vs
 /// 8.3 M draws/s), and in open loop at 5 M draws/s `Mapped` answered at a p50 of ~2 µs
 /// against ~95 µs (every acknowledgement waits for the flusher thread), p99 8–25 ms against

@@ -31,7 +31,7 @@ pub(crate) struct Flusher {
     /// buffered mode on a mapped segment, left at the snapshot marker (no jobs come, and the
     /// closing msync covers the rest).
     pub(crate) synced: usize,
-    /// Sync mode: Sync jobs sync; else they only write (staged segments).
+    /// `LogPlan::sync_data`: Sync jobs sync; else they only write (staged segments).
     pub(crate) sync_data: bool,
     /// Prepares spare segments and applies retention on its own thread.
     pub(crate) preparer: PreparerHandle,

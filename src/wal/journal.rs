@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::durability::{Durability, LogPlan};
 use super::flusher::Flusher;
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
 use super::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
@@ -17,7 +18,6 @@ use crate::layout::{core_tmp_name, segment_name, snapshot_name, tmp_name};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};
 use crate::snapshot::format::{self as snapshot_format, SnapshotState};
 use crate::storage::{DirLock, SegmentMap, Storage};
-use crate::store::Durability;
 
 /// Jobs the core may queue for the flusher before it waits (one per group at most).
 const JOBS_MAX: usize = 1024;
@@ -66,6 +66,17 @@ fn last_nonzero_end(storage: &dyn Storage, name: &str, from: usize) -> std::io::
     }
 }
 
+/// What `durability` asks of the log.
+///
+/// # Panics
+/// For [`Durability::Memory`]: that mode keeps no log (a caller's bug).
+fn log_plan(durability: Durability) -> LogPlan {
+    let Some(plan) = durability.plan() else {
+        panic!("the memory mode has no log");
+    };
+    plan
+}
+
 /// The durable journal. Created by recovery (`crate::recovery`), which holds the
 /// directory lock and hands it over.
 pub struct WalJournal {
@@ -75,9 +86,9 @@ pub struct WalJournal {
     active: ActiveSegment,
     segment_size: u64,
     fingerprint: u64,
-    sync: bool,
+    durability: Durability,
     /// Groups are acknowledged once the flusher reports them (sync mode, or buffered mode
-    /// on staged segments); else once committed.
+    /// on staged segments); else once committed (`LogPlan::acknowledge_via_flusher`).
     via_flusher: bool,
     group: u64,
     /// Buffered mode: groups after a rotation wait until the flusher installed the segment.
@@ -157,22 +168,19 @@ impl WalJournal {
         start: &WalStart,
         pool: &Pool,
     ) -> Result<WalJournal, JournalError> {
-        assert!(start.durability != Durability::Memory, "the memory mode has no log");
+        log_plan(start.durability);
         let sequence = start.sequence;
         let tmp = tmp_name(&segment_name(sequence));
         let _ = storage.remove(&tmp);
         let map = storage
             .create_segment(&tmp, start.segment_size)
             .map_err(io_error(format!("creating {}", storage.describe(&tmp))))?;
-        // Buffered mode acknowledges a group once it is in the page cache: at once for a map
-        // that writes through, after the flusher wrote it (no sync) for a staged one.
-        let via_flusher = start.durability == Durability::Sync || !map.writes_through();
         let (install_job, active) = prepare(map, tmp, start, sequence, &pool.state())?;
         install(&*storage, &install_job).map_err(io_error(format!(
             "installing {}",
             storage.describe(&segment_name(sequence))
         )))?;
-        WalJournal::run(storage, lock, start, active, install_job.marker_end, via_flusher)
+        WalJournal::run(storage, lock, start, active, install_job.marker_end)
     }
 
     /// Appends again to the existing segment `resume.header.sequence` from `resume.cursor`
@@ -189,7 +197,7 @@ impl WalJournal {
         start: &WalStart,
         resume: &WalResume,
     ) -> Result<WalJournal, JournalError> {
-        assert!(start.durability != Durability::Memory, "the memory mode has no log");
+        log_plan(start.durability);
         let name = segment_name(resume.header.sequence);
         let io = |what: &str| io_error(format!("{what} {}", storage.describe(&name)));
         let dirty_end = last_nonzero_end(&*storage, &name, resume.cursor).map_err(io("reading"))?;
@@ -209,10 +217,9 @@ impl WalJournal {
         let header = resume.header.reopened();
         write_at(&*map, 0, &header.encode());
         map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io("reopening"))?;
-        let via_flusher = start.durability == Durability::Sync || !map.writes_through();
         let active =
             ActiveSegment::new(map, header.sequence, header.first_request_id, resume.cursor);
-        WalJournal::run(storage, lock, start, active, resume.cursor, via_flusher)
+        WalJournal::run(storage, lock, start, active, resume.cursor)
     }
 
     /// Starts the flusher (and its preparer) on `active`, durable up to `synced`.
@@ -222,8 +229,9 @@ impl WalJournal {
         start: &WalStart,
         active: ActiveSegment,
         synced: usize,
-        via_flusher: bool,
     ) -> Result<WalJournal, JournalError> {
+        let plan = log_plan(start.durability);
+        let via_flusher = plan.acknowledge_via_flusher(active.map().writes_through());
         let sequence = active.sequence;
         let state = Arc::new(FlushState::new(sequence, 0, JOBS_MAX));
         let stats = Arc::new(JournalStats::default());
@@ -234,7 +242,7 @@ impl WalJournal {
             current: Arc::clone(active.map()),
             sequence,
             synced,
-            sync_data: start.durability == Durability::Sync,
+            sync_data: plan.sync_data,
             preparer: PreparerHandle::spawn(
                 Arc::clone(&storage),
                 Arc::clone(&state),
@@ -257,7 +265,7 @@ impl WalJournal {
             active,
             segment_size: start.segment_size,
             fingerprint: start.catalog_fingerprint,
-            sync: start.durability == Durability::Sync,
+            durability: start.durability,
             via_flusher,
             group: 0,
             waiting_install: false,
@@ -353,7 +361,7 @@ impl WalJournal {
             catalog_fingerprint: self.fingerprint,
             segment_size: self.segment_size,
             retention_segments: 0,
-            durability: if self.sync { Durability::Sync } else { Durability::Buffered },
+            durability: self.durability,
         };
         let state = pool.state();
         let (next, active) = prepare(map, tmp_name, &start, sequence, &state)?;

@@ -3,7 +3,7 @@
 //! `storage::SegmentWrites`), group commit made durable by a flusher thread, rotation ahead
 //! of time.
 //!
-//! Files: `frame` (frame layout, encode/decode), `header` (segment header), `reader`
+//! Files: `durability` (the modes and what each asks of the log, in one table), `frame` (frame layout, encode/decode), `header` (segment header), `reader`
 //! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the
 //! mapping; installing and closing a segment), `state` (what the core, the flusher and the
 //! preparer share: the job queue, progress, failure, helper placement), `flusher` (syncs or
@@ -13,6 +13,7 @@
 //! `segment`; never back.
 
 pub mod crc;
+pub mod durability;
 pub mod frame;
 pub mod header;
 pub mod reader;
@@ -23,4 +24,5 @@ mod preparer;
 pub(crate) mod segment;
 mod state;
 
+pub use durability::{Durability, LogPlan};
 pub use journal::{WalJournal, WalResume, WalStart};
