@@ -10,7 +10,8 @@ use crate::journal::{JournalError, MemoryJournal};
 use crate::pool::{ItemSpec, Pool, PoolError, PoolState, Rng};
 use crate::recovery::{self, Recovered, RecoveryError};
 use crate::storage::{DirLock, OsStorage, Storage};
-use crate::wal::header::{CloseReason, SegmentHeader, SEGMENT_HEADER_SIZE};
+use crate::wal::header::{CloseReason, SegmentHeader};
+use crate::wal::segment::close_file;
 use crate::wal::{WalJournal, WalResume, WalStart};
 
 /// The durability modes belong to the log (`wal::durability` holds their table); the
@@ -235,18 +236,18 @@ fn resume_point(recovered: &Recovered, wal: &WalOptions) -> Option<WalResume> {
     resumable.then_some(WalResume { header, cursor: scan.committed_end })
 }
 
-/// Writes `header` over segment `name`'s and syncs it (`doing` names it in errors).
+/// Closes segment `name` with `header` (`wal::segment::close_file`; `doing` names it in
+/// errors).
 fn rewrite_header(
     storage: &dyn Storage,
     name: &str,
     header: &SegmentHeader,
     doing: &str,
 ) -> Result<(), OpenError> {
-    let io =
-        |source| OpenError::Io { context: format!("{doing} {}", storage.describe(name)), source };
-    let map = storage.open_segment(name).map_err(io)?;
-    crate::wal::segment::write_at(&*map, 0, &header.encode());
-    map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io)
+    close_file(storage, name, header).map_err(|source| OpenError::Io {
+        context: format!("{doing} {}", storage.describe(name)),
+        source,
+    })
 }
 
 /// Reads the state of the pool in `wal.dir` without changing anything (the catalog's when

@@ -41,6 +41,7 @@ use crate::storage::Storage;
 use crate::wal::frame::{Record, DRAW_FRAME_SIZE};
 use crate::wal::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use crate::wal::reader::FrameIter;
+use crate::wal::segment::close_file;
 
 /// What a repair will do.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -551,15 +552,14 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
         let end = usize::try_from(*offset).unwrap_or(size).min(bytes.len()).min(size);
         let mut repaired = vec![0_u8; size];
         repaired[SEGMENT_HEADER_SIZE..end].copy_from_slice(&bytes[SEGMENT_HEADER_SIZE..end]);
-        repaired[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
-        replace(storage, name, &repaired).map_err(io(name))?;
+        replace_closed(storage, name, &repaired, &header).map_err(io(name))?;
     }
     // The adopted segment first: a crash before the old segments are moved aside leaves a
     // log whose newest segment holds the whole state, and the next repair finishes by
     // moving the rest aside as history.
     if let Some((snapshot, segment)) = &plan.adopted_snapshot {
-        let bytes = adopted_segment(storage, snapshot, plan).map_err(io(snapshot))?;
-        replace(storage, segment, &bytes).map_err(io(segment))?;
+        let (bytes, header) = adopted_segment(storage, snapshot, plan).map_err(io(snapshot))?;
+        replace_closed(storage, segment, &bytes, &header).map_err(io(segment))?;
     }
     for name in plan.dropped_segments.iter().chain(&plan.dropped_snapshots) {
         storage.rename(name, &copy_name(storage, name)).map_err(io(name))?;
@@ -567,14 +567,15 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
     storage.sync_dir().map_err(io(""))
 }
 
-/// A segment that starts from `snapshot` (its marker names it, with its SHA-256), holds no
-/// draw, and is closed by the repair with the plan's request-id floor. Its size and catalog
-/// fingerprint are the dropped segments' (the newest readable header).
+/// A segment that starts from `snapshot` (its marker names it, with its SHA-256) and holds
+/// no draw: its bytes (the header left zero), and the header that closes it with the
+/// plan's request-id floor. Its size and catalog fingerprint are the dropped segments' (the
+/// newest readable header).
 fn adopted_segment(
     storage: &dyn Storage,
     snapshot: &str,
     plan: &RepairPlan,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<(Vec<u8>, SegmentHeader)> {
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let file = storage.read(snapshot)?;
     let state = snapshot_format::decode(&file).map_err(|e| invalid(e.to_string()))?;
@@ -606,8 +607,23 @@ fn adopted_segment(
         CloseReason::Repair,
         plan.next_request_id.max(state.last_request_id + 1),
     );
-    bytes[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
-    Ok(bytes)
+    Ok((bytes, header))
+}
+
+/// Replaces segment `name` with `bytes` closed by `header`: the frames written to a synced
+/// temporary file, closed there (`wal::segment::close_file`: header written and synced),
+/// then renamed into place.
+fn replace_closed(
+    storage: &dyn Storage,
+    name: &str,
+    bytes: &[u8],
+    header: &SegmentHeader,
+) -> std::io::Result<()> {
+    let tmp = repair_tmp_name(name);
+    storage.write_synced(&tmp, bytes)?;
+    close_file(storage, &tmp, header)?;
+    storage.rename(&tmp, name)?;
+    storage.sync_dir()
 }
 
 /// Replaces `name` with `bytes`: a synced temporary file renamed into place.

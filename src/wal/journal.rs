@@ -11,7 +11,7 @@ use super::flusher::Flusher;
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
 use super::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use super::preparer::PreparerHandle;
-use super::segment::{install, write_at, ActiveSegment, Install};
+use super::segment::{install, write_at, write_header, ActiveSegment, Install};
 use super::state::{Closing, FlushState, Job, Rotation};
 use crate::journal::{GroupSeq, Journal, JournalError, JournalStats, Space};
 use crate::layout::{core_tmp_name, segment_name, snapshot_name, tmp_name};
@@ -215,8 +215,7 @@ impl WalJournal {
             map.sync_range(resume.cursor, dirty_end - resume.cursor).map_err(io("zeroing"))?;
         }
         let header = resume.header.reopened();
-        write_at(&*map, 0, &header.encode());
-        map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io("reopening"))?;
+        write_header(&*map, &header).map_err(io("reopening"))?;
         let active =
             ActiveSegment::new(map, header.sequence, header.first_request_id, resume.cursor);
         WalJournal::run(storage, lock, start, active, resume.cursor)

@@ -15,7 +15,7 @@
 use std::io;
 use std::sync::Arc;
 
-use super::header::{SegmentHeader, SEGMENT_HEADER_SIZE};
+use super::header::{SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use crate::layout::{segment_name, snapshot_name, tmp_name};
 use crate::storage::{SegmentMap, Storage};
 
@@ -127,8 +127,19 @@ pub(crate) fn install(storage: &dyn Storage, i: &Install) -> io::Result<()> {
     storage.sync_dir()
 }
 
-/// Writes the closed header of a retired segment after syncing its frames.
+/// Closes a segment at `header.end_offset` (a header closed there): syncs its frames from
+/// `synced` up to the end, then writes and syncs the closed header. The one place a segment
+/// is closed: the flusher and the preparer close a retired segment through its map,
+/// [`close_file`] a segment file (recovery's crashed segments, a restart's re-mark, a
+/// repair's cut).
+///
+/// # Errors
+/// A sync failed: the segment is not closed (SPEC §2.9: never retried).
+///
+/// # Panics
+/// If `header` is not closed.
 pub(crate) fn close(map: &dyn SegmentMap, synced: usize, header: &SegmentHeader) -> io::Result<()> {
+    assert_eq!(header.status, SegmentStatus::Closed, "closing with an open header");
     map.retire();
     let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
     // The frames must be durable before the header that calls them closed. A map that
@@ -138,6 +149,30 @@ pub(crate) fn close(map: &dyn SegmentMap, synced: usize, header: &SegmentHeader)
     if end > synced || !map.writes_through() {
         map.sync_range(synced, end.saturating_sub(synced))?;
     }
+    write_header(map, header)
+}
+
+/// Closes segment file `name` at `header.end_offset` ([`close`]). Its frames up to there
+/// must already be durable in the file: recovery read them from it, a repair wrote them
+/// synced.
+///
+/// # Errors
+/// The file cannot be mapped, or the sync failed.
+pub(crate) fn close_file(
+    storage: &dyn Storage,
+    name: &str,
+    header: &SegmentHeader,
+) -> io::Result<()> {
+    let map = storage.open_segment(name)?;
+    let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
+    close(&*map, end, header)
+}
+
+/// Writes `header` over the segment's and syncs it (closing, or reopening to append again).
+///
+/// # Errors
+/// The sync failed.
+pub(crate) fn write_header(map: &dyn SegmentMap, header: &SegmentHeader) -> io::Result<()> {
     write_at(map, 0, &header.encode());
     map.sync_range(0, SEGMENT_HEADER_SIZE)
 }
