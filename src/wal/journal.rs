@@ -463,11 +463,9 @@ impl Journal for WalJournal {
         Ok(GroupSeq(self.group))
     }
 
-    fn core_pinned(&mut self, core: usize) {
-        if let Some(other) = other_core(core) {
-            // Relaxed: a placement hint the helpers read at their next wake-up.
-            self.state.helper_core.store(other as u64 + 1, Ordering::Relaxed);
-        }
+    fn place_helpers(&mut self, core: usize) {
+        // Relaxed: a placement hint the helpers read at their next wake-up.
+        self.state.helper_core.store(core as u64 + 1, Ordering::Relaxed);
     }
 
     fn stats(&self) -> Option<Arc<JournalStats>> {
@@ -490,10 +488,6 @@ impl Journal for WalJournal {
         }
         self.check()
     }
-}
-
-fn other_core(core: usize) -> Option<usize> {
-    crate::engine::available_cores().iter().copied().find(|c| *c != core)
 }
 
 impl Drop for WalJournal {

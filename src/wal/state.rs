@@ -65,8 +65,8 @@ pub(crate) struct FlushState {
     pub(super) thread: OnceLock<Thread>,
     /// Next segment files, created and pre-faulted ahead of time (at most one waits).
     pub(crate) spares: ArrayQueue<(String, Arc<dyn SegmentMap>)>,
-    /// The core the flusher and preparer should run on (1 + id; 0 = not set): any core but
-    /// the core thread's.
+    /// The core the flusher and preparer should run on (1 + id; 0 = not set), as the engine
+    /// placed them (`Journal::place_helpers`): never the core thread's.
     pub(crate) helper_core: AtomicU64,
     pub(crate) jobs: ArrayQueue<Job>,
 }
