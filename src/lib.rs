@@ -57,7 +57,10 @@
 //!   the module docs state the discipline);
 //! - `wal::crc`: the SSE4.2 CRC-32C instruction, behind a runtime CPU check;
 //! - `storage::os`: `fallocate` and `flock` system calls; `wal::preparer`: `setpriority`;
-//! - `storage::faulty`: the in-memory test storage's raw file buffers.
+//! - `storage::faulty`: the in-memory test storage's raw file buffers;
+//! - `storage`: [`storage::SegmentMap`] is an `unsafe trait` (the log writes through its
+//!   `as_ptr()` for `len()` bytes unchecked); each implementation in `storage::os` and
+//!   `storage::faulty` states why it keeps that promise.
 //!
 //! Our own lock-free protocol (completion slots, wake-ups) uses only atomics; it is modelled
 //! with loom in `tests/loom_slots.rs` (`tools/loom.sh`).

@@ -109,7 +109,10 @@ struct MappedSegment {
     _file: File,
 }
 
-impl SegmentMap for MappedSegment {
+// SAFETY: `map` is a shared mapping of the whole file, kept (with the file) for the
+// segment's life: `as_ptr()` is its first byte and `len()` its fixed length.
+#[allow(unsafe_code)]
+unsafe impl SegmentMap for MappedSegment {
     fn len(&self) -> usize {
         self.map.len()
     }
@@ -205,7 +208,10 @@ impl Drop for StagedSegment {
     }
 }
 
-impl SegmentMap for StagedSegment {
+// SAFETY: `buf` is an anonymous mapping of a fixed length, present until drop (taken only
+// there): `as_ptr()` is its first byte and `len()` its length for the segment's life.
+#[allow(unsafe_code)]
+unsafe impl SegmentMap for StagedSegment {
     fn len(&self) -> usize {
         self.buf().len()
     }
