@@ -57,7 +57,10 @@
 //!   the module docs state the discipline);
 //! - `wal::crc`: the SSE4.2 CRC-32C instruction, behind a runtime CPU check;
 //! - `storage::os`: `fallocate` and `flock` system calls; `wal::preparer`: `setpriority`;
-//! - `storage::faulty` (feature `testing`): the in-memory test storage's raw file buffers.
+//! - `storage::faulty` (feature `testing`): the in-memory test storage's raw file buffers;
+//! - `storage`: [`storage::SegmentMap`] is an `unsafe trait` (the log writes through its
+//!   `as_ptr()` for `len()` bytes unchecked); each implementation in `storage::os` and
+//!   `storage::faulty` states why it keeps that promise.
 //!
 //! Our own lock-free protocol (completion slots, the doorbell every wake-up goes through) uses
 //! only atomics; `tests/loom_slots.rs` models the real types with loom (`tools/loom.sh`).
@@ -74,6 +77,7 @@ pub mod engine;
 mod ingress;
 pub mod inspect;
 pub mod journal;
+pub mod layout;
 pub mod pool;
 pub mod recovery;
 pub mod storage;

@@ -47,16 +47,14 @@
 use std::fmt;
 use std::io;
 
+use crate::layout::{classify, segment_name, FileKind};
 use crate::pool::{
     Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolError, PoolState, Quantity, RequestId, Rng,
 };
-use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name};
+use crate::snapshot::format as snapshot_format;
 use crate::storage::Storage;
 use crate::wal::frame::Record;
-use crate::wal::header::{
-    parse_segment_name, segment_name, CloseReason, SegmentHeader, SegmentStatus,
-    SEGMENT_HEADER_SIZE,
-};
+use crate::wal::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use crate::wal::reader::{find_commit_after, ChunkedFrames, FrameIter};
 
 /// Why recovery refused.
@@ -112,8 +110,9 @@ pub struct Layout {
     pub temporaries: Vec<String>,
 }
 
-/// Lists and classifies the directory. Names that are neither segments, snapshots nor
-/// temporaries (and the lock file) are ignored, never sorted as segment 0.
+/// Lists and classifies the directory ([`crate::layout::classify`]). Names that are neither
+/// segments, snapshots nor temporaries (and the lock file) are ignored, never sorted as
+/// segment 0.
 ///
 /// # Errors
 /// The directory cannot be listed.
@@ -123,12 +122,11 @@ pub fn layout(storage: &dyn Storage) -> Result<Layout, RecoveryError> {
         .map_err(|source| RecoveryError::Io { file: storage.describe(""), source })?;
     let mut layout = Layout::default();
     for name in names {
-        if let Some(seq) = parse_segment_name(&name) {
-            layout.segments.push((seq, name));
-        } else if let Some(seq) = parse_snapshot_name(&name) {
-            layout.snapshots.push((seq, name));
-        } else if name.ends_with(".tmp") || name.ends_with(".core") {
-            layout.temporaries.push(name);
+        match classify(&name) {
+            FileKind::Segment(seq) => layout.segments.push((seq, name)),
+            FileKind::Snapshot(seq) => layout.snapshots.push((seq, name)),
+            FileKind::Temporary => layout.temporaries.push(name),
+            FileKind::Other => {}
         }
     }
     layout.segments.sort();

@@ -3,53 +3,20 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
-
 use std::sync::Arc;
 
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::journal::{JournalError, MemoryJournal};
 use crate::pool::{ItemSpec, Pool, PoolError, PoolState, Rng};
 use crate::recovery::{self, Recovered, RecoveryError};
-use crate::storage::{DirLock, OsStorage, SegmentWrites, Storage};
-use crate::wal::header::{CloseReason, SegmentHeader, SEGMENT_HEADER_SIZE};
+use crate::storage::{DirLock, OsStorage, Storage};
+use crate::wal::header::{CloseReason, SegmentHeader};
+use crate::wal::segment::close_file;
 use crate::wal::{WalJournal, WalResume, WalStart};
 
-/// When an outcome is acknowledged (SPEC §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// After selection only; no log (a benchmark baseline).
-    Memory,
-    /// After its frame is written into the mapped segment: survives a process crash.
-    Buffered,
-    /// After its group is synced to the device: survives power loss.
-    #[default]
-    Sync,
-}
-
-impl FromStr for Durability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Durability, String> {
-        match s {
-            "memory" => Ok(Durability::Memory),
-            "buffered" => Ok(Durability::Buffered),
-            "sync" => Ok(Durability::Sync),
-            other => {
-                Err(format!("unknown durability {other:?}: expected memory, buffered or sync"))
-            }
-        }
-    }
-}
-
-impl fmt::Display for Durability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Durability::Memory => "memory",
-            Durability::Buffered => "buffered",
-            Durability::Sync => "sync",
-        })
-    }
-}
+/// The durability modes belong to the log (`wal::durability` holds their table); the
+/// command line, the configuration and the tests name them from here too.
+pub use crate::wal::Durability;
 
 /// Where and how the log is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +111,10 @@ fn lock(storage: &dyn Storage, exclusive: bool) -> Result<Box<dyn DirLock>, Open
         if e.kind() == std::io::ErrorKind::WouldBlock {
             OpenError::Locked { dir: storage.describe("") }
         } else {
-            OpenError::Io { context: format!("locking {}", storage.describe("lock")), source: e }
+            OpenError::Io {
+                context: format!("locking {}", storage.describe(crate::layout::LOCK_FILE)),
+                source: e,
+            }
         }
     })
 }
@@ -161,22 +131,16 @@ pub fn open_engine(
     engine: EngineConfig,
     seed: Option<u64>,
 ) -> Result<Engine, OpenError> {
-    if wal.durability == Durability::Memory {
+    let Some(plan) = wal.durability.plan() else {
         let pool = Pool::new(catalog, rng(seed)?).map_err(OpenError::Pool)?;
         return Engine::start(pool, MemoryJournal::new(), engine).map_err(OpenError::Engine);
-    }
+    };
     let storage = OsStorage::new(&wal.dir).map_err(|source| OpenError::Io {
         context: format!("creating data directory {}", wal.dir.display()),
         source,
     })?;
-    // `sync` acknowledges only synced groups, so frames may wait in a staging buffer until
-    // their sync (no page-table write-protect per sync); `buffered` acknowledges frames in
-    // the page cache, so it writes through a shared mapping. See `SegmentWrites`.
-    let writes = match wal.durability {
-        Durability::Sync => SegmentWrites::Staged,
-        Durability::Buffered | Durability::Memory => SegmentWrites::Mapped,
-    };
-    open_engine_on(Arc::new(storage.with_segment_writes(writes)), catalog, wal, engine, seed)
+    let storage = storage.with_segment_writes(plan.segment_writes);
+    open_engine_on(Arc::new(storage), catalog, wal, engine, seed)
 }
 
 /// [`open_engine`] on any storage (tests inject faults through `storage::FaultyStorage`).
@@ -272,18 +236,18 @@ fn resume_point(recovered: &Recovered, wal: &WalOptions) -> Option<WalResume> {
     resumable.then_some(WalResume { header, cursor: scan.committed_end })
 }
 
-/// Writes `header` over segment `name`'s and syncs it (`doing` names it in errors).
+/// Closes segment `name` with `header` (`wal::segment::close_file`; `doing` names it in
+/// errors).
 fn rewrite_header(
     storage: &dyn Storage,
     name: &str,
     header: &SegmentHeader,
     doing: &str,
 ) -> Result<(), OpenError> {
-    let io =
-        |source| OpenError::Io { context: format!("{doing} {}", storage.describe(name)), source };
-    let map = storage.open_segment(name).map_err(io)?;
-    crate::wal::segment::write_at(&*map, 0, &header.encode());
-    map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io)
+    close_file(storage, name, header).map_err(|source| OpenError::Io {
+        context: format!("{doing} {}", storage.describe(name)),
+        source,
+    })
 }
 
 /// Reads the state of the pool in `wal.dir` without changing anything (the catalog's when

@@ -47,6 +47,12 @@ pub(crate) fn choose(pin: CorePin) -> Result<Option<usize>, PinError> {
     }
 }
 
+/// Where a journal's helper threads (flusher, preparer) run when the core thread is pinned
+/// to `core`: another core this process may use (`None` when there is none).
+pub(crate) fn helper_core(core: usize) -> Option<usize> {
+    available_cores().iter().copied().find(|c| *c != core)
+}
+
 /// Pins the calling thread.
 pub(crate) fn pin_current(core: usize) -> Result<(), PinError> {
     if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {

@@ -138,9 +138,12 @@ impl<J: Journal> Core<J> {
         }
     }
 
-    /// Tells the journal which core the core thread is pinned to.
+    /// The core thread is pinned to `core`: the journal's helper threads go elsewhere
+    /// (`affinity::helper_core`).
     pub(crate) fn core_pinned(&mut self, core: usize) {
-        self.journal.core_pinned(core);
+        if let Some(helper) = super::affinity::helper_core(core) {
+            self.journal.place_helpers(helper);
+        }
     }
 
     /// The thread could not be pinned: stop without serving anything.

@@ -27,19 +27,21 @@
 //! are gone too; nothing left on disk records how far their ids went.
 
 use super::{verify_layout, verify_with};
+use crate::layout::{
+    dropped_name, is_dropped_segment, original_name, parse_segment_name, parse_snapshot_name,
+    repair_tmp_name, segment_name,
+};
 use crate::pool::{Pool, RequestId, Rng};
 use crate::recovery::{
     self, layout, next_request_id, recover_chain, replay_segment, scan_segment_with, Layout,
     RecoveryError, ScanProgress,
 };
-use crate::snapshot::format::{self as snapshot_format, parse_snapshot_name, SnapshotState};
+use crate::snapshot::format::{self as snapshot_format, SnapshotState};
 use crate::storage::Storage;
 use crate::wal::frame::{Record, DRAW_FRAME_SIZE};
-use crate::wal::header::{
-    parse_segment_name, segment_name, CloseReason, SegmentHeader, SegmentStatus,
-    SEGMENT_HEADER_SIZE,
-};
+use crate::wal::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use crate::wal::reader::FrameIter;
+use crate::wal::segment::close_file;
 
 /// What a repair will do.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -160,7 +162,7 @@ impl Template {
 fn fallback_size(storage: &dyn Storage) -> Result<u64, RecoveryError> {
     let names = storage.list().map_err(io_error(storage, ""))?;
     let mut size = 0;
-    for name in names.iter().filter(|n| n.starts_with("dropped.wal.")) {
+    for name in names.iter().filter(|n| is_dropped_segment(n)) {
         let (_, len) = storage.read_prefix(name, 0).map_err(io_error(storage, name))?;
         size = size.max(len);
     }
@@ -409,13 +411,7 @@ pub(crate) fn seen_request_ids(storage: &dyn Storage) -> Result<u64, RecoveryErr
         .map_err(|source| RecoveryError::Io { file: storage.describe(""), source })?;
     let mut seen = 0_u64;
     for name in names {
-        let base = name.strip_prefix("dropped.").unwrap_or(&name);
-        let base = base.split_once(".tmp").map_or(base, |(b, _)| b);
-        let base = match base.rsplit_once('.') {
-            // `dropped.wal.000003.2`: a second copy of the same file.
-            Some((b, n)) if n.len() < 6 && n.bytes().all(|c| c.is_ascii_digit()) => b,
-            _ => base,
-        };
+        let base = original_name(&name);
         if parse_segment_name(base).is_some() {
             let bytes = storage.read(&name).map_err(io_error(storage, &name))?;
             if let Ok(h) = SegmentHeader::decode(&bytes) {
@@ -514,10 +510,10 @@ fn marker(storage: &dyn Storage, name: &str) -> Result<Option<Marker>, RecoveryE
 /// A name for the copy of `name` that no earlier repair used.
 fn copy_name(storage: &dyn Storage, name: &str) -> String {
     let existing = storage.list().unwrap_or_default();
-    let mut candidate = format!("dropped.{name}");
+    let mut candidate = dropped_name(name, 0);
     let mut n = 1;
     while existing.contains(&candidate) {
-        candidate = format!("dropped.{name}.{n}");
+        candidate = dropped_name(name, n);
         n += 1;
     }
     candidate
@@ -556,15 +552,14 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
         let end = usize::try_from(*offset).unwrap_or(size).min(bytes.len()).min(size);
         let mut repaired = vec![0_u8; size];
         repaired[SEGMENT_HEADER_SIZE..end].copy_from_slice(&bytes[SEGMENT_HEADER_SIZE..end]);
-        repaired[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
-        replace(storage, name, &repaired).map_err(io(name))?;
+        replace_closed(storage, name, &repaired, &header).map_err(io(name))?;
     }
     // The adopted segment first: a crash before the old segments are moved aside leaves a
     // log whose newest segment holds the whole state, and the next repair finishes by
     // moving the rest aside as history.
     if let Some((snapshot, segment)) = &plan.adopted_snapshot {
-        let bytes = adopted_segment(storage, snapshot, plan).map_err(io(snapshot))?;
-        replace(storage, segment, &bytes).map_err(io(segment))?;
+        let (bytes, header) = adopted_segment(storage, snapshot, plan).map_err(io(snapshot))?;
+        replace_closed(storage, segment, &bytes, &header).map_err(io(segment))?;
     }
     for name in plan.dropped_segments.iter().chain(&plan.dropped_snapshots) {
         storage.rename(name, &copy_name(storage, name)).map_err(io(name))?;
@@ -572,14 +567,15 @@ pub fn apply_repair(storage: &dyn Storage, plan: &RepairPlan) -> Result<(), Reco
     storage.sync_dir().map_err(io(""))
 }
 
-/// A segment that starts from `snapshot` (its marker names it, with its SHA-256), holds no
-/// draw, and is closed by the repair with the plan's request-id floor. Its size and catalog
-/// fingerprint are the dropped segments' (the newest readable header).
+/// A segment that starts from `snapshot` (its marker names it, with its SHA-256) and holds
+/// no draw: its bytes (the header left zero), and the header that closes it with the
+/// plan's request-id floor. Its size and catalog fingerprint are the dropped segments' (the
+/// newest readable header).
 fn adopted_segment(
     storage: &dyn Storage,
     snapshot: &str,
     plan: &RepairPlan,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<(Vec<u8>, SegmentHeader)> {
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let file = storage.read(snapshot)?;
     let state = snapshot_format::decode(&file).map_err(|e| invalid(e.to_string()))?;
@@ -611,13 +607,28 @@ fn adopted_segment(
         CloseReason::Repair,
         plan.next_request_id.max(state.last_request_id + 1),
     );
-    bytes[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
-    Ok(bytes)
+    Ok((bytes, header))
+}
+
+/// Replaces segment `name` with `bytes` closed by `header`: the frames written to a synced
+/// temporary file, closed there (`wal::segment::close_file`: header written and synced),
+/// then renamed into place.
+fn replace_closed(
+    storage: &dyn Storage,
+    name: &str,
+    bytes: &[u8],
+    header: &SegmentHeader,
+) -> std::io::Result<()> {
+    let tmp = repair_tmp_name(name);
+    storage.write_synced(&tmp, bytes)?;
+    close_file(storage, &tmp, header)?;
+    storage.rename(&tmp, name)?;
+    storage.sync_dir()
 }
 
 /// Replaces `name` with `bytes`: a synced temporary file renamed into place.
 fn replace(storage: &dyn Storage, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = format!("{name}.repair.tmp");
+    let tmp = repair_tmp_name(name);
     storage.write_synced(&tmp, bytes)?;
     storage.rename(&tmp, name)?;
     storage.sync_dir()

@@ -146,10 +146,11 @@ pub trait Journal: Send + 'static {
     /// When any of that fails.
     fn close(&mut self, pool: &Pool) -> Result<(), JournalError>;
 
-    /// The core thread runs pinned on `core`: a journal with threads of its own keeps them
-    /// off that core, so they never preempt it (measured: an unpinned flusher woken by its
-    /// I/O interrupt took a third of the core thread's context switches in sync mode).
-    fn core_pinned(&mut self, core: usize) {
+    /// The engine's placement for the journal's own threads, if it has any: run them on
+    /// `core`, which is not the core thread's, so they never preempt it (measured: an
+    /// unpinned flusher woken by its I/O interrupt took a third of the core thread's context
+    /// switches in sync mode). The engine decides; the journal only follows.
+    fn place_helpers(&mut self, core: usize) {
         let _ = core;
     }
 

@@ -92,7 +92,10 @@ struct MemSegment {
     storage: Arc<Inner>,
 }
 
-impl SegmentMap for MemSegment {
+// SAFETY: `file` owns a heap region of `file.len` bytes (MemFile), kept alive by the Arc for
+// the segment's life: `as_ptr()` is its first byte and `len()` its fixed length.
+#[allow(unsafe_code)]
+unsafe impl SegmentMap for MemSegment {
     fn len(&self) -> usize {
         self.file.len
     }
@@ -122,7 +125,10 @@ struct StagedMemSegment {
     storage: Arc<Inner>,
 }
 
-impl SegmentMap for StagedMemSegment {
+// SAFETY: as for MemSegment, with the writer's buffer `buf` (kept alive by its Arc): `as_ptr()`
+// is its first byte and `len()` its fixed length.
+#[allow(unsafe_code)]
+unsafe impl SegmentMap for StagedMemSegment {
     fn len(&self) -> usize {
         self.buf.len
     }

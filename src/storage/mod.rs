@@ -23,12 +23,15 @@ pub use os::{OsStorage, SegmentWrites};
 
 /// A segment file mapped for writing.
 ///
-/// # Safety contract (for implementors and users)
-/// `as_ptr()` is valid for `len()` bytes for as long as the map lives. Writers must keep to
-/// the log's discipline: one writer per byte range at a time, and a range is synced only
-/// after its writer finished writing it (the core publishes the commit offset with Release
-/// before the flusher syncs up to it).
-pub trait SegmentMap: Send + Sync + fmt::Debug {
+/// # Safety
+/// Implementors promise that `as_ptr()` is valid for reads and writes of `len()` bytes, and
+/// that both stay the same, for as long as the map lives (the log writes frames through
+/// the pointer without any further check). Users must keep to the log's discipline: one
+/// writer per byte range at a time, and a range is synced only after its writer finished
+/// writing it (the core publishes the commit offset with Release before the flusher syncs
+/// up to it).
+#[allow(unsafe_code)]
+pub unsafe trait SegmentMap: Send + Sync + fmt::Debug {
     /// Size in bytes.
     fn len(&self) -> usize;
     /// True for a zero-length map.
@@ -140,7 +143,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     }
     /// Takes the directory's lock file; `exclusive` for writers. A shared lock creates no
     /// file where the directory cannot be written (a read-only mount: no writer can run
-    /// there either); see [`OsStorage`](crate::storage::OsStorage).
+    /// there either); see [`OsStorage`].
     ///
     /// # Errors
     /// Another process holds it (`WouldBlock`), or an I/O error.

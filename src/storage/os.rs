@@ -44,7 +44,7 @@ pub struct OsStorage {
 ///
 /// `buffered` durability acknowledges a frame once it is in the page cache: on `Mapped`
 /// segments as soon as its group is committed, on `Staged` ones once the flusher has
-/// written the group (`write_range`). `store::open_engine` picks `Mapped` for it: in
+/// written the group (`write_range`). `Durability::plan` (in `wal`) picks `Mapped` for it: in
 /// interleaved runs (buffered, group 1000) the two had the same throughput (median 8.6 vs
 /// 8.3 M draws/s), and in open loop at 5 M draws/s `Mapped` answered at a p50 of ~2 µs
 /// against ~95 µs (every acknowledgement waits for the flusher thread), p99 8–25 ms against
@@ -109,7 +109,10 @@ struct MappedSegment {
     _file: File,
 }
 
-impl SegmentMap for MappedSegment {
+// SAFETY: `map` is a shared mapping of the whole file, kept (with the file) for the
+// segment's life: `as_ptr()` is its first byte and `len()` its fixed length.
+#[allow(unsafe_code)]
+unsafe impl SegmentMap for MappedSegment {
     fn len(&self) -> usize {
         self.map.len()
     }
@@ -205,7 +208,10 @@ impl Drop for StagedSegment {
     }
 }
 
-impl SegmentMap for StagedSegment {
+// SAFETY: `buf` is an anonymous mapping of a fixed length, present until drop (taken only
+// there): `as_ptr()` is its first byte and `len()` its length for the segment's life.
+#[allow(unsafe_code)]
+unsafe impl SegmentMap for StagedSegment {
     fn len(&self) -> usize {
         self.buf().len()
     }
@@ -512,7 +518,7 @@ impl Storage for OsStorage {
     /// there no writer can run either, so the reader proceeds without a lock and creates
     /// nothing.
     fn lock(&self, exclusive: bool) -> io::Result<Box<dyn DirLock>> {
-        let path = self.path("lock");
+        let path = self.path(crate::layout::LOCK_FILE);
         let create =
             || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
         let file = if exclusive {

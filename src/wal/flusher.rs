@@ -8,169 +8,22 @@
 //! error (SPEC §2.9: never retry a failed sync).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::CachePadded;
-
-use super::header::{segment_name, SegmentHeader, SEGMENT_HEADER_SIZE};
-use super::preparer::Close;
-use super::segment::write_at;
-use crate::snapshot::format::snapshot_name;
+use super::header::SegmentHeader;
+use super::preparer::{Close, PreparerHandle};
+use super::segment::{self, install, Install};
+use super::state::{pin_helper, FlushState, Job, Rotation};
+use crate::layout::{segment_name, snapshot_name, tmp_name};
 use crate::storage::{SegmentMap, Storage};
-use crate::sync::{Doorbell, Idle, IdleConfig};
+use crate::sync::{Idle, IdleConfig};
 
 /// How the flusher idles without a job: 63 spins, then parks of at most 5 ms (the core
 /// rings its doorbell after each push).
 const FLUSHER_IDLE: IdleConfig =
     IdleConfig { spin_passes: 63, yield_passes: 0, park_max: Duration::from_millis(5) };
-
-/// A segment whose header and snapshot marker are written, to be put in place.
-#[derive(Debug)]
-pub(crate) struct Install {
-    pub(crate) map: Arc<dyn SegmentMap>,
-    pub(crate) tmp_name: String,
-    pub(crate) sequence: u64,
-    /// Offset just past the snapshot marker.
-    pub(crate) marker_end: usize,
-    /// The snapshot file's bytes.
-    pub(crate) snapshot: Vec<u8>,
-}
-
-/// Puts a prepared segment in place: snapshot file (tmp, sync, rename, sync dir), then the
-/// segment's header and marker synced, renamed, directory synced. Only then may anything
-/// in the segment be acknowledged.
-pub(crate) fn install(storage: &dyn Storage, i: &Install) -> io::Result<()> {
-    let snapshot = snapshot_name(i.sequence);
-    let snapshot_tmp = format!("{snapshot}.tmp");
-    storage.write_synced(&snapshot_tmp, &i.snapshot)?;
-    storage.rename(&snapshot_tmp, &snapshot)?;
-    // The snapshot's name must be durable before a segment that refers to it.
-    storage.sync_dir()?;
-    i.map.sync_range(0, i.marker_end)?;
-    storage.rename(&i.tmp_name, &segment_name(i.sequence))?;
-    storage.sync_dir()
-}
-
-/// Writes the closed header of a retired segment after syncing its frames.
-pub(crate) fn close_segment(
-    map: &dyn SegmentMap,
-    synced: usize,
-    header: &SegmentHeader,
-) -> io::Result<()> {
-    map.retire();
-    let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
-    // The frames must be durable before the header that calls them closed. A map that
-    // writes through syncs exactly the range not yet synced. A staged one may hold written
-    // but unsynced bytes below `synced` (buffered mode writes groups without syncing them):
-    // its sync_range ends in an fdatasync of the whole file, so call it even for no bytes.
-    if end > synced || !map.writes_through() {
-        map.sync_range(synced, end.saturating_sub(synced))?;
-    }
-    write_at(map, 0, &header.encode());
-    map.sync_range(0, SEGMENT_HEADER_SIZE)
-}
-
-/// Work for the flusher, in log order.
-#[derive(Debug)]
-pub(crate) enum Job {
-    /// Group `group` ends at `end` in the current segment: sync up to there.
-    Sync { group: u64, end: usize },
-    /// The core moved on: close the current segment (its groups end at `header.end_offset`,
-    /// the last is `last_group`), install `next`, delete what retention drops. Boxed: rare,
-    /// and inline it would make every queue slot as large as itself.
-    Rotate(Box<Rotation>),
-    /// Clean shutdown: close the current segment, write the final snapshot, and exit.
-    Close(Box<Closing>),
-    /// Exit without closing anything (the engine failed; recovery will sort it out).
-    Stop,
-}
-
-/// The payload of [`Job::Rotate`].
-#[derive(Debug)]
-pub(crate) struct Rotation {
-    pub(crate) last_group: u64,
-    pub(crate) closed: SegmentHeader,
-    pub(crate) next: Install,
-}
-
-/// The payload of [`Job::Close`].
-#[derive(Debug)]
-pub(crate) struct Closing {
-    pub(crate) last_group: u64,
-    pub(crate) closed: SegmentHeader,
-    pub(crate) snapshot: Vec<u8>,
-}
-
-/// What the flusher tells the core.
-#[derive(Debug)]
-pub(crate) struct FlushState {
-    /// Newest group durable (with every one before it). Release by the flusher after the
-    /// sync that made it durable; Acquire by the core before acknowledging.
-    pub(crate) durable: CachePadded<AtomicU64>,
-    /// Newest segment sequence installed under its final name.
-    pub(crate) installed: AtomicU64,
-    /// Set (Release) after `error` is written, by the flusher or the preparer; the flusher
-    /// stops at its next job or idle pass.
-    pub(crate) failed: AtomicBool,
-    pub(crate) error: Mutex<Option<String>>,
-    /// The flusher sleeps on it; the core rings it after pushing a job.
-    bell: Doorbell,
-    /// Next segment files, created and pre-faulted ahead of time (at most one waits).
-    pub(crate) spares: ArrayQueue<(String, Arc<dyn SegmentMap>)>,
-    /// The core the flusher and preparer should run on (1 + id; 0 = not set): any core but
-    /// the core thread's.
-    pub(crate) helper_core: AtomicU64,
-    pub(crate) jobs: ArrayQueue<Job>,
-}
-
-impl FlushState {
-    pub(crate) fn new(installed: u64, durable: u64, jobs_max: usize) -> FlushState {
-        FlushState {
-            durable: CachePadded::new(AtomicU64::new(durable)),
-            installed: AtomicU64::new(installed),
-            failed: AtomicBool::new(false),
-            error: Mutex::new(None),
-            bell: Doorbell::new(),
-            spares: ArrayQueue::new(1),
-            helper_core: AtomicU64::new(0),
-            jobs: ArrayQueue::new(jobs_max),
-        }
-    }
-
-    /// Queues a job and wakes the flusher; false if the queue is full (retry later).
-    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
-        self.jobs.push(job)?;
-        // Its SeqCst fence orders the push before the load of the sleeping flag; pairs with
-        // the fence in `Flusher::idle`'s `Doorbell::sleep` before it re-checks the queue
-        // (Dekker).
-        self.bell.ring();
-        Ok(())
-    }
-
-    pub(crate) fn error(&self) -> Option<String> {
-        // Acquire: pairs with the Release store in `fail`.
-        if self.failed.load(Ordering::Acquire) {
-            return Some(
-                self.error.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(),
-            );
-        }
-        None
-    }
-
-    /// Records the first failure (later ones, often its consequences, are dropped).
-    pub(crate) fn fail(&self, context: &str, e: &io::Error) {
-        let mut error = self.error.lock().unwrap_or_else(|p| p.into_inner());
-        if error.is_none() {
-            *error = Some(format!("{context}: {e}"));
-        }
-        drop(error);
-        // Release: publishes `error` to the core's Acquire in `error()`.
-        self.failed.store(true, Ordering::Release);
-    }
-}
 
 /// The flusher's own state.
 pub(crate) struct Flusher {
@@ -184,10 +37,10 @@ pub(crate) struct Flusher {
     /// buffered mode on a mapped segment, left at the snapshot marker (no jobs come, and the
     /// closing msync covers the rest).
     pub(crate) synced: usize,
-    /// Sync mode: Sync jobs sync; else they only write (staged segments).
+    /// `LogPlan::sync_data`: Sync jobs sync; else they only write (staged segments).
     pub(crate) sync_data: bool,
     /// Prepares spare segments and applies retention on its own thread.
-    pub(crate) preparer: super::preparer::PreparerHandle,
+    pub(crate) preparer: PreparerHandle,
 }
 
 impl Flusher {
@@ -307,7 +160,7 @@ impl Flusher {
         // do not wait behind its closing sync; inline only when two closes already wait.
         let close = Close { map: old_map, synced: old_synced, header: *closed };
         if let Err(c) = self.preparer.close_later(close) {
-            close_segment(&*c.map, c.synced, &c.header)
+            segment::close(&*c.map, c.synced, &c.header)
                 .map_err(|e| (format!("closing {old}"), e))?;
             // Before the preparer makes the next spare: a staged segment's buffer goes back
             // to the storage's pool when its last reference drops, and the spare can reuse it.
@@ -330,7 +183,7 @@ impl Flusher {
         if let Some(reason) = self.state.error() {
             return Err((reason, io::Error::other("closing a retired segment failed")));
         }
-        close_segment(&*self.current, self.synced, closed)
+        segment::close(&*self.current, self.synced, closed)
             .map_err(|e| (format!("closing {name}"), e))?;
         // Leave a tidy directory (the directory sync below makes the removal durable too).
         if let Some((spare, map)) = self.state.spares.pop() {
@@ -339,7 +192,7 @@ impl Flusher {
         }
         // The final snapshot: the state the next segment will start from.
         let final_name = snapshot_name(self.sequence + 1);
-        let tmp = format!("{final_name}.tmp");
+        let tmp = tmp_name(&final_name);
         let write = || -> io::Result<()> {
             self.storage.write_synced(&tmp, snapshot)?;
             self.storage.rename(&tmp, &final_name)?;
@@ -349,15 +202,4 @@ impl Flusher {
         self.state.durable.store(last_group, Ordering::Release);
         Ok(())
     }
-}
-
-/// Pins the calling helper thread (flusher, preparer) to the core named in
-/// `state.helper_core` once it is set or changes; returns the value it acted on.
-pub(crate) fn pin_helper(state: &FlushState, pinned: u64) -> u64 {
-    // Relaxed: a hint for thread placement; no data is published through it.
-    let wanted = state.helper_core.load(Ordering::Relaxed);
-    if wanted != pinned && wanted > 0 {
-        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: (wanted - 1) as usize });
-    }
-    wanted
 }

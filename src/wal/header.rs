@@ -62,6 +62,10 @@
 
 use std::fmt;
 
+/// Segment file names live with every other name in a data directory; re-exported here
+/// where readers of the header look for them.
+pub use crate::layout::{parse_segment_name, segment_name};
+
 /// Size of the segment header; the first frame starts here.
 pub const SEGMENT_HEADER_SIZE: usize = 256;
 
@@ -494,34 +498,6 @@ fn read<const N: usize>(h: &[u8; SEGMENT_HEADER_SIZE], offset: usize) -> [u8; N]
     h.get(offset..).and_then(|rest| rest.first_chunk::<N>()).copied().unwrap_or([0; N])
 }
 
-/// The file name of segment `sequence`: `wal.` and at least 6 digits (`wal.000001`).
-#[must_use]
-pub fn segment_name(sequence: u64) -> String {
-    format!("wal.{sequence:06}")
-}
-
-/// The sequence number in a segment file name, `None` for anything that is not exactly a
-/// name [`segment_name`] produces: `wal.` then 6 ASCII digits, or more digits without a
-/// leading zero (`wal.1000000` follows `wal.999999`). `wal.000001.tmp`, `wal.1`,
-/// `wal.00000a`, `wal.-00001` and `"wal.000001 "` are all `None`.
-#[must_use]
-pub fn parse_segment_name(name: &str) -> Option<u64> {
-    parse_numbered_name(name, "wal.")
-}
-
-/// Parses `prefix` followed by a sequence number written as [`segment_name`] writes it.
-pub(crate) fn parse_numbered_name(name: &str, prefix: &str) -> Option<u64> {
-    let digits = name.strip_prefix(prefix)?;
-    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if digits.len() > 6 && digits.starts_with('0') {
-        return None;
-    }
-    // Only ASCII digits remain, so this fails only on overflow.
-    digits.parse::<u64>().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,40 +685,6 @@ mod tests {
         assert!(text.contains("0x00000001") && text.contains("0x00000002"), "{text}");
     }
 
-    #[test]
-    fn segment_names() {
-        assert_eq!(segment_name(1), "wal.000001");
-        assert_eq!(segment_name(999_999), "wal.999999");
-        assert_eq!(segment_name(1_000_000), "wal.1000000");
-        assert_eq!(parse_segment_name("wal.000001"), Some(1));
-        assert_eq!(parse_segment_name("wal.000000"), Some(0));
-        assert_eq!(parse_segment_name("wal.999999"), Some(999_999));
-        assert_eq!(parse_segment_name("wal.1000000"), Some(1_000_000));
-        assert_eq!(parse_segment_name("wal.18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            "wal.000001.tmp",
-            "wal.1",
-            "wal.00001",
-            "wal.00000a",
-            "wal.-00001",
-            "wal.+00001",
-            "wal.000001 ",
-            " wal.000001",
-            "wal.0000001",
-            "wal.0999999",
-            "wal.18446744073709551616",
-            "wal.",
-            "wal",
-            "WAL.000001",
-            "snapshot.000001",
-            "wal.00000١",
-            "wal.000001\n",
-            "",
-        ] {
-            assert_eq!(parse_segment_name(bad), None, "{bad:?}");
-        }
-    }
-
     proptest! {
         #[test]
         fn header_round_trip(
@@ -785,18 +727,6 @@ mod tests {
         #[test]
         fn header_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let _ = SegmentHeader::decode(&bytes);
-        }
-
-        #[test]
-        fn segment_name_round_trip(sequence in any::<u64>()) {
-            prop_assert_eq!(parse_segment_name(&segment_name(sequence)), Some(sequence));
-        }
-
-        #[test]
-        fn segment_name_parse_never_panics(name in "\\PC{0,30}") {
-            if let Some(n) = parse_segment_name(&name) {
-                prop_assert_eq!(segment_name(n), name);
-            }
         }
     }
 }

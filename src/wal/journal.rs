@@ -6,16 +6,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::flusher::{install, Closing, FlushState, Flusher, Install, Job, Rotation};
+use super::durability::{Durability, LogPlan};
+use super::flusher::Flusher;
 use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
-use super::header::{segment_name, CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use super::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use super::preparer::PreparerHandle;
-use super::segment::{write_at, ActiveSegment};
+use super::segment::{install, write_at, write_header, ActiveSegment, Install};
+use super::state::{Closing, FlushState, Job, Rotation};
 use crate::journal::{GroupSeq, Journal, JournalError, JournalStats, Space};
+use crate::layout::{core_tmp_name, segment_name, snapshot_name, tmp_name};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};
-use crate::snapshot::format::{self as snapshot_format, snapshot_name, SnapshotState};
+use crate::snapshot::format::{self as snapshot_format, SnapshotState};
 use crate::storage::{DirLock, SegmentMap, Storage};
-use crate::store::Durability;
 
 /// Jobs the core may queue for the flusher before it waits (one per group at most).
 const JOBS_MAX: usize = 1024;
@@ -64,6 +66,17 @@ fn last_nonzero_end(storage: &dyn Storage, name: &str, from: usize) -> std::io::
     }
 }
 
+/// What `durability` asks of the log.
+///
+/// # Panics
+/// For [`Durability::Memory`]: that mode keeps no log (a caller's bug).
+fn log_plan(durability: Durability) -> LogPlan {
+    let Some(plan) = durability.plan() else {
+        panic!("the memory mode has no log");
+    };
+    plan
+}
+
 /// The durable journal. Created by recovery (`crate::recovery`), which holds the
 /// directory lock and hands it over.
 pub struct WalJournal {
@@ -73,9 +86,9 @@ pub struct WalJournal {
     active: ActiveSegment,
     segment_size: u64,
     fingerprint: u64,
-    sync: bool,
+    durability: Durability,
     /// Groups are acknowledged once the flusher reports them (sync mode, or buffered mode
-    /// on staged segments); else once committed.
+    /// on staged segments); else once committed (`LogPlan::acknowledge_via_flusher`).
     via_flusher: bool,
     group: u64,
     /// Buffered mode: groups after a rotation wait until the flusher installed the segment.
@@ -155,22 +168,19 @@ impl WalJournal {
         start: &WalStart,
         pool: &Pool,
     ) -> Result<WalJournal, JournalError> {
-        assert!(start.durability != Durability::Memory, "the memory mode has no log");
+        log_plan(start.durability);
         let sequence = start.sequence;
-        let tmp_name = format!("{}.tmp", segment_name(sequence));
-        let _ = storage.remove(&tmp_name);
+        let tmp = tmp_name(&segment_name(sequence));
+        let _ = storage.remove(&tmp);
         let map = storage
-            .create_segment(&tmp_name, start.segment_size)
-            .map_err(io_error(format!("creating {}", storage.describe(&tmp_name))))?;
-        // Buffered mode acknowledges a group once it is in the page cache: at once for a map
-        // that writes through, after the flusher wrote it (no sync) for a staged one.
-        let via_flusher = start.durability == Durability::Sync || !map.writes_through();
-        let (install_job, active) = prepare(map, tmp_name, start, sequence, &pool.state())?;
+            .create_segment(&tmp, start.segment_size)
+            .map_err(io_error(format!("creating {}", storage.describe(&tmp))))?;
+        let (install_job, active) = prepare(map, tmp, start, sequence, &pool.state())?;
         install(&*storage, &install_job).map_err(io_error(format!(
             "installing {}",
             storage.describe(&segment_name(sequence))
         )))?;
-        WalJournal::run(storage, lock, start, active, install_job.marker_end, via_flusher)
+        WalJournal::run(storage, lock, start, active, install_job.marker_end)
     }
 
     /// Appends again to the existing segment `resume.header.sequence` from `resume.cursor`
@@ -187,7 +197,7 @@ impl WalJournal {
         start: &WalStart,
         resume: &WalResume,
     ) -> Result<WalJournal, JournalError> {
-        assert!(start.durability != Durability::Memory, "the memory mode has no log");
+        log_plan(start.durability);
         let name = segment_name(resume.header.sequence);
         let io = |what: &str| io_error(format!("{what} {}", storage.describe(&name)));
         let dirty_end = last_nonzero_end(&*storage, &name, resume.cursor).map_err(io("reading"))?;
@@ -205,12 +215,10 @@ impl WalJournal {
             map.sync_range(resume.cursor, dirty_end - resume.cursor).map_err(io("zeroing"))?;
         }
         let header = resume.header.reopened();
-        write_at(&*map, 0, &header.encode());
-        map.sync_range(0, SEGMENT_HEADER_SIZE).map_err(io("reopening"))?;
-        let via_flusher = start.durability == Durability::Sync || !map.writes_through();
+        write_header(&*map, &header).map_err(io("reopening"))?;
         let active =
             ActiveSegment::new(map, header.sequence, header.first_request_id, resume.cursor);
-        WalJournal::run(storage, lock, start, active, resume.cursor, via_flusher)
+        WalJournal::run(storage, lock, start, active, resume.cursor)
     }
 
     /// Starts the flusher (and its preparer) on `active`, durable up to `synced`.
@@ -220,8 +228,9 @@ impl WalJournal {
         start: &WalStart,
         active: ActiveSegment,
         synced: usize,
-        via_flusher: bool,
     ) -> Result<WalJournal, JournalError> {
+        let plan = log_plan(start.durability);
+        let via_flusher = plan.acknowledge_via_flusher(active.map().writes_through());
         let sequence = active.sequence;
         let state = Arc::new(FlushState::new(sequence, 0, JOBS_MAX));
         let stats = Arc::new(JournalStats::default());
@@ -232,7 +241,7 @@ impl WalJournal {
             current: Arc::clone(active.map()),
             sequence,
             synced,
-            sync_data: start.durability == Durability::Sync,
+            sync_data: plan.sync_data,
             preparer: PreparerHandle::spawn(
                 Arc::clone(&storage),
                 Arc::clone(&state),
@@ -255,7 +264,7 @@ impl WalJournal {
             active,
             segment_size: start.segment_size,
             fingerprint: start.catalog_fingerprint,
-            sync: start.durability == Durability::Sync,
+            durability: start.durability,
             via_flusher,
             group: 0,
             waiting_install: false,
@@ -322,14 +331,14 @@ impl WalJournal {
     /// The next segment file: the flusher's spare when it is for `sequence`, else created
     /// here (a slow path: the flusher could not keep up or the disk was full).
     fn take_spare(&mut self, sequence: u64) -> Result<(String, Arc<dyn SegmentMap>), JournalError> {
-        let wanted = format!("{}.tmp", segment_name(sequence));
+        let wanted = tmp_name(&segment_name(sequence));
         if let Some((name, map)) = self.state.spares.pop() {
             if name == wanted {
                 return Ok((name, map));
             }
             let _ = self.storage.remove(&name);
         }
-        let name = format!("{wanted}.core");
+        let name = core_tmp_name(&wanted);
         let _ = self.storage.remove(&name);
         match self.storage.create_segment(&name, self.segment_size) {
             Ok(map) => Ok((name, map)),
@@ -351,7 +360,7 @@ impl WalJournal {
             catalog_fingerprint: self.fingerprint,
             segment_size: self.segment_size,
             retention_segments: 0,
-            durability: if self.sync { Durability::Sync } else { Durability::Buffered },
+            durability: self.durability,
         };
         let state = pool.state();
         let (next, active) = prepare(map, tmp_name, &start, sequence, &state)?;
@@ -454,11 +463,9 @@ impl Journal for WalJournal {
         Ok(GroupSeq(self.group))
     }
 
-    fn core_pinned(&mut self, core: usize) {
-        if let Some(other) = other_core(core) {
-            // Relaxed: a placement hint the helpers read at their next wake-up.
-            self.state.helper_core.store(other as u64 + 1, Ordering::Relaxed);
-        }
+    fn place_helpers(&mut self, core: usize) {
+        // Relaxed: a placement hint the helpers read at their next wake-up.
+        self.state.helper_core.store(core as u64 + 1, Ordering::Relaxed);
     }
 
     fn stats(&self) -> Option<Arc<JournalStats>> {
@@ -481,10 +488,6 @@ impl Journal for WalJournal {
         }
         self.check()
     }
-}
-
-fn other_core(core: usize) -> Option<usize> {
-    crate::engine::available_cores().iter().copied().find(|c| *c != core)
 }
 
 impl Drop for WalJournal {

@@ -3,13 +3,17 @@
 //! `storage::SegmentWrites`), group commit made durable by a flusher thread, rotation ahead
 //! of time.
 //!
-//! Files: `frame` (frame layout, encode/decode), `header` (segment header), `reader`
-//! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the mapping),
-//! `flusher` (syncs or writes groups, installs segments off the core thread), `preparer`
-//! (closes retired segments, creates the next, applies retention), `journal`
-//! ([`WalJournal`], the durable [`crate::Journal`]).
+//! Files: `durability` (the modes and what each asks of the log, in one table), `frame` (frame layout, encode/decode), `header` (segment header), `reader`
+//! (walking frames), `segment` (the mapped segment the core appends to: raw writes into the
+//! mapping; installing and closing a segment), `state` (what the core, the flusher and the
+//! preparer share: the job queue, progress, failure, helper placement), `flusher` (syncs or
+//! writes groups, installs segments off the core thread), `preparer` (closes retired
+//! segments, creates the next, applies retention), `journal` ([`WalJournal`], the durable
+//! [`crate::Journal`]). Arrows: `journal` → `flusher` → `preparer`; all three → `state`,
+//! `segment`; never back.
 
 pub mod crc;
+pub mod durability;
 pub mod frame;
 pub mod header;
 pub mod reader;
@@ -18,5 +22,7 @@ mod flusher;
 mod journal;
 mod preparer;
 pub(crate) mod segment;
+mod state;
 
+pub use durability::{Durability, LogPlan};
 pub use journal::{WalJournal, WalResume, WalStart};

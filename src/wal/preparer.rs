@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::flusher::{close_segment, FlushState};
-use super::header::{parse_segment_name, segment_name, SegmentHeader};
-use crate::snapshot::format::parse_snapshot_name;
+use super::header::SegmentHeader;
+use super::segment;
+use super::state::{pin_helper, FlushState};
+use crate::layout::{parse_segment_name, parse_snapshot_name, segment_name, tmp_name};
 use crate::storage::{SegmentMap, Storage};
 
 #[derive(Debug)]
@@ -33,7 +34,7 @@ struct Signals {
 }
 
 /// A retired segment to close: sync its frames from `synced` to `header.end_offset`, then
-/// write and sync its closed header (`flusher::close_segment`).
+/// write and sync its closed header (`segment::close`).
 #[derive(Debug)]
 pub(crate) struct Close {
     pub(crate) map: Arc<dyn SegmentMap>,
@@ -137,7 +138,7 @@ impl Preparer {
         let mut pinned = 0;
         // Bounded by `stop`: the flusher stops this thread on close, failure or drop.
         loop {
-            pinned = super::flusher::pin_helper(&self.state, pinned);
+            pinned = pin_helper(&self.state, pinned);
             // Acquire: pairs with the Release stores in `PreparerHandle`.
             let stop = self.signals.stop.load(Ordering::Acquire);
             if !self.close_retired() {
@@ -171,7 +172,7 @@ impl Preparer {
     /// `FlushState::fail`: the engine stops, SPEC §2.9).
     fn close_retired(&self) -> bool {
         while let Some(c) = self.signals.closes.pop() {
-            if let Err(e) = close_segment(&*c.map, c.synced, &c.header) {
+            if let Err(e) = segment::close(&*c.map, c.synced, &c.header) {
                 self.state.fail(&format!("closing {}", segment_name(c.header.sequence)), &e);
                 return false;
             }
@@ -216,7 +217,7 @@ impl Preparer {
         if !self.state.spares.is_empty() {
             return;
         }
-        let name = format!("{}.tmp", segment_name(sequence));
+        let name = tmp_name(&segment_name(sequence));
         let _ = self.storage.remove(&name);
         if let Ok(map) = self.storage.create_segment(&name, self.segment_size) {
             map.prefault();

@@ -1,5 +1,7 @@
 //! The segment being written: a mapped region (the file itself, or a staging buffer the
-//! flusher writes to the file; see `storage::SegmentWrites`) the core thread appends frames to.
+//! flusher writes to the file; see `storage::SegmentWrites`) the core thread appends frames to,
+//! and the operations on a whole segment: [`install`] a prepared one, [`close`] a retired
+//! one. The only raw writes into a mapping are here ([`ActiveSegment::append`], [`write_at`]).
 //!
 //! # Assumptions about the mapping
 //! The engine holds the data directory's exclusive lock, so nothing else writes these
@@ -10,9 +12,12 @@
 //! segment. The flusher syncs only ranges below a commit offset the core published with a
 //! Release store, so it never races the writer on a byte.
 
+use std::io;
 use std::sync::Arc;
 
-use crate::storage::SegmentMap;
+use super::header::{SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use crate::layout::{segment_name, snapshot_name, tmp_name};
+use crate::storage::{SegmentMap, Storage};
 
 /// The core thread's cursor into the segment it appends to.
 #[derive(Debug)]
@@ -93,4 +98,81 @@ pub(crate) fn write_at(map: &dyn SegmentMap, offset: usize, bytes: &[u8]) {
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_ptr().add(offset), bytes.len());
     }
+}
+
+/// A segment whose header and snapshot marker are written, to be put in place.
+#[derive(Debug)]
+pub(crate) struct Install {
+    pub(crate) map: Arc<dyn SegmentMap>,
+    pub(crate) tmp_name: String,
+    pub(crate) sequence: u64,
+    /// Offset just past the snapshot marker.
+    pub(crate) marker_end: usize,
+    /// The snapshot file's bytes.
+    pub(crate) snapshot: Vec<u8>,
+}
+
+/// Puts a prepared segment in place: snapshot file (tmp, sync, rename, sync dir), then the
+/// segment's header and marker synced, renamed, directory synced. Only then may anything
+/// in the segment be acknowledged.
+pub(crate) fn install(storage: &dyn Storage, i: &Install) -> io::Result<()> {
+    let snapshot = snapshot_name(i.sequence);
+    let snapshot_tmp = tmp_name(&snapshot);
+    storage.write_synced(&snapshot_tmp, &i.snapshot)?;
+    storage.rename(&snapshot_tmp, &snapshot)?;
+    // The snapshot's name must be durable before a segment that refers to it.
+    storage.sync_dir()?;
+    i.map.sync_range(0, i.marker_end)?;
+    storage.rename(&i.tmp_name, &segment_name(i.sequence))?;
+    storage.sync_dir()
+}
+
+/// Closes a segment at `header.end_offset` (a header closed there): syncs its frames from
+/// `synced` up to the end, then writes and syncs the closed header. The one place a segment
+/// is closed: the flusher and the preparer close a retired segment through its map,
+/// [`close_file`] a segment file (recovery's crashed segments, a restart's re-mark, a
+/// repair's cut).
+///
+/// # Errors
+/// A sync failed: the segment is not closed (SPEC §2.9: never retried).
+///
+/// # Panics
+/// If `header` is not closed.
+pub(crate) fn close(map: &dyn SegmentMap, synced: usize, header: &SegmentHeader) -> io::Result<()> {
+    assert_eq!(header.status, SegmentStatus::Closed, "closing with an open header");
+    map.retire();
+    let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
+    // The frames must be durable before the header that calls them closed. A map that
+    // writes through syncs exactly the range not yet synced. A staged one may hold written
+    // but unsynced bytes below `synced` (buffered mode writes groups without syncing them):
+    // its sync_range ends in an fdatasync of the whole file, so call it even for no bytes.
+    if end > synced || !map.writes_through() {
+        map.sync_range(synced, end.saturating_sub(synced))?;
+    }
+    write_header(map, header)
+}
+
+/// Closes segment file `name` at `header.end_offset` ([`close`]). Its frames up to there
+/// must already be durable in the file: recovery read them from it, a repair wrote them
+/// synced.
+///
+/// # Errors
+/// The file cannot be mapped, or the sync failed.
+pub(crate) fn close_file(
+    storage: &dyn Storage,
+    name: &str,
+    header: &SegmentHeader,
+) -> io::Result<()> {
+    let map = storage.open_segment(name)?;
+    let end = usize::try_from(header.end_offset).unwrap_or(usize::MAX).min(map.len());
+    close(&*map, end, header)
+}
+
+/// Writes `header` over the segment's and syncs it (closing, or reopening to append again).
+///
+/// # Errors
+/// The sync failed.
+pub(crate) fn write_header(map: &dyn SegmentMap, header: &SegmentHeader) -> io::Result<()> {
+    write_at(map, 0, &header.encode());
+    map.sync_range(0, SEGMENT_HEADER_SIZE)
 }

@@ -759,7 +759,8 @@ mod failing_close {
         fail: bool,
     }
 
-    impl SegmentMap for Map {
+    // SAFETY: `as_ptr()` and `len()` are the wrapped map's, which upholds the contract.
+    unsafe impl SegmentMap for Map {
         fn len(&self) -> usize {
             self.inner.len()
         }

@@ -20,14 +20,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
+use rewardpool::layout::CATALOG_APPLIED_FILE as APPLIED_FILE;
 use rewardpool::pool::{ItemSpec, ItemState, PoolState, Quantity};
 use rewardpool::recovery;
 use rewardpool::snapshot::catalog_fingerprint;
 use rewardpool::storage::{OsStorage, Storage};
 use rewardpool::wal::header::{SegmentHeader, SEGMENT_HEADER_SIZE};
-
-/// The advisory file naming the fingerprint of the catalog last applied.
-const APPLIED_FILE: &str = "catalog.applied";
 
 /// How one item differs between the pool and the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
