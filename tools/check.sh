@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI checks, in CI's order: run this before sending a change.
-# Kept identical to .ci/run (formatting, lints, the README's test command, the library
-# without the command line, the examples, benches compiling).
+# .ci/run installs what the tests need (bindfs), then runs this (formatting, lints, the
+# README's test command, the library without the command line, the loom models, the
+# examples, benches compiling).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -19,6 +20,8 @@ if grep -E "$binary_only" <<<"$library_tree"; then
     "optional under the cli feature" >&2
   exit 1
 fi
+# The lock-free protocols (completion slots, the doorbell) under loom, on the real types.
+tools/loom.sh
 # The library guide's examples as programs, each to exit 0 (`cargo test` also runs each one's
 # main through its `runs_to_completion` test).
 for example in examples/*.rs; do cargo run --quiet --example "$(basename "$example" .rs)"; done
