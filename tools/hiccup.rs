@@ -14,13 +14,10 @@
 //! this 2-core machine; on a larger machine, kernel work that idle cores would take then
 //! lands on a spinner (an overestimate of what an engine using fewer cores would see).
 //!
-//! Why a stall bounds an open-loop p99 from below: requests intended during a stall of
-//! length `g` on a core the request path needs (producer or core thread) cannot be
-//! answered before it ends, so a request intended `s` into it waits at least `g - s`. At
-//! any rate, the share of requests waiting longer than `x` is then at least the *excess*
-//! `sum(max(0, g - x)) / run time` over that core's gaps (more, counting the backlog drained
-//! afterwards). An excess above 1 % means no engine sharing these cores can show a p99 of
-//! `x` or less; the report prints the excess for the issue targets' bounds.
+//! Why a stall bounds an open-loop p99 from below, and the floor p99 (the smallest bound
+//! whose excess is at most 1 %): src/bin/rewardpool/machine/floor.rs, shared with
+//! `rewardpool bench`, which prints the same floor beside an open-loop run's p99. The
+//! report prints each core's floor and its excess for the issue targets' bounds.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -29,7 +26,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hdrhistogram::Histogram;
+
+#[allow(dead_code, reason = "shared with rewardpool bench: each binary uses part of it")]
+#[path = "../src/bin/rewardpool/machine/floor.rs"]
+mod floor;
 
 /// Latency bounds the report gives the excess for (ns): the issue targets' p99 bounds.
 const BOUNDS_NS: [u64; 4] = [20_000, 50_000, 1_000_000, 2_000_000];
@@ -73,100 +73,44 @@ fn main() {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    // Constant bounds hdrhistogram accepts: 1 ns to 100 s, 3 significant digits.
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).unwrap_or_else(|_| unreachable!())
-}
-
-/// What one core's thread saw.
-struct CoreReport {
-    core: usize,
-    seconds: f64,
-    gaps: Histogram<u64>,
-    /// `sum(max(0, g - bound))` per bound, ns.
-    excess_ns: [u64; BOUNDS_NS.len()],
-}
-
 fn cpu(args: &Args) {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let ids: Vec<usize> =
-        if cores.is_empty() { vec![usize::MAX] } else { cores.iter().map(|c| c.id).collect() };
-    let run = Duration::from_secs_f64(args.seconds);
-    let threads: Vec<_> = ids
-        .into_iter()
-        .map(|core| {
-            std::thread::spawn(move || {
-                if core != usize::MAX {
-                    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
-                }
-                spin(core, run)
-            })
-        })
-        .collect();
-    for t in threads {
-        let Ok(r) = t.join() else {
-            eprintln!("rewardpool-hiccup: a measuring thread panicked");
-            std::process::exit(1);
-        };
-        print_core(&r, args.json);
+    let Some(cores) = floor::measure(Duration::from_secs_f64(args.seconds)) else {
+        eprintln!("rewardpool-hiccup: a measuring thread could not start or panicked");
+        std::process::exit(1);
+    };
+    for r in &cores {
+        print_core(r, args.json);
     }
 }
 
-/// Spins for `run`, recording every gap between consecutive clock reads longer than 1 µs
-/// (shorter ones are the loop itself).
-fn spin(core: usize, run: Duration) -> CoreReport {
-    let mut gaps = histogram();
-    let mut excess_ns = [0_u64; BOUNDS_NS.len()];
-    let start = Instant::now();
-    let mut prev = start;
-    loop {
-        let now = Instant::now();
-        let gap = u64::try_from((now - prev).as_nanos()).unwrap_or(u64::MAX);
-        prev = now;
-        if gap > 1_000 {
-            gaps.saturating_record(gap);
-            add_excess(&mut excess_ns, gap);
-        }
-        if now - start >= run {
-            break;
-        }
-    }
-    CoreReport { core, seconds: (prev - start).as_secs_f64(), gaps, excess_ns }
-}
-
-/// Adds one gap's excess over each bound: `max(0, gap - bound)`.
-fn add_excess(excess_ns: &mut [u64; BOUNDS_NS.len()], gap: u64) {
-    for (e, b) in excess_ns.iter_mut().zip(BOUNDS_NS) {
-        *e += gap.saturating_sub(b);
-    }
-}
-
-fn print_core(r: &CoreReport, json: bool) {
+fn print_core(r: &floor::Gaps, json: bool) {
     let total_ns = r.seconds * 1e9;
     let share = |ns: u64| 100.0 * ns as f64 / total_ns;
+    let excess = |bound: u64| 100.0 * r.excess_share(bound);
+    let floor_ns = r.floor_ns(floor::P99_SHARE);
     // Time in gaps longer than each bound (the gap's whole length), from the histogram.
     let in_gaps_over = |bound: u64| -> u64 {
-        r.gaps
+        r.hist
             .iter_recorded()
             .filter(|v| v.value_iterated_to() > bound)
             .map(|v| v.value_iterated_to() * v.count_at_value())
             .sum()
     };
-    let core = if r.core == usize::MAX { "unpinned".to_string() } else { r.core.to_string() };
+    let core = r.core.map_or_else(|| "unpinned".to_owned(), |c| c.to_string());
     if json {
         let excess: serde_json::Map<String, serde_json::Value> = BOUNDS_NS
             .iter()
-            .zip(r.excess_ns)
-            .map(|(b, e)| ((b / 1000).to_string(), serde_json::json!(share(e))))
+            .map(|b| ((b / 1000).to_string(), serde_json::json!(excess(*b))))
             .collect();
         let report = serde_json::json!({
             "mode": "cpu",
             "core": core,
             "seconds": r.seconds,
-            "gaps_over_1us": r.gaps.len(),
-            "gap_max_ns": r.gaps.max(),
+            "gaps_over_1us": r.hist.len(),
+            "gap_max_ns": r.hist.max(),
             "percent_in_gaps_over_1ms": share(in_gaps_over(1_000_000)),
             "excess_percent_by_bound_us": excess,
+            "floor_p99_ns": floor_ns,
         });
         println!("{report}");
         return;
@@ -174,19 +118,24 @@ fn print_core(r: &CoreReport, json: bool) {
     println!(
         "core {core}: {:.1} s, {} gaps > 1 µs, longest {:.2} ms; time in gaps > 20 µs {:.2} %, > 1 ms {:.2} %",
         r.seconds,
-        r.gaps.len(),
-        r.gaps.max() as f64 / 1e6,
+        r.hist.len(),
+        r.hist.max() as f64 / 1e6,
         share(in_gaps_over(20_000)),
         share(in_gaps_over(1_000_000)),
     );
-    for (b, e) in BOUNDS_NS.iter().zip(r.excess_ns) {
-        let verdict = if share(e) > 1.0 {
+    for b in BOUNDS_NS {
+        let e = excess(b);
+        let verdict = if e > 1.0 {
             "  -> an open-loop p99 <= this bound is below this machine's floor"
         } else {
             ""
         };
-        println!("  excess over {:>5} µs: {:6.3} % of the run{verdict}", b / 1000, share(e));
+        println!("  excess over {:>5} µs: {e:6.3} % of the run{verdict}", b / 1000);
     }
+    println!(
+        "  floor p99 {:.1} µs (the smallest bound whose excess is at most 1 %)",
+        floor_ns as f64 / 1e3
+    );
 }
 
 /// Sequential writes of `write_kib` KiB, each followed by fdatasync, into a file allocated
@@ -200,7 +149,7 @@ fn disk(dir: &std::path::Path, args: &Args) -> Result<(), String> {
     }
     let block = vec![0x5a_u8; args.write_kib.clamp(1, 1 << 16) * 1024];
     let size: u64 = 64 << 20;
-    let mut syncs = histogram();
+    let mut syncs = floor::histogram();
     let (mut files, mut bytes) = (0_u64, 0_u64);
     let run = Duration::from_secs_f64(args.seconds);
     let start = Instant::now();
@@ -317,19 +266,4 @@ fn is_tmpfs(dir: &std::path::Path) -> bool {
     #[allow(unsafe_code)]
     let ty = ok.then(|| unsafe { s.assume_init() }.f_type);
     ty == Some(libc::TMPFS_MAGIC)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excess_counts_only_the_part_of_each_gap_over_each_bound() {
-        let mut excess = [0_u64; BOUNDS_NS.len()];
-        add_excess(&mut excess, 30_000);
-        add_excess(&mut excess, 3_000_000);
-        add_excess(&mut excess, 1_500);
-        // Bounds 20 µs, 50 µs, 1 ms, 2 ms.
-        assert_eq!(excess, [10_000 + 2_980_000, 2_950_000, 2_000_000, 1_000_000]);
-    }
 }

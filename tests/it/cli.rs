@@ -152,6 +152,8 @@ fn bench_json_report_field_by_field() {
         "window",
         "rate",
         "rate_sustained",
+        "log_bytes_per_draw",
+        "floor_p99_ns",
     ];
     let mut got = keys.clone();
     got.sort_unstable();
@@ -176,6 +178,8 @@ fn bench_json_report_field_by_field() {
     assert_eq!(obj["window"].as_u64(), Some(256));
     assert!(obj["rate"].is_null());
     assert!(obj["rate_sustained"].is_null(), "closed loop: {v}");
+    assert!(obj["log_bytes_per_draw"].is_null(), "memory keeps no log: {v}");
+    assert!(obj["floor_p99_ns"].is_null(), "closed loop: {v}");
     // Memory mode creates no directory.
     assert!(!dir.path().join("bench-data").exists());
 }
@@ -203,6 +207,12 @@ fn bench_sync_plain_output_reports_measured_log_bytes_and_syncs() {
         syncs.contains("KiB each") && syncs.contains("mean") && syncs.contains("max"),
         "{syncs}"
     );
+    // The JSON report's log bytes per draw is the same measurement.
+    let json = rewardpool(dir.path(), &[&args[..], &["--json"]].concat());
+    assert_eq!(json.code, Some(0), "{json:?}");
+    let v: Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    let bytes = v["log_bytes_per_draw"].as_f64().unwrap_or_else(|| panic!("{v}"));
+    assert!((32.3..=64.0).contains(&bytes), "{v}");
     // What the machine took: steal time and the threads' involuntary switches (Linux /proc).
     let machine = line("machine");
     assert!(machine.contains("steal") && machine.contains("core thread"), "{machine}");
@@ -243,6 +253,8 @@ fn bench_open_loop_two_producers_with_outputs() {
     assert_eq!(v["draws"].as_u64(), Some(20_000));
     assert_eq!(v["producers"].as_u64(), Some(2));
     assert_eq!(v["rate"].as_f64(), Some(400_000.0));
+    // The machine's floor p99, measured just before the run (every core spinning for 1 s).
+    assert!(v["floor_p99_ns"].is_u64(), "{v}");
     let hgrm = std::fs::read_to_string(dir.path().join("h.hgrm")).unwrap();
     assert!(hgrm.contains("Percentile") && hgrm.contains("Total count"), "{hgrm}");
     let svg = std::fs::read_to_string(dir.path().join("p.svg")).unwrap();
@@ -347,6 +359,9 @@ fn hiccup_tool_reports_cpu_and_disk_floors() {
             let e = excess[bound].as_f64().unwrap_or_else(|| panic!("bound {bound}: {l}"));
             assert!((0.0..=100.0).contains(&e), "{l}");
         }
+        // The floor p99 (machine/floor.rs, shared with the bench): the smallest bound whose
+        // excess is at most 1 %.
+        assert!(l["floor_p99_ns"].is_u64(), "{l}");
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -626,6 +641,12 @@ fn bench_flags_an_unsustained_open_loop_rate() {
         line.contains("NOT sustained: achieved") && line.contains("of 1000.000 M draws/s offered"),
         "{line}"
     );
+    // An open loop reads its p99 against the machine's floor, measured just before the run.
+    let floor = plain.stdout.lines().find(|l| l.starts_with("floor ")).unwrap_or_else(|| {
+        panic!("{plain:?}");
+    });
+    assert!(floor.contains("for this machine, beside the engine's p99"), "{floor}");
+    assert!(floor.contains("just before the run"), "{floor}");
 
     let sustained = (0..3).any(|_| {
         let run = rewardpool(dir.path(), &["bench", "--json", "--draws", "1000", "--rate", "5000"]);
@@ -672,6 +693,22 @@ fn bench_config_supplies_durability_group_and_window() {
     assert_eq!(v["durability"], "memory", "{v}");
     assert_eq!(v["group"].as_u64(), Some(7), "{v}");
     assert_eq!(v["window"].as_u64(), Some(64), "{v}");
+}
+
+/// Without flags or `--config`, group and window are the durability mode's defaults (README);
+/// a flag still wins.
+#[test]
+fn bench_defaults_follow_the_durability_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "--json", "--draws", "20000", "--durability", "sync"];
+    let run = rewardpool(dir.path(), &args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!((v["group"].as_u64(), v["window"].as_u64()), (Some(4096), Some(16384)));
+    let run = rewardpool(dir.path(), &[&args[..], &["--window", "64"]].concat());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!((v["group"].as_u64(), v["window"].as_u64()), (Some(4096), Some(64)));
 }
 
 /// SIGINT or SIGTERM during a durable bench removes its directory and ends the process at

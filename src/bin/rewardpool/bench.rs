@@ -16,7 +16,12 @@
 //!
 //! Plain output also says what the machine took during the run (`machine` line: steal time,
 //! and how often the core, producer and log threads were switched out while runnable), so a
-//! tail can be told apart from the engine; `rewardpool-hiccup` measures the machine's floor.
+//! tail can be told apart from the engine. An open loop also measures the machine's floor
+//! p99 (`machine::floor`, as `rewardpool-hiccup` does) for [`FLOOR_RUN`] just before the
+//! run, while nothing of the run is on the cores, and prints it beside the engine's p99.
+//!
+//! Defaults: each flag, else the `--config` file's value, else [`ModeDefaults::of`] the
+//! durability mode (chosen by measurement, so each mode shows what it can do in seconds).
 //!
 //! It never hangs: producers stop when the engine stops (drain then delivers every request
 //! with an error), and a watchdog aborts the run after `STALL_LIMIT` without progress.
@@ -54,8 +59,12 @@ const HIST_LOW: u64 = 1;
 const HIST_HIGH: u64 = 10_000_000_000;
 /// A run that makes no progress for this long is aborted (an engine bug, not a slow disk).
 const STALL_LIMIT: Duration = Duration::from_secs(30);
-/// The progress line appears only for runs longer than this, and only on a terminal.
-const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+/// The progress bar appears only for runs longer than this, and only when stderr is a
+/// terminal.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+/// How long an open loop measures the machine's floor before the run (every core spinning:
+/// during the run it would take the run's cores).
+const FLOOR_RUN: Duration = Duration::from_secs(1);
 /// Spins on an empty drain before yielding the CPU.
 const IDLE_SPINS: u32 = 64;
 /// Yields on an empty drain for this long, then sleeps until an outcome is ready
@@ -97,12 +106,28 @@ struct Report {
     /// Groups committed in the run (plain output only: the JSON shape is a contract).
     #[serde(skip)]
     groups: u64,
+    /// Log bytes appended per acknowledged draw (frames, commits, snapshot markers), as the
+    /// journal measured them; `null` without a log (`memory`).
+    log_bytes_per_draw: Option<f64>,
+    /// Open loop: the machine's floor p99 in ns, measured just before the run
+    /// (`machine::floor`); `null` in a closed loop or when it could not be measured.
+    floor_p99_ns: Option<u64>,
     /// The journal's counters at the end of the run (plain output only), if it keeps any.
     #[serde(skip)]
     journal: Option<JournalFigures>,
+    /// Open loop: on how many cores and for how long the floor was measured (plain output).
+    #[serde(skip)]
+    floor: Option<FloorFigures>,
     /// What the machine took during the run (plain output only).
     #[serde(skip)]
     machine: Option<(super::machine::Taken, u64)>,
+}
+
+/// How the floor was measured: cores spun on, seconds each.
+#[derive(Debug, Clone, Copy)]
+struct FloorFigures {
+    cores: usize,
+    seconds: f64,
 }
 
 /// What the durable log wrote and synced during the run (measured by the journal).
@@ -145,9 +170,34 @@ struct Plan {
     interval: Option<f64>,
 }
 
-/// What the run uses: each flag, else the `--config` file's value, else the default.
+/// What a run uses when neither a flag nor `--config` says, per durability mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ModeDefaults {
+    draws: u64,
+    group: u32,
+    window: usize,
+}
+
+impl ModeDefaults {
+    /// Chosen by two interleaved sweeps of window {256, 1024, 4096, 8192, 16384} × group
+    /// {200, 1000, 4096} per mode on the 2-core machine (release build, 4 M draws, 7 runs
+    /// each, medians; README "bench"). `memory` and `buffered`: a larger window bought
+    /// nothing on a busy machine but a millisecond tail. `sync`: throughput grows with the
+    /// window (an fdatasync covers more draws), 1.9 M at 4096/1000 and 7.3 M at
+    /// 16384/4096, where the run of 10 M draws takes seconds, not the minute of 256/200.
+    const fn of(durability: Durability) -> ModeDefaults {
+        match durability {
+            Durability::Memory => ModeDefaults { draws: 10_000_000, group: 200, window: 256 },
+            Durability::Buffered => ModeDefaults { draws: 10_000_000, group: 200, window: 256 },
+            Durability::Sync => ModeDefaults { draws: 10_000_000, group: 4096, window: 16384 },
+        }
+    }
+}
+
+/// What the run uses: each flag, else the `--config` file's value, else the mode's default.
 struct Resolved {
     durability: Durability,
+    draws: u64,
     group: u32,
     window: usize,
     engine: EngineConfig,
@@ -163,16 +213,18 @@ fn resolve(global: &GlobalArgs, args: &BenchArgs, config: &Config) -> Resolved {
         None if from_file => config.wal.durability,
         None => Durability::Memory,
     };
-    let group = args.group.unwrap_or(if from_file { base.flush_after_n_draw } else { 200 });
-    let window = args.window.unwrap_or(if from_file { base.ring_capacity } else { 256 });
-    Resolved { durability, group, window, engine: base }
+    let mode = ModeDefaults::of(durability);
+    let draws = args.draws.unwrap_or(mode.draws);
+    let group = args.group.unwrap_or(if from_file { base.flush_after_n_draw } else { mode.group });
+    let window = args.window.unwrap_or(if from_file { base.ring_capacity } else { mode.window });
+    Resolved { durability, draws, group, window, engine: base }
 }
 
 pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     let config = load_config(global)?;
-    let Resolved { durability, group, window: window_arg, engine: base } =
+    let Resolved { durability, draws, group, window: window_arg, engine: base } =
         resolve(global, args, &config);
-    check_args(args, group, window_arg)?;
+    check_args(args, draws, group, window_arg)?;
     for (flag, path) in [("--hist-out", &args.hist_out), ("--plot", &args.plot)] {
         if let Some(path) = path {
             check_writable(flag, path)?;
@@ -185,6 +237,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     // Read the core list before any thread is pinned (MEASURED.md: core_affinity lists only
     // the calling thread's mask).
     let cores = available_cores().to_vec();
+    // Before the engine starts: nothing of the run is on the cores yet.
+    let floor = args.rate.map(|_| super::machine::floor::measure(FLOOR_RUN));
     let dir = BenchDir::create(global, durability)?;
     let wal = WalOptions { dir: dir.path().to_owned(), durability, ..config.wal_options() };
     let engine_config = EngineConfig {
@@ -217,8 +271,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     // A start flag rather than a Barrier: a producer that fails to spawn must not leave the
     // others waiting forever.
     let go = Arc::new(AtomicBool::new(false));
-    let per = args.draws / args.producers as u64;
-    let extra = args.draws % args.producers as u64;
+    let per = draws / args.producers as u64;
+    let extra = draws % args.producers as u64;
 
     let mut handles = Vec::with_capacity(args.producers);
     for (i, client) in clients.into_iter().enumerate() {
@@ -246,7 +300,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
 
     let machine_before = super::machine::Sample::now();
     go.store(true, Ordering::Release);
-    watch(&handles, &progress, &abort, args.draws);
+    watch(&handles, &progress, &abort, draws);
 
     let mut results = Vec::with_capacity(handles.len());
     let mut panicked = false;
@@ -303,11 +357,11 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     };
     let acknowledged: u64 = results.iter().map(|r| r.acknowledged).sum();
     let rate_sustained = args.rate.map(|rate| {
-        let schedule = Duration::from_secs_f64(args.draws as f64 / rate);
+        let schedule = Duration::from_secs_f64(draws as f64 / rate);
         let allowed = schedule.mul_f64(RATE_SLACK).max(RATE_SLACK_MIN);
         results.iter().all(|r| r.lag <= allowed)
     });
-    let baseline = baseline(&catalog, args.draws, args.seed.unwrap_or(1));
+    let baseline = baseline(&catalog, draws, args.seed.unwrap_or(1));
 
     let report = Report {
         draws: acknowledged,
@@ -328,8 +382,18 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         window: window_arg,
         rate: args.rate,
         rate_sustained,
+        log_bytes_per_draw: journal
+            .filter(|_| acknowledged > 0)
+            .map(|j| j.bytes_appended as f64 / acknowledged as f64),
+        floor_p99_ns: floor
+            .as_ref()
+            .and_then(|f| f.as_deref().and_then(super::machine::floor::floor_p99_ns)),
         groups,
         journal,
+        floor: floor.flatten().map(|f| FloorFigures {
+            cores: f.len(),
+            seconds: f.iter().map(|g| g.seconds).fold(0.0, f64::max),
+        }),
         machine: Some((machine_taken, results.iter().map(|r| r.preempted).sum())),
     };
 
@@ -369,9 +433,9 @@ fn check_writable(flag: &str, path: &Path) -> CmdResult {
     })
 }
 
-fn check_args(args: &BenchArgs, group: u32, window: usize) -> CmdResult {
+fn check_args(args: &BenchArgs, draws: u64, group: u32, window: usize) -> CmdResult {
     let bad = |m: String| Err(Failure::bad_input(anyhow!(m)));
-    if args.draws == 0 {
+    if draws == 0 {
         return bad("--draws must be at least 1".into());
     }
     if args.items == 0 || args.items > ITEMS_MAX {
@@ -801,13 +865,26 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
         "baseline    {:.2} M draws/s  (Pool::draw in one thread: no rings, no log; same run)",
         r.baseline_draws_per_sec / 1e6
     ))?;
+    if r.rate.is_some() {
+        let floor = match (r.floor_p99_ns, r.floor) {
+            (Some(ns), Some(f)) => format!(
+                "p99 {} for this machine, beside the engine's p99 {}: the smallest bound whose \
+                 stall excess is at most 1 % (spinning on {} core(s) for {:.1} s just before \
+                 the run, as rewardpool-hiccup does)",
+                us(ns),
+                us(l.p99),
+                f.cores,
+                f.seconds
+            ),
+            _ => "not measured (a spinning thread could not start)".to_owned(),
+        };
+        out.line(&format!("floor       {floor}"))?;
+    }
     if r.groups > 0 {
         let mean = r.draws as f64 / r.groups as f64;
-        let log = match r.journal {
-            Some(j) if r.draws > 0 => {
-                format!("{:.1} log bytes per draw", j.bytes_appended as f64 / r.draws as f64)
-            }
-            _ => "no log".to_owned(),
+        let log = match r.log_bytes_per_draw {
+            Some(bytes) => format!("{bytes:.1} log bytes per draw"),
+            None => "no log".to_owned(),
         };
         out.line(&format!(
             "groups      {} committed, {mean:.1} draws each on average; {log}",

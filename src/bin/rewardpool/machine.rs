@@ -3,7 +3,11 @@
 //! were preempted (involuntary context switches, `/proc/self/task/*/status` and
 //! `getrusage(RUSAGE_THREAD)`). Linux only; elsewhere every figure is absent.
 //!
-//! Read once before and once after the run, never during it.
+//! Read once before and once after the run, never during it. The machine's stall floor
+//! (spinning threads, so measured beside a run, never during it) is in [`floor`].
+
+#[allow(dead_code, reason = "shared with rewardpool-hiccup: each binary uses part of it")]
+pub(crate) mod floor;
 
 use std::fs;
 
