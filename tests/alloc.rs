@@ -2,7 +2,8 @@
 //! 1M draws, after warm-up, allocate nothing on the caller side nor on the core side; and
 //! that with the durable log (`buffered` and `sync`, within one segment) the caller, the core
 //! and the flusher allocate nothing either. Every outcome is also named (`ItemIds`), so the
-//! id lookup is inside the count.
+//! id lookup is inside the count. Pulls of 10 (pipelined with `try_pull` + `drain`, and
+//! blocking `pull` read through its iterator) are inside every count too.
 //!
 //! The count is process-wide while armed (the core is another thread). This binary holds a
 //! single test, so the test harness's own threads are idle while armed; nothing here prints
@@ -113,6 +114,56 @@ fn pipelined(client: &mut rewardpool::Client, n: u64) -> u64 {
     delivered
 }
 
+/// Draws per pull in the pull scenarios.
+const PULL: u32 = 10;
+
+/// Pipelined pulls of [`PULL`]: `try_pull` up to `WINDOW` requests in flight, `drain` the
+/// outcomes (one per draw), each named. Returns how many draws were acknowledged.
+fn pipelined_pulls(client: &mut rewardpool::Client, pulls: u64) -> u64 {
+    let mut ids = client.item_ids();
+    let (mut submitted, mut delivered, mut failures, mut unnamed) = (0, 0, 0, 0);
+    while delivered < pulls * u64::from(PULL) {
+        while submitted < pulls && client.outstanding() < WINDOW {
+            match client.try_pull(PULL) {
+                Ok(_ticket) => submitted += 1,
+                Err(DrawError::Full) => break,
+                Err(_) => failures += 1,
+            }
+        }
+        client.drain(|_, result| {
+            match result {
+                Ok(outcome) => {
+                    if outcome.item_id(&mut ids).is_none_or(str::is_empty) {
+                        unnamed += 1;
+                    }
+                }
+                Err(_) => failures += 1,
+            }
+            delivered += 1;
+        });
+    }
+    assert_eq!(failures, 0);
+    assert_eq!(unnamed, 0);
+    delivered
+}
+
+/// Blocking pulls of [`PULL`], each outcome read through the `Pull` iterator and named.
+/// Returns how many draws were acknowledged and named.
+fn blocking_pulls(client: &mut rewardpool::Client, pulls: u64) -> u64 {
+    let mut ids = client.item_ids();
+    let mut named = 0;
+    for _ in 0..pulls {
+        if let Ok(pull) = client.pull(PULL) {
+            for outcome in pull {
+                if outcome.item_id(&mut ids).is_some() {
+                    named += 1;
+                }
+            }
+        }
+    }
+    named
+}
+
 /// One test, run in sequence: the count is process-wide, so scenarios must not overlap.
 #[test]
 fn no_allocation_in_steady_state() {
@@ -140,6 +191,8 @@ fn durable_log(durability: Durability) {
     let engine = open_engine_on(storage.clone(), &items, &wal, config, Some(3)).unwrap();
     let mut client = engine.client().unwrap();
     assert_eq!(pipelined(&mut client, 20_000), 20_000);
+    assert_eq!(pipelined_pulls(&mut client, 100), 1_000);
+    assert_eq!(blocking_pulls(&mut client, 10), 100);
     // Wait for the helper threads' start-up work: the active and the spare segment
     // pre-faulted (fully resident), so the preparer is parked before the count is armed. On
     // a slow CI disk this took longer than a fixed sleep once.
@@ -154,17 +207,20 @@ fn durable_log(durability: Durability) {
     ALLOCS.store(0, Ordering::SeqCst);
     CAPTURE.store(true, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
-    let acknowledged = pipelined(&mut client, 200_000);
+    let mut acknowledged = pipelined(&mut client, 200_000);
+    let pulled = pipelined_pulls(&mut client, 20_000) + blocking_pulls(&mut client, 500);
     ARMED.store(false, Ordering::SeqCst);
     CAPTURE.store(false, Ordering::SeqCst);
     let allocs = ALLOCS.load(Ordering::SeqCst);
     assert_eq!(acknowledged, 200_000);
+    assert_eq!(pulled, 205_000);
+    acknowledged += pulled;
     drop(client);
     engine.shutdown().unwrap();
-    eprintln!("{durability}: 200000 draws: {allocs} allocations");
+    eprintln!("{durability}: {acknowledged} draws (half in pulls of {PULL}): {allocs} allocations");
     if allocs != 0 {
         let first = FIRST.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
-        panic!("{durability}: {allocs} allocations during 200000 draws; first:\n{first}");
+        panic!("{durability}: {allocs} allocations during {acknowledged} draws; first:\n{first}");
     }
 }
 
@@ -225,6 +281,8 @@ fn memory_journal() {
     for _ in 0..1_000 {
         client.draw().unwrap();
     }
+    assert_eq!(pipelined_pulls(&mut client, 1_000), 10_000);
+    assert_eq!(blocking_pulls(&mut client, 100), 1_000);
     std::thread::sleep(Duration::from_millis(50));
     client.draw().unwrap();
     let _ = engine.state().unwrap();
@@ -243,14 +301,18 @@ fn memory_journal() {
             }
         }
     }
+    let pulls = draws / u64::from(PULL) / 2;
+    let pulled =
+        pipelined_pulls(&mut client, pulls - pulls / 10) + blocking_pulls(&mut client, pulls / 10);
     ARMED.store(false, Ordering::SeqCst);
     let elapsed = started.elapsed();
     let allocs = ALLOCS.load(Ordering::SeqCst);
 
     assert_eq!(acknowledged, draws);
+    assert_eq!(pulled, pulls * u64::from(PULL));
     let state = engine.shutdown().unwrap();
-    assert_eq!(state.last_request_id.0, 20_000 + 1_000 + 1 + draws);
-    eprintln!("{draws} draws in {elapsed:?}: {allocs} allocations");
+    assert_eq!(state.last_request_id.0, 20_000 + 1_000 + 11_000 + 1 + draws + pulled);
+    eprintln!("{draws} draws and {pulled} in pulls of {PULL} in {elapsed:?}: {allocs} allocations");
     if allocs != 0 {
         let first = FIRST
             .lock()

@@ -2,8 +2,10 @@
 //!
 //! One pass:
 //! 1. accept new clients and serve one control command (after draining every ring);
-//! 2. take up to `batch_len_max` requests from each ring, draw, append a frame for each and
-//!    write its outcome into the client's slot (not yet visible);
+//! 2. take up to `batch_len_max` requests from each ring, draw, append a frame for each draw
+//!    and write its outcome into the client's slot (not yet visible); a pull of n draws is
+//!    served whole inside one group (the group is reserved for it, or committed first and a
+//!    new one reserved), its items written into the client's pull area;
 //! 3. end the group when it holds `flush_after_n_draw` draws, when the rings were drained
 //!    empty, or when `max_commit_delay` passed since its first draw;
 //! 4. publish every group the journal reports durable: store each client's completion count.
@@ -19,12 +21,15 @@ use std::time::{Duration, Instant};
 use super::{Control, EngineConfig, EngineError, Shared};
 use crate::ingress::{Completion, Port, RequestKind};
 use crate::journal::{GroupSeq, Journal, JournalError, Space};
-use crate::pool::{ItemState, Pool, PoolState};
+use crate::pool::{ItemState, Pool, PoolState, RequestId};
 use crate::sync::Idle;
 
 /// Committed groups waiting to become durable, with each port's `staged` count at commit.
 struct PendingGroups {
     seqs: Box<[u64]>,
+    /// Per group: draws beyond one per request (a pull of n adds n - 1), for the counter
+    /// of draws acknowledged.
+    extras: Box<[u64]>,
     /// How many ports each group recorded (the active prefix at its commit).
     lens: Box<[usize]>,
     marks: Box<[u64]>,
@@ -37,6 +42,7 @@ impl PendingGroups {
     fn new(groups_max: usize, ports_len: usize) -> PendingGroups {
         PendingGroups {
             seqs: vec![0; groups_max].into_boxed_slice(),
+            extras: vec![0; groups_max].into_boxed_slice(),
             lens: vec![0; groups_max].into_boxed_slice(),
             marks: vec![0; groups_max * ports_len].into_boxed_slice(),
             ports_len,
@@ -54,12 +60,14 @@ impl PendingGroups {
         (self.len > 0).then(|| self.seqs[self.head])
     }
 
-    /// Records `ports` (the active prefix of the port table) for `group`.
-    fn push(&mut self, group: GroupSeq, ports: &[Option<Port>]) {
+    /// Records `ports` (the active prefix of the port table) for `group`, which holds
+    /// `extra` draws beyond one per request.
+    fn push(&mut self, group: GroupSeq, ports: &[Option<Port>], extra: u64) {
         assert!(!self.is_full());
         assert!(ports.len() <= self.ports_len, "ports={} max={}", ports.len(), self.ports_len);
         let at = (self.head + self.len) % self.seqs.len();
         self.seqs[at] = group.0;
+        self.extras[at] = extra;
         self.lens[at] = ports.len();
         let marks = &mut self.marks[at * self.ports_len..(at + 1) * self.ports_len];
         for (mark, port) in marks.iter_mut().zip(ports) {
@@ -68,8 +76,9 @@ impl PendingGroups {
         self.len += 1;
     }
 
-    /// Marks of the oldest group if it is durable by `durable`.
-    fn pop_durable(&mut self, durable: GroupSeq) -> Option<(u64, &[u64])> {
+    /// The oldest group if it is durable by `durable`: its sequence number, extra draws
+    /// and marks.
+    fn pop_durable(&mut self, durable: GroupSeq) -> Option<(u64, u64, &[u64])> {
         if self.len == 0 || self.seqs[self.head] > durable.0 {
             return None;
         }
@@ -77,7 +86,7 @@ impl PendingGroups {
         self.head = (self.head + 1) % self.seqs.len();
         self.len -= 1;
         let start = at * self.ports_len;
-        Some((self.seqs[at], &self.marks[start..start + self.lens[at]]))
+        Some((self.seqs[at], self.extras[at], &self.marks[start..start + self.lens[at]]))
     }
 }
 
@@ -104,6 +113,11 @@ pub(crate) struct Core<J> {
     /// Update replies waiting for their group to become durable.
     updates: VecDeque<(u64, UpdateReply, ItemState)>,
     group_draws: u32,
+    /// Draws the journal reserved room for in the open group: a request that would go
+    /// beyond waits for the next group.
+    group_reserved: u32,
+    /// Draws beyond one per request in the open group (see `PendingGroups::extras`).
+    group_extra: u64,
     group_open: bool,
     group_started: Instant,
     last_group: GroupSeq,
@@ -127,6 +141,8 @@ impl<J: Journal> Core<J> {
             pending: PendingGroups::new(c.inflight_groups_max, c.clients_max),
             updates: VecDeque::new(),
             group_draws: 0,
+            group_reserved: 0,
+            group_extra: 0,
             group_open: false,
             group_started: Instant::now(),
             last_group: GroupSeq(0),
@@ -271,7 +287,7 @@ impl<J: Journal> Core<J> {
             Ok((index, state)) => {
                 // Before any draw that could hand out a new item: see `ids`.
                 self.shared.item_ids.added(index, &state.id);
-                self.open_group();
+                self.open_group(0);
                 self.journal.append_update(index, &state)?;
                 self.commit()?;
                 self.updates.push_back((self.last_group.0, reply, state));
@@ -304,17 +320,19 @@ impl<J: Journal> Core<J> {
             if available == 0 {
                 continue;
             }
-            let room = (self.flush_after_n_draw - self.group_draws) as usize;
+            let room = self.flush_after_n_draw.saturating_sub(self.group_draws) as usize;
             let n = available.min(self.batch_len_max).min(room);
             if n < available {
                 drained = false;
             }
             if !self.group_open {
                 // Between groups: the journal may rotate before the batch (with the pool as
-                // it is before these draws).
-                let draws = self.flush_after_n_draw as usize;
-                match self.journal.reserve(Space::Draws(draws), &self.pool) {
-                    Ok(()) => self.open_group(),
+                // it is before these draws). The group has room for its usual draws, or for
+                // the whole pull that opens it.
+                let first = port.consumer.peek().map_or(1, |r| r.kind.draws());
+                let draws = self.flush_after_n_draw.max(first);
+                match self.journal.reserve(Space::Draws(draws as usize), &self.pool) {
+                    Ok(()) => self.open_group(draws),
                     Err(JournalError::NoSpace { .. }) => {
                         // Disk full: refuse these draws without drawing; retry next pass.
                         served += n;
@@ -324,30 +342,59 @@ impl<J: Journal> Core<J> {
                     Err(e) => return Err(e),
                 }
             }
-            served += n;
-            self.serve_batch(i, n)?;
-            if self.group_draws >= self.flush_after_n_draw {
+            let taken = self.serve_batch(i, n)?;
+            served += taken;
+            if taken < n {
+                // A pull that the open group has no room for: it opens the next group, on
+                // the next pass. A pull is never split across groups.
+                drained = false;
+                self.commit()?;
+            } else if self.group_draws >= self.flush_after_n_draw {
                 self.commit()?;
             }
         }
         Ok((served, drained))
     }
 
+    /// Serves up to `n` requests of a port, in order, stopping before a request whose draws
+    /// would not fit in the group's reserved room. Returns how many it served.
     #[inline]
-    fn serve_batch(&mut self, port: usize, n: usize) -> Result<(), JournalError> {
+    fn serve_batch(&mut self, port: usize, n: usize) -> Result<usize, JournalError> {
         let port = self.ports[port].as_mut().expect("caller checked the port");
         let chunk = port.consumer.read_chunk(n).expect("n <= slots()");
-        for request in chunk {
+        let (head, tail) = chunk.as_slices();
+        let mut taken = 0;
+        for request in head.iter().chain(tail) {
             debug_assert_eq!(request.seq, port.staged, "requests arrive in order");
-            debug_assert_eq!(request.kind, RequestKind::Draw);
-            let draw = self.pool.draw();
-            self.journal.append_draw(draw)?;
-            let completion = draw.item.map_or(Completion::Empty, Completion::Item);
-            port.slots.write(request.seq, draw.request_id, completion);
+            let cost = request.kind.draws();
+            if self.group_draws + cost > self.group_reserved {
+                break;
+            }
+            match request.kind {
+                RequestKind::Draw => {
+                    let draw = self.pool.draw();
+                    self.journal.append_draw(draw)?;
+                    let completion = draw.item.map_or(Completion::Empty, Completion::Item);
+                    port.slots.write(request.seq, draw.request_id, completion);
+                }
+                RequestKind::Pull { len, at } => {
+                    let first = self.pool.last_request_id().0 + 1;
+                    for j in 0..u64::from(len) {
+                        let draw = self.pool.draw();
+                        debug_assert_eq!(draw.request_id.0, first + j, "a pull's ids follow");
+                        self.journal.append_draw(draw)?;
+                        port.slots.write_item(at + j, draw.item);
+                    }
+                    port.slots.write(request.seq, RequestId(first), Completion::Pulled(len));
+                    self.group_extra += u64::from(len) - 1;
+                }
+            }
+            self.group_draws += cost;
             port.staged += 1;
+            taken += 1;
         }
-        self.group_draws += n as u32;
-        Ok(())
+        chunk.commit(taken);
+        Ok(taken)
     }
 
     /// Answers `n` requests of a port with `Rejected`, in order with its earlier requests:
@@ -364,14 +411,17 @@ impl<J: Journal> Core<J> {
                 std::thread::yield_now();
             }
         }
-        self.pending.push(self.last_group, &self.ports[..self.active]);
+        self.pending.push(self.last_group, &self.ports[..self.active], 0);
         Ok(())
     }
 
-    fn open_group(&mut self) {
+    /// Opens a group with room for `reserved` draws (the journal's `reserve` made it).
+    fn open_group(&mut self, reserved: u32) {
         if !self.group_open {
             self.group_open = true;
             self.group_draws = 0;
+            self.group_reserved = reserved;
+            self.group_extra = 0;
             self.group_started = Instant::now();
         }
     }
@@ -387,9 +437,10 @@ impl<J: Journal> Core<J> {
         let group = self.journal.commit(self.pool.last_request_id())?;
         assert!(group > self.last_group, "group={group:?} last={:?}", self.last_group);
         self.last_group = group;
-        self.pending.push(group, &self.ports[..self.active]);
+        self.pending.push(group, &self.ports[..self.active], self.group_extra);
         self.group_open = false;
         self.group_draws = 0;
+        self.group_extra = 0;
         // Relaxed: an observer's counter.
         self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -402,7 +453,8 @@ impl<J: Journal> Core<J> {
         }
         let durable = self.journal.durable()?;
         let mut published = false;
-        while let Some((group, marks)) = self.pending.pop_durable(durable) {
+        while let Some((group, extra, marks)) = self.pending.pop_durable(durable) {
+            self.acknowledged += extra;
             for (port, mark) in self.ports[..self.active].iter_mut().zip(marks) {
                 if let Some(port) = port {
                     if *mark > port.published {

@@ -18,10 +18,10 @@ use crossbeam_queue::ArrayQueue;
 
 pub use affinity::{available_cores, CorePin, PinError};
 // The caller's types live in `ingress`; these paths stay for callers that use them.
-pub use crate::ingress::{Client, DrawError, ItemIds, Outcome, Ticket};
+pub use crate::ingress::{Client, DrawError, ItemIds, Outcome, Pull, PullTicket, Ticket};
 pub use crate::sync::IdleConfig;
 
-use crate::ingress::{IdCell, Intake, Port};
+use crate::ingress::{ClientShape, IdCell, Intake, Port, PULL_LEN_MAX};
 use crate::journal::{Journal, JournalError, JournalStats};
 use crate::pool::{ItemState, Pool, PoolError, PoolState, Quantity};
 use core_loop::Core;
@@ -46,6 +46,11 @@ pub struct EngineConfig {
     pub core: CorePin,
     /// The idle strategy's bounds.
     pub idle: IdleConfig,
+    /// Draws a client may have in flight in pulls: its pull area, allocated with the
+    /// client (4 bytes a draw; rounded up to a power of two, at least
+    /// [`PULL_LEN_MAX`]). A pull that does not fit in what is free
+    /// gets [`DrawError::Full`].
+    pub pull_area_len: usize,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +64,7 @@ impl Default for EngineConfig {
             inflight_groups_max: 64,
             core: CorePin::Auto,
             idle: IdleConfig::default(),
+            pull_area_len: 16 << 10,
         }
     }
 }
@@ -191,6 +197,8 @@ pub struct Engine {
     config: EngineConfig,
     core_id: Option<usize>,
     journal_stats: Option<Arc<JournalStats>>,
+    /// The most draws the journal holds in one group (bounds a client's longest pull).
+    group_draws_max: usize,
 }
 
 impl fmt::Debug for Engine {
@@ -221,6 +229,7 @@ impl Engine {
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let journal_stats = journal.stats();
+        let group_draws_max = journal.group_draws_max();
         let core = Core::new(pool, journal, Arc::clone(&shared), &config);
         let thread = std::thread::Builder::new()
             .name("rewardpool-core".into())
@@ -239,7 +248,14 @@ impl Engine {
                 core.run()
             })
             .map_err(EngineError::Spawn)?;
-        let mut engine = Engine { shared, thread: Some(thread), config, core_id, journal_stats };
+        let mut engine = Engine {
+            shared,
+            thread: Some(thread),
+            config,
+            core_id,
+            journal_stats,
+            group_draws_max,
+        };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(engine),
             Ok(Err(e)) => {
@@ -271,11 +287,13 @@ impl Engine {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
         }
-        let (client, port) = crate::ingress::pair(
-            Arc::clone(&self.shared.intake),
-            self.item_ids(),
-            self.config.ring_capacity,
-        );
+        let shape = ClientShape {
+            capacity: self.config.ring_capacity,
+            area_len: self.config.pull_area_len,
+            group_draws_max: self.group_draws_max,
+        };
+        let (client, port) =
+            crate::ingress::pair(Arc::clone(&self.shared.intake), self.item_ids(), shape);
         if self.shared.registrations.push(port).is_err() {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::TooManyClients { clients_max: self.config.clients_max });
@@ -382,6 +400,9 @@ fn check_config(c: &EngineConfig) -> Result<(), EngineError> {
     }
     if c.flush_after_n_draw == 0 {
         return bad("flush_after_n_draw must be at least 1");
+    }
+    if c.pull_area_len < PULL_LEN_MAX as usize || c.pull_area_len > 1 << 24 {
+        return bad("pull_area_len must be between PULL_LEN_MAX (1000) and 16777216");
     }
     if c.batch_len_max == 0 || c.clients_max == 0 || c.inflight_groups_max == 0 {
         return bad("batch_len_max, clients_max and inflight_groups_max must be at least 1");

@@ -1,4 +1,16 @@
 //! The caller's side: a ring toward the core thread, completion slots back, and tickets.
+//!
+//! # Pulls
+//! A pull ([`Client::try_pull`], [`Client::pull`]) is one ring record asking for n draws.
+//! Its outcomes come back without allocating: the core writes the n items into the client's
+//! *pull area*, a fixed ring of item words allocated with the client
+//! (`EngineConfig::pull_area_len` words), and the request's slot carries the first request
+//! id (the others follow it). The client hands out area positions in request order and
+//! takes them back as it releases requests; a pull that does not fit in what is free is
+//! refused with [`DrawError::Full`] (back-pressure, like a full ring), and one larger than
+//! [`Client::pull_max`] with [`DrawError::PullLen`]. [`Client::wait_pull`] returns a
+//! [`Pull`] that reads the items in place; [`Client::drain`] delivers a pull's n outcomes
+//! one by one under its ticket id.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,7 +19,7 @@ use std::time::Duration;
 use super::ids::ItemIds;
 use super::intake::Intake;
 use super::port::Port;
-use super::request::{Request, RequestKind};
+use super::request::{Request, RequestKind, PULL_LEN_MAX};
 use super::slots::{Completion, SlotBlock};
 use crate::pool::{ItemIndex, RequestId};
 use crate::sync::{Idle, IdleConfig};
@@ -50,16 +62,27 @@ pub enum DrawError {
     /// Not served: the disk is full and the log cannot open its next segment. The engine
     /// goes on and serves draws again once space returns.
     NoSpace,
+    /// A pull asked for 0 draws or more than [`Client::pull_max`]; nothing was sent.
+    PullLen {
+        /// Draws asked for.
+        len: u32,
+        /// The most this client accepts.
+        max: u32,
+    },
 }
 
 impl fmt::Display for DrawError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let DrawError::PullLen { len, max } = self {
+            return write!(f, "a pull of {len} draws: a pull asks for 1 to {max} draws");
+        }
         f.write_str(match self {
             DrawError::Full => "too many draws in flight on this client",
             DrawError::ShuttingDown => "the engine is shutting down",
             DrawError::Failed => "the engine failed; the draw was not acknowledged",
             DrawError::AlreadyTaken => "this ticket's outcome was already taken",
             DrawError::NoSpace => "the log's disk is full; the draw was not served",
+            DrawError::PullLen { .. } => unreachable!("written above"),
         })
     }
 }
@@ -81,6 +104,81 @@ impl Ticket {
     }
 }
 
+/// A pull in flight. Wait on it with [`Client::wait_pull`], or let [`Client::drain`]
+/// deliver its outcomes (one per draw, each under this ticket's id).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a pull's outcomes are read with Client::wait_pull or Client::drain"]
+pub struct PullTicket {
+    seq: u64,
+    at: u64,
+    len: u32,
+}
+
+impl PullTicket {
+    /// The client-local number of this request (0, 1, 2, ...), as `drain` reports it.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.seq
+    }
+
+    /// Draws asked for.
+    #[must_use]
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Never true: a pull asks for at least one draw.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// An acknowledged pull: its n outcomes, read in place from the client's pull area (no
+/// copy, no allocation). An iterator of [`Outcome`]s with consecutive request ids; a draw
+/// that found nothing has `item: None`. It borrows the client, so the area cannot be reused
+/// while it is read.
+#[derive(Debug)]
+pub struct Pull<'a> {
+    slots: &'a SlotBlock,
+    first: RequestId,
+    at: u64,
+    len: u32,
+    next: u32,
+}
+
+impl Pull<'_> {
+    /// The request id of the pull's first draw (the others follow it).
+    #[must_use]
+    pub fn first_request_id(&self) -> RequestId {
+        self.first
+    }
+}
+
+impl Iterator for Pull<'_> {
+    type Item = Outcome;
+
+    #[inline]
+    fn next(&mut self) -> Option<Outcome> {
+        if self.next == self.len {
+            return None;
+        }
+        let j = self.next;
+        self.next += 1;
+        Some(Outcome {
+            request_id: RequestId(self.first.0 + u64::from(j)),
+            item: self.slots.read_item(self.at + u64::from(j)),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.len - self.next) as usize;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Pull<'_> {}
+
 /// One caller thread's connection to an engine: an SPSC ring of fixed-size requests toward
 /// the core thread and a block of completion slots back. `Send`, not `Sync`: one thread at a
 /// time drives it. Never allocates after creation.
@@ -94,7 +192,17 @@ pub struct Client {
     released: u64,
     /// Out-of-order `wait`s: slots read but not yet released.
     taken: Box<[bool]>,
+    /// Per slot: the draws of the pull in it (0 for a single draw), given back to the pull
+    /// area when the request is released.
+    pull_lens: Box<[u32]>,
     mask: u64,
+    /// Pull-area positions handed out, and given back (in request order).
+    area_sent: u64,
+    area_released: u64,
+    /// Pull-area words.
+    area_len: u64,
+    /// The longest pull accepted.
+    pull_max: u32,
     /// For [`Client::item_id`].
     ids: ItemIds,
 }
@@ -108,11 +216,27 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A new client and the core's end of it, its [`Port`]: a ring of `capacity` requests
-/// (rounded up to a power of two) and as many completion slots.
-pub(crate) fn pair(intake: Arc<Intake>, ids: ItemIds, capacity: usize) -> (Client, Port) {
-    let slots = Arc::new(SlotBlock::new(capacity));
+/// The shape of a new client: its ring, its pull area, its longest pull.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientShape {
+    /// Requests in flight (ring and slots; rounded up to a power of two).
+    pub(crate) capacity: usize,
+    /// Pull-area words (rounded up to a power of two).
+    pub(crate) area_len: usize,
+    /// The longest pull the engine's log can hold in one group; the client accepts at most
+    /// this, [`PULL_LEN_MAX`] and its area.
+    pub(crate) group_draws_max: usize,
+}
+
+/// A new client and the core's end of it, its [`Port`]: a ring of `shape.capacity`
+/// requests (rounded up to a power of two), as many completion slots, and a pull area.
+pub(crate) fn pair(intake: Arc<Intake>, ids: ItemIds, shape: ClientShape) -> (Client, Port) {
+    let slots = Arc::new(SlotBlock::with_area(shape.capacity, shape.area_len));
     let capacity = slots.capacity();
+    let area_len = slots.area_len();
+    let pull_max = u32::try_from(area_len.min(shape.group_draws_max))
+        .unwrap_or(PULL_LEN_MAX)
+        .min(PULL_LEN_MAX);
     let (producer, consumer) = rtrb::RingBuffer::new(capacity);
     let client = Client {
         producer,
@@ -121,7 +245,12 @@ pub(crate) fn pair(intake: Arc<Intake>, ids: ItemIds, capacity: usize) -> (Clien
         sent: 0,
         released: 0,
         taken: vec![false; capacity].into_boxed_slice(),
+        pull_lens: vec![0; capacity].into_boxed_slice(),
         mask: capacity as u64 - 1,
+        area_sent: 0,
+        area_released: 0,
+        area_len: area_len as u64,
+        pull_max,
         ids,
     };
     (client, Port::new(consumer, slots))
@@ -149,8 +278,63 @@ impl Client {
         if self.producer.push(request).is_err() {
             return Err(DrawError::Full);
         }
+        self.pull_lens[(request.seq & self.mask) as usize] = 0;
         self.sent += 1;
         Ok(Ticket { seq: request.seq })
+    }
+
+    /// Submits a pull of `len` draws without waiting: one request, `len` outcomes with
+    /// consecutive request ids, committed in one group (after a crash, all of them are in
+    /// the log or none). An item that runs out mid-pull gives empty outcomes for the rest,
+    /// as single draws would. Wake a parked core as for [`Client::try_draw`].
+    ///
+    /// # Errors
+    /// [`DrawError::PullLen`] when `len` is 0 or above [`Client::pull_max`] (nothing is
+    /// sent); [`DrawError::Full`] when `ring_capacity` outcomes are unread or the pull area
+    /// has fewer than `len` free words (back-pressure: take outcomes, then retry);
+    /// [`DrawError::ShuttingDown`] / [`DrawError::Failed`] when the engine stopped.
+    #[inline]
+    pub fn try_pull(&mut self, len: u32) -> Result<PullTicket, DrawError> {
+        if len == 0 || len > self.pull_max {
+            return Err(DrawError::PullLen { len, max: self.pull_max });
+        }
+        // Acquire loads: as in `try_draw`.
+        if self.intake.is_closing() || self.intake.is_stopped() {
+            return Err(self.stopped_error());
+        }
+        if self.sent - self.released > self.mask
+            || self.area_sent + u64::from(len) - self.area_released > self.area_len
+        {
+            return Err(DrawError::Full);
+        }
+        let at = self.area_sent;
+        let request = Request { seq: self.sent, key: 0, kind: RequestKind::Pull { len, at } };
+        if self.producer.push(request).is_err() {
+            return Err(DrawError::Full);
+        }
+        self.pull_lens[(request.seq & self.mask) as usize] = len;
+        self.area_sent += u64::from(len);
+        self.sent += 1;
+        Ok(PullTicket { seq: request.seq, at, len })
+    }
+
+    /// Submits a pull of `len` draws and waits for its acknowledgement (see
+    /// [`Client::try_pull`]; the same advice as for [`Client::draw`] applies: pipeline for
+    /// throughput).
+    ///
+    /// # Errors
+    /// As [`Client::try_pull`] and [`Client::wait_pull`].
+    pub fn pull(&mut self, len: u32) -> Result<Pull<'_>, DrawError> {
+        let ticket = self.try_pull(len)?;
+        self.wait_pull(ticket)
+    }
+
+    /// The longest pull this client accepts: [`PULL_LEN_MAX`], or less when the engine's
+    /// log segment cannot hold that many draws in one group, or the client's pull area
+    /// (`EngineConfig::pull_area_len`) is smaller.
+    #[must_use]
+    pub fn pull_max(&self) -> u32 {
+        self.pull_max
     }
 
     /// Submits a draw and waits for its acknowledgement: one request in flight at a time.
@@ -202,7 +386,33 @@ impl Client {
     /// [`DrawError::ShuttingDown`] or [`DrawError::Failed`] when the engine stopped before the
     /// draw was durable; [`DrawError::AlreadyTaken`] when `drain` delivered it already.
     pub fn wait(&mut self, ticket: Ticket) -> Result<Outcome, DrawError> {
-        let seq = ticket.seq;
+        let (request_id, completion) = self.wait_seq(ticket.seq)?;
+        to_result(request_id, completion)
+    }
+
+    /// Waits for a pull's outcomes, as [`Client::wait`] does for a draw; the returned
+    /// [`Pull`] reads them in place.
+    ///
+    /// # Errors
+    /// As [`Client::wait`].
+    pub fn wait_pull(&mut self, ticket: PullTicket) -> Result<Pull<'_>, DrawError> {
+        let (first, completion) = self.wait_seq(ticket.seq)?;
+        match completion {
+            Completion::Pulled(len) => {
+                debug_assert_eq!(len, ticket.len);
+                Ok(Pull { slots: &self.slots, first, at: ticket.at, len, next: 0 })
+            }
+            other => to_result(first, other).map(|_| unreachable!("a pull completes as Pulled")),
+        }
+    }
+
+    /// True when a pull's outcomes are ready (then `wait_pull` returns at once).
+    pub fn is_pull_ready(&self, ticket: &PullTicket) -> bool {
+        self.is_ready(&Ticket { seq: ticket.seq })
+    }
+
+    /// Waits until request `seq` is complete and takes it: its slot.
+    fn wait_seq(&mut self, seq: u64) -> Result<(RequestId, Completion), DrawError> {
         if seq < self.released || self.taken[(seq & self.mask) as usize] {
             return Err(DrawError::AlreadyTaken);
         }
@@ -223,14 +433,15 @@ impl Client {
                 self.slots.park_until(seq, timeout);
             }
         }
-        let (request_id, completion) = self.slots.read(seq);
+        let slot = self.slots.read(seq);
         self.take(seq);
-        to_result(request_id, completion)
+        Ok(slot)
     }
 
     /// Delivers every completed outcome not yet taken, in request order, as
     /// `(ticket id, result)`; after a stop, also every request that will never complete.
-    /// Returns how many it delivered.
+    /// A pull of n delivers n results under its ticket id (its outcomes in request-id order,
+    /// or n errors). Returns how many results it delivered.
     pub fn drain(&mut self, mut each: impl FnMut(u64, Result<Outcome, DrawError>)) -> usize {
         self.intake.wake_core();
         let stopped = self.intake.is_stopped();
@@ -243,23 +454,57 @@ impl Client {
                 self.taken[i] = false;
             } else {
                 let (request_id, completion) = self.slots.read(seq);
-                each(seq, to_result(request_id, completion));
-                delivered += 1;
+                delivered += self.deliver(seq, request_id, completion, &mut each);
             }
-            self.released += 1;
+            self.release_next();
         }
         if stopped {
             let error = self.stopped_error();
             while self.released < self.sent {
                 let i = (self.released & self.mask) as usize;
                 if !std::mem::take(&mut self.taken[i]) {
-                    each(self.released, Err(error));
-                    delivered += 1;
+                    for _ in 0..self.pull_lens[i].max(1) {
+                        each(self.released, Err(error));
+                        delivered += 1;
+                    }
                 }
-                self.released += 1;
+                self.release_next();
             }
         }
         delivered
+    }
+
+    /// Hands request `seq`'s outcomes to `each` (one, or a pull's n); returns how many.
+    #[inline]
+    fn deliver(
+        &self,
+        seq: u64,
+        request_id: RequestId,
+        completion: Completion,
+        each: &mut impl FnMut(u64, Result<Outcome, DrawError>),
+    ) -> usize {
+        let Completion::Pulled(len) = completion else {
+            let lens = self.pull_lens[(seq & self.mask) as usize].max(1);
+            for _ in 0..lens {
+                each(seq, to_result(request_id, completion));
+            }
+            return lens as usize;
+        };
+        // The released request's area starts where the released ones before it ended.
+        let pull =
+            Pull { slots: &self.slots, first: request_id, at: self.area_released, len, next: 0 };
+        for outcome in pull {
+            each(seq, Ok(outcome));
+        }
+        len as usize
+    }
+
+    /// Releases the oldest unreleased request: its slot and its pull-area words are free.
+    #[inline]
+    fn release_next(&mut self) {
+        let i = (self.released & self.mask) as usize;
+        self.area_released += u64::from(self.pull_lens[i]);
+        self.released += 1;
     }
 
     /// The id of the item at `index` (an [`Outcome::item`]); `None` only for an index this
@@ -311,7 +556,7 @@ impl Client {
         self.taken[(seq & self.mask) as usize] = true;
         while self.released < self.sent && self.taken[(self.released & self.mask) as usize] {
             self.taken[(self.released & self.mask) as usize] = false;
-            self.released += 1;
+            self.release_next();
         }
     }
 
@@ -338,5 +583,6 @@ fn to_result(request_id: RequestId, completion: Completion) -> Result<Outcome, D
         Completion::Stopped => Err(DrawError::ShuttingDown),
         Completion::Failed => Err(DrawError::Failed),
         Completion::Rejected => Err(DrawError::NoSpace),
+        Completion::Pulled(_) => unreachable!("only a pull completes as Pulled"),
     }
 }

@@ -5,9 +5,9 @@
 //! stopped and why).
 //!
 //! ```text
-//!  Client ──try_draw──▶ rtrb ring ──▶ Port (core thread): select, journal.append, commit
-//!    ▲                                   │
-//!    └────────── SlotBlock ◀── publish once the group is durable
+//!  Client ──try_draw, try_pull──▶ rtrb ring ──▶ Port (core thread): select, append, commit
+//!    ▲                                             │
+//!    └── SlotBlock (slots, pull area) ◀── publish once the group is durable
 //! ```
 //!
 //! The engine (above) starts the core thread and owns the ports; nothing here imports it.
@@ -19,10 +19,11 @@ mod port;
 mod request;
 pub(crate) mod slots;
 
-pub use client::{Client, DrawError, Outcome, Ticket};
+pub use client::{Client, DrawError, Outcome, Pull, PullTicket, Ticket};
 pub use ids::ItemIds;
+pub use request::PULL_LEN_MAX;
 
-pub(crate) use client::pair;
+pub(crate) use client::{pair, ClientShape};
 pub(crate) use ids::IdCell;
 pub(crate) use intake::Intake;
 pub(crate) use port::Port;

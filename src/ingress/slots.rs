@@ -18,6 +18,14 @@
 //!    overwrites a slot the client has not read: the core writes slot `seq` only after popping
 //!    request `seq`, which the client pushed only after reading request `seq - capacity`.
 //!
+//! 5. A pull's items go to the block's *pull area*, a second ring of item words sized at
+//!    client creation: the request names where its first item goes (`at`), the core stores
+//!    item `j` at `at + j` with `Relaxed` stores before it writes the request's slot, and the
+//!    same `completed` store publishes both. The client hands out area positions in request
+//!    order and takes them back when it releases the request, never handing out more than
+//!    the area holds (`Client::try_pull` answers `Full` instead), so the core never
+//!    overwrites an item the client has not read.
+//!
 //! Everything is an atomic, so the protocol needs no `unsafe`; its ordering is exercised by
 //! the stress tests in `tests/it/engine.rs`, and `tests/loom_slots.rs` models this very type
 //! (its atomics and doorbell are loom's under `--cfg loom`).
@@ -29,7 +37,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::pool::{ItemIndex, RequestId};
-use crate::sync::{AtomicBool, AtomicU64, Doorbell, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Doorbell, Ordering};
 
 /// What a completed request produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +52,9 @@ pub enum Completion {
     Failed,
     /// Not served: the log had no space for a new segment (the engine goes on).
     Rejected,
+    /// A pull of this many draws; its items are in the pull area, its request id is the
+    /// first of the pull's consecutive ids.
+    Pulled(u32),
 }
 
 const STATUS_ITEM: u64 = 1;
@@ -51,6 +62,11 @@ const STATUS_EMPTY: u64 = 2;
 const STATUS_STOPPED: u64 = 3;
 const STATUS_FAILED: u64 = 4;
 const STATUS_REJECTED: u64 = 5;
+const STATUS_PULLED: u64 = 6;
+
+/// A pull-area word for a draw that found nothing (item indices stay below
+/// `pool::ITEM_COUNT_MAX`, far from it).
+const AREA_EMPTY: u32 = u32::MAX;
 
 impl Completion {
     fn encode(self) -> u64 {
@@ -60,6 +76,7 @@ impl Completion {
             Completion::Stopped => STATUS_STOPPED << 32,
             Completion::Failed => STATUS_FAILED << 32,
             Completion::Rejected => STATUS_REJECTED << 32,
+            Completion::Pulled(len) => (STATUS_PULLED << 32) | u64::from(len),
         }
     }
 
@@ -69,6 +86,7 @@ impl Completion {
             STATUS_EMPTY => Completion::Empty,
             STATUS_STOPPED => Completion::Stopped,
             STATUS_REJECTED => Completion::Rejected,
+            STATUS_PULLED => Completion::Pulled(word as u32),
             _ => Completion::Failed,
         }
     }
@@ -91,6 +109,9 @@ pub struct SlotBlock {
     closed: AtomicBool,
     slots: Box<[Slot]>,
     mask: u64,
+    /// The pull area: one item word per draw of a pull in flight (`AREA_EMPTY` for none).
+    area: Box<[AtomicU32]>,
+    area_mask: u64,
 }
 
 impl std::fmt::Debug for SlotBlock {
@@ -98,15 +119,26 @@ impl std::fmt::Debug for SlotBlock {
         f.debug_struct("SlotBlock")
             .field("completed", &self.completed.load(Ordering::Relaxed))
             .field("capacity", &self.slots.len())
+            .field("area_len", &self.area.len())
             .finish_non_exhaustive()
     }
 }
 
 impl SlotBlock {
-    /// `capacity` slots, rounded up to a power of two.
+    /// `capacity` slots, rounded up to a power of two, and a pull area of one word (the
+    /// loom models and unit tests; clients are made with [`SlotBlock::with_area`]).
+    #[cfg(any(test, loom))]
     #[must_use]
     pub fn new(capacity: usize) -> SlotBlock {
+        SlotBlock::with_area(capacity, 1)
+    }
+
+    /// `capacity` slots and a pull area of `area_len` item words, both rounded up to a
+    /// power of two.
+    #[must_use]
+    pub fn with_area(capacity: usize, area_len: usize) -> SlotBlock {
         let capacity = capacity.max(1).next_power_of_two();
+        let area_len = area_len.max(1).next_power_of_two();
         let slots = (0..capacity)
             .map(|_| Slot { request_id: AtomicU64::new(0), completion: AtomicU64::new(0) })
             .collect();
@@ -116,7 +148,35 @@ impl SlotBlock {
             closed: AtomicBool::new(false),
             slots,
             mask: capacity as u64 - 1,
+            area: (0..area_len).map(|_| AtomicU32::new(AREA_EMPTY)).collect(),
+            area_mask: area_len as u64 - 1,
         }
+    }
+
+    /// Item words in the pull area (a power of two).
+    #[must_use]
+    pub fn area_len(&self) -> usize {
+        self.area.len()
+    }
+
+    /// Core side: records the item of a pull's draw at area position `at` (not yet
+    /// visible; the request's slot is written after its last item).
+    #[inline]
+    pub fn write_item(&self, at: u64, item: Option<ItemIndex>) {
+        let word = item.map_or(AREA_EMPTY, |ItemIndex(i)| i);
+        debug_assert_ne!(item.map(|ItemIndex(i)| i), Some(AREA_EMPTY));
+        // Relaxed: made visible by the Release store of `completed` in `publish`.
+        self.area[(at & self.area_mask) as usize].store(word, Ordering::Relaxed);
+    }
+
+    /// Client side: the item at area position `at`; only valid for a pull whose request
+    /// is below `completed()`.
+    #[inline]
+    #[must_use]
+    pub fn read_item(&self, at: u64) -> Option<ItemIndex> {
+        // Relaxed: ordered after the core's stores by the Acquire load in `completed`.
+        let word = self.area[(at & self.area_mask) as usize].load(Ordering::Relaxed);
+        (word != AREA_EMPTY).then_some(ItemIndex(word))
     }
 
     /// Slots in the block (a power of two).
@@ -201,6 +261,8 @@ mod tests {
             Completion::Stopped,
             Completion::Failed,
             Completion::Rejected,
+            Completion::Pulled(1),
+            Completion::Pulled(u32::MAX),
         ] {
             assert_eq!(Completion::decode(c.encode()), c);
         }
@@ -213,5 +275,16 @@ mod tests {
         block.write(5, RequestId(9), Completion::Empty);
         block.publish(6);
         assert_eq!(block.read(1 + 4), (RequestId(9), Completion::Empty));
+    }
+
+    #[test]
+    fn the_pull_area_wraps_at_its_length() {
+        let block = SlotBlock::with_area(2, 5);
+        assert_eq!(block.area_len(), 8);
+        block.write_item(9, Some(ItemIndex(4)));
+        block.write_item(10, None);
+        block.publish(1);
+        assert_eq!(block.read_item(1), Some(ItemIndex(4)));
+        assert_eq!(block.read_item(2), None);
     }
 }

@@ -146,6 +146,12 @@ pub trait Journal: Send + 'static {
     /// When any of that fails.
     fn close(&mut self, pool: &Pool) -> Result<(), JournalError>;
 
+    /// The most draws one group can hold (its frames and commit in one segment); a pull
+    /// never splits across groups, so no client accepts a longer one. Unbounded by default.
+    fn group_draws_max(&self) -> usize {
+        usize::MAX
+    }
+
     /// The engine's placement for the journal's own threads, if it has any: run them on
     /// `core`, which is not the core thread's, so they never preempt it (measured: an
     /// unpinned flusher woken by its I/O interrupt took a third of the core thread's context

@@ -275,6 +275,11 @@ impl WalJournal {
         })
     }
 
+    /// Bytes of a segment a group may fill: after the header and the snapshot marker.
+    fn usable(&self) -> usize {
+        self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32)
+    }
+
     /// The sequence number of the segment being written.
     #[must_use]
     pub fn segment(&self) -> u64 {
@@ -386,8 +391,7 @@ impl Journal for WalJournal {
         if needed <= self.active.room() {
             return Ok(());
         }
-        let usable =
-            self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32);
+        let usable = self.usable();
         if needed > usable {
             return Err(JournalError::Other(format!(
                 "a group of {needed} bytes cannot fit in a {} byte segment: raise the segment size",
@@ -461,6 +465,12 @@ impl Journal for WalJournal {
         }
         // Buffered on a mapped segment: a frame in it survives a process crash.
         Ok(GroupSeq(self.group))
+    }
+
+    fn group_draws_max(&self) -> usize {
+        // As `reserve` checks: the draw frames and the commit fit after the header and the
+        // snapshot marker.
+        (self.usable() - COMMIT_FRAME_SIZE) / DRAW_FRAME_SIZE
     }
 
     fn place_helpers(&mut self, core: usize) {

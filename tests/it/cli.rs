@@ -538,6 +538,34 @@ fn update_of_an_unknown_item_needs_add() {
     assert_eq!(state_items(&state)[6], ("ruby".to_owned(), 5, 3));
 }
 
+/// `draw --count C --pull N`: C pulls of N draws, one line per draw as without `--pull`,
+/// request ids consecutive; `--pull 0` and one above the maximum are refused (exit 2) by a
+/// message naming the flag and the bounds, before the data directory is opened.
+#[test]
+fn draw_pull_prints_one_line_per_draw_and_refuses_bad_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = rewardpool(
+        dir.path(),
+        &["draw", "--count", "3", "--pull", "4", "--json", "--data-dir", "d"],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let ids: Vec<u64> =
+        json_lines(&run).iter().map(|v| v["request_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=12).collect::<Vec<_>>(), "{run:?}");
+    let run =
+        rewardpool(dir.path(), &["draw", "--count", "1", "--pull", "1000", "--data-dir", "d"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1000);
+    let fresh = tempfile::tempdir().unwrap();
+    for pull in ["0", "1001"] {
+        let run = rewardpool(fresh.path(), &["draw", "--pull", pull, "--data-dir", "d"]);
+        assert_eq!(run.code, Some(2), "--pull {pull}: {run:?}");
+        let says = format!("--pull is {pull}: a pull asks for 1 to 1000 draws");
+        assert!(run.stderr.contains(&says), "{run:?}");
+    }
+    assert!(!fresh.path().join("d").exists(), "refused before anything was opened");
+}
+
 /// Negative numbers reach every flag as values: out-of-range ones are refused by a message
 /// naming the flag, never as an unknown argument.
 #[test]

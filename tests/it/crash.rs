@@ -2,6 +2,8 @@
 //! kills it with SIGKILL at a random moment, runs and kills a second one in the same
 //! directory (it continues in the crashed segment), recovers, and checks that nothing
 //! acknowledged was lost and no id was acknowledged twice. 30 trials by default; `REWARDPOOL_CRASH_TRIALS=N` for more, `SEED=S` to replay.
+//! The same campaign with `draw --pull 10` also checks that every acknowledged pull is in
+//! the log whole and that the log (`wal dump`) holds no part of a pull.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -42,11 +44,13 @@ fn parse(line: &str) -> Option<Acked> {
     })
 }
 
-/// Runs `draw` for `run_for`, SIGKILLs it, returns every complete line it printed.
-fn draw_then_kill(config: &Path, run_for: Duration) -> Vec<Acked> {
+/// Runs `draw` (with `extra` arguments) for `run_for`, SIGKILLs it, returns every complete
+/// line it printed.
+fn draw_then_kill(config: &Path, run_for: Duration, extra: &[&str]) -> Vec<Acked> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rewardpool"))
         .args(["draw", "--count", "100000000", "--json", "--config"])
         .arg(config)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -157,40 +161,93 @@ fn check_trial(dir: &Path, config: &Path, acked: &[Acked], trial: u64) {
     }
 }
 
-#[test]
-fn sigkill_at_random_moments_loses_no_acknowledged_draw() {
-    let trials: u64 =
-        std::env::var("REWARDPOOL_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+/// The trials, their seed (printed; `SEED=S` replays) and a generator over it.
+fn campaign(name: &str, trials_default: u64) -> (u64, impl FnMut() -> u64) {
+    let trials: u64 = std::env::var("REWARDPOOL_CRASH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(trials_default);
     let seed: u64 = std::env::var("SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
             as u64
     });
-    eprintln!("crash test seed: SEED={seed}");
+    eprintln!("{name} seed: SEED={seed}");
     let mut rng = seed | 1;
-    let mut next = || {
+    let next = move || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         rng
     };
+    (trials, next)
+}
+
+/// Two killed runs in one fresh directory (`extra` arguments to `draw`): every line both
+/// printed, each request id once.
+fn two_killed_runs(
+    dir: &Path,
+    trial: u64,
+    next: &mut impl FnMut() -> u64,
+    extra: &[&str],
+) -> (std::path::PathBuf, Vec<Acked>) {
+    let segment_kb = if trial % 2 == 0 { 4096 } else { 512 };
+    let durability = if trial % 3 == 2 { "buffered" } else { "sync" };
+    let config = write_config(dir, segment_kb, durability);
+    let run_for = Duration::from_millis(30 + next() % 400);
+    let mut acked = draw_then_kill(&config, run_for, extra);
+    // A second run in the same directory recovers, continues in the crashed segment
+    // (over its zeroed torn tail), and is killed too: both runs' draws must survive,
+    // and no id acknowledged by the first may be acknowledged again by the second.
+    acked.extend(draw_then_kill(&config, Duration::from_millis(30 + next() % 200), extra));
+    let mut ids: Vec<u64> = acked.iter().map(|a| a.request_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), acked.len(), "trial {trial}: a request id acknowledged twice");
+    (config, acked)
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_draw() {
+    let (trials, mut next) = campaign("crash test", 30);
     let mut total_acked = 0;
     for trial in 0..trials {
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let segment_kb = if trial % 2 == 0 { 4096 } else { 512 };
-        let durability = if trial % 3 == 2 { "buffered" } else { "sync" };
-        let config = write_config(tmp.path(), segment_kb, durability);
-        let run_for = Duration::from_millis(30 + next() % 400);
-        let mut acked = draw_then_kill(&config, run_for);
-        // A second run in the same directory recovers, continues in the crashed segment
-        // (over its zeroed torn tail), and is killed too: both runs' draws must survive,
-        // and no id acknowledged by the first may be acknowledged again by the second.
-        acked.extend(draw_then_kill(&config, Duration::from_millis(30 + next() % 200)));
-        let mut ids: Vec<u64> = acked.iter().map(|a| a.request_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), acked.len(), "trial {trial}: a request id acknowledged twice");
+        let (config, acked) = two_killed_runs(tmp.path(), trial, &mut next, &[]);
         total_acked += acked.len();
         check_trial(tmp.path(), &config, &acked, trial);
     }
-    assert!(total_acked > 0, "no draw was ever acknowledged (seed {seed})");
+    assert!(total_acked > 0, "no draw was ever acknowledged");
+}
+
+/// `draw --pull 10` killed at random moments: besides everything the single-draw campaign
+/// checks, every acknowledged pull (a printed line names one of its draws) is in the log
+/// whole, and every group in the log ends at the end of a pull (`wal dump` never shows
+/// part of one).
+#[test]
+fn sigkill_at_random_moments_keeps_every_acknowledged_pull_whole() {
+    const PULL: u64 = 10;
+    let (trials, mut next) = campaign("pull crash test", 12);
+    let mut total_acked = 0;
+    for trial in 0..trials {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let (config, acked) = two_killed_runs(tmp.path(), trial, &mut next, &["--pull", "10"]);
+        total_acked += acked.len();
+        if let Ok(storage) = OsStorage::existing(&tmp.path().join("data")) {
+            let what = format!("trial {trial}");
+            let logged = crate::pulls::logged_whole_pulls(&storage, PULL, &what);
+            let first_logged = logged.keys().next().copied().unwrap_or(u64::MAX);
+            for a in &acked {
+                // Every request was a pull of 10, so pulls start at 1, 11, 21, ...
+                let pull_first = (a.request_id - 1) / PULL * PULL + 1;
+                for member in (pull_first..pull_first + PULL).filter(|m| *m >= first_logged) {
+                    assert!(
+                        logged.contains_key(&member),
+                        "{what}: request {member} of acknowledged pull {pull_first} not logged"
+                    );
+                }
+            }
+        }
+        check_trial(tmp.path(), &config, &acked, trial);
+    }
+    assert!(total_acked > 0, "no pull was ever acknowledged");
 }

@@ -7,6 +7,7 @@ mod engine;
 mod fuse;
 mod library;
 mod process;
+mod pulls;
 mod readme;
 mod recovery;
 mod repair;

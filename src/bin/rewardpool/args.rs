@@ -57,9 +57,14 @@ pub(crate) enum Command {
 /// `draw`.
 #[derive(Debug, Args)]
 pub(crate) struct DrawArgs {
-    /// Number of draws (0 does nothing: the data directory is not opened).
+    /// Number of requests: draws, or pulls with --pull (0 does nothing: the data directory
+    /// is not opened).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub count: u64,
+    /// Draws per request: each request is a pull of N draws, committed whole in one group
+    /// (1 to 1000; less with a small wal.max_file_size_kb). One line per draw, as without.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pull: Option<u32>,
     /// One JSON object per line: {"request_id":7,"item":"gold"} ("item":null when empty).
     #[arg(long)]
     pub json: bool,
@@ -168,6 +173,10 @@ pub(crate) struct BenchArgs {
     /// 16384].
     #[arg(long, allow_negative_numbers = true)]
     pub window: Option<usize>,
+    /// Draws per request: each request is a pull of N draws (1 to 1000) [default: single
+    /// draws]. The window counts requests, so up to window × N draws are in flight.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pull: Option<u32>,
     /// Fixed generator seed (default: from the operating system).
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,

@@ -165,7 +165,10 @@ struct ProducerResult {
 /// Parameters shared by every producer.
 #[derive(Clone, Copy)]
 struct Plan {
+    /// Requests in flight (draws, or pulls of `pull` draws).
     window: u64,
+    /// Draws per request with `--pull` (each request a pull); 0: single draws.
+    pull: u64,
     /// Open loop: nanoseconds between intended sends of one producer.
     interval: Option<f64>,
 }
@@ -246,6 +249,9 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         ring_capacity: window_arg.max(1),
         core: CorePin::Auto,
         clients_max: PRODUCERS_MAX,
+        // With --pull, a client's pull area holds a window of pulls.
+        pull_area_len: (window_arg.max(1) * args.pull.unwrap_or(1) as usize)
+            .clamp(base.pull_area_len, 1 << 24),
         ..base
     };
     let engine = store::open_engine(&catalog, &wal, engine_config, args.seed)
@@ -262,6 +268,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     let window = u64::try_from(window_arg).unwrap_or(u64::MAX);
     let plan = Plan {
         window: window.min(clients[0].capacity() as u64),
+        pull: args.pull.map_or(0, u64::from),
         interval: args.rate.map(|r| args.producers as f64 * 1e9 / r),
     };
 
@@ -458,6 +465,12 @@ fn check_args(args: &BenchArgs, draws: u64, group: u32, window: usize) -> CmdRes
             return bad(format!("--rate is {r}: it must be a positive number of draws/s"));
         }
     }
+    if let Some(n) = args.pull {
+        if n == 0 || n > rewardpool::PULL_LEN_MAX {
+            let max = rewardpool::PULL_LEN_MAX;
+            return bad(format!("--pull is {n}: a pull asks for 1 to {max} draws"));
+        }
+    }
     Ok(())
 }
 
@@ -507,7 +520,7 @@ fn produce(
         // when read per draw): a burst of at most `window` pushes takes ~1 µs, which is the
         // most a send time can be early by.
         let burst_time = Instant::now();
-        while sent < draws && sent - done < plan.window {
+        while sent < draws && sent - done < plan.window * plan.pull.max(1) {
             let send_time = match plan.interval {
                 None => burst_time,
                 Some(interval_ns) => {
@@ -519,10 +532,17 @@ fn produce(
                     intended
                 }
             };
-            match client.try_draw() {
-                Ok(ticket) => {
-                    sent_at[(ticket.id() & mask) as usize] = send_time;
-                    sent += 1;
+            // A pull of up to `plan.pull` draws (the last one may be shorter), or one draw.
+            let submitted = if plan.pull > 0 {
+                let len = plan.pull.min(draws - sent);
+                client.try_pull(len as u32).map(|t| (t.id(), len))
+            } else {
+                client.try_draw().map(|t| (t.id(), 1))
+            };
+            match submitted {
+                Ok((id, len)) => {
+                    sent_at[(id & mask) as usize] = send_time;
+                    sent += len;
                     pushed = true;
                     // Open loop: send_time is the intended time (closed loop: no lag).
                     lag = burst_time.saturating_duration_since(send_time);

@@ -11,7 +11,7 @@ use super::args::{DrawArgs, GlobalArgs, StateArgs, UpdateArgs};
 use super::output::Out;
 use super::{catalog, load_config, require_data_dir, CmdResult, Failure};
 use rewardpool::config::Config;
-use rewardpool::engine::{DrawError, Engine, EngineError, Outcome, Ticket};
+use rewardpool::engine::{DrawError, Engine, EngineError, Outcome, PullTicket, Ticket};
 use rewardpool::pool::{ItemIndex, PoolState, Quantity};
 use rewardpool::store::{self, Durability, OpenError};
 
@@ -70,11 +70,19 @@ impl Names {
     }
 }
 
-/// `draw [--count N] [--json]`. `--count 0` returns before the data directory is opened:
-/// nothing is created or written. Under `memory` durability it says on stderr that the
-/// draws are kept nowhere.
+/// `draw [--count N] [--pull P] [--json]`. `--count 0` returns before the data directory
+/// is opened: nothing is created or written. Under `memory` durability it says on stderr
+/// that the draws are kept nowhere.
 pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
     let config = load_config(global)?;
+    if let Some(pull) = args.pull {
+        if pull == 0 || pull > rewardpool::PULL_LEN_MAX {
+            return Err(Failure::bad_input(anyhow!(
+                "--pull is {pull}: a pull asks for 1 to {} draws",
+                rewardpool::PULL_LEN_MAX
+            )));
+        }
+    }
     if args.count == 0 {
         return Ok(());
     }
@@ -92,7 +100,10 @@ pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
             return Err(f);
         }
     }
-    let result = draw_loop(&engine, args);
+    let result = match args.pull {
+        Some(pull) => pull_loop(&engine, args, pull),
+        None => draw_loop(&engine, args),
+    };
     let shutdown = engine.shutdown();
     result?;
     shutdown
@@ -147,6 +158,78 @@ fn draw_loop(engine: &Engine, args: &DrawArgs) -> CmdResult {
             }
         });
         // What was acknowledged is printed even when a later draw failed.
+        out.write(&buf)?;
+        out.flush()?;
+        buf.clear();
+        if let Some(f) = failure {
+            return Err(f);
+        }
+    }
+    Ok(())
+}
+
+/// `draw_loop` for pulls: up to a ring's worth of pulls in flight (fewer when the client's
+/// pull area holds fewer), one line per draw in request-id order. Waits for the oldest pull,
+/// then takes everything else that completed (`drain` delivers a pull's draws one by one
+/// under its ticket id).
+fn pull_loop(engine: &Engine, args: &DrawArgs, pull: u32) -> CmdResult {
+    let mut names = Names::load(engine)?;
+    let mut client = engine
+        .client()
+        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot register a client")))?;
+    if pull > client.pull_max() {
+        return Err(Failure::bad_input(anyhow!(
+            "--pull is {pull}: this log holds at most {} draws in one group (raise \
+             wal.max_file_size_kb for longer pulls)",
+            client.pull_max()
+        )));
+    }
+    let window = client.capacity();
+    let mut tickets: VecDeque<PullTicket> = VecDeque::with_capacity(window);
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out = Out::new();
+    let (mut sent, mut done, mut drawn) = (0_u64, 0_u64, 0_u64);
+
+    while done < args.count {
+        while sent < args.count && tickets.len() < window {
+            match client.try_pull(pull) {
+                Ok(ticket) => {
+                    tickets.push_back(ticket);
+                    sent += 1;
+                }
+                Err(DrawError::Full) => break,
+                Err(e) => return Err(draw_failed(engine, e, drawn)),
+            }
+        }
+        let Some(oldest) = tickets.pop_front() else {
+            break;
+        };
+        for outcome in client.wait_pull(oldest).map_err(|e| draw_failed(engine, e, drawn))? {
+            emit(&mut buf, &mut names, engine, outcome, args.json)?;
+            drawn += 1;
+        }
+        done += 1;
+
+        let mut failure: Option<Failure> = None;
+        let mut current: Option<u64> = None;
+        client.drain(|seq, result| {
+            if current != Some(seq) {
+                current = Some(seq);
+                let _ = tickets.pop_front();
+                done += 1;
+            }
+            if failure.is_some() {
+                return;
+            }
+            match result {
+                Ok(outcome) => match emit(&mut buf, &mut names, engine, outcome, args.json) {
+                    Ok(()) => drawn += 1,
+                    Err(f) => failure = Some(f),
+                },
+                Err(e) => failure = Some(draw_failed(engine, e, drawn)),
+            }
+        });
+        // What was acknowledged is printed even when a later pull failed.
         out.write(&buf)?;
         out.flush()?;
         buf.clear();
