@@ -186,7 +186,8 @@ fn damaged_logs() -> Vec<(&'static str, FaultyStorage, rewardpool::PoolState, bo
     let reference = recover(&image, &catalog()).unwrap().state;
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
-    flip(&image, &newest, ends[0].0 as usize + 20);
+    // Inside the first group's commit frame: committed bytes, whatever the group sizes.
+    flip(&image, &newest, ends[0].0 as usize - 20);
     out.push(("clean, flipped newest (adopt)", image, reference, true));
     // The newest segment deleted after a clean shutdown: adopt the final snapshot.
     let image = clean_log(3_000);
@@ -267,7 +268,8 @@ fn an_adopting_repair_interrupted_after_moving_the_segments_aside_can_be_finishe
     let reference = recover(&image, &catalog()).unwrap().state;
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
-    flip(&image, &newest, ends[0].0 as usize + 20);
+    // Inside the first group's commit frame: committed bytes, whatever the group sizes.
+    flip(&image, &newest, ends[0].0 as usize - 20);
     let plan = plan_repair(&image).unwrap();
     assert!(plan.adopted_snapshot.is_some(), "{plan:?}");
     // The state apply_repair leaves when it stops right before writing the new segment.
@@ -397,7 +399,8 @@ fn an_io_error_while_planning_is_an_error_not_an_empty_plan() {
     let image = clean_log(3_000);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
-    flip(&image, &newest, ends[0].0 as usize + 20);
+    // Inside the first group's commit frame: committed bytes, whatever the group sizes.
+    flip(&image, &newest, ends[0].0 as usize - 20);
     let full = plan_repair(&image).unwrap();
     for n in 0..200 {
         let copy = image.crash(CrashMode::Process);
