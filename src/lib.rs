@@ -90,7 +90,7 @@ pub mod wal;
 pub use config::{Config, ConfigError};
 pub use engine::{CorePin, Engine, EngineConfig, EngineError};
 pub use ingress::{Client, DrawError, ItemIds, Outcome, Ticket};
-pub use journal::{Journal, JournalError, JournalStats, MemoryJournal};
+pub use journal::{FailureKind, Journal, JournalError, JournalStats, MemoryJournal};
 pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
 pub use store::{open_engine, Durability, OpenError, WalOptions};
 

@@ -238,7 +238,7 @@ impl<J: Journal> Core<J> {
             }
             Control::Update { id, quantity, weight, reply } => {
                 if let Err(e) = self.update(&id, quantity, weight, reply.clone()) {
-                    let _ = reply.send(Err(EngineError::Failed(e.to_string())));
+                    let _ = reply.send(Err(EngineError::Failed(e.clone())));
                     return Err(e);
                 }
             }
@@ -259,7 +259,7 @@ impl<J: Journal> Core<J> {
         }
         if let Err(e) = self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool) {
             if let JournalError::NoSpace { .. } = e {
-                let _ = reply.send(Err(EngineError::NoSpace(e.to_string())));
+                let _ = reply.send(Err(EngineError::NoSpace(e)));
                 return Ok(());
             }
             return Err(e);
@@ -474,7 +474,7 @@ impl<J: Journal> Core<J> {
     /// The journal failed: every request staged but not durable gets an error, and the
     /// engine stops (SPEC §2.9).
     fn fail(&mut self, error: &JournalError) {
-        self.shared.intake.fail(error.to_string());
+        self.shared.intake.fail(error.clone());
         for port in self.ports.iter_mut().flatten() {
             for seq in port.published..port.staged {
                 port.slots.write(seq, crate::pool::RequestId(0), Completion::Failed);
@@ -483,7 +483,7 @@ impl<J: Journal> Core<J> {
             port.slots.publish(port.staged);
         }
         for (_, reply, _) in self.updates.drain(..) {
-            let _ = reply.send(Err(EngineError::Failed(error.to_string())));
+            let _ = reply.send(Err(EngineError::Failed(error.clone())));
         }
         self.stop();
     }

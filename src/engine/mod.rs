@@ -22,7 +22,7 @@ pub use crate::ingress::{Client, DrawError, ItemIds, Outcome, Ticket};
 pub use crate::sync::IdleConfig;
 
 use crate::ingress::{IdCell, Intake, Port};
-use crate::journal::{Journal, JournalError, JournalStats};
+use crate::journal::{FailureKind, Journal, JournalError, JournalStats};
 use crate::pool::{ItemState, Pool, PoolError, PoolState, Quantity};
 use core_loop::Core;
 
@@ -63,7 +63,9 @@ impl Default for EngineConfig {
     }
 }
 
-/// Why the engine refused or stopped.
+/// Why the engine refused or stopped. Failures keep their cause as a value (the journal's
+/// error, with its I/O error kind and OS code): [`EngineError::failure_kind`] classifies them
+/// and `source()` walks down to the `io::Error`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum EngineError {
@@ -77,15 +79,31 @@ pub enum EngineError {
     /// The engine is shutting down or has stopped.
     ShuttingDown,
     /// The journal failed; the engine accepts nothing more (restart to recover).
-    Failed(String),
+    Failed(JournalError),
+    /// The core thread panicked (a bug); the engine accepts nothing more.
+    Panicked,
     /// An update was refused.
     Update(PoolError),
     /// The core thread could not be started.
     Spawn(std::io::Error),
     /// A configuration bound is out of range.
-    Config(String),
-    /// The log's disk is full; the update was not applied (the engine goes on).
-    NoSpace(String),
+    Config(BoundError),
+    /// The log's disk is full; the update was not applied (the engine goes on). Holds the
+    /// journal's [`JournalError::NoSpace`].
+    NoSpace(JournalError),
+}
+
+impl EngineError {
+    /// The kind of failure behind this error, when the journal (or the disk under it) is
+    /// the cause: a service maps it to a status code without parsing a message.
+    #[must_use]
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            EngineError::Failed(e) | EngineError::NoSpace(e) => Some(e.kind()),
+            EngineError::Spawn(e) => Some(FailureKind::of(e)),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for EngineError {
@@ -99,15 +117,52 @@ impl fmt::Display for EngineError {
             EngineError::Failed(reason) => {
                 write!(f, "the engine stopped after a failure: {reason}")
             }
+            EngineError::Panicked => {
+                f.write_str("the engine stopped after a failure: the core thread panicked")
+            }
             EngineError::Update(e) => write!(f, "update refused: {e}"),
             EngineError::Spawn(e) => write!(f, "cannot start the core thread: {e}"),
-            EngineError::Config(reason) => write!(f, "bad engine configuration: {reason}"),
+            EngineError::Config(bound) => write!(f, "bad engine configuration: {bound}"),
             EngineError::NoSpace(reason) => write!(f, "update not applied: {reason}"),
         }
     }
 }
 
-impl std::error::Error for EngineError {}
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EngineError::Pin(e) => Some(e),
+            EngineError::Failed(e) | EngineError::NoSpace(e) => Some(e),
+            EngineError::Update(e) => Some(e),
+            EngineError::Spawn(e) => Some(e),
+            EngineError::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An [`EngineConfig`] bound out of range: which field, and the range it must be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundError {
+    /// The field of [`EngineConfig`].
+    pub field: &'static str,
+    /// The smallest value allowed.
+    pub min: usize,
+    /// The largest value allowed, if any.
+    pub max: Option<usize>,
+}
+
+impl fmt::Display for BoundError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let BoundError { field, min, max } = self;
+        match max {
+            Some(max) => write!(f, "{field} must be between {min} and {max}"),
+            None => write!(f, "{field} must be at least {min}"),
+        }
+    }
+}
+
+impl std::error::Error for BoundError {}
 
 /// Counters the core thread keeps for observers (updated once per group, `Relaxed`).
 #[derive(Debug, Default)]
@@ -176,7 +231,7 @@ impl Shared {
 
     fn stopped_error(&self) -> EngineError {
         match self.intake.failure() {
-            Some(reason) => EngineError::Failed(reason),
+            Some(error) => EngineError::Failed(error.clone()),
             None => EngineError::ShuttingDown,
         }
     }
@@ -330,10 +385,12 @@ impl Engine {
         self.core_id
     }
 
-    /// Why the engine failed, if it did.
+    /// Why the engine failed, if it did: the journal's first error (its
+    /// [`JournalError::kind`] classifies it; its `Display` says what was being done). A
+    /// clone: the I/O error inside is shared.
     #[must_use]
-    pub fn failure(&self) -> Option<String> {
-        self.shared.intake.failure()
+    pub fn failure(&self) -> Option<JournalError> {
+        self.shared.intake.failure().cloned()
     }
 
     /// Stops intake, answers every request in flight, commits, closes the journal (final
@@ -357,11 +414,11 @@ impl Engine {
         }
         let result = match thread.join() {
             Ok(Ok(state)) => Ok(state),
-            Ok(Err(e)) => Err(EngineError::Failed(e.to_string())),
-            Err(_) => Err(EngineError::Failed("the core thread panicked".into())),
+            Ok(Err(e)) => Err(EngineError::Failed(e)),
+            Err(_) => Err(EngineError::Panicked),
         };
-        if let Some(reason) = self.failure() {
-            return Err(EngineError::Failed(reason));
+        if let Some(error) = self.failure() {
+            return Err(EngineError::Failed(error));
         }
         result
     }
@@ -376,15 +433,21 @@ impl Drop for Engine {
 }
 
 fn check_config(c: &EngineConfig) -> Result<(), EngineError> {
-    let bad = |what: &str| Err(EngineError::Config(what.to_owned()));
+    let bad = |field, max| Err(EngineError::Config(BoundError { field, min: 1, max }));
     if c.ring_capacity == 0 || c.ring_capacity > 1 << 20 {
-        return bad("ring_capacity must be between 1 and 1048576");
+        return bad("ring_capacity", Some(1 << 20));
     }
     if c.flush_after_n_draw == 0 {
-        return bad("flush_after_n_draw must be at least 1");
+        return bad("flush_after_n_draw", None);
     }
-    if c.batch_len_max == 0 || c.clients_max == 0 || c.inflight_groups_max == 0 {
-        return bad("batch_len_max, clients_max and inflight_groups_max must be at least 1");
+    for (field, value) in [
+        ("batch_len_max", c.batch_len_max),
+        ("clients_max", c.clients_max),
+        ("inflight_groups_max", c.inflight_groups_max),
+    ] {
+        if value == 0 {
+            return bad(field, None);
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use super::intake::Intake;
 use super::port::Port;
 use super::request::{Request, RequestKind};
 use super::slots::{Completion, SlotBlock};
+use crate::journal::FailureKind;
 use crate::pool::{ItemIndex, RequestId};
 use crate::sync::{Idle, IdleConfig};
 
@@ -43,8 +44,9 @@ pub enum DrawError {
     Full,
     /// The engine is shutting down or has stopped; the request was not served.
     ShuttingDown,
-    /// The journal failed; see `Engine::failure`. The request was not acknowledged.
-    Failed,
+    /// The journal failed; the request was not acknowledged. The failure's kind (e.g. an
+    /// I/O error of kind `StorageFull`) is here; the whole error is `Engine::failure`.
+    Failed(FailureKind),
     /// This ticket's outcome was already taken (by `drain`).
     AlreadyTaken,
     /// Not served: the disk is full and the log cannot open its next segment. The engine
@@ -57,7 +59,7 @@ impl fmt::Display for DrawError {
         f.write_str(match self {
             DrawError::Full => "too many draws in flight on this client",
             DrawError::ShuttingDown => "the engine is shutting down",
-            DrawError::Failed => "the engine failed; the draw was not acknowledged",
+            DrawError::Failed(_) => "the engine failed; the draw was not acknowledged",
             DrawError::AlreadyTaken => "this ticket's outcome was already taken",
             DrawError::NoSpace => "the log's disk is full; the draw was not served",
         })
@@ -225,7 +227,7 @@ impl Client {
         }
         let (request_id, completion) = self.slots.read(seq);
         self.take(seq);
-        to_result(request_id, completion)
+        self.to_result(request_id, completion)
     }
 
     /// Delivers every completed outcome not yet taken, in request order, as
@@ -243,7 +245,7 @@ impl Client {
                 self.taken[i] = false;
             } else {
                 let (request_id, completion) = self.slots.read(seq);
-                each(seq, to_result(request_id, completion));
+                each(seq, self.to_result(request_id, completion));
                 delivered += 1;
             }
             self.released += 1;
@@ -316,10 +318,26 @@ impl Client {
     }
 
     fn stopped_error(&self) -> DrawError {
-        if self.intake.is_failed() {
-            DrawError::Failed
-        } else {
-            DrawError::ShuttingDown
+        match self.intake.failure_kind() {
+            Some(kind) => DrawError::Failed(kind),
+            None => DrawError::ShuttingDown,
+        }
+    }
+
+    fn to_result(
+        &self,
+        request_id: RequestId,
+        completion: Completion,
+    ) -> Result<Outcome, DrawError> {
+        match completion {
+            Completion::Item(index) => Ok(Outcome { request_id, item: Some(index) }),
+            Completion::Empty => Ok(Outcome { request_id, item: None }),
+            Completion::Stopped => Err(DrawError::ShuttingDown),
+            // The core records the failure before it writes `Failed` into any slot.
+            Completion::Failed => {
+                Err(DrawError::Failed(self.intake.failure_kind().unwrap_or(FailureKind::Other)))
+            }
+            Completion::Rejected => Err(DrawError::NoSpace),
         }
     }
 }
@@ -328,15 +346,5 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.slots.close();
         self.intake.wake_core();
-    }
-}
-
-fn to_result(request_id: RequestId, completion: Completion) -> Result<Outcome, DrawError> {
-    match completion {
-        Completion::Item(index) => Ok(Outcome { request_id, item: Some(index) }),
-        Completion::Empty => Ok(Outcome { request_id, item: None }),
-        Completion::Stopped => Err(DrawError::ShuttingDown),
-        Completion::Failed => Err(DrawError::Failed),
-        Completion::Rejected => Err(DrawError::NoSpace),
     }
 }

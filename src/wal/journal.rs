@@ -111,7 +111,7 @@ impl fmt::Debug for WalJournal {
 }
 
 fn io_error(context: String) -> impl FnOnce(std::io::Error) -> JournalError {
-    move |source| JournalError::Io { context, source }
+    move |source| JournalError::io(context, source)
 }
 
 /// Writes a new segment's header and snapshot marker into `map` and returns what the
@@ -285,15 +285,15 @@ impl WalJournal {
         if self.failed {
             return Err(JournalError::PreviousIo);
         }
-        if let Some(reason) = self.state.error() {
+        if let Some(error) = self.state.error() {
             self.failed = true;
-            return Err(JournalError::Other(reason));
+            return Err(error);
         }
         // A flusher that ended without reporting a failure panicked (a bug): nothing would
         // ever become durable, so stop instead of waiting for it.
         if self.flusher.as_ref().is_some_and(JoinHandle::is_finished) {
             self.failed = true;
-            return Err(JournalError::Other("the flusher thread ended unexpectedly".into()));
+            return Err(JournalError::HelperExited { thread: "flusher" });
         }
         Ok(())
     }
@@ -345,10 +345,9 @@ impl WalJournal {
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(JournalError::NoSpace {
                 context: format!("creating {}", self.storage.describe(&name)),
             }),
-            Err(e) => Err(JournalError::Io {
-                context: format!("creating {}", self.storage.describe(&name)),
-                source: e,
-            }),
+            Err(e) => {
+                Err(JournalError::io(format!("creating {}", self.storage.describe(&name)), e))
+            }
         }
     }
 
@@ -389,10 +388,7 @@ impl Journal for WalJournal {
         let usable =
             self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32);
         if needed > usable {
-            return Err(JournalError::Other(format!(
-                "a group of {needed} bytes cannot fit in a {} byte segment: raise the segment size",
-                self.segment_size
-            )));
+            return Err(JournalError::GroupTooLarge { needed, segment_size: self.segment_size });
         }
         self.rotate(pool)
     }
