@@ -88,7 +88,7 @@ pub mod snapshot;
 pub mod wal;
 
 pub use config::{Config, ConfigError};
-pub use engine::{CorePin, Engine, EngineConfig, EngineError};
+pub use engine::{CorePin, Engine, EngineConfig, EngineError, Meter, Metrics};
 pub use ingress::{Client, DrawError, ItemIds, Outcome, Ticket};
 pub use journal::{FailureKind, Journal, JournalError, JournalStats, MemoryJournal};
 pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};

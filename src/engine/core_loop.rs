@@ -390,8 +390,10 @@ impl<J: Journal> Core<J> {
         self.pending.push(group, &self.ports[..self.active]);
         self.group_open = false;
         self.group_draws = 0;
-        // Relaxed: an observer's counter.
+        // Relaxed: observers' counters (`Meter::read`), once per group.
         self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
+        let last = self.pool.last_request_id().0;
+        self.shared.stats.last_request_id.store(last, Ordering::Relaxed);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ pub mod testing;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -193,6 +193,38 @@ pub struct JournalStats {
     pub sync_ns_total: AtomicU64,
     /// Longest single sync, in nanoseconds.
     pub sync_ns_max: AtomicU64,
+}
+
+impl JournalStats {
+    /// The counters as plain numbers (`Relaxed` loads: each is exact, the set is not one
+    /// instant).
+    #[must_use]
+    pub fn read(&self) -> JournalMetrics {
+        // Relaxed: observers' counters; nothing is published through them.
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        JournalMetrics {
+            bytes_appended: load(&self.bytes_appended),
+            syncs: load(&self.syncs),
+            bytes_synced: load(&self.bytes_synced),
+            sync_ns_total: load(&self.sync_ns_total),
+            sync_ns_max: load(&self.sync_ns_max),
+        }
+    }
+}
+
+/// A reading of [`JournalStats`]: the same counters, as numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalMetrics {
+    /// See [`JournalStats::bytes_appended`].
+    pub bytes_appended: u64,
+    /// See [`JournalStats::syncs`].
+    pub syncs: u64,
+    /// See [`JournalStats::bytes_synced`].
+    pub bytes_synced: u64,
+    /// See [`JournalStats::sync_ns_total`].
+    pub sync_ns_total: u64,
+    /// See [`JournalStats::sync_ns_max`].
+    pub sync_ns_max: u64,
 }
 
 /// Where the core thread records outcomes. Implementations: [`MemoryJournal`] (no log),

@@ -7,6 +7,7 @@ mod engine;
 mod failure;
 mod fuse;
 mod library;
+mod metrics;
 mod process;
 mod readme;
 mod recovery;
