@@ -293,7 +293,13 @@ impl WalJournal {
         // ever become durable, so stop instead of waiting for it.
         if self.flusher.as_ref().is_some_and(JoinHandle::is_finished) {
             self.failed = true;
-            return Err(JournalError::HelperExited { thread: "flusher" });
+            // It may have failed between the look at `error()` above and now: joined, all it
+            // did happens-before the second look, and its own error wins.
+            if let Some(handle) = self.flusher.take() {
+                let _ = handle.join();
+            }
+            let exited = JournalError::HelperExited { thread: "flusher" };
+            return Err(self.state.error().unwrap_or(exited));
         }
         Ok(())
     }
