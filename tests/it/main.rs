@@ -6,6 +6,7 @@ mod crash;
 mod engine;
 mod failure;
 mod fuse;
+mod host;
 mod library;
 mod metrics;
 mod process;
