@@ -74,6 +74,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod host;
 mod ingress;
 pub mod inspect;
 pub mod journal;
@@ -81,18 +82,26 @@ pub mod layout;
 pub mod pool;
 pub mod recovery;
 pub mod storage;
-pub mod store;
 mod sync;
+
+/// Opening a data directory: the functions now live in [`host`]; this path stays for the
+/// callers that name it (the command line, the examples, the tests).
+pub mod store {
+    pub use crate::host::{
+        open_engine, open_engine_on, open_journal, read_state, read_state_on, Durability,
+        OpenError, WalOptions,
+    };
+}
 
 pub mod snapshot;
 pub mod wal;
 
 pub use config::{Config, ConfigError};
-pub use engine::{CorePin, Engine, EngineConfig, EngineError};
+pub use engine::{CorePin, Engine, EngineConfig, EngineError, Meter, Metrics};
+pub use host::{open_engine, Durability, Host, OpenError, WalOptions};
 pub use ingress::{Client, DrawError, ItemIds, Outcome, Pull, PullTicket, Ticket, PULL_LEN_MAX};
-pub use journal::{Journal, JournalError, JournalStats, MemoryJournal};
+pub use journal::{FailureKind, Journal, JournalError, JournalStats, MemoryJournal};
 pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
-pub use store::{open_engine, Durability, OpenError, WalOptions};
 
 /// Opens the data directory `config.working_dir` and starts an engine on it: recovers the
 /// pool from its log (or starts from `config`'s catalog when the directory holds no log),

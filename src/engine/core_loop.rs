@@ -254,7 +254,7 @@ impl<J: Journal> Core<J> {
             }
             Control::Update { id, quantity, weight, reply } => {
                 if let Err(e) = self.update(&id, quantity, weight, reply.clone()) {
-                    let _ = reply.send(Err(EngineError::Failed(e.to_string())));
+                    let _ = reply.send(Err(EngineError::Failed(e.clone())));
                     return Err(e);
                 }
             }
@@ -275,7 +275,7 @@ impl<J: Journal> Core<J> {
         }
         if let Err(e) = self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool) {
             if let JournalError::NoSpace { .. } = e {
-                let _ = reply.send(Err(EngineError::NoSpace(e.to_string())));
+                let _ = reply.send(Err(EngineError::NoSpace(e)));
                 return Ok(());
             }
             return Err(e);
@@ -441,8 +441,10 @@ impl<J: Journal> Core<J> {
         self.group_open = false;
         self.group_draws = 0;
         self.group_extra = 0;
-        // Relaxed: an observer's counter.
+        // Relaxed: observers' counters (`Meter::read`), once per group.
         self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
+        let last = self.pool.last_request_id().0;
+        self.shared.stats.last_request_id.store(last, Ordering::Relaxed);
         Ok(())
     }
 
@@ -526,7 +528,7 @@ impl<J: Journal> Core<J> {
     /// The journal failed: every request staged but not durable gets an error, and the
     /// engine stops (SPEC §2.9).
     fn fail(&mut self, error: &JournalError) {
-        self.shared.intake.fail(error.to_string());
+        self.shared.intake.fail(error.clone());
         for port in self.ports.iter_mut().flatten() {
             for seq in port.published..port.staged {
                 port.slots.write(seq, crate::pool::RequestId(0), Completion::Failed);
@@ -535,7 +537,7 @@ impl<J: Journal> Core<J> {
             port.slots.publish(port.staged);
         }
         for (_, reply, _) in self.updates.drain(..) {
-            let _ = reply.send(Err(EngineError::Failed(error.to_string())));
+            let _ = reply.send(Err(EngineError::Failed(error.clone())));
         }
         self.stop();
     }

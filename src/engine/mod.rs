@@ -7,6 +7,7 @@
 
 mod affinity;
 mod core_loop;
+mod metrics;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +18,13 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 
 pub use affinity::{available_cores, CorePin, PinError};
+pub use metrics::{Meter, Metrics};
 // The caller's types live in `ingress`; these paths stay for callers that use them.
 pub use crate::ingress::{Client, DrawError, ItemIds, Outcome, Pull, PullTicket, Ticket};
 pub use crate::sync::IdleConfig;
 
 use crate::ingress::{ClientShape, IdCell, Intake, Port, PULL_LEN_MAX};
-use crate::journal::{Journal, JournalError, JournalStats};
+use crate::journal::{FailureKind, Journal, JournalError, JournalStats};
 use crate::pool::{ItemState, Pool, PoolError, PoolState, Quantity};
 use core_loop::Core;
 
@@ -69,7 +71,9 @@ impl Default for EngineConfig {
     }
 }
 
-/// Why the engine refused or stopped.
+/// Why the engine refused or stopped. Failures keep their cause as a value (the journal's
+/// error, with its I/O error kind and OS code): [`EngineError::failure_kind`] classifies them
+/// and `source()` walks down to the `io::Error`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum EngineError {
@@ -83,15 +87,31 @@ pub enum EngineError {
     /// The engine is shutting down or has stopped.
     ShuttingDown,
     /// The journal failed; the engine accepts nothing more (restart to recover).
-    Failed(String),
+    Failed(JournalError),
+    /// The core thread panicked (a bug); the engine accepts nothing more.
+    Panicked,
     /// An update was refused.
     Update(PoolError),
     /// The core thread could not be started.
     Spawn(std::io::Error),
     /// A configuration bound is out of range.
-    Config(String),
-    /// The log's disk is full; the update was not applied (the engine goes on).
-    NoSpace(String),
+    Config(BoundError),
+    /// The log's disk is full; the update was not applied (the engine goes on). Holds the
+    /// journal's [`JournalError::NoSpace`].
+    NoSpace(JournalError),
+}
+
+impl EngineError {
+    /// The kind of failure behind this error, when the journal (or the disk under it) is
+    /// the cause: a service maps it to a status code without parsing a message.
+    #[must_use]
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            EngineError::Failed(e) | EngineError::NoSpace(e) => Some(e.kind()),
+            EngineError::Spawn(e) => Some(FailureKind::of(e)),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for EngineError {
@@ -105,23 +125,64 @@ impl fmt::Display for EngineError {
             EngineError::Failed(reason) => {
                 write!(f, "the engine stopped after a failure: {reason}")
             }
+            EngineError::Panicked => {
+                f.write_str("the engine stopped after a failure: the core thread panicked")
+            }
             EngineError::Update(e) => write!(f, "update refused: {e}"),
             EngineError::Spawn(e) => write!(f, "cannot start the core thread: {e}"),
-            EngineError::Config(reason) => write!(f, "bad engine configuration: {reason}"),
+            EngineError::Config(bound) => write!(f, "bad engine configuration: {bound}"),
             EngineError::NoSpace(reason) => write!(f, "update not applied: {reason}"),
         }
     }
 }
 
-impl std::error::Error for EngineError {}
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EngineError::Pin(e) => Some(e),
+            EngineError::Failed(e) | EngineError::NoSpace(e) => Some(e),
+            EngineError::Update(e) => Some(e),
+            EngineError::Spawn(e) => Some(e),
+            EngineError::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
-/// Counters the core thread keeps for observers (updated once per group, `Relaxed`).
+/// An [`EngineConfig`] bound out of range: which field, and the range it must be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundError {
+    /// The field of [`EngineConfig`].
+    pub field: &'static str,
+    /// The smallest value allowed.
+    pub min: usize,
+    /// The largest value allowed, if any.
+    pub max: Option<usize>,
+}
+
+impl fmt::Display for BoundError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let BoundError { field, min, max } = self;
+        match max {
+            Some(max) => write!(f, "{field} must be between {min} and {max}"),
+            None => write!(f, "{field} must be at least {min}"),
+        }
+    }
+}
+
+impl std::error::Error for BoundError {}
+
+/// Counters the core thread keeps for observers (updated once per group, `Relaxed`); read
+/// them all at once with [`Engine::metrics`].
 #[derive(Debug, Default)]
 pub struct EngineStats {
-    /// Draws acknowledged (their group is durable).
+    /// Requests answered since start: draws acknowledged (their group is durable) and draws
+    /// refused while the disk was full.
     pub draws_acknowledged: AtomicU64,
     /// Groups committed.
     pub groups_committed: AtomicU64,
+    /// The newest request id in a committed group (the pool's at start until the first).
+    pub last_request_id: AtomicU64,
 }
 
 /// Commands on the control path.
@@ -148,6 +209,8 @@ pub(crate) struct Shared {
     stats: EngineStats,
     /// Item ids by index, for [`ItemIds`]; the core appends when an update adds an item.
     item_ids: Arc<IdCell>,
+    /// The pool's last request id when the engine started (for `Metrics::draws_committed`).
+    start_request_id: u64,
 }
 
 impl Shared {
@@ -182,7 +245,7 @@ impl Shared {
 
     fn stopped_error(&self) -> EngineError {
         match self.intake.failure() {
-            Some(reason) => EngineError::Failed(reason),
+            Some(error) => EngineError::Failed(error.clone()),
             None => EngineError::ShuttingDown,
         }
     }
@@ -219,13 +282,18 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         check_config(&config)?;
         let core_id = affinity::choose(config.core).map_err(EngineError::Pin)?;
+        let start_request_id = pool.last_request_id().0;
         let shared = Arc::new(Shared {
             registrations: ArrayQueue::new(config.clients_max),
             control: ArrayQueue::new(64),
             intake: Arc::new(Intake::default()),
             clients: AtomicU64::new(0),
-            stats: EngineStats::default(),
+            stats: EngineStats {
+                last_request_id: AtomicU64::new(start_request_id),
+                ..EngineStats::default()
+            },
             item_ids: Arc::new(IdCell::new(&pool)),
+            start_request_id,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let journal_stats = journal.stats();
@@ -342,16 +410,34 @@ impl Engine {
         &self.shared.stats
     }
 
+    /// The engine's counters, read without stopping the core thread (unlike
+    /// [`Engine::state`], which drains the rings and copies every item): a few `Relaxed`
+    /// loads of counters the core updates once per group. Cheap enough to call ten times
+    /// a second from a dashboard.
+    #[must_use]
+    pub fn metrics(&self) -> Metrics {
+        metrics::read(&self.shared, self.journal_stats.as_deref())
+    }
+
+    /// A handle that reads [`Engine::metrics`] from any thread, also after the engine has
+    /// shut down (then it shows the final counters).
+    #[must_use]
+    pub fn meter(&self) -> Meter {
+        Meter::new(Arc::clone(&self.shared), self.journal_stats.clone())
+    }
+
     /// The core id the core thread is pinned to, if pinned.
     #[must_use]
     pub fn core_id(&self) -> Option<usize> {
         self.core_id
     }
 
-    /// Why the engine failed, if it did.
+    /// Why the engine failed, if it did: the journal's first error (its
+    /// [`JournalError::kind`] classifies it; its `Display` says what was being done). A
+    /// clone: the I/O error inside is shared.
     #[must_use]
-    pub fn failure(&self) -> Option<String> {
-        self.shared.intake.failure()
+    pub fn failure(&self) -> Option<JournalError> {
+        self.shared.intake.failure().cloned()
     }
 
     /// Stops intake, answers every request in flight, commits, closes the journal (final
@@ -375,11 +461,11 @@ impl Engine {
         }
         let result = match thread.join() {
             Ok(Ok(state)) => Ok(state),
-            Ok(Err(e)) => Err(EngineError::Failed(e.to_string())),
-            Err(_) => Err(EngineError::Failed("the core thread panicked".into())),
+            Ok(Err(e)) => Err(EngineError::Failed(e)),
+            Err(_) => Err(EngineError::Panicked),
         };
-        if let Some(reason) = self.failure() {
-            return Err(EngineError::Failed(reason));
+        if let Some(error) = self.failure() {
+            return Err(EngineError::Failed(error));
         }
         result
     }
@@ -394,18 +480,26 @@ impl Drop for Engine {
 }
 
 fn check_config(c: &EngineConfig) -> Result<(), EngineError> {
-    let bad = |what: &str| Err(EngineError::Config(what.to_owned()));
+    let bad = |field, max| Err(EngineError::Config(BoundError { field, min: 1, max }));
     if c.ring_capacity == 0 || c.ring_capacity > 1 << 20 {
-        return bad("ring_capacity must be between 1 and 1048576");
+        return bad("ring_capacity", Some(1 << 20));
     }
     if c.flush_after_n_draw == 0 {
-        return bad("flush_after_n_draw must be at least 1");
+        return bad("flush_after_n_draw", None);
     }
     if c.pull_area_len < PULL_LEN_MAX as usize || c.pull_area_len > 1 << 24 {
-        return bad("pull_area_len must be between PULL_LEN_MAX (1000) and 16777216");
+        // At least one pull of the longest kind (PULL_LEN_MAX) fits.
+        let (min, max) = (PULL_LEN_MAX as usize, Some(1 << 24));
+        return Err(EngineError::Config(BoundError { field: "pull_area_len", min, max }));
     }
-    if c.batch_len_max == 0 || c.clients_max == 0 || c.inflight_groups_max == 0 {
-        return bad("batch_len_max, clients_max and inflight_groups_max must be at least 1");
+    for (field, value) in [
+        ("batch_len_max", c.batch_len_max),
+        ("clients_max", c.clients_max),
+        ("inflight_groups_max", c.inflight_groups_max),
+    ] {
+        if value == 0 {
+            return bad(field, None);
+        }
     }
     Ok(())
 }

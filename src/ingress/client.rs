@@ -21,6 +21,7 @@ use super::intake::Intake;
 use super::port::Port;
 use super::request::{Request, RequestKind, PULL_LEN_MAX};
 use super::slots::{Completion, SlotBlock};
+use crate::journal::FailureKind;
 use crate::pool::{ItemIndex, RequestId};
 use crate::sync::{Idle, IdleConfig};
 
@@ -55,8 +56,9 @@ pub enum DrawError {
     Full,
     /// The engine is shutting down or has stopped; the request was not served.
     ShuttingDown,
-    /// The journal failed; see `Engine::failure`. The request was not acknowledged.
-    Failed,
+    /// The journal failed; the request was not acknowledged. The failure's kind (e.g. an
+    /// I/O error of kind `StorageFull`) is here; the whole error is `Engine::failure`.
+    Failed(FailureKind),
     /// This ticket's outcome was already taken (by `drain`).
     AlreadyTaken,
     /// Not served: the disk is full and the log cannot open its next segment. The engine
@@ -79,7 +81,7 @@ impl fmt::Display for DrawError {
         f.write_str(match self {
             DrawError::Full => "too many draws in flight on this client",
             DrawError::ShuttingDown => "the engine is shutting down",
-            DrawError::Failed => "the engine failed; the draw was not acknowledged",
+            DrawError::Failed(_) => "the engine failed; the draw was not acknowledged",
             DrawError::AlreadyTaken => "this ticket's outcome was already taken",
             DrawError::NoSpace => "the log's disk is full; the draw was not served",
             DrawError::PullLen { .. } => unreachable!("written above"),
@@ -387,7 +389,7 @@ impl Client {
     /// draw was durable; [`DrawError::AlreadyTaken`] when `drain` delivered it already.
     pub fn wait(&mut self, ticket: Ticket) -> Result<Outcome, DrawError> {
         let (request_id, completion) = self.wait_seq(ticket.seq)?;
-        to_result(request_id, completion)
+        self.to_result(request_id, completion)
     }
 
     /// Waits for a pull's outcomes, as [`Client::wait`] does for a draw; the returned
@@ -402,7 +404,9 @@ impl Client {
                 debug_assert_eq!(len, ticket.len);
                 Ok(Pull { slots: &self.slots, first, at: ticket.at, len, next: 0 })
             }
-            other => to_result(first, other).map(|_| unreachable!("a pull completes as Pulled")),
+            other => {
+                self.to_result(first, other).map(|_| unreachable!("a pull completes as Pulled"))
+            }
         }
     }
 
@@ -486,7 +490,7 @@ impl Client {
         let Completion::Pulled(len) = completion else {
             let lens = self.pull_lens[(seq & self.mask) as usize].max(1);
             for _ in 0..lens {
-                each(seq, to_result(request_id, completion));
+                each(seq, self.to_result(request_id, completion));
             }
             return lens as usize;
         };
@@ -561,10 +565,27 @@ impl Client {
     }
 
     fn stopped_error(&self) -> DrawError {
-        if self.intake.is_failed() {
-            DrawError::Failed
-        } else {
-            DrawError::ShuttingDown
+        match self.intake.failure_kind() {
+            Some(kind) => DrawError::Failed(kind),
+            None => DrawError::ShuttingDown,
+        }
+    }
+
+    fn to_result(
+        &self,
+        request_id: RequestId,
+        completion: Completion,
+    ) -> Result<Outcome, DrawError> {
+        match completion {
+            Completion::Item(index) => Ok(Outcome { request_id, item: Some(index) }),
+            Completion::Empty => Ok(Outcome { request_id, item: None }),
+            Completion::Stopped => Err(DrawError::ShuttingDown),
+            // The core records the failure before it writes `Failed` into any slot.
+            Completion::Failed => {
+                Err(DrawError::Failed(self.intake.failure_kind().unwrap_or(FailureKind::Other)))
+            }
+            Completion::Rejected => Err(DrawError::NoSpace),
+            Completion::Pulled(_) => unreachable!("only a pull completes as Pulled"),
         }
     }
 }
@@ -573,16 +594,5 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.slots.close();
         self.intake.wake_core();
-    }
-}
-
-fn to_result(request_id: RequestId, completion: Completion) -> Result<Outcome, DrawError> {
-    match completion {
-        Completion::Item(index) => Ok(Outcome { request_id, item: Some(index) }),
-        Completion::Empty => Ok(Outcome { request_id, item: None }),
-        Completion::Stopped => Err(DrawError::ShuttingDown),
-        Completion::Failed => Err(DrawError::Failed),
-        Completion::Rejected => Err(DrawError::NoSpace),
-        Completion::Pulled(_) => unreachable!("only a pull completes as Pulled"),
     }
 }

@@ -2,8 +2,9 @@
 //! whether it has stopped, and why it failed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
+use crate::journal::{FailureKind, JournalError};
 use crate::sync::Doorbell;
 
 /// Shared by the engine handle, its clients and the core thread.
@@ -16,7 +17,8 @@ pub(crate) struct Intake {
     closing: AtomicBool,
     /// The core thread has published its last completion and will publish no more.
     stopped: AtomicBool,
-    failure: Mutex<Option<String>>,
+    /// The journal's error that stopped the core; set once, before `stopped`.
+    failure: OnceLock<JournalError>,
 }
 
 impl Intake {
@@ -53,17 +55,18 @@ impl Intake {
         self.stopped.load(Ordering::Acquire)
     }
 
-    /// Records why the engine failed (before the core stops).
-    pub(crate) fn fail(&self, reason: String) {
-        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    /// Records why the engine failed (before the core stops); the first error stays.
+    pub(crate) fn fail(&self, error: JournalError) {
+        let _ = self.failure.set(error);
     }
 
     /// Why the engine failed, if it did.
-    pub(crate) fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    pub(crate) fn failure(&self) -> Option<&JournalError> {
+        self.failure.get()
     }
 
-    pub(crate) fn is_failed(&self) -> bool {
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    /// The kind of the failure, if the engine failed (no lock, no allocation).
+    pub(crate) fn failure_kind(&self) -> Option<FailureKind> {
+        self.failure.get().map(JournalError::kind)
     }
 }

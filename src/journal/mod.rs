@@ -10,7 +10,8 @@ mod memory;
 pub mod testing;
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -37,28 +38,69 @@ pub enum Space {
 
 /// Why a journal stopped. Once returned, the journal is finished: the engine fails every
 /// outstanding request and accepts no more (SPEC §2.9).
-#[derive(Debug)]
+///
+/// `Clone` (the I/O error is shared behind an `Arc`), so the engine hands the same failure to
+/// every caller that asks; [`JournalError::kind`] classifies it for a status code.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum JournalError {
     /// Writing or syncing the log failed.
     Io {
         /// What was being done, e.g. "msync wal.000003".
         context: String,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (its kind and OS code kept: see [`FailureKind`]).
+        source: Arc<io::Error>,
     },
     /// A previous I/O error poisoned the journal; restart and recover.
     PreviousIo,
-    /// The next segment cannot be created because the disk is full. Not final: the engine
-    /// rejects draws with an error until space returns, and nothing acknowledged is lost.
+    /// The next segment cannot be created because the disk is full (ENOSPC). Not final: the
+    /// engine rejects draws with an error until space returns, and nothing acknowledged is
+    /// lost.
     NoSpace {
         /// What was being created.
         context: String,
     },
     /// The test journal failed on purpose.
     Injected,
-    /// Any other reason, in one sentence.
+    /// A helper thread of the journal ended without reporting a failure (a bug).
+    HelperExited {
+        /// Which thread, e.g. "flusher".
+        thread: &'static str,
+    },
+    /// A group cannot fit in a segment even when it starts a fresh one.
+    GroupTooLarge {
+        /// The group's bytes (frames and commit).
+        needed: usize,
+        /// The configured segment size.
+        segment_size: u64,
+    },
+    /// Any other reason, in one sentence (an encoder's refusal, a frame past the reserved
+    /// space, a segment that cannot be resumed).
     Other(String),
+}
+
+impl JournalError {
+    /// An I/O failure while doing `context`.
+    pub fn io(context: impl Into<String>, source: io::Error) -> JournalError {
+        JournalError::Io { context: context.into(), source: Arc::new(source) }
+    }
+
+    /// What kind of failure this is, as a small `Copy` value: the I/O error's kind and OS
+    /// code (ENOSPC, EIO, ...), or [`FailureKind::Other`] when no I/O failed.
+    #[must_use]
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            JournalError::Io { source, .. } => FailureKind::of(source),
+            JournalError::NoSpace { .. } => {
+                FailureKind::Io { kind: io::ErrorKind::StorageFull, os_code: Some(libc::ENOSPC) }
+            }
+            JournalError::PreviousIo
+            | JournalError::Injected
+            | JournalError::HelperExited { .. }
+            | JournalError::GroupTooLarge { .. }
+            | JournalError::Other(_) => FailureKind::Other,
+        }
+    }
 }
 
 impl fmt::Display for JournalError {
@@ -70,6 +112,13 @@ impl fmt::Display for JournalError {
                 write!(f, "{context}: no space left on the device")
             }
             JournalError::Injected => write!(f, "injected journal failure"),
+            JournalError::HelperExited { thread } => {
+                write!(f, "the {thread} thread ended unexpectedly")
+            }
+            JournalError::GroupTooLarge { needed, segment_size } => write!(
+                f,
+                "a group of {needed} bytes cannot fit in a {segment_size} byte segment: raise the segment size"
+            ),
             JournalError::Other(reason) => f.write_str(reason),
         }
     }
@@ -78,8 +127,52 @@ impl fmt::Display for JournalError {
 impl std::error::Error for JournalError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            JournalError::Io { source, .. } => Some(source),
+            JournalError::Io { source, .. } => Some(&**source),
             _ => None,
+        }
+    }
+}
+
+/// The class of a failure, small and `Copy` so that it reaches every waiting caller without
+/// allocating (it rides in [`crate::DrawError::Failed`]): a service maps it to a status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// An I/O error: its kind (`StorageFull` for ENOSPC) and the operating system's error
+    /// number when the system reported one (e.g. `libc::EIO`).
+    Io {
+        /// The error's kind.
+        kind: io::ErrorKind,
+        /// The OS error number (`io::Error::raw_os_error`).
+        os_code: Option<i32>,
+    },
+    /// Not an I/O error: an injected failure, a bug, a configuration the log cannot hold.
+    Other,
+}
+
+impl FailureKind {
+    /// The kind of `e`.
+    #[must_use]
+    pub fn of(e: &io::Error) -> FailureKind {
+        FailureKind::Io { kind: e.kind(), os_code: e.raw_os_error() }
+    }
+
+    /// The I/O error kind, when an I/O error it is.
+    #[must_use]
+    pub fn io_kind(self) -> Option<io::ErrorKind> {
+        match self {
+            FailureKind::Io { kind, .. } => Some(kind),
+            FailureKind::Other => None,
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Io { kind, os_code: Some(code) } => write!(f, "{kind} (os error {code})"),
+            FailureKind::Io { kind, os_code: None } => write!(f, "{kind}"),
+            FailureKind::Other => f.write_str("not an I/O error"),
         }
     }
 }
@@ -100,6 +193,38 @@ pub struct JournalStats {
     pub sync_ns_total: AtomicU64,
     /// Longest single sync, in nanoseconds.
     pub sync_ns_max: AtomicU64,
+}
+
+impl JournalStats {
+    /// The counters as plain numbers (`Relaxed` loads: each is exact, the set is not one
+    /// instant).
+    #[must_use]
+    pub fn read(&self) -> JournalMetrics {
+        // Relaxed: observers' counters; nothing is published through them.
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        JournalMetrics {
+            bytes_appended: load(&self.bytes_appended),
+            syncs: load(&self.syncs),
+            bytes_synced: load(&self.bytes_synced),
+            sync_ns_total: load(&self.sync_ns_total),
+            sync_ns_max: load(&self.sync_ns_max),
+        }
+    }
+}
+
+/// A reading of [`JournalStats`]: the same counters, as numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalMetrics {
+    /// See [`JournalStats::bytes_appended`].
+    pub bytes_appended: u64,
+    /// See [`JournalStats::syncs`].
+    pub syncs: u64,
+    /// See [`JournalStats::bytes_synced`].
+    pub bytes_synced: u64,
+    /// See [`JournalStats::sync_ns_total`].
+    pub sync_ns_total: u64,
+    /// See [`JournalStats::sync_ns_max`].
+    pub sync_ns_max: u64,
 }
 
 /// Where the core thread records outcomes. Implementations: [`MemoryJournal`] (no log),

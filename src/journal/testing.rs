@@ -1,13 +1,14 @@
 //! A journal that fails on demand, for tests of the engine's failure path (SPEC §2.9).
 
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{GroupSeq, Journal, JournalError, MemoryJournal, Space};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, RequestId};
 
 /// Behaves like [`MemoryJournal`] until told to fail, then returns [`JournalError::Injected`]
-/// from every call. It can also hold groups back ("not yet durable") to test that nothing is
+/// (or the I/O error given to [`FailSwitch::fail_with`]) from every call. It can also hold groups back ("not yet durable") to test that nothing is
 /// acknowledged early.
 #[derive(Debug)]
 pub struct FailingJournal {
@@ -23,12 +24,26 @@ pub struct FailSwitch {
     fail: AtomicBool,
     fail_after_draws: AtomicU64,
     hold: AtomicBool,
+    /// What the journal fails with; `Injected` when `None`.
+    error: Mutex<Option<JournalError>>,
 }
 
 impl FailSwitch {
     /// Makes every later journal call fail.
     pub fn fail_now(&self) {
         self.fail.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes every later journal call fail with `e`, as if doing `context` had failed: the
+    /// engine's callers then see its kind (e.g. ENOSPC as `StorageFull`).
+    pub fn fail_with(&self, context: &str, e: io::Error) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(JournalError::io(context, e));
+        self.fail_now();
+    }
+
+    fn error(&self) -> JournalError {
+        let error = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        error.clone().unwrap_or(JournalError::Injected)
     }
 
     /// Fails once this many draws have been appended (0 = never).
@@ -60,7 +75,7 @@ impl FailingJournal {
     fn check(&self) -> Result<(), JournalError> {
         let limit = self.control.fail_after_draws.load(Ordering::SeqCst);
         if self.control.fail.load(Ordering::SeqCst) || (limit > 0 && self.inner.draws() >= limit) {
-            return Err(JournalError::Injected);
+            return Err(self.control.error());
         }
         Ok(())
     }

@@ -70,14 +70,14 @@ impl Flusher {
                 }
                 Job::Close(c) => {
                     if let Err((context, e)) = self.close(c.last_group, &c.closed, &c.snapshot) {
-                        self.state.fail(&context, &e);
+                        self.state.fail(&context, e);
                     }
                     return;
                 }
                 Job::Stop => return,
             };
             if let Err((context, e)) = result {
-                self.state.fail(&context, &e);
+                self.state.fail(&context, e);
                 return;
             }
         }
@@ -181,7 +181,7 @@ impl Flusher {
         // and the spare segment prepared ahead is not needed any more.
         self.preparer.stop();
         if let Some(reason) = self.state.error() {
-            return Err((reason, io::Error::other("closing a retired segment failed")));
+            return Err((reason.to_string(), io::Error::other("closing a retired segment failed")));
         }
         segment::close(&*self.current, self.synced, closed)
             .map_err(|e| (format!("closing {name}"), e))?;

@@ -111,7 +111,7 @@ impl fmt::Debug for WalJournal {
 }
 
 fn io_error(context: String) -> impl FnOnce(std::io::Error) -> JournalError {
-    move |source| JournalError::Io { context, source }
+    move |source| JournalError::io(context, source)
 }
 
 /// Writes a new segment's header and snapshot marker into `map` and returns what the
@@ -290,15 +290,21 @@ impl WalJournal {
         if self.failed {
             return Err(JournalError::PreviousIo);
         }
-        if let Some(reason) = self.state.error() {
+        if let Some(error) = self.state.error() {
             self.failed = true;
-            return Err(JournalError::Other(reason));
+            return Err(error);
         }
         // A flusher that ended without reporting a failure panicked (a bug): nothing would
         // ever become durable, so stop instead of waiting for it.
         if self.flusher.as_ref().is_some_and(JoinHandle::is_finished) {
             self.failed = true;
-            return Err(JournalError::Other("the flusher thread ended unexpectedly".into()));
+            // It may have failed between the look at `error()` above and now: joined, all it
+            // did happens-before the second look, and its own error wins.
+            if let Some(handle) = self.flusher.take() {
+                let _ = handle.join();
+            }
+            let exited = JournalError::HelperExited { thread: "flusher" };
+            return Err(self.state.error().unwrap_or(exited));
         }
         Ok(())
     }
@@ -350,10 +356,9 @@ impl WalJournal {
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(JournalError::NoSpace {
                 context: format!("creating {}", self.storage.describe(&name)),
             }),
-            Err(e) => Err(JournalError::Io {
-                context: format!("creating {}", self.storage.describe(&name)),
-                source: e,
-            }),
+            Err(e) => {
+                Err(JournalError::io(format!("creating {}", self.storage.describe(&name)), e))
+            }
         }
     }
 
@@ -393,10 +398,7 @@ impl Journal for WalJournal {
         }
         let usable = self.usable();
         if needed > usable {
-            return Err(JournalError::Other(format!(
-                "a group of {needed} bytes cannot fit in a {} byte segment: raise the segment size",
-                self.segment_size
-            )));
+            return Err(JournalError::GroupTooLarge { needed, segment_size: self.segment_size });
         }
         self.rotate(pool)
     }

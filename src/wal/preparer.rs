@@ -173,7 +173,7 @@ impl Preparer {
     fn close_retired(&self) -> bool {
         while let Some(c) = self.signals.closes.pop() {
             if let Err(e) = segment::close(&*c.map, c.synced, &c.header) {
-                self.state.fail(&format!("closing {}", segment_name(c.header.sequence)), &e);
+                self.state.fail(&format!("closing {}", segment_name(c.header.sequence)), e);
                 return false;
             }
             // The map drops here, before a spare is made: a staged segment's buffer goes

@@ -14,6 +14,7 @@ use crossbeam_utils::CachePadded;
 
 use super::header::SegmentHeader;
 use super::segment::Install;
+use crate::journal::JournalError;
 use crate::storage::SegmentMap;
 use crate::sync::Doorbell;
 
@@ -59,7 +60,8 @@ pub(crate) struct FlushState {
     /// Set (Release) after `error` is written, by the flusher or the preparer; the flusher
     /// stops at its next job or idle pass.
     pub(crate) failed: AtomicBool,
-    pub(crate) error: Mutex<Option<String>>,
+    /// The first failure, with its I/O error (kind and OS code) and what was being done.
+    pub(crate) error: Mutex<Option<JournalError>>,
     /// The flusher sleeps on it; the core rings it after pushing a job.
     pub(super) bell: Doorbell,
     /// Next segment files, created and pre-faulted ahead of time (at most one waits).
@@ -94,21 +96,21 @@ impl FlushState {
         Ok(())
     }
 
-    pub(crate) fn error(&self) -> Option<String> {
+    /// The first failure, once one was recorded (a clone: the I/O error is shared).
+    pub(crate) fn error(&self) -> Option<JournalError> {
         // Acquire: pairs with the Release store in `fail`.
         if self.failed.load(Ordering::Acquire) {
-            return Some(
-                self.error.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(),
-            );
+            return self.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
         }
         None
     }
 
-    /// Records the first failure (later ones, often its consequences, are dropped).
-    pub(crate) fn fail(&self, context: &str, e: &io::Error) {
+    /// Records the first failure (later ones, often its consequences, are dropped), keeping
+    /// the error itself: the caller sees its kind, not a sentence.
+    pub(crate) fn fail(&self, context: &str, e: io::Error) {
         let mut error = self.error.lock().unwrap_or_else(|p| p.into_inner());
         if error.is_none() {
-            *error = Some(format!("{context}: {e}"));
+            *error = Some(JournalError::io(context, e));
         }
         drop(error);
         // Release: publishes `error` to the core's Acquire in `error()`.

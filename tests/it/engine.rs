@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rewardpool::engine::{available_cores, CorePin};
 use rewardpool::journal::testing::{FailSwitch, FailingJournal};
+use rewardpool::journal::FailureKind;
 use rewardpool::pool::PoolError;
 use rewardpool::{
     Client, DrawError, Engine, EngineConfig, EngineError, ItemIndex, ItemSpec, MemoryJournal,
@@ -312,7 +313,8 @@ fn shutdown_completes_tickets_in_flight() {
 fn assert_failed(engine: Engine, seen: Vec<Seen>, acked_max: u64) {
     let mut ids = HashSet::new();
     for (k, s) in seen.iter().enumerate() {
-        assert!(s.errors.iter().all(|e| *e == DrawError::Failed), "client {k}: {:?}", s.errors);
+        let injected = DrawError::Failed(FailureKind::Other);
+        assert!(s.errors.iter().all(|e| *e == injected), "client {k}: {:?}", s.errors);
         assert!(!s.errors.is_empty(), "client {k} never saw the failure");
         s.assert_ids_increase(&format!("client {k}"));
         for o in &s.outcomes {
@@ -321,11 +323,12 @@ fn assert_failed(engine: Engine, seen: Vec<Seen>, acked_max: u64) {
         }
     }
     let reason = engine.failure().expect("failure recorded");
-    assert!(reason.contains("injected"), "{reason}");
+    assert!(matches!(reason, rewardpool::JournalError::Injected), "{reason}");
+    assert!(reason.to_string().contains("injected"), "{reason}");
     assert!(matches!(engine.state(), Err(EngineError::Failed(_))));
     assert!(matches!(engine.client(), Err(EngineError::Failed(_))));
     match engine.shutdown() {
-        Err(EngineError::Failed(r)) => assert!(r.contains("injected"), "{r}"),
+        Err(EngineError::Failed(r)) => assert!(r.to_string().contains("injected"), "{r}"),
         other => panic!("shutdown after failure: {other:?}"),
     }
 }
@@ -426,10 +429,10 @@ fn held_journal_then_failure_fails_every_held_ticket() {
         let tickets = submit_and_check_held(&engine, &mut client, 10);
         switch.fail_now();
         for t in tickets {
-            assert_eq!(client.wait(t), Err(DrawError::Failed));
+            assert_eq!(client.wait(t), Err(DrawError::Failed(FailureKind::Other)));
         }
-        assert_eq!(client.draw(), Err(DrawError::Failed));
-        assert!(engine.failure().unwrap().contains("injected"));
+        assert_eq!(client.draw(), Err(DrawError::Failed(FailureKind::Other)));
+        assert!(engine.failure().unwrap().to_string().contains("injected"));
         assert!(matches!(engine.shutdown(), Err(EngineError::Failed(_))));
     });
 }

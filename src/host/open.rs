@@ -1,5 +1,6 @@
-//! Opening a data directory: recover (or start fresh from the catalog), then run an engine
-//! whose journal matches the durability mode. This is what the command line and services use.
+//! Opening one pool's data directory: recover (or start fresh from the catalog), open the
+//! journal that matches the durability mode, then start an engine on it. The host calls this
+//! once per pool; the command line and the tests call it directly (also as `store::*`).
 
 use std::fmt;
 use std::path::PathBuf;
