@@ -37,7 +37,7 @@ use serde::Deserialize;
 
 use crate::engine::EngineConfig;
 use crate::pool::{ItemSpec, Quantity};
-use crate::store::{Durability, WalOptions};
+use crate::wal::{Durability, WalOptions};
 
 /// Smallest segment: the header, a snapshot marker and some frames must fit.
 pub const MAX_FILE_SIZE_KB_MIN: u64 = 16;

@@ -117,7 +117,7 @@ pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, 
 /// A damaged log ([`OpenError::is_damage`]), a data directory another process has open, an
 /// invalid catalog, or an engine that cannot start.
 pub fn open(config: &Config) -> Result<Engine, OpenError> {
-    open_engine(&config.catalog(), &config.wal_options(), config.engine_config(), None)
+    host::open_config(config)
 }
 
 /// The lock-free types that `tests/loom_slots.rs` models, opened to it under `--cfg loom`

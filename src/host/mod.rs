@@ -28,12 +28,12 @@ pub struct Host {
 
 impl Host {
     /// Opens the pool `config` describes (named [`DEFAULT_POOL`]): recovers its data
-    /// directory (or starts from the catalog) and starts its engine, as [`crate::open`].
+    /// directory (or starts from the catalog) and starts its engine, as [`open_config`].
     ///
     /// # Errors
     /// As [`open_engine`].
     pub fn open(config: &Config) -> Result<Host, OpenError> {
-        let engine = crate::open(config)?;
+        let engine = open_config(config)?;
         Ok(Host { pools: vec![(DEFAULT_POOL.to_owned(), engine)] })
     }
 
@@ -54,4 +54,14 @@ impl Host {
     pub fn shutdown(self) -> Vec<(String, Result<PoolState, EngineError>)> {
         self.pools.into_iter().map(|(name, engine)| (name, engine.shutdown())).collect()
     }
+}
+
+/// Recovers `config`'s data directory and starts an engine on it, with the durability,
+/// segment size, ring capacity and group bounds of `config`, seeded by the operating system
+/// (what [`crate::open`] does).
+///
+/// # Errors
+/// As [`open_engine`].
+pub fn open_config(config: &Config) -> Result<Engine, OpenError> {
+    open_engine(&config.catalog(), &config.wal_options(), config.engine_config(), None)
 }

@@ -3,7 +3,6 @@
 //! once per pool; the command line and the tests call it directly (also as `store::*`).
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::engine::{Engine, EngineConfig, EngineError};
@@ -17,31 +16,7 @@ use crate::wal::{WalJournal, WalResume, WalStart};
 
 /// The durability modes belong to the log (`wal::durability` holds their table); the
 /// command line, the configuration and the tests name them from here too.
-pub use crate::wal::Durability;
-
-/// Where and how the log is kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WalOptions {
-    /// The data directory (`working_dir`).
-    pub dir: PathBuf,
-    /// When outcomes are acknowledged.
-    pub durability: Durability,
-    /// Size of each segment file (`wal.max_file_size_kb` × 1024).
-    pub segment_size_bytes: u64,
-    /// Segments (and their snapshots) kept; older ones are deleted.
-    pub retention_segments: usize,
-}
-
-impl Default for WalOptions {
-    fn default() -> WalOptions {
-        WalOptions {
-            dir: PathBuf::from("data"),
-            durability: Durability::Sync,
-            segment_size_bytes: 64 << 20,
-            retention_segments: 4,
-        }
-    }
-}
+pub use crate::wal::{Durability, WalOptions};
 
 /// Why a data directory could not be opened.
 #[derive(Debug)]

@@ -7,8 +7,11 @@
 //! | `memory` | no log | at once | none |
 //! | `buffered` | mapped (a shared mapping of the file) | once in the page cache: when committed on a map that writes through; after the flusher wrote it on a staged one | write (staged segments) |
 //! | `sync` | staged (a private buffer; the flusher writes and syncs ranges) | after the flusher synced it | write and sync |
+//!
+//! [`WalOptions`]: where and how a pool's log is kept (the configuration's `wal` section).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::storage::SegmentWrites;
@@ -115,5 +118,29 @@ mod tests {
             assert_eq!(d.to_string().parse::<Durability>(), Ok(d));
         }
         assert!("fsync".parse::<Durability>().is_err());
+    }
+}
+
+/// Where and how the log is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// The data directory (`working_dir`).
+    pub dir: PathBuf,
+    /// When outcomes are acknowledged.
+    pub durability: Durability,
+    /// Size of each segment file (`wal.max_file_size_kb` × 1024).
+    pub segment_size_bytes: u64,
+    /// Segments (and their snapshots) kept; older ones are deleted.
+    pub retention_segments: usize,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            dir: PathBuf::from("data"),
+            durability: Durability::Sync,
+            segment_size_bytes: 64 << 20,
+            retention_segments: 4,
+        }
     }
 }

@@ -24,5 +24,5 @@ mod preparer;
 pub(crate) mod segment;
 mod state;
 
-pub use durability::{Durability, LogPlan};
+pub use durability::{Durability, LogPlan, WalOptions};
 pub use journal::{WalJournal, WalResume, WalStart};
