@@ -11,7 +11,7 @@ use super::args::{DrawArgs, GlobalArgs, StateArgs, UpdateArgs};
 use super::output::Out;
 use super::{catalog, load_config, require_data_dir, CmdResult, Failure};
 use rewardpool::config::Config;
-use rewardpool::engine::{DrawError, Engine, EngineError, Outcome, PullTicket, Ticket};
+use rewardpool::engine::{DrawError, Engine, EngineError, Outcome, PullTicket};
 use rewardpool::pool::{ItemIndex, PoolState, Quantity};
 use rewardpool::store::{self, Durability, OpenError};
 
@@ -100,10 +100,8 @@ pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
             return Err(f);
         }
     }
-    let result = match args.pull {
-        Some(pull) => pull_loop(&engine, args, pull),
-        None => draw_loop(&engine, args),
-    };
+    // Single draws are pulls of one: the same frames, one group member each.
+    let result = pull_loop(&engine, args, args.pull.unwrap_or(1));
     let shutdown = engine.shutdown();
     result?;
     shutdown
@@ -111,67 +109,11 @@ pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context("clean shutdown failed")))
 }
 
-/// Keeps up to a ring's worth of draws in flight and prints outcomes in ticket order: wait for
-/// the oldest (so each pass ends with at least one committed group), then take everything
-/// else that completed, write it from one reused buffer, and flush.
-fn draw_loop(engine: &Engine, args: &DrawArgs) -> CmdResult {
-    let mut names = Names::load(engine)?;
-    let mut client = engine
-        .client()
-        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot register a client")))?;
-    let window = client.capacity();
-    let mut tickets: VecDeque<Ticket> = VecDeque::with_capacity(window);
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut out = Out::new();
-    let (mut sent, mut done) = (0_u64, 0_u64);
-
-    while done < args.count {
-        while sent < args.count && tickets.len() < window {
-            match client.try_draw() {
-                Ok(ticket) => {
-                    tickets.push_back(ticket);
-                    sent += 1;
-                }
-                Err(DrawError::Full) => break,
-                Err(e) => return Err(draw_failed(engine, e, done)),
-            }
-        }
-        let Some(oldest) = tickets.pop_front() else {
-            break;
-        };
-        let first = client.wait(oldest).map_err(|e| draw_failed(engine, e, done))?;
-        emit(&mut buf, &mut names, engine, first, args.json)?;
-        done += 1;
-
-        let mut failure: Option<Failure> = None;
-        client.drain(|_, result| {
-            let _ = tickets.pop_front();
-            if failure.is_some() {
-                return;
-            }
-            match result {
-                Ok(outcome) => match emit(&mut buf, &mut names, engine, outcome, args.json) {
-                    Ok(()) => done += 1,
-                    Err(f) => failure = Some(f),
-                },
-                Err(e) => failure = Some(draw_failed(engine, e, done)),
-            }
-        });
-        // What was acknowledged is printed even when a later draw failed.
-        out.write(&buf)?;
-        out.flush()?;
-        buf.clear();
-        if let Some(f) = failure {
-            return Err(f);
-        }
-    }
-    Ok(())
-}
-
-/// `draw_loop` for pulls: up to a ring's worth of pulls in flight (fewer when the client's
-/// pull area holds fewer), one line per draw in request-id order. Waits for the oldest pull,
-/// then takes everything else that completed (`drain` delivers a pull's draws one by one
-/// under its ticket id).
+/// Keeps up to a ring's worth of pulls in flight (fewer when the client's pull area holds
+/// fewer) and prints one line per draw in request-id order: waits for the oldest pull (so
+/// each pass ends with at least one committed group), then takes everything else that
+/// completed (`drain` delivers a pull's draws one by one under its ticket id), writes it from
+/// one reused buffer, and flushes.
 fn pull_loop(engine: &Engine, args: &DrawArgs, pull: u32) -> CmdResult {
     let mut names = Names::load(engine)?;
     let mut client = engine
