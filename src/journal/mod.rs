@@ -244,6 +244,18 @@ pub trait Journal: Send + 'static {
     /// When the journal has failed.
     fn append_draw(&mut self, draw: Draw) -> Result<(), JournalError>;
 
+    /// Records that the next `count` draws appended to the open group answer one request
+    /// carrying the idempotency key `key` (never 0), so that recovery and replicas can rebuild
+    /// the key's original outcome. Called right before those draws, inside the same group.
+    /// Journals that keep no log ignore it.
+    ///
+    /// # Errors
+    /// When the journal has failed.
+    fn append_key(&mut self, key: u128, count: u32) -> Result<(), JournalError> {
+        let _ = (key, count);
+        Ok(())
+    }
+
     /// Appends an update (or addition) of an item to the open group: its full state after.
     ///
     /// # Errors
