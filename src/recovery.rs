@@ -316,7 +316,7 @@ fn walk_segment(
     // chunks through one buffer (ChunkedFrames), never as one whole-file buffer.
     let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
     let end = if closed { header.end_offset as usize } else { file_len }.min(file_len);
-    let mut frames = ChunkedFrames::new(storage, name, SEGMENT_HEADER_SIZE, end);
+    let mut frames = ChunkedFrames::new(storage, name, SEGMENT_HEADER_SIZE, end, header.version);
     let mut marker = None;
     let mut last_rid = 0_u64;
     let mut committed_end = SEGMENT_HEADER_SIZE;
@@ -383,7 +383,11 @@ fn walk_segment(
                     ));
                 }
             }
-            (Record::Update { .. }, Some(_)) => {}
+            // A key goes with its group, before its draws (the walker yields it there).
+            (Record::Update { .. } | Record::Key { .. }, Some(_)) => {}
+            (Record::Batch(_), Some(_)) => {
+                return Err(damaged(file, offset, "a batch frame the walker did not expand"))
+            }
         }
         if !matches!(info.record, Record::Commit { .. }) {
             group.push(Pending::from(info));
@@ -452,7 +456,8 @@ fn walk_segment(
     }
     if closed && tail {
         let bytes = storage.read(name).map_err(io)?;
-        for (offset, record) in FrameIter::new(&bytes, end, bytes.len()).map_while(Result::ok) {
+        let frames = FrameIter::new(&bytes, end, bytes.len()).version(header.version);
+        for (offset, record) in frames.map_while(Result::ok) {
             each(&FrameInfo { segment: sequence, offset: offset as u64, record, torn: true })?;
         }
     }
@@ -806,7 +811,12 @@ pub fn replay_segment(
                 p.replay_update(ItemIndex(*index), &state)
                     .map_err(|e| damaged(&file, at, e.to_string()))?;
             }
-            Record::Commit { .. } => {}
+            // The key table is rebuilt by the keys work (idempotency): replay itself only
+            // needs the draws, which follow as records of their own.
+            Record::Commit { .. } | Record::Key { .. } => {}
+            Record::Batch(_) => {
+                return Err(damaged(&file, at, "a batch frame the walker did not expand"))
+            }
         }
         replayed += 1;
         Ok(())

@@ -138,7 +138,9 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                         .map_err(|e| damage(&file, info.offset, &e.to_string()))?;
                     tally.sync_item(p, *index as usize);
                 }
-                Record::Commit { .. } => {}
+                // Keys say which draws answer one keyed request; the draws follow as
+                // records of their own. The walker never yields a whole batch.
+                Record::Commit { .. } | Record::Key { .. } | Record::Batch(_) => {}
             }
             Ok(())
         })?;

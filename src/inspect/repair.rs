@@ -22,8 +22,8 @@
 //! every id seen anywhere in the directory (segments, copies of earlier repairs, snapshot
 //! files) and, when some bytes could not be read (a bad frame before non-zero bytes, a lost
 //! or truncated part, a missing successor), one whole segment's capacity above that
-//! (a segment holds at most `segment_size / 32` draws, so no id in one unreadable segment
-//! can reach the floor). What this cannot bound: several deleted segments whose snapshots
+//! (a segment holds at most `segment_size` draws: a batch frame packs an item into one
+//! byte, so no id in one unreadable segment can reach the floor). What this cannot bound: several deleted segments whose snapshots
 //! are gone too; nothing left on disk records how far their ids went.
 
 use super::{verify_layout, verify_with};
@@ -38,7 +38,7 @@ use crate::recovery::{
 };
 use crate::snapshot::format::{self as snapshot_format, SnapshotState};
 use crate::storage::Storage;
-use crate::wal::frame::{Record, DRAW_FRAME_SIZE};
+use crate::wal::frame::Record;
 use crate::wal::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
 use crate::wal::reader::FrameIter;
 use crate::wal::segment::close_file;
@@ -395,7 +395,8 @@ fn floor(
     segment_size: u64,
 ) -> Result<u64, RecoveryError> {
     let seen = seen_request_ids(storage)?.max(kept_last);
-    let gap = if plan.unreadable { segment_size / DRAW_FRAME_SIZE as u64 } else { 0 };
+    // At most one draw per unreadable byte (a batch frame packs an item into one byte).
+    let gap = if plan.unreadable { segment_size } else { 0 };
     Ok(seen.saturating_add(1).saturating_add(gap))
 }
 
@@ -593,6 +594,7 @@ fn adopted_segment(
     )
     .map_err(|e| invalid(e.to_string()))?;
     let header = SegmentHeader {
+        version: crate::wal::header::WAL_FORMAT_VERSION,
         status: SegmentStatus::Open,
         sequence: state.sequence,
         first_request_id: state.last_request_id + 1,

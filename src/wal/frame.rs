@@ -1,15 +1,16 @@
-//! Log frames: one record each, an rkyv payload, a CRC-32C per frame.
+//! Log frames: one record each (a batch frame: a group's draws), a CRC-32C per frame.
 //!
-//! # Byte layout (format version 1)
+//! # Byte layout
 //!
 //! ```text
 //!  offset size field
 //!  0      4    crc32c, u32 LE, over bytes 4..frame_len (header rest + payload + zero padding)
 //!  4      4    payload_len, u32 LE: rkyv bytes before padding, at most FRAME_LEN_MAX
-//!  8      1    kind: 1 draw, 2 update, 3 snapshot marker, 4 commit
-//!  9      1    flags: 0 in version 1 (any set bit is refused, see "Evolution")
+//!  8      1    kind: 1 draw, 2 update, 3 snapshot marker, 4 commit, 5 batch
+//!  9      1    flags: 0 (any set bit is refused, see "Versions")
 //!  10     6    reserved, zero
-//!  16     ..   payload: an rkyv archived root, zero-padded to a multiple of 16
+//!  16     ..   payload: an rkyv archived root (kind 5: hand-packed fields, see
+//!              super::batch), zero-padded to a multiple of 16
 //!  frame_len = 16 + round_up(payload_len, 16)
 //! ```
 //!
@@ -35,6 +36,9 @@
 //!                   56-byte root + name bytes, name at most FILE_NAME_LEN_MAX bytes
 //!  kind 4 commit    CommitRecord { last_request_id u64, group u64 }
 //!                   16 bytes, frame 32 bytes (COMMIT_FRAME_SIZE)
+//!  kind 5 batch     a group's draws: first request id, count, time, item width, keys, then
+//!                   the item indices packed at 1, 2 or 4 bytes (layout in super::batch);
+//!                   24 + 24 * keys + width * count bytes
 //! ```
 //!
 //! # Checks on the way in, and what a mismatch means
@@ -58,19 +62,27 @@
 //! single-bit errors for certain); the segment file is zero-filled when created, so an
 //! untouched region reads as "end of data".
 //!
-//! # Evolution: a later idempotency key for draws
+//! # Versions
 //!
-//! Version 1 refuses any frame whose header `flags` byte is not zero ([`FrameError::UnsupportedFlags`],
-//! reported only after the CRC matched, so it means "written by a newer version", not damage)
-//! and any draw whose payload `flags` field is not zero. The plan for an optional 128-bit
-//! idempotency key is: header flag bit 0 (`0x01`, "keyed draw") on a kind-1 frame selects a
-//! different payload type, `KeyedDrawRecord { request_id u64, item u32, flags u32, key [u8; 16] }`
-//! (32 bytes, frame 48 bytes). Unkeyed draws keep the 32-byte version-1 frame unchanged, so
-//! old logs stay readable by new code with no migration. New code that writes keyed frames
-//! also writes segment format version 2 in the segment header, so an old binary refuses the
-//! segment up front with "unsupported version" rather than stopping at the first keyed frame.
-//! The header flag (not a field inside the payload) carries the choice so a reader knows the
-//! payload's type and size before it hands the bytes to rkyv.
+//! The segment header's format version (see [`super::header`]) says which kinds a segment
+//! may hold:
+//!
+//! ```text
+//!  segment version  frames                        written by
+//!  1, 2             kinds 1-4 (one 32-byte kind-1 frame per draw)   releases before batches
+//!  3                kinds 1-5 (a group's draws in one kind-5 batch frame)   this release
+//! ```
+//!
+//! This release writes only version-3 segments and never writes a kind-1 frame; it reads
+//! versions 1 and 2 as they are (a restart that resumes appending to such a segment rewrites
+//! its header as version 3 first, so the kind-1 frames already in it stay valid). A kind-5
+//! frame inside a version-1 or version-2 segment is refused
+//! ([`FrameError::KindNotInVersion`]): the walkers in [`super::reader`] take the segment's
+//! version. An older binary refuses a version-3 segment up front ("unsupported segment
+//! format version") instead of stopping at the first batch frame. Any non-zero `flags` byte
+//! is refused ([`FrameError::UnsupportedFlags`], reported only after the CRC matched, so it
+//! means "written by a newer version", not damage): a later format that needs a per-frame
+//! choice sets a flag bit and raises the segment version.
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
 
@@ -80,6 +92,8 @@ use rkyv::rancor::{self, Source, Strategy};
 use rkyv::ser::writer::Buffer;
 use rkyv::ser::Serializer;
 use rkyv::{Archive, Deserialize, Serialize};
+
+use super::batch::{self, Batch};
 
 /// Frames start at offsets that are multiples of this, and their lengths are multiples of it.
 pub const FRAME_ALIGN: usize = 16;
@@ -207,6 +221,23 @@ pub enum Record {
         /// The group's number.
         group: u64,
     },
+    /// A group's draws in one frame (kind 5), as [`decode`] returns it. The walkers in
+    /// [`super::reader`] never yield it: they expand it into a [`Record::Key`] before each
+    /// keyed request and one [`Record::Draw`] per draw.
+    Batch(Batch),
+    /// The next `count` draws (request ids `first_request_id..`) answer one request that
+    /// carried the idempotency key `key`; yielded by the walkers right before those draws,
+    /// with their batch frame's offset.
+    Key {
+        /// The idempotency key (never 0).
+        key: u128,
+        /// The request id of the request's first draw.
+        first_request_id: u64,
+        /// The request's draws.
+        count: u32,
+        /// Wall-clock seconds when the batch holding the request was written.
+        unix_s: u32,
+    },
 }
 
 impl Record {
@@ -218,6 +249,7 @@ impl Record {
             Record::Update { .. } => FrameKind::Update,
             Record::Snapshot { .. } => FrameKind::Snapshot,
             Record::Commit { .. } => FrameKind::Commit,
+            Record::Batch(_) | Record::Key { .. } => FrameKind::Batch,
         }
     }
 
@@ -249,11 +281,20 @@ impl Record {
             Record::Snapshot { sequence, file_name, sha256, last_request_id } => {
                 encode_snapshot(buf, *sequence, file_name, sha256, *last_request_id)
             }
+            Record::Batch(b) => {
+                let items: Vec<u32> = b.items.iter().map(|i| i.unwrap_or(EMPTY_ITEM)).collect();
+                encode_batch(buf, b.first_request_id, b.unix_s, b.width, &b.keys, &items)
+            }
+            Record::Key { .. } => Err(FrameError::Batch {
+                field: "record",
+                value: 0,
+                expected: "a whole batch (a key is part of a batch frame)",
+            }),
         }
     }
 }
 
-/// The frame kinds of version 1 (byte 8 of the frame header).
+/// The frame kinds (byte 8 of the frame header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
@@ -265,10 +306,12 @@ pub enum FrameKind {
     Snapshot = 3,
     /// A group commit.
     Commit = 4,
+    /// A group's draws (segment format version 3).
+    Batch = 5,
 }
 
 impl FrameKind {
-    /// The kind for a header byte, `None` if version 1 does not know it.
+    /// The kind for a header byte, `None` for an unknown one.
     #[must_use]
     pub fn from_u8(byte: u8) -> Option<FrameKind> {
         match byte {
@@ -276,6 +319,7 @@ impl FrameKind {
             2 => Some(FrameKind::Update),
             3 => Some(FrameKind::Snapshot),
             4 => Some(FrameKind::Commit),
+            5 => Some(FrameKind::Batch),
             _ => None,
         }
     }
@@ -288,6 +332,7 @@ impl fmt::Display for FrameKind {
             FrameKind::Update => "update",
             FrameKind::Snapshot => "snapshot marker",
             FrameKind::Commit => "commit",
+            FrameKind::Batch => "batch",
         })
     }
 }
@@ -377,6 +422,23 @@ pub enum FrameError {
         /// Its length in bytes.
         len: usize,
     },
+    /// A batch frame field (see [`super::batch`]) has a value the format does not allow.
+    Batch {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// A frame kind the segment's format version does not allow (a batch frame in a segment
+    /// of version 1 or 2).
+    KindNotInVersion {
+        /// The frame's kind.
+        kind: FrameKind,
+        /// The segment's format version.
+        version: u32,
+    },
     /// The output buffer is too small for the frame (encoders only).
     BufferTooSmall {
         /// Bytes the frame needs.
@@ -415,8 +477,8 @@ impl fmt::Display for FrameError {
             ),
             FrameError::UnknownKind { kind } => write!(
                 f,
-                "unknown frame kind {kind} (expected 1 draw, 2 update, 3 snapshot marker or 4 \
-                 commit)"
+                "unknown frame kind {kind} (expected 1 draw, 2 update, 3 snapshot marker, 4 \
+                 commit or 5 batch)"
             ),
             FrameError::PaddingNotZero { offset } => {
                 write!(f, "padding byte {offset} of the frame is not zero")
@@ -436,6 +498,14 @@ impl fmt::Display for FrameError {
             FrameError::FileNameTooLong { len } => write!(
                 f,
                 "snapshot file name is {len} bytes long: at most {FILE_NAME_LEN_MAX} are allowed"
+            ),
+            FrameError::Batch { field, value, expected } => {
+                write!(f, "batch frame field {field} is {value}, expected {expected}")
+            }
+            FrameError::KindNotInVersion { kind, version } => write!(
+                f,
+                "{kind} frame in a segment of format version {version} (such frames need \
+                 version 3)"
             ),
             FrameError::BufferTooSmall { needed, available } => {
                 write!(f, "buffer too small for the frame: needs {needed} bytes, has {available}")
@@ -480,6 +550,56 @@ pub const fn snapshot_frame_len(file_name_len: usize) -> usize {
         None => usize::MAX,
     };
     frame_len(name.saturating_add(SNAPSHOT_ROOT_LEN))
+}
+
+/// The length of a batch frame of `count` draws and `keys_len` keys at `width` bytes per
+/// item (saturates).
+#[must_use]
+pub const fn batch_frame_len(count: usize, keys_len: usize, width: u8) -> usize {
+    frame_len(batch::payload_len(count, keys_len, width))
+}
+
+/// Encodes a batch frame (kind 5) into the start of `buf`: draws with request ids
+/// `first_request_id..` and item indices `items` (`EMPTY_ITEM` = empty draw) packed at
+/// `width` bytes, the keyed requests `keys`, the time `unix_s`. Returns its length,
+/// [`batch_frame_len`]`(items.len(), keys.len(), width)`.
+///
+/// Called once per group on the core thread: no allocation; the CRC is one pass over the
+/// frame.
+///
+/// # Errors
+/// [`FrameError::Batch`] for what [`super::batch::encode_payload`] refuses (bad width, no
+/// draws, bad keys, an item that does not fit the width), [`FrameError::PayloadTooLong`]
+/// over [`FRAME_LEN_MAX`], [`FrameError::BufferTooSmall`] if the frame does not fit in `buf`.
+pub fn encode_batch(
+    buf: &mut [u8],
+    first_request_id: u64,
+    unix_s: u32,
+    width: u8,
+    keys: &[batch::BatchKey],
+    items: &[u32],
+) -> Result<usize, FrameError> {
+    let payload_len = batch::payload_len(items.len(), keys.len(), width);
+    if payload_len > FRAME_LEN_MAX {
+        return Err(FrameError::PayloadTooLong {
+            payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+        });
+    }
+    let len = frame_len(payload_len);
+    let available = buf.len();
+    let frame = buf.get_mut(..len).ok_or(FrameError::BufferTooSmall { needed: len, available })?;
+    let (payload, padding) = frame
+        .get_mut(FRAME_HEADER_SIZE..)
+        .unwrap_or_default()
+        .split_at_mut(payload_len.min(len - FRAME_HEADER_SIZE));
+    batch::encode_payload(payload, first_request_id, unix_s, width, keys, items)?;
+    padding.fill(0);
+    // Cannot fail: at most FRAME_LEN_MAX, checked above.
+    let payload_len = u32::try_from(payload_len).unwrap_or(u32::MAX);
+    seal(frame, payload_len, FrameKind::Batch);
+    #[cfg(debug_assertions)]
+    debug_check_batch(frame, first_request_id, keys.len(), items.len());
+    Ok(len)
 }
 
 /// Encodes a draw frame into `buf[..DRAW_FRAME_SIZE]` and returns [`DRAW_FRAME_SIZE`].
@@ -730,6 +850,7 @@ fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Record, FrameError>
                 last_request_id: r.last_request_id.to_native(),
             })
         }
+        FrameKind::Batch => Ok(Record::Batch(batch::decode_payload(payload)?)),
     }
 }
 
@@ -835,6 +956,23 @@ where
     Ok(len)
 }
 
+/// Pair assertion for [`encode_batch`], without allocating (the core thread calls it): the
+/// CRC matches and the fixed fields decode to the same shape.
+#[cfg(debug_assertions)]
+fn debug_check_batch(frame: &[u8], first_request_id: u64, keys_len: usize, count: usize) {
+    let stored = frame.first_chunk::<4>().map(|c| u32::from_le_bytes(*c));
+    debug_assert_eq!(stored, Some(super::crc::crc32c(frame.get(4..).unwrap_or_default())));
+    let payload_len =
+        frame.get(4..8).map_or(0, |p| p.iter().rev().fold(0, |a, &b| a << 8 | usize::from(b)));
+    let payload = frame.get(FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + payload_len).unwrap_or_default();
+    let fixed = batch::decode_fixed(payload);
+    debug_assert!(
+        matches!(fixed, Ok((first, n, _, _, k)) if first == first_request_id
+            && n as usize == count && k == keys_len),
+        "batch frame does not decode to its shape: {fixed:?}"
+    );
+}
+
 /// Pair assertion for the hot-path encoders: the frame just written decodes to `expected`.
 #[cfg(debug_assertions)]
 fn debug_check_pair(frame: &[u8; 32], expected: &Record) {
@@ -852,6 +990,7 @@ fn debug_check_pair(frame: &[u8; 32], expected: &Record) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::batch::BatchKey;
     use proptest::prelude::*;
     use proptest::strategy::Strategy;
     use rkyv::util::AlignedVec;
@@ -948,7 +1087,60 @@ mod tests {
                 sha256: [0; 32],
                 last_request_id: 99,
             },
+            Record::Batch(Batch {
+                first_request_id: 1,
+                unix_s: 1_700_000_000,
+                width: 1,
+                keys: vec![],
+                items: vec![Some(0), None, Some(254)],
+            }),
+            Record::Batch(Batch {
+                first_request_id: 1000,
+                unix_s: 0,
+                width: 2,
+                keys: vec![
+                    BatchKey { key: 1, offset: 0, count: 1 },
+                    BatchKey { key: u128::MAX, offset: 2, count: 10 },
+                ],
+                items: (0..12).map(|i| (i != 3).then_some(i * 5000)).collect(),
+            }),
+            Record::Batch(Batch {
+                first_request_id: u64::MAX,
+                unix_s: u32::MAX,
+                width: 4,
+                keys: vec![BatchKey { key: 0xABCD << 100, offset: 0, count: 1 }],
+                items: vec![Some(u32::MAX - 1)],
+            }),
         ]
+    }
+
+    fn arb_batch() -> impl Strategy<Value = Batch> {
+        let width = prop_oneof![Just(1_u8), Just(2_u8), Just(4_u8)];
+        (width, 1_usize..60, any::<u64>(), any::<u32>()).prop_flat_map(
+            |(width, n, first, unix_s)| {
+                let top = match width {
+                    1 => 0xFE,
+                    2 => 0xFFFE,
+                    _ => u32::MAX - 1,
+                };
+                let first = first.min(u64::MAX - n as u64 + 1);
+                let items = prop::collection::vec(prop::option::of(0..=top), n);
+                let keys = prop::collection::vec((0_u32..3, 1_u32..5, 1_u128..), 0..8);
+                (items, keys).prop_map(move |(items, raw)| {
+                    let mut keys = Vec::new();
+                    let mut at = 0_u32;
+                    for (gap, count, key) in raw {
+                        let offset = at + gap;
+                        if (offset + count) as usize > n {
+                            break;
+                        }
+                        keys.push(BatchKey { key, offset, count });
+                        at = offset + count;
+                    }
+                    Batch { first_request_id: first, unix_s, width, keys, items }
+                })
+            },
+        )
     }
 
     fn arb_record() -> impl Strategy<Value = Record> {
@@ -974,6 +1166,7 @@ mod tests {
                     Record::Snapshot { sequence, file_name, sha256, last_request_id }
                 }
             ),
+            arb_batch().prop_map(Record::Batch),
         ]
     }
 
@@ -1161,8 +1354,8 @@ mod tests {
         assert_eq!(e, Err(FrameError::ReservedNotZero { offset: 15, value: 0x80 }));
         let e = decode(&edited_draw(|f| f[9] = 1));
         assert_eq!(e, Err(FrameError::UnsupportedFlags { flags: 1 }));
-        let e = decode(&edited_draw(|f| f[8] = 5));
-        assert_eq!(e, Err(FrameError::UnknownKind { kind: 5 }));
+        let e = decode(&edited_draw(|f| f[8] = 6));
+        assert_eq!(e, Err(FrameError::UnknownKind { kind: 6 }));
         let e = decode(&edited_draw(|f| f[8] = 0));
         assert_eq!(e, Err(FrameError::UnknownKind { kind: 0 }));
         // Draw flags inside the payload are reserved.
@@ -1198,6 +1391,95 @@ mod tests {
         let mut frame = encode(&samples()[0]);
         frame[0] ^= 1;
         assert!(matches!(decode(&frame), Err(FrameError::ChecksumMismatch { .. })));
+    }
+
+    /// A batch frame (`samples()[11]`: width 2, two keys, 12 draws) with payload bytes
+    /// edited and the CRC recomputed.
+    fn edited_batch(edit: impl FnOnce(&mut [u8])) -> Result<Option<(Record, usize)>, FrameError> {
+        let mut frame = encode(&samples()[11]);
+        edit(&mut frame[16..]);
+        reseal(&mut frame);
+        decode(&frame)
+    }
+
+    fn batch_field(r: Result<Option<(Record, usize)>, FrameError>) -> &'static str {
+        match r {
+            Err(FrameError::Batch { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_batch_error() {
+        assert!(matches!(edited_batch(|_| {}), Ok(Some((Record::Batch(_), _)))));
+        assert_eq!(batch_field(edited_batch(|p| p[16] = 3)), "width");
+        assert_eq!(batch_field(edited_batch(|p| p[16] = 0)), "width");
+        assert_eq!(batch_field(edited_batch(|p| p[17] = 1)), "reserved byte");
+        assert_eq!(batch_field(edited_batch(|p| p[23] = 1)), "reserved byte");
+        assert_eq!(batch_field(edited_batch(|p| p[8..12].fill(0))), "count");
+        // A first id whose last draw would overflow.
+        assert_eq!(batch_field(edited_batch(|p| p[..8].fill(0xFF))), "first_request_id");
+        // Keys: zero, zero count, past the batch, overlapping.
+        assert_eq!(batch_field(edited_batch(|p| p[24..40].fill(0))), "key");
+        assert_eq!(batch_field(edited_batch(|p| p[44..48].fill(0))), "key count");
+        assert_eq!(batch_field(edited_batch(|p| p[68] = 11)), "key offset + count");
+        assert_eq!(batch_field(edited_batch(|p| p[64] = 0)), "key offset");
+        // Count and keys_len that disagree with payload_len.
+        let e = edited_batch(|p| p[8] = 13);
+        assert_eq!(
+            e,
+            Err(FrameError::PayloadLength { kind: FrameKind::Batch, expected: 98, got: 96 })
+        );
+        let e = edited_batch(|p| p[18] = 1);
+        assert!(matches!(e, Err(FrameError::PayloadLength { kind: FrameKind::Batch, .. })));
+        // Too short for the fixed fields.
+        let mut frame = aligned(&[0; 32]);
+        frame[4] = 16;
+        frame[8] = FrameKind::Batch as u8;
+        frame[16] = 1;
+        reseal(&mut frame);
+        assert_eq!(
+            decode(&frame),
+            Err(FrameError::PayloadLength { kind: FrameKind::Batch, expected: 24, got: 16 })
+        );
+        // The messages say what is wrong.
+        let text = batch_field_text(edited_batch(|p| p[16] = 3));
+        assert!(text.contains("width is 3, expected 1, 2 or 4"), "{text}");
+    }
+
+    fn batch_field_text(r: Result<Option<(Record, usize)>, FrameError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn batch_encoder_refuses_bad_input() {
+        let mut buf = AlignedVec::<16>::new();
+        buf.resize(4096, 0);
+        let key = |key, offset, count| BatchKey { key, offset, count };
+        let bad = |keys: &[BatchKey], items: &[u32], width| {
+            let mut b = buf.clone();
+            matches!(encode_batch(&mut b, 1, 0, width, keys, items), Err(FrameError::Batch { .. }))
+        };
+        assert!(bad(&[], &[], 1), "no draws");
+        assert!(bad(&[], &[1], 3), "width 3");
+        assert!(bad(&[], &[255], 1), "255 at width 1");
+        assert!(bad(&[key(0, 0, 1)], &[1], 1), "key 0");
+        assert!(bad(&[key(1, 0, 2)], &[1], 1), "key past the batch");
+        assert!(bad(&[key(1, 0, 2), key(2, 1, 1)], &[1, 2], 1), "overlap");
+        assert!(bad(&[key(1, 0, 0)], &[1], 1), "zero count");
+        assert!(!bad(&[key(1, 0, 1), key(2, 1, 1)], &[1, EMPTY_ITEM], 1));
+        let len = batch_frame_len(3, 0, 2);
+        assert_eq!(
+            encode_batch(&mut buf[..len - 1], 1, 0, 2, &[], &[1, 2, 3]),
+            Err(FrameError::BufferTooSmall { needed: len, available: len - 1 })
+        );
+        assert_eq!(encode_batch(&mut buf[..len], 1, 0, 2, &[], &[1, 2, 3]), Ok(len));
+        assert!(matches!(
+            Record::Key { key: 1, first_request_id: 1, count: 1, unix_s: 0 }.encode(&mut buf),
+            Err(FrameError::Batch { .. })
+        ));
+        assert_eq!(batch_frame_len(100, 0, 1), 16 + 128);
+        assert_eq!(batch_frame_len(1000, 0, 1), 16 + 1024);
     }
 
     #[test]
@@ -1283,7 +1565,7 @@ mod tests {
         /// when the encoder would have written it (fuzz property of `frame_decode`).
         #[test]
         fn arbitrary_payloads_with_valid_crc_never_panic(
-            kind in 1_u8..=4,
+            kind in 1_u8..=5,
             payload in prop::collection::vec(any::<u8>(), 0..200),
         ) {
             let mut frame = aligned(&[0; 16]);

@@ -1,6 +1,6 @@
 //! The 256-byte segment header at the start of every `wal.NNNNNN` file, and segment names.
 //!
-//! # Byte layout (format version 2)
+//! # Byte layout (format version 3)
 //!
 //! Plain little-endian fields (not rkyv), so the header can be read before anything else is
 //! trusted:
@@ -8,7 +8,7 @@
 //! ```text
 //!  offset size field
 //!  0      8    magic b"RWPLWAL1"
-//!  8      4    format version, u32 LE (2)
+//!  8      4    format version, u32 LE (3; 1 and 2 are read, see "Versions")
 //!  12     4    status, u32 LE: 1 open, 2 closed
 //!  16     8    sequence, u64 LE: the N of the file name wal.NNNNNN
 //!  24     8    first_request_id, u64 LE: the first request id this segment may contain
@@ -43,6 +43,25 @@
 //!
 //! Frames (see [`super::frame`]) start at offset 256 ([`SEGMENT_HEADER_SIZE`]).
 //!
+//! # Versions
+//!
+//! ```text
+//!  version  header                                    frames in the segment
+//!  1        bytes 56..252 reserved (no close reason,  kinds 1-4: one 32-byte frame per draw
+//!           no request-id floor)
+//!  2        close_reason, next_request_id             kinds 1-4
+//!  3        as version 2                              kinds 1-5: a group's draws in one batch
+//!                                                     frame (super::batch)
+//! ```
+//!
+//! This build writes version 3 for every segment it creates, and rewrites a version-1 or
+//! version-2 header as version 3 before it appends to that segment again (a restart that
+//! resumes it), so batch frames only ever follow a version-3 header. Closing or re-marking
+//! an older segment it does not append to keeps its version (version 1 becomes 2: the close
+//! reason needs the version-2 fields). A build that predates version 3 refuses a version-3
+//! segment up front with "unsupported segment format version 3" rather than stopping at the
+//! first batch frame.
+//!
 //! # Checks and what a mismatch means
 //!
 //! [`SegmentHeader::decode`] checks, in order: length; all zero (a segment whose header was
@@ -72,10 +91,9 @@ pub const SEGMENT_HEADER_SIZE: usize = 256;
 /// The first 8 bytes of every segment.
 pub const WAL_MAGIC: [u8; 8] = *b"RWPLWAL1";
 
-/// The segment format version this build writes (2: close reason and request-id floor). It
-/// also reads version 1 headers (`CloseReason::Unrecorded`), and rewrites them as version 2
-/// when it closes, re-marks or reopens them.
-pub const WAL_FORMAT_VERSION: u32 = 2;
+/// The segment format version this build writes (3: segments may hold batch frames). It also
+/// reads versions 1 (`CloseReason::Unrecorded`) and 2; see "Versions" above.
+pub const WAL_FORMAT_VERSION: u32 = 3;
 
 /// Byte offset of the header CRC.
 const CRC_OFFSET: usize = 252;
@@ -188,6 +206,8 @@ impl fmt::Display for CloseReason {
 /// The decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// The format version (1, 2 or 3): from version 3 on the segment may hold batch frames.
+    pub version: u32,
     /// Open or closed.
     pub status: SegmentStatus,
     /// The segment's sequence number (the N of `wal.NNNNNN`).
@@ -310,6 +330,8 @@ impl SegmentHeader {
     #[must_use]
     pub fn closed(self, end_offset: u64, reason: CloseReason, next_request_id: u64) -> Self {
         SegmentHeader {
+            // Version 1 has no room for the close reason.
+            version: self.version.max(2),
             status: SegmentStatus::Closed,
             end_offset,
             close_reason: Some(reason),
@@ -318,10 +340,12 @@ impl SegmentHeader {
         }
     }
 
-    /// This header open again (appending resumes in the segment).
+    /// This header open again (appending resumes in the segment): the current version, since
+    /// batch frames will follow.
     #[must_use]
     pub fn reopened(self) -> Self {
         SegmentHeader {
+            version: WAL_FORMAT_VERSION,
             status: SegmentStatus::Open,
             end_offset: 0,
             close_reason: None,
@@ -333,10 +357,15 @@ impl SegmentHeader {
     /// The header's 256 bytes, CRC included.
     ///
     /// # Panics
-    /// If the header is inconsistent (see [`HeaderError::Inconsistent`]): writing one is a
-    /// programmer error.
+    /// If the header is inconsistent (see [`HeaderError::Inconsistent`]), or its version is
+    /// not 2 or 3 (version 1 is read only): writing one is a programmer error.
     #[must_use]
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
+        assert!(
+            self.version == 2 || self.version == WAL_FORMAT_VERSION,
+            "encoding a header of version {}",
+            self.version
+        );
         assert_eq!(self.check_consistent(), Ok(()), "encoding an inconsistent header");
         assert!(
             self.close_reason != Some(CloseReason::Unrecorded),
@@ -346,7 +375,7 @@ impl SegmentHeader {
         let reason = self.close_reason.map_or(0, CloseReason::to_u32).to_le_bytes();
         let fields: [(usize, &[u8]); 10] = [
             (0, &WAL_MAGIC),
-            (8, &WAL_FORMAT_VERSION.to_le_bytes()),
+            (8, &self.version.to_le_bytes()),
             (12, &self.status.to_u32().to_le_bytes()),
             (16, &self.sequence.to_le_bytes()),
             (24, &self.first_request_id.to_le_bytes()),
@@ -386,7 +415,7 @@ impl SegmentHeader {
             return Err(HeaderError::BadMagic { got: magic });
         }
         let version = u32::from_le_bytes(read(h, 8));
-        if version != WAL_FORMAT_VERSION && version != 1 {
+        if !(1..=WAL_FORMAT_VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion {
                 got: version,
                 supported: WAL_FORMAT_VERSION,
@@ -420,6 +449,7 @@ impl SegmentHeader {
             }
         };
         let header = SegmentHeader {
+            version,
             status,
             sequence: u64::from_le_bytes(read(h, 16)),
             first_request_id: u64::from_le_bytes(read(h, 24)),
@@ -505,6 +535,7 @@ mod tests {
 
     fn sample() -> SegmentHeader {
         SegmentHeader {
+            version: WAL_FORMAT_VERSION,
             status: SegmentStatus::Closed,
             sequence: 12,
             first_request_id: 1001,
@@ -528,7 +559,7 @@ mod tests {
     fn layout_is_as_documented() {
         let h = sample().encode();
         assert_eq!(&h[..8], b"RWPLWAL1");
-        assert_eq!(&h[8..12], &2_u32.to_le_bytes());
+        assert_eq!(&h[8..12], &3_u32.to_le_bytes());
         assert_eq!(&h[12..16], &2_u32.to_le_bytes());
         assert_eq!(&h[16..24], &12_u64.to_le_bytes());
         assert_eq!(&h[24..32], &1001_u64.to_le_bytes());
@@ -565,8 +596,8 @@ mod tests {
             Err(HeaderError::BadMagic { got: *b"RWPLSNP1" })
         );
         assert_eq!(
-            SegmentHeader::decode(&patch(good, 8, &3_u32.to_le_bytes())),
-            Err(HeaderError::UnsupportedVersion { got: 3, supported: 2 })
+            SegmentHeader::decode(&patch(good, 8, &4_u32.to_le_bytes())),
+            Err(HeaderError::UnsupportedVersion { got: 4, supported: 3 })
         );
         let mut flipped = good;
         flipped[100] ^= 4;
@@ -651,7 +682,14 @@ mod tests {
         assert_eq!(got.next_request_id, closed.first_request_id, "the lowest floor");
         assert!(!CloseReason::Unrecorded.has_successor());
         let open = closed.reopened();
-        assert_eq!(SegmentHeader::decode(&v1(&open)), Ok(open));
+        assert_eq!(SegmentHeader::decode(&v1(&open)), Ok(SegmentHeader { version: 1, ..open }));
+        // Closed again by this build, a version-1 header becomes version 2; reopened, 3.
+        let v1_open = SegmentHeader::decode(&v1(&open)).unwrap();
+        assert_eq!(v1_open.closed(512, CloseReason::Recovery, 1001).version, 2);
+        assert_eq!(v1_open.reopened().version, WAL_FORMAT_VERSION);
+        let v2 = SegmentHeader { version: 2, ..sample() };
+        assert_eq!(SegmentHeader::decode(&v2.encode()), Ok(v2));
+        assert_eq!(v2.closed(512, CloseReason::Recovery, 1001).version, 2);
         // Format 1 reserved all of 56..252.
         assert_eq!(
             SegmentHeader::decode(&patch(v1(&closed), 64, &[1])),
@@ -663,7 +701,7 @@ mod tests {
     #[should_panic(expected = "format-1 close reason")]
     fn a_format_1_close_reason_is_never_written() {
         let h = SegmentHeader::decode(&v1(&sample())).unwrap();
-        let _ = h.encode();
+        let _ = SegmentHeader { version: 2, ..h }.encode();
     }
 
     #[test]
@@ -696,6 +734,7 @@ mod tests {
             end_blocks in any::<prop::sample::Index>(),
             reason in 1_u32..=4,
             floor in any::<u64>(),
+            v2 in any::<bool>(),
         ) {
             let segment_size = size_blocks * 16;
             let end_offset = if closed {
@@ -705,6 +744,7 @@ mod tests {
                 0
             };
             let h = SegmentHeader {
+                version: if v2 { 2 } else { WAL_FORMAT_VERSION },
                 status: if closed { SegmentStatus::Closed } else { SegmentStatus::Open },
                 sequence,
                 first_request_id,

@@ -1,15 +1,22 @@
 //! [`WalJournal`]: the durable [`Journal`]: frames appended to the mapped segment by the
 //! core thread, groups made durable by the flusher thread, segments rotated ahead of time.
+//!
+//! A group's draws are gathered in [`Pending`] (preallocated: no allocation per draw or per
+//! group) and written as one batch frame (`super::batch`) right before the group's commit
+//! frame, or before an update frame inside the group (an addition can widen the items).
 
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::batch::{width_for, BatchKey};
 use super::durability::{Durability, LogPlan};
 use super::flusher::Flusher;
-use super::frame::{self, COMMIT_FRAME_SIZE, DRAW_FRAME_SIZE};
-use super::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
+use super::frame::{self, COMMIT_FRAME_SIZE, EMPTY_ITEM, FRAME_HEADER_SIZE};
+use super::header::{
+    CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE, WAL_FORMAT_VERSION,
+};
 use super::preparer::PreparerHandle;
 use super::segment::{install, write_at, write_header, ActiveSegment, Install};
 use super::state::{Closing, FlushState, Job, Rotation};
@@ -21,6 +28,93 @@ use crate::storage::{DirLock, SegmentMap, Storage};
 
 /// Jobs the core may queue for the flusher before it waits (one per group at most).
 const JOBS_MAX: usize = 1024;
+
+/// Most draws one batch frame holds: a longer group is written as several batches. With
+/// [`BATCH_KEYS_MAX`], keeps the payload (at most 24 + 24 * 2^14 + 4 * 2^17 bytes) under
+/// `FRAME_LEN_MAX`.
+const BATCH_DRAWS_MAX: usize = 1 << 17;
+
+/// Most keys one batch frame lists.
+const BATCH_KEYS_MAX: usize = 1 << 14;
+
+/// Bytes a batch frame costs beyond its keys and items: the frame header, the fixed fields,
+/// at most 15 bytes of padding (rounded up to 56).
+const BATCH_OVERHEAD: usize = FRAME_HEADER_SIZE + super::batch::BATCH_FIXED_LEN + 16;
+
+/// Worst-case log bytes per draw: a keyed request of one draw (a 24-byte key) at 4 bytes
+/// per item.
+const DRAW_BYTES_MAX: usize = super::batch::BATCH_KEY_LEN + 4;
+
+const _: () =
+    assert!(super::batch::payload_len(BATCH_DRAWS_MAX, BATCH_KEYS_MAX, 4) <= frame::FRAME_LEN_MAX);
+const _: () = assert!(BATCH_KEYS_MAX <= super::batch::BATCH_KEYS_MAX);
+
+/// The most bytes `n` draws can take in batch frames: every draw a keyed request of one at
+/// 4 bytes per item, split into as many frames as the caps force.
+fn batch_bytes_max(n: usize) -> usize {
+    let frames = n / BATCH_KEYS_MAX + n / BATCH_DRAWS_MAX + 1;
+    n.saturating_mul(DRAW_BYTES_MAX).saturating_add(frames.saturating_mul(BATCH_OVERHEAD))
+}
+
+/// The open group's draws and keys, not yet written: one batch frame at the next commit.
+#[derive(Debug)]
+struct Pending {
+    /// Request id of `items[0]`.
+    first: u64,
+    /// Item indices, `EMPTY_ITEM` for an empty draw.
+    items: Vec<u32>,
+    /// The keyed requests among `items`.
+    keys: Vec<BatchKey>,
+    /// The largest `item + 1` (wrapping, so an empty draw counts 0): the width's input.
+    item_max_plus1: u32,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            first: 0,
+            items: Vec::with_capacity(4096),
+            keys: Vec::with_capacity(256),
+            item_max_plus1: 0,
+        }
+    }
+
+    /// Room for a group of `n` draws, so that appending never allocates (done between
+    /// groups; the buffers only grow).
+    fn ensure(&mut self, n: usize) {
+        let items = n.min(BATCH_DRAWS_MAX);
+        if self.items.capacity() < items {
+            self.items.reserve(items - self.items.len());
+        }
+        let keys = n.min(BATCH_KEYS_MAX);
+        if self.keys.capacity() < keys {
+            self.keys.reserve(keys - self.keys.len());
+        }
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.keys.clear();
+        self.item_max_plus1 = 0;
+    }
+
+    /// The request id the next draw must have to join this batch.
+    fn next_request_id(&self) -> u64 {
+        self.first + self.items.len() as u64
+    }
+
+    /// The width of the batch's items.
+    fn width(&self) -> u8 {
+        width_for(self.item_max_plus1.checked_sub(1))
+    }
+}
+
+/// Seconds since the Unix epoch, as the batch frame stores them (0 before 1970, saturated
+/// in 2106).
+fn unix_s() -> u32 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
 
 /// Where a new journal starts: the state recovery produced and the segment to open next.
 #[derive(Debug)]
@@ -97,6 +191,8 @@ pub struct WalJournal {
     stats: Arc<JournalStats>,
     /// Cursor of the active segment up to which appended bytes are counted in `stats`.
     counted: usize,
+    /// The open group's draws, written at commit.
+    pending: Pending,
     _lock: Box<dyn DirLock>,
 }
 
@@ -127,6 +223,7 @@ fn prepare(
     let (bytes, sha256) = snapshot_format::encode(&snapshot);
     let first_request_id = state.last_request_id.0 + 1;
     let header = SegmentHeader {
+        version: WAL_FORMAT_VERSION,
         status: SegmentStatus::Open,
         sequence,
         first_request_id,
@@ -270,6 +367,7 @@ impl WalJournal {
             waiting_install: false,
             failed: false,
             counted,
+            pending: Pending::new(),
             stats,
             _lock: lock,
         })
@@ -278,6 +376,46 @@ impl WalJournal {
     /// Bytes of a segment a group may fill: after the header and the snapshot marker.
     fn usable(&self) -> usize {
         self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32)
+    }
+
+    /// Writes the pending draws as one batch frame (nothing when there are none).
+    fn flush(&mut self) -> Result<(), JournalError> {
+        let p = &mut self.pending;
+        if p.items.is_empty() {
+            if let Some(k) = p.keys.first() {
+                let key = k.key;
+                p.clear();
+                return Err(JournalError::Other(format!(
+                    "key {key:032x} announced draws, but none followed"
+                )));
+            }
+            return Ok(());
+        }
+        if let Some(k) = p.keys.last() {
+            let end = u64::from(k.offset) + u64::from(k.count);
+            if end > p.items.len() as u64 {
+                let (key, count, got) =
+                    (k.key, k.count, p.items.len() as u64 - u64::from(k.offset));
+                p.clear();
+                return Err(JournalError::Other(format!(
+                    "key {key:032x} announced {count} draws, {got} followed"
+                )));
+            }
+        }
+        let width = p.width();
+        let len = frame::batch_frame_len(p.items.len(), p.keys.len(), width);
+        let unix_s = unix_s();
+        let mut encoded = Ok(0);
+        let at = self.active.append(len, |buf| {
+            encoded = frame::encode_batch(buf, p.first, unix_s, width, &p.keys, &p.items);
+            *encoded.as_ref().unwrap_or(&0)
+        });
+        p.clear();
+        match (at, encoded) {
+            (Some(_), Ok(_)) => Ok(()),
+            (_, Err(e)) => Err(JournalError::Other(format!("encoding a batch frame: {e}"))),
+            (None, _) => Err(JournalError::Other("batch frame beyond the reserved space".into())),
+        }
     }
 
     /// The sequence number of the segment being written.
@@ -327,6 +465,7 @@ impl WalJournal {
     /// later segments continue after `state`'s last request id.
     fn closed_header(&self, reason: CloseReason, state: &PoolState) -> SegmentHeader {
         SegmentHeader {
+            version: WAL_FORMAT_VERSION,
             status: SegmentStatus::Open,
             sequence: self.active.sequence,
             first_request_id: self.active.first_request_id,
@@ -389,7 +528,10 @@ impl Journal for WalJournal {
     fn reserve(&mut self, space: Space, pool: &Pool) -> Result<(), JournalError> {
         self.check()?;
         let frames = match space {
-            Space::Draws(n) => n.saturating_mul(DRAW_FRAME_SIZE),
+            Space::Draws(n) => {
+                self.pending.ensure(n);
+                batch_bytes_max(n)
+            }
             Space::Update { id_len } => frame::update_frame_len(id_len),
         };
         let needed = frames.saturating_add(COMMIT_FRAME_SIZE);
@@ -405,17 +547,52 @@ impl Journal for WalJournal {
 
     #[inline]
     fn append_draw(&mut self, draw: Draw) -> Result<(), JournalError> {
-        let item = draw.item.map(|ItemIndex(i)| i);
-        match self
-            .active
-            .append(DRAW_FRAME_SIZE, |buf| frame::encode_draw(buf, draw.request_id.0, item))
+        let item = draw.item.map_or(EMPTY_ITEM, |ItemIndex(i)| i);
+        let request_id = draw.request_id.0;
+        if self.pending.items.is_empty() {
+            self.pending.first = request_id;
+        } else if request_id != self.pending.next_request_id()
+            || self.pending.items.len() == BATCH_DRAWS_MAX
         {
-            Some(_) => Ok(()),
-            None => Err(JournalError::Other("draw frame beyond the reserved space".into())),
+            // Cold: ids always follow one another in a group, and groups are far shorter
+            // than a batch's cap; a batch holds consecutive ids only.
+            self.flush()?;
+            self.pending.first = request_id;
         }
+        let p = &mut self.pending;
+        p.item_max_plus1 = p.item_max_plus1.max(item.wrapping_add(1));
+        p.items.push(item);
+        Ok(())
+    }
+
+    fn append_key(&mut self, key: u128, count: u32) -> Result<(), JournalError> {
+        if key == 0 || count == 0 || count as usize > BATCH_DRAWS_MAX {
+            return Err(JournalError::Other(format!(
+                "key {key:032x} for {count} draws: a key is non-zero and covers 1 to \
+                 {BATCH_DRAWS_MAX} draws"
+            )));
+        }
+        let p = &self.pending;
+        let announced_end = p.keys.last().map_or(0, |k| k.offset as usize + k.count as usize);
+        if announced_end > p.items.len() {
+            return Err(JournalError::Other(format!(
+                "key {key:032x} announced before the previous key's draws were appended"
+            )));
+        }
+        if p.keys.len() == BATCH_KEYS_MAX || p.items.len() + count as usize > BATCH_DRAWS_MAX {
+            // A keyed request never spans two batches.
+            self.flush()?;
+        }
+        let p = &mut self.pending;
+        // Cannot truncate: items.len() < BATCH_DRAWS_MAX < 2^32.
+        let offset = p.items.len() as u32;
+        p.keys.push(BatchKey { key, offset, count });
+        Ok(())
     }
 
     fn append_update(&mut self, index: ItemIndex, item: &ItemState) -> Result<(), JournalError> {
+        // A batch never spans an update: the update may add an item that widens the next.
+        self.flush()?;
         let len = frame::update_frame_len(item.id.len());
         let mut encoded = Ok(0);
         let at = self.active.append(len, |buf| {
@@ -434,6 +611,7 @@ impl Journal for WalJournal {
 
     #[inline]
     fn commit(&mut self, last: crate::pool::RequestId) -> Result<GroupSeq, JournalError> {
+        self.flush()?;
         let group = self.group + 1;
         let at =
             self.active.append(COMMIT_FRAME_SIZE, |buf| frame::encode_commit(buf, last.0, group));
@@ -470,9 +648,13 @@ impl Journal for WalJournal {
     }
 
     fn group_draws_max(&self) -> usize {
-        // As `reserve` checks: the draw frames and the commit fit after the header and the
-        // snapshot marker.
-        (self.usable() - COMMIT_FRAME_SIZE) / DRAW_FRAME_SIZE
+        // As `reserve` checks: the worst-case batch frames and the commit fit after the header
+        // and the snapshot marker. `batch_bytes_max(n) <= 29 n + 56`: a split costs at most
+        // 56 bytes per 2^14 draws.
+        let n = (self.usable().saturating_sub(COMMIT_FRAME_SIZE + BATCH_OVERHEAD))
+            / (DRAW_BYTES_MAX + 1);
+        debug_assert!(batch_bytes_max(n) + COMMIT_FRAME_SIZE <= self.usable(), "n={n}");
+        n
     }
 
     fn place_helpers(&mut self, core: usize) {

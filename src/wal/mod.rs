@@ -12,6 +12,7 @@
 //! [`crate::Journal`]). Arrows: `journal` → `flusher` → `preparer`; all three → `state`,
 //! `segment`; never back.
 
+pub mod batch;
 pub mod crc;
 pub mod durability;
 pub mod frame;

@@ -16,14 +16,93 @@
 //! trimmed; a bad frame followed by a valid commit for later requests is damage (acknowledged
 //! data would be lost) and recovery refuses. [`find_commit_after`] is that test.
 //!
+//! Batch frames (kind 5, a group's draws) are expanded: the walkers yield, with the batch
+//! frame's offset, a [`Record::Key`] before each keyed request and one [`Record::Draw`] per
+//! draw, so every consumer sees the log as one record per draw whatever the segment's
+//! format. Told the segment's format version ([`FrameIter::version`],
+//! [`ChunkedFrames::new`]), they refuse a batch frame in a version-1 or version-2 segment
+//! ([`FrameError::KindNotInVersion`]).
+//!
 //! [`SEGMENT_HEADER_SIZE`]: super::header::SEGMENT_HEADER_SIZE
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
 
+use super::batch::Batch;
 use super::frame::{
     self, FrameError, FrameKind, Record, COMMIT_FRAME_SIZE, FRAME_ALIGN, FRAME_HEADER_SIZE,
     FRAME_LEN_MAX,
 };
+
+/// The first segment format version whose segments may hold batch frames.
+pub const BATCH_VERSION_MIN: u32 = 3;
+
+/// A batch frame being handed out one record at a time.
+#[derive(Debug, Clone)]
+struct Expansion {
+    /// The batch frame's offset.
+    at: usize,
+    batch: Batch,
+    next_draw: usize,
+    next_key: usize,
+}
+
+impl Expansion {
+    fn new(at: usize, batch: Batch) -> Expansion {
+        Expansion { at, batch, next_draw: 0, next_key: 0 }
+    }
+
+    /// The request id of draw `i` (the decoder checked that the last one does not overflow).
+    fn request_id(&self, i: usize) -> u64 {
+        self.batch.first_request_id.saturating_add(i as u64)
+    }
+
+    /// The next record: the key of a keyed request that starts here, else the next draw.
+    fn next(&mut self) -> Option<Record> {
+        if let Some(k) = self.batch.keys.get(self.next_key) {
+            if k.offset as usize == self.next_draw {
+                self.next_key += 1;
+                return Some(Record::Key {
+                    key: k.key,
+                    first_request_id: self.request_id(self.next_draw),
+                    count: k.count,
+                    unix_s: self.batch.unix_s,
+                });
+            }
+        }
+        let (request_id, item) = self.next_draw()?;
+        Some(Record::Draw { request_id, item })
+    }
+
+    /// The next draw, unless a key comes first (then `None`, and [`Expansion::next`] gives
+    /// it) or the batch is done.
+    #[inline]
+    fn next_draw(&mut self) -> Option<(u64, Option<u32>)> {
+        if self.batch.keys.get(self.next_key).is_some_and(|k| k.offset as usize == self.next_draw) {
+            return None;
+        }
+        let item = *self.batch.items.get(self.next_draw)?;
+        let request_id = self.request_id(self.next_draw);
+        self.next_draw += 1;
+        Some((request_id, item))
+    }
+}
+
+/// A decoded frame as the walkers take it: a batch starts an expansion (or is refused in a
+/// segment that may not hold one); any other record is yielded as it is.
+fn admit(
+    at: usize,
+    record: Record,
+    batches: bool,
+    version: u32,
+) -> Result<Result<Record, Expansion>, FrameError> {
+    match record {
+        Record::Batch(_) if !batches => {
+            Err(FrameError::KindNotInVersion { kind: FrameKind::Batch, version })
+        }
+        Record::Batch(batch) => Ok(Err(Expansion::new(at, batch))),
+        other => Ok(Ok(other)),
+    }
+}
 
 /// Iterates the frames of `bytes[start..end]`.
 ///
@@ -33,12 +112,18 @@ use super::frame::{
 ///
 /// `bytes` must be 16-byte aligned and `start` a multiple of 16 (otherwise the first item is
 /// [`FrameError::Misaligned`]); an `end` past `bytes.len()` is treated as `bytes.len()`.
+///
+/// A batch frame yields its records (keys, draws) with its own offset; [`FrameIter::offset`]
+/// is past it from its first record on. Batch frames are accepted unless
+/// [`FrameIter::version`] says the segment predates them.
 #[derive(Debug, Clone)]
 pub struct FrameIter<'a> {
     bytes: &'a [u8],
     offset: usize,
     end: usize,
     done: bool,
+    expansion: Option<Expansion>,
+    version: u32,
 }
 
 impl<'a> FrameIter<'a> {
@@ -47,7 +132,21 @@ impl<'a> FrameIter<'a> {
     #[must_use]
     pub fn new(bytes: &'a [u8], start: usize, end: usize) -> Self {
         let end = end.min(bytes.len());
-        FrameIter { bytes, offset: start, end, done: start >= end }
+        FrameIter {
+            bytes,
+            offset: start,
+            end,
+            done: start >= end,
+            expansion: None,
+            version: BATCH_VERSION_MIN,
+        }
+    }
+
+    /// The segment's format version (from its header): below 3, a batch frame is an error.
+    #[must_use]
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
     }
 
     /// Where the next frame would start: after the last frame yielded, at the bad frame after
@@ -62,6 +161,12 @@ impl Iterator for FrameIter<'_> {
     type Item = Result<(usize, Record), FrameError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(expansion) = &mut self.expansion {
+            if let Some(record) = expansion.next() {
+                return Some(Ok((expansion.at, record)));
+            }
+            self.expansion = None;
+        }
         if self.done {
             return None;
         }
@@ -78,12 +183,26 @@ impl Iterator for FrameIter<'_> {
                 let at = self.offset;
                 debug_assert!(len >= FRAME_HEADER_SIZE, "len={len}");
                 debug_assert!(len % FRAME_ALIGN == 0, "len={len}");
+                let batches = self.version >= BATCH_VERSION_MIN;
+                let record = match admit(at, record, batches, self.version) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                };
                 // `decode` returned a frame inside `rest`, so this cannot overflow `end`.
                 self.offset = self.offset.saturating_add(len);
                 if self.offset >= self.end {
                     self.done = true;
                 }
-                Some(Ok((at, record)))
+                match record {
+                    Ok(record) => Some(Ok((at, record))),
+                    Err(expansion) => {
+                        self.expansion = Some(expansion);
+                        self.next()
+                    }
+                }
             }
             Err(e) => {
                 self.done = true;
@@ -165,19 +284,24 @@ pub struct ChunkedFrames<'a> {
     /// File offset where scanning stops.
     end: usize,
     done: bool,
+    expansion: Option<Expansion>,
+    /// The segment's format version.
+    version: u32,
 }
 
 /// Bytes read per chunk.
 pub const CHUNK_SIZE: usize = 8 << 20;
 
 impl<'a> ChunkedFrames<'a> {
-    /// Frames of `name` from `start` (16-aligned) up to `end` (exclusive).
+    /// Frames of `name` from `start` (16-aligned) up to `end` (exclusive), in a segment of
+    /// format `version` (below 3, a batch frame is an error).
     #[must_use]
     pub fn new(
         storage: &'a dyn crate::storage::Storage,
         name: &'a str,
         start: usize,
         end: usize,
+        version: u32,
     ) -> Self {
         let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(CHUNK_SIZE + FRAME_LEN_MAX + 16);
         buf.resize(CHUNK_SIZE + FRAME_LEN_MAX + 16, 0);
@@ -190,6 +314,8 @@ impl<'a> ChunkedFrames<'a> {
             pos: 0,
             end,
             done: start >= end,
+            expansion: None,
+            version,
         }
     }
 
@@ -218,11 +344,16 @@ impl<'a> ChunkedFrames<'a> {
         Ok(n > 0)
     }
 
-    /// The next frame if it is a valid draw frame already in the buffer: `(offset,
-    /// request_id, item)`. `None` otherwise; then [`ChunkedFrames::next_frame`] gives the
-    /// full answer (and reads more when needed).
+    /// The next record if it is a draw: the next draw of the batch being expanded, or a
+    /// valid draw frame already in the buffer: `(offset, request_id, item)`. `None`
+    /// otherwise; then [`ChunkedFrames::next_frame`] gives the full answer (and reads more
+    /// when needed).
     #[inline]
     pub fn next_draw(&mut self) -> Option<(usize, u64, Option<u32>)> {
+        if let Some(expansion) = &mut self.expansion {
+            let at = expansion.at;
+            return expansion.next_draw().map(|(request_id, item)| (at, request_id, item));
+        }
         if self.done {
             return None;
         }
@@ -242,6 +373,12 @@ impl<'a> ChunkedFrames<'a> {
     /// A read error (the frame's own damage is the inner `Err`).
     pub fn next_frame(&mut self) -> std::io::Result<Option<Result<(usize, Record), FrameError>>> {
         loop {
+            if let Some(expansion) = &mut self.expansion {
+                if let Some(record) = expansion.next() {
+                    return Ok(Some(Ok((expansion.at, record))));
+                }
+                self.expansion = None;
+            }
             if self.done {
                 return Ok(None);
             }
@@ -253,11 +390,23 @@ impl<'a> ChunkedFrames<'a> {
             match decoded {
                 Ok(Some((record, len))) => {
                     let at = self.offset();
+                    let batches = self.version >= BATCH_VERSION_MIN;
+                    let record = match admit(at, record, batches, self.version) {
+                        Ok(record) => record,
+                        Err(e) => {
+                            self.done = true;
+                            return Ok(Some(Err(e)));
+                        }
+                    };
                     self.pos += len;
                     if self.offset() >= self.end {
                         self.done = true;
                     }
-                    return Ok(Some(Ok((at, record))));
+                    match record {
+                        Ok(record) => return Ok(Some(Ok((at, record)))),
+                        // The loop's first step hands out its first record.
+                        Err(expansion) => self.expansion = Some(expansion),
+                    }
                 }
                 // Not conclusive while the frame may continue past the bytes read so far.
                 _ if near_window_end && !at_file_end => {
@@ -450,6 +599,87 @@ mod tests {
         buf2[280] = FrameKind::Commit as u8;
         assert!(len >= 32);
         assert_eq!(find_commit_after(&buf2, 256, buf2.len(), 0), None);
+    }
+
+    /// A kind-1 draw (id 1), a batch (ids 2..=5, id 3 and 4 one keyed request, 3 empty)
+    /// and a commit; returns the buffer and the three frame offsets.
+    fn mixed() -> (AlignedVec<16>, [usize; 3]) {
+        use crate::wal::batch::{Batch, BatchKey};
+        let batch = Batch {
+            first_request_id: 2,
+            unix_s: 1_700_000_000,
+            width: 1,
+            keys: vec![BatchKey { key: 0xFEED, offset: 1, count: 2 }],
+            items: vec![Some(0), None, Some(3), Some(1)],
+        };
+        let records = [
+            Record::Draw { request_id: 1, item: Some(2) },
+            Record::Batch(batch),
+            Record::Commit { last_request_id: 5, group: 1 },
+        ];
+        let (buf, offsets) = segment(1024, &records);
+        (buf, [offsets[0], offsets[1], offsets[2]])
+    }
+
+    fn expanded(at: [usize; 3]) -> Vec<(usize, Record)> {
+        let [d, b, c] = at;
+        vec![
+            (d, Record::Draw { request_id: 1, item: Some(2) }),
+            (b, Record::Draw { request_id: 2, item: Some(0) }),
+            (b, Record::Key { key: 0xFEED, first_request_id: 3, count: 2, unix_s: 1_700_000_000 }),
+            (b, Record::Draw { request_id: 3, item: None }),
+            (b, Record::Draw { request_id: 4, item: Some(3) }),
+            (b, Record::Draw { request_id: 5, item: Some(1) }),
+            (c, Record::Commit { last_request_id: 5, group: 1 }),
+        ]
+    }
+
+    #[test]
+    fn batches_are_expanded_into_keys_and_draws() {
+        let (buf, at) = mixed();
+        let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
+        let got: Vec<_> = it.by_ref().map(Result::unwrap).collect();
+        assert_eq!(got, expanded(at));
+        assert_eq!(it.offset(), at[2] + COMMIT_FRAME_SIZE);
+        // The same from the file, in chunks, through the draw fast path where it applies.
+        let storage = crate::storage::FaultyStorage::new();
+        storage.put_file("wal.000000", buf.to_vec());
+        let mut frames = ChunkedFrames::new(&storage, "wal.000000", 256, buf.len(), 3);
+        let mut got = Vec::new();
+        loop {
+            if let Some((offset, request_id, item)) = frames.next_draw() {
+                got.push((offset, Record::Draw { request_id, item }));
+                continue;
+            }
+            match frames.next_frame().unwrap() {
+                Some(frame) => got.push(frame.unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(got, expanded(at));
+    }
+
+    #[test]
+    fn a_batch_in_a_segment_before_version_3_is_refused() {
+        let (buf, at) = mixed();
+        for version in [1, 2] {
+            let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len()).version(version);
+            assert!(matches!(it.next(), Some(Ok((_, Record::Draw { request_id: 1, .. })))));
+            let e = it.next().unwrap().unwrap_err();
+            assert_eq!(e, FrameError::KindNotInVersion { kind: FrameKind::Batch, version });
+            assert!(e.to_string().contains("batch frame in a segment of format version"), "{e}");
+            assert!(it.next().is_none());
+            assert_eq!(it.offset(), at[1], "points at the batch frame");
+            let storage = crate::storage::FaultyStorage::new();
+            storage.put_file("wal.000000", buf.to_vec());
+            let mut frames = ChunkedFrames::new(&storage, "wal.000000", 256, buf.len(), version);
+            assert!(matches!(frames.next_frame(), Ok(Some(Ok((_, Record::Draw { .. }))))));
+            assert!(matches!(
+                frames.next_frame(),
+                Ok(Some(Err(FrameError::KindNotInVersion { version: v, .. }))) if v == version
+            ));
+            assert_eq!(frames.offset(), at[1]);
+        }
     }
 
     proptest! {

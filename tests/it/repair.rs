@@ -17,7 +17,7 @@ use super::recovery::{
     segment_names, wal,
 };
 
-const SEGMENT: u64 = 16 << 10;
+const SEGMENT: u64 = super::recovery::SMALL_SEGMENT;
 
 /// The state a log recovers to (panics on damage).
 fn state(storage: &FaultyStorage) -> PoolState {
@@ -415,13 +415,39 @@ fn snapshot_name_seq(name: &str) -> Option<u64> {
 /// Rewrites every segment header of `storage` as format 1 (the previous release): version 1,
 /// bytes 56..252 zero (no close reason, no floor).
 fn as_format_1(storage: &FaultyStorage) {
+    use rewardpool::wal::frame::Record;
+    use rewardpool::wal::header::{SegmentStatus, SEGMENT_HEADER_SIZE};
+    use rewardpool::wal::reader::FrameIter;
     for name in segment_names(storage) {
-        let mut bytes = storage.file(&name).unwrap();
-        bytes[8..12].copy_from_slice(&1_u32.to_le_bytes());
-        bytes[56..252].fill(0);
-        let crc = crc32c::crc32c(&bytes[..252]);
-        bytes[252..256].copy_from_slice(&crc.to_le_bytes());
-        storage.put_file(&name, bytes);
+        let file = storage.file(&name).unwrap();
+        let mut bytes = rkyv::util::AlignedVec::<16>::new();
+        bytes.extend_from_slice(&file);
+        let h = SegmentHeader::decode(&bytes).unwrap();
+        let closed = h.status == SegmentStatus::Closed;
+        let end = if closed { h.end_offset as usize } else { bytes.len() };
+        // Format 1 wrote a 32-byte frame per draw: re-encode the batches as such (the file
+        // grows where it must; its header says so).
+        let mut frames = vec![0_u8; SEGMENT_HEADER_SIZE];
+        let mut out = rkyv::util::AlignedVec::<16>::new();
+        out.resize(4096, 0);
+        for (_, record) in FrameIter::new(&bytes, SEGMENT_HEADER_SIZE, end).map_while(Result::ok) {
+            if matches!(record, Record::Key { .. }) {
+                continue;
+            }
+            let len = record.encode(&mut out).unwrap();
+            frames.extend_from_slice(&out[..len]);
+        }
+        let size = (frames.len() as u64 + 4096).max(h.segment_size);
+        let end_offset = if closed { frames.len() as u64 } else { 0 };
+        let h = SegmentHeader { version: 2, segment_size: size, end_offset, ..h };
+        let mut header = h.encode();
+        header[8..12].copy_from_slice(&1_u32.to_le_bytes());
+        header[56..252].fill(0);
+        let crc = crc32c::crc32c(&header[..252]);
+        header[252..256].copy_from_slice(&crc.to_le_bytes());
+        frames[..SEGMENT_HEADER_SIZE].copy_from_slice(&header);
+        frames.resize(size as usize, 0);
+        storage.put_file(&name, frames);
     }
 }
 

@@ -54,7 +54,7 @@ fn bases() -> Vec<(String, FaultyStorage, u64, u64)> {
     for staged in [false, true] {
         for clean in [false, true] {
             let storage = if staged { FaultyStorage::staged() } else { FaultyStorage::new() };
-            let engine = open_with(&storage, Durability::Sync, 16 << 10).unwrap();
+            let engine = open_with(&storage, Durability::Sync, 4 << 10).unwrap();
             let (acked, err) = draw_n(&engine, 1_500);
             assert_eq!(err, None);
             let image = if clean {
@@ -67,7 +67,7 @@ fn bases() -> Vec<(String, FaultyStorage, u64, u64)> {
             };
             let last = acked.last().unwrap().request_id.0;
             // 16 KiB: resume when there is room; 32 KiB: a new segment and the re-mark.
-            for restart_segment in [16 << 10, 32 << 10] {
+            for restart_segment in [4 << 10, 8 << 10] {
                 let name =
                     format!("staged={staged} clean={clean} restart_segment={restart_segment}");
                 out.push((name, image.crash(CrashMode::Process), last, restart_segment));
@@ -113,14 +113,14 @@ fn a_crash_at_every_operation_around_rotations_recovers_and_loses_nothing() {
     for staged in [false, true] {
         for n in 0..160_u64 {
             let storage = if staged { FaultyStorage::staged() } else { FaultyStorage::new() };
-            let engine = open_with(&storage, Durability::Sync, 16 << 10).unwrap();
+            let engine = open_with(&storage, Durability::Sync, 4 << 10).unwrap();
             storage.crash_after_ops(n);
             let (acked, _) = draw_n(&engine, 2_500);
             let _ = engine.shutdown();
             let last = acked.last().map_or(0, |o| o.request_id.0);
             for mode in [CrashMode::PowerLoss, CrashMode::Process] {
                 let after = storage.crash(mode);
-                check_image(&after, last, 16 << 10, &format!("staged={staged} n={n} {mode:?}"));
+                check_image(&after, last, 4 << 10, &format!("staged={staged} n={n} {mode:?}"));
             }
         }
     }
@@ -133,7 +133,7 @@ fn a_crash_at_every_operation_of_a_clean_shutdown_recovers() {
     for staged in [false, true] {
         for n in 0..40_u64 {
             let storage = if staged { FaultyStorage::staged() } else { FaultyStorage::new() };
-            let engine = open_with(&storage, Durability::Sync, 16 << 10).unwrap();
+            let engine = open_with(&storage, Durability::Sync, 4 << 10).unwrap();
             let (acked, err) = draw_n(&engine, 1_700);
             assert_eq!(err, None);
             storage.crash_after_ops(n);
@@ -141,7 +141,7 @@ fn a_crash_at_every_operation_of_a_clean_shutdown_recovers() {
             let last = acked.last().unwrap().request_id.0;
             for mode in [CrashMode::PowerLoss, CrashMode::Process] {
                 let after = storage.crash(mode);
-                check_image(&after, last, 16 << 10, &format!("staged={staged} n={n} {mode:?}"));
+                check_image(&after, last, 4 << 10, &format!("staged={staged} n={n} {mode:?}"));
             }
             if done {
                 break;
@@ -150,7 +150,7 @@ fn a_crash_at_every_operation_of_a_clean_shutdown_recovers() {
     }
 }
 
-const SEGMENT: u64 = 16 << 10;
+const SEGMENT: u64 = 4 << 10;
 
 fn clean_log(draws: usize) -> FaultyStorage {
     let storage = FaultyStorage::new();
@@ -434,12 +434,12 @@ fn a_restart_with_retention_one_that_starts_a_new_segment_opens() {
                 Some(7),
             )
         };
-        let engine = open(16 << 10).unwrap();
+        let engine = open(4 << 10).unwrap();
         let (_, err) = draw_n(&engine, 100);
         assert_eq!(err, None);
         engine.shutdown().unwrap();
         // Another segment size: no resume, a new segment, then the re-mark.
-        let engine = open(32 << 10).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let engine = open(8 << 10).unwrap_or_else(|e| panic!("round {round}: {e}"));
         engine.shutdown().unwrap();
     }
 }

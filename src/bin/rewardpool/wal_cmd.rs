@@ -161,6 +161,18 @@ fn format_json(buf: &mut Vec<u8>, names: &mut Names, info: &FrameInfo) -> std::i
         Record::Commit { last_request_id, .. } => {
             write!(buf, "\"type\":\"commit\",\"request_id\":{last_request_id}")?
         }
+        Record::Key { key, first_request_id, count, .. } => write!(
+            buf,
+            "\"type\":\"key\",\"key\":\"{key:032x}\",\"request_id\":{first_request_id},\
+             \"count\":{count}"
+        )?,
+        // The walker expands batches into keys and draws; a whole one never reaches here.
+        Record::Batch(b) => write!(
+            buf,
+            "\"type\":\"batch\",\"request_id\":{},\"count\":{}",
+            b.first_request_id,
+            b.items.len()
+        )?,
     }
     if info.torn {
         write!(buf, ",\"torn\":true")?;
@@ -194,6 +206,12 @@ fn format_plain(buf: &mut Vec<u8>, names: &mut Names, info: &FrameInfo) -> std::
         }
         Record::Commit { last_request_id, group } => {
             write!(buf, "commit    group {group}, up to request {last_request_id}")?
+        }
+        Record::Key { key, first_request_id, count, .. } => {
+            write!(buf, "key       {key:032x} -> requests {first_request_id} x{count}")?
+        }
+        Record::Batch(b) => {
+            write!(buf, "batch     requests {} x{}", b.first_request_id, b.items.len())?
         }
     }
     if info.torn {
