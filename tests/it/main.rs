@@ -8,6 +8,7 @@ mod failure;
 mod fuse;
 mod host;
 mod library;
+mod log_format;
 mod metrics;
 mod process;
 mod pulls;
