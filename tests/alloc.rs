@@ -170,6 +170,69 @@ fn no_allocation_in_steady_state() {
     memory_journal();
     for durability in [Durability::Buffered, Durability::Sync] {
         durable_log(durability);
+        keyed_journal(durability);
+    }
+}
+
+/// The WAL journal driven directly with keyed requests (`append_key`, as the core loop
+/// calls it for a keyed draw or pull): groups of keyed pulls of 10 and keyed single draws
+/// are buffered and written as batch frames without allocating.
+fn keyed_journal(durability: Durability) {
+    use rewardpool::journal::Space;
+    use rewardpool::store::open_journal;
+    use rewardpool::{Journal as _, RequestId};
+
+    let items = [ItemSpec::new("silver", 5_000_000, 10), ItemSpec::new("mud", -1, 100)];
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let writes = match durability {
+        Durability::Sync => SegmentWrites::Staged,
+        _ => SegmentWrites::Mapped,
+    };
+    let storage =
+        std::sync::Arc::new(OsStorage::new(dir.path()).unwrap().with_segment_writes(writes));
+    let wal = WalOptions { durability, segment_size_bytes: SEGMENT_BYTES, ..WalOptions::default() };
+    let (mut pool, mut journal) = open_journal(storage, &items, &wal, Some(5)).unwrap();
+    let mut key = 0_u128;
+    let mut group = |pool: &mut Pool, journal: &mut rewardpool::wal::WalJournal| {
+        journal.reserve(Space::Draws(100), pool).unwrap();
+        for request in 0..19 {
+            key += 1;
+            let count = if request % 2 == 0 { 10 } else { 1 };
+            journal.append_key(key, count).unwrap();
+            for _ in 0..count {
+                journal.append_draw(pool.draw()).unwrap();
+            }
+        }
+        journal.commit(RequestId(pool.last_request_id().0)).unwrap()
+    };
+    for _ in 0..100 {
+        group(&mut pool, &mut journal);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while resident_mappings(SEGMENT_BYTES >> 10) < 2 {
+        assert!(Instant::now() < deadline, "{durability}: the spare segment never became ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+
+    ALLOCS.store(0, Ordering::SeqCst);
+    CAPTURE.store(true, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    let mut last = rewardpool::journal::GroupSeq(0);
+    for _ in 0..10_000 {
+        last = group(&mut pool, &mut journal);
+    }
+    while journal.durable().unwrap() < last {
+        std::hint::spin_loop();
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    CAPTURE.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    journal.close(&pool).unwrap();
+    eprintln!("{durability}: 10000 groups of keyed requests: {allocs} allocations");
+    if allocs != 0 {
+        let first = FIRST.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        panic!("{durability}: {allocs} allocations in keyed groups; first:\n{first}");
     }
 }
 
