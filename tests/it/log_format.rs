@@ -2,7 +2,8 @@
 //! the previous release: the committed data directory `fixtures/log-v1` (segment header
 //! version 2, one 32-byte frame per draw) recovers to the state that release printed, its
 //! dump lists the same draws, and drawing on appends batch frames after the old frames,
-//! after which it recovers again.
+//! after which it recovers again. Keyed requests written through `Journal::append_key` come
+//! back from the log (dump, and the walker's `Record::Key`) before their draws.
 
 use std::fs;
 use std::path::Path;
@@ -132,4 +133,138 @@ fn the_previous_release_s_log_recovers_and_continues_in_the_compact_format() {
     let mut all = recorded;
     all.extend(acked);
     assert!(dumped_draws(dir) == all, "old and new draws, in order");
+}
+
+/// Writes, through the WAL journal as the core loop does, two groups with keyed requests:
+/// draw, keyed pull of 3 (key A), draw, keyed draw (key B) | keyed pull of 2 (key C).
+/// Returns the data directory's parent (with `config.yaml`).
+fn keyed_log() -> tempfile::TempDir {
+    use rewardpool::journal::Space;
+    use rewardpool::storage::OsStorage;
+    use rewardpool::store::{open_journal, Durability, WalOptions};
+    use rewardpool::{ItemSpec, Journal as _, RequestId};
+
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    fs::write(
+        dir.path().join("config.yaml"),
+        "working_dir: \"data\"\npool:\n  catalog:\n    - { item_id: \"gold\", quantity: 500, \
+         probability: 20 }\n    - { item_id: \"mud\", quantity: -1, probability: 80 }\nwal:\n  \
+         durability: buffered\n",
+    )
+    .unwrap();
+    fs::create_dir(dir.path().join("data")).unwrap();
+    let storage = std::sync::Arc::new(OsStorage::new(&dir.path().join("data")).unwrap());
+    let items = [ItemSpec::new("gold", 500, 20), ItemSpec::new("mud", -1, 80)];
+    let wal = WalOptions { durability: Durability::Buffered, ..WalOptions::default() };
+    let (mut pool, mut journal) = open_journal(storage, &items, &wal, Some(9)).unwrap();
+    journal.reserve(Space::Draws(6), &pool).unwrap();
+    let plan: [(Option<u128>, u32); 4] = [(None, 1), (Some(KEY_A), 3), (None, 1), (Some(KEY_B), 1)];
+    for (key, count) in plan {
+        if let Some(key) = key {
+            journal.append_key(key, count).unwrap();
+        }
+        for _ in 0..count {
+            journal.append_draw(pool.draw()).unwrap();
+        }
+    }
+    journal.commit(RequestId(6)).unwrap();
+    journal.reserve(Space::Draws(2), &pool).unwrap();
+    journal.append_key(KEY_C, 2).unwrap();
+    journal.append_draw(pool.draw()).unwrap();
+    journal.append_draw(pool.draw()).unwrap();
+    journal.commit(RequestId(8)).unwrap();
+    journal.close(&pool).unwrap();
+    dir
+}
+
+const KEY_A: u128 = 0x0123_4567_89AB_CDEF_0011_2233_4455_6677;
+const KEY_B: u128 = 1;
+const KEY_C: u128 = u128::MAX;
+
+/// Keys written through `Journal::append_key` come back from the log: `wal dump --json`
+/// prints each right before its request's draws, with the batch frame's offset, and the
+/// walker hands recovery `Record::Key` with the first request id, count and time.
+#[test]
+fn keyed_requests_come_back_from_the_log_before_their_draws() {
+    let dir = keyed_log();
+    let dir = dir.path();
+    let verify = run(dir, &["wal", "verify"]);
+    assert!(verify.stdout.starts_with("ok:"), "{verify:?}");
+    assert_eq!(state(dir)["last_request_id"], 8);
+    let dump = json_lines(&run(dir, &["wal", "dump", "--json"]));
+    let body: Vec<&Value> = dump.iter().filter(|v| v["type"] != "snapshot").collect();
+    let kinds: Vec<&str> = body.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "draw", "key", "draw", "draw", "draw", "draw", "key", "draw", "commit", "key", "draw",
+            "draw", "commit"
+        ]
+    );
+    let keys: Vec<(String, u64, u64)> = body
+        .iter()
+        .filter(|v| v["type"] == "key")
+        .map(|v| {
+            let obj = v.as_object().unwrap();
+            assert_eq!(obj.len(), 6, "exactly segment, offset, type, key, request_id, count: {v}");
+            (
+                v["key"].as_str().unwrap().to_owned(),
+                v["request_id"].as_u64().unwrap(),
+                v["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let hex = |k: u128| format!("{k:032x}");
+    assert_eq!(keys, [(hex(KEY_A), 2, 3), (hex(KEY_B), 6, 1), (hex(KEY_C), 7, 2)]);
+    assert_eq!(keys[0].0, "0123456789abcdef0011223344556677");
+    // A group's keys and draws share its batch frame's offset.
+    assert!(body[..8].iter().all(|v| v["offset"] == body[0]["offset"]), "{body:?}");
+    assert!(body[9..12].iter().all(|v| v["offset"] == body[9]["offset"]), "{body:?}");
+    // The plain dump names the key too.
+    let plain = run(dir, &["wal", "dump"]).stdout;
+    assert!(plain.contains(&format!("key       {} -> requests 2 x3", hex(KEY_A))), "{plain}");
+
+    // What replay and the keys work see: the key with its first id, count and time.
+    let storage = rewardpool::storage::OsStorage::new(&dir.join("data")).unwrap();
+    let mut seen = Vec::new();
+    rewardpool::recovery::scan_segment(&storage, "wal.000000", 0, true, |info| {
+        if let rewardpool::wal::frame::Record::Key { key, first_request_id, count, unix_s } =
+            info.record
+        {
+            seen.push((key, first_request_id, count, unix_s));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    for (_, _, _, unix_s) in &seen {
+        assert!(now.as_secs().abs_diff(u64::from(*unix_s)) < 600, "{seen:?}");
+    }
+    let seen: Vec<_> = seen.iter().map(|&(k, f, c, _)| (k, f, c)).collect();
+    assert_eq!(seen, [(KEY_A, 2, 3), (KEY_B, 6, 1), (KEY_C, 7, 2)]);
+}
+
+/// `append_key` refuses a zero key, and a commit refuses a key whose draws did not all
+/// follow (a caller's bug, never a silently wrong log).
+#[test]
+fn append_key_refuses_what_the_log_cannot_hold() {
+    use rewardpool::journal::Space;
+    use rewardpool::storage::OsStorage;
+    use rewardpool::store::{open_journal, Durability, WalOptions};
+    use rewardpool::{ItemSpec, Journal as _, RequestId};
+
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let storage = std::sync::Arc::new(OsStorage::new(dir.path()).unwrap());
+    let items = [ItemSpec::new("mud", -1, 1)];
+    let wal = WalOptions { durability: Durability::Buffered, ..WalOptions::default() };
+    let (mut pool, mut journal) = open_journal(storage, &items, &wal, Some(1)).unwrap();
+    journal.reserve(Space::Draws(4), &pool).unwrap();
+    let e = journal.append_key(0, 1).unwrap_err();
+    assert!(e.to_string().contains("non-zero"), "{e}");
+    let e = journal.append_key(7, 0).unwrap_err();
+    assert!(e.to_string().contains("1 to"), "{e}");
+    journal.append_key(7, 2).unwrap();
+    journal.append_draw(pool.draw()).unwrap();
+    let e = journal.commit(RequestId(1)).unwrap_err();
+    assert!(e.to_string().contains("announced 2 draws, 1 followed"), "{e}");
 }

@@ -130,6 +130,13 @@ fn check_shape(v: &Value) -> &str {
             assert!(obj["request_id"].as_u64().is_some(), "{v}");
             &["segment", "offset", "type", "request_id"]
         }
+        "key" => {
+            let key = obj["key"].as_str().unwrap_or_else(|| panic!("{v}"));
+            assert!(key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+            assert!(obj["request_id"].as_u64().is_some(), "{v}");
+            assert!(obj["count"].as_u64().is_some_and(|c| c >= 1), "{v}");
+            &["segment", "offset", "type", "key", "request_id", "count"]
+        }
         other => panic!("unknown type {other:?}: {v}"),
     };
     assert_eq!(obj.len(), keys.len() + torn, "exactly these keys {keys:?}: {v}");
