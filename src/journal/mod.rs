@@ -27,7 +27,7 @@ pub struct GroupSeq(pub u64);
 /// The most the next group will hold, so the journal can rotate before it starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Space {
-    /// This many draw frames.
+    /// This many draws (the log reserves their worst case: each a keyed request of one).
     Draws(usize),
     /// One update frame for an item id of this many bytes.
     Update {

@@ -962,8 +962,10 @@ where
 fn debug_check_batch(frame: &[u8], first_request_id: u64, keys_len: usize, count: usize) {
     let stored = frame.first_chunk::<4>().map(|c| u32::from_le_bytes(*c));
     debug_assert_eq!(stored, Some(super::crc::crc32c(frame.get(4..).unwrap_or_default())));
-    let payload_len =
-        frame.get(4..8).map_or(0, |p| p.iter().rev().fold(0, |a, &b| a << 8 | usize::from(b)));
+    let payload_len = frame
+        .get(4..)
+        .and_then(|h| h.first_chunk::<4>())
+        .map_or(0, |p| u32::from_le_bytes(*p) as usize);
     let payload = frame.get(FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + payload_len).unwrap_or_default();
     let fixed = batch::decode_fixed(payload);
     debug_assert!(
