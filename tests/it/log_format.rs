@@ -3,7 +3,9 @@
 //! version 2, one 32-byte frame per draw) recovers to the state that release printed, its
 //! dump lists the same draws, and drawing on appends batch frames after the old frames,
 //! after which it recovers again. Keyed requests written through `Journal::append_key` come
-//! back from the log (dump, and the walker's `Record::Key`) before their draws.
+//! back from the log (dump, and the walker's `Record::Key`) before their draws; an update
+//! inside a group splits it into batches of their own width; a batch in a version-2
+//! segment is damage.
 
 use std::fs;
 use std::path::Path;
@@ -267,4 +269,93 @@ fn append_key_refuses_what_the_log_cannot_hold() {
     journal.append_draw(pool.draw()).unwrap();
     let e = journal.commit(RequestId(1)).unwrap_err();
     assert!(e.to_string().contains("announced 2 draws, 1 followed"), "{e}");
+}
+
+/// An update inside a group ends the pending batch first, so a batch never spans an update:
+/// 255 items fit one byte per draw (0xFF is the empty draw), the item the update adds
+/// (index 255) needs two, and each batch has the width of its own draws.
+#[test]
+fn an_update_inside_a_group_starts_a_new_batch_of_its_own_width() {
+    use rewardpool::journal::Space;
+    use rewardpool::storage::{OsStorage, Storage as _};
+    use rewardpool::store::{open_journal, read_state_on, Durability, WalOptions};
+    use rewardpool::wal::frame::{self, Record};
+    use rewardpool::{ItemSpec, Journal as _, Quantity, RequestId};
+
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let storage = std::sync::Arc::new(OsStorage::new(dir.path()).unwrap());
+    // Every catalog item is out of stock: draws are empty until the update adds one.
+    let items: Vec<ItemSpec> = (0..255).map(|i| ItemSpec::new(&format!("i{i}"), 0, 1)).collect();
+    let wal = WalOptions { durability: Durability::Buffered, ..WalOptions::default() };
+    let (mut pool, mut journal) = open_journal(storage.clone(), &items, &wal, Some(2)).unwrap();
+    journal.reserve(Space::Draws(8), &pool).unwrap();
+    for _ in 0..3 {
+        journal.append_draw(pool.draw()).unwrap();
+    }
+    let (index, state) = pool.update("big", Some(Quantity::Unlimited), Some(1)).unwrap();
+    assert_eq!(index.0, 255);
+    journal.append_update(index, &state).unwrap();
+    for _ in 0..3 {
+        journal.append_draw(pool.draw()).unwrap();
+    }
+    journal.commit(RequestId(6)).unwrap();
+    journal.close(&pool).unwrap();
+    drop(journal);
+
+    // The raw frames, batches not expanded.
+    let file = storage.read("wal.000000").unwrap();
+    let mut bytes = rkyv::util::AlignedVec::<16>::new();
+    bytes.extend_from_slice(&file);
+    let mut at = 256;
+    let mut frames = Vec::new();
+    while let Some((record, len)) = frame::decode(&bytes[at..]).unwrap() {
+        frames.push(record);
+        at += len;
+    }
+    let shapes: Vec<String> = frames
+        .iter()
+        .map(|r| match r {
+            Record::Snapshot { .. } => "snapshot".to_owned(),
+            Record::Batch(b) => {
+                format!("batch {} x{} w{}", b.first_request_id, b.items.len(), b.width)
+            }
+            Record::Update { index, .. } => format!("update {index}"),
+            Record::Commit { last_request_id, .. } => format!("commit {last_request_id}"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shapes, ["snapshot", "batch 1 x3 w1", "update 255", "batch 4 x3 w2", "commit 6"]);
+    let Record::Batch(first) = &frames[1] else { unreachable!() };
+    assert_eq!(first.items, [None, None, None]);
+    let Record::Batch(second) = &frames[3] else { unreachable!() };
+    assert_eq!(second.items, [Some(255); 3]);
+    // And recovery replays both.
+    let recovered = read_state_on(&*storage, &items).unwrap();
+    assert_eq!(recovered.last_request_id.0, 6);
+    assert_eq!(recovered.items.len(), 256);
+}
+
+/// A batch frame in a segment whose header says version 2 (written before batches
+/// existed) is damage, named with the file, the frame's offset and the reason.
+#[test]
+fn a_batch_frame_in_a_version_2_segment_is_refused() {
+    let dir = keyed_log();
+    let data = dir.path().join("data");
+    let path = data.join("wal.000000");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&2_u32.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..252]);
+    bytes[252..256].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&path, bytes).unwrap();
+    let storage = rewardpool::storage::OsStorage::new(&data).unwrap();
+    let items =
+        [rewardpool::ItemSpec::new("gold", 500, 20), rewardpool::ItemSpec::new("mud", -1, 80)];
+    match rewardpool::recovery::recover(&storage, &items) {
+        Err(rewardpool::recovery::RecoveryError::Damaged { file, offset, reason }) => {
+            assert!(file.ends_with("wal.000000"), "{file}");
+            assert_eq!(offset, 352, "the first frame after the snapshot marker: {reason}");
+            assert!(reason.contains("batch frame in a segment of format version 2"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
