@@ -5,7 +5,7 @@
 //! ```text
 //!  offset size field
 //!  0      4    crc32c, u32 LE, over bytes 4..frame_len (header rest + payload + zero padding)
-//!  4      4    payload_len, u32 LE: rkyv bytes before padding, at most FRAME_LEN_MAX
+//!  4      4    payload_len, u32 LE: payload bytes before padding, at most FRAME_LEN_MAX
 //!  8      1    kind: 1 draw, 2 update, 3 snapshot marker, 4 commit, 5 batch
 //!  9      1    flags: 0 (any set bit is refused, see "Versions")
 //!  10     6    reserved, zero
@@ -48,7 +48,9 @@
 //! CRC (before any other byte is trusted, and before rkyv touches the payload); then the
 //! reserved bytes, the flags, the kind, the zero padding, the exact payload size of
 //! fixed-size records, rkyv's checked `access` (bytecheck), and the record's own fields
-//! (reserved draw flags, string length limits). Every failure is a [`FrameError`]; nothing
+//! (reserved draw flags, string length limits; for a batch, every field as listed in
+//! [`super::batch`]). A batch decodes as one [`Record::Batch`]; the walkers in
+//! [`super::reader`] hand it out as keys and draws. Every failure is a [`FrameError`]; nothing
 //! panics on any input. The frame layer does not decide what a bad frame means: recovery does
 //! (a bad frame after the last commit of an open segment is a torn tail and is trimmed;
 //! before it, or anywhere in a closed segment, it is damage and recovery refuses, see
@@ -68,9 +70,9 @@
 //! may hold:
 //!
 //! ```text
-//!  segment version  frames                        written by
-//!  1, 2             kinds 1-4 (one 32-byte kind-1 frame per draw)   releases before batches
-//!  3                kinds 1-5 (a group's draws in one kind-5 batch frame)   this release
+//!  segment version  frames it may hold                                written by
+//!  1, 2             kinds 1-4: one 32-byte kind-1 frame per draw      earlier releases
+//!  3                kinds 1-5: a group's draws in one kind-5 batch    this release (kind 5 only)
 //! ```
 //!
 //! This release writes only version-3 segments and never writes a kind-1 frame; it reads
