@@ -132,10 +132,11 @@ pub enum DirLayout {
 /// True for a name a pool may have: 1 to [`POOL_NAME_LEN_MAX`] ASCII letters, digits, `_`
 /// and `-`, starting with a letter or a digit. It is a directory's name, so nothing that
 /// could climb out of `working_dir` (`/`, `..`) or collide with a log file (which all hold
-/// a `.`) is allowed.
+/// a `.`, or is the lock file `lock`) is allowed.
 #[must_use]
 pub fn valid_pool_name(name: &str) -> bool {
-    (1..=POOL_NAME_LEN_MAX).contains(&name.len())
+    name != crate::layout::LOCK_FILE
+        && (1..=POOL_NAME_LEN_MAX).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
 }
@@ -574,7 +575,8 @@ impl fmt::Display for ConfigErrorKind {
                 f,
                 "pools[{position}].name is {name:?}: a pool name is its directory's name, so it \
                  must be 1 to {POOL_NAME_LEN_MAX} ASCII letters, digits, '_' or '-', starting \
-                 with a letter or a digit"
+                 with a letter or a digit, and not \"{}\"",
+                crate::layout::LOCK_FILE
             ),
             ConfigErrorKind::DuplicatePoolName { name, first, position } => {
                 write!(f, "pools[{position}].name {name:?} is already used by pools[{first}]")
@@ -1189,7 +1191,7 @@ mod tests {
         assert_eq!(e.kind, ConfigErrorKind::BothPoolForms);
         assert!(e.to_string().contains("both `pool` and `pools`"), "{e}");
         assert_eq!(err("pools: []\n").kind, ConfigErrorKind::NoPools);
-        for bad in ["a/b", "..", ".hidden", "", "-x", "é", "a.b", &"x".repeat(65)] {
+        for bad in ["lock", "a/b", "..", ".hidden", "", "-x", "é", "a.b", &"x".repeat(65)] {
             let e = err(&TWO_POOLS.replace("name: eu", &format!("name: \"{bad}\"")));
             assert_eq!(e.kind, ConfigErrorKind::BadPoolName { position: 0, name: bad.into() });
             assert!(e.to_string().contains("pools[0].name"), "{e}");
