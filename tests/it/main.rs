@@ -9,6 +9,7 @@ mod fuse;
 mod host;
 mod library;
 mod metrics;
+mod pools;
 mod process;
 mod pulls;
 mod readme;
