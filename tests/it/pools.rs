@@ -247,6 +247,15 @@ fn sigkill_of_draws_on_two_pools_both_recover() {
 }
 
 #[test]
+fn the_pools_example_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pools.yaml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.pool_names().collect::<Vec<_>>(), ["banner", "event"]);
+    assert_eq!(config.pools[1].wal.durability, rewardpool::Durability::Sync);
+    assert_eq!(config.pools[0].wal.durability, rewardpool::Durability::Buffered);
+}
+
+#[test]
 fn configuration_pool_errors_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read_to_string(two_pools(dir.path())).unwrap();
@@ -290,8 +299,10 @@ fn bench_pools_reports_the_aggregate_and_each_pool() {
         v["pool_draws_per_sec"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     assert_eq!(each.len(), 2);
     assert!(each.iter().all(|x| *x > 0.0), "{v}");
+    // Each pool's rate is over its own producers' time, within the run's: their sum is at
+    // least the aggregate.
     let total = v["draws_per_sec"].as_f64().unwrap();
-    assert!((each.iter().sum::<f64>() - total).abs() <= total * 1e-6, "{v}");
+    assert!(each.iter().sum::<f64>() >= total * (1.0 - 1e-9), "{v}");
     assert!(!dir.path().join("bench-data").exists(), "the run's directories are removed");
     let run = rewardpool(dir.path(), &["bench", "--pools", "2", "--producers", "3"]);
     assert_eq!(run.code, Some(2), "{run:?}");
