@@ -19,6 +19,23 @@
 //!   listen_address: "127.0.0.1:50051"
 //! ```
 //!
+//! Several pools (each in `working_dir/<name>/`, see `host::pool_dirs`) take `pools:`
+//! instead of `pool:`; a pool's `wal` keys override the top-level `wal` ones, key by key:
+//!
+//! ```yaml
+//! working_dir: "data"
+//! wal: { durability: buffered }
+//! pools:
+//!   - name: banner                 # ASCII letters, digits, '_' and '-' (a directory name)
+//!     core: 0                      # optional: pin its core thread (default: the core plan)
+//!     catalog:
+//!       - { item_id: "diamond", quantity: 100, probability: 10 }
+//!   - name: event
+//!     catalog:
+//!       - { item_id: "mud", quantity: -1, probability: 70 }
+//!     wal: { durability: sync }    # this pool only
+//! ```
+//!
 //! Loading runs in three steps, each with its own errors:
 //! 1. read the file, and parse it as YAML (`NotYaml`, `Empty`, `Read`);
 //! 2. deserialize into typed structs with unknown keys refused, so a misspelt key is an error
@@ -67,12 +84,61 @@ const FORMATTERS: [&str; 4] = ["string_line", "json", "jsonl", "binary"];
 pub struct Config {
     /// The data directory (`working_dir`).
     pub working_dir: PathBuf,
-    /// The catalog, in file order.
+    /// The catalog, in file order: the Go form's `pool.catalog`, or the first pool's under
+    /// `pools:` (every pool's is in [`Config::pools`]).
     pub catalog: Vec<CatalogItem>,
-    /// `wal` section.
+    /// `wal` section (the top-level one; each pool's, with its own keys over these, is in
+    /// [`Config::pools`]).
     pub wal: WalConfig,
     /// `grpc` section.
     pub grpc: GrpcConfig,
+    /// Every pool, in file order: the Go form `pool:` is one pool named [`DEFAULT_POOL`].
+    pub pools: Vec<PoolConfig>,
+    /// Where the pools' files are: the Go form keeps its one pool's files directly in
+    /// `working_dir`; `pools:` gives each pool `working_dir/<name>/`.
+    pub layout: DirLayout,
+}
+
+/// The name of the Go form's one pool (`pool:`).
+pub const DEFAULT_POOL: &str = "default";
+
+/// Longest pool name (it names a directory).
+pub const POOL_NAME_LEN_MAX: usize = 64;
+
+/// One pool of `pools:` (or the Go form's `pool:`), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// A safe directory name ([`valid_pool_name`]).
+    pub name: String,
+    /// The catalog, in file order.
+    pub catalog: Vec<CatalogItem>,
+    /// The core its core thread is pinned to (`core:`); `None` = the host's core plan.
+    pub core: Option<usize>,
+    /// Its `wal`: the pool's own keys over the top-level ones, key by key.
+    pub wal: WalConfig,
+}
+
+/// How a configuration lays its pools out under `working_dir`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirLayout {
+    /// The Go form (`pool:`): the one pool's files are directly in `working_dir`, as every
+    /// earlier release wrote them.
+    Single,
+    /// `pools:`: each pool in `working_dir/<name>/` (a pool named `default` keeps a log
+    /// found directly in `working_dir`: see `host::pool_dirs`).
+    PerPool,
+}
+
+/// True for a name a pool may have: 1 to [`POOL_NAME_LEN_MAX`] ASCII letters, digits, `_`
+/// and `-`, starting with a letter or a digit. It is a directory's name, so nothing that
+/// could climb out of `working_dir` (`/`, `..`) or collide with a log file (which all hold
+/// a `.`, or is the lock file `lock`) is allowed.
+#[must_use]
+pub fn valid_pool_name(name: &str) -> bool {
+    name != crate::layout::LOCK_FILE
+        && (1..=POOL_NAME_LEN_MAX).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 /// One catalog entry, validated.
@@ -139,18 +205,27 @@ impl Default for Config {
             quantity,
             weight,
         };
+        let catalog = vec![
+            item("diamond", 100, 10),
+            item("gold", 1_000, 20),
+            item("silver", 10_000, 30),
+            item("rock", 100_000, 40),
+            item("mud", -1, 70),
+            item("log", -1, 50),
+        ];
+        let pools = vec![PoolConfig {
+            name: DEFAULT_POOL.to_owned(),
+            catalog: catalog.clone(),
+            core: None,
+            wal: WalConfig::default(),
+        }];
         Config {
             working_dir: PathBuf::from("data"),
-            catalog: vec![
-                item("diamond", 100, 10),
-                item("gold", 1_000, 20),
-                item("silver", 10_000, 30),
-                item("rock", 100_000, 40),
-                item("mud", -1, 70),
-                item("log", -1, 50),
-            ],
+            catalog,
             wal: WalConfig::default(),
             grpc: GrpcConfig::default(),
+            pools,
+            layout: DirLayout::Single,
         }
     }
 }
@@ -182,8 +257,10 @@ impl Config {
         match &value {
             serde_norway::Value::Null => return Err(ConfigErrorKind::Empty.into()),
             serde_norway::Value::Mapping(map) => {
-                if !map.contains_key("pool") {
-                    return Err(ConfigErrorKind::MissingSection("pool").into());
+                match (map.contains_key("pool"), map.contains_key("pools")) {
+                    (false, false) => return Err(ConfigErrorKind::MissingSection("pool").into()),
+                    (true, true) => return Err(ConfigErrorKind::BothPoolForms.into()),
+                    _ => {}
                 }
             }
             other => {
@@ -222,6 +299,33 @@ impl Config {
             segment_size_bytes: self.wal.max_file_size_kb * 1024,
             ..WalOptions::default()
         }
+    }
+
+    /// The position of pool `name` in [`Config::pools`].
+    #[must_use]
+    pub fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// The pools' names, in file order.
+    pub fn pool_names(&self) -> impl Iterator<Item = &str> {
+        self.pools.iter().map(|p| p.name.as_str())
+    }
+
+    /// Pool `index` as a configuration of its own, in the Go form: `working_dir` is `dir`
+    /// (the pool's directory, `host::pool_dirs`), `catalog` and `wal` are the pool's, and
+    /// it has that one pool (with its `core`). What the single-pool code paths (the command
+    /// line's `draw`, `state`, `wal …`) take. `None` for an index past the pools.
+    #[must_use]
+    pub fn for_pool(&self, index: usize, dir: PathBuf) -> Option<Config> {
+        let pool = self.pools.get(index)?.clone();
+        let mut view = self.clone();
+        view.working_dir = dir;
+        view.catalog.clone_from(&pool.catalog);
+        view.wal = pool.wal.clone();
+        view.pools = vec![pool];
+        view.layout = DirLayout::Single;
+        Some(view)
     }
 
     /// The engine's bounds: ring capacity, group size and commit delay from `wal`, the rest
@@ -326,6 +430,47 @@ pub enum ConfigErrorKind {
     UnknownFormatter(String),
     /// `grpc.listen_address` is not `host:port`.
     BadListenAddress(String),
+    /// Both `pool:` (the Go form) and `pools:` are present.
+    BothPoolForms,
+    /// `pools:` lists no pool.
+    NoPools,
+    /// A pool's name is not a safe directory name ([`valid_pool_name`]).
+    BadPoolName {
+        /// Position in `pools`.
+        position: usize,
+        /// The name.
+        name: String,
+    },
+    /// Two pools share a name.
+    DuplicatePoolName {
+        /// The name.
+        name: String,
+        /// Position of its first occurrence.
+        first: usize,
+        /// Position of the repeat.
+        position: usize,
+    },
+    /// A pool's `core` is not one this process may run on.
+    CoreUnavailable {
+        /// Position in `pools`.
+        position: usize,
+        /// The pool's name.
+        name: String,
+        /// The core asked for.
+        core: i64,
+        /// The cores this process may use.
+        available: Vec<usize>,
+    },
+    /// An error inside one pool of `pools:` (its catalog, or its `wal` merged over the
+    /// top-level one).
+    InPool {
+        /// Position in `pools`.
+        position: usize,
+        /// The pool's name.
+        name: String,
+        /// What is wrong.
+        error: Box<ConfigErrorKind>,
+    },
 }
 
 impl From<ConfigErrorKind> for ConfigError {
@@ -419,6 +564,33 @@ impl fmt::Display for ConfigErrorKind {
                 "grpc.listen_address is {v:?}, it must be host:port (e.g. \"127.0.0.1:50051\" \
                  or \":50051\")"
             ),
+            ConfigErrorKind::BothPoolForms => f.write_str(
+                "both `pool` and `pools` are present: use `pool` for one pool (named \
+                 \"default\") or `pools` for several, not both",
+            ),
+            ConfigErrorKind::NoPools => {
+                f.write_str("pools is empty: at least one pool is required")
+            }
+            ConfigErrorKind::BadPoolName { position, name } => write!(
+                f,
+                "pools[{position}].name is {name:?}: a pool name is its directory's name, so it \
+                 must be 1 to {POOL_NAME_LEN_MAX} ASCII letters, digits, '_' or '-', starting \
+                 with a letter or a digit, and not \"{}\"",
+                crate::layout::LOCK_FILE
+            ),
+            ConfigErrorKind::DuplicatePoolName { name, first, position } => {
+                write!(f, "pools[{position}].name {name:?} is already used by pools[{first}]")
+            }
+            ConfigErrorKind::CoreUnavailable { position, name, core, available } => write!(
+                f,
+                "pools[{position}] (pool {name:?}): core is {core}, but this process may run \
+                 only on cores {available:?}"
+            ),
+            ConfigErrorKind::InPool { position, name, error } => {
+                let inner = error.to_string();
+                let inner = inner.strip_prefix("pool.").unwrap_or(&inner);
+                write!(f, "pools[{position}] (pool {name:?}): {inner}")
+            }
         }
     }
 }
@@ -468,7 +640,10 @@ fn structure_error(doc: &serde_norway::Value, message: String) -> ConfigErrorKin
 struct RawConfig {
     #[serde(default)]
     working_dir: Option<PathBuf>,
-    pool: RawPool,
+    #[serde(default)]
+    pool: Option<RawPool>,
+    #[serde(default)]
+    pools: Option<Vec<RawNamedPool>>,
     #[serde(default)]
     wal: RawWal,
     #[serde(default)]
@@ -482,6 +657,19 @@ struct RawPool {
     catalog: Vec<RawItem>,
 }
 
+/// One entry of `pools:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamedPool {
+    name: String,
+    #[serde(default)]
+    catalog: Vec<RawItem>,
+    #[serde(default)]
+    core: Option<i64>,
+    #[serde(default)]
+    wal: RawWal,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawItem {
@@ -491,7 +679,7 @@ struct RawItem {
     probability: i64,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawWal {
     max_file_size_kb: Option<i64>,
@@ -525,67 +713,42 @@ fn bounded(
     }
 }
 
-impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
-        if self.pool.catalog.is_empty() {
-            return Err(ConfigErrorKind::EmptyCatalog.into());
+impl RawWal {
+    /// `self`'s keys where set, `base`'s otherwise (a pool's `wal` over the top-level one).
+    fn over(self, base: &RawWal) -> RawWal {
+        let base = base.clone();
+        RawWal {
+            max_file_size_kb: self.max_file_size_kb.or(base.max_file_size_kb),
+            max_request_buffer_size: self.max_request_buffer_size.or(base.max_request_buffer_size),
+            formatter: self.formatter.or(base.formatter),
+            flush_after_n_draw: self.flush_after_n_draw.or(base.flush_after_n_draw),
+            durability: self.durability.or(base.durability),
+            max_commit_delay_us: self.max_commit_delay_us.or(base.max_commit_delay_us),
         }
-        let mut catalog = Vec::with_capacity(self.pool.catalog.len());
-        let mut seen = std::collections::HashMap::new();
-        for (position, item) in self.pool.catalog.into_iter().enumerate() {
-            if item.item_id.is_empty() {
-                return Err(ConfigErrorKind::EmptyItemId { position }.into());
-            }
-            if let Some(&first) = seen.get(&item.item_id) {
-                return Err(ConfigErrorKind::DuplicateItemId {
-                    item_id: item.item_id,
-                    first,
-                    position,
-                }
-                .into());
-            }
-            if item.quantity < -1 {
-                return Err(ConfigErrorKind::QuantityBelowMinusOne {
-                    position,
-                    item_id: item.item_id,
-                    quantity: item.quantity,
-                }
-                .into());
-            }
-            let Ok(weight) = u32::try_from(item.probability) else {
-                return Err(ConfigErrorKind::WeightOutOfRange {
-                    position,
-                    item_id: item.item_id,
-                    weight: item.probability,
-                }
-                .into());
-            };
-            seen.insert(item.item_id.clone(), position);
-            catalog.push(CatalogItem { item_id: item.item_id, quantity: item.quantity, weight });
-        }
+    }
 
-        let w = self.wal;
-        let durability = match w.durability {
+    fn validate(self) -> Result<WalConfig, ConfigError> {
+        let durability = match self.durability {
             None => Durability::Sync,
             Some(d) => {
                 d.parse().map_err(|_| ConfigError::from(ConfigErrorKind::UnknownDurability(d)))?
             }
         };
-        let formatter = w.formatter.unwrap_or_else(|| "string_line".to_owned());
+        let formatter = self.formatter.unwrap_or_else(|| "string_line".to_owned());
         if !FORMATTERS.contains(&formatter.as_str()) {
             return Err(ConfigErrorKind::UnknownFormatter(formatter).into());
         }
         let wal = WalConfig {
             max_file_size_kb: bounded(
                 "wal.max_file_size_kb",
-                w.max_file_size_kb,
+                self.max_file_size_kb,
                 DEFAULT_MAX_FILE_SIZE_KB,
                 MAX_FILE_SIZE_KB_MIN,
                 MAX_FILE_SIZE_KB_MAX,
             )?,
             max_request_buffer_size: bounded(
                 "wal.max_request_buffer_size",
-                w.max_request_buffer_size,
+                self.max_request_buffer_size,
                 DEFAULT_MAX_REQUEST_BUFFER_SIZE,
                 1,
                 MAX_REQUEST_BUFFER_SIZE_MAX,
@@ -593,7 +756,7 @@ impl RawConfig {
             formatter,
             flush_after_n_draw: bounded(
                 "wal.flush_after_n_draw",
-                w.flush_after_n_draw,
+                self.flush_after_n_draw,
                 DEFAULT_FLUSH_AFTER_N_DRAW,
                 1,
                 FLUSH_AFTER_N_DRAW_MAX,
@@ -601,7 +764,7 @@ impl RawConfig {
             durability,
             max_commit_delay_us: bounded(
                 "wal.max_commit_delay_us",
-                w.max_commit_delay_us,
+                self.max_commit_delay_us,
                 DEFAULT_MAX_COMMIT_DELAY_US,
                 0,
                 MAX_COMMIT_DELAY_US_MAX,
@@ -623,6 +786,120 @@ impl RawConfig {
             }
             .into());
         }
+        Ok(wal)
+    }
+}
+
+fn validate_catalog(items: Vec<RawItem>) -> Result<Vec<CatalogItem>, ConfigErrorKind> {
+    if items.is_empty() {
+        return Err(ConfigErrorKind::EmptyCatalog);
+    }
+    let mut catalog = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashMap::new();
+    for (position, item) in items.into_iter().enumerate() {
+        if item.item_id.is_empty() {
+            return Err(ConfigErrorKind::EmptyItemId { position });
+        }
+        if let Some(&first) = seen.get(&item.item_id) {
+            return Err(ConfigErrorKind::DuplicateItemId {
+                item_id: item.item_id,
+                first,
+                position,
+            });
+        }
+        if item.quantity < -1 {
+            return Err(ConfigErrorKind::QuantityBelowMinusOne {
+                position,
+                item_id: item.item_id,
+                quantity: item.quantity,
+            });
+        }
+        let Ok(weight) = u32::try_from(item.probability) else {
+            return Err(ConfigErrorKind::WeightOutOfRange {
+                position,
+                item_id: item.item_id,
+                weight: item.probability,
+            });
+        };
+        seen.insert(item.item_id.clone(), position);
+        catalog.push(CatalogItem { item_id: item.item_id, quantity: item.quantity, weight });
+    }
+    Ok(catalog)
+}
+
+/// Validates `pools:` against the top-level `wal` and the cores this process may use
+/// (`cores`; empty = pinning is not available here, so `core` is not checked).
+fn validate_pools(
+    raw: Vec<RawNamedPool>,
+    wal: &RawWal,
+    cores: &[usize],
+) -> Result<Vec<PoolConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigErrorKind::NoPools.into());
+    }
+    let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.len());
+    for (position, pool) in raw.into_iter().enumerate() {
+        if !valid_pool_name(&pool.name) {
+            return Err(ConfigErrorKind::BadPoolName { position, name: pool.name }.into());
+        }
+        if let Some(first) = pools.iter().position(|p| p.name == pool.name) {
+            return Err(
+                ConfigErrorKind::DuplicatePoolName { name: pool.name, first, position }.into()
+            );
+        }
+        let core = match pool.core {
+            None => None,
+            Some(core) => match usize::try_from(core) {
+                Ok(c) if cores.is_empty() || cores.contains(&c) => Some(c),
+                _ => {
+                    return Err(ConfigErrorKind::CoreUnavailable {
+                        position,
+                        name: pool.name,
+                        core,
+                        available: cores.to_vec(),
+                    }
+                    .into())
+                }
+            },
+        };
+        let name = pool.name;
+        let in_pool = |error: ConfigErrorKind| ConfigErrorKind::InPool {
+            position,
+            name: name.clone(),
+            error: Box::new(error),
+        };
+        let catalog = validate_catalog(pool.catalog).map_err(in_pool)?;
+        let pool_wal = pool.wal.over(wal).validate().map_err(|mut e| {
+            e.kind = in_pool(e.kind);
+            e
+        })?;
+        pools.push(PoolConfig { name, catalog, core, wal: pool_wal });
+    }
+    Ok(pools)
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let wal = self.wal.clone().validate()?;
+        let (catalog, pools, layout) = match (self.pool, self.pools) {
+            (Some(pool), None) => {
+                let catalog = validate_catalog(pool.catalog)?;
+                let pools = vec![PoolConfig {
+                    name: DEFAULT_POOL.to_owned(),
+                    catalog: catalog.clone(),
+                    core: None,
+                    wal: wal.clone(),
+                }];
+                (catalog, pools, DirLayout::Single)
+            }
+            (None, Some(raw)) => {
+                let pools = validate_pools(raw, &self.wal, crate::engine::available_cores())?;
+                let catalog = pools.first().map(|p| p.catalog.clone()).unwrap_or_default();
+                (catalog, pools, DirLayout::PerPool)
+            }
+            (Some(_), Some(_)) => return Err(ConfigErrorKind::BothPoolForms.into()),
+            (None, None) => return Err(ConfigErrorKind::MissingSection("pool").into()),
+        };
 
         let defaults = GrpcConfig::default();
         let grpc = GrpcConfig {
@@ -638,6 +915,8 @@ impl RawConfig {
             catalog,
             wal,
             grpc,
+            pools,
+            layout,
         })
     }
 }
@@ -870,6 +1149,82 @@ mod tests {
             let e = err(&format!("{base}grpc:\n  listen_address: \"{bad}\"\n"));
             assert!(matches!(e.kind, ConfigErrorKind::BadListenAddress(_)), "{bad}");
         }
+    }
+
+    const TWO_POOLS: &str = "working_dir: d\nwal:\n  durability: buffered\n  max_commit_delay_us: 7\npools:\n  - name: eu\n    catalog:\n      - { item_id: gold, quantity: 5, probability: 1 }\n  - name: us-2\n    core: 0\n    catalog:\n      - { item_id: mud, quantity: -1, probability: 3 }\n    wal:\n      durability: sync\n      max_file_size_kb: 1024\n";
+
+    #[test]
+    fn go_form_is_one_pool_named_default() {
+        let c = Config::from_yaml_str(GO_SAMPLE).unwrap();
+        assert_eq!(c.layout, DirLayout::Single);
+        assert_eq!(c.pool_names().collect::<Vec<_>>(), [DEFAULT_POOL]);
+        assert_eq!(c.pools[0].catalog, c.catalog);
+        assert_eq!(c.pools[0].wal, c.wal);
+        assert_eq!(c.pools[0].core, None);
+        assert_eq!(Config::default().pools[0].catalog, Config::default().catalog);
+    }
+
+    #[test]
+    fn pools_form_merges_each_pools_wal_over_the_top_level_key_by_key() {
+        let c = Config::from_yaml_str(TWO_POOLS).unwrap();
+        assert_eq!(c.layout, DirLayout::PerPool);
+        assert_eq!(c.pool_names().collect::<Vec<_>>(), ["eu", "us-2"]);
+        let (eu, us) = (&c.pools[0], &c.pools[1]);
+        assert_eq!(eu.wal, c.wal, "no wal of its own: the top-level one");
+        assert_eq!(eu.wal.durability, Durability::Buffered);
+        assert_eq!(us.wal.durability, Durability::Sync, "its own key wins");
+        assert_eq!(us.wal.max_file_size_kb, 1024);
+        assert_eq!(us.wal.max_commit_delay_us, 7, "a key it does not set comes from the top");
+        assert_eq!(us.core, Some(0));
+        assert_eq!(c.catalog, eu.catalog, "the first pool's catalog");
+        let view = c.for_pool(1, PathBuf::from("d/us-2")).unwrap();
+        assert_eq!(view.working_dir, PathBuf::from("d/us-2"));
+        assert_eq!(view.catalog, us.catalog);
+        assert_eq!(view.wal, us.wal);
+        assert_eq!(view.layout, DirLayout::Single);
+        assert_eq!(view.wal_options().durability, Durability::Sync);
+        assert_eq!(c.pool_index("us-2"), Some(1));
+        assert!(c.for_pool(2, PathBuf::new()).is_none());
+    }
+
+    #[test]
+    fn pool_errors_name_the_pool_and_the_field() {
+        let e = err(&format!("{TWO_POOLS}pool:\n  catalog: []\n"));
+        assert_eq!(e.kind, ConfigErrorKind::BothPoolForms);
+        assert!(e.to_string().contains("both `pool` and `pools`"), "{e}");
+        assert_eq!(err("pools: []\n").kind, ConfigErrorKind::NoPools);
+        for bad in ["lock", "a/b", "..", ".hidden", "", "-x", "é", "a.b", &"x".repeat(65)] {
+            let e = err(&TWO_POOLS.replace("name: eu", &format!("name: \"{bad}\"")));
+            assert_eq!(e.kind, ConfigErrorKind::BadPoolName { position: 0, name: bad.into() });
+            assert!(e.to_string().contains("pools[0].name"), "{e}");
+            assert!(e.to_string().contains("letters, digits, '_' or '-'"), "{e}");
+        }
+        let e = err(&TWO_POOLS.replace("us-2", "eu"));
+        assert_eq!(
+            e.kind,
+            ConfigErrorKind::DuplicatePoolName { name: "eu".into(), first: 0, position: 1 }
+        );
+        assert!(e.to_string().contains("pools[1].name \"eu\" is already used by pools[0]"));
+        for core in ["4096", "-1"] {
+            let e = err(&TWO_POOLS.replace("core: 0", &format!("core: {core}")));
+            assert!(matches!(e.kind, ConfigErrorKind::CoreUnavailable { position: 1, .. }), "{e}");
+            let s = e.to_string();
+            assert!(s.contains("pools[1] (pool \"us-2\"): core is"), "{s}");
+        }
+        let e = err(&TWO_POOLS.replace("quantity: 5", "quantity: -5"));
+        assert!(matches!(e.kind, ConfigErrorKind::InPool { position: 0, .. }), "{e}");
+        let s = e.to_string();
+        assert!(s.contains("pools[0] (pool \"eu\"): catalog[0] (item \"gold\")"), "{s}");
+        let e = err(&TWO_POOLS.replace("max_file_size_kb: 1024", "max_file_size_kb: 1"));
+        let s = e.to_string();
+        assert!(s.contains("pools[1] (pool \"us-2\"): wal.max_file_size_kb is 1"), "{s}");
+        let e = err(&TWO_POOLS.replace("durability: sync", "durability: fast"));
+        assert!(e.to_string().contains("pools[1] (pool \"us-2\"): wal.durability"), "{e}");
+        let e = err("pools:\n  - name: a\n    catalog: []\n");
+        assert!(e.to_string().contains("pools[0] (pool \"a\"): catalog is empty"), "{e}");
+        let e = err("pools:\n  - name: a\n    cores: 1\n");
+        assert!(matches!(e.kind, ConfigErrorKind::Structure(_)), "{e}");
+        assert!(e.to_string().contains("cores"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! blocking `pull` read through its iterator) are inside every count too. Keyed requests
 //! (`Journal::append_key`) through the WAL journal, written as batch frames, allocate nothing
 //! either.
+//! Two pools of one `Host`, drawn from alternately, allocate nothing either.
 //!
 //! The count is process-wide while armed (the core is another thread). This binary holds a
 //! single test, so the test harness's own threads are idle while armed; nothing here prints
@@ -173,6 +174,7 @@ fn no_allocation_in_steady_state() {
     for durability in [Durability::Buffered, Durability::Sync] {
         durable_log(durability);
     }
+    two_pools_in_a_host();
     // Last and short: past 60 s the test harness allocates for its "running for over 60
     // seconds" notice, which a loaded machine can reach.
     for durability in [Durability::Buffered, Durability::Sync] {
@@ -240,6 +242,46 @@ fn keyed_journal(durability: Durability) {
     if allocs != 0 {
         let first = FIRST.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
         panic!("{durability}: {allocs} allocations in keyed groups; first:\n{first}");
+    }
+}
+
+/// Two pools opened by a `Host` (each its own engine, placed by the core plan): once each
+/// name is resolved to its engine and a client, draws alternating between the pools
+/// allocate nothing (no name is looked up per draw).
+fn two_pools_in_a_host() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let yaml = format!(
+        "working_dir: \"{}\"\nwal:\n  durability: memory\npools:\n  - name: a\n    catalog:\n      \
+         - {{ item_id: gold, quantity: 5000000, probability: 1 }}\n  - name: b\n    catalog:\n      \
+         - {{ item_id: mud, quantity: -1, probability: 1 }}\n",
+        dir.path().display()
+    );
+    let config = rewardpool::Config::from_yaml_str(&yaml).unwrap();
+    let host = rewardpool::Host::open(&config).unwrap();
+    let (a, b) = (host.pool("a").unwrap(), host.pool("b").unwrap());
+    let (mut ca, mut cb) = (a.client().unwrap(), b.client().unwrap());
+    assert_eq!(pipelined(&mut ca, 20_000) + pipelined(&mut cb, 20_000), 40_000);
+    std::thread::sleep(Duration::from_millis(50));
+
+    ALLOCS.store(0, Ordering::SeqCst);
+    CAPTURE.store(true, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    let mut acknowledged = 0;
+    for _ in 0..20 {
+        acknowledged += pipelined(&mut ca, 10_000) + pipelined(&mut cb, 10_000);
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    CAPTURE.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    assert_eq!(acknowledged, 400_000);
+    drop((ca, cb));
+    for (name, result) in host.shutdown() {
+        result.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    eprintln!("two pools: {acknowledged} draws: {allocs} allocations");
+    if allocs != 0 {
+        let first = FIRST.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        panic!("two pools: {allocs} allocations during {acknowledged} draws; first:\n{first}");
     }
 }
 

@@ -154,10 +154,10 @@ impl<J: Journal> Core<J> {
         }
     }
 
-    /// The core thread is pinned to `core`: the journal's helper threads go elsewhere
-    /// (`affinity::helper_core`).
-    pub(crate) fn core_pinned(&mut self, core: usize) {
-        if let Some(helper) = super::affinity::helper_core(core) {
+    /// The core thread is pinned to `core`: the journal's helper threads go to `helpers`
+    /// (the host's core plan) or, without one, elsewhere (`affinity::helper_core`).
+    pub(crate) fn core_pinned(&mut self, core: usize, helpers: Option<usize>) {
+        if let Some(helper) = helpers.or_else(|| super::affinity::helper_core(core)) {
             self.journal.place_helpers(helper);
         }
     }

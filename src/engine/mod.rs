@@ -46,6 +46,10 @@ pub struct EngineConfig {
     pub inflight_groups_max: usize,
     /// Where the core thread runs.
     pub core: CorePin,
+    /// Where the journal's helper threads (flusher, preparer) run when the core thread is
+    /// pinned: this core (the host's core plan, `host::plan_cores`), or with `None` the
+    /// first other core this process may use. Never used when the core thread is unpinned.
+    pub helper_core: Option<usize>,
     /// The idle strategy's bounds.
     pub idle: IdleConfig,
     /// Draws a client may have in flight in pulls: its pull area, allocated with the
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             clients_max: 64,
             inflight_groups_max: 64,
             core: CorePin::Auto,
+            helper_core: None,
             idle: IdleConfig::default(),
             pull_area_len: 16 << 10,
         }
@@ -299,6 +304,7 @@ impl Engine {
         let journal_stats = journal.stats();
         let group_draws_max = journal.group_draws_max();
         let core = Core::new(pool, journal, Arc::clone(&shared), &config);
+        let helper_core = config.helper_core;
         let thread = std::thread::Builder::new()
             .name("rewardpool-core".into())
             .spawn(move || {
@@ -311,7 +317,7 @@ impl Engine {
                 let _ = ready_tx.send(Ok(()));
                 let mut core = core;
                 if let Some(id) = core_id {
-                    core.core_pinned(id);
+                    core.core_pinned(id, helper_core);
                 }
                 core.run()
             })

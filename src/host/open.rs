@@ -37,6 +37,27 @@ pub enum OpenError {
     Recovery(RecoveryError),
     /// The journal could not start (creating or installing the first segment).
     Journal(JournalError),
+    /// A `pools:` configuration whose `working_dir` holds a single-pool log (segments
+    /// directly in it, as the Go form writes them) but no pool named `default` to own it.
+    FlatLogWithoutDefault {
+        /// `working_dir`.
+        dir: String,
+        /// The configuration's pools.
+        pools: Vec<String>,
+    },
+    /// `working_dir` holds a single-pool log and `working_dir/default/` holds another: which
+    /// one is pool `default` is not guessed.
+    TwoDefaultLogs {
+        /// `working_dir`.
+        dir: String,
+    },
+    /// One pool of a host could not be opened.
+    InPool {
+        /// The pool's name.
+        pool: String,
+        /// Why.
+        error: Box<OpenError>,
+    },
     /// Any other I/O error, with what was being done.
     Io {
         /// What was being done.
@@ -60,6 +81,20 @@ impl fmt::Display for OpenError {
             }
             OpenError::Recovery(e) => e.fmt(f),
             OpenError::Journal(e) => write!(f, "cannot start the log: {e}"),
+            OpenError::FlatLogWithoutDefault { dir, pools } => write!(
+                f,
+                "{dir} holds a single-pool log (segments directly in it, as a `pool:` \
+                 configuration writes them) but the configuration's pools ({}) include none \
+                 named \"default\": name one pool \"default\" to keep that log as its \
+                 own, or move the files into {dir}/<name>/",
+                pools.join(", ")
+            ),
+            OpenError::TwoDefaultLogs { dir } => write!(
+                f,
+                "{dir} holds a single-pool log and {dir}/default/ holds another: pool \
+                 \"default\" can have only one (move one of them away)"
+            ),
+            OpenError::InPool { pool, error } => write!(f, "pool {pool:?}: {error}"),
             OpenError::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -71,7 +106,10 @@ impl OpenError {
     /// True when the data on disk (not the environment) is at fault: a damaged log.
     #[must_use]
     pub fn is_damage(&self) -> bool {
-        matches!(self, OpenError::Recovery(RecoveryError::Damaged { .. }))
+        match self {
+            OpenError::InPool { error, .. } => error.is_damage(),
+            e => matches!(e, OpenError::Recovery(RecoveryError::Damaged { .. })),
+        }
     }
 }
 

@@ -25,15 +25,38 @@ pub struct Placement {
 /// `engine::available_cores()`); empty when there are no cores (run unpinned).
 #[must_use]
 pub fn plan_cores(pools: usize, cores: &[usize]) -> Vec<Placement> {
+    plan_cores_fixed(&vec![None; pools], cores)
+}
+
+/// [`plan_cores`] where some pools' core threads have a core fixed by the configuration
+/// (`fixed[i]`, a pool's `core:`): those keep it, the others take the cores no fixed pool
+/// holds (in order, wrapping; all the cores when the fixed ones hold every core), and the
+/// helpers follow rules 2 and 3 over the result. A fixed core outside `cores` is kept (the
+/// engine refuses it when it starts). Empty when there are no cores.
+#[must_use]
+pub fn plan_cores_fixed(fixed: &[Option<usize>], cores: &[usize]) -> Vec<Placement> {
     if cores.is_empty() {
         return Vec::new();
     }
-    let spare = cores.get(pools..).unwrap_or_default();
-    (0..pools)
+    let free: Vec<usize> = cores.iter().copied().filter(|c| !fixed.contains(&Some(*c))).collect();
+    let free = if free.is_empty() { cores } else { free.as_slice() };
+    let mut next_free = 0;
+    let core_threads: Vec<usize> = fixed
+        .iter()
+        .map(|f| {
+            f.unwrap_or_else(|| {
+                let c = free[next_free % free.len()];
+                next_free += 1;
+                c
+            })
+        })
+        .collect();
+    let spare: Vec<usize> = cores.iter().copied().filter(|c| !core_threads.contains(c)).collect();
+    (0..core_threads.len())
         .map(|i| {
-            let core = cores[i % cores.len()];
+            let core = core_threads[i];
             let helpers = if spare.is_empty() {
-                let next = cores[(i + 1) % cores.len().min(pools)];
+                let next = core_threads[(i + 1) % core_threads.len()];
                 (next != core)
                     .then_some(next)
                     .or_else(|| cores.iter().copied().find(|c| *c != core))
@@ -120,5 +143,27 @@ mod tests {
         assert_eq!(plan.iter().map(|p| p.core).collect::<Vec<_>>(), [0, 1, 0, 1]);
         assert_eq!(plan.iter().map(|p| p.helpers).collect::<Vec<_>>(), [1, 0, 1, 0].map(Some));
         assert!(plan_cores(3, &[]).is_empty());
+    }
+
+    #[test]
+    fn fixed_cores_are_kept_and_the_others_fill_around_them() {
+        // Pool 0 asks for core 1: pool 1 takes core 0, both helpers go to the spares.
+        let plan = plan_cores_fixed(&[Some(1), None], &cores(4));
+        assert_eq!(
+            plan,
+            [Placement { core: 1, helpers: Some(2) }, Placement { core: 0, helpers: Some(3) }]
+        );
+        // Two cores, both pools fixed to core 0: they share it, helpers go to core 1.
+        let plan = plan_cores_fixed(&[Some(0), Some(0)], &cores(2));
+        assert_eq!(
+            plan.iter().map(|p| (p.core, p.helpers)).collect::<Vec<_>>(),
+            [(0, Some(1)), (0, Some(1))]
+        );
+        // Fixed on both of two cores: the unfixed third starts over at the first core.
+        let plan = plan_cores_fixed(&[Some(1), Some(0), None], &cores(2));
+        assert_eq!(plan.iter().map(|p| p.core).collect::<Vec<_>>(), [1, 0, 0]);
+        for p in &plan {
+            assert_ne!(p.helpers, Some(p.core), "{plan:?}");
+        }
     }
 }

@@ -154,6 +154,8 @@ fn bench_json_report_field_by_field() {
         "rate_sustained",
         "log_bytes_per_draw",
         "floor_p99_ns",
+        "pools",
+        "pool_draws_per_sec",
     ];
     let mut got = keys.clone();
     got.sort_unstable();
@@ -180,6 +182,8 @@ fn bench_json_report_field_by_field() {
     assert!(obj["rate_sustained"].is_null(), "closed loop: {v}");
     assert!(obj["log_bytes_per_draw"].is_null(), "memory keeps no log: {v}");
     assert!(obj["floor_p99_ns"].is_null(), "closed loop: {v}");
+    assert_eq!(obj["pools"].as_u64(), Some(1));
+    assert!(obj["pool_draws_per_sec"].is_null(), "one pool: {v}");
     // Memory mode creates no directory.
     assert!(!dir.path().join("bench-data").exists());
 }

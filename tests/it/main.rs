@@ -10,6 +10,7 @@ mod host;
 mod library;
 mod log_format;
 mod metrics;
+mod pools;
 mod process;
 mod pulls;
 mod readme;

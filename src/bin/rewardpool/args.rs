@@ -46,17 +46,28 @@ pub(crate) enum Command {
     /// the configuration's catalog (--apply-catalog).
     Update(UpdateArgs),
     /// Inspect, verify or repair the write-ahead log.
-    #[command(subcommand)]
-    Wal(WalCommand),
+    Wal(WalArgs),
     /// End-to-end in-process benchmark: throughput and HDR latency percentiles.
     Bench(BenchArgs),
     /// Not available yet (exits 2): the terminal dashboard is a later issue.
     Tui,
 }
 
+/// `--pool NAME` on `draw`, `state` and `update`.
+#[derive(Debug, Args)]
+pub(crate) struct PoolArg {
+    /// The pool to act on, by its name in the configuration's `pools:` (the Go form's one
+    /// pool is "default"). Required when the configuration has several pools.
+    #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
+    pub pool: Option<String>,
+}
+
 /// `draw`.
 #[derive(Debug, Args)]
 pub(crate) struct DrawArgs {
+    /// Which pool.
+    #[command(flatten)]
+    pub pool: PoolArg,
     /// Number of requests: draws, or pulls with --pull (0 does nothing: the data directory
     /// is not opened).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
@@ -73,6 +84,9 @@ pub(crate) struct DrawArgs {
 /// `state`.
 #[derive(Debug, Args)]
 pub(crate) struct StateArgs {
+    /// Which pool.
+    #[command(flatten)]
+    pub pool: PoolArg,
     /// {"last_request_id":N,"items":[{"item_id":..,"quantity":..,"weight":..}]}.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +95,9 @@ pub(crate) struct StateArgs {
 /// `update`.
 #[derive(Debug, Args)]
 pub(crate) struct UpdateArgs {
+    /// Which pool.
+    #[command(flatten)]
+    pub pool: PoolArg,
     /// The item's id.
     #[arg(
         long,
@@ -104,6 +121,19 @@ pub(crate) struct UpdateArgs {
     /// 0, weights and quantities set to the configuration's).
     #[arg(long, conflicts_with_all = ["item", "quantity", "weight", "add"])]
     pub apply_catalog: bool,
+}
+
+/// `wal [--pool NAME] ...`.
+#[derive(Debug, Args)]
+pub(crate) struct WalArgs {
+    /// The pool whose log to read or repair, by its name in the configuration's `pools:`
+    /// (the Go form's one pool is "default"). Required when the configuration has several
+    /// pools; accepted before or after the subcommand.
+    #[arg(long, global = true, value_name = "NAME", allow_negative_numbers = true)]
+    pub pool: Option<String>,
+    /// What to do with the log.
+    #[command(subcommand)]
+    pub command: WalCommand,
 }
 
 /// `wal ...`.
@@ -150,9 +180,10 @@ pub(crate) struct BenchArgs {
     /// Catalog size: K unlimited items with weights 1..=K.
     #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
     pub items: u32,
-    /// Producer threads, each with its own client (pinned off the engine's core when possible).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    pub producers: usize,
+    /// Producer threads, each with its own client (pinned off the engines' cores when
+    /// possible) [default: one per pool].
+    #[arg(long, allow_negative_numbers = true)]
+    pub producers: Option<usize>,
     /// Durability mode [default: the --config file's wal.durability, else memory, so it
     /// runs anywhere]. buffered and sync use a fresh directory under --data-dir (default
     /// ./bench-data), removed afterwards, also on SIGINT/SIGTERM.
@@ -180,6 +211,12 @@ pub(crate) struct BenchArgs {
     /// Fixed generator seed (default: from the operating system).
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
+    /// Pools: P engines, each with its own pinned core thread and log (placed by the host's
+    /// core plan), producer i drawing from pool i mod P; --producers must be a multiple of
+    /// P and defaults to P. The throughput is the aggregate; the JSON adds "pools" and
+    /// "pool_draws_per_sec".
+    #[arg(long, value_name = "P", default_value_t = 1, allow_negative_numbers = true)]
+    pub pools: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

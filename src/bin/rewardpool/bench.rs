@@ -112,6 +112,12 @@ struct Report {
     /// Open loop: the machine's floor p99 in ns, measured just before the run
     /// (`machine::floor`); `null` in a closed loop or when it could not be measured.
     floor_p99_ns: Option<u64>,
+    /// Pools (engines, each with its own core thread and log); `draws_per_sec` is their
+    /// aggregate.
+    pools: usize,
+    /// Each pool's draws/s: its producers' acknowledged draws over their own time (first
+    /// start to last end); `null` with one pool.
+    pool_draws_per_sec: Option<Vec<f64>>,
     /// The journal's counters at the end of the run (plain output only), if it keeps any.
     #[serde(skip)]
     journal: Option<JournalFigures>,
@@ -228,6 +234,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     let Resolved { durability, draws, group, window: window_arg, engine: base } =
         resolve(global, args, &config);
     check_args(args, draws, group, window_arg)?;
+    let producers = args.producers.unwrap_or(args.pools);
     for (flag, path) in [("--hist-out", &args.hist_out), ("--plot", &args.plot)] {
         if let Some(path) = path {
             check_writable(flag, path)?;
@@ -243,7 +250,6 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     // Before the engine starts: nothing of the run is on the cores yet.
     let floor = args.rate.map(|_| super::machine::floor::measure(FLOOR_RUN));
     let dir = BenchDir::create(global, durability)?;
-    let wal = WalOptions { dir: dir.path().to_owned(), durability, ..config.wal_options() };
     let engine_config = EngineConfig {
         flush_after_n_draw: group,
         ring_capacity: window_arg.max(1),
@@ -254,14 +260,14 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
             .clamp(base.pull_area_len, 1 << 24),
         ..base
     };
-    let engine = store::open_engine(&catalog, &wal, engine_config, args.seed)
-        .map_err(|e| open_failure(e, &config))?;
+    let engines = open_pools(args, &config, &catalog, dir.path(), durability, engine_config)?;
     let producer_cores: Vec<usize> =
-        cores.iter().copied().filter(|c| Some(*c) != engine.core_id()).collect();
+        cores.iter().copied().filter(|c| engines.iter().all(|e| Some(*c) != e.core_id())).collect();
 
-    let mut clients = Vec::with_capacity(args.producers);
-    for _ in 0..args.producers {
-        clients.push(engine.client().map_err(|e| {
+    // Producer i draws from pool i mod P (`check_args`: at least one producer per pool).
+    let mut clients = Vec::with_capacity(producers);
+    for i in 0..producers {
+        clients.push(engines[i % engines.len()].client().map_err(|e| {
             Failure::failed(anyhow::Error::new(e).context("cannot register a producer"))
         })?);
     }
@@ -269,21 +275,24 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     let plan = Plan {
         window: window.min(clients[0].capacity() as u64),
         pull: args.pull.map_or(0, u64::from),
-        interval: args.rate.map(|r| args.producers as f64 * 1e9 / r),
+        interval: args.rate.map(|r| producers as f64 * 1e9 / r),
     };
 
     let progress: Arc<Vec<CachePadded<AtomicU64>>> =
-        Arc::new((0..args.producers).map(|_| CachePadded::new(AtomicU64::new(0))).collect());
+        Arc::new((0..producers).map(|_| CachePadded::new(AtomicU64::new(0))).collect());
     let abort = Arc::new(AtomicBool::new(false));
     // A start flag rather than a Barrier: a producer that fails to spawn must not leave the
     // others waiting forever.
     let go = Arc::new(AtomicBool::new(false));
-    let per = draws / args.producers as u64;
-    let extra = draws % args.producers as u64;
+    let per = draws / producers as u64;
+    let extra = draws % producers as u64;
 
-    let mut handles = Vec::with_capacity(args.producers);
+    let mut handles = Vec::with_capacity(producers);
     for (i, client) in clients.into_iter().enumerate() {
         let draws = per + u64::from((i as u64) < extra);
+        // With no core free of core threads (several pools on few cores) producers run
+        // unpinned: pinned beside their pool's core thread they ran at half the rate (the
+        // two spin in turn for whole time slices: p99 5 ms), measured on 2 cores.
         let core = (!producer_cores.is_empty()).then(|| producer_cores[i % producer_cores.len()]);
         let (progress, stop, go) = (Arc::clone(&progress), Arc::clone(&abort), Arc::clone(&go));
         let handle = thread::Builder::new()
@@ -319,17 +328,37 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     }
     // Before shutdown: the engine's threads are still there to be read.
     let machine_taken = machine_before.until(&super::machine::Sample::now());
-    let failure = engine.failure();
-    // Relaxed: a counter read after the producers finished.
-    let groups = engine.stats().groups_committed.load(Ordering::Relaxed);
-    let journal = engine.journal_stats().map(|j| JournalFigures {
-        bytes_appended: j.bytes_appended.load(Ordering::Relaxed),
-        syncs: j.syncs.load(Ordering::Relaxed),
-        bytes_synced: j.bytes_synced.load(Ordering::Relaxed),
-        sync_ns_total: j.sync_ns_total.load(Ordering::Relaxed),
-        sync_ns_max: j.sync_ns_max.load(Ordering::Relaxed),
-    });
-    let shutdown = engine.shutdown();
+    let failure = engines.iter().find_map(rewardpool::Engine::failure);
+    // Relaxed: counters read after the producers finished.
+    let groups = engines.iter().map(|e| e.stats().groups_committed.load(Ordering::Relaxed)).sum();
+    let journal =
+        engines.iter().filter_map(|e| e.journal_stats()).fold(None::<JournalFigures>, |sum, j| {
+            let j = JournalFigures {
+                bytes_appended: j.bytes_appended.load(Ordering::Relaxed),
+                syncs: j.syncs.load(Ordering::Relaxed),
+                bytes_synced: j.bytes_synced.load(Ordering::Relaxed),
+                sync_ns_total: j.sync_ns_total.load(Ordering::Relaxed),
+                sync_ns_max: j.sync_ns_max.load(Ordering::Relaxed),
+            };
+            Some(match sum {
+                None => j,
+                Some(s) => JournalFigures {
+                    bytes_appended: s.bytes_appended + j.bytes_appended,
+                    syncs: s.syncs + j.syncs,
+                    bytes_synced: s.bytes_synced + j.bytes_synced,
+                    sync_ns_total: s.sync_ns_total + j.sync_ns_total,
+                    sync_ns_max: s.sync_ns_max.max(j.sync_ns_max),
+                },
+            })
+        });
+    let pools = engines.len();
+    // Every pool is shut down, whatever the others' outcome; the first error is reported.
+    let shutdown: Result<Vec<_>, _> = engines
+        .into_iter()
+        .map(rewardpool::Engine::shutdown)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
     drop(dir);
 
     if panicked {
@@ -382,7 +411,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
             max: hist.max(),
         },
         baseline_draws_per_sec: baseline,
-        producers: args.producers,
+        producers,
         items: args.items,
         durability: durability.to_string(),
         group,
@@ -395,6 +424,18 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         floor_p99_ns: floor
             .as_ref()
             .and_then(|f| f.as_deref().and_then(super::machine::floor::floor_p99_ns)),
+        pools,
+        pool_draws_per_sec: (pools > 1).then(|| {
+            (0..pools)
+                .map(|p| {
+                    // Over its own producers' time: pools that finish early show it.
+                    let own = || results.iter().skip(p).step_by(pools);
+                    let (start, end) = (own().map(|r| r.start).min(), own().map(|r| r.end).max());
+                    let seconds = start.zip(end).map_or(0.0, |(s, e)| (e - s).as_secs_f64());
+                    per_sec(own().map(|r| r.acknowledged).sum(), seconds)
+                })
+                .collect()
+        }),
         groups,
         journal,
         floor: floor.flatten().map(|f| FloorFigures {
@@ -420,6 +461,42 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     out.flush()
 }
 
+/// Opens `--pools` engines on `catalog`, each seeded apart (`seed + i`), logging (unless in
+/// memory) in `dir` itself for one pool, or in `dir/pool-<i>/` for several. One pool runs
+/// where `CorePin::Auto` puts it, as it always did; several follow the host's core plan
+/// (one core thread per core, helpers off the core threads when there are spare cores).
+fn open_pools(
+    args: &BenchArgs,
+    config: &Config,
+    catalog: &[ItemSpec],
+    dir: &Path,
+    durability: Durability,
+    engine_config: EngineConfig,
+) -> Result<Vec<rewardpool::Engine>, Failure> {
+    let mut cores = available_cores().to_vec();
+    // Core threads from the highest core down, as `CorePin::Auto`: producers start low.
+    cores.reverse();
+    let plan =
+        if args.pools > 1 { rewardpool::host::plan_cores(args.pools, &cores) } else { vec![] };
+    let mut engines = Vec::with_capacity(args.pools);
+    for i in 0..args.pools {
+        let dir = if args.pools == 1 { dir.to_owned() } else { dir.join(format!("pool-{i}")) };
+        let wal = WalOptions { dir, durability, ..config.wal_options() };
+        let mut engine_config = engine_config.clone();
+        if let Some(p) = plan.get(i) {
+            engine_config.core = CorePin::Core(p.core);
+            engine_config.helper_core = p.helpers;
+        }
+        let seed = args.seed.map(|s| s.wrapping_add(i as u64));
+        // On failure the engines already open are dropped, which shuts them down.
+        engines.push(
+            store::open_engine(catalog, &wal, engine_config, seed)
+                .map_err(|e| open_failure(e, config))?,
+        );
+    }
+    Ok(engines)
+}
+
 /// Fails at once (exit 2) when `path` cannot be written, rather than after the run: an
 /// existing file is opened for writing (not truncated), a new one is created and removed.
 fn check_writable(flag: &str, path: &Path) -> CmdResult {
@@ -441,17 +518,28 @@ fn check_writable(flag: &str, path: &Path) -> CmdResult {
 }
 
 fn check_args(args: &BenchArgs, draws: u64, group: u32, window: usize) -> CmdResult {
+    let producers = args.producers.unwrap_or(args.pools);
     let bad = |m: String| Err(Failure::bad_input(anyhow!(m)));
     if draws == 0 {
         return bad("--draws must be at least 1".into());
     }
+    if args.pools == 0 || args.pools > PRODUCERS_MAX {
+        return bad(format!("--pools is {}: it must be between 1 and {PRODUCERS_MAX}", args.pools));
+    }
     if args.items == 0 || args.items > ITEMS_MAX {
         return bad(format!("--items is {}: it must be between 1 and {ITEMS_MAX}", args.items));
     }
-    if args.producers == 0 || args.producers > PRODUCERS_MAX {
+    if producers == 0 || producers > PRODUCERS_MAX {
         return bad(format!(
             "--producers is {}: it must be between 1 and {PRODUCERS_MAX}",
-            args.producers
+            producers
+        ));
+    }
+    if producers < args.pools || producers % args.pools != 0 {
+        return bad(format!(
+            "--producers is {} with --pools {}: every pool needs the same number of producers \
+             (a multiple of --pools)",
+            producers, args.pools
         ));
     }
     if window == 0 || window > 1 << 20 {
@@ -872,6 +960,14 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
         r.draws, r.producers, r.items, r.durability, r.group, r.window
     ))?;
     out.line(&format!("throughput  {:.2} M draws/s  ({:.3} s)", r.draws_per_sec / 1e6, r.seconds))?;
+    if let Some(per_pool) = &r.pool_draws_per_sec {
+        let each: Vec<String> = per_pool.iter().map(|d| format!("{:.2}", d / 1e6)).collect();
+        out.line(&format!(
+            "pools       {} (M draws/s each: {}; the throughput above is their sum)",
+            r.pools,
+            each.join(", ")
+        ))?;
+    }
     let l = &r.latency_ns;
     out.line(&format!(
         "latency     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",

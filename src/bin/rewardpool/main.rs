@@ -52,7 +52,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Draw(a) => pool_cmd::draw(&cli.global, &a),
         Command::State(a) => pool_cmd::state(&cli.global, &a),
         Command::Update(a) => pool_cmd::update(&cli.global, &a),
-        Command::Wal(w) => wal_cmd::run(&cli.global, &w),
+        Command::Wal(w) => wal_cmd::run(&cli.global, w.pool.as_deref(), &w.command),
         Command::Bench(a) => bench::run(&cli.global, &a),
     };
     match result {
@@ -106,6 +106,38 @@ pub(crate) fn load_config(global: &GlobalArgs) -> Result<Config, Failure> {
         config.working_dir.clone_from(dir);
     }
     Ok(config)
+}
+
+/// The configuration of one pool (`--pool NAME`, see [`Config::for_pool`]): its catalog,
+/// its `wal`, and its directory as `working_dir` (`rewardpool::host::pool_dirs`). Without
+/// `--pool`, the configuration's only pool. A Go-form configuration comes back unchanged.
+///
+/// Bad input (exit 2): an unknown pool, or none named when there are several (both list
+/// the pools), or a data directory whose layout does not fit the configuration.
+pub(crate) fn pool_config(global: &GlobalArgs, pool: Option<&str>) -> Result<Config, Failure> {
+    let config = load_config(global)?;
+    let names = || config.pool_names().collect::<Vec<_>>().join(", ");
+    let index = match pool {
+        Some(name) => config.pool_index(name).ok_or_else(|| {
+            Failure::bad_input(anyhow::anyhow!(
+                "unknown pool {name:?}: the configuration's pools are {}",
+                names()
+            ))
+        })?,
+        None if config.pools.len() == 1 => 0,
+        None => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "the configuration has {} pools ({}): choose one with --pool NAME",
+                config.pools.len(),
+                names()
+            )))
+        }
+    };
+    let dirs = rewardpool::host::pool_dirs(&config).map_err(Failure::bad_input)?;
+    let dir = dirs.get(index).cloned().unwrap_or_else(|| config.working_dir.clone());
+    config.for_pool(index, dir).ok_or_else(|| {
+        Failure::bad_input(anyhow::anyhow!("pool #{index} is not in the configuration"))
+    })
 }
 
 /// The read-only commands (`state`, `wal ...`) refuse an explicit `--data-dir` that does not

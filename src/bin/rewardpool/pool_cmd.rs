@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::args::{DrawArgs, GlobalArgs, StateArgs, UpdateArgs};
 use super::output::Out;
-use super::{catalog, load_config, require_data_dir, CmdResult, Failure};
+use super::{catalog, pool_config, require_data_dir, CmdResult, Failure};
 use rewardpool::config::Config;
 use rewardpool::engine::{DrawError, Engine, EngineError, Outcome, PullTicket};
 use rewardpool::pool::{ItemIndex, PoolState, Quantity};
@@ -74,7 +74,7 @@ impl Names {
 /// is opened: nothing is created or written. Under `memory` durability it says on stderr
 /// that the draws are kept nowhere.
 pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
-    let config = load_config(global)?;
+    let config = pool_config(global, args.pool.pool.as_deref())?;
     if let Some(pull) = args.pull {
         if pull == 0 || pull > rewardpool::PULL_LEN_MAX {
             return Err(Failure::bad_input(anyhow!(
@@ -230,7 +230,7 @@ struct ItemJson<'a> {
 /// `state [--json]`.
 pub(crate) fn state(global: &GlobalArgs, args: &StateArgs) -> CmdResult {
     require_data_dir(global)?;
-    let config = load_config(global)?;
+    let config = pool_config(global, args.pool.pool.as_deref())?;
     let catalog = config.catalog();
     let state =
         store::read_state(&catalog, &config.wal_options()).map_err(|e| open_failure(e, &config))?;
@@ -344,7 +344,7 @@ fn shutdown_failure(e: EngineError) -> Failure {
 /// the update would be kept nowhere.
 pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
     if args.apply_catalog {
-        return apply_catalog(global);
+        return apply_catalog(global, args.pool.pool.as_deref());
     }
     let item = args.item.as_deref().unwrap_or_default();
     let quantity = match args.quantity {
@@ -375,7 +375,7 @@ pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
             "--add needs both --quantity and --weight for the new item {item:?}"
         )));
     }
-    let config = load_config(global)?;
+    let config = pool_config(global, args.pool.pool.as_deref())?;
     require_log(&config, "an update")?;
     // Refused before the directory is opened for writing: a refused update changes nothing.
     // (Checked again on the engine's own state below.)
@@ -434,8 +434,8 @@ fn check_known(state: &PoolState, item: &str, add: bool) -> CmdResult {
 
 /// `update --apply-catalog`: one logged update per item that differs from the
 /// configuration's catalog, then the catalog is recorded as applied.
-fn apply_catalog(global: &GlobalArgs) -> CmdResult {
-    let config = load_config(global)?;
+fn apply_catalog(global: &GlobalArgs, pool: Option<&str>) -> CmdResult {
+    let config = pool_config(global, pool)?;
     require_log(&config, "applying the catalog")?;
     let catalog = config.catalog();
     let engine = open(&config)?;

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::args::{GlobalArgs, WalCommand};
 use super::output::Out;
-use super::{load_config, require_data_dir, CmdResult, Failure};
+use super::{pool_config, require_data_dir, CmdResult, Failure};
 use rewardpool::config::Config;
 use rewardpool::inspect::{self, Audit, RepairPlan, VerifyReport};
 use rewardpool::recovery::{self, FrameInfo, RecoveryError};
@@ -31,9 +31,9 @@ const P_VALUE_MIN: f64 = 0.001;
 /// Dump output is handed to stdout in chunks of about this size.
 const DUMP_CHUNK: usize = 64 * 1024;
 
-pub(crate) fn run(global: &GlobalArgs, command: &WalCommand) -> CmdResult {
+pub(crate) fn run(global: &GlobalArgs, pool: Option<&str>, command: &WalCommand) -> CmdResult {
     require_data_dir(global)?;
-    let config = load_config(global)?;
+    let config = pool_config(global, pool)?;
     match *command {
         WalCommand::Dump { json, all } => dump(&config, json, all),
         WalCommand::Verify => verify(&config),
