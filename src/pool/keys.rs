@@ -256,16 +256,35 @@ impl KeyTable {
         u64::from(now_s) >= time + self.window.expiry_s()
     }
 
-    /// Drops the oldest entry (from the index too, unless a newer entry superseded it).
+    /// Drops the oldest entry (from the index too, unless it was superseded: count 0).
     fn evict_head(&mut self) {
         debug_assert!(self.head < self.tail);
         let seq = self.head;
-        if let Some((s, found)) = self.find(self.keys[(seq & self.mask) as usize]) {
-            if found == seq {
+        let i = (seq & self.mask) as usize;
+        if self.counts[i] != 0 {
+            let found = self.find(self.keys[i]);
+            debug_assert_eq!(found.map(|(_, s)| s), Some(seq), "a live entry is indexed");
+            if let Some((s, _)) = found {
                 self.remove_slot(s);
             }
         }
         self.head += 1;
+    }
+
+    /// Removes entry `seq` of index slot `s` from the index and marks it superseded (count
+    /// 0), so eviction and `state` skip it without probing the index.
+    fn supersede(&mut self, s: u64, seq: u64) {
+        self.remove_slot(s);
+        self.counts[(seq & self.mask) as usize] = 0;
+    }
+
+    /// Where the oldest entry's outcomes start (the arena's tail when the ring is empty).
+    fn oldest_at(&self) -> u64 {
+        if self.head == self.tail {
+            self.arena_tail
+        } else {
+            self.ats[(self.head & self.mask) as usize]
+        }
     }
 
     /// Looks `key` up for a request of `count` draws at `now_s`; on [`KeyLookup::New`] the
@@ -282,7 +301,7 @@ impl KeyTable {
                 }
                 return KeyLookup::Replay { first: RequestId(self.firsts[i]), at: self.ats[i] };
             }
-            self.remove_slot(s);
+            self.supersede(s, seq);
         }
         self.insert(key, count, first, now_s);
         KeyLookup::New
@@ -331,8 +350,8 @@ impl KeyTable {
     /// Inserts a key read back from a snapshot or the log, superseding an older entry of
     /// the same key; its `count` outcomes follow through [`KeyTable::record`].
     pub(crate) fn replay(&mut self, record: KeyRecord) {
-        if let Some((s, _)) = self.find(record.key) {
-            self.remove_slot(s);
+        if let Some((s, seq)) = self.find(record.key) {
+            self.supersede(s, seq);
         }
         self.pending = 0;
         self.insert(record.key, record.count, record.first.0, record.unix_s);
@@ -372,16 +391,19 @@ impl KeyTable {
         word.checked_sub(1).map(ItemIndex)
     }
 
-    /// The window's live keys, oldest first (allocates: snapshots only).
+    /// The window's live keys, oldest first (allocates: snapshots only). One sequential
+    /// pass over the entry ring and the arena, no index probe.
     pub(crate) fn state(&self) -> KeyState {
-        let mut state = KeyState { window: self.window, ..KeyState::default() };
+        let mut state = KeyState {
+            window: self.window,
+            records: Vec::with_capacity(self.len() as usize),
+            items: Vec::with_capacity((self.arena_tail - self.oldest_at()) as usize),
+        };
         for seq in self.head..self.tail {
             let i = (seq & self.mask) as usize;
-            // Superseded entries (a key inserted again) are not the key's outcome any more;
-            // neither is one still waiting for its draws.
-            if self.find(self.keys[i]).map(|(_, s)| s) != Some(seq)
-                || (seq + 1 == self.tail && self.pending > 0)
-            {
+            // Superseded entries (count 0: the key was inserted again) are not the key's
+            // outcome any more; neither is one still waiting for its draws.
+            if self.counts[i] == 0 || (seq + 1 == self.tail && self.pending > 0) {
                 continue;
             }
             state.records.push(KeyRecord {
