@@ -18,7 +18,7 @@
 //!   enabled: false
 //!   listen_address: "127.0.0.1:50051"
 //! idempotency:                     # retried keyed draws return their original outcomes
-//!   keys: 1048576                  # keys kept (oldest evicted first), 1 ... 67108864
+//!   keys: 1048576                  # keys kept (oldest evicted first), 1 ... 16777216
 //!   hours: 24                      # a key older than this runs as a new request
 //! ```
 //!
@@ -868,7 +868,7 @@ mod tests {
         let text = format!("{base}idempotency:\n  keys: 1000\n  hours: 2\n");
         let config = Config::from_yaml_str(&text).unwrap();
         assert_eq!(config.engine_config().idempotency, KeyWindow { keys: 1000, hours: 2 });
-        for (key, bad) in [("keys", "0"), ("keys", "67108865"), ("hours", "0"), ("hours", "-1")] {
+        for (key, bad) in [("keys", "0"), ("keys", "16777217"), ("hours", "0"), ("hours", "-1")] {
             let e = err(&format!("{base}idempotency:\n  {key}: {bad}\n"));
             assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { .. }), "{key}={bad}: {e}");
             assert!(e.to_string().contains(&format!("idempotency.{key}")), "{e}");

@@ -297,6 +297,7 @@ impl Engine {
         let core_id = affinity::choose(config.core).map_err(EngineError::Pin)?;
         let mut pool = pool;
         pool.set_key_window(config.idempotency);
+        pool.allocate_keys();
         let start_request_id = pool.last_request_id().0;
         let shared = Arc::new(Shared {
             registrations: ArrayQueue::new(config.clients_max),

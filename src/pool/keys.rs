@@ -2,10 +2,11 @@
 //! outcomes, so that a retry gets the original outcome instead of a second draw.
 //!
 //! # Shape
-//! Everything is allocated once, when the table is made (zeroed memory: the pages of a large
-//! window are only touched as keys arrive), and nothing after:
+//! Everything is allocated once, as one block of zeroed u64 words, when the engine starts
+//! (or when the first key arrives, for a pool without an engine), and nothing after; a pool
+//! that never sees a key (recovery's, the command line's) never allocates it:
 //! - an *entry ring* of `keys` entries in insertion order (key, first request id, draw count,
-//!   insertion time, where its outcomes start in the arena), as parallel arrays;
+//!   insertion time, where its outcomes start in the arena), five words an entry;
 //! - an *index*: open addressing with linear probing over twice the ring's capacity (load at
 //!   most 1/2), mapping a key to its entry; deletions shift back (no tombstones in the index);
 //! - an *arena*: a ring of item words holding the outcomes of the window's draws,
@@ -30,8 +31,9 @@ use super::{ItemIndex, RequestId};
 pub const KEYS_DEFAULT: u32 = 1 << 20;
 /// Default retention of a key, in hours.
 pub const HOURS_DEFAULT: u32 = 24;
-/// Largest window (keys).
-pub const KEYS_MAX: u32 = 1 << 26;
+/// Largest window (keys): about 2 GiB of address space at ~120 bytes a key, which a machine
+/// without much memory can still reserve (pages are only touched as keys arrive).
+pub const KEYS_MAX: u32 = 1 << 24;
 /// Longest retention, in hours (a year).
 pub const HOURS_MAX: u32 = 24 * 366;
 /// Outcome words the arena keeps per key of the window, on average.
@@ -115,20 +117,24 @@ pub enum KeyLookup {
 /// The fixed-capacity table (see the module docs).
 pub(crate) struct KeyTable {
     window: KeyWindow,
-    /// Entry ring (capacity a power of two at least `window.keys`); live: `head..tail`.
-    keys: Box<[u128]>,
-    firsts: Box<[u64]>,
-    counts: Box<[u32]>,
-    times: Box<[u32]>,
-    ats: Box<[u64]>,
+    /// Every array of the table in one zeroed allocation of u64 words (see `new`): the
+    /// entry ring ([`ENTRY_WORDS`] words an entry), then the index, then the arena. Empty
+    /// until the first key arrives or [`KeyTable::allocate`] (the engine calls it at start).
+    words: Box<[u64]>,
+    /// Its length once allocated.
+    words_len: usize,
+    /// Entry ring capacity - 1 (a power of two at least `window.keys`); live: `head..tail`.
     mask: u64,
     head: u64,
     tail: u64,
-    /// Entry sequence + 1 per index slot (0 = free).
-    index: Box<[u64]>,
+    /// Index slots (entry sequence + 1, 0 = free) start at word `index_at`.
+    index_at: usize,
+    index_len: u64,
     index_shift: u32,
-    /// Item words (item index + 1, 0 = nothing); free-running end `arena_tail`.
-    arena: Box<[u32]>,
+    /// Item words (item index + 1, 0 = nothing), two per u64 from word `arena_at`;
+    /// free-running end `arena_tail`.
+    arena_at: usize,
+    arena_len: u64,
     arena_mask: u64,
     arena_tail: u64,
     /// Newest insertion time (times never go backwards).
@@ -148,10 +154,8 @@ impl std::fmt::Debug for KeyTable {
     }
 }
 
-/// A zeroed boxed slice (one `alloc_zeroed`: large ones stay untouched until used).
-fn zeroed<T: Clone + Default>(len: usize) -> Box<[T]> {
-    vec![T::default(); len].into_boxed_slice()
-}
+/// Words of an entry: key low, key high, first request id, count | time << 32, arena start.
+const ENTRY_WORDS: usize = 5;
 
 impl KeyTable {
     /// An empty table for `window`.
@@ -164,19 +168,25 @@ impl KeyTable {
         let capacity = (window.keys as usize).next_power_of_two();
         let index_len = capacity * 2;
         let draws = window.draws();
+        let index_at = capacity * ENTRY_WORDS;
+        let arena_at = index_at + index_len;
+        // One block (allocated by `allocate`), not seven arrays, and only for a pool that
+        // uses keys: an allocator zero-fills memory it reuses (glibc once its mmap
+        // threshold has risen, mimalloc in the binary), and zeroing the tables of pools that
+        // never saw a key (recovery's, the benchmark's baseline) took a third of a
+        // benchmark's samples (perf, 1 M-key default window).
         KeyTable {
             window,
-            keys: zeroed(capacity),
-            firsts: zeroed(capacity),
-            counts: zeroed(capacity),
-            times: zeroed(capacity),
-            ats: zeroed(capacity),
+            words: Box::default(),
+            words_len: arena_at + draws / 2,
             mask: capacity as u64 - 1,
             head: 0,
             tail: 0,
-            index: zeroed(index_len),
+            index_at,
+            index_len: index_len as u64,
             index_shift: 64 - index_len.trailing_zeros(),
-            arena: zeroed(draws),
+            arena_at,
+            arena_len: draws as u64,
             arena_mask: draws as u64 - 1,
             arena_tail: 0,
             newest_s: 0,
@@ -190,6 +200,56 @@ impl KeyTable {
         self.window
     }
 
+    /// Allocates the table now if it is not yet (one zeroed block: see `new`). A pool that
+    /// never sees a key (recovery's, the command line's) never allocates it.
+    #[cold]
+    pub(crate) fn allocate(&mut self) {
+        if self.words.is_empty() {
+            self.words = vec![0_u64; self.words_len].into_boxed_slice();
+        }
+    }
+
+    /// The first word of entry `seq`.
+    #[inline]
+    fn entry(&self, seq: u64) -> usize {
+        (seq & self.mask) as usize * ENTRY_WORDS
+    }
+
+    #[inline]
+    fn key_of(&self, e: usize) -> u128 {
+        u128::from(self.words[e]) | (u128::from(self.words[e + 1]) << 64)
+    }
+
+    #[inline]
+    fn first_of(&self, e: usize) -> u64 {
+        self.words[e + 2]
+    }
+
+    #[inline]
+    fn count_of(&self, e: usize) -> u32 {
+        self.words[e + 3] as u32
+    }
+
+    #[inline]
+    fn time_of(&self, e: usize) -> u32 {
+        (self.words[e + 3] >> 32) as u32
+    }
+
+    #[inline]
+    fn at_of(&self, e: usize) -> u64 {
+        self.words[e + 4]
+    }
+
+    #[inline]
+    fn slot(&self, s: u64) -> u64 {
+        self.words[self.index_at + s as usize]
+    }
+
+    #[inline]
+    fn set_slot(&mut self, s: u64, v: u64) {
+        self.words[self.index_at + s as usize] = v;
+    }
+
     /// Entries in the ring (superseded ones included until they are evicted).
     pub(crate) fn len(&self) -> u64 {
         self.tail - self.head
@@ -197,7 +257,7 @@ impl KeyTable {
 
     /// The most draws one keyed request may have.
     pub(crate) fn count_max(&self) -> u32 {
-        u32::try_from(self.arena.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.arena_len).unwrap_or(u32::MAX)
     }
 
     #[inline]
@@ -209,21 +269,24 @@ impl KeyTable {
 
     #[inline]
     fn index_mask(&self) -> u64 {
-        self.index.len() as u64 - 1
+        self.index_len - 1
     }
 
     /// The index slot and entry sequence of `key`, if it is in the index.
     #[inline]
     fn find(&self, key: u128) -> Option<(u64, u64)> {
+        if self.words.is_empty() {
+            return None;
+        }
         let m = self.index_mask();
         let mut s = self.home(key);
         // Bounded: the index is at most half full, so a free slot ends every probe.
         loop {
-            let v = self.index[s as usize];
+            let v = self.slot(s);
             if v == 0 {
                 return None;
             }
-            if self.keys[((v - 1) & self.mask) as usize] == key {
+            if self.key_of(self.entry(v - 1)) == key {
                 return Some((s, v - 1));
             }
             s = (s + 1) & m;
@@ -237,22 +300,22 @@ impl KeyTable {
         let mut j = s;
         loop {
             j = (j + 1) & m;
-            let v = self.index[j as usize];
+            let v = self.slot(j);
             if v == 0 {
                 break;
             }
-            let home = self.home(self.keys[((v - 1) & self.mask) as usize]);
+            let home = self.home(self.key_of(self.entry(v - 1)));
             // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
             if (j.wrapping_sub(home) & m) >= (j.wrapping_sub(hole) & m) {
-                self.index[hole as usize] = v;
+                self.set_slot(hole, v);
                 hole = j;
             }
         }
-        self.index[hole as usize] = 0;
+        self.set_slot(hole, 0);
     }
 
     fn expired(&self, seq: u64, now_s: u32) -> bool {
-        let time = u64::from(self.times[(seq & self.mask) as usize]);
+        let time = u64::from(self.time_of(self.entry(seq)));
         u64::from(now_s) >= time + self.window.expiry_s()
     }
 
@@ -260,9 +323,9 @@ impl KeyTable {
     fn evict_head(&mut self) {
         debug_assert!(self.head < self.tail);
         let seq = self.head;
-        let i = (seq & self.mask) as usize;
-        if self.counts[i] != 0 {
-            let found = self.find(self.keys[i]);
+        let e = self.entry(seq);
+        if self.count_of(e) != 0 {
+            let found = self.find(self.key_of(e));
             debug_assert_eq!(found.map(|(_, s)| s), Some(seq), "a live entry is indexed");
             if let Some((s, _)) = found {
                 self.remove_slot(s);
@@ -275,7 +338,9 @@ impl KeyTable {
     /// 0), so eviction and `state` skip it without probing the index.
     fn supersede(&mut self, s: u64, seq: u64) {
         self.remove_slot(s);
-        self.counts[(seq & self.mask) as usize] = 0;
+        let e = self.entry(seq);
+        // Count 0, time kept.
+        self.words[e + 3] &= !u64::from(u32::MAX);
     }
 
     /// Where the oldest entry's outcomes start (the arena's tail when the ring is empty).
@@ -283,7 +348,7 @@ impl KeyTable {
         if self.head == self.tail {
             self.arena_tail
         } else {
-            self.ats[(self.head & self.mask) as usize]
+            self.at_of(self.entry(self.head))
         }
     }
 
@@ -295,11 +360,11 @@ impl KeyTable {
         debug_assert_ne!(key, 0);
         if let Some((s, seq)) = self.find(key) {
             if !self.expired(seq, now_s) {
-                let i = (seq & self.mask) as usize;
-                if self.counts[i] != count {
-                    return KeyLookup::Conflict { count: self.counts[i] };
+                let e = self.entry(seq);
+                if self.count_of(e) != count {
+                    return KeyLookup::Conflict { count: self.count_of(e) };
                 }
-                return KeyLookup::Replay { first: RequestId(self.firsts[i]), at: self.ats[i] };
+                return KeyLookup::Replay { first: RequestId(self.first_of(e)), at: self.at_of(e) };
             }
             self.supersede(s, seq);
         }
@@ -311,6 +376,9 @@ impl KeyTable {
     fn insert(&mut self, key: u128, count: u32, first: u64, now_s: u32) {
         assert!(count >= 1 && count <= self.count_max(), "count={count}");
         debug_assert_eq!(self.pending, 0, "the previous key's draws were all recorded");
+        if self.words.is_empty() {
+            self.allocate();
+        }
         let now_s = now_s.max(self.newest_s);
         self.newest_s = now_s;
         for _ in 0..2 {
@@ -322,24 +390,22 @@ impl KeyTable {
             self.evict_head();
         }
         let end = self.arena_tail + u64::from(count);
-        while self.head < self.tail
-            && end - self.ats[(self.head & self.mask) as usize] > self.arena.len() as u64
-        {
+        while self.head < self.tail && end - self.at_of(self.entry(self.head)) > self.arena_len {
             self.evict_head();
         }
         let seq = self.tail;
-        let i = (seq & self.mask) as usize;
-        self.keys[i] = key;
-        self.firsts[i] = first;
-        self.counts[i] = count;
-        self.times[i] = now_s;
-        self.ats[i] = self.arena_tail;
+        let e = self.entry(seq);
+        self.words[e] = key as u64;
+        self.words[e + 1] = (key >> 64) as u64;
+        self.words[e + 2] = first;
+        self.words[e + 3] = u64::from(count) | (u64::from(now_s) << 32);
+        self.words[e + 4] = self.arena_tail;
         let m = self.index_mask();
         let mut s = self.home(key);
-        while self.index[s as usize] != 0 {
+        while self.slot(s) != 0 {
             s = (s + 1) & m;
         }
-        self.index[s as usize] = seq + 1;
+        self.set_slot(s, seq + 1);
         self.tail += 1;
         self.pending = count;
         self.pending_at = self.arena_tail;
@@ -365,7 +431,7 @@ impl KeyTable {
 
     /// The key whose draws are being recorded (the newest).
     pub(crate) fn recording_key(&self) -> u128 {
-        self.keys[(self.tail.wrapping_sub(1) & self.mask) as usize]
+        self.key_of(self.entry(self.tail.wrapping_sub(1)))
     }
 
     /// The request id the next recorded draw must have.
@@ -377,8 +443,11 @@ impl KeyTable {
     #[inline]
     pub(crate) fn record(&mut self, item: Option<ItemIndex>) {
         debug_assert!(self.pending > 0);
-        let word = item.map_or(0, |ItemIndex(i)| i + 1);
-        self.arena[(self.pending_at & self.arena_mask) as usize] = word;
+        let word = u64::from(item.map_or(0, |ItemIndex(i)| i + 1));
+        let j = self.pending_at & self.arena_mask;
+        let w = &mut self.words[self.arena_at + (j >> 1) as usize];
+        let shift = (j & 1) * 32;
+        *w = (*w & !(u64::from(u32::MAX) << shift)) | (word << shift);
         self.pending_at += 1;
         self.pending_id += 1;
         self.pending -= 1;
@@ -387,7 +456,8 @@ impl KeyTable {
     /// The outcome at arena position `at` (valid right after a lookup returned it).
     #[inline]
     pub(crate) fn item(&self, at: u64) -> Option<ItemIndex> {
-        let word = self.arena[(at & self.arena_mask) as usize];
+        let j = at & self.arena_mask;
+        let word = (self.words[self.arena_at + (j >> 1) as usize] >> ((j & 1) * 32)) as u32;
         word.checked_sub(1).map(ItemIndex)
     }
 
@@ -400,20 +470,21 @@ impl KeyTable {
             items: Vec::with_capacity((self.arena_tail - self.oldest_at()) as usize),
         };
         for seq in self.head..self.tail {
-            let i = (seq & self.mask) as usize;
+            let e = self.entry(seq);
             // Superseded entries (count 0: the key was inserted again) are not the key's
             // outcome any more; neither is one still waiting for its draws.
-            if self.counts[i] == 0 || (seq + 1 == self.tail && self.pending > 0) {
+            let count = self.count_of(e);
+            if count == 0 || (seq + 1 == self.tail && self.pending > 0) {
                 continue;
             }
             state.records.push(KeyRecord {
-                key: self.keys[i],
-                first: RequestId(self.firsts[i]),
-                count: self.counts[i],
-                unix_s: self.times[i],
+                key: self.key_of(e),
+                first: RequestId(self.first_of(e)),
+                count,
+                unix_s: self.time_of(e),
             });
-            let at = self.ats[i];
-            state.items.extend((0..u64::from(self.counts[i])).map(|j| self.item(at + j)));
+            let at = self.at_of(e);
+            state.items.extend((0..u64::from(count)).map(|j| self.item(at + j)));
         }
         state
     }
