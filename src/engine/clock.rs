@@ -1,9 +1,11 @@
 //! The wall clock the core thread reads for idempotency keys: their insertion time and
-//! their expiry (`pool::keys`). Read at most once per group, never per draw.
+//! their expiry (`pool::keys`). The core reads the system clock once, at start, and then
+//! derives the time from the monotonic instant it reads per group anyway (measured: a
+//! clock read per keyed group was 6 % of a keyed benchmark's samples).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, from the system or set by hand (tests of expiry do not
 /// sleep for hours).
@@ -60,6 +62,27 @@ impl Clock {
         }
     }
 
+    /// The time at `at` in seconds since the Unix epoch, given `base` (an instant and the
+    /// time then, from [`Clock::base`]): the system clock's time derived from the monotonic
+    /// clock the caller already read, so the core reads no clock for keys (drift between
+    /// the two is nothing at the scale of a key's hours); a manual clock's own time.
+    #[must_use]
+    pub fn unix_s_at(&self, base: (Instant, u32), at: Instant) -> u32 {
+        match self {
+            Clock::System => {
+                let since = at.saturating_duration_since(base.0).as_secs();
+                base.1.saturating_add(u32::try_from(since).unwrap_or(u32::MAX))
+            }
+            Clock::Manual(_) => self.unix_s(),
+        }
+    }
+
+    /// An instant and the time then, for [`Clock::unix_s_at`].
+    #[must_use]
+    pub fn base(&self) -> (Instant, u32) {
+        (Instant::now(), self.unix_s())
+    }
+
     /// Moves a manual clock `seconds` forward.
     ///
     /// # Panics
@@ -83,5 +106,9 @@ mod tests {
         assert_eq!(c, shared);
         assert_ne!(c, Clock::manual(15));
         assert_ne!(c, Clock::System);
+        let base = Clock::System.base();
+        let later = base.0 + std::time::Duration::from_secs(7200);
+        assert_eq!(Clock::System.unix_s_at(base, later), base.1 + 7200);
+        assert_eq!(c.unix_s_at(base, later), 15, "a manual clock shows its own time");
     }
 }

@@ -127,7 +127,11 @@ pub(crate) struct KeyTable {
     mask: u64,
     head: u64,
     tail: u64,
-    /// Index slots (entry sequence + 1, 0 = free) start at word `index_at`.
+    /// Index slots start at word `index_at`: the key's hash in the high 32 bits (its top
+    /// bits are the home slot, the rest a fingerprint) and its ring index + 1 in the low 32
+    /// (0 = free). A probe reads an entry only when the fingerprint matches, and removal
+    /// finds homes without reading entries: one random memory access per lookup, not one
+    /// per slot probed.
     index_at: usize,
     index_len: u64,
     index_shift: u32,
@@ -153,6 +157,12 @@ impl std::fmt::Debug for KeyTable {
             .finish_non_exhaustive()
     }
 }
+
+/// The hash bits an index slot keeps (its high half); the low half is a ring index + 1.
+const HASH_MASK: u64 = !(u32::MAX as u64);
+// Ring indices + 1 fit in the low half, and the home slot in the kept hash bits.
+const _: () = assert!((KEYS_MAX as u64) < u32::MAX as u64);
+const _: () = assert!(((KEYS_MAX as u64) * 2).trailing_zeros() <= 32);
 
 /// Words of an entry: key low, key high, first request id, count | time << 32, arena start.
 const ENTRY_WORDS: usize = 5;
@@ -260,11 +270,18 @@ impl KeyTable {
         u32::try_from(self.arena_len).unwrap_or(u32::MAX)
     }
 
+    /// The key's hash, high 32 bits kept (the rest is where the slot keeps the ring index).
     #[inline]
-    fn home(&self, key: u128) -> u64 {
+    fn hash(key: u128) -> u64 {
         let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
         // Fibonacci hashing: the multiply spreads every input bit into the top bits.
-        x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.index_shift
+        x.wrapping_mul(0x9E37_79B9_7F4A_7C15) & HASH_MASK
+    }
+
+    /// The home slot of a hash (or of a slot's value: its high bits are the hash's).
+    #[inline]
+    fn home(&self, hash: u64) -> u64 {
+        hash >> self.index_shift
     }
 
     #[inline]
@@ -272,22 +289,35 @@ impl KeyTable {
         self.index_len - 1
     }
 
-    /// The index slot and entry sequence of `key`, if it is in the index.
+    /// Loads `key`'s home slot (see `Pool::touch_key`).
+    #[inline]
+    pub(crate) fn touch(&self, key: u128) -> u64 {
+        if self.words.is_empty() {
+            return 0;
+        }
+        self.slot(self.home(Self::hash(key)))
+    }
+
+    /// The index slot and ring index of `key`, if it is in the index.
     #[inline]
     fn find(&self, key: u128) -> Option<(u64, u64)> {
         if self.words.is_empty() {
             return None;
         }
         let m = self.index_mask();
-        let mut s = self.home(key);
+        let hash = Self::hash(key);
+        let mut s = self.home(hash);
         // Bounded: the index is at most half full, so a free slot ends every probe.
         loop {
             let v = self.slot(s);
             if v == 0 {
                 return None;
             }
-            if self.key_of(self.entry(v - 1)) == key {
-                return Some((s, v - 1));
+            if v & HASH_MASK == hash {
+                let i = (v & !HASH_MASK) - 1;
+                if self.key_of(self.entry(i)) == key {
+                    return Some((s, i));
+                }
             }
             s = (s + 1) & m;
         }
@@ -304,7 +334,7 @@ impl KeyTable {
             if v == 0 {
                 break;
             }
-            let home = self.home(self.key_of(self.entry(v - 1)));
+            let home = self.home(v & HASH_MASK);
             // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
             if (j.wrapping_sub(home) & m) >= (j.wrapping_sub(hole) & m) {
                 self.set_slot(hole, v);
@@ -326,7 +356,7 @@ impl KeyTable {
         let e = self.entry(seq);
         if self.count_of(e) != 0 {
             let found = self.find(self.key_of(e));
-            debug_assert_eq!(found.map(|(_, s)| s), Some(seq), "a live entry is indexed");
+            debug_assert_eq!(found.map(|(_, i)| i), Some(seq & self.mask), "live: indexed");
             if let Some((s, _)) = found {
                 self.remove_slot(s);
             }
@@ -334,11 +364,11 @@ impl KeyTable {
         self.head += 1;
     }
 
-    /// Removes entry `seq` of index slot `s` from the index and marks it superseded (count
-    /// 0), so eviction and `state` skip it without probing the index.
-    fn supersede(&mut self, s: u64, seq: u64) {
+    /// Removes the entry at ring index `i` (index slot `s`) from the index and marks it
+    /// superseded (count 0), so eviction and `state` skip it without probing the index.
+    fn supersede(&mut self, s: u64, i: u64) {
         self.remove_slot(s);
-        let e = self.entry(seq);
+        let e = self.entry(i);
         // Count 0, time kept.
         self.words[e + 3] &= !u64::from(u32::MAX);
     }
@@ -358,15 +388,15 @@ impl KeyTable {
     #[inline]
     pub(crate) fn lookup(&mut self, key: u128, count: u32, first: u64, now_s: u32) -> KeyLookup {
         debug_assert_ne!(key, 0);
-        if let Some((s, seq)) = self.find(key) {
-            if !self.expired(seq, now_s) {
-                let e = self.entry(seq);
+        if let Some((s, i)) = self.find(key) {
+            if !self.expired(i, now_s) {
+                let e = self.entry(i);
                 if self.count_of(e) != count {
                     return KeyLookup::Conflict { count: self.count_of(e) };
                 }
                 return KeyLookup::Replay { first: RequestId(self.first_of(e)), at: self.at_of(e) };
             }
-            self.supersede(s, seq);
+            self.supersede(s, i);
         }
         self.insert(key, count, first, now_s);
         KeyLookup::New
@@ -401,11 +431,12 @@ impl KeyTable {
         self.words[e + 3] = u64::from(count) | (u64::from(now_s) << 32);
         self.words[e + 4] = self.arena_tail;
         let m = self.index_mask();
-        let mut s = self.home(key);
+        let hash = Self::hash(key);
+        let mut s = self.home(hash);
         while self.slot(s) != 0 {
             s = (s + 1) & m;
         }
-        self.set_slot(s, seq + 1);
+        self.set_slot(s, hash | ((seq & self.mask) + 1));
         self.tail += 1;
         self.pending = count;
         self.pending_at = self.arena_tail;
@@ -416,8 +447,8 @@ impl KeyTable {
     /// Inserts a key read back from a snapshot or the log, superseding an older entry of
     /// the same key; its `count` outcomes follow through [`KeyTable::record`].
     pub(crate) fn replay(&mut self, record: KeyRecord) {
-        if let Some((s, seq)) = self.find(record.key) {
-            self.supersede(s, seq);
+        if let Some((s, i)) = self.find(record.key) {
+            self.supersede(s, i);
         }
         self.pending = 0;
         self.insert(record.key, record.count, record.first.0, record.unix_s);

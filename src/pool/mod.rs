@@ -318,6 +318,15 @@ impl Pool {
         self.keys.lookup(key, count, self.last_request_id.0 + 1, now_s)
     }
 
+    /// Loads `key`'s home slot of the key window's index and returns it (meaningless as a
+    /// value): called ahead of [`Pool::key`] for a batch of keys, so their cache misses
+    /// overlap. No effect on the window.
+    #[inline]
+    #[must_use]
+    pub fn touch_key(&self, key: u128) -> u64 {
+        self.keys.touch(key)
+    }
+
     /// The outcome at position `at` of the key window (from [`KeyLookup::Replay`]: its
     /// `count` outcomes are at `at`, `at + 1`, ...). Read them before the next call to
     /// [`Pool::key`], which may evict them.
