@@ -17,6 +17,9 @@
 //! grpc:
 //!   enabled: false
 //!   listen_address: "127.0.0.1:50051"
+//! idempotency:                     # retried keyed draws return their original outcomes
+//!   keys: 1048576                  # keys kept (oldest evicted first), 1 ... 16777216
+//!   hours: 24                      # a key older than this runs as a new request
 //! ```
 //!
 //! Several pools (each in `working_dir/<name>/`, see `host::pool_dirs`) take `pools:`
@@ -35,6 +38,10 @@
 //!       - { item_id: "mud", quantity: -1, probability: 70 }
 //!     wal: { durability: sync }    # this pool only
 //! ```
+//! The idempotency window also keeps the outcomes of 16 draws per key on average (16 M at
+//! the default): a window of longer pulls holds fewer keys, the oldest evicted first. It is
+//! allocated when the engine starts (about 120 bytes per key, zeroed: pages untouched until
+//! keys arrive) and saved in every snapshot.
 //!
 //! Loading runs in three steps, each with its own errors:
 //! 1. read the file, and parse it as YAML (`NotYaml`, `Empty`, `Read`);
@@ -53,7 +60,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::engine::EngineConfig;
-use crate::pool::{ItemSpec, Quantity};
+use crate::pool::{
+    ItemSpec, KeyWindow, Quantity, HOURS_DEFAULT, HOURS_MAX, KEYS_DEFAULT, KEYS_MAX,
+};
 use crate::wal::{Durability, WalOptions};
 
 /// Smallest segment: the header, a snapshot marker and some frames must fit.
@@ -92,6 +101,8 @@ pub struct Config {
     pub wal: WalConfig,
     /// `grpc` section.
     pub grpc: GrpcConfig,
+    /// `idempotency` section: the idempotency-key window.
+    pub idempotency: KeyWindow,
     /// Every pool, in file order: the Go form `pool:` is one pool named [`DEFAULT_POOL`].
     pub pools: Vec<PoolConfig>,
     /// Where the pools' files are: the Go form keeps its one pool's files directly in
@@ -226,6 +237,7 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             pools,
             layout: DirLayout::Single,
+            idempotency: KeyWindow::default(),
         }
     }
 }
@@ -337,6 +349,7 @@ impl Config {
             ring_capacity: usize::try_from(self.wal.max_request_buffer_size).unwrap_or(1 << 20),
             flush_after_n_draw: u32::try_from(self.wal.flush_after_n_draw).unwrap_or(1 << 20),
             max_commit_delay: Duration::from_micros(self.wal.max_commit_delay_us),
+            idempotency: self.idempotency,
             ..EngineConfig::default()
         }
     }
@@ -648,6 +661,15 @@ struct RawConfig {
     wal: RawWal,
     #[serde(default)]
     grpc: RawGrpc,
+    #[serde(default)]
+    idempotency: RawIdempotency,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdempotency {
+    keys: Option<i64>,
+    hours: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -910,11 +932,22 @@ impl RawConfig {
             return Err(ConfigErrorKind::BadListenAddress(grpc.listen_address).into());
         }
 
+        let i = self.idempotency;
+        let keys = bounded("idempotency.keys", i.keys, KEYS_DEFAULT.into(), 1, KEYS_MAX.into())?;
+        let hours =
+            bounded("idempotency.hours", i.hours, HOURS_DEFAULT.into(), 1, HOURS_MAX.into())?;
+        let idempotency = KeyWindow {
+            // Validated: both are within u32.
+            keys: u32::try_from(keys).unwrap_or(KEYS_MAX),
+            hours: u32::try_from(hours).unwrap_or(HOURS_MAX),
+        };
+
         Ok(Config {
             working_dir: self.working_dir.unwrap_or_else(|| PathBuf::from("data")),
             catalog,
             wal,
             grpc,
+            idempotency,
             pools,
             layout,
         })
@@ -1104,6 +1137,24 @@ mod tests {
             assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { .. }), "{key}={bad}: {e}");
             assert!(e.to_string().contains(&format!("wal.{key}")), "{e}");
         }
+    }
+
+    #[test]
+    fn idempotency_window() {
+        let base = with_item("{ item_id: b, quantity: 1, weight: 1 }");
+        let config = Config::from_yaml_str(&base).unwrap();
+        assert_eq!(config.idempotency, KeyWindow { keys: 1 << 20, hours: 24 });
+        assert_eq!(config.engine_config().idempotency, config.idempotency);
+        let text = format!("{base}idempotency:\n  keys: 1000\n  hours: 2\n");
+        let config = Config::from_yaml_str(&text).unwrap();
+        assert_eq!(config.engine_config().idempotency, KeyWindow { keys: 1000, hours: 2 });
+        for (key, bad) in [("keys", "0"), ("keys", "16777217"), ("hours", "0"), ("hours", "-1")] {
+            let e = err(&format!("{base}idempotency:\n  {key}: {bad}\n"));
+            assert!(matches!(e.kind, ConfigErrorKind::OutOfRange { .. }), "{key}={bad}: {e}");
+            assert!(e.to_string().contains(&format!("idempotency.{key}")), "{e}");
+        }
+        let e = err(&format!("{base}idempotency:\n  key: 5\n"));
+        assert!(e.to_string().contains("key"), "{e}");
     }
 
     /// A group never spans segments, so the largest group must fit in one.

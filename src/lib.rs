@@ -67,7 +67,9 @@
 //!
 //! # Panics
 //! No public API panics on bad input; [`ItemSpec::new`] panics on a quantity below -1
-//! (use config validation for untrusted input).
+//! (use config validation for untrusted input); [`Pool::key`] panics on a count of 0 or
+//! above its window's per-request bound and [`Pool::set_key_window`] on a window of 0 or
+//! more than `pool::KEYS_MAX` keys (the engine checks both before it calls them).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -811,9 +811,14 @@ pub fn replay_segment(
                 p.replay_update(ItemIndex(*index), &state)
                     .map_err(|e| damaged(&file, at, e.to_string()))?;
             }
-            // The key table is rebuilt by the keys work (idempotency): replay itself only
-            // needs the draws, which follow as records of their own.
-            Record::Commit { .. } | Record::Key { .. } => {}
+            // A keyed request: its draws follow as records of their own, and the pool
+            // records them as the key's outcome (the idempotency window, `pool::keys`).
+            Record::Key { key, first_request_id, count, unix_s } => {
+                let p = pool.as_mut().expect("the marker comes first");
+                p.replay_key(*key, RequestId(*first_request_id), *count, *unix_s)
+                    .map_err(|e| damaged(&file, at, e.to_string()))?;
+            }
+            Record::Commit { .. } => {}
             Record::Batch(_) => {
                 return Err(damaged(&file, at, "a batch frame the walker did not expand"))
             }

@@ -3,10 +3,10 @@
 //! that with the durable log (`buffered` and `sync`, within one segment) the caller, the core
 //! and the flusher allocate nothing either. Every outcome is also named (`ItemIds`), so the
 //! id lookup is inside the count. Pulls of 10 (pipelined with `try_pull` + `drain`, and
-//! blocking `pull` read through its iterator) are inside every count too. Keyed requests
-//! (`Journal::append_key`) through the WAL journal, written as batch frames, allocate nothing
-//! either.
-//! Two pools of one `Host`, drawn from alternately, allocate nothing either.
+//! blocking `pull` read through its iterator) are inside every count too, and so are keyed
+//! pulls (new keys, then their retries answered from the key window) and keyed draws. Keyed
+//! requests through the WAL journal, written as batch frames, allocate nothing either, nor do
+//! two pools of one `Host` drawn from alternately.
 //!
 //! The count is process-wide while armed (the core is another thread). This binary holds a
 //! single test, so the test harness's own threads are idle while armed; nothing here prints
@@ -167,6 +167,42 @@ fn blocking_pulls(client: &mut rewardpool::Client, pulls: u64) -> u64 {
     named
 }
 
+/// Pipelined keyed pulls of [`PULL`] with keys `first..first + pulls`, then the same keys
+/// again (retries: replayed from the key window, nothing drawn). Returns (draws delivered,
+/// of them replayed).
+fn keyed_pulls(client: &mut rewardpool::Client, first: u128, pulls: u64) -> (u64, u64) {
+    let (mut delivered, mut replayed, mut failures) = (0, 0, 0);
+    for _round in 0..2 {
+        let mut submitted = 0_u64;
+        let target = delivered + pulls * u64::from(PULL);
+        while delivered < target {
+            while submitted < pulls && client.outstanding() < WINDOW {
+                match client.try_pull_keyed(PULL, first + u128::from(submitted)) {
+                    Ok(_ticket) => submitted += 1,
+                    Err(DrawError::Full) => break,
+                    Err(_) => failures += 1,
+                }
+            }
+            client.drain(|_, result| {
+                match result {
+                    Ok(outcome) => replayed += u64::from(outcome.replayed),
+                    Err(_) => failures += 1,
+                }
+                delivered += 1;
+            });
+        }
+    }
+    // A keyed single draw and its retry, blocking.
+    for key in [first + u128::from(pulls), first + u128::from(pulls)] {
+        match client.draw_keyed(key) {
+            Ok(outcome) => replayed += u64::from(outcome.replayed),
+            Err(_) => failures += 1,
+        }
+    }
+    assert_eq!(failures, 0);
+    (delivered, replayed)
+}
+
 /// One test, run in sequence: the count is process-wide, so scenarios must not overlap.
 #[test]
 fn no_allocation_in_steady_state() {
@@ -305,6 +341,7 @@ fn durable_log(durability: Durability) {
     assert_eq!(pipelined(&mut client, 20_000), 20_000);
     assert_eq!(pipelined_pulls(&mut client, 100), 1_000);
     assert_eq!(blocking_pulls(&mut client, 10), 100);
+    assert_eq!(keyed_pulls(&mut client, 1 << 100, 100), (2_000, 1_001));
     // Wait for the helper threads' start-up work: the active and the spare segment
     // pre-faulted (fully resident), so the preparer is parked before the count is armed. On
     // a slow CI disk this took longer than a fixed sleep once.
@@ -321,11 +358,13 @@ fn durable_log(durability: Durability) {
     ARMED.store(true, Ordering::SeqCst);
     let mut acknowledged = pipelined(&mut client, 200_000);
     let pulled = pipelined_pulls(&mut client, 20_000) + blocking_pulls(&mut client, 500);
+    let keyed = keyed_pulls(&mut client, 2 << 100, 1_000);
     ARMED.store(false, Ordering::SeqCst);
     CAPTURE.store(false, Ordering::SeqCst);
     let allocs = ALLOCS.load(Ordering::SeqCst);
     assert_eq!(acknowledged, 200_000);
     assert_eq!(pulled, 205_000);
+    assert_eq!(keyed, (20_000, 10_001));
     acknowledged += pulled;
     drop(client);
     engine.shutdown().unwrap();
@@ -395,6 +434,7 @@ fn memory_journal() {
     }
     assert_eq!(pipelined_pulls(&mut client, 1_000), 10_000);
     assert_eq!(blocking_pulls(&mut client, 100), 1_000);
+    assert_eq!(keyed_pulls(&mut client, 1 << 100, 1_000), (20_000, 10_001));
     std::thread::sleep(Duration::from_millis(50));
     client.draw().unwrap();
     let _ = engine.state().unwrap();
@@ -416,14 +456,17 @@ fn memory_journal() {
     let pulls = draws / u64::from(PULL) / 2;
     let pulled =
         pipelined_pulls(&mut client, pulls - pulls / 10) + blocking_pulls(&mut client, pulls / 10);
+    let keyed = keyed_pulls(&mut client, 2 << 100, pulls / 10);
     ARMED.store(false, Ordering::SeqCst);
     let elapsed = started.elapsed();
     let allocs = ALLOCS.load(Ordering::SeqCst);
 
     assert_eq!(acknowledged, draws);
     assert_eq!(pulled, pulls * u64::from(PULL));
+    assert_eq!(keyed, (pulls / 10 * u64::from(PULL) * 2, pulls / 10 * u64::from(PULL) + 1));
     let state = engine.shutdown().unwrap();
-    assert_eq!(state.last_request_id.0, 20_000 + 1_000 + 11_000 + 1 + draws + pulled);
+    let keyed_drawn = (10_000 + 1) + (pulls / 10 * u64::from(PULL) + 1);
+    assert_eq!(state.last_request_id.0, 20_000 + 1_000 + 11_000 + 1 + draws + pulled + keyed_drawn);
     eprintln!("{draws} draws and {pulled} in pulls of {PULL} in {elapsed:?}: {allocs} allocations");
     if allocs != 0 {
         let first = FIRST

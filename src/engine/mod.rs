@@ -6,6 +6,7 @@
 //! a client's draws sent before its update are logged before it.
 
 mod affinity;
+mod clock;
 mod core_loop;
 mod metrics;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 
 pub use affinity::{available_cores, CorePin, PinError};
+pub use clock::Clock;
 pub use metrics::{Meter, Metrics};
 // The caller's types live in `ingress`; these paths stay for callers that use them.
 pub use crate::ingress::{Client, DrawError, ItemIds, Outcome, Pull, PullTicket, Ticket};
@@ -25,7 +27,9 @@ pub use crate::sync::IdleConfig;
 
 use crate::ingress::{ClientShape, IdCell, Intake, Port, PULL_LEN_MAX};
 use crate::journal::{FailureKind, Journal, JournalError, JournalStats};
-use crate::pool::{ItemState, Pool, PoolError, PoolState, Quantity};
+use crate::pool::{
+    ItemState, KeyWindow, Pool, PoolError, PoolState, Quantity, HOURS_MAX, KEYS_MAX,
+};
 use core_loop::Core;
 
 /// How an engine runs. Every bound is fixed at start: nothing grows on the hot path.
@@ -57,6 +61,13 @@ pub struct EngineConfig {
     /// [`PULL_LEN_MAX`]). A pull that does not fit in what is free
     /// gets [`DrawError::Full`].
     pub pull_area_len: usize,
+    /// The idempotency-key window: how many keys are kept and for how long. Allocated
+    /// once at start (zeroed, so untouched pages cost nothing until keys arrive). Config:
+    /// `idempotency: {keys, hours}`.
+    pub idempotency: KeyWindow,
+    /// Where the core thread reads the time for idempotency keys (the system clock;
+    /// tests set a manual one).
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +83,8 @@ impl Default for EngineConfig {
             helper_core: None,
             idle: IdleConfig::default(),
             pull_area_len: 16 << 10,
+            idempotency: KeyWindow::default(),
+            clock: Clock::System,
         }
     }
 }
@@ -287,6 +300,9 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         check_config(&config)?;
         let core_id = affinity::choose(config.core).map_err(EngineError::Pin)?;
+        let mut pool = pool;
+        pool.set_key_window(config.idempotency);
+        pool.allocate_keys();
         let start_request_id = pool.last_request_id().0;
         let shared = Arc::new(Shared {
             registrations: ArrayQueue::new(config.clients_max),
@@ -497,6 +513,12 @@ fn check_config(c: &EngineConfig) -> Result<(), EngineError> {
         // At least one pull of the longest kind (PULL_LEN_MAX) fits.
         let (min, max) = (PULL_LEN_MAX as usize, Some(1 << 24));
         return Err(EngineError::Config(BoundError { field: "pull_area_len", min, max }));
+    }
+    if c.idempotency.keys == 0 || c.idempotency.keys > KEYS_MAX {
+        return bad("idempotency.keys", Some(KEYS_MAX as usize));
+    }
+    if c.idempotency.hours == 0 || c.idempotency.hours > HOURS_MAX {
+        return bad("idempotency.hours", Some(HOURS_MAX as usize));
     }
     for (field, value) in [
         ("batch_len_max", c.batch_len_max),

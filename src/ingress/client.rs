@@ -38,6 +38,9 @@ pub struct Outcome {
     /// The item handed out, or `None` when nothing was available. Its id:
     /// [`Outcome::item_id`].
     pub item: Option<ItemIndex>,
+    /// True when this is a keyed retry's answer: the original request's outcome (same
+    /// request id, same item), nothing drawn again. Always false for unkeyed requests.
+    pub replayed: bool,
 }
 
 impl Outcome {
@@ -71,6 +74,15 @@ pub enum DrawError {
         /// The most this client accepts.
         max: u32,
     },
+    /// The request's idempotency key is known with another count: nothing was drawn.
+    KeyConflict {
+        /// The key.
+        key: u128,
+        /// Draws this request asked for.
+        len: u32,
+        /// Draws of the key's original request.
+        original: u32,
+    },
 }
 
 impl fmt::Display for DrawError {
@@ -78,13 +90,22 @@ impl fmt::Display for DrawError {
         if let DrawError::PullLen { len, max } = self {
             return write!(f, "a pull of {len} draws: a pull asks for 1 to {max} draws");
         }
+        if let DrawError::KeyConflict { key, len, original } = self {
+            return write!(
+                f,
+                "idempotency key {key:032x} was used for a request of {original} draws; this \
+                 request asks for {len}: nothing was drawn"
+            );
+        }
         f.write_str(match self {
             DrawError::Full => "too many draws in flight on this client",
             DrawError::ShuttingDown => "the engine is shutting down",
             DrawError::Failed(_) => "the engine failed; the draw was not acknowledged",
             DrawError::AlreadyTaken => "this ticket's outcome was already taken",
             DrawError::NoSpace => "the log's disk is full; the draw was not served",
-            DrawError::PullLen { .. } => unreachable!("written above"),
+            DrawError::PullLen { .. } | DrawError::KeyConflict { .. } => {
+                unreachable!("written above")
+            }
         })
     }
 }
@@ -147,6 +168,7 @@ pub struct Pull<'a> {
     at: u64,
     len: u32,
     next: u32,
+    replayed: bool,
 }
 
 impl Pull<'_> {
@@ -154,6 +176,13 @@ impl Pull<'_> {
     #[must_use]
     pub fn first_request_id(&self) -> RequestId {
         self.first
+    }
+
+    /// True when this is a keyed retry's answer: the original pull's outcomes, nothing
+    /// drawn again (every [`Outcome`] says so too).
+    #[must_use]
+    pub fn replayed(&self) -> bool {
+        self.replayed
     }
 }
 
@@ -170,6 +199,7 @@ impl Iterator for Pull<'_> {
         Some(Outcome {
             request_id: RequestId(self.first.0 + u64::from(j)),
             item: self.slots.read_item(self.at + u64::from(j)),
+            replayed: self.replayed,
         })
     }
 
@@ -197,6 +227,9 @@ pub struct Client {
     /// Per slot: the draws of the pull in it (0 for a single draw), given back to the pull
     /// area when the request is released.
     pull_lens: Box<[u32]>,
+    /// Per slot: the idempotency key of a keyed request (written only by keyed pushes, read
+    /// only for a conflict), to name it in [`DrawError::KeyConflict`].
+    keys: Box<[u128]>,
     mask: u64,
     /// Pull-area positions handed out, and given back (in request order).
     area_sent: u64,
@@ -248,6 +281,7 @@ pub(crate) fn pair(intake: Arc<Intake>, ids: ItemIds, shape: ClientShape) -> (Cl
         released: 0,
         taken: vec![false; capacity].into_boxed_slice(),
         pull_lens: vec![0; capacity].into_boxed_slice(),
+        keys: vec![0; capacity].into_boxed_slice(),
         mask: capacity as u64 - 1,
         area_sent: 0,
         area_released: 0,
@@ -267,6 +301,38 @@ impl Client {
     /// [`DrawError::ShuttingDown`] / [`DrawError::Failed`] when the engine stopped.
     #[inline]
     pub fn try_draw(&mut self) -> Result<Ticket, DrawError> {
+        self.push_draw(0)
+    }
+
+    /// [`Client::try_draw`] carrying an idempotency key (0 = none): if the engine knows
+    /// `key` from an earlier request of one draw (a draw or a pull of 1, within the window
+    /// of config `idempotency`), the outcome is that request's (same request id, same item,
+    /// [`Outcome::replayed`] set) and nothing is drawn; a retry that arrives while its
+    /// original is still in flight gets the original's outcome once it is durable.
+    ///
+    /// # Errors
+    /// As [`Client::try_draw`]; the outcome is [`DrawError::KeyConflict`] when `key` was
+    /// used for a request of another count.
+    #[inline]
+    pub fn try_draw_keyed(&mut self, key: u128) -> Result<Ticket, DrawError> {
+        let ticket = self.push_draw(key)?;
+        if key != 0 {
+            self.keys[(ticket.seq & self.mask) as usize] = key;
+        }
+        Ok(ticket)
+    }
+
+    /// [`Client::try_draw_keyed`], then waits (see [`Client::draw`]).
+    ///
+    /// # Errors
+    /// As [`Client::try_draw_keyed`] and [`Client::wait`].
+    pub fn draw_keyed(&mut self, key: u128) -> Result<Outcome, DrawError> {
+        let ticket = self.try_draw_keyed(key)?;
+        self.wait(ticket)
+    }
+
+    #[inline]
+    fn push_draw(&mut self, key: u128) -> Result<Ticket, DrawError> {
         // Acquire loads: pair with `Intake::close` (from `Engine::join`) and the core's
         // `Intake::set_stopped`.
         if self.intake.is_closing() || self.intake.is_stopped() {
@@ -275,7 +341,7 @@ impl Client {
         if self.sent - self.released > self.mask {
             return Err(DrawError::Full);
         }
-        let request = Request { seq: self.sent, key: 0, kind: RequestKind::Draw };
+        let request = Request { seq: self.sent, key, kind: RequestKind::Draw };
         // The ring holds as many records as there are slots, so it cannot be full here.
         if self.producer.push(request).is_err() {
             return Err(DrawError::Full);
@@ -297,6 +363,38 @@ impl Client {
     /// [`DrawError::ShuttingDown`] / [`DrawError::Failed`] when the engine stopped.
     #[inline]
     pub fn try_pull(&mut self, len: u32) -> Result<PullTicket, DrawError> {
+        self.push_pull(len, 0)
+    }
+
+    /// [`Client::try_pull`] carrying an idempotency key (0 = none): if the engine knows
+    /// `key` from an earlier pull of `len` draws (within the window of config
+    /// `idempotency`), the outcomes are that pull's (same request ids, same items,
+    /// [`Pull::replayed`] set) and nothing is drawn; a retry that arrives while its
+    /// original is still in flight gets the original's outcomes once they are durable.
+    ///
+    /// # Errors
+    /// As [`Client::try_pull`]; the outcome is [`DrawError::KeyConflict`] when `key` was
+    /// used for a request of another count.
+    #[inline]
+    pub fn try_pull_keyed(&mut self, len: u32, key: u128) -> Result<PullTicket, DrawError> {
+        let ticket = self.push_pull(len, key)?;
+        if key != 0 {
+            self.keys[(ticket.seq & self.mask) as usize] = key;
+        }
+        Ok(ticket)
+    }
+
+    /// [`Client::try_pull_keyed`], then waits (see [`Client::pull`]).
+    ///
+    /// # Errors
+    /// As [`Client::try_pull_keyed`] and [`Client::wait_pull`].
+    pub fn pull_keyed(&mut self, len: u32, key: u128) -> Result<Pull<'_>, DrawError> {
+        let ticket = self.try_pull_keyed(len, key)?;
+        self.wait_pull(ticket)
+    }
+
+    #[inline]
+    fn push_pull(&mut self, len: u32, key: u128) -> Result<PullTicket, DrawError> {
         if len == 0 || len > self.pull_max {
             return Err(DrawError::PullLen { len, max: self.pull_max });
         }
@@ -310,7 +408,7 @@ impl Client {
             return Err(DrawError::Full);
         }
         let at = self.area_sent;
-        let request = Request { seq: self.sent, key: 0, kind: RequestKind::Pull { len, at } };
+        let request = Request { seq: self.sent, key, kind: RequestKind::Pull { len, at } };
         if self.producer.push(request).is_err() {
             return Err(DrawError::Full);
         }
@@ -389,7 +487,7 @@ impl Client {
     /// draw was durable; [`DrawError::AlreadyTaken`] when `drain` delivered it already.
     pub fn wait(&mut self, ticket: Ticket) -> Result<Outcome, DrawError> {
         let (request_id, completion) = self.wait_seq(ticket.seq)?;
-        self.to_result(request_id, completion)
+        self.to_result(ticket.seq, request_id, completion)
     }
 
     /// Waits for a pull's outcomes, as [`Client::wait`] does for a draw; the returned
@@ -399,15 +497,17 @@ impl Client {
     /// As [`Client::wait`].
     pub fn wait_pull(&mut self, ticket: PullTicket) -> Result<Pull<'_>, DrawError> {
         let (first, completion) = self.wait_seq(ticket.seq)?;
-        match completion {
-            Completion::Pulled(len) => {
-                debug_assert_eq!(len, ticket.len);
-                Ok(Pull { slots: &self.slots, first, at: ticket.at, len, next: 0 })
-            }
+        let (len, replayed) = match completion {
+            Completion::Pulled(len) => (len, false),
+            Completion::ReplayedPull(len) => (len, true),
             other => {
-                self.to_result(first, other).map(|_| unreachable!("a pull completes as Pulled"))
+                return self
+                    .to_result(ticket.seq, first, other)
+                    .map(|_| unreachable!("a pull completes as Pulled"));
             }
-        }
+        };
+        debug_assert_eq!(len, ticket.len);
+        Ok(Pull { slots: &self.slots, first, at: ticket.at, len, next: 0, replayed })
     }
 
     /// True when a pull's outcomes are ready (then `wait_pull` returns at once).
@@ -487,16 +587,20 @@ impl Client {
         completion: Completion,
         each: &mut impl FnMut(u64, Result<Outcome, DrawError>),
     ) -> usize {
-        let Completion::Pulled(len) = completion else {
-            let lens = self.pull_lens[(seq & self.mask) as usize].max(1);
-            for _ in 0..lens {
-                each(seq, self.to_result(request_id, completion));
+        let (len, replayed) = match completion {
+            Completion::Pulled(len) => (len, false),
+            Completion::ReplayedPull(len) => (len, true),
+            _ => {
+                let lens = self.pull_lens[(seq & self.mask) as usize].max(1);
+                for _ in 0..lens {
+                    each(seq, self.to_result(seq, request_id, completion));
+                }
+                return lens as usize;
             }
-            return lens as usize;
         };
         // The released request's area starts where the released ones before it ended.
-        let pull =
-            Pull { slots: &self.slots, first: request_id, at: self.area_released, len, next: 0 };
+        let at = self.area_released;
+        let pull = Pull { slots: &self.slots, first: request_id, at, len, next: 0, replayed };
         for outcome in pull {
             each(seq, Ok(outcome));
         }
@@ -571,21 +675,36 @@ impl Client {
         }
     }
 
+    /// Request `seq`'s slot as a result.
     fn to_result(
         &self,
+        seq: u64,
         request_id: RequestId,
         completion: Completion,
     ) -> Result<Outcome, DrawError> {
+        let outcome = |item, replayed| Ok(Outcome { request_id, item, replayed });
         match completion {
-            Completion::Item(index) => Ok(Outcome { request_id, item: Some(index) }),
-            Completion::Empty => Ok(Outcome { request_id, item: None }),
+            Completion::Item(index) => outcome(Some(index), false),
+            Completion::Empty => outcome(None, false),
+            Completion::ReplayedItem(index) => outcome(Some(index), true),
+            Completion::ReplayedEmpty => outcome(None, true),
+            Completion::KeyConflict(original) => {
+                let i = (seq & self.mask) as usize;
+                Err(DrawError::KeyConflict {
+                    key: self.keys[i],
+                    len: self.pull_lens[i].max(1),
+                    original,
+                })
+            }
             Completion::Stopped => Err(DrawError::ShuttingDown),
             // The core records the failure before it writes `Failed` into any slot.
             Completion::Failed => {
                 Err(DrawError::Failed(self.intake.failure_kind().unwrap_or(FailureKind::Other)))
             }
             Completion::Rejected => Err(DrawError::NoSpace),
-            Completion::Pulled(_) => unreachable!("only a pull completes as Pulled"),
+            Completion::Pulled(_) | Completion::ReplayedPull(_) => {
+                unreachable!("only a pull completes as Pulled")
+            }
         }
     }
 }

@@ -27,5 +27,5 @@ pub(crate) use client::{pair, ClientShape};
 pub(crate) use ids::IdCell;
 pub(crate) use intake::Intake;
 pub(crate) use port::Port;
-pub(crate) use request::RequestKind;
-pub(crate) use slots::Completion;
+pub(crate) use request::{Request, RequestKind};
+pub(crate) use slots::{Completion, SlotBlock};

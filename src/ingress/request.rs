@@ -11,8 +11,8 @@ pub const PULL_LEN_MAX: u32 = 1000;
 pub(crate) struct Request {
     /// The client's request number (0, 1, 2, ... in push order); also its slot.
     pub(crate) seq: u64,
-    /// Optional idempotency key (0 = none). Reserved: a later issue makes a retried key
-    /// return its original outcome.
+    /// Optional idempotency key (0 = none): a request whose key the core knows with the
+    /// same count gets the original outcomes and draws nothing (`pool::keys`).
     pub(crate) key: u128,
     /// What to do.
     pub(crate) kind: RequestKind,
@@ -47,3 +47,5 @@ impl RequestKind {
 }
 
 const _: () = assert!(std::mem::size_of::<Request>() <= 64);
+// A keyed pull's outcomes always fit in the key window's arena.
+const _: () = assert!(PULL_LEN_MAX as usize <= crate::pool::KEY_DRAWS_MIN);

@@ -55,6 +55,16 @@ pub enum Completion {
     /// A pull of this many draws; its items are in the pull area, its request id is the
     /// first of the pull's consecutive ids.
     Pulled(u32),
+    /// A keyed draw's retry: the original draw handed out this item (its request id is the
+    /// original's).
+    ReplayedItem(ItemIndex),
+    /// A keyed draw's retry: the original draw found nothing.
+    ReplayedEmpty,
+    /// A keyed pull's retry: the original's outcomes are in the pull area, its first
+    /// request id in the slot.
+    ReplayedPull(u32),
+    /// The request's key is known with another count (this many draws): nothing was done.
+    KeyConflict(u32),
 }
 
 const STATUS_ITEM: u64 = 1;
@@ -63,6 +73,10 @@ const STATUS_STOPPED: u64 = 3;
 const STATUS_FAILED: u64 = 4;
 const STATUS_REJECTED: u64 = 5;
 const STATUS_PULLED: u64 = 6;
+const STATUS_REPLAYED_ITEM: u64 = 7;
+const STATUS_REPLAYED_EMPTY: u64 = 8;
+const STATUS_REPLAYED_PULL: u64 = 9;
+const STATUS_KEY_CONFLICT: u64 = 10;
 
 /// A pull-area word for a draw that found nothing (item indices stay below
 /// `pool::ITEM_COUNT_MAX`, far from it).
@@ -77,6 +91,10 @@ impl Completion {
             Completion::Failed => STATUS_FAILED << 32,
             Completion::Rejected => STATUS_REJECTED << 32,
             Completion::Pulled(len) => (STATUS_PULLED << 32) | u64::from(len),
+            Completion::ReplayedItem(ItemIndex(i)) => (STATUS_REPLAYED_ITEM << 32) | u64::from(i),
+            Completion::ReplayedEmpty => STATUS_REPLAYED_EMPTY << 32,
+            Completion::ReplayedPull(len) => (STATUS_REPLAYED_PULL << 32) | u64::from(len),
+            Completion::KeyConflict(count) => (STATUS_KEY_CONFLICT << 32) | u64::from(count),
         }
     }
 
@@ -87,6 +105,10 @@ impl Completion {
             STATUS_STOPPED => Completion::Stopped,
             STATUS_REJECTED => Completion::Rejected,
             STATUS_PULLED => Completion::Pulled(word as u32),
+            STATUS_REPLAYED_ITEM => Completion::ReplayedItem(ItemIndex(word as u32)),
+            STATUS_REPLAYED_EMPTY => Completion::ReplayedEmpty,
+            STATUS_REPLAYED_PULL => Completion::ReplayedPull(word as u32),
+            STATUS_KEY_CONFLICT => Completion::KeyConflict(word as u32),
             _ => Completion::Failed,
         }
     }
@@ -263,6 +285,10 @@ mod tests {
             Completion::Rejected,
             Completion::Pulled(1),
             Completion::Pulled(u32::MAX),
+            Completion::ReplayedItem(ItemIndex(3)),
+            Completion::ReplayedEmpty,
+            Completion::ReplayedPull(10),
+            Completion::KeyConflict(7),
         ] {
             assert_eq!(Completion::decode(c.encode()), c);
         }

@@ -148,3 +148,60 @@ fn draws_match_weights_chi_square() {
     // Critical value of chi-square with 5 degrees of freedom at p = 0.001.
     assert!(chi2 < 20.515, "chi2={chi2} counts={counts:?}");
 }
+
+/// Keyed draws on a live pool, then the same through `replay_key` + `replay_draw`: the
+/// replayed pool knows the key with the same outcomes, and its state (window included)
+/// hashes the same.
+#[test]
+fn replay_key_rebuilds_a_keys_outcome() {
+    let mut live = pool(&[(5, 1), (-1, 3)], 7);
+    live.draw();
+    assert_eq!(live.key(0xAB, 3, 100), KeyLookup::New);
+    let draws: Vec<Draw> = (0..3).map(|_| live.draw()).collect();
+    let KeyLookup::Replay { first, at } = live.key(0xAB, 3, 101) else { panic!("not kept") };
+    assert_eq!(first, draws[0].request_id);
+    for (j, d) in draws.iter().enumerate() {
+        assert_eq!(live.key_item(at + j as u64), d.item);
+    }
+    assert_eq!(live.key(0xAB, 2, 101), KeyLookup::Conflict { count: 3 });
+
+    let mut replayed = pool(&[(5, 1), (-1, 3)], 99);
+    replayed.replay_draw(Draw { request_id: RequestId(1), item: None }).unwrap();
+    replayed.replay_key(0xAB, first, 3, 100).unwrap();
+    for d in &draws {
+        replayed.replay_draw(*d).unwrap();
+    }
+    assert_eq!(replayed.state().keys, live.state().keys);
+    assert!(matches!(replayed.key(0xAB, 3, 102), KeyLookup::Replay { first: f, .. } if f == first));
+    // Through a snapshot's state: the window comes back with its bounds.
+    let mut back = Pool::from_state(&live.state(), Rng::from_seed(1)).unwrap();
+    assert_eq!(back.key_window(), KeyWindow::default());
+    assert!(matches!(back.key(0xAB, 3, 102), KeyLookup::Replay { first: f, .. } if f == first));
+    assert_eq!(back.state().hash(), live.state().hash());
+}
+
+#[test]
+fn replay_key_refuses_what_does_not_add_up() {
+    let mut p = pool(&[(5, 1)], 7);
+    assert!(matches!(p.replay_key(0, RequestId(1), 1, 0), Err(PoolError::KeyCount { .. })));
+    assert!(matches!(p.replay_key(1, RequestId(1), 0, 0), Err(PoolError::KeyCount { .. })));
+    p.replay_key(1, RequestId(1), 2, 0).unwrap();
+    let e = p.replay_key(2, RequestId(2), 1, 0).unwrap_err();
+    assert!(matches!(e, PoolError::KeyDraws { key: 2, expected: 1, got: 0 }), "{e:?}");
+    let e = p.replay_draw(Draw { request_id: RequestId(5), item: None }).unwrap_err();
+    assert!(e.to_string().contains(&format!("{:032x}", 1)), "{e}");
+    assert_eq!(e, PoolError::KeyDraws { key: 1, expected: 1, got: 5 });
+}
+
+#[test]
+fn a_smaller_window_keeps_the_newest_keys() {
+    let mut p = pool(&[(-1, 1)], 7);
+    for key in 1..=5 {
+        assert_eq!(p.key(key, 1, 10), KeyLookup::New);
+        p.draw();
+    }
+    p.set_key_window(KeyWindow { keys: 2, hours: 1 });
+    let keys: Vec<u128> = p.state().keys.records.iter().map(|r| r.key).collect();
+    assert_eq!(keys, [4, 5]);
+    assert_eq!(p.key(3, 1, 11), KeyLookup::New);
+}

@@ -1,17 +1,34 @@
 //! The snapshot file format: the full pool state, rkyv, behind a SHA-256.
 //!
-//! # Byte layout (format version 1)
+//! # Byte layout (format version 2)
 //!
 //! ```text
 //!  offset size field
 //!  0      8    magic b"RWPLSNP1"
-//!  8      4    format version, u32 LE (1)
+//!  8      4    format version, u32 LE (2; 1 is still read)
 //!  12     4    reserved, zero
 //!  16     8    payload_len, u64 LE: the file is exactly 64 + payload_len bytes
 //!  24     32   SHA-256 of the payload bytes (64..64 + payload_len)
 //!  56     8    reserved, zero
 //!  64     ..   payload: rkyv archive of SnapshotState (little-endian, root at the end)
 //! ```
+//!
+//! The payload (rkyv, fields in this order):
+//!
+//! ```text
+//!  version 1  SnapshotStateV1 { sequence u64, last_request_id u64, catalog_fingerprint u64,
+//!                               items Vec<SnapshotItem { id String, quantity i64, weight u32 }> }
+//!  version 2  SnapshotState   { the four fields of version 1,
+//!                               key_window_keys u32, key_window_hours u32,
+//!                               keys Vec<SnapshotKey { key_lo u64, key_hi u64,
+//!                                    first_request_id u64, count u32, unix_s u32 }>,
+//!                               key_items Vec<u32> }
+//! ```
+//!
+//! Version 2 adds the idempotency-key window (`pool::KeyState`): its bounds, its keys oldest
+//! first (the 128-bit key as two u64 halves), and every key's `count` outcomes concatenated
+//! in key order in `key_items` (an item index, or `u32::MAX` for a draw that found nothing).
+//! A version 1 file reads as a window with the default bounds and no keys.
 //!
 //! The segment that starts from a snapshot records, in its snapshot marker frame, the SHA-256
 //! of the *whole file* (header included) as returned by [`encode`]; recovery checks that too.
@@ -40,7 +57,9 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::pool::{ItemSpec, ItemState, PoolState, Quantity, RequestId};
+use crate::pool::{
+    ItemIndex, ItemSpec, ItemState, KeyRecord, KeyState, KeyWindow, PoolState, Quantity, RequestId,
+};
 
 /// Snapshot file names live with every other name in a data directory; re-exported here
 /// where readers of the format look for them.
@@ -52,8 +71,11 @@ pub const SNAPSHOT_HEADER_SIZE: usize = 64;
 /// The first 8 bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RWPLSNP1";
 
-/// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The snapshot format version this build writes; it reads this one and every earlier one.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+
+/// A `key_items` word for a draw that found nothing.
+const KEY_ITEM_NONE: u32 = u32::MAX;
 
 const _: () = assert!(SNAPSHOT_HEADER_SIZE % 16 == 0);
 
@@ -68,7 +90,22 @@ pub struct SnapshotItem {
     pub weight: u32,
 }
 
-/// Everything a snapshot file holds.
+/// One idempotency key in a snapshot (format version 2).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotKey {
+    /// The key's low 64 bits.
+    pub key_lo: u64,
+    /// The key's high 64 bits.
+    pub key_hi: u64,
+    /// The request id of its first draw.
+    pub first_request_id: u64,
+    /// Its draws (its outcomes in `key_items`).
+    pub count: u32,
+    /// When it was first served, seconds since the Unix epoch.
+    pub unix_s: u32,
+}
+
+/// Everything a snapshot file holds (format version 2).
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotState {
     /// The snapshot's sequence number (the N of `snapshot.NNNNNN`).
@@ -79,6 +116,43 @@ pub struct SnapshotState {
     pub catalog_fingerprint: u64,
     /// Items in index order.
     pub items: Vec<SnapshotItem>,
+    /// The key window's bound on keys.
+    pub key_window_keys: u32,
+    /// The key window's retention, in hours.
+    pub key_window_hours: u32,
+    /// The window's keys, oldest first.
+    pub keys: Vec<SnapshotKey>,
+    /// Every key's outcomes in key order: an item index, or `u32::MAX` for nothing.
+    pub key_items: Vec<u32>,
+}
+
+/// What a format version 1 snapshot holds (read only).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotStateV1 {
+    /// See [`SnapshotState::sequence`].
+    pub sequence: u64,
+    /// See [`SnapshotState::last_request_id`].
+    pub last_request_id: u64,
+    /// See [`SnapshotState::catalog_fingerprint`].
+    pub catalog_fingerprint: u64,
+    /// See [`SnapshotState::items`].
+    pub items: Vec<SnapshotItem>,
+}
+
+impl From<SnapshotStateV1> for SnapshotState {
+    fn from(v1: SnapshotStateV1) -> SnapshotState {
+        let window = KeyWindow::default();
+        SnapshotState {
+            sequence: v1.sequence,
+            last_request_id: v1.last_request_id,
+            catalog_fingerprint: v1.catalog_fingerprint,
+            items: v1.items,
+            key_window_keys: window.keys,
+            key_window_hours: window.hours,
+            keys: Vec::new(),
+            key_items: Vec::new(),
+        }
+    }
 }
 
 /// Why a snapshot file was refused. The caller adds the file name.
@@ -133,6 +207,13 @@ pub enum SnapshotFormatError {
         /// The quantity found.
         quantity: i64,
     },
+    /// The key window's outcomes do not add up to its keys' counts.
+    KeyItems {
+        /// The sum of the keys' counts.
+        expected: u64,
+        /// Outcome words stored.
+        got: u64,
+    },
 }
 
 /// Lower-case hex of `bytes`, for messages.
@@ -180,6 +261,10 @@ impl fmt::Display for SnapshotFormatError {
                 f,
                 "item {item:?}: quantity {quantity} is invalid, expected -1 (unlimited) or more"
             ),
+            SnapshotFormatError::KeyItems { expected, got } => write!(
+                f,
+                "the key window's keys have {expected} draws, but {got} outcomes are stored"
+            ),
         }
     }
 }
@@ -205,13 +290,29 @@ impl SnapshotState {
                     weight: i.weight,
                 })
                 .collect(),
+            key_window_keys: state.keys.window.keys,
+            key_window_hours: state.keys.window.hours,
+            keys: state
+                .keys
+                .records
+                .iter()
+                .map(|r| SnapshotKey {
+                    key_lo: r.key as u64,
+                    key_hi: (r.key >> 64) as u64,
+                    first_request_id: r.first.0,
+                    count: r.count,
+                    unix_s: r.unix_s,
+                })
+                .collect(),
+            key_items: state.keys.items.iter().map(|i| i.map_or(KEY_ITEM_NONE, |i| i.0)).collect(),
         }
     }
 
     /// The pool state this snapshot holds.
     ///
     /// # Errors
-    /// [`SnapshotFormatError::BadQuantity`] naming the first item whose quantity is below -1.
+    /// [`SnapshotFormatError::BadQuantity`] naming the first item whose quantity is below -1;
+    /// [`SnapshotFormatError::KeyItems`] when the key window's outcomes do not add up.
     pub fn to_pool(&self) -> Result<PoolState, SnapshotFormatError> {
         let items = self
             .items
@@ -223,7 +324,30 @@ impl SnapshotState {
                 Ok(ItemState { id: i.id.clone(), quantity, weight: i.weight })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(PoolState { last_request_id: RequestId(self.last_request_id), items })
+        let expected: u64 = self.keys.iter().map(|k| u64::from(k.count)).sum();
+        let got = self.key_items.len() as u64;
+        if expected != got {
+            return Err(SnapshotFormatError::KeyItems { expected, got });
+        }
+        let keys = KeyState {
+            window: KeyWindow { keys: self.key_window_keys, hours: self.key_window_hours },
+            records: self
+                .keys
+                .iter()
+                .map(|k| KeyRecord {
+                    key: u128::from(k.key_lo) | (u128::from(k.key_hi) << 64),
+                    first: RequestId(k.first_request_id),
+                    count: k.count,
+                    unix_s: k.unix_s,
+                })
+                .collect(),
+            items: self
+                .key_items
+                .iter()
+                .map(|&i| (i != KEY_ITEM_NONE).then_some(ItemIndex(i)))
+                .collect(),
+        };
+        Ok(PoolState { last_request_id: RequestId(self.last_request_id), items, keys })
     }
 }
 
@@ -283,7 +407,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotState, SnapshotFormatError> {
         return Err(SnapshotFormatError::BadMagic { got: magic });
     }
     let version = u32::from_le_bytes(read(h, 8));
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if version == 0 || version > SNAPSHOT_FORMAT_VERSION {
         return Err(SnapshotFormatError::UnsupportedVersion {
             got: version,
             supported: SNAPSHOT_FORMAT_VERSION,
@@ -310,10 +434,37 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotState, SnapshotFormatError> {
     // The file buffer may sit anywhere in memory: rkyv needs the payload aligned.
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
     aligned.extend_from_slice(payload);
-    let archived = rkyv::access::<ArchivedSnapshotState, rancor::Error>(&aligned)
+    let payload_error = |e: rancor::Error| SnapshotFormatError::Payload { reason: e.to_string() };
+    if version == 1 {
+        let archived = rkyv::access::<ArchivedSnapshotStateV1, rancor::Error>(&aligned)
+            .map_err(payload_error)?;
+        return rkyv::deserialize::<SnapshotStateV1, rancor::Error>(archived)
+            .map(SnapshotState::from)
+            .map_err(payload_error);
+    }
+    let archived =
+        rkyv::access::<ArchivedSnapshotState, rancor::Error>(&aligned).map_err(payload_error)?;
+    rkyv::deserialize::<SnapshotState, rancor::Error>(archived).map_err(payload_error)
+}
+
+/// Encodes a snapshot in format version 1 (no key window): what earlier releases wrote, for
+/// the tests that read such files.
+///
+/// # Errors
+/// [`SnapshotFormatError::Payload`] if rkyv cannot archive the state.
+#[cfg(any(test, feature = "testing"))]
+pub fn encode_v1(state: &SnapshotStateV1) -> Result<Vec<u8>, SnapshotFormatError> {
+    let payload = rkyv::to_bytes::<rancor::Error>(state)
         .map_err(|e| SnapshotFormatError::Payload { reason: e.to_string() })?;
-    rkyv::deserialize::<SnapshotState, rancor::Error>(archived)
-        .map_err(|e| SnapshotFormatError::Payload { reason: e.to_string() })
+    let mut file = Vec::with_capacity(SNAPSHOT_HEADER_SIZE + payload.len());
+    file.extend_from_slice(&SNAPSHOT_MAGIC);
+    file.extend_from_slice(&1_u32.to_le_bytes());
+    file.extend_from_slice(&[0; 4]);
+    file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    file.extend_from_slice(&sha256(&payload));
+    file.extend_from_slice(&[0; 8]);
+    file.extend_from_slice(&payload);
+    Ok(file)
 }
 
 /// `N` bytes of `h` from `offset` (zeros if out of range, which the constant offsets rule
@@ -362,6 +513,34 @@ mod tests {
                 SnapshotItem { id: "mud, plenty of it".into(), quantity: -1, weight: 70 },
                 SnapshotItem { id: "gone".into(), quantity: 0, weight: 5 },
             ],
+            key_window_keys: 1000,
+            key_window_hours: 2,
+            keys: vec![
+                SnapshotKey {
+                    key_lo: 7,
+                    key_hi: u64::MAX,
+                    first_request_id: 1200,
+                    count: 2,
+                    unix_s: 1_700_000_000,
+                },
+                SnapshotKey {
+                    key_lo: 1,
+                    key_hi: 0,
+                    first_request_id: 1230,
+                    count: 1,
+                    unix_s: 1_700_000_009,
+                },
+            ],
+            key_items: vec![0, KEY_ITEM_NONE, 1],
+        }
+    }
+
+    fn v1(state: &SnapshotState) -> SnapshotStateV1 {
+        SnapshotStateV1 {
+            sequence: state.sequence,
+            last_request_id: state.last_request_id,
+            catalog_fingerprint: state.catalog_fingerprint,
+            items: state.items.clone(),
         }
     }
 
@@ -371,18 +550,37 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             prop::collection::vec(("\\PC{0,24}", -1_i64..i64::MAX, any::<u32>()), 0..20),
+            prop::collection::vec((any::<u128>(), any::<u64>(), 1_u32..4, any::<u32>()), 0..6),
+            any::<u32>(),
         )
-            .prop_map(|(sequence, last_request_id, catalog_fingerprint, items)| {
-                SnapshotState {
-                    sequence,
-                    last_request_id,
-                    catalog_fingerprint,
-                    items: items
-                        .into_iter()
-                        .map(|(id, quantity, weight)| SnapshotItem { id, quantity, weight })
-                        .collect(),
-                }
-            })
+            .prop_map(
+                |(sequence, last_request_id, catalog_fingerprint, items, keys, item)| {
+                    let key_items =
+                        keys.iter().flat_map(|k| (0..k.2).map(move |j| item ^ j)).collect();
+                    SnapshotState {
+                        sequence,
+                        last_request_id,
+                        catalog_fingerprint,
+                        items: items
+                            .into_iter()
+                            .map(|(id, quantity, weight)| SnapshotItem { id, quantity, weight })
+                            .collect(),
+                        key_window_keys: 10,
+                        key_window_hours: 24,
+                        keys: keys
+                            .into_iter()
+                            .map(|(key, first, count, unix_s)| SnapshotKey {
+                                key_lo: key as u64,
+                                key_hi: (key >> 64) as u64,
+                                first_request_id: first,
+                                count,
+                                unix_s,
+                            })
+                            .collect(),
+                        key_items,
+                    }
+                },
+            )
     }
 
     /// Re-hashes the payload so only the edited field is wrong.
@@ -395,7 +593,7 @@ mod tests {
     fn layout_is_as_documented() {
         let (file, hash) = encode(&sample());
         assert_eq!(&file[..8], b"RWPLSNP1");
-        assert_eq!(&file[8..12], &1_u32.to_le_bytes());
+        assert_eq!(&file[8..12], &2_u32.to_le_bytes());
         assert_eq!(&file[12..16], &[0; 4]);
         let payload_len = u64::from_le_bytes(file[16..24].try_into().unwrap());
         assert_eq!(payload_len as usize + 64, file.len());
@@ -414,6 +612,10 @@ mod tests {
             last_request_id: 0,
             catalog_fingerprint: 0,
             items: vec![],
+            key_window_keys: 1,
+            key_window_hours: 1,
+            keys: vec![],
+            key_items: vec![],
         };
         assert_eq!(decode(&encode(&empty).0), Ok(empty));
     }
@@ -461,10 +663,15 @@ mod tests {
         bad[..8].copy_from_slice(b"RWPLWAL1");
         assert_eq!(decode(&bad), Err(SnapshotFormatError::BadMagic { got: *b"RWPLWAL1" }));
         let mut bad = file.clone();
-        bad[8] = 2;
+        bad[8] = 3;
         assert_eq!(
             decode(&bad),
-            Err(SnapshotFormatError::UnsupportedVersion { got: 2, supported: 1 })
+            Err(SnapshotFormatError::UnsupportedVersion { got: 3, supported: 2 })
+        );
+        bad[8] = 0;
+        assert_eq!(
+            decode(&bad),
+            Err(SnapshotFormatError::UnsupportedVersion { got: 0, supported: 2 })
         );
         let mut bad = file.clone();
         bad[13] = 1;
@@ -506,6 +713,36 @@ mod tests {
         assert!(text.contains("90 bytes") && text.contains("says 100"), "{text}");
     }
 
+    /// A version 1 file (what earlier releases wrote) still reads: no keys, the default
+    /// window.
+    #[test]
+    fn version_1_files_still_read() {
+        let old = v1(&sample());
+        let file = encode_v1(&old).unwrap();
+        assert_eq!(&file[8..12], &1_u32.to_le_bytes());
+        let state = decode(&file).unwrap();
+        assert_eq!(state, SnapshotState::from(old));
+        let pool = state.to_pool().unwrap();
+        assert_eq!(pool.keys, KeyState::default());
+        assert_eq!(pool.items.len(), 3);
+    }
+
+    /// The key window survives the file: keys (both halves), ids, counts, times, outcomes.
+    #[test]
+    fn the_key_window_round_trips() {
+        let state = sample().to_pool().unwrap();
+        assert_eq!(state.keys.window, KeyWindow { keys: 1000, hours: 2 });
+        assert_eq!(state.keys.records[0].key, (u128::from(u64::MAX) << 64) | 7);
+        assert_eq!(state.keys.items, vec![Some(ItemIndex(0)), None, Some(ItemIndex(1))]);
+        let back = SnapshotState::from_pool(&state, 3, 0xFEED);
+        assert_eq!(back, sample());
+        let (file, _) = encode(&back);
+        assert_eq!(decode(&file).unwrap().to_pool(), Ok(state));
+        let mut bad = sample();
+        bad.key_items.pop();
+        assert_eq!(bad.to_pool(), Err(SnapshotFormatError::KeyItems { expected: 3, got: 2 }));
+    }
+
     #[test]
     fn pool_conversions() {
         let pool = PoolState {
@@ -514,6 +751,7 @@ mod tests {
                 ItemState { id: "a".into(), quantity: Quantity::Finite(3), weight: 1 },
                 ItemState { id: "b".into(), quantity: Quantity::Unlimited, weight: 2 },
             ],
+            keys: KeyState::default(),
         };
         let snap = SnapshotState::from_pool(&pool, 9, 42);
         assert_eq!(snap.sequence, 9);
@@ -582,10 +820,13 @@ mod tests {
         /// Random payloads behind a valid header and hash reach rkyv: refused or accepted,
         /// never a panic.
         #[test]
-        fn arbitrary_payloads_never_panic(payload in prop::collection::vec(any::<u8>(), 0..400)) {
+        fn arbitrary_payloads_never_panic(
+            payload in prop::collection::vec(any::<u8>(), 0..400),
+            version in 1_u32..3,
+        ) {
             let mut file = vec![0_u8; 64];
             file[..8].copy_from_slice(&SNAPSHOT_MAGIC);
-            file[8..12].copy_from_slice(&1_u32.to_le_bytes());
+            file[8..12].copy_from_slice(&version.to_le_bytes());
             file[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
             file.extend_from_slice(&payload);
             rehash(&mut file);

@@ -150,6 +150,7 @@ fn bench_json_report_field_by_field() {
         "durability",
         "group",
         "window",
+        "pull",
         "rate",
         "rate_sustained",
         "log_bytes_per_draw",
@@ -178,6 +179,7 @@ fn bench_json_report_field_by_field() {
     assert_eq!(obj["durability"], "memory");
     assert_eq!(obj["group"].as_u64(), Some(200));
     assert_eq!(obj["window"].as_u64(), Some(256));
+    assert_eq!(obj["pull"].as_u64(), Some(1), "single draws");
     assert!(obj["rate"].is_null());
     assert!(obj["rate_sustained"].is_null(), "closed loop: {v}");
     assert!(obj["log_bytes_per_draw"].is_null(), "memory keeps no log: {v}");

@@ -7,6 +7,7 @@ mod engine;
 mod failure;
 mod fuse;
 mod host;
+mod keys;
 mod library;
 mod log_format;
 mod metrics;

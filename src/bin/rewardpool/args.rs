@@ -76,9 +76,30 @@ pub(crate) struct DrawArgs {
     /// (1 to 1000; less with a small wal.max_file_size_kb). One line per draw, as without.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pull: Option<u32>,
-    /// One JSON object per line: {"request_id":7,"item":"gold"} ("item":null when empty).
+    /// Idempotency key of the request (exactly 32 hex digits, not all zeros; needs --count
+    /// 1): run again with the same key and the same --pull, the original outcomes are
+    /// printed again (with "replayed":true in --json) and nothing is drawn.
+    #[arg(long, value_name = "HEX", value_parser = parse_key, allow_negative_numbers = true)]
+    pub key: Option<u128>,
+    /// One JSON object per line: {"request_id":7,"item":"gold"} ("item":null when empty);
+    /// with --key, also "replayed":true or false.
     #[arg(long)]
     pub json: bool,
+}
+
+/// An idempotency key: exactly 32 hex digits (128 bits), not all zeros (0 means no key).
+pub(crate) fn parse_key(text: &str) -> Result<u128, String> {
+    let digits = text.chars().count();
+    if digits != 32 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "an idempotency key is exactly 32 hex digits (0-9, a-f), got {digits} characters"
+        ));
+    }
+    match u128::from_str_radix(text, 16) {
+        Ok(0) => Err("an idempotency key of all zeros means no key: use another".to_owned()),
+        Ok(key) => Ok(key),
+        Err(e) => Err(format!("not a hex number: {e}")),
+    }
 }
 
 /// `state`.
@@ -208,6 +229,10 @@ pub(crate) struct BenchArgs {
     /// draws]. The window counts requests, so up to window × N draws are in flight.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pull: Option<u32>,
+    /// Every request carries a fresh idempotency key (the engine's window: config
+    /// idempotency, 1048576 keys by default), to measure what keys cost.
+    #[arg(long)]
+    pub keys: bool,
     /// Fixed generator seed (default: from the operating system).
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -233,7 +258,18 @@ pub(crate) struct BenchArgs {
 mod tests {
     use clap::CommandFactory as _;
 
-    use super::Cli;
+    use super::{parse_key, Cli};
+
+    #[test]
+    fn keys_are_32_hex_digits_not_zero() {
+        assert_eq!(parse_key("000000000000000000000000000000aB"), Ok(0xab));
+        assert_eq!(parse_key("ffffffffffffffffffffffffffffffff"), Ok(u128::MAX));
+        for bad in ["", "abc", &"0".repeat(33), &format!("{}g", "0".repeat(31)), &"é".repeat(32)] {
+            let e = parse_key(bad).unwrap_err();
+            assert!(e.contains("32 hex digits"), "{bad}: {e}");
+        }
+        assert!(parse_key(&"0".repeat(32)).unwrap_err().contains("all zeros"));
+    }
 
     /// Every flag that takes a value takes a negative number as that value (then refused,
     /// where it is out of range, by a message naming the flag), never as an unknown flag:

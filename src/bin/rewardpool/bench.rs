@@ -99,6 +99,8 @@ struct Report {
     durability: String,
     group: u32,
     window: usize,
+    /// Draws per request (1: single draws).
+    pull: u32,
     rate: Option<f64>,
     /// Open loop: whether every producer kept to the offered rate (its last send at most
     /// [`RATE_SLACK`] behind schedule); `null` in a closed loop.
@@ -177,6 +179,9 @@ struct Plan {
     pull: u64,
     /// Open loop: nanoseconds between intended sends of one producer.
     interval: Option<f64>,
+    /// `--keys`: the high 64 bits of this producer's idempotency keys (its index + 1; the
+    /// low 64 bits count its requests); 0: no keys.
+    key_high: u64,
 }
 
 /// What a run uses when neither a flag nor `--config` says, per durability mode.
@@ -276,6 +281,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         window: window.min(clients[0].capacity() as u64),
         pull: args.pull.map_or(0, u64::from),
         interval: args.rate.map(|r| producers as f64 * 1e9 / r),
+        key_high: 0,
     };
 
     let progress: Arc<Vec<CachePadded<AtomicU64>>> =
@@ -287,6 +293,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
     let per = draws / producers as u64;
     let extra = draws % producers as u64;
 
+    let keys = args.keys;
     let mut handles = Vec::with_capacity(producers);
     for (i, client) in clients.into_iter().enumerate() {
         let draws = per + u64::from((i as u64) < extra);
@@ -302,7 +309,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
                     // Best effort: an unpinned producer still measures, just more noisily.
                     let _ = core_affinity::set_for_current(core_affinity::CoreId { id });
                 }
-                produce(client, draws, plan, &progress[i], &stop, &go)
+                let key_high = if keys { i as u64 + 1 } else { 0 };
+                produce(client, draws, Plan { key_high, ..plan }, &progress[i], &stop, &go)
             })
             .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot spawn a producer")));
         match handle {
@@ -416,6 +424,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &BenchArgs) -> CmdResult {
         durability: durability.to_string(),
         group,
         window: window_arg,
+        pull: args.pull.unwrap_or(1),
         rate: args.rate,
         rate_sustained,
         log_bytes_per_draw: journal
@@ -621,11 +630,18 @@ fn produce(
                 }
             };
             // A pull of up to `plan.pull` draws (the last one may be shorter), or one draw.
+            // With --keys, a fresh key per request (never 0: the high half is not); 0
+            // otherwise (no key).
+            let key = if plan.key_high == 0 {
+                0
+            } else {
+                (u128::from(plan.key_high) << 64) | u128::from(sent)
+            };
             let submitted = if plan.pull > 0 {
                 let len = plan.pull.min(draws - sent);
-                client.try_pull(len as u32).map(|t| (t.id(), len))
+                client.try_pull_keyed(len as u32, key).map(|t| (t.id(), len))
             } else {
-                client.try_draw().map(|t| (t.id(), 1))
+                client.try_draw_keyed(key).map(|t| (t.id(), 1))
             };
             match submitted {
                 Ok((id, len)) => {

@@ -70,7 +70,7 @@ impl Names {
     }
 }
 
-/// `draw [--count N] [--pull P] [--json]`. `--count 0` returns before the data directory
+/// `draw [--count N] [--pull P] [--key HEX] [--json]`. `--count 0` returns before the data directory
 /// is opened: nothing is created or written. Under `memory` durability it says on stderr
 /// that the draws are kept nowhere.
 pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
@@ -82,6 +82,13 @@ pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
                 rewardpool::PULL_LEN_MAX
             )));
         }
+    }
+    if args.key.is_some() && args.count > 1 {
+        return Err(Failure::bad_input(anyhow!(
+            "--key names one request: with --count {} every request after the first would \
+             replay it (use --count 1)",
+            args.count
+        )));
     }
     if args.count == 0 {
         return Ok(());
@@ -134,7 +141,7 @@ fn pull_loop(engine: &Engine, args: &DrawArgs, pull: u32) -> CmdResult {
 
     while done < args.count {
         while sent < args.count && tickets.len() < window {
-            match client.try_pull(pull) {
+            match client.try_pull_keyed(pull, args.key.unwrap_or(0)) {
                 Ok(ticket) => {
                     tickets.push_back(ticket);
                     sent += 1;
@@ -146,8 +153,15 @@ fn pull_loop(engine: &Engine, args: &DrawArgs, pull: u32) -> CmdResult {
         let Some(oldest) = tickets.pop_front() else {
             break;
         };
-        for outcome in client.wait_pull(oldest).map_err(|e| draw_failed(engine, e, drawn))? {
-            emit(&mut buf, &mut names, engine, outcome, args.json)?;
+        let outcomes = client.wait_pull(oldest).map_err(|e| draw_failed(engine, e, drawn))?;
+        if let (true, Some(key)) = (outcomes.replayed(), args.key) {
+            eprintln!(
+                "note: idempotency key {key:032x} was used before: these are its original \
+                 outcomes, nothing was drawn"
+            );
+        }
+        for outcome in outcomes {
+            emit(&mut buf, &mut names, engine, outcome, args)?;
             drawn += 1;
         }
         done += 1;
@@ -164,7 +178,7 @@ fn pull_loop(engine: &Engine, args: &DrawArgs, pull: u32) -> CmdResult {
                 return;
             }
             match result {
-                Ok(outcome) => match emit(&mut buf, &mut names, engine, outcome, args.json) {
+                Ok(outcome) => match emit(&mut buf, &mut names, engine, outcome, args) {
                     Ok(()) => drawn += 1,
                     Err(f) => failure = Some(f),
                 },
@@ -182,21 +196,28 @@ fn pull_loop(engine: &Engine, args: &DrawArgs, pull: u32) -> CmdResult {
     Ok(())
 }
 
+/// Writes one outcome's line: plain, or JSON (with `"replayed"` when the draw has a key).
 fn emit(
     buf: &mut Vec<u8>,
     names: &mut Names,
     engine: &Engine,
     outcome: Outcome,
-    json: bool,
+    args: &DrawArgs,
 ) -> Result<(), Failure> {
     let id = outcome.request_id.0;
+    let replayed = match (args.key, outcome.replayed) {
+        (None, _) => "",
+        (Some(_), false) => ",\"replayed\":false",
+        (Some(_), true) => ",\"replayed\":true",
+    };
     // Writing into a Vec cannot fail.
-    let _ = match (outcome.item, json) {
+    let _ = match (outcome.item, args.json) {
         (Some(index), true) => {
             names.ensure(engine, index)?;
-            writeln!(buf, "{{\"request_id\":{id},\"item\":{}}}", names.json[index.0 as usize])
+            let item = &names.json[index.0 as usize];
+            writeln!(buf, "{{\"request_id\":{id},\"item\":{item}{replayed}}}")
         }
-        (None, true) => writeln!(buf, "{{\"request_id\":{id},\"item\":null}}"),
+        (None, true) => writeln!(buf, "{{\"request_id\":{id},\"item\":null{replayed}}}"),
         (Some(index), false) => {
             names.ensure(engine, index)?;
             writeln!(buf, "{id} {}", names.plain[index.0 as usize])
@@ -207,6 +228,10 @@ fn emit(
 }
 
 fn draw_failed(engine: &Engine, e: DrawError, done: u64) -> Failure {
+    if let DrawError::KeyConflict { .. } = e {
+        // The request, not the engine, is at fault.
+        return Failure::bad_input(anyhow!("{e}"));
+    }
     let mut err = anyhow!("draw failed after {done} acknowledged draws: {e}");
     if let Some(reason) = engine.failure() {
         err = err.context(reason);

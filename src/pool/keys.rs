@@ -1,0 +1,784 @@
+//! Idempotency keys: a fixed-capacity window of the requests that carried a key, and their
+//! outcomes, so that a retry gets the original outcome instead of a second draw.
+//!
+//! # Shape
+//! Everything is allocated once, as one block of zeroed u64 words, when the engine starts
+//! (or when the first key arrives, for a pool without an engine), and nothing after; a pool
+//! that never sees a key (recovery's, the command line's) never allocates it:
+//! - an *entry ring* of `keys` entries in insertion order (key, first request id, draw count,
+//!   insertion time, where its outcomes start in the arena), five words an entry;
+//! - an *index*: open addressing with linear probing over twice the ring's capacity (load at
+//!   most 1/2), mapping a key to its entry; deletions shift back (no tombstones in the index);
+//! - an *arena*: a ring of item words holding the outcomes of the window's draws,
+//!   [`DRAWS_PER_KEY`] words per key (at least [`KEY_DRAWS_MIN`]), one word per draw.
+//!
+//! # Bounds and eviction
+//! The window holds at most `keys` requests and at most `arena_len` draws
+//! ([`KeyWindow::draws`]: 16 per key on average, 16 M draws at the default 1 M keys). A new
+//! key that would pass either bound evicts the oldest keys first. A key older than `hours`
+//! is expired: a lookup treats it as unknown (the request runs as a new one), and up to two
+//! expired entries are dropped per insertion (bounded work per request). Insertion times
+//! never go backwards (a clock step back reuses the newest time), so the ring is also in
+//! time order.
+//!
+//! The pool owns one table ([`crate::pool::Pool`]); the core thread looks keys up, and
+//! recovery rebuilds the window from the snapshot ([`KeyState`]) and the keys in the log
+//! ([`crate::pool::Pool::replay_key`]).
+
+use super::{ItemIndex, RequestId};
+
+/// Default number of keys a window holds.
+pub const KEYS_DEFAULT: u32 = 1 << 20;
+/// Default retention of a key, in hours.
+pub const HOURS_DEFAULT: u32 = 24;
+/// Largest window (keys): about 2 GiB of address space at ~120 bytes a key, which a machine
+/// without much memory can still reserve (pages are only touched as keys arrive).
+pub const KEYS_MAX: u32 = 1 << 24;
+/// Longest retention, in hours (a year).
+pub const HOURS_MAX: u32 = 24 * 366;
+/// Outcome words the arena keeps per key of the window, on average.
+pub const DRAWS_PER_KEY: usize = 16;
+/// The least outcome words an arena holds: one request of this many draws always fits (the
+/// longest pull, `PULL_LEN_MAX`, is below it).
+pub const KEY_DRAWS_MIN: usize = 1024;
+
+/// How many keys are kept, and for how long (config `idempotency: {keys, hours}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyWindow {
+    /// Most keys kept (1 ..= [`KEYS_MAX`]); the oldest is evicted first.
+    pub keys: u32,
+    /// Hours a key is kept (1 ..= [`HOURS_MAX`]); an older key runs as a new request.
+    pub hours: u32,
+}
+
+impl Default for KeyWindow {
+    fn default() -> KeyWindow {
+        KeyWindow { keys: KEYS_DEFAULT, hours: HOURS_DEFAULT }
+    }
+}
+
+impl KeyWindow {
+    /// Outcome words (draws) the window keeps: [`DRAWS_PER_KEY`] per key, at least
+    /// [`KEY_DRAWS_MIN`], rounded up to a power of two.
+    #[must_use]
+    pub fn draws(self) -> usize {
+        (self.keys.max(1) as usize * DRAWS_PER_KEY).max(KEY_DRAWS_MIN).next_power_of_two()
+    }
+
+    fn expiry_s(self) -> u64 {
+        u64::from(self.hours) * 3600
+    }
+}
+
+/// A key as the window keeps it (snapshots and `Pool::state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key (never 0).
+    pub key: u128,
+    /// The request id of the request's first draw (the others follow it).
+    pub first: RequestId,
+    /// Draws of the request.
+    pub count: u32,
+    /// When the request was first served, seconds since the Unix epoch.
+    pub unix_s: u32,
+}
+
+/// The window's contents, oldest key first: what a snapshot stores.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct KeyState {
+    /// The window's bounds.
+    pub window: KeyWindow,
+    /// Keys, oldest first.
+    pub records: Vec<KeyRecord>,
+    /// Every record's outcomes, concatenated in record order (`count` each).
+    pub items: Vec<Option<ItemIndex>>,
+}
+
+/// What a lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyLookup {
+    /// Unknown or expired: the request runs as new (the table now records its draws).
+    New,
+    /// Known with the same count: the original outcomes, at arena position `at`
+    /// ([`crate::pool::Pool::key_item`]).
+    Replay {
+        /// The original's first request id.
+        first: RequestId,
+        /// Where its outcomes start in the arena.
+        at: u64,
+    },
+    /// Known with another count: a conflict.
+    Conflict {
+        /// The original's count.
+        count: u32,
+    },
+}
+
+/// The fixed-capacity table (see the module docs).
+pub(crate) struct KeyTable {
+    window: KeyWindow,
+    /// Every array of the table in one zeroed allocation of u64 words (see `new`): the
+    /// entry ring ([`ENTRY_WORDS`] words an entry), then the index, then the arena. Empty
+    /// until the first key arrives or [`KeyTable::allocate`] (the engine calls it at start).
+    words: Box<[u64]>,
+    /// Its length once allocated.
+    words_len: usize,
+    /// Entry ring capacity - 1 (a power of two at least `window.keys`); live: `head..tail`.
+    mask: u64,
+    head: u64,
+    tail: u64,
+    /// Index slots start at word `index_at`: the key's hash in the high 32 bits (its top
+    /// bits are the home slot, the rest a fingerprint) and its ring index + 1 in the low 32
+    /// (0 = free). A probe reads an entry only when the fingerprint matches, and removal
+    /// finds homes without reading entries: one random memory access per lookup, not one
+    /// per slot probed.
+    index_at: usize,
+    index_len: u64,
+    index_shift: u32,
+    /// Item words (item index + 1, 0 = nothing), two per u64 from word `arena_at`;
+    /// free-running end `arena_tail`.
+    arena_at: usize,
+    arena_len: u64,
+    arena_mask: u64,
+    arena_tail: u64,
+    /// Newest insertion time (times never go backwards).
+    newest_s: u32,
+    /// Draws still to record for the newest entry, and where the next goes.
+    pending: u32,
+    pending_at: u64,
+    pending_id: u64,
+}
+
+impl std::fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyTable")
+            .field("window", &self.window)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hash bits an index slot keeps (its high half); the low half is a ring index + 1.
+const HASH_MASK: u64 = !(u32::MAX as u64);
+// Ring indices + 1 fit in the low half, and the home slot in the kept hash bits.
+const _: () = assert!((KEYS_MAX as u64) < u32::MAX as u64);
+const _: () = assert!(((KEYS_MAX as u64) * 2).trailing_zeros() <= 32);
+
+/// Words of an entry: key low, key high, first request id, count | time << 32, arena start.
+const ENTRY_WORDS: usize = 5;
+
+impl KeyTable {
+    /// An empty table for `window`.
+    ///
+    /// # Panics
+    /// If `window.keys` is 0 or above [`KEYS_MAX`] (the config refuses those).
+    pub(crate) fn new(window: KeyWindow) -> KeyTable {
+        assert!(window.keys >= 1, "a key window holds at least one key");
+        assert!(window.keys <= KEYS_MAX, "keys={} max={KEYS_MAX}", window.keys);
+        let capacity = (window.keys as usize).next_power_of_two();
+        let index_len = capacity * 2;
+        let draws = window.draws();
+        let index_at = capacity * ENTRY_WORDS;
+        let arena_at = index_at + index_len;
+        // One block (allocated by `allocate`), not seven arrays, and only for a pool that
+        // uses keys: an allocator zero-fills memory it reuses (glibc once its mmap
+        // threshold has risen, mimalloc in the binary), and zeroing the tables of pools that
+        // never saw a key (recovery's, the benchmark's baseline) took a third of a
+        // benchmark's samples (perf, 1 M-key default window).
+        KeyTable {
+            window,
+            words: Box::default(),
+            words_len: arena_at + draws / 2,
+            mask: capacity as u64 - 1,
+            head: 0,
+            tail: 0,
+            index_at,
+            index_len: index_len as u64,
+            index_shift: 64 - index_len.trailing_zeros(),
+            arena_at,
+            arena_len: draws as u64,
+            arena_mask: draws as u64 - 1,
+            arena_tail: 0,
+            newest_s: 0,
+            pending: 0,
+            pending_at: 0,
+            pending_id: 0,
+        }
+    }
+
+    pub(crate) fn window(&self) -> KeyWindow {
+        self.window
+    }
+
+    /// Allocates the table now if it is not yet (one zeroed block: see `new`). A pool that
+    /// never sees a key (recovery's, the command line's) never allocates it.
+    #[cold]
+    pub(crate) fn allocate(&mut self) {
+        if self.words.is_empty() {
+            self.words = vec![0_u64; self.words_len].into_boxed_slice();
+        }
+    }
+
+    /// The first word of entry `seq`.
+    #[inline]
+    fn entry(&self, seq: u64) -> usize {
+        (seq & self.mask) as usize * ENTRY_WORDS
+    }
+
+    #[inline]
+    fn key_of(&self, e: usize) -> u128 {
+        u128::from(self.words[e]) | (u128::from(self.words[e + 1]) << 64)
+    }
+
+    #[inline]
+    fn first_of(&self, e: usize) -> u64 {
+        self.words[e + 2]
+    }
+
+    #[inline]
+    fn count_of(&self, e: usize) -> u32 {
+        self.words[e + 3] as u32
+    }
+
+    #[inline]
+    fn time_of(&self, e: usize) -> u32 {
+        (self.words[e + 3] >> 32) as u32
+    }
+
+    #[inline]
+    fn at_of(&self, e: usize) -> u64 {
+        self.words[e + 4]
+    }
+
+    #[inline]
+    fn slot(&self, s: u64) -> u64 {
+        self.words[self.index_at + s as usize]
+    }
+
+    #[inline]
+    fn set_slot(&mut self, s: u64, v: u64) {
+        self.words[self.index_at + s as usize] = v;
+    }
+
+    /// Entries in the ring (superseded ones included until they are evicted).
+    pub(crate) fn len(&self) -> u64 {
+        self.tail - self.head
+    }
+
+    /// The most draws one keyed request may have.
+    pub(crate) fn count_max(&self) -> u32 {
+        u32::try_from(self.arena_len).unwrap_or(u32::MAX)
+    }
+
+    /// The key's hash, high 32 bits kept (the rest is where the slot keeps the ring index).
+    #[inline]
+    fn hash(key: u128) -> u64 {
+        let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+        // Fibonacci hashing: the multiply spreads every input bit into the top bits.
+        x.wrapping_mul(0x9E37_79B9_7F4A_7C15) & HASH_MASK
+    }
+
+    /// The home slot of a hash (or of a slot's value: its high bits are the hash's).
+    #[inline]
+    fn home(&self, hash: u64) -> u64 {
+        hash >> self.index_shift
+    }
+
+    #[inline]
+    fn index_mask(&self) -> u64 {
+        self.index_len - 1
+    }
+
+    /// Loads `key`'s home slot (see `Pool::touch_key`).
+    #[inline]
+    pub(crate) fn touch(&self, key: u128) -> u64 {
+        if self.words.is_empty() {
+            return 0;
+        }
+        self.slot(self.home(Self::hash(key)))
+    }
+
+    /// The index slot and ring index of `key`, if it is in the index.
+    #[inline]
+    fn find(&self, key: u128) -> Option<(u64, u64)> {
+        if self.words.is_empty() {
+            return None;
+        }
+        let m = self.index_mask();
+        let hash = Self::hash(key);
+        let mut s = self.home(hash);
+        // Bounded: the index is at most half full, so a free slot ends every probe.
+        loop {
+            let v = self.slot(s);
+            if v == 0 {
+                return None;
+            }
+            if v & HASH_MASK == hash {
+                let i = (v & !HASH_MASK) - 1;
+                if self.key_of(self.entry(i)) == key {
+                    return Some((s, i));
+                }
+            }
+            s = (s + 1) & m;
+        }
+    }
+
+    /// Frees index slot `s`, shifting later entries of its cluster back (Knuth's algorithm R).
+    fn remove_slot(&mut self, s: u64) {
+        let m = self.index_mask();
+        let mut hole = s;
+        let mut j = s;
+        loop {
+            j = (j + 1) & m;
+            let v = self.slot(j);
+            if v == 0 {
+                break;
+            }
+            let home = self.home(v & HASH_MASK);
+            // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
+            if (j.wrapping_sub(home) & m) >= (j.wrapping_sub(hole) & m) {
+                self.set_slot(hole, v);
+                hole = j;
+            }
+        }
+        self.set_slot(hole, 0);
+    }
+
+    fn expired(&self, seq: u64, now_s: u32) -> bool {
+        let time = u64::from(self.time_of(self.entry(seq)));
+        u64::from(now_s) >= time + self.window.expiry_s()
+    }
+
+    /// Drops the oldest entry (from the index too, unless it was superseded: count 0).
+    fn evict_head(&mut self) {
+        debug_assert!(self.head < self.tail);
+        let seq = self.head;
+        let e = self.entry(seq);
+        if self.count_of(e) != 0 {
+            let found = self.find(self.key_of(e));
+            debug_assert_eq!(found.map(|(_, i)| i), Some(seq & self.mask), "live: indexed");
+            if let Some((s, _)) = found {
+                self.remove_slot(s);
+            }
+        }
+        self.head += 1;
+    }
+
+    /// Removes the entry at ring index `i` (index slot `s`) from the index and marks it
+    /// superseded (count 0), so eviction and `state` skip it without probing the index.
+    fn supersede(&mut self, s: u64, i: u64) {
+        self.remove_slot(s);
+        let e = self.entry(i);
+        // Count 0, time kept.
+        self.words[e + 3] &= !u64::from(u32::MAX);
+    }
+
+    /// Where the oldest entry's outcomes start (the arena's tail when the ring is empty).
+    fn oldest_at(&self) -> u64 {
+        if self.head == self.tail {
+            self.arena_tail
+        } else {
+            self.at_of(self.entry(self.head))
+        }
+    }
+
+    /// Looks `key` up for a request of `count` draws at `now_s`; on [`KeyLookup::New`] the
+    /// key is inserted with `first` as its first request id and the next `count` draws
+    /// recorded ([`KeyTable::record`]) are its outcomes.
+    #[inline]
+    pub(crate) fn lookup(&mut self, key: u128, count: u32, first: u64, now_s: u32) -> KeyLookup {
+        debug_assert_ne!(key, 0);
+        if let Some((s, i)) = self.find(key) {
+            if !self.expired(i, now_s) {
+                let e = self.entry(i);
+                if self.count_of(e) != count {
+                    return KeyLookup::Conflict { count: self.count_of(e) };
+                }
+                return KeyLookup::Replay { first: RequestId(self.first_of(e)), at: self.at_of(e) };
+            }
+            self.supersede(s, i);
+        }
+        self.insert(key, count, first, now_s);
+        KeyLookup::New
+    }
+
+    /// Inserts `key` (not in the index) and starts recording its `count` draws.
+    fn insert(&mut self, key: u128, count: u32, first: u64, now_s: u32) {
+        assert!(count >= 1 && count <= self.count_max(), "count={count}");
+        debug_assert_eq!(self.pending, 0, "the previous key's draws were all recorded");
+        if self.words.is_empty() {
+            self.allocate();
+        }
+        let now_s = now_s.max(self.newest_s);
+        self.newest_s = now_s;
+        for _ in 0..2 {
+            if self.head < self.tail && self.expired(self.head, now_s) {
+                self.evict_head();
+            }
+        }
+        while self.len() >= u64::from(self.window.keys) {
+            self.evict_head();
+        }
+        let end = self.arena_tail + u64::from(count);
+        while self.head < self.tail && end - self.at_of(self.entry(self.head)) > self.arena_len {
+            self.evict_head();
+        }
+        let seq = self.tail;
+        let e = self.entry(seq);
+        self.words[e] = key as u64;
+        self.words[e + 1] = (key >> 64) as u64;
+        self.words[e + 2] = first;
+        self.words[e + 3] = u64::from(count) | (u64::from(now_s) << 32);
+        self.words[e + 4] = self.arena_tail;
+        let m = self.index_mask();
+        let hash = Self::hash(key);
+        let mut s = self.home(hash);
+        while self.slot(s) != 0 {
+            s = (s + 1) & m;
+        }
+        self.set_slot(s, hash | ((seq & self.mask) + 1));
+        self.tail += 1;
+        self.pending = count;
+        self.pending_at = self.arena_tail;
+        self.pending_id = first;
+        self.arena_tail = end;
+    }
+
+    /// Inserts a key read back from a snapshot or the log, superseding an older entry of
+    /// the same key; its `count` outcomes follow through [`KeyTable::record`].
+    pub(crate) fn replay(&mut self, record: KeyRecord) {
+        if let Some((s, i)) = self.find(record.key) {
+            self.supersede(s, i);
+        }
+        self.pending = 0;
+        self.insert(record.key, record.count, record.first.0, record.unix_s);
+    }
+
+    /// True while the newest key still waits for outcomes.
+    #[inline]
+    pub(crate) fn is_recording(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// The key whose draws are being recorded (the newest).
+    pub(crate) fn recording_key(&self) -> u128 {
+        self.key_of(self.entry(self.tail.wrapping_sub(1)))
+    }
+
+    /// The request id the next recorded draw must have.
+    pub(crate) fn pending_id(&self) -> u64 {
+        self.pending_id
+    }
+
+    /// Records the outcome of the newest key's next draw.
+    #[inline]
+    pub(crate) fn record(&mut self, item: Option<ItemIndex>) {
+        debug_assert!(self.pending > 0);
+        let word = u64::from(item.map_or(0, |ItemIndex(i)| i + 1));
+        let j = self.pending_at & self.arena_mask;
+        let w = &mut self.words[self.arena_at + (j >> 1) as usize];
+        let shift = (j & 1) * 32;
+        *w = (*w & !(u64::from(u32::MAX) << shift)) | (word << shift);
+        self.pending_at += 1;
+        self.pending_id += 1;
+        self.pending -= 1;
+    }
+
+    /// The outcome at arena position `at` (valid right after a lookup returned it).
+    #[inline]
+    pub(crate) fn item(&self, at: u64) -> Option<ItemIndex> {
+        let j = at & self.arena_mask;
+        let word = (self.words[self.arena_at + (j >> 1) as usize] >> ((j & 1) * 32)) as u32;
+        word.checked_sub(1).map(ItemIndex)
+    }
+
+    /// The window's live keys, oldest first (allocates: snapshots only). One sequential
+    /// pass over the entry ring and the arena, no index probe.
+    pub(crate) fn state(&self) -> KeyState {
+        let mut state = KeyState {
+            window: self.window,
+            records: Vec::with_capacity(self.len() as usize),
+            items: Vec::with_capacity((self.arena_tail - self.oldest_at()) as usize),
+        };
+        for seq in self.head..self.tail {
+            let e = self.entry(seq);
+            // Superseded entries (count 0: the key was inserted again) are not the key's
+            // outcome any more; neither is one still waiting for its draws.
+            let count = self.count_of(e);
+            if count == 0 || (seq + 1 == self.tail && self.pending > 0) {
+                continue;
+            }
+            state.records.push(KeyRecord {
+                key: self.key_of(e),
+                first: RequestId(self.first_of(e)),
+                count,
+                unix_s: self.time_of(e),
+            });
+            let at = self.at_of(e);
+            state.items.extend((0..u64::from(count)).map(|j| self.item(at + j)));
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{HashMap, VecDeque};
+
+    fn window(keys: u32, hours: u32) -> KeyWindow {
+        KeyWindow { keys, hours }
+    }
+
+    fn serve(t: &mut KeyTable, key: u128, count: u32, first: u64, now: u32) -> KeyLookup {
+        let found = t.lookup(key, count, first, now);
+        if found == KeyLookup::New {
+            for j in 0..count {
+                t.record(Some(ItemIndex(j + 7)));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_key_replays_and_conflicts() {
+        let mut t = KeyTable::new(window(4, 1));
+        assert_eq!(serve(&mut t, 5, 3, 10, 100), KeyLookup::New);
+        let KeyLookup::Replay { first, at } = t.lookup(5, 3, 99, 101) else { panic!() };
+        assert_eq!(first, RequestId(10));
+        assert_eq!(
+            (0..3).map(|j| t.item(at + j)).collect::<Vec<_>>(),
+            [7, 8, 9].map(|i| Some(ItemIndex(i)))
+        );
+        assert_eq!(t.lookup(5, 2, 99, 101), KeyLookup::Conflict { count: 3 });
+    }
+
+    #[test]
+    fn the_oldest_key_is_evicted_at_the_bound() {
+        let mut t = KeyTable::new(window(3, 1));
+        for k in 1..=4 {
+            assert_eq!(serve(&mut t, k, 1, k as u64, 0), KeyLookup::New);
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(serve(&mut t, 1, 1, 9, 0), KeyLookup::New, "key 1 was evicted");
+        assert!(matches!(t.lookup(3, 1, 0, 0), KeyLookup::Replay { .. }));
+    }
+
+    #[test]
+    fn the_arena_evicts_the_oldest_when_it_wraps() {
+        let mut t = KeyTable::new(window(1000, 1));
+        let draws = window(1000, 1).draws() as u32;
+        assert_eq!(serve(&mut t, 1, 1000, 1, 0), KeyLookup::New);
+        assert_eq!(serve(&mut t, 2, draws - 1000, 2000, 0), KeyLookup::New);
+        assert!(matches!(t.lookup(1, 1000, 0, 0), KeyLookup::Replay { .. }));
+        assert_eq!(serve(&mut t, 3, 1, 1_000_000, 0), KeyLookup::New);
+        assert_eq!(t.lookup(1, 1000, 0, 0), KeyLookup::New, "key 1's outcomes were overwritten");
+    }
+
+    #[test]
+    fn an_expired_key_runs_as_new() {
+        let mut t = KeyTable::new(window(8, 2));
+        assert_eq!(serve(&mut t, 1, 1, 1, 1000), KeyLookup::New);
+        assert!(matches!(t.lookup(1, 1, 0, 1000 + 7199), KeyLookup::Replay { .. }));
+        assert_eq!(serve(&mut t, 1, 2, 5, 1000 + 7200), KeyLookup::New, "expired: no conflict");
+        assert!(matches!(
+            t.lookup(1, 2, 0, 1000 + 7200),
+            KeyLookup::Replay { first: RequestId(5), .. }
+        ));
+    }
+
+    #[test]
+    fn state_round_trips_through_replay() {
+        let mut t = KeyTable::new(window(8, 2));
+        for k in 1..=5 {
+            serve(&mut t, k, k as u32, k as u64 * 10, 50);
+        }
+        // A key read back again supersedes its older entry.
+        t.replay(KeyRecord { key: 2, first: RequestId(100), count: 1, unix_s: 60 });
+        t.record(None);
+        let state = t.state();
+        let keys: Vec<u128> = state.records.iter().map(|r| r.key).collect();
+        assert_eq!(keys, [1, 3, 4, 5, 2]);
+        assert_eq!(state.items.len(), 1 + 3 + 4 + 5 + 1);
+        let mut back = KeyTable::new(state.window);
+        let mut items = state.items.iter();
+        for r in &state.records {
+            back.replay(*r);
+            for _ in 0..r.count {
+                back.record(*items.next().unwrap());
+            }
+        }
+        assert_eq!(back.state(), state);
+    }
+
+    /// One entry of the reference model.
+    #[derive(Clone, Debug)]
+    struct Entry {
+        seq: u64,
+        key: u128,
+        first: u64,
+        count: u32,
+        time: u32,
+        at: u64,
+        items: Vec<Option<ItemIndex>>,
+    }
+
+    /// The reference: the insertion order (a `VecDeque`) and each key's live entry (a
+    /// `HashMap`), with the table's rules written the plain way.
+    struct Model {
+        window: KeyWindow,
+        order: VecDeque<Entry>,
+        live: HashMap<u128, u64>,
+        tail: u64,
+        arena_tail: u64,
+        newest: u32,
+    }
+
+    impl Model {
+        fn expired(&self, e: &Entry, now: u32) -> bool {
+            u64::from(now) >= u64::from(e.time) + u64::from(self.window.hours) * 3600
+        }
+
+        fn entry(&self, seq: u64) -> &Entry {
+            self.order.iter().find(|e| e.seq == seq).unwrap()
+        }
+
+        fn evict(&mut self) {
+            let e = self.order.pop_front().unwrap();
+            if self.live.get(&e.key) == Some(&e.seq) {
+                self.live.remove(&e.key);
+            }
+        }
+
+        fn serve(&mut self, key: u128, count: u32, first: u64, now: u32) -> KeyLookup {
+            if let Some(&seq) = self.live.get(&key) {
+                let e = self.entry(seq);
+                if !self.expired(e, now) {
+                    if e.count != count {
+                        return KeyLookup::Conflict { count: e.count };
+                    }
+                    return KeyLookup::Replay { first: RequestId(e.first), at: e.at };
+                }
+                self.live.remove(&key);
+            }
+            let now = now.max(self.newest);
+            self.newest = now;
+            for _ in 0..2 {
+                if self.order.front().is_some_and(|e| self.expired(e, now)) {
+                    self.evict();
+                }
+            }
+            while self.order.len() >= self.window.keys as usize {
+                self.evict();
+            }
+            let end = self.arena_tail + u64::from(count);
+            while self.order.front().is_some_and(|e| end - e.at > self.window.draws() as u64) {
+                self.evict();
+            }
+            let items = (0..count).map(|j| item_of(first + u64::from(j))).collect();
+            let seq = self.tail;
+            self.tail += 1;
+            self.order.push_back(Entry {
+                seq,
+                key,
+                first,
+                count,
+                time: now,
+                at: self.arena_tail,
+                items,
+            });
+            self.live.insert(key, seq);
+            self.arena_tail = end;
+            KeyLookup::New
+        }
+
+        fn state(&self) -> KeyState {
+            let mut s = KeyState { window: self.window, ..KeyState::default() };
+            for e in self.order.iter().filter(|e| self.live.get(&e.key) == Some(&e.seq)) {
+                s.records.push(KeyRecord {
+                    key: e.key,
+                    first: RequestId(e.first),
+                    count: e.count,
+                    unix_s: e.time,
+                });
+                s.items.extend_from_slice(&e.items);
+            }
+            s
+        }
+    }
+
+    /// The outcome the tests record for request id `id`: an item, or nothing every 5th.
+    fn item_of(id: u64) -> Option<ItemIndex> {
+        (id % 5 != 0).then_some(ItemIndex((id % 7) as u32))
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Serve { key: u128, count: u32 },
+        Tick { seconds: u32 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (1_u128..24, prop_oneof![3 => 1_u32..4, 1 => 300_u32..1000])
+                .prop_map(|(key, count)| Op::Serve { key, count }),
+            1 => (0_u32..4000).prop_map(|seconds| Op::Tick { seconds }),
+            // A clock step back: insertion times never go backwards.
+            1 => Just(Op::Tick { seconds: 0 }),
+        ]
+    }
+
+    proptest! {
+        /// Insert, lookup, evict (both bounds) and expire agree with a HashMap + VecDeque
+        /// model, and so does the window's state.
+        #[test]
+        fn matches_the_reference_model(
+            keys in 1_u32..12,
+            hours in 1_u32..3,
+            ops in prop::collection::vec(op(), 1..300),
+            back in 0_u32..3000,
+        ) {
+            let w = window(keys, hours);
+            let mut t = KeyTable::new(w);
+            let mut m = Model {
+                window: w,
+                order: VecDeque::new(),
+                live: HashMap::new(),
+                tail: 0,
+                arena_tail: 0,
+                newest: 0,
+            };
+            let mut now = 10_000_u32;
+            let mut next_id = 1_u64;
+            for op in ops {
+                match op {
+                    Op::Tick { seconds: 0 } => now -= back.min(now),
+                    Op::Tick { seconds } => now += seconds,
+                    Op::Serve { key, count } => {
+                        let expected = m.serve(key, count, next_id, now);
+                        let got = t.lookup(key, count, next_id, now);
+                        match (expected, got) {
+                            (KeyLookup::New, KeyLookup::New) => {
+                                for j in 0..u64::from(count) {
+                                    t.record(item_of(next_id + j));
+                                }
+                                next_id += u64::from(count);
+                            }
+                            (KeyLookup::Replay { first, at }, KeyLookup::Replay { first: f, at: a }) => {
+                                prop_assert_eq!(first, f);
+                                let e = m.entry(*m.live.get(&key).unwrap());
+                                let got: Vec<_> = (0..u64::from(count)).map(|j| t.item(a + j)).collect();
+                                prop_assert_eq!(&got, &e.items);
+                                prop_assert_eq!(at, a);
+                            }
+                            (e, g) => prop_assert_eq!(e, g),
+                        }
+                        prop_assert_eq!(t.len(), m.order.len() as u64);
+                    }
+                }
+            }
+            prop_assert_eq!(t.state(), m.state());
+        }
+    }
+}
