@@ -243,7 +243,13 @@ fn dump_json_field_by_field_matches_the_draws() {
         }
     }
     // The update came after 6000 draws: in the dump unless retention dropped its segment.
-    assert_eq!(updates, usize::from(oldest <= 6_000), "oldest kept snapshot at {oldest}");
+    // A segment that starts at 6000 may begin just before the update or just after it (a
+    // rotation between the update and the next draw), so there either count is right.
+    match oldest.cmp(&6_000) {
+        std::cmp::Ordering::Less => assert_eq!(updates, 1, "oldest kept snapshot at {oldest}"),
+        std::cmp::Ordering::Equal => assert!(updates <= 1, "{updates} updates"),
+        std::cmp::Ordering::Greater => assert_eq!(updates, 0, "oldest kept snapshot at {oldest}"),
+    }
     assert_eq!(last_commit, 20_000);
     assert!(
         draws == acked[oldest as usize..],
