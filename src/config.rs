@@ -529,6 +529,9 @@ impl fmt::Display for ConfigErrorKind {
                 f.write_str("the file is empty: a `pool` section is required")
             }
             ConfigErrorKind::NotYaml(m) => write!(f, "not valid YAML: {m}"),
+            ConfigErrorKind::MissingSection("pool") => {
+                f.write_str("the `pool` section (or `pools`, a list of pools) is missing")
+            }
             ConfigErrorKind::MissingSection(s) => write!(f, "the `{s}` section is missing"),
             ConfigErrorKind::Structure(m) => f.write_str(m),
             ConfigErrorKind::EmptyCatalog => {
@@ -1082,6 +1085,7 @@ mod tests {
     #[test]
     fn missing_pool_section() {
         assert_eq!(err("wal: {}\n").kind, ConfigErrorKind::MissingSection("pool"));
+        assert!(err("wal: {}\n").to_string().contains("`pools`"), "names both forms");
     }
 
     #[test]

@@ -308,3 +308,46 @@ fn bench_pools_reports_the_aggregate_and_each_pool() {
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("a multiple of --pools"), "{run:?}");
 }
+
+/// A pool's catalog edited after its log began: the warning's `update --apply-catalog`
+/// command names the pool (`--pool`), and running it exactly as printed applies the change to
+/// that pool only.
+#[test]
+fn the_catalog_hint_names_the_pool_and_works_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_pools(dir.path());
+    let run =
+        rewardpool(dir.path(), &["draw", "--pool", "us", "--count", "3", "--config", &config]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        yaml.replace(
+            "item_id: ruby, quantity: 100000, probability: 1",
+            "item_id: ruby, quantity: 100000, probability: 9",
+        ),
+    )
+    .unwrap();
+    let run = rewardpool(dir.path(), &["state", "--pool", "us", "--config", &config]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let hint = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            let at = l.find("rewardpool update --apply-catalog")?;
+            l[at..].split('`').next().map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no hint: {run:?}"));
+    assert!(hint.ends_with("--pool us"), "{hint}");
+    let args: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let run = rewardpool(dir.path(), &args);
+    assert_eq!(run.code, Some(0), "{hint}: {run:?}");
+    let state = |pool: &str| {
+        let run = rewardpool(dir.path(), &["state", "--json", "--pool", pool, "--config", &config]);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        assert!(run.stderr.is_empty(), "applied, nothing to report: {run:?}");
+        json(&run)
+    };
+    assert_eq!(state("us")["items"][0]["weight"], 9);
+    assert_eq!(state("eu")["items"][0]["weight"], 1);
+}

@@ -102,7 +102,7 @@ pub(crate) fn draw(global: &GlobalArgs, args: &DrawArgs) -> CmdResult {
     }
     let engine = open(&config)?;
     if config.wal.durability != Durability::Memory {
-        if let Err(f) = report_catalog(global, &config, &engine) {
+        if let Err(f) = report_catalog(global, args.pool.pool.as_deref(), &config, &engine) {
             let _ = engine.shutdown();
             return Err(f);
         }
@@ -259,7 +259,7 @@ pub(crate) fn state(global: &GlobalArgs, args: &StateArgs) -> CmdResult {
     let catalog = config.catalog();
     let state =
         store::read_state(&catalog, &config.wal_options()).map_err(|e| open_failure(e, &config))?;
-    warn_catalog(global, config.working_dir.as_path(), &catalog, &state);
+    warn_catalog(global, args.pool.pool.as_deref(), config.working_dir.as_path(), &catalog, &state);
     let mut out = Out::new();
     if args.json {
         let text = serde_json::to_string(&state_json(&state)).context("cannot encode the state");
@@ -297,11 +297,16 @@ fn print_state_table(out: &mut Out, state: &PoolState) -> CmdResult {
 
 /// Prints (stderr) how the configuration's catalog differs from the engine's recovered
 /// pool, unless the pool came from that catalog (see [`catalog`]).
-fn report_catalog(global: &GlobalArgs, config: &Config, engine: &Engine) -> CmdResult {
+fn report_catalog(
+    global: &GlobalArgs,
+    pool: Option<&str>,
+    config: &Config,
+    engine: &Engine,
+) -> CmdResult {
     let state = engine
         .state()
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot read the pool")))?;
-    warn_catalog(global, &config.working_dir, &config.catalog(), &state);
+    warn_catalog(global, pool, &config.working_dir, &config.catalog(), &state);
     Ok(())
 }
 
@@ -309,12 +314,16 @@ fn report_catalog(global: &GlobalArgs, config: &Config, engine: &Engine) -> CmdR
 /// `dir`, if they are worth reporting ([`catalog::unapplied`]).
 fn warn_catalog(
     global: &GlobalArgs,
+    pool: Option<&str>,
     dir: &std::path::Path,
     catalog: &[rewardpool::pool::ItemSpec],
     state: &PoolState,
 ) {
     let diffs = catalog::unapplied(dir, catalog, state);
-    eprint!("{}", catalog::warning(&diffs, &catalog_source(global), dir, &apply_command(global)));
+    eprint!(
+        "{}",
+        catalog::warning(&diffs, &catalog_source(global), dir, &apply_command(global, pool))
+    );
 }
 
 /// The catalog's name in messages.
@@ -325,14 +334,18 @@ fn catalog_source(global: &GlobalArgs) -> String {
     }
 }
 
-/// The command line that applies the configuration's catalog to the same data directory.
-fn apply_command(global: &GlobalArgs) -> String {
+/// The command line that applies the configuration's catalog to the same pool (`pool`: the
+/// `--pool` the command was given; without one the configuration has a single pool).
+fn apply_command(global: &GlobalArgs, pool: Option<&str>) -> String {
     let mut cmd = "rewardpool update --apply-catalog".to_owned();
     if let Some(path) = &global.config {
         cmd.push_str(&format!(" --config {}", path.display()));
     }
     if let Some(dir) = &global.data_dir {
         cmd.push_str(&format!(" --data-dir {}", dir.display()));
+    }
+    if let Some(pool) = pool {
+        cmd.push_str(&format!(" --pool {pool}"));
     }
     cmd
 }
@@ -410,7 +423,7 @@ pub(crate) fn update(global: &GlobalArgs, args: &UpdateArgs) -> CmdResult {
     let engine = open(&config)?;
     let result = update_on(&engine, item, quantity, weight, args.add);
     let after = result.and_then(|updated| {
-        report_catalog(global, &config, &engine)?;
+        report_catalog(global, args.pool.pool.as_deref(), &config, &engine)?;
         Ok(updated)
     });
     let shutdown = engine.shutdown();
