@@ -393,3 +393,108 @@ fn bench_with_keys_on_every_pull() {
     assert_eq!(v["pull"].as_u64(), Some(10), "{v}");
     assert!(v.get("keys").is_none(), "the JSON shape gains only pull: {v}");
 }
+
+/// A real `rewardpool draw --pull 10 --key K` SIGKILLed at a random moment (before, during
+/// or after its pull became durable), then run again to the end, then once more, for a fresh
+/// key per trial and both durable modes: a pull the killed run acknowledged (printed) is
+/// replayed with the same ids and items; one it did not is either replayed whole or drawn
+/// once; the third run replays the second; and the log holds each key exactly once, with its
+/// pull whole. `REWARDPOOL_CRASH_TRIALS=N` for more trials (default 6 per mode).
+#[test]
+fn a_keyed_pull_killed_with_sigkill_is_replayed_or_drawn_once() {
+    use std::collections::HashMap;
+    use std::process::{Command, Stdio};
+
+    let trials: u64 =
+        std::env::var("REWARDPOOL_CRASH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(6);
+    for durability in ["buffered", "sync"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        let yaml = format!(
+            "working_dir: \"{}\"\npool:\n  catalog:\n    - {{ item_id: gold, quantity: 100000, \
+             probability: 1 }}\n    - {{ item_id: mud, quantity: -1, probability: 3 }}\nwal:\n  \
+             max_file_size_kb: 4096\n  durability: {durability}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let config = config.to_str().unwrap().to_owned();
+        let mut seed = 0x9e37_79b9_u64 ^ trials;
+        let mut expected: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+        for trial in 0..trials {
+            let key = format!("{:032x}", 0xabc0_0000_u128 + u128::from(trial) + 1);
+            let args = ["draw", "--config", &config, "--pull", "10", "--key", &key, "--json"];
+            let mut child = Command::new(env!("CARGO_BIN_EXE_rewardpool"))
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            std::thread::sleep(Duration::from_millis((seed >> 33) % 120));
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let killed: Vec<(u64, String, bool)> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| {
+                    let id = v["request_id"].as_u64().unwrap();
+                    (id, v["item"].as_str().unwrap().to_owned(), v["replayed"].as_bool().unwrap())
+                })
+                .collect();
+            let parse = |run: &crate::cli::Run| -> Vec<(u64, String, bool)> {
+                assert_eq!(run.code, Some(0), "{run:?}");
+                json_lines(&run.stdout)
+                    .iter()
+                    .map(|v| {
+                        let id = v["request_id"].as_u64().unwrap();
+                        let item = v["item"].as_str().unwrap().to_owned();
+                        (id, item, v["replayed"].as_bool().unwrap())
+                    })
+                    .collect()
+            };
+            let second = parse(&crate::cli::rewardpool(dir.path(), &args));
+            assert_eq!(second.len(), 10, "trial {trial}: {second:?}");
+            let replayed = second[0].2;
+            assert!(second.iter().all(|o| o.2 == replayed), "all or none replayed: {second:?}");
+            for (i, o) in second.iter().enumerate() {
+                assert_eq!(o.0, second[0].0 + i as u64, "consecutive ids: {second:?}");
+            }
+            // What the killed run printed was acknowledged: the retry gives exactly that.
+            for (k, s) in killed.iter().zip(&second) {
+                assert!(replayed, "trial {trial}: acknowledged {killed:?}, then drawn anew");
+                assert_eq!((k.0, &k.1, k.2), (s.0, &s.1, false), "trial {trial}");
+            }
+            let third = parse(&crate::cli::rewardpool(dir.path(), &args));
+            let want: Vec<(u64, String, bool)> =
+                second.iter().map(|(id, item, _)| (*id, item.clone(), true)).collect();
+            assert_eq!(third, want, "trial {trial}: the third run replays the second");
+            expected.insert(key, second.into_iter().map(|(id, item, _)| (id, item)).collect());
+        }
+        // The log: each key once, its ten draws right after it.
+        let dump =
+            crate::cli::rewardpool(dir.path(), &["wal", "dump", "--json", "--config", &config]);
+        assert_eq!(dump.code, Some(0), "{dump:?}");
+        let lines = json_lines(&dump.stdout);
+        let mut seen: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+        for (at, line) in lines.iter().enumerate() {
+            if line["type"] != "key" {
+                continue;
+            }
+            let key = line["key"].as_str().unwrap().to_owned();
+            assert_eq!(line["count"].as_u64(), Some(10), "{line}");
+            let draws: Vec<(u64, String)> = lines[at + 1..]
+                .iter()
+                .filter(|l| l["type"] == "draw")
+                .take(10)
+                .map(|l| {
+                    (l["request_id"].as_u64().unwrap(), l["item"].as_str().unwrap().to_owned())
+                })
+                .collect();
+            assert_eq!(draws[0].0, line["request_id"].as_u64().unwrap(), "{line}");
+            assert!(seen.insert(key.clone(), draws).is_none(), "{durability}: key {key} twice");
+        }
+        assert_eq!(seen, expected, "{durability}: the log's keyed pulls are the acknowledged ones");
+    }
+}
