@@ -228,12 +228,7 @@ fn keyed_journal(durability: Durability) {
 
     let items = [ItemSpec::new("silver", 5_000_000, 10), ItemSpec::new("mud", -1, 100)];
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let writes = match durability {
-        Durability::Sync => SegmentWrites::Staged,
-        _ => SegmentWrites::Mapped,
-    };
-    let storage =
-        std::sync::Arc::new(OsStorage::new(dir.path()).unwrap().with_segment_writes(writes));
+    let storage = os_storage(dir.path(), durability);
     let wal = WalOptions { durability, segment_size_bytes: SEGMENT_BYTES, ..WalOptions::default() };
     let (mut pool, mut journal) = open_journal(storage, &items, &wal, Some(5)).unwrap();
     let mut key = 0_u128;
@@ -321,18 +316,21 @@ fn two_pools_in_a_host() {
     }
 }
 
+/// The log's storage in `dir`, as `store::open_engine` sets it up for `durability`.
+fn os_storage(dir: &std::path::Path, durability: Durability) -> std::sync::Arc<OsStorage> {
+    let writes = match durability {
+        Durability::Sync => SegmentWrites::Staged,
+        _ => SegmentWrites::Mapped,
+    };
+    std::sync::Arc::new(OsStorage::new(dir).unwrap().with_segment_writes(writes))
+}
+
 /// The durable log: 200k draws inside one segment (rotation allocates a snapshot buffer by
 /// design, so it is kept out of the measured window).
 fn durable_log(durability: Durability) {
     let items = [ItemSpec::new("silver", 5_000_000, 10), ItemSpec::new("mud", -1, 100)];
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    // As `store::open_engine` sets it up for each mode.
-    let writes = match durability {
-        Durability::Sync => SegmentWrites::Staged,
-        _ => SegmentWrites::Mapped,
-    };
-    let storage =
-        std::sync::Arc::new(OsStorage::new(dir.path()).unwrap().with_segment_writes(writes));
+    let storage = os_storage(dir.path(), durability);
     let wal = WalOptions { durability, segment_size_bytes: SEGMENT_BYTES, ..WalOptions::default() };
     let config =
         EngineConfig { ring_capacity: 512, core: CorePin::Unpinned, ..EngineConfig::default() };

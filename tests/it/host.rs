@@ -53,13 +53,7 @@ fn two_pools(root: &Path) -> Config {
 }
 
 fn segments(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("wal."))
-        .collect();
-    names.sort();
-    names
+    crate::wal_cli::segment_names(dir)
 }
 
 #[test]

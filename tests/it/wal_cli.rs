@@ -69,14 +69,19 @@ impl Setup {
 
     /// Segment files in the data directory, oldest first.
     fn segments(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.data())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with("wal."))
-            .collect();
-        names.sort();
-        names
+        segment_names(&self.data())
     }
+}
+
+/// Segment files in `dir`, oldest first.
+pub(crate) fn segment_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("wal."))
+        .collect();
+    names.sort();
+    names
 }
 
 fn finish(child: Child, args: &[&str]) -> Run {
