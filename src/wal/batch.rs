@@ -37,12 +37,42 @@
 //! exactly what the fields say, the last request id does not overflow, and every key is
 //! non-zero, has `count >= 1`, lies inside the batch and starts at or after the end of the
 //! previous one. Whether an item index exists in the catalog is the reader's business
-//! (recovery refuses an unknown index). Every failure is a [`FrameError`]; nothing panics on
+//! (recovery refuses an unknown index). Every failure is a [`BatchError`]; nothing panics on
 //! any input.
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
 
-use super::frame::{FrameError, FrameKind, EMPTY_ITEM};
+/// The item word of an empty draw, in every frame kind (`frame` re-exports it).
+pub const EMPTY_ITEM: u32 = u32::MAX;
+
+/// Why a batch payload was refused; the frame layer wraps it in its `FrameError` (kind 5),
+/// so this module depends on nothing of the frame's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchError {
+    /// A field holds a value the format does not allow.
+    Field {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// What it may be.
+        expected: &'static str,
+    },
+    /// The payload is not the length its fixed fields imply.
+    Length {
+        /// The length the fields imply.
+        expected: usize,
+        /// The payload's length.
+        got: usize,
+    },
+    /// The output buffer cannot hold the payload.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes available.
+        available: usize,
+    },
+}
 
 /// Bytes of the batch payload before its keys.
 pub const BATCH_FIXED_LEN: usize = 24;
@@ -110,12 +140,12 @@ const fn empty_at(width: u8) -> u32 {
     }
 }
 
-fn bad(field: &'static str, value: u64, expected: &'static str) -> FrameError {
-    FrameError::Batch { field, value, expected }
+fn bad(field: &'static str, value: u64, expected: &'static str) -> BatchError {
+    BatchError::Field { field, value, expected }
 }
 
 /// Checks the keys against a batch of `count` draws.
-fn check_keys(keys: impl Iterator<Item = BatchKey>, count: u32) -> Result<(), FrameError> {
+fn check_keys(keys: impl Iterator<Item = BatchKey>, count: u32) -> Result<(), BatchError> {
     let mut next_free = 0_u64;
     for k in keys {
         if k.key == 0 {
@@ -152,7 +182,7 @@ pub fn encode_payload(
     width: u8,
     keys: &[BatchKey],
     items: &[u32],
-) -> Result<(), FrameError> {
+) -> Result<(), BatchError> {
     if !matches!(width, 1 | 2 | 4) {
         return Err(bad("width", u64::from(width), "1, 2 or 4"));
     }
@@ -165,7 +195,7 @@ pub fn encode_payload(
     check_keys(keys.iter().copied(), count)?;
     let expected = payload_len(items.len(), keys.len(), width);
     if out.len() != expected {
-        return Err(FrameError::BufferTooSmall { needed: expected, available: out.len() });
+        return Err(BatchError::BufferTooSmall { needed: expected, available: out.len() });
     }
     let (fixed, rest) = out.split_at_mut(BATCH_FIXED_LEN);
     let mut head = [0_u8; BATCH_FIXED_LEN];
@@ -197,7 +227,7 @@ pub fn encode_payload(
 
 /// Packs `items` into `out` at `width` bytes each; `EMPTY_ITEM` becomes all ones.
 #[inline]
-fn pack(out: &mut [u8], items: &[u32], width: u8) -> Result<(), FrameError> {
+fn pack(out: &mut [u8], items: &[u32], width: u8) -> Result<(), BatchError> {
     let empty = empty_at(width);
     let too_wide = |i: u32| bad("item", u64::from(i), "an index below the width's all-ones value");
     match width {
@@ -234,13 +264,9 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// The fixed fields of a batch payload, checked: `(first_request_id, count, unix_s, width,
 /// keys_len)`.
-pub(crate) fn decode_fixed(payload: &[u8]) -> Result<(u64, u32, u32, u8, usize), FrameError> {
+pub(crate) fn decode_fixed(payload: &[u8]) -> Result<(u64, u32, u32, u8, usize), BatchError> {
     let Some(fixed) = payload.first_chunk::<BATCH_FIXED_LEN>() else {
-        return Err(FrameError::PayloadLength {
-            kind: FrameKind::Batch,
-            expected: BATCH_FIXED_LEN,
-            got: payload.len(),
-        });
+        return Err(BatchError::Length { expected: BATCH_FIXED_LEN, got: payload.len() });
     };
     let first = fixed.first_chunk::<8>().map_or(0, |b| u64::from_le_bytes(*b));
     let count = le_u32(fixed, 8);
@@ -263,11 +289,7 @@ pub(crate) fn decode_fixed(payload: &[u8]) -> Result<(u64, u32, u32, u8, usize),
     let keys_len = usize::from(u16::from_le_bytes([k0, k1]));
     let expected = payload_len(count as usize, keys_len, width);
     if payload.len() != expected {
-        return Err(FrameError::PayloadLength {
-            kind: FrameKind::Batch,
-            expected,
-            got: payload.len(),
-        });
+        return Err(BatchError::Length { expected, got: payload.len() });
     }
     Ok((first, count, unix_s, width, keys_len))
 }
@@ -284,8 +306,8 @@ fn key_at(keys: &[u8], i: usize) -> BatchKey {
 /// Decodes and checks a CRC-checked batch payload (see the module docs).
 ///
 /// # Errors
-/// Any check in the module docs, as a [`FrameError`]. Never panics.
-pub fn decode_payload(payload: &[u8]) -> Result<Batch, FrameError> {
+/// Any check in the module docs, as a [`BatchError`]. Never panics.
+pub fn decode_payload(payload: &[u8]) -> Result<Batch, BatchError> {
     let (first_request_id, count, unix_s, width, keys_len) = decode_fixed(payload)?;
     let key_bytes = payload.get(BATCH_FIXED_LEN..BATCH_FIXED_LEN + keys_len * BATCH_KEY_LEN);
     let key_bytes = key_bytes.unwrap_or_default();

@@ -118,8 +118,7 @@ pub const ITEM_ID_LEN_MAX: usize = 1024;
 /// Longest snapshot file name (in bytes) a snapshot marker frame may carry.
 pub const FILE_NAME_LEN_MAX: usize = 255;
 
-/// The `item` value a `DrawRecord` stores for an empty draw.
-pub const EMPTY_ITEM: u32 = u32::MAX;
+pub use super::batch::EMPTY_ITEM;
 
 /// Byte range of the reserved header bytes.
 const RESERVED: std::ops::Range<usize> = 10..16;
@@ -517,6 +516,22 @@ impl fmt::Display for FrameError {
 }
 
 impl std::error::Error for FrameError {}
+
+impl From<batch::BatchError> for FrameError {
+    fn from(e: batch::BatchError) -> FrameError {
+        match e {
+            batch::BatchError::Field { field, value, expected } => {
+                FrameError::Batch { field, value, expected }
+            }
+            batch::BatchError::Length { expected, got } => {
+                FrameError::PayloadLength { kind: FrameKind::Batch, expected, got }
+            }
+            batch::BatchError::BufferTooSmall { needed, available } => {
+                FrameError::BufferTooSmall { needed, available }
+            }
+        }
+    }
+}
 
 /// Frame length for a payload of `payload_len` bytes: the header plus the payload rounded up
 /// to [`FRAME_ALIGN`]. Saturates instead of overflowing.
