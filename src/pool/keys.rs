@@ -289,13 +289,30 @@ impl KeyTable {
         self.index_len - 1
     }
 
-    /// Loads `key`'s home slot (see `Pool::touch_key`).
+    /// Starts loading `key`'s home slot into the cache (see `Pool::touch_key`). On x86-64 a
+    /// prefetch hint, which retires at once: the draws served meanwhile overlap the miss.
+    /// A plain load there stalled retirement (perf: 11 % of the core thread's samples on the
+    /// loads of a batch's slots, 1 M-key window); elsewhere a plain load.
     #[inline]
-    pub(crate) fn touch(&self, key: u128) -> u64 {
+    pub(crate) fn touch(&self, key: u128) {
         if self.words.is_empty() {
-            return 0;
+            return;
         }
-        self.slot(self.home(Self::hash(key)))
+        let slot = &self.words[self.index_at + self.home(Self::hash(key)) as usize];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let p = std::ptr::from_ref(slot).cast::<i8>();
+            // SAFETY: SSE is part of every x86-64 target (the baseline), so the instruction
+            // exists; a prefetch is a hint that never faults and changes no memory, and `p`
+            // points at a slot of `words` (bounds-checked above) anyway.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        std::hint::black_box(*slot);
     }
 
     /// The index slot and ring index of `key`, if it is in the index.
