@@ -452,7 +452,9 @@ impl Pool {
         Ok(())
     }
 
-    #[inline]
+    /// Always inlined: `draw` already is wherever it is used; without it the keyed path
+    /// (`serve_keyed`, out of line) called it once per draw (perf: 6 % of its samples).
+    #[inline(always)]
     fn take(&mut self, index: usize) {
         if let Quantity::Finite(n) = &mut self.quantities[index] {
             assert!(*n > 0, "selector picked exhausted item #{index}");
