@@ -93,8 +93,9 @@ impl PendingGroups {
 /// Draws a request's outcomes: one draw, or a pull's `len` into the client's pull area.
 /// Always inlined: the unkeyed hot path must stay one loop, as before keys (measured: out of
 /// line, single draws ran slower).
+/// `KEYED`: the draws of a new key (`Pool::draw_keyed`, from `serve_keyed`).
 #[inline(always)]
-fn draw<J: Journal>(
+fn draw<J: Journal, const KEYED: bool>(
     pool: &mut Pool,
     journal: &mut J,
     slots: &SlotBlock,
@@ -102,7 +103,7 @@ fn draw<J: Journal>(
 ) -> Result<(), JournalError> {
     match request.kind {
         RequestKind::Draw => {
-            let draw = pool.draw();
+            let draw = if KEYED { pool.draw_keyed() } else { pool.draw() };
             journal.append_draw(draw)?;
             let completion = draw.item.map_or(Completion::Empty, Completion::Item);
             slots.write(request.seq, draw.request_id, completion);
@@ -110,7 +111,7 @@ fn draw<J: Journal>(
         RequestKind::Pull { len, at } => {
             let first = pool.last_request_id().0 + 1;
             for j in 0..u64::from(len) {
-                let draw = pool.draw();
+                let draw = if KEYED { pool.draw_keyed() } else { pool.draw() };
                 debug_assert_eq!(draw.request_id.0, first + j, "a pull's ids follow");
                 journal.append_draw(draw)?;
                 slots.write_item(at + j, draw.item);
@@ -139,7 +140,7 @@ fn serve_keyed<J: Journal>(
     match pool.key(request.key, count, now_s) {
         KeyLookup::New => {
             journal.append_key(request.key, count)?;
-            draw(pool, journal, slots, request)?;
+            draw::<J, true>(pool, journal, slots, request)?;
             Ok(count)
         }
         KeyLookup::Replay { first, at: from } => {
@@ -451,11 +452,9 @@ impl<J: Journal> Core<J> {
         // overlaps, rather than one cache miss after another while serving (a 1 M-key
         // window is far larger than the caches). Unkeyed batches skip it after one check.
         if head.first().is_some_and(|r| r.key != 0) {
-            let mut touched = 0;
             for request in head.iter().chain(tail).filter(|r| r.key != 0) {
-                touched ^= self.pool.touch_key(request.key);
+                self.pool.touch_key(request.key);
             }
-            std::hint::black_box(touched);
         }
         let mut taken = 0;
         for request in head.iter().chain(tail) {
@@ -465,7 +464,7 @@ impl<J: Journal> Core<J> {
                 break;
             }
             let drawn = if request.key == 0 {
-                draw(&mut self.pool, &mut self.journal, &port.slots, request)?;
+                draw::<J, false>(&mut self.pool, &mut self.journal, &port.slots, request)?;
                 cost
             } else {
                 if self.now_s == 0 {

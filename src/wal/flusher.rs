@@ -139,8 +139,10 @@ impl Flusher {
         &mut self,
         last_group: u64,
         closed: &SegmentHeader,
-        next: Install,
+        mut next: Install,
     ) -> Result<(), (String, io::Error)> {
+        // A rotation's snapshot is encoded and hashed here, not on the core thread.
+        next.finish().map_err(|e| (format!("encoding {}", snapshot_name(next.sequence)), e))?;
         // Install the next segment first, so acknowledgements resume at once; closing the
         // old one may mean syncing all of it (buffered mode: tens of ms for a 64 MiB
         // segment), which must not hold acks back. Until the old one is closed, recovery
