@@ -265,7 +265,8 @@ fn dump_json_field_by_field_matches_the_draws() {
     let plain = setup.run(&["wal", "dump"]);
     ok(&plain, "wal dump");
     assert_eq!(plain.stdout.lines().count(), lines.len(), "{plain:?}");
-    assert!(plain.stdout.contains("bonus"), "{plain:?}");
+    // The update's line names the item (draws of it may be in the kept segments or not).
+    assert!(updates == 0 || plain.stdout.contains("bonus"), "{plain:?}");
     // Nothing torn after clean shutdowns: --all adds nothing.
     let all = setup.run(&["wal", "dump", "--json", "--all"]);
     ok(&all, "wal dump --json --all");
