@@ -18,6 +18,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use super::prefault::Prefault;
 use super::{Clock, Control, EngineConfig, EngineError, Shared};
 use crate::ingress::{Completion, Port, Request, RequestKind, SlotBlock};
 use crate::journal::{GroupSeq, Journal, JournalError, Space};
@@ -174,6 +175,9 @@ type UpdateReply = mpsc::Sender<Result<ItemState, EngineError>>;
 
 /// Everything the core thread owns.
 pub(crate) struct Core<J> {
+    /// Makes the key window present once a key arrives; declared before `pool` so that
+    /// it is dropped (its helper joined) before the window is.
+    prefault: Option<Prefault>,
     pool: Pool,
     journal: J,
     shared: Arc<Shared>,
@@ -213,6 +217,7 @@ pub(crate) struct Core<J> {
 impl<J: Journal> Core<J> {
     pub(crate) fn new(pool: Pool, journal: J, shared: Arc<Shared>, c: &EngineConfig) -> Core<J> {
         Core {
+            prefault: pool.key_pages().and_then(Prefault::spawn),
             pool,
             journal,
             shared,
@@ -468,6 +473,9 @@ impl<J: Journal> Core<J> {
                 cost
             } else {
                 if self.now_s == 0 {
+                    if let Some(p) = &mut self.prefault {
+                        p.key_arrived();
+                    }
                     let at = self.group_started;
                     self.now_s = self.clock.unix_s_at(self.clock_base, at).max(1);
                 }

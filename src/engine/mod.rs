@@ -9,6 +9,7 @@ mod affinity;
 mod clock;
 mod core_loop;
 mod metrics;
+mod prefault;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub use item::{ItemIndex, ItemSpec, Quantity, RequestId};
 use keys::KeyTable;
 pub use keys::{
-    KeyLookup, KeyRecord, KeyState, KeyWindow, DRAWS_PER_KEY, HOURS_DEFAULT, HOURS_MAX,
+    KeyLookup, KeyPages, KeyRecord, KeyState, KeyWindow, DRAWS_PER_KEY, HOURS_DEFAULT, HOURS_MAX,
     KEYS_DEFAULT, KEYS_MAX, KEY_DRAWS_MIN,
 };
 pub use rng::Rng;
@@ -297,6 +297,12 @@ impl Pool {
     /// ever allocates); without it, the first key allocates it. Idempotent.
     pub fn allocate_keys(&mut self) {
         self.keys.allocate();
+    }
+
+    /// The key window's block, once allocated: see [`KeyPages`].
+    #[must_use]
+    pub fn key_pages(&self) -> Option<KeyPages> {
+        self.keys.pages()
     }
 
     /// The key window's bounds.
