@@ -56,7 +56,9 @@
 //! - `wal::segment`: writes frames into the memory-mapped segment (one writer per byte range;
 //!   the module docs state the discipline);
 //! - `wal::crc`: the SSE4.2 CRC-32C instruction, behind a runtime CPU check;
-//! - `pool::keys`: a prefetch hint for the key window's index (x86-64 only);
+//! - `pool::keys`: a prefetch hint for the key window's index (x86-64 only), and
+//!   `madvise(MADV_POPULATE_WRITE)` over the window (writes no byte); `engine::prefault`:
+//!   `sched_setscheduler(SCHED_IDLE)` for that helper thread;
 //! - `storage::os`: `fallocate` and `flock` system calls; `wal::preparer`: `setpriority`;
 //! - `storage::faulty` (feature `testing`): the in-memory test storage's raw file buffers;
 //! - `storage`: [`storage::SegmentMap`] is an `unsafe trait` (the log writes through its
