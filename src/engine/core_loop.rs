@@ -457,9 +457,13 @@ impl<J: Journal> Core<J> {
         // overlaps, rather than one cache miss after another while serving (a 1 M-key
         // window is far larger than the caches). Unkeyed batches skip it after one check.
         if head.first().is_some_and(|r| r.key != 0) {
+            let mut keyed = 0;
             for request in head.iter().chain(tail).filter(|r| r.key != 0) {
                 self.pool.touch_key(request.key);
+                keyed += 1;
             }
+            // A full window evicts one key per new key: its slot is a miss of its own.
+            self.pool.touch_key_victims(keyed);
         }
         let mut taken = 0;
         for request in head.iter().chain(tail) {

@@ -414,7 +414,30 @@ impl KeyTable {
         if self.words.is_empty() {
             return;
         }
-        let slot = &self.words[self.index_at + self.home(Self::hash(key)) as usize];
+        self.prefetch_slot(self.home(Self::hash(key)));
+    }
+
+    /// Starts loading the index slots of the keys the next `n` insertions will evict (the
+    /// oldest, once the window is full), as `touch` does for the keys looked up: in steady
+    /// state every insertion also removes its victim from the index, a second random miss.
+    #[inline]
+    pub(crate) fn touch_victims(&self, n: u64) {
+        if self.words.is_empty() {
+            return;
+        }
+        let over = (self.len() + n).saturating_sub(u64::from(self.window.keys)).min(self.len());
+        for seq in self.head..self.head + over {
+            let e = self.entry(seq);
+            if self.count_of(e) != 0 {
+                self.prefetch_slot(self.home(Self::hash(self.key_of(e))));
+            }
+        }
+    }
+
+    /// A prefetch hint for index slot `s` (a plain load off x86-64).
+    #[inline]
+    fn prefetch_slot(&self, s: u64) {
+        let slot = &self.words[self.index_at + s as usize];
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -685,6 +708,24 @@ mod tests {
             [7, 8, 9].map(|i| Some(ItemIndex(i)))
         );
         assert_eq!(t.lookup(5, 2, 99, 101), KeyLookup::Conflict { count: 3 });
+    }
+
+    #[test]
+    fn touching_lookups_and_victims_changes_nothing() {
+        let mut t = KeyTable::new(window(3, 1));
+        t.touch(1);
+        t.touch_victims(5);
+        for k in 1..=3 {
+            assert_eq!(serve(&mut t, k, 2, k as u64 * 10, 0), KeyLookup::New);
+        }
+        let before = t.state();
+        for n in [0, 1, 3, 100] {
+            t.touch_victims(n);
+        }
+        t.touch(2);
+        t.touch(99);
+        assert_eq!(t.state(), before);
+        assert!(matches!(t.lookup(1, 2, 0, 0), KeyLookup::Replay { .. }));
     }
 
     #[test]

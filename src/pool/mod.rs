@@ -332,6 +332,13 @@ impl Pool {
         self.keys.touch(key);
     }
 
+    /// Like [`Pool::touch_key`], for the index slots of the keys that the next `n` new keys
+    /// will evict from a full window.
+    #[inline]
+    pub fn touch_key_victims(&self, n: u64) {
+        self.keys.touch_victims(n);
+    }
+
     /// The outcome at position `at` of the key window (from [`KeyLookup::Replay`]: its
     /// `count` outcomes are at `at`, `at + 1`, ...). Read them before the next call to
     /// [`Pool::key`], which may evict them.
