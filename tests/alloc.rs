@@ -87,34 +87,7 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// through an `ItemIds` handle (every catalog here has an unlimited item, so every draw wins
 /// one). Returns how many were acknowledged (no errors expected).
 fn pipelined(client: &mut rewardpool::Client, n: u64) -> u64 {
-    let mut ids = client.item_ids();
-    let mut submitted = 0;
-    let mut delivered = 0;
-    let mut failures = 0;
-    let mut unnamed = 0;
-    while delivered < n {
-        while submitted < n && client.outstanding() < WINDOW {
-            match client.try_draw() {
-                Ok(_ticket) => submitted += 1,
-                Err(DrawError::Full) => break,
-                Err(_) => failures += 1,
-            }
-        }
-        client.drain(|_, result| {
-            match result {
-                Ok(outcome) => {
-                    if outcome.item_id(&mut ids).is_none_or(str::is_empty) {
-                        unnamed += 1;
-                    }
-                }
-                Err(_) => failures += 1,
-            }
-            delivered += 1;
-        });
-    }
-    assert_eq!(failures, 0);
-    assert_eq!(unnamed, 0);
-    delivered
+    pipelined_requests(client, n, None)
 }
 
 /// Draws per pull in the pull scenarios.
@@ -123,11 +96,22 @@ const PULL: u32 = 10;
 /// Pipelined pulls of [`PULL`]: `try_pull` up to `WINDOW` requests in flight, `drain` the
 /// outcomes (one per draw), each named. Returns how many draws were acknowledged.
 fn pipelined_pulls(client: &mut rewardpool::Client, pulls: u64) -> u64 {
+    pipelined_requests(client, pulls, Some(PULL))
+}
+
+/// `requests` single draws (`pull` None) or pulls of `pull`, up to `WINDOW` requests in
+/// flight, every outcome drained and named; returns the draws acknowledged.
+fn pipelined_requests(client: &mut rewardpool::Client, requests: u64, pull: Option<u32>) -> u64 {
     let mut ids = client.item_ids();
+    let draws = requests * u64::from(pull.unwrap_or(1));
     let (mut submitted, mut delivered, mut failures, mut unnamed) = (0, 0, 0, 0);
-    while delivered < pulls * u64::from(PULL) {
-        while submitted < pulls && client.outstanding() < WINDOW {
-            match client.try_pull(PULL) {
+    while delivered < draws {
+        while submitted < requests && client.outstanding() < WINDOW {
+            let sent = match pull {
+                None => client.try_draw().map(drop),
+                Some(len) => client.try_pull(len).map(drop),
+            };
+            match sent {
                 Ok(_ticket) => submitted += 1,
                 Err(DrawError::Full) => break,
                 Err(_) => failures += 1,
