@@ -275,7 +275,7 @@ impl<J: Journal> Core<J> {
             self.passes += 1;
             // Registration is rare: looking every 16 passes keeps the pass short and still
             // serves a new client within microseconds.
-            let mut worked = self.passes % ACCEPT_EVERY == 0 && self.accept_clients();
+            let mut worked = self.passes.is_multiple_of(ACCEPT_EVERY) && self.accept_clients();
             if let Some(cmd) = self.shared.control.pop() {
                 worked = true;
                 if self.control(cmd)? {

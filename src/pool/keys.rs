@@ -884,7 +884,7 @@ mod tests {
 
     /// The outcome the tests record for request id `id`: an item, or nothing every 5th.
     fn item_of(id: u64) -> Option<ItemIndex> {
-        (id % 5 != 0).then_some(ItemIndex((id % 7) as u32))
+        (!id.is_multiple_of(5)).then_some(ItemIndex((id % 7) as u32))
     }
 
     #[derive(Clone, Debug)]

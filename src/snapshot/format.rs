@@ -77,7 +77,7 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 /// A `key_items` word for a draw that found nothing.
 const KEY_ITEM_NONE: u32 = u32::MAX;
 
-const _: () = assert!(SNAPSHOT_HEADER_SIZE % 16 == 0);
+const _: () = assert!(SNAPSHOT_HEADER_SIZE.is_multiple_of(16));
 
 /// One item in a snapshot.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

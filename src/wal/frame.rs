@@ -128,7 +128,7 @@ const COMMIT_PAYLOAD_LEN: usize = std::mem::size_of::<ArchivedCommitRecord>();
 
 // The fixed-size frames are exactly one header plus one 16-byte archive, and every archived
 // root fits the 16-byte alignment the frame layout guarantees.
-const _: () = assert!(FRAME_HEADER_SIZE % FRAME_ALIGN == 0);
+const _: () = assert!(FRAME_HEADER_SIZE.is_multiple_of(FRAME_ALIGN));
 const _: () = assert!(FRAME_ALIGN.is_power_of_two());
 const _: () = assert!(DRAW_PAYLOAD_LEN == 16);
 const _: () = assert!(COMMIT_PAYLOAD_LEN == 16);

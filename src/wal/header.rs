@@ -100,7 +100,7 @@ const CRC_OFFSET: usize = 252;
 /// Reserved byte ranges (must be zero).
 const RESERVED: [(usize, usize); 2] = [(60, 64), (72, CRC_OFFSET)];
 
-const _: () = assert!(SEGMENT_HEADER_SIZE % super::frame::FRAME_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_SIZE.is_multiple_of(super::frame::FRAME_ALIGN));
 const _: () = assert!(CRC_OFFSET + 4 == SEGMENT_HEADER_SIZE);
 
 /// Whether a segment is still being appended to.
@@ -485,7 +485,7 @@ impl SegmentHeader {
         if self.segment_size < header_size {
             return inconsistent("segment_size", self.segment_size, "at least the 256-byte header");
         }
-        if self.segment_size % align != 0 {
+        if !self.segment_size.is_multiple_of(align) {
             return inconsistent("segment_size", self.segment_size, "a multiple of 16");
         }
         match self.status {
@@ -500,7 +500,7 @@ impl SegmentHeader {
                 self.end_offset,
                 "at most segment_size in a closed segment",
             ),
-            SegmentStatus::Closed if self.end_offset % align != 0 => {
+            SegmentStatus::Closed if !self.end_offset.is_multiple_of(align) => {
                 inconsistent("end_offset", self.end_offset, "a multiple of 16 in a closed segment")
             }
             SegmentStatus::Open if self.close_reason.is_some() => {

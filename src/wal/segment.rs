@@ -82,7 +82,7 @@ impl ActiveSegment {
         let buf =
             unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(self.cursor), len_max) };
         let len = encode(buf);
-        debug_assert!(len <= len_max && len % 16 == 0, "len={len} len_max={len_max}");
+        debug_assert!(len <= len_max && len.is_multiple_of(16), "len={len} len_max={len_max}");
         let at = self.cursor;
         self.cursor += len;
         Some(at)

@@ -190,7 +190,7 @@ fn two_killed_runs(
     next: &mut impl FnMut() -> u64,
     extra: &[&str],
 ) -> (std::path::PathBuf, Vec<Acked>) {
-    let segment_kb = if trial % 2 == 0 { 4096 } else { 512 };
+    let segment_kb = if trial.is_multiple_of(2) { 4096 } else { 512 };
     let durability = if trial % 3 == 2 { "buffered" } else { "sync" };
     let config = write_config(dir, segment_kb, durability);
     let run_for = Duration::from_millis(30 + next() % 400);

@@ -572,7 +572,7 @@ fn check_args(args: &BenchArgs, draws: u64, group: u32, window: usize) -> CmdRes
             producers
         ));
     }
-    if producers < args.pools || producers % args.pools != 0 {
+    if producers < args.pools || !producers.is_multiple_of(args.pools) {
         return bad(format!(
             "--producers is {} with --pools {}: every pool needs the same number of producers \
              (a multiple of --pools)",
