@@ -51,6 +51,10 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Not available yet (exits 2): the terminal dashboard is a later issue.
     Tui,
+    /// gRPC load generator against `serve` (the k6 script's replacement): Draw streams in a
+    /// closed or open loop, HDR latency percentiles, status codes.
+    #[command(long_about = super::load::LONG_ABOUT)]
+    Load(LoadArgs),
 }
 
 /// `--pool NAME` on `draw`, `state` and `update`.
@@ -250,6 +254,65 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "FILE", allow_negative_numbers = true)]
     pub hist_out: Option<PathBuf>,
     /// Draw latency by percentile as an SVG plot (checked for writing before the run).
+    #[arg(long, value_name = "FILE.svg", allow_negative_numbers = true)]
+    pub plot: Option<PathBuf>,
+}
+
+/// `load` (defaults and meanings: `load/plan.rs`, which validates them).
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// The server's gRPC address.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:50051",
+        allow_negative_numbers = true
+    )]
+    pub target: String,
+    /// HTTP/2 connections (1 to 256).
+    #[arg(long, value_name = "C", default_value_t = 1, allow_negative_numbers = true)]
+    pub connections: u32,
+    /// Draw streams per connection (1 to 10000) [default: 1; with a stream --ramp, its
+    /// highest level spread over the connections].
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub streams: Option<u32>,
+    /// Draws per DrawRequest (1 to 1000000; the server refuses more than its own maximum).
+    #[arg(long, value_name = "N", default_value_t = 10, allow_negative_numbers = true)]
+    pub count: i32,
+    /// Requests outstanding per stream (1 to 65536). Closed loop [default: 1]: more
+    /// pipelines requests on the stream, which high throughput needs. Open loop [default:
+    /// 4096]: a request due while its stream has this many outstanding is sent late.
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub in_flight: Option<u32>,
+    /// Open loop: requests per second over all streams, each stream sending on its own
+    /// share of the schedule without waiting for answers. Latency runs from each request's
+    /// intended send time.
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Closed loop: think time between a stream's requests (after an answer, before that
+    /// slot's next request), e.g. 500ms (the k6 script's shape).
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true)]
+    pub pause: Option<String>,
+    /// How long to send, e.g. 30s, 2m [default: 10s]; not with --ramp (its stages set it).
+    #[arg(long, value_name = "D", allow_negative_numbers = true)]
+    pub duration: Option<String>,
+    /// Load stages, k6-like, e.g. 0:100:10s,hold:60s,0:10s (see the grammar above).
+    #[arg(long, value_name = "STAGES", allow_negative_numbers = true)]
+    pub ramp: Option<String>,
+    /// The pool to draw from (empty: the server's only pool).
+    #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
+    pub pool: Option<String>,
+    /// Send a fresh random 16-byte idempotency key with every request.
+    #[arg(long)]
+    pub keys: bool,
+    /// Runtime threads of the generator (1 to 64).
+    #[arg(long, value_name = "T", default_value_t = 2, allow_negative_numbers = true)]
+    pub threads: usize,
+    /// Print one JSON object instead of text (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// Latency percentiles and throughput over time as an SVG plot (checked for writing
+    /// before the run).
     #[arg(long, value_name = "FILE.svg", allow_negative_numbers = true)]
     pub plot: Option<PathBuf>,
 }

@@ -536,7 +536,7 @@ fn open_pools(
 
 /// Fails at once (exit 2) when `path` cannot be written, rather than after the run: an
 /// existing file is opened for writing (not truncated), a new one is created and removed.
-fn check_writable(flag: &str, path: &Path) -> CmdResult {
+pub(crate) fn check_writable(flag: &str, path: &Path) -> CmdResult {
     let result = if path.exists() {
         fs::OpenOptions::new().write(true).open(path).map(drop)
     } else {

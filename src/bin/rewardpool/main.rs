@@ -12,6 +12,7 @@
 mod args;
 mod bench;
 mod catalog;
+mod load;
 mod machine;
 mod output;
 mod pool_cmd;
@@ -54,6 +55,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Update(a) => pool_cmd::update(&cli.global, &a),
         Command::Wal(w) => wal_cmd::run(&cli.global, w.pool.as_deref(), &w.command),
         Command::Bench(a) => bench::run(&cli.global, &a),
+        Command::Load(a) => load::run(&a),
     };
     match result {
         Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,

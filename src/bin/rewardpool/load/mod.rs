@@ -1,0 +1,224 @@
+//! `rewardpool load`: the gRPC load generator (the Go service's k6 script, replaced).
+//!
+//! `plan` turns the arguments into a [`plan::Plan`]; `connect` opens the HTTP/2
+//! connections (exit 1 with a sentence when the target refuses or does not answer within
+//! [`CONNECT_TIMEOUT`]); every stream runs as a task (`worker`) recording into its thread's
+//! tally (`tally`); this module's loop moves the ramp's level, samples the time series
+//! (`timeline`) and the progress bar (`progress`); `report` prints text or JSON and draws
+//! the plot.
+//!
+//! The generator shares the machine with the server: a small multi-thread runtime
+//! (`--threads`, default 2), one lock per request (its own thread's), no allocation per
+//! response beyond what decoding a message takes.
+
+mod plan;
+mod progress;
+mod ramp;
+mod report;
+mod tally;
+mod timeline;
+mod worker;
+
+#[cfg(test)]
+mod test;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, Endpoint};
+
+use self::plan::{Mode, Plan};
+use self::tally::{Registry, Tally};
+use self::timeline::Timeline;
+use self::worker::Run;
+use super::args::LoadArgs;
+use super::bench::check_writable;
+use super::{CmdResult, Failure};
+use crate::service::proto::reward_pool_service_client::RewardPoolServiceClient;
+
+/// `rewardpool load --help`'s text.
+pub(crate) const LONG_ABOUT: &str = "\
+gRPC load generator against `rewardpool serve` (or the Go service): Draw streams over HTTP/2
+connections, each DrawRequest asking for --count draws.
+
+Closed loop (default): each stream keeps --in-flight requests outstanding, each slot waiting
+--pause after its answer before its next request. Latency runs from the send.
+
+Open loop (--rate R, or a --ramp of rates): R requests per second over all streams, each
+stream sending its share on schedule whatever the answers. Latency runs from each request's
+intended send time (coordinated omission corrected). When the offered rate cannot be sent (a
+stream has --in-flight requests outstanding, or the connection pushes back), requests go out
+late, as soon as they can, still timed from when they were due; the report counts the late
+ones (more than 5 ms behind), the most any was behind, and the requests due before the end
+that were never sent, and says whether the rate was sustained (nothing unsent, at most 1 %
+late).
+
+Ramp (--ramp), k6's stages:
+  RAMP     := STAGE (\",\" STAGE)*
+  STAGE    := LEVEL:LEVEL:DURATION   from the first level to the second, linearly
+            | LEVEL:DURATION         from where the previous stage ended (0 first)
+            | hold:DURATION          stay at the previous stage's end level
+  LEVEL    := INTEGER                active streams (closed loop, k6's VUs)
+            | NUMBER/s               requests per second (open loop)
+  DURATION := NUMBER(ms|s|m|h)       e.g. 500ms, 10s, 1.5m
+e.g. --ramp 0:100:10s,hold:60s,0:10s (the k6 shape, with --pause 500ms), or
+--ramp 0/s:20000/s:30s,hold:30s. Without --ramp: every stream (or --rate) for --duration.
+
+Report: requests sent, draws asked for, responses (draws answered), empty draws, requests and
+draws per second (answered), latency p50/p90/p99/p99.9/max (HDR), requests by how they ended
+(gRPC code; UNANSWERED when the stream ended without a status or the 10 s drain after the
+end ran out) and stream errors by code. --json prints it as one object; --plot draws latency
+percentiles and throughput over time.
+
+Exit codes: 0 when at least one request was answered in full (errors are reported, not
+fatal), 1 when every request failed or the target cannot be reached (connect timeout 5 s),
+2 for bad arguments.";
+
+/// How long opening a connection may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The control loop's period: level changes and progress.
+const TICK: Duration = Duration::from_millis(20);
+
+/// A finished run.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub plan: Plan,
+    pub total: Tally,
+    /// From the first request to the last stream's end (its last answer, or the drain).
+    pub seconds: f64,
+    pub timeline: Timeline,
+}
+
+/// `rewardpool load`.
+pub(crate) fn run(args: &LoadArgs) -> CmdResult {
+    let plan = plan::plan(args).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    if let Some(path) = &plan.plot {
+        check_writable("--plot", path)?;
+    }
+    let outcome = execute(plan)?;
+    report::print(&outcome)?;
+    if let Some(path) = &outcome.plan.plot {
+        report::plot(path, &outcome).map_err(Failure::failed)?;
+    }
+    if outcome.total.ok() == 0 {
+        return Err(Failure::failed(anyhow!(
+            "every request failed ({} sent; see the status counts above)",
+            outcome.total.requests
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the plan on its own runtime; `Err` only when the target cannot be reached.
+pub(crate) fn execute(plan: Plan) -> Result<Outcome, Failure> {
+    let registry = Arc::new(Registry::default());
+    let adopt = Arc::clone(&registry);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.threads)
+        .thread_name("load")
+        .enable_all()
+        .on_thread_start(move || adopt.adopt_thread())
+        .build()
+        .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot start the runtime")))?;
+    let outcome = runtime.block_on(drive(plan, Arc::clone(&registry)));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+async fn drive(plan: Plan, registry: Arc<Registry>) -> Result<Outcome, Failure> {
+    let channels = connect(&plan).await?;
+    let start = Instant::now();
+    let run = Arc::new(Run { end: start + plan.ramp.total(), start, plan });
+    let (level_tx, level_rx) = watch::channel(level(&run, Duration::ZERO));
+    let mut streams = JoinSet::new();
+    let connections = run.plan.connections;
+    for s in 0..run.plan.streams {
+        for (c, channel) in (0..connections).zip(&channels) {
+            // Interleaved, so a rising level spreads its streams over the connections.
+            let index = s * connections + c;
+            let client = RewardPoolServiceClient::new(channel.clone());
+            streams.spawn(worker::stream(index, client, Arc::clone(&run), level_rx.clone()));
+        }
+    }
+    let mut timeline = Timeline::new(&run);
+    let mut bar = progress::Progress::new(&run);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            joined = streams.join_next() => if joined.is_none() { break },
+            _ = tick.tick() => {
+                let elapsed = run.start.elapsed();
+                let now = level(&run, elapsed);
+                level_tx.send_if_modified(|l| std::mem::replace(l, now) != now);
+                if timeline.due(elapsed) {
+                    timeline.sample(&registry, elapsed, run.plan.ramp.level_at(elapsed));
+                    bar.update(elapsed, &timeline);
+                }
+            }
+        }
+    }
+    let elapsed = run.start.elapsed();
+    timeline.sample(&registry, elapsed, run.plan.ramp.level_at(elapsed));
+    bar.finish();
+    Ok(Outcome {
+        plan: run.plan.clone(),
+        total: registry.total(),
+        seconds: elapsed.as_secs_f64(),
+        timeline,
+    })
+}
+
+/// Closed loop: the streams active `t` into the run (all of them in an open loop).
+fn level(run: &Run, t: Duration) -> u32 {
+    match run.plan.mode {
+        // Levels are integers up to the stream count, which is a u32.
+        Mode::Closed { .. } => run.plan.ramp.level_at(t).floor().clamp(0.0, 4e9) as u32,
+        Mode::Open => u32::MAX,
+    }
+}
+
+/// One HTTP/2 connection per `--connections`, each opened and handshaken before the run.
+async fn connect(plan: &Plan) -> Result<Vec<Channel>, Failure> {
+    let endpoint = Endpoint::from_shared(plan.uri.clone())
+        .map_err(|e| Failure::bad_input(anyhow!("--target {:?}: {e}", plan.target)))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        // Room for many answers in flight before the window update comes back.
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20);
+    let mut channels = Vec::with_capacity(plan.connections as usize);
+    for _ in 0..plan.connections {
+        let opened =
+            tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), endpoint.connect());
+        let channel = match opened.await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => return Err(unreachable_target(plan, &deepest(&e))),
+            Err(_) => {
+                let secs = CONNECT_TIMEOUT.as_secs();
+                return Err(unreachable_target(plan, &format!("no answer within {secs} s")));
+            }
+        };
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+fn unreachable_target(plan: &Plan, why: &str) -> Failure {
+    Failure::failed(anyhow!(
+        "cannot connect to {}: {why} (is `rewardpool serve` listening there?)",
+        plan.target
+    ))
+}
+
+/// The innermost cause of an error, which says what happened ("Connection refused").
+fn deepest(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
+}
