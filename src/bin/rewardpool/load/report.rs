@@ -158,7 +158,7 @@ fn counts(map: &BTreeMap<&'static str, u64>) -> String {
 }
 
 /// The text report, line by line.
-fn text(r: &Report) -> Vec<String> {
+pub(super) fn text(r: &Report) -> Vec<String> {
     let pacing = match (r.mode, r.rate) {
         ("open", Some(rate)) => format!("open loop up to {rate:.0} requests/s"),
         _ => format!(

@@ -370,3 +370,37 @@ fn defaults_and_the_ramp_fill_in_the_plan() {
     let p = planned(&["--ramp", "0/s:500/s:5s"]);
     assert_eq!(p.rate(), Some(500.0));
 }
+
+#[test]
+fn the_text_report_and_the_plot_come_out_of_a_ramp() {
+    let (fake, seen) = fake(4, None);
+    let server = Server::start(fake);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("load.svg");
+    let target = server.addr.to_string();
+    let plan = planned(&[
+        "--target",
+        &target,
+        "--ramp",
+        "0:4:200ms,hold:100ms",
+        "--connections",
+        "2",
+        "--in-flight",
+        "2",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(plan.streams, 2);
+    let outcome = execute(plan).unwrap_or_else(|e| panic!("{e:?}"));
+    let r = Report::of(&outcome);
+    assert_eq!(r.requests, seen.requests.load(Ordering::SeqCst));
+    assert_eq!(r.responses, seen.draws.load(Ordering::SeqCst));
+    assert!(!outcome.timeline.points.is_empty());
+    let text = super::report::text(&r).join("\n");
+    for needle in ["load 127.0.0.1:", "ramp 0:4:200ms,hold:100ms", "p99.9", "OK ", "empty"] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    super::report::plot(&svg, &outcome).unwrap();
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("<svg") && drawn.contains("p99") && drawn.contains("draws/s"));
+}

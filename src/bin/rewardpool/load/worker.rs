@@ -33,6 +33,8 @@ use crate::service::proto::{DrawRequest, DrawResponse};
 pub(crate) const LATE: Duration = Duration::from_millis(5);
 /// How long a stream waits, after the run's end, for its outstanding answers.
 pub(crate) const DRAIN: Duration = Duration::from_secs(10);
+/// How long a finished stream waits for the server to end the call after its half-close.
+const CLOSE: Duration = Duration::from_secs(1);
 /// Pause before a failed stream opens again.
 pub(crate) const RETRY: Duration = Duration::from_millis(100);
 
@@ -232,6 +234,12 @@ impl Session<'_> {
             if sending && active {
                 self.send_due(&tx, now);
             } else if !sending && self.pending.is_empty() {
+                // Half-close: the server ends the call with OK (no cancellation to log).
+                drop(tx);
+                if let Some(s) = inbound.as_mut() {
+                    let rest = async { while let Ok(Some(_)) = s.message().await {} };
+                    let _ = tokio::time::timeout(CLOSE, rest).await;
+                }
                 return Ended::Done;
             } else if now >= drain_end {
                 self.fail_all(UNANSWERED);
