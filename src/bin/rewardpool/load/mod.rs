@@ -3,7 +3,8 @@
 //! `plan` turns the arguments into a [`plan::Plan`]; `connect` opens the HTTP/2
 //! connections (exit 1 with a sentence when the target refuses or does not answer within
 //! [`CONNECT_TIMEOUT`]); every stream runs as a task (`worker`) recording into its thread's
-//! tally (`tally`); this module's loop moves the ramp's level, samples the time series
+//! tally (`tally`), each Draw call made by `wire` (the generated messages, answers decoded
+//! without allocating); this module's loop moves the ramp's level, samples the time series
 //! (`timeline`) and the progress bar (`progress`); `report` prints text or JSON and draws
 //! the plot.
 //!
@@ -17,6 +18,7 @@ mod ramp;
 mod report;
 mod tally;
 mod timeline;
+mod wire;
 mod worker;
 
 #[cfg(test)]
@@ -37,7 +39,6 @@ use self::worker::Run;
 use super::args::LoadArgs;
 use super::bench::check_writable;
 use super::{CmdResult, Failure};
-use crate::service::proto::reward_pool_service_client::RewardPoolServiceClient;
 
 /// `rewardpool load --help`'s text.
 pub(crate) const LONG_ABOUT: &str = "\
@@ -139,7 +140,7 @@ async fn drive(plan: Plan, registry: Arc<Registry>) -> Result<Outcome, Failure> 
         for (c, channel) in (0..connections).zip(&channels) {
             // Interleaved, so a rising level spreads its streams over the connections.
             let index = s * connections + c;
-            let client = RewardPoolServiceClient::new(channel.clone());
+            let client = tonic::client::Grpc::new(channel.clone());
             streams.spawn(worker::stream(index, client, Arc::clone(&run), level_rx.clone()));
         }
     }

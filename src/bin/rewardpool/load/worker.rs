@@ -21,13 +21,14 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::client::Grpc;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use super::plan::{Mode, Plan};
 use super::tally::{self, UNANSWERED};
-use crate::service::proto::reward_pool_service_client::RewardPoolServiceClient;
-use crate::service::proto::{DrawRequest, DrawResponse};
+use super::wire::{self, Answer};
+use crate::service::proto::DrawRequest;
 
 /// Open loop: a request sent more than this after its due time counts as late.
 pub(crate) const LATE: Duration = Duration::from_millis(5);
@@ -182,7 +183,7 @@ enum Ended {
 /// Stream `index` of the run: sessions until the run's end.
 pub(crate) async fn stream(
     index: u32,
-    mut client: RewardPoolServiceClient<Channel>,
+    mut client: Grpc<Channel>,
     run: Arc<Run>,
     mut level: watch::Receiver<u32>,
 ) {
@@ -218,15 +219,15 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn run(&mut self, client: &mut RewardPoolServiceClient<Channel>) -> Ended {
+    async fn run(&mut self, client: &mut Grpc<Channel>) -> Ended {
         let cap = self.run.plan.in_flight as usize;
         let closed = matches!(self.pacer, Pacer::Closed { .. });
         let drain_end = self.run.end + DRAIN;
         let (tx, rx) = mpsc::channel(cap);
         // The call resolves on the server's response headers, which a server may send only
         // with its first answer: requests go out while it is pending.
-        let mut call = std::pin::pin!(client.draw(ReceiverStream::new(rx)));
-        let mut inbound: Option<Streaming<DrawResponse>> = None;
+        let mut call = std::pin::pin!(wire::draw(client, ReceiverStream::new(rx)));
+        let mut inbound: Option<Streaming<Answer>> = None;
         loop {
             let now = Instant::now();
             let sending = now < self.run.end;
@@ -249,11 +250,11 @@ impl Session<'_> {
             tokio::select! {
                 biased;
                 r = &mut call, if inbound.is_none() => match r {
-                    Ok(response) => inbound = Some(response.into_inner()),
+                    Ok(answers) => inbound = Some(answers),
                     Err(status) => return self.failed(&status),
                 },
                 m = message(&mut inbound), if inbound.is_some() => match m {
-                    Ok(Some(r)) => self.answer(&r),
+                    Ok(Some(r)) => self.answer(r),
                     Ok(None) => {
                         // The server ended the stream without an error, before answering all.
                         self.fail_all(UNANSWERED);
@@ -297,14 +298,14 @@ impl Session<'_> {
     }
 
     /// One response: it belongs to the oldest outstanding request.
-    fn answer(&mut self, r: &DrawResponse) {
+    fn answer(&mut self, r: Answer) {
         let Some(front) = self.pending.front_mut() else {
             // More answers than asked for: counted, not matched.
-            tally::record_failed(usize::MAX, 1, u64::from(!r.error.is_empty()));
+            tally::record_failed(usize::MAX, 1, u64::from(r.empty));
             return;
         };
         front.responses += 1;
-        front.empty += u32::from(!r.error.is_empty());
+        front.empty += u32::from(r.empty);
         front.left = front.left.saturating_sub(1);
         if front.left == 0 {
             let done = *front;
@@ -333,9 +334,7 @@ impl Session<'_> {
 }
 
 /// The next message of an open stream (pending forever without one).
-async fn message(
-    inbound: &mut Option<Streaming<DrawResponse>>,
-) -> Result<Option<DrawResponse>, Status> {
+async fn message(inbound: &mut Option<Streaming<Answer>>) -> Result<Option<Answer>, Status> {
     match inbound {
         Some(s) => s.message().await,
         None => std::future::pending().await,
