@@ -35,7 +35,7 @@ use tonic::transport::{Channel, Endpoint};
 use self::plan::{Mode, Plan};
 use self::tally::{Registry, Tally};
 use self::timeline::Timeline;
-use self::worker::Run;
+use self::worker::{Control, Run};
 use super::args::LoadArgs;
 use super::bench::check_writable;
 use super::{CmdResult, Failure};
@@ -87,6 +87,8 @@ const TICK: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub plan: Plan,
+    /// SIGINT ended the run early.
+    pub interrupted: bool,
     pub total: Tally,
     /// From the first request to the last stream's end (its last answer, or the drain).
     pub seconds: f64,
@@ -113,8 +115,17 @@ pub(crate) fn run(args: &LoadArgs) -> CmdResult {
     Ok(())
 }
 
-/// Runs the plan on its own runtime; `Err` only when the target cannot be reached.
+/// Runs the plan on its own runtime, SIGINT ending it early; `Err` only when the target
+/// cannot be reached.
 pub(crate) fn execute(plan: Plan) -> Result<Outcome, Failure> {
+    execute_until(plan, interrupt())
+}
+
+/// [`execute`], with `stop` resolving to end the run early.
+pub(crate) fn execute_until(
+    plan: Plan,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Outcome, Failure> {
     let registry = Arc::new(Registry::default());
     let adopt = Arc::clone(&registry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,16 +135,21 @@ pub(crate) fn execute(plan: Plan) -> Result<Outcome, Failure> {
         .on_thread_start(move || adopt.adopt_thread())
         .build()
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context("cannot start the runtime")))?;
-    let outcome = runtime.block_on(drive(plan, Arc::clone(&registry)));
+    let outcome = runtime.block_on(drive(plan, Arc::clone(&registry), stop));
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
 }
 
-async fn drive(plan: Plan, registry: Arc<Registry>) -> Result<Outcome, Failure> {
+async fn drive(
+    plan: Plan,
+    registry: Arc<Registry>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Outcome, Failure> {
     let channels = connect(&plan).await?;
     let start = Instant::now();
     let run = Arc::new(Run { end: start + plan.ramp.total(), start, plan });
-    let (level_tx, level_rx) = watch::channel(level(&run, Duration::ZERO));
+    let first = Control { level: level(&run, Duration::ZERO), stop: None };
+    let (control_tx, control_rx) = watch::channel(first);
     let mut streams = JoinSet::new();
     let connections = run.plan.connections;
     for s in 0..run.plan.streams {
@@ -141,20 +157,33 @@ async fn drive(plan: Plan, registry: Arc<Registry>) -> Result<Outcome, Failure> 
             // Interleaved, so a rising level spreads its streams over the connections.
             let index = s * connections + c;
             let client = tonic::client::Grpc::new(channel.clone());
-            streams.spawn(worker::stream(index, client, Arc::clone(&run), level_rx.clone()));
+            streams.spawn(worker::stream(index, client, Arc::clone(&run), control_rx.clone()));
         }
     }
     let mut timeline = Timeline::new(&run);
     let mut bar = progress::Progress::new(&run);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interrupt = std::pin::pin!(stop);
+    let mut interrupted = false;
     loop {
         tokio::select! {
             joined = streams.join_next() => if joined.is_none() { break },
+            () = &mut interrupt, if !interrupted => {
+                // The first SIGINT ends the run early (streams drain, the report follows);
+                // a second one exits at once.
+                interrupted = true;
+                control_tx.send_modify(|c| c.stop = Some(Instant::now()));
+                tokio::spawn(async {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                });
+            }
             _ = tick.tick() => {
                 let elapsed = run.start.elapsed();
                 let now = level(&run, elapsed);
-                level_tx.send_if_modified(|l| std::mem::replace(l, now) != now);
+                control_tx.send_if_modified(|c| std::mem::replace(&mut c.level, now) != now);
                 if timeline.due(elapsed) {
                     timeline.sample(&registry, elapsed, run.plan.ramp.level_at(elapsed));
                     bar.update(elapsed, &timeline);
@@ -167,10 +196,18 @@ async fn drive(plan: Plan, registry: Arc<Registry>) -> Result<Outcome, Failure> 
     bar.finish();
     Ok(Outcome {
         plan: run.plan.clone(),
+        interrupted,
         total: registry.total(),
         seconds: elapsed.as_secs_f64(),
         timeline,
     })
+}
+
+/// Resolves on SIGINT.
+async fn interrupt() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Closed loop: the streams active `t` into the run (all of them in an open loop).

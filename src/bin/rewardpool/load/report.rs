@@ -54,6 +54,8 @@ pub(crate) struct Report {
     pub pool: String,
     pub keys: bool,
     pub threads: usize,
+    /// SIGINT ended the run before its planned length.
+    pub interrupted: bool,
     pub requests: u64,
     pub requests_ok: u64,
     pub draws: u64,
@@ -109,6 +111,7 @@ impl Report {
             pool: plan.pool.clone(),
             keys: plan.keys,
             threads: plan.threads,
+            interrupted: o.interrupted,
             requests: t.requests,
             requests_ok: t.ok(),
             draws: t.draws,
@@ -207,6 +210,12 @@ pub(super) fn text(r: &Report) -> Vec<String> {
             } else {
                 "the rate was NOT sustained (latency includes the wait to send)"
             }
+        ));
+    }
+    if r.interrupted {
+        lines.push(format!(
+            "interrupted after {:.1} s of the planned {:.1} s",
+            r.seconds, r.duration_s
         ));
     }
     if r.requests > r.requests_ok {

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::plan::{plan, Plan};
 use super::report::Report;
-use super::{execute, Failure};
+use super::{execute, execute_until, Failure};
 use crate::args::{Cli, Command, LoadArgs};
 use crate::service::proto::reward_pool_service_server::{
     RewardPoolService, RewardPoolServiceServer,
@@ -403,4 +403,29 @@ fn the_text_report_and_the_plot_come_out_of_a_ramp() {
     super::report::plot(&svg, &outcome).unwrap();
     let drawn = std::fs::read_to_string(&svg).unwrap();
     assert!(drawn.contains("<svg") && drawn.contains("p99") && drawn.contains("draws/s"));
+}
+
+/// A stop (SIGINT in the command) ends a long run early; every request sent is accounted
+/// for, and an open loop counts as unsent only what was due before the stop.
+#[test]
+fn a_stop_ends_the_run_early_with_everything_accounted_for() {
+    let (fake, seen) = fake(1000, None);
+    let server = Server::start(fake);
+    let target = server.addr.to_string();
+    for extra in [&["--in-flight", "3"][..], &["--rate", "1000"]] {
+        let mut all = vec!["--target", &target, "--duration", "60s", "--streams", "2"];
+        all.extend_from_slice(extra);
+        let before = seen.requests.load(Ordering::SeqCst);
+        let stop = async { tokio::time::sleep(std::time::Duration::from_millis(200)).await };
+        let outcome = execute_until(planned(&all), stop).unwrap_or_else(|e| panic!("{e:?}"));
+        let r = Report::of(&outcome);
+        assert!(r.interrupted, "{extra:?}");
+        assert!(r.seconds < 30.0, "{extra:?}: {}", r.seconds);
+        assert_eq!(r.requests, seen.requests.load(Ordering::SeqCst) - before, "{extra:?}");
+        assert_eq!(r.requests_ok, r.requests, "{extra:?}");
+        if let Some(s) = &r.open_loop {
+            // 60 s at 1000/s would leave tens of thousands unsent.
+            assert!(s.unsent < 100, "{extra:?}: {}", s.unsent);
+        }
+    }
 }

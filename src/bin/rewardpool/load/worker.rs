@@ -47,6 +47,23 @@ pub(crate) struct Run {
     pub end: Instant,
 }
 
+/// What the control loop tells every stream (a `watch` channel: a stream waiting on it
+/// misses no change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Control {
+    /// Closed loop: streams with an index below this are active.
+    pub level: u32,
+    /// The run was asked to stop early (SIGINT) at this time.
+    pub stop: Option<Instant>,
+}
+
+impl Run {
+    /// When sending ends: the plan's end, or an earlier stop.
+    fn end(&self, control: &watch::Receiver<Control>) -> Instant {
+        control.borrow().stop.map_or(self.end, |s| s.min(self.end))
+    }
+}
+
 /// A request sent and not yet answered in full.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -112,20 +129,20 @@ impl Pacer {
         }
     }
 
-    /// Open loop: the requests due before the end that this stream did not send.
-    fn unsent(&self, run: &Run) -> u64 {
+    /// Open loop: the requests due before `end` that this stream did not send.
+    fn unsent(&self, run: &Run, end: Instant) -> u64 {
         match self {
             Pacer::Closed { .. } => 0,
-            Pacer::Open { k, of, j, .. } => scheduled(run, *k, *of).saturating_sub(*j),
+            Pacer::Open { k, of, j, .. } => scheduled(run, end, *k, *of).saturating_sub(*j),
         }
     }
 }
 
-/// Open loop: how many requests stream `k` of `of` has due before the end. The run's
+/// Open loop: how many requests stream `k` of `of` has due before `end`. The run's
 /// request n (from 1) is due when the rate's integral reaches n − ½ (mid-interval, so no
 /// two streams start together), so stream k's j-th is due at (j·of + k + ½).
-fn scheduled(run: &Run, k: u64, of: u64) -> u64 {
-    let total = run.plan.ramp.cumulative(run.plan.ramp.total());
+fn scheduled(run: &Run, end: Instant, k: u64, of: u64) -> u64 {
+    let total = run.plan.ramp.cumulative(end.saturating_duration_since(run.start));
     let room = total - k as f64 - 0.5;
     if room <= 0.0 {
         0
@@ -185,27 +202,29 @@ pub(crate) async fn stream(
     index: u32,
     mut client: Grpc<Channel>,
     run: Arc<Run>,
-    mut level: watch::Receiver<u32>,
+    mut control: watch::Receiver<Control>,
 ) {
     let mut pacer = Pacer::new(&run, index);
     let mut keys = Keys::new(run.plan.keys);
     let cap = run.plan.in_flight as usize;
     let mut pending = VecDeque::with_capacity(cap.min(1024));
-    while Instant::now() < run.end {
+    while Instant::now() < run.end(&control) {
         let mut s = Session {
             run: &run,
             index,
             pacer: &mut pacer,
             keys: &mut keys,
             pending: &mut pending,
-            level: &mut level,
+            control: &mut control,
         };
         match s.run(&mut client).await {
             Ended::Done => break,
-            Ended::Failed => sleep_until((Instant::now() + RETRY).min(run.end).into()).await,
+            Ended::Failed => {
+                sleep_until((Instant::now() + RETRY).min(run.end(&control)).into()).await;
+            }
         }
     }
-    tally::record_unsent(pacer.unsent(&run));
+    tally::record_unsent(pacer.unsent(&run, run.end(&control)));
 }
 
 /// One Draw call of a stream.
@@ -215,14 +234,14 @@ struct Session<'a> {
     pacer: &'a mut Pacer,
     keys: &'a mut Keys,
     pending: &'a mut VecDeque<Pending>,
-    level: &'a mut watch::Receiver<u32>,
+    control: &'a mut watch::Receiver<Control>,
 }
 
 impl Session<'_> {
     async fn run(&mut self, client: &mut Grpc<Channel>) -> Ended {
         let cap = self.run.plan.in_flight as usize;
         let closed = matches!(self.pacer, Pacer::Closed { .. });
-        let drain_end = self.run.end + DRAIN;
+        let mut control_open = true;
         let (tx, rx) = mpsc::channel(cap);
         // The call resolves on the server's response headers, which a server may send only
         // with its first answer: requests go out while it is pending.
@@ -230,8 +249,10 @@ impl Session<'_> {
         let mut inbound: Option<Streaming<Answer>> = None;
         loop {
             let now = Instant::now();
-            let sending = now < self.run.end;
-            let active = !closed || self.index < *self.level.borrow();
+            let end = self.run.end(self.control);
+            let drain_end = end + DRAIN;
+            let sending = now < end;
+            let active = !closed || self.index < self.control.borrow().level;
             if sending && active {
                 self.send_due(&tx, now);
             } else if !sending && self.pending.is_empty() {
@@ -263,12 +284,10 @@ impl Session<'_> {
                     Err(status) => return self.failed(&status),
                 },
                 () = sleep_until(wake.unwrap_or(now).into()), if wake.is_some() => {}
-                r = self.level.changed(), if sending && !active => {
-                    if r.is_err() {
-                        sleep_until(self.run.end.into()).await;
-                    }
+                r = self.control.changed(), if sending && control_open => {
+                    control_open = r.is_ok();
                 }
-                () = sleep_until(self.run.end.into()), if sending => {}
+                () = sleep_until(end.into()), if sending => {}
                 () = sleep_until(drain_end.into()), if !sending => {}
             }
         }
