@@ -22,6 +22,14 @@ pub(crate) struct Latency {
     pub max: u64,
 }
 
+/// Send-lag percentiles, ns.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct Lag {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
 /// The open loop's account of its schedule (`null` in a closed loop).
 #[derive(Debug, Serialize)]
 pub(crate) struct Schedule {
@@ -29,8 +37,10 @@ pub(crate) struct Schedule {
     pub offered_rate: f64,
     /// Requests sent more than 5 ms after they were due.
     pub sent_late: u64,
-    /// The most a request was sent after it was due, ns.
-    pub max_send_lag_ns: u64,
+    /// How long after its due time a request was sent, ns: the generator's own lateness
+    /// (tokio's timers fire on a 1 ms wheel, so ~1 ms at low rates), which the latencies
+    /// include.
+    pub send_lag_ns: Lag,
     /// Requests due before the end that were never sent.
     pub unsent: u64,
     /// Nothing unsent and at most 1 % late.
@@ -74,6 +84,14 @@ fn by_name(counts: &[u64; OUTCOMES]) -> BTreeMap<&'static str, u64> {
     (0..OUTCOMES).filter(|&i| counts[i] > 0).map(|i| (outcome_name(i), counts[i])).collect()
 }
 
+fn quantile(h: &hdrhistogram::Histogram<u64>, p: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(p)
+    }
+}
+
 fn per_sec(n: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         n as f64 / seconds
@@ -85,7 +103,7 @@ fn per_sec(n: u64, seconds: f64) -> f64 {
 impl Report {
     pub(crate) fn of(o: &Outcome) -> Report {
         let (plan, t) = (&o.plan, &o.total);
-        let q = |p: f64| if t.hist.is_empty() { 0 } else { t.hist.value_at_quantile(p) };
+        let q = |p: f64| quantile(&t.hist, p);
         let (mode, pause_ms) = match plan.mode {
             Mode::Closed { pause } => ("closed", Some(pause.as_secs_f64() * 1e3)),
             Mode::Open => ("open", None),
@@ -93,7 +111,11 @@ impl Report {
         let open_loop = plan.rate().map(|offered_rate| Schedule {
             offered_rate,
             sent_late: t.late,
-            max_send_lag_ns: t.lag_max_ns,
+            send_lag_ns: Lag {
+                p50: quantile(&t.lag, 0.5),
+                p99: quantile(&t.lag, 0.99),
+                max: t.lag.max(),
+            },
             unsent: t.unsent,
             rate_sustained: t.unsent == 0 && t.late.saturating_mul(100) <= t.requests,
         });
@@ -201,9 +223,12 @@ pub(super) fn text(r: &Report) -> Vec<String> {
     ];
     if let Some(s) = &r.open_loop {
         lines.push(format!(
-            "schedule   {} sent late (> 5 ms), at most {} behind, {} never sent: {}",
+            "schedule   sent behind time by p50 {} p99 {} max {}; {} late (> 5 ms), {} never \
+             sent: {}",
+            ms(s.send_lag_ns.p50),
+            ms(s.send_lag_ns.p99),
+            ms(s.send_lag_ns.max),
             s.sent_late,
-            ms(s.max_send_lag_ns),
             s.unsent,
             if s.rate_sustained {
                 "the rate was sustained"

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use tonic::Code;
@@ -46,10 +47,13 @@ pub(crate) struct Tally {
     pub errors: [u64; OUTCOMES],
     /// Open loop: requests sent more than [`super::worker::LATE`] after their due time.
     pub late: u64,
-    /// Open loop: the most a request was sent after its due time, ns.
-    pub lag_max_ns: u64,
+    /// Open loop: how long after its due time each request was sent, ns (the generator's
+    /// own lateness: timer granularity, a busy thread, a full window).
+    pub lag: Histogram<u64>,
     /// Open loop: requests due before the end that were never sent.
     pub unsent: u64,
+    /// When the last request was answered in full.
+    pub last_answer: Option<Instant>,
 }
 
 impl Tally {
@@ -65,8 +69,9 @@ impl Tally {
             outcomes: [0; OUTCOMES],
             errors: [0; OUTCOMES],
             late: 0,
-            lag_max_ns: 0,
+            lag: histogram(INTERVAL_DIGITS),
             unsent: 0,
+            last_answer: None,
         }
     }
 
@@ -85,8 +90,9 @@ impl Tally {
             *a += b;
         }
         self.late += other.late;
-        self.lag_max_ns = self.lag_max_ns.max(other.lag_max_ns);
+        let _ = self.lag.add(&other.lag);
         self.unsent += other.unsent;
+        self.last_answer = self.last_answer.max(other.last_answer);
     }
 
     /// Requests answered in full.
@@ -144,9 +150,10 @@ pub(crate) fn record(f: impl FnOnce(&mut Tally)) {
     });
 }
 
-/// A request answered in full, `latency_ns` after its send (or due) time.
-pub(crate) fn record_ok(latency_ns: u64, responses: u64, empty: u64) {
+/// A request answered in full at `now`, `latency_ns` after its send (or due) time.
+pub(crate) fn record_ok(now: Instant, latency_ns: u64, responses: u64, empty: u64) {
     record(|t| {
+        t.last_answer = t.last_answer.max(Some(now));
         t.hist.saturating_record(latency_ns.max(1));
         t.interval.saturating_record(latency_ns.max(1));
         t.outcomes[0] += 1;
@@ -174,7 +181,7 @@ pub(crate) fn record_sent(draws: u64, lag_ns: Option<u64>) {
         t.requests += 1;
         t.draws += draws;
         if let Some(lag) = lag_ns {
-            t.lag_max_ns = t.lag_max_ns.max(lag);
+            t.lag.saturating_record(lag.max(1));
             if lag > super::worker::LATE.as_nanos() as u64 {
                 t.late += 1;
             }

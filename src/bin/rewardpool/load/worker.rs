@@ -331,7 +331,7 @@ impl Session<'_> {
             self.pending.pop_front();
             let now = Instant::now();
             let latency = nanos(now.saturating_duration_since(done.at));
-            tally::record_ok(latency, u64::from(done.responses), u64::from(done.empty));
+            tally::record_ok(now, latency, u64::from(done.responses), u64::from(done.empty));
             self.pacer.free(now);
         }
     }
