@@ -272,8 +272,10 @@ pub(crate) struct LoadArgs {
     /// HTTP/2 connections (1 to 256).
     #[arg(long, value_name = "C", default_value_t = 1, allow_negative_numbers = true)]
     pub connections: u32,
-    /// Draw streams per connection (1 to 10000) [default: 1; with a stream --ramp, its
-    /// highest level spread over the connections].
+    /// Draw streams per connection [default: 1; with a stream --ramp, its highest level
+    /// spread over the connections]. A server admits a limited number of concurrent
+    /// streams per connection (hyper's default: 200); streams beyond it wait for a free
+    /// one, so use more --connections. At most 100000 streams in all.
     #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub streams: Option<u32>,
     /// Draws per DrawRequest (1 to 1000000; the server refuses more than its own maximum).

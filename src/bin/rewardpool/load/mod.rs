@@ -170,15 +170,9 @@ async fn drive(
         tokio::select! {
             joined = streams.join_next() => if joined.is_none() { break },
             () = &mut interrupt, if !interrupted => {
-                // The first SIGINT ends the run early (streams drain, the report follows);
-                // a second one exits at once.
+                // Streams stop sending and drain; the report follows.
                 interrupted = true;
                 control_tx.send_modify(|c| c.stop = Some(Instant::now()));
-                tokio::spawn(async {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                });
             }
             _ = tick.tick() => {
                 let elapsed = run.start.elapsed();
@@ -208,11 +202,16 @@ async fn drive(
     })
 }
 
-/// Resolves on SIGINT.
+/// Resolves on SIGINT, which ends the run early; a second SIGINT exits at once (130).
 async fn interrupt() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
 }
 
 /// Closed loop: the streams active `t` into the run (all of them in an open loop).

@@ -253,9 +253,13 @@ impl Session<'_> {
             let drain_end = end + DRAIN;
             let sending = now < end;
             let active = !closed || self.index < self.control.borrow().level;
-            if sending && active {
-                self.send_due(&tx, now);
-            } else if !sending && self.pending.is_empty() {
+            // The open loop owes every request due before the end, also one whose timer
+            // fired after it (or that waited for the window): it goes out late.
+            let may_send = (sending && active) || !closed;
+            if may_send {
+                self.send_due(&tx, now, end);
+            }
+            if !sending && self.pending.is_empty() {
                 // Half-close: the server ends the call with OK (no cancellation to log).
                 drop(tx);
                 if let Some(s) = inbound.as_mut() {
@@ -267,7 +271,8 @@ impl Session<'_> {
                 self.fail_all(UNANSWERED);
                 return Ended::Done;
             }
-            let wake = self.pacer.next().filter(|_| sending && active && self.pending.len() < cap);
+            let wake =
+                self.pacer.next().filter(|&t| may_send && t < end && self.pending.len() < cap);
             tokio::select! {
                 biased;
                 r = &mut call, if inbound.is_none() => match r {
@@ -293,12 +298,12 @@ impl Session<'_> {
         }
     }
 
-    /// Sends every request that is due now and fits the window.
-    fn send_due(&mut self, tx: &mpsc::Sender<DrawRequest>, now: Instant) {
+    /// Sends every request that is due by `now` (and before `end`) and fits the window.
+    fn send_due(&mut self, tx: &mpsc::Sender<DrawRequest>, now: Instant, end: Instant) {
         let plan = &self.run.plan;
         let count = plan.count.unsigned_abs();
         while self.pending.len() < plan.in_flight as usize
-            && self.pacer.next().is_some_and(|t| t <= now)
+            && self.pacer.next().is_some_and(|t| t <= now && t < end)
         {
             let request = DrawRequest {
                 count: plan.count,
