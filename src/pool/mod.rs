@@ -591,6 +591,14 @@ impl Pool {
         ItemState { id: self.ids[i].clone(), quantity: self.quantities[i], weight: self.weights[i] }
     }
 
+    /// How many units of the item at `index` remain, if it exists (no copy of its id: for
+    /// the core thread's publication of remaining quantities, `engine::metrics`).
+    #[inline]
+    #[must_use]
+    pub fn quantity(&self, index: ItemIndex) -> Option<Quantity> {
+        self.quantities.get(index.0 as usize).copied()
+    }
+
     /// The last request id handed out.
     #[must_use]
     pub fn last_request_id(&self) -> RequestId {
