@@ -107,8 +107,9 @@ impl PendingGroups {
 /// Draws a request's outcomes: one draw, or a pull's `len` into the client's pull area.
 /// Always inlined: the unkeyed hot path must stay one loop, as before keys (measured: out of
 /// line, single draws ran slower).
-/// `KEYED`: the draws of a new key (`Pool::draw_keyed`, from `serve_keyed`). Counts empty
-/// draws and pulls in `tally` (plain integers; stored for observers at commit).
+/// `KEYED`: the draws of a new key (`Pool::draw_keyed`, from `serve_keyed`). Counts pulls
+/// in `tally` (a plain integer, stored for observers at commit; the pool counts empty
+/// draws itself).
 #[inline(always)]
 fn draw<J: Journal, const KEYED: bool>(
     pool: &mut Pool,
@@ -120,7 +121,6 @@ fn draw<J: Journal, const KEYED: bool>(
     match request.kind {
         RequestKind::Draw => {
             let draw = if KEYED { pool.draw_keyed() } else { pool.draw() };
-            tally.empty_draws += u64::from(draw.item.is_none());
             journal.append_draw(draw)?;
             let completion = draw.item.map_or(Completion::Empty, Completion::Item);
             slots.write(request.seq, draw.request_id, completion);
@@ -131,7 +131,6 @@ fn draw<J: Journal, const KEYED: bool>(
             for j in 0..u64::from(len) {
                 let draw = if KEYED { pool.draw_keyed() } else { pool.draw() };
                 debug_assert_eq!(draw.request_id.0, first + j, "a pull's ids follow");
-                tally.empty_draws += u64::from(draw.item.is_none());
                 journal.append_draw(draw)?;
                 slots.write_item(at + j, draw.item);
             }
@@ -235,6 +234,8 @@ pub(crate) struct Core<J> {
     now_s: u32,
     /// Empty draws, pulls, replays and conflicts since start (stored at each commit).
     tally: Tally,
+    /// The pool's empty draws when the engine started (a pool may have drawn before).
+    empty_draws_base: u64,
     /// Requests taken from the rings (or refused) and requests published, since start:
     /// their difference is the in-flight gauge.
     requests_staged: u64,
@@ -251,6 +252,7 @@ impl<J: Journal> Core<J> {
         remaining: RemainingWriter,
         c: &EngineConfig,
     ) -> Core<J> {
+        let empty_draws_base = pool.empty_draws();
         Core {
             prefault: pool.key_pages().and_then(Prefault::spawn),
             pool,
@@ -277,6 +279,7 @@ impl<J: Journal> Core<J> {
             clock_base: c.clock.base(),
             now_s: 0,
             tally: Tally::default(),
+            empty_draws_base,
             requests_staged: 0,
             requests_published: 0,
             remaining,
@@ -602,6 +605,7 @@ impl<J: Journal> Core<J> {
         let last = self.pool.last_request_id().0;
         self.shared.stats.last_request_id.store(last, Ordering::Relaxed);
         let counters = &self.shared.counters;
+        self.tally.empty_draws = self.pool.empty_draws() - self.empty_draws_base;
         counters.commit(draws, &self.tally);
         counters.set_in_flight(self.requests_staged - self.requests_published);
         if draws > 0 {

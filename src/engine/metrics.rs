@@ -7,7 +7,7 @@
 //!
 //! | counter | updated | meaning |
 //! |---|---|---|
-//! | `empty_draws`, `pulls`, `replayed`, `key_conflicts` | at each commit | counted in core-local integers while serving, stored once per group |
+//! | `empty_draws`, `pulls`, `replayed`, `key_conflicts` | at each commit | counted in plain integers while serving (empty draws by the pool, on the branch only an empty pool takes), stored once per group |
 //! | `group_size` | at each commit | draws in the group (an update's group holds 0) |
 //! | `commit_latency` | when the core sees a group durable | from the group's opening (right before its first draw) to that moment |
 //! | `ring_waiting` | each pass over the rings | requests the core found waiting in clients' rings |
