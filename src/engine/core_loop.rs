@@ -545,10 +545,11 @@ impl<J: Journal> Core<J> {
             self.group_extra += u64::from(cost) - 1;
             self.group_draws += drawn;
             port.staged += 1;
+            // Per request, with `staged`: a journal error may end the batch early.
+            self.requests_staged += 1;
             taken += 1;
         }
         chunk.commit(taken);
-        self.requests_staged += taken as u64;
         Ok(taken)
     }
 
@@ -607,7 +608,7 @@ impl<J: Journal> Core<J> {
         let counters = &self.shared.counters;
         self.tally.empty_draws = self.pool.empty_draws() - self.empty_draws_base;
         counters.commit(draws, &self.tally);
-        counters.set_in_flight(self.requests_staged - self.requests_published);
+        counters.set_in_flight(self.in_flight());
         if draws > 0 {
             self.remaining.changed();
         }
@@ -652,10 +653,21 @@ impl<J: Journal> Core<J> {
         if published {
             // Relaxed: an observer's counter.
             self.shared.stats.draws_acknowledged.store(self.acknowledged, Ordering::Relaxed);
-            let in_flight = self.requests_staged - self.requests_published;
-            self.shared.counters.set_in_flight(in_flight);
+            self.shared.counters.set_in_flight(self.in_flight());
         }
         Ok(published)
+    }
+
+    /// Requests taken (or refused) and not yet answered.
+    fn in_flight(&self) -> u64 {
+        debug_assert!(
+            self.requests_staged >= self.requests_published,
+            "staged={} published={}",
+            self.requests_staged,
+            self.requests_published
+        );
+        // Saturating: an observer's gauge never stops the core.
+        self.requests_staged.saturating_sub(self.requests_published)
     }
 
     fn idle_step(&mut self) {
@@ -725,8 +737,7 @@ impl<J: Journal> Core<J> {
     fn stop(&mut self) {
         // The final numbers for observers, before `stopped` says there are no more.
         self.remaining.sweep_all(&self.pool);
-        let in_flight = self.requests_staged - self.requests_published;
-        self.shared.counters.set_in_flight(in_flight);
+        self.shared.counters.set_in_flight(self.in_flight());
         // Every publish above happens-before a client's Acquire of `stopped`.
         self.shared.intake.set_stopped();
         // SeqCst: pairs with the fence in `Intake::wake_core` after a control push (see

@@ -316,10 +316,11 @@ impl Counters {
 ///   its first idle moment. A state read ([`crate::Engine::state`]) and the core's stop
 ///   republish everything, so after either the table equals the pool exactly.
 /// - **Items added by an update.** The table is allocated at start for the catalog with
-///   room to spare (twice its size, at least 64); an update that adds an item past that
-///   room allocates a table twice as large on the core thread (an update allocates anyway:
-///   it is a control command, off the draw path) and swaps it in under a lock that only
-///   readers and such updates take. No item is ever left out.
+///   room to spare (an eighth more, plus 64: 8 bytes an item); an update that adds an item
+///   past that room allocates a table twice as large on the core thread (an update
+///   allocates anyway: it is a control command, off the draw path) and swaps it in under a
+///   lock that only readers and such updates take. No item is ever left out, and growing
+///   costs one copy per doubling.
 pub(crate) struct Remaining {
     current: Mutex<Arc<RemainingTable>>,
 }
@@ -357,7 +358,7 @@ fn decode(cell: u64) -> Quantity {
 impl Remaining {
     /// A table for `pool`'s items, all published, and the core's handle on it.
     pub(crate) fn new(pool: &Pool) -> (Remaining, RemainingWriter) {
-        let capacity = (pool.len() * 2).max(64);
+        let capacity = pool.len() + pool.len() / 8 + 64;
         let table = Arc::new(RemainingTable::with_capacity(capacity));
         let mut writer = RemainingWriter { table: Arc::clone(&table), cursor: 0, stale: 0 };
         for i in 0..pool.len() {

@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
-use rewardpool::engine::{CorePin, RunState, REMAINING_PER_GROUP};
+use rewardpool::engine::{CorePin, IdleConfig, RunState, REMAINING_PER_GROUP};
 use rewardpool::journal::testing::FailingJournal;
 use rewardpool::storage::FaultyStorage;
 use rewardpool::store::Durability;
@@ -237,4 +238,39 @@ fn a_failed_pool_reads_as_failed() {
     let m = meter.read();
     assert_eq!(m.run_state(), RunState::Failed);
     assert_eq!(m.in_flight, 0, "failed requests are answered: {m:?}");
+}
+
+/// A journal failing in the middle of a batch: every request taken is answered (failed),
+/// so nothing stays in flight. The core is parked (long parks) while 200 draws are queued,
+/// then woken: it takes batches of 64 into one open group, and the 101st draw fails
+/// inside the second batch.
+#[test]
+fn a_failure_mid_batch_leaves_nothing_in_flight() {
+    let (journal, switch) = FailingJournal::new();
+    let idle = IdleConfig { spin_passes: 1, yield_passes: 1, park_max: Duration::from_secs(5) };
+    let config = EngineConfig { idle, batch_len_max: 64, ..unpinned() };
+    let engine = Engine::start(mud_pool(), journal, config).unwrap();
+    let meter = engine.meter();
+    switch.fail_after_draws(100);
+    let mut client = engine.client().unwrap();
+    thread::sleep(Duration::from_millis(50));
+    for _ in 0..200 {
+        let _ticket = client.try_draw().unwrap();
+    }
+    let mut failed = 0;
+    // `drain` wakes the core. A generous deadline turns a hang (a core that never
+    // stops) into a failure.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client.outstanding() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the outcomes never came: a hang");
+        if client.drain(|_, r| failed += u64::from(r.is_err())) == 0 {
+            thread::yield_now();
+        }
+    }
+    assert_eq!(failed, 200, "the first 100 draws were in a group never committed");
+    drop(client);
+    assert!(engine.shutdown().is_err());
+    let m = meter.read();
+    assert_eq!(m.run_state(), RunState::Failed);
+    assert_eq!(m.in_flight, 0, "{m:?}");
 }
