@@ -39,7 +39,8 @@ const COMMIT_LATENCY_LOG2_MIN: u32 = 10;
 
 /// Items whose remaining quantity the core republishes per group, at most: a catalog this
 /// small is exact after every group; a larger one is swept in turns, and finished whenever
-/// the core is idle (see [`Remaining`]). Bounds the per-group cost to 64 loads and stores.
+/// the core is idle (see [`Meter::remaining`]). Bounds the per-group cost to 64 loads and
+/// stores.
 pub const REMAINING_PER_GROUP: usize = 64;
 
 /// Items the core republishes per idle pass, at most: an idle sweep of a large catalog is
