@@ -17,6 +17,8 @@
 //! grpc:
 //!   enabled: false
 //!   listen_address: "127.0.0.1:50051"
+//! metrics:                         # optional: without it, `serve` runs no metrics server
+//!   listen_address: "127.0.0.1:9464"   # /metrics, /healthz, /readyz (this is the default)
 //! idempotency:                     # retried keyed draws return their original outcomes
 //!   keys: 1048576                  # keys kept (oldest evicted first), 1 ... 16777216
 //!   hours: 24                      # a key older than this runs as a new request
@@ -101,6 +103,9 @@ pub struct Config {
     pub wal: WalConfig,
     /// `grpc` section.
     pub grpc: GrpcConfig,
+    /// `metrics` section: where `serve` answers `/metrics`, `/healthz` and `/readyz`;
+    /// `None` (no section) runs no metrics server.
+    pub metrics: Option<MetricsConfig>,
     /// `idempotency` section: the idempotency-key window.
     pub idempotency: KeyWindow,
     /// Every pool, in file order: the Go form `pool:` is one pool named [`DEFAULT_POOL`].
@@ -208,6 +213,20 @@ impl Default for GrpcConfig {
     }
 }
 
+/// `metrics` section: the HTTP server of `/metrics` (Prometheus text format), `/healthz` and
+/// `/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `host:port` as for `grpc.listen_address`; [`DEFAULT_METRICS_ADDRESS`] when the
+    /// section leaves it out.
+    pub listen_address: String,
+}
+
+/// The metrics server's address when the `metrics` section names none: loopback only (a
+/// scraper elsewhere needs an explicit address), on the port OpenTelemetry's Prometheus
+/// exporters use by default.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9464";
+
 impl Default for Config {
     /// The built-in configuration: the Go sample's six items, data in `./data`.
     fn default() -> Config {
@@ -235,6 +254,7 @@ impl Default for Config {
             catalog,
             wal: WalConfig::default(),
             grpc: GrpcConfig::default(),
+            metrics: None,
             pools,
             layout: DirLayout::Single,
             idempotency: KeyWindow::default(),
@@ -443,6 +463,8 @@ pub enum ConfigErrorKind {
     UnknownFormatter(String),
     /// `grpc.listen_address` is not `host:port`.
     BadListenAddress(String),
+    /// `metrics.listen_address` is not `host:port`.
+    BadMetricsAddress(String),
     /// Both `pool:` (the Go form) and `pools:` are present.
     BothPoolForms,
     /// `pools:` lists no pool.
@@ -580,6 +602,11 @@ impl fmt::Display for ConfigErrorKind {
                 "grpc.listen_address is {v:?}, it must be host:port (e.g. \"127.0.0.1:50051\" \
                  or \":50051\")"
             ),
+            ConfigErrorKind::BadMetricsAddress(v) => write!(
+                f,
+                "metrics.listen_address is {v:?}, it must be host:port (e.g. \"127.0.0.1:9464\" \
+                 or \":9464\")"
+            ),
             ConfigErrorKind::BothPoolForms => f.write_str(
                 "both `pool` and `pools` are present: use `pool` for one pool (named \
                  \"default\") or `pools` for several, not both",
@@ -665,7 +692,15 @@ struct RawConfig {
     #[serde(default)]
     grpc: RawGrpc,
     #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default)]
     idempotency: RawIdempotency,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen_address: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -935,6 +970,18 @@ impl RawConfig {
             return Err(ConfigErrorKind::BadListenAddress(grpc.listen_address).into());
         }
 
+        let metrics = match self.metrics {
+            None => None,
+            Some(m) => {
+                let listen_address =
+                    m.listen_address.unwrap_or_else(|| DEFAULT_METRICS_ADDRESS.to_owned());
+                if !valid_listen_address(&listen_address) {
+                    return Err(ConfigErrorKind::BadMetricsAddress(listen_address).into());
+                }
+                Some(MetricsConfig { listen_address })
+            }
+        };
+
         let i = self.idempotency;
         let keys = bounded("idempotency.keys", i.keys, KEYS_DEFAULT.into(), 1, KEYS_MAX.into())?;
         let hours =
@@ -950,6 +997,7 @@ impl RawConfig {
             catalog,
             wal,
             grpc,
+            metrics,
             idempotency,
             pools,
             layout,
@@ -1204,6 +1252,28 @@ mod tests {
             let e = err(&format!("{base}grpc:\n  listen_address: \"{bad}\"\n"));
             assert!(matches!(e.kind, ConfigErrorKind::BadListenAddress(_)), "{bad}");
         }
+    }
+
+    #[test]
+    fn metrics_section_is_optional_and_checked_like_grpc() {
+        let base = with_item("{ item_id: b, quantity: 1, weight: 1 }");
+        assert_eq!(Config::from_yaml_str(&base).unwrap().metrics, None, "no section, no server");
+        assert_eq!(Config::from_yaml_str(GO_SAMPLE).unwrap().metrics, None);
+        let c = Config::from_yaml_str(&format!("{base}metrics: {{}}\n")).unwrap();
+        let default = MetricsConfig { listen_address: DEFAULT_METRICS_ADDRESS.to_owned() };
+        assert_eq!(c.metrics, Some(default));
+        for ok in [":9464", "0.0.0.0:9100", "[::1]:9464"] {
+            let c = Config::from_yaml_str(&format!("{base}metrics:\n  listen_address: \"{ok}\"\n"))
+                .unwrap();
+            assert_eq!(c.metrics.map(|m| m.listen_address).as_deref(), Some(ok));
+        }
+        for bad in ["9464", "host:", "host:70000"] {
+            let e = err(&format!("{base}metrics:\n  listen_address: \"{bad}\"\n"));
+            assert_eq!(e.kind, ConfigErrorKind::BadMetricsAddress(bad.to_owned()));
+            assert!(e.to_string().contains("metrics.listen_address"), "{e}");
+        }
+        let e = err(&format!("{base}metrics:\n  port: 1\n"));
+        assert!(e.to_string().contains("port"), "{e}");
     }
 
     const TWO_POOLS: &str = "working_dir: d\nwal:\n  durability: buffered\n  max_commit_delay_us: 7\npools:\n  - name: eu\n    catalog:\n      - { item_id: gold, quantity: 5, probability: 1 }\n  - name: us-2\n    core: 0\n    catalog:\n      - { item_id: mud, quantity: -1, probability: 3 }\n    wal:\n      durability: sync\n      max_file_size_kb: 1024\n";

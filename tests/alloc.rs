@@ -6,7 +6,9 @@
 //! blocking `pull` read through its iterator) are inside every count too, and so are keyed
 //! pulls (new keys, then their retries answered from the key window) and keyed draws. Keyed
 //! requests through the WAL journal, written as batch frames, allocate nothing either, nor do
-//! two pools of one `Host` drawn from alternately.
+//! two pools of one `Host` drawn from alternately. The engine's metrics (counters,
+//! histograms and remaining quantities, stored once per group) are updated inside every
+//! count, and an observer's `Meter::read` while armed allocates nothing either.
 //!
 //! The count is process-wide while armed (the core is another thread). This binary holds a
 //! single test, so the test harness's own threads are idle while armed; nothing here prints
@@ -420,6 +422,7 @@ fn memory_journal() {
     std::thread::sleep(Duration::from_millis(50));
     client.draw().unwrap();
     let _ = engine.state().unwrap();
+    let meter = engine.meter();
 
     if capture {
         CAPTURE.store(true, Ordering::Relaxed);
@@ -428,6 +431,8 @@ fn memory_journal() {
     ARMED.store(true, Ordering::SeqCst);
     let blocking = draws / 10;
     let mut acknowledged = pipelined(&mut client, draws - blocking);
+    // What a scrape reads per pool: a few loads into a `Copy` value.
+    let reading = meter.read();
     for _ in 0..blocking {
         if let Ok(outcome) = client.draw() {
             if outcome.item.and_then(|i| client.item_id(i)).is_some() {
@@ -444,6 +449,8 @@ fn memory_journal() {
     let allocs = ALLOCS.load(Ordering::SeqCst);
 
     assert_eq!(acknowledged, draws);
+    assert!(reading.draws_committed >= 20_000 + draws - blocking, "{reading:?}");
+    assert_eq!(reading.group_size.sum(), reading.draws_committed, "{reading:?}");
     assert_eq!(pulled, pulls * u64::from(PULL));
     assert_eq!(keyed, (pulls / 10 * u64::from(PULL) * 2, pulls / 10 * u64::from(PULL) + 1));
     let state = engine.shutdown().unwrap();

@@ -18,6 +18,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use super::metrics::{RemainingWriter, Tally};
 use super::prefault::Prefault;
 use super::{Clock, Control, EngineConfig, EngineError, Shared};
 use crate::ingress::{Completion, Port, Request, RequestKind, SlotBlock};
@@ -33,6 +34,9 @@ struct PendingGroups {
     extras: Box<[u64]>,
     /// How many ports each group recorded (the active prefix at its commit).
     lens: Box<[usize]>,
+    /// When each group was opened (for the commit-latency histogram); `None` for the
+    /// entries of refused batches, which are no group.
+    started: Box<[Option<Instant>]>,
     marks: Box<[u64]>,
     ports_len: usize,
     head: usize,
@@ -45,6 +49,7 @@ impl PendingGroups {
             seqs: vec![0; groups_max].into_boxed_slice(),
             extras: vec![0; groups_max].into_boxed_slice(),
             lens: vec![0; groups_max].into_boxed_slice(),
+            started: vec![None; groups_max].into_boxed_slice(),
             marks: vec![0; groups_max * ports_len].into_boxed_slice(),
             ports_len,
             head: 0,
@@ -62,14 +67,21 @@ impl PendingGroups {
     }
 
     /// Records `ports` (the active prefix of the port table) for `group`, which holds
-    /// `extra` draws beyond one per request.
-    fn push(&mut self, group: GroupSeq, ports: &[Option<Port>], extra: u64) {
+    /// `extra` draws beyond one per request and was opened at `started`.
+    fn push(
+        &mut self,
+        group: GroupSeq,
+        ports: &[Option<Port>],
+        extra: u64,
+        started: Option<Instant>,
+    ) {
         assert!(!self.is_full());
         assert!(ports.len() <= self.ports_len, "ports={} max={}", ports.len(), self.ports_len);
         let at = (self.head + self.len) % self.seqs.len();
         self.seqs[at] = group.0;
         self.extras[at] = extra;
         self.lens[at] = ports.len();
+        self.started[at] = started;
         let marks = &mut self.marks[at * self.ports_len..(at + 1) * self.ports_len];
         for (mark, port) in marks.iter_mut().zip(ports) {
             *mark = port.as_ref().map_or(0, |p| p.staged);
@@ -77,9 +89,9 @@ impl PendingGroups {
         self.len += 1;
     }
 
-    /// The oldest group if it is durable by `durable`: its sequence number, extra draws
-    /// and marks.
-    fn pop_durable(&mut self, durable: GroupSeq) -> Option<(u64, u64, &[u64])> {
+    /// The oldest group if it is durable by `durable`: its sequence number, extra draws,
+    /// opening time and marks.
+    fn pop_durable(&mut self, durable: GroupSeq) -> Option<(u64, u64, Option<Instant>, &[u64])> {
         if self.len == 0 || self.seqs[self.head] > durable.0 {
             return None;
         }
@@ -87,20 +99,24 @@ impl PendingGroups {
         self.head = (self.head + 1) % self.seqs.len();
         self.len -= 1;
         let start = at * self.ports_len;
-        Some((self.seqs[at], self.extras[at], &self.marks[start..start + self.lens[at]]))
+        let marks = &self.marks[start..start + self.lens[at]];
+        Some((self.seqs[at], self.extras[at], self.started[at], marks))
     }
 }
 
 /// Draws a request's outcomes: one draw, or a pull's `len` into the client's pull area.
 /// Always inlined: the unkeyed hot path must stay one loop, as before keys (measured: out of
 /// line, single draws ran slower).
-/// `KEYED`: the draws of a new key (`Pool::draw_keyed`, from `serve_keyed`).
+/// `KEYED`: the draws of a new key (`Pool::draw_keyed`, from `serve_keyed`). Counts pulls
+/// in `tally` (a plain integer, stored for observers at commit; the pool counts empty
+/// draws itself).
 #[inline(always)]
 fn draw<J: Journal, const KEYED: bool>(
     pool: &mut Pool,
     journal: &mut J,
     slots: &SlotBlock,
     request: &Request,
+    tally: &mut Tally,
 ) -> Result<(), JournalError> {
     match request.kind {
         RequestKind::Draw => {
@@ -111,6 +127,7 @@ fn draw<J: Journal, const KEYED: bool>(
         }
         RequestKind::Pull { len, at } => {
             let first = pool.last_request_id().0 + 1;
+            tally.pulls += 1;
             for j in 0..u64::from(len) {
                 let draw = if KEYED { pool.draw_keyed() } else { pool.draw() };
                 debug_assert_eq!(draw.request_id.0, first + j, "a pull's ids follow");
@@ -136,15 +153,17 @@ fn serve_keyed<J: Journal>(
     slots: &SlotBlock,
     request: &Request,
     now_s: u32,
+    tally: &mut Tally,
 ) -> Result<u32, JournalError> {
     let count = request.kind.draws();
     match pool.key(request.key, count, now_s) {
         KeyLookup::New => {
             journal.append_key(request.key, count)?;
-            draw::<J, true>(pool, journal, slots, request)?;
+            draw::<J, true>(pool, journal, slots, request, tally)?;
             Ok(count)
         }
         KeyLookup::Replay { first, at: from } => {
+            tally.replayed += 1;
             let completion = match request.kind {
                 RequestKind::Draw => {
                     pool.key_item(from).map_or(Completion::ReplayedEmpty, Completion::ReplayedItem)
@@ -160,6 +179,7 @@ fn serve_keyed<J: Journal>(
             Ok(0)
         }
         KeyLookup::Conflict { count } => {
+            tally.key_conflicts += 1;
             slots.write(request.seq, RequestId(0), Completion::KeyConflict(count));
             Ok(0)
         }
@@ -212,10 +232,27 @@ pub(crate) struct Core<J> {
     clock_base: (Instant, u32),
     /// This group's time in seconds since the Unix epoch, 0 until read.
     now_s: u32,
+    /// Empty draws, pulls, replays and conflicts since start (stored at each commit).
+    tally: Tally,
+    /// The pool's empty draws when the engine started (a pool may have drawn before).
+    empty_draws_base: u64,
+    /// Requests taken from the rings (or refused) and requests published, since start:
+    /// their difference is the in-flight gauge.
+    requests_staged: u64,
+    requests_published: u64,
+    /// The core's end of the per-item remaining quantities (`metrics::Remaining`).
+    remaining: RemainingWriter,
 }
 
 impl<J: Journal> Core<J> {
-    pub(crate) fn new(pool: Pool, journal: J, shared: Arc<Shared>, c: &EngineConfig) -> Core<J> {
+    pub(crate) fn new(
+        pool: Pool,
+        journal: J,
+        shared: Arc<Shared>,
+        remaining: RemainingWriter,
+        c: &EngineConfig,
+    ) -> Core<J> {
+        let empty_draws_base = pool.empty_draws();
         Core {
             prefault: pool.key_pages().and_then(Prefault::spawn),
             pool,
@@ -241,6 +278,11 @@ impl<J: Journal> Core<J> {
             clock: c.clock.clone(),
             clock_base: c.clock.base(),
             now_s: 0,
+            tally: Tally::default(),
+            empty_draws_base,
+            requests_staged: 0,
+            requests_published: 0,
+            remaining,
         }
     }
 
@@ -294,6 +336,9 @@ impl<J: Journal> Core<J> {
             worked |= self.publish()?;
             if worked {
                 self.idle.reset();
+            } else if self.remaining.is_stale() {
+                // Idle: finish publishing remaining quantities, a slice per pass.
+                self.remaining.sweep_idle(&self.pool);
             } else if !self.accept_clients() {
                 self.idle_step();
             }
@@ -304,7 +349,9 @@ impl<J: Journal> Core<J> {
         // Free the ports of dropped clients at once; their index is reused only once no
         // pending group can hold a mark for the old client (`free_port`).
         for (i, port) in self.ports[..self.active].iter_mut().enumerate() {
-            if port.as_ref().is_some_and(|p| p.slots.is_closed()) {
+            if let Some(p) = port.as_ref().filter(|p| p.slots.is_closed()) {
+                // Its unpublished requests will never be: no longer in flight.
+                self.requests_published += p.staged - p.published;
                 *port = None;
                 self.freed_at[i] = self.last_group.0;
                 // Relaxed: a counter bounding registrations.
@@ -340,6 +387,9 @@ impl<J: Journal> Core<J> {
         match cmd {
             Control::Shutdown => return Ok(true),
             Control::State { reply } => {
+                // A state read is a quiescent point: the published remaining quantities
+                // equal the state it returns.
+                self.remaining.sweep_all(&self.pool);
                 let _ = reply.send(self.pool.state());
             }
             Control::Update { id, quantity, weight, reply } => {
@@ -377,6 +427,8 @@ impl<J: Journal> Core<J> {
             Ok((index, state)) => {
                 // Before any draw that could hand out a new item: see `ids`.
                 self.shared.item_ids.added(index, &state.id);
+                self.remaining.added(&self.pool, &self.shared.remaining);
+                self.remaining.changed();
                 self.open_group(0);
                 self.journal.append_update(index, &state)?;
                 self.commit()?;
@@ -404,12 +456,14 @@ impl<J: Journal> Core<J> {
     fn drain_rings(&mut self) -> Result<(usize, bool), JournalError> {
         let mut served = 0;
         let mut drained = true;
+        let mut waiting = 0;
         for i in 0..self.active {
             let Some(port) = &self.ports[i] else { continue };
             let available = port.consumer.slots();
             if available == 0 {
                 continue;
             }
+            waiting += available;
             let room = self.flush_after_n_draw.saturating_sub(self.group_draws) as usize;
             let n = available.min(self.batch_len_max).min(room);
             if n < available {
@@ -443,6 +497,7 @@ impl<J: Journal> Core<J> {
                 self.commit()?;
             }
         }
+        self.shared.counters.set_ring_waiting(waiting as u64);
         Ok((served, drained))
     }
 
@@ -473,7 +528,8 @@ impl<J: Journal> Core<J> {
                 break;
             }
             let drawn = if request.key == 0 {
-                draw::<J, false>(&mut self.pool, &mut self.journal, &port.slots, request)?;
+                let (pool, journal, tally) = (&mut self.pool, &mut self.journal, &mut self.tally);
+                draw::<J, false>(pool, journal, &port.slots, request, tally)?;
                 cost
             } else {
                 if self.now_s == 0 {
@@ -483,11 +539,14 @@ impl<J: Journal> Core<J> {
                     let at = self.group_started;
                     self.now_s = self.clock.unix_s_at(self.clock_base, at).max(1);
                 }
-                serve_keyed(&mut self.pool, &mut self.journal, &port.slots, request, self.now_s)?
+                let (pool, journal, tally) = (&mut self.pool, &mut self.journal, &mut self.tally);
+                serve_keyed(pool, journal, &port.slots, request, self.now_s, tally)?
             };
             self.group_extra += u64::from(cost) - 1;
             self.group_draws += drawn;
             port.staged += 1;
+            // Per request, with `staged`: a journal error may end the batch early.
+            self.requests_staged += 1;
             taken += 1;
         }
         chunk.commit(taken);
@@ -503,12 +562,13 @@ impl<J: Journal> Core<J> {
             p.slots.write(request.seq, crate::pool::RequestId(0), Completion::Rejected);
             p.staged += 1;
         }
+        self.requests_staged += n as u64;
         while self.pending.is_full() {
             if !self.publish()? {
                 std::thread::yield_now();
             }
         }
-        self.pending.push(self.last_group, &self.ports[..self.active], 0);
+        self.pending.push(self.last_group, &self.ports[..self.active], 0, None);
         Ok(())
     }
 
@@ -535,7 +595,9 @@ impl<J: Journal> Core<J> {
         let group = self.journal.commit(self.pool.last_request_id())?;
         assert!(group > self.last_group, "group={group:?} last={:?}", self.last_group);
         self.last_group = group;
-        self.pending.push(group, &self.ports[..self.active], self.group_extra);
+        let started = Some(self.group_started);
+        self.pending.push(group, &self.ports[..self.active], self.group_extra, started);
+        let draws = self.group_draws;
         self.group_open = false;
         self.group_draws = 0;
         self.group_extra = 0;
@@ -543,6 +605,16 @@ impl<J: Journal> Core<J> {
         self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
         let last = self.pool.last_request_id().0;
         self.shared.stats.last_request_id.store(last, Ordering::Relaxed);
+        let counters = &self.shared.counters;
+        self.tally.empty_draws = self.pool.empty_draws() - self.empty_draws_base;
+        counters.commit(draws, &self.tally);
+        counters.set_in_flight(self.in_flight());
+        if draws > 0 {
+            self.remaining.changed();
+        }
+        if self.remaining.is_stale() {
+            self.remaining.sweep_group(&self.pool);
+        }
         Ok(())
     }
 
@@ -553,12 +625,20 @@ impl<J: Journal> Core<J> {
         }
         let durable = self.journal.durable()?;
         let mut published = false;
-        while let Some((group, extra, marks)) = self.pending.pop_durable(durable) {
+        // Read once per publish that completes groups (a vDSO call, no syscall).
+        let mut now = None;
+        while let Some((group, extra, started, marks)) = self.pending.pop_durable(durable) {
             self.acknowledged += extra;
+            if let Some(started) = started {
+                let now = *now.get_or_insert_with(Instant::now);
+                let ns = now.saturating_duration_since(started).as_nanos();
+                self.shared.counters.durable(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
             for (port, mark) in self.ports[..self.active].iter_mut().zip(marks) {
                 if let Some(port) = port {
                     if *mark > port.published {
                         self.acknowledged += *mark - port.published;
+                        self.requests_published += *mark - port.published;
                         port.published = *mark;
                         port.slots.publish(*mark);
                     }
@@ -573,8 +653,21 @@ impl<J: Journal> Core<J> {
         if published {
             // Relaxed: an observer's counter.
             self.shared.stats.draws_acknowledged.store(self.acknowledged, Ordering::Relaxed);
+            self.shared.counters.set_in_flight(self.in_flight());
         }
         Ok(published)
+    }
+
+    /// Requests taken (or refused) and not yet answered.
+    fn in_flight(&self) -> u64 {
+        debug_assert!(
+            self.requests_staged >= self.requests_published,
+            "staged={} published={}",
+            self.requests_staged,
+            self.requests_published
+        );
+        // Saturating: an observer's gauge never stops the core.
+        self.requests_staged.saturating_sub(self.requests_published)
     }
 
     fn idle_step(&mut self) {
@@ -631,6 +724,7 @@ impl<J: Journal> Core<J> {
             for seq in port.published..port.staged {
                 port.slots.write(seq, crate::pool::RequestId(0), Completion::Failed);
             }
+            self.requests_published += port.staged - port.published;
             port.published = port.staged;
             port.slots.publish(port.staged);
         }
@@ -641,6 +735,9 @@ impl<J: Journal> Core<J> {
     }
 
     fn stop(&mut self) {
+        // The final numbers for observers, before `stopped` says there are no more.
+        self.remaining.sweep_all(&self.pool);
+        self.shared.counters.set_in_flight(self.in_flight());
         // Every publish above happens-before a client's Acquire of `stopped`.
         self.shared.intake.set_stopped();
         // SeqCst: pairs with the fence in `Intake::wake_core` after a control push (see

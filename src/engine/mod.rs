@@ -18,10 +18,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 
 pub use affinity::{available_cores, CorePin, PinError};
 pub use clock::Clock;
-pub use metrics::{Meter, Metrics};
+pub use metrics::{Histogram, Meter, Metrics, RunState, HISTOGRAM_BUCKETS, REMAINING_PER_GROUP};
 // The caller's types live in `ingress`; these paths stay for callers that use them.
 pub use crate::ingress::{Client, DrawError, ItemIds, Outcome, Pull, PullTicket, Ticket};
 pub use crate::sync::IdleConfig;
@@ -226,6 +227,11 @@ pub(crate) struct Shared {
     intake: Arc<Intake>,
     clients: AtomicU64,
     stats: EngineStats,
+    /// The core's other counters (`Metrics`), on lines of their own: clients write
+    /// `clients` above, the core these.
+    counters: CachePadded<metrics::Counters>,
+    /// Per-item remaining quantities, as the core last published them.
+    remaining: metrics::Remaining,
     /// Item ids by index, for [`ItemIds`]; the core appends when an update adds an item.
     item_ids: Arc<IdCell>,
     /// The pool's last request id when the engine started (for `Metrics::draws_committed`).
@@ -305,6 +311,7 @@ impl Engine {
         pool.set_key_window(config.idempotency);
         pool.allocate_keys();
         let start_request_id = pool.last_request_id().0;
+        let (remaining, remaining_writer) = metrics::Remaining::new(&pool);
         let shared = Arc::new(Shared {
             registrations: ArrayQueue::new(config.clients_max),
             control: ArrayQueue::new(64),
@@ -314,13 +321,15 @@ impl Engine {
                 last_request_id: AtomicU64::new(start_request_id),
                 ..EngineStats::default()
             },
+            counters: CachePadded::new(metrics::Counters::new()),
+            remaining,
             item_ids: Arc::new(IdCell::new(&pool)),
             start_request_id,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let journal_stats = journal.stats();
         let group_draws_max = journal.group_draws_max();
-        let core = Core::new(pool, journal, Arc::clone(&shared), &config);
+        let core = Core::new(pool, journal, Arc::clone(&shared), remaining_writer, &config);
         let helper_core = config.helper_core;
         let thread = std::thread::Builder::new()
             .name("rewardpool-core".into())

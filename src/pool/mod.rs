@@ -196,6 +196,9 @@ pub struct Pool {
     last_request_id: RequestId,
     /// Idempotency keys and their outcomes (allocated once, here).
     keys: KeyTable,
+    /// Draws that found nothing available since this value was made (not persisted: an
+    /// observer's counter, see [`Pool::empty_draws`]).
+    empty_draws: u64,
 }
 
 impl Pool {
@@ -247,6 +250,7 @@ impl Pool {
             rng,
             last_request_id: state.last_request_id,
             keys: KeyTable::new(checked_window(state.keys.window)),
+            empty_draws: 0,
         };
         pool.load_keys(&state.keys)?;
         Ok(pool)
@@ -406,6 +410,9 @@ impl Pool {
         let request_id = self.last_request_id;
         let total = self.selector.total();
         if total == 0 {
+            // Counted here, on the branch that is taken only when nothing is left: a draw
+            // that wins costs nothing more.
+            self.empty_draws += 1;
             return Draw { request_id, item: None };
         }
         let index = self.selector.sample(self.rng.below(total));
@@ -589,6 +596,21 @@ impl Pool {
     pub fn item(&self, index: ItemIndex) -> ItemState {
         let i = index.0 as usize;
         ItemState { id: self.ids[i].clone(), quantity: self.quantities[i], weight: self.weights[i] }
+    }
+
+    /// How many units of the item at `index` remain, if it exists (no copy of its id: for
+    /// the core thread's publication of remaining quantities, `engine::metrics`).
+    #[inline]
+    #[must_use]
+    pub fn quantity(&self, index: ItemIndex) -> Option<Quantity> {
+        self.quantities.get(index.0 as usize).copied()
+    }
+
+    /// Draws ([`Pool::draw`], [`Pool::draw_keyed`]) that found nothing available since this
+    /// pool was made or restored; replayed draws are not counted.
+    #[must_use]
+    pub fn empty_draws(&self) -> u64 {
+        self.empty_draws
     }
 
     /// The last request id handed out.

@@ -1,5 +1,7 @@
 //! `run` (the service) and `tui` (the dashboard). Not built yet: each prints why and exits 2.
 
+mod http;
+mod metrics;
 pub(crate) mod proto;
 
 use super::args::GlobalArgs;

@@ -1,0 +1,422 @@
+//! The Prometheus exporter: a custom prometheus-client collector that reads every pool's
+//! [`Meter`] at scrape time (a few `Relaxed` loads per pool and one copy of its remaining
+//! quantities; never a command to a core thread), and the gRPC call counters the service
+//! bumps ([`GrpcCalls`]).
+//!
+//! | metric | type | labels | source |
+//! |---|---|---|---|
+//! | `rewardpool_draws_total` | counter | `pool` | `Metrics::draws_committed` |
+//! | `rewardpool_empty_draws_total` | counter | `pool` | `Metrics::empty_draws` |
+//! | `rewardpool_pulls_total` | counter | `pool` | `Metrics::pulls` (pull requests; their draws are in `draws`) |
+//! | `rewardpool_replayed_total` | counter | `pool` | `Metrics::replayed` (keyed retries answered from the window) |
+//! | `rewardpool_key_conflicts_total` | counter | `pool` | `Metrics::key_conflicts` |
+//! | `rewardpool_groups_total` | counter | `pool` | `Metrics::groups_committed` |
+//! | `rewardpool_group_size` | histogram | `pool` | draws per group, buckets 1, 2, 4, ... 2^22 |
+//! | `rewardpool_commit_latency_seconds` | histogram | `pool` | group opened → durable, buckets 2^10 ns ... 2^32 ns |
+//! | `rewardpool_ring_occupancy` | gauge | `pool` | `Metrics::ring_waiting` (requests waiting in clients' rings) |
+//! | `rewardpool_in_flight` | gauge | `pool` | `Metrics::in_flight` (taken, not yet durable) |
+//! | `rewardpool_clients` | gauge | `pool` | `Metrics::clients` |
+//! | `rewardpool_item_remaining` | gauge | `pool`, `item` | `Meter::remaining` (-1 = unlimited) |
+//! | `rewardpool_pool_state` | gauge | `pool`, `state` | 1 for the current `RunState`, 0 for the others |
+//! | `rewardpool_grpc_calls_total` | counter | `method`, `code` | [`GrpcCalls`] |
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use rewardpool::engine::{Histogram, RunState};
+use rewardpool::{Host, Meter, Metrics, Quantity};
+
+/// The gRPC methods the service counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code, reason = "the gRPC service (service/api.rs) records them")]
+pub(crate) enum Method {
+    GetState,
+    Draw,
+    Update,
+    ListPools,
+    Watch,
+}
+
+impl Method {
+    const ALL: [Method; 5] =
+        [Method::GetState, Method::Draw, Method::Update, Method::ListPools, Method::Watch];
+
+    /// The RPC's name as the proto spells it (the `method` label).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::GetState => "GetState",
+            Method::Draw => "Draw",
+            Method::Update => "Update",
+            Method::ListPools => "ListPools",
+            Method::Watch => "Watch",
+        }
+    }
+}
+
+/// gRPC status codes 0 ..= 16, named as gRPC's own Go package names them (the `code`
+/// label, as `grpc_server_handled_total` of go-grpc-prometheus has it).
+const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+/// gRPC calls by method and status code: one atomic per pair, bumped by the service with
+/// [`GrpcCalls::record`] (a `Relaxed` `fetch_add`: no lock, no allocation). What one call is:
+/// a unary RPC once it is answered; a stream (`Draw`, `Watch`) once per stream, with the
+/// status it ends with — the service may also count each `DrawRequest` answered inside a
+/// `Draw` stream with `OK` (then say so next to its `record` call).
+#[derive(Debug, Default)]
+pub(crate) struct GrpcCalls {
+    counts: [[AtomicU64; CODE_NAMES.len()]; Method::ALL.len()],
+}
+
+impl GrpcCalls {
+    /// Counts one call of `method` that ended with `code`.
+    #[allow(dead_code, reason = "the gRPC service (service/api.rs) calls it")]
+    pub(crate) fn record(&self, method: Method, code: tonic::Code) {
+        let code = usize::try_from(code as i32).unwrap_or(2).min(CODE_NAMES.len() - 1);
+        // Relaxed: a counter read only by the exporter; several tasks may bump it at once,
+        // hence an atomic add.
+        self.counts[method as usize][code].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls of `method` that ended with `code` so far.
+    pub(crate) fn get(&self, method: Method, code: tonic::Code) -> u64 {
+        let code = usize::try_from(code as i32).unwrap_or(2).min(CODE_NAMES.len() - 1);
+        // Relaxed: as in `record`.
+        self.counts[method as usize][code].load(Ordering::Relaxed)
+    }
+}
+
+/// One pool as the exporter sees it.
+struct PoolMeter {
+    name: String,
+    meter: Meter,
+}
+
+/// What the metrics server reads: every pool's [`Meter`] (valid also after the pool shut
+/// down: it then reads `stopped`), the gRPC call counters, and whether the service is still
+/// taking requests. Cheap to clone (`Arc`s).
+#[derive(Clone)]
+pub(crate) struct MetricsView {
+    pools: Arc<[PoolMeter]>,
+    calls: Arc<GrpcCalls>,
+    /// False once the service began shutting down (`/readyz` answers 503 from then on).
+    serving: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for MetricsView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+        f.debug_struct("MetricsView").field("pools", &names).finish_non_exhaustive()
+    }
+}
+
+impl MetricsView {
+    /// A view of `pools` (name and meter) with the service's call counters.
+    pub(crate) fn new(
+        pools: impl IntoIterator<Item = (String, Meter)>,
+        calls: Arc<GrpcCalls>,
+    ) -> MetricsView {
+        let pools = pools.into_iter().map(|(name, meter)| PoolMeter { name, meter }).collect();
+        MetricsView { pools, calls, serving: Arc::new(AtomicBool::new(true)) }
+    }
+
+    /// A view of every pool of `host`.
+    #[allow(dead_code, reason = "the `serve` command (service/mod.rs) builds it")]
+    pub(crate) fn of_host(host: &Host, calls: Arc<GrpcCalls>) -> MetricsView {
+        MetricsView::new(host.engines().map(|(name, e)| (name.to_owned(), e.meter())), calls)
+    }
+
+    /// The gRPC call counters, for the service to bump.
+    #[allow(dead_code, reason = "the gRPC service (service/api.rs) takes them")]
+    pub(crate) fn calls(&self) -> &Arc<GrpcCalls> {
+        &self.calls
+    }
+
+    /// The service stops taking requests (shutdown began): not ready from now on.
+    #[allow(dead_code, reason = "the `serve` command (service/mod.rs) calls it")]
+    pub(crate) fn stop_serving(&self) {
+        // Relaxed: a flag read by `/readyz`; nothing is published through it.
+        self.serving.store(false, Ordering::Relaxed);
+    }
+
+    /// `Ok` when every pool runs and the service takes requests; else one line saying why
+    /// not (for `/readyz`).
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        // Relaxed: as in `stop_serving`.
+        if !self.serving.load(Ordering::Relaxed) {
+            return Err("the service is shutting down".to_owned());
+        }
+        if self.pools.is_empty() {
+            return Err("no pool is open".to_owned());
+        }
+        let not_running: Vec<String> = self
+            .pools
+            .iter()
+            .filter_map(|p| match p.meter.read().run_state() {
+                RunState::Running => None,
+                state => Some(format!("pool {} is {state}", p.name)),
+            })
+            .collect();
+        if not_running.is_empty() {
+            Ok(())
+        } else {
+            Err(not_running.join(", "))
+        }
+    }
+
+    /// A registry holding this view's collector: encode it per scrape.
+    pub(crate) fn registry(&self) -> Registry {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Exporter { view: self.clone() }));
+        registry
+    }
+}
+
+/// The collector: reads every pool at scrape time.
+#[derive(Debug)]
+struct Exporter {
+    view: MetricsView,
+}
+
+/// A counter or gauge per pool, from one field of [`Metrics`].
+struct PerPool {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    value: fn(&Metrics) -> u64,
+}
+
+const PER_POOL: [PerPool; 9] = [
+    PerPool {
+        name: "rewardpool_draws",
+        help: "Draws in committed groups since the pool started",
+        kind: MetricType::Counter,
+        value: |m| m.draws_committed,
+    },
+    PerPool {
+        name: "rewardpool_empty_draws",
+        help: "Draws that found nothing available (part of rewardpool_draws_total)",
+        kind: MetricType::Counter,
+        value: |m| m.empty_draws,
+    },
+    PerPool {
+        name: "rewardpool_pulls",
+        help: "Pull requests (several draws in one request) served with new draws",
+        kind: MetricType::Counter,
+        value: |m| m.pulls,
+    },
+    PerPool {
+        name: "rewardpool_replayed",
+        help: "Keyed retries answered with their original outcomes, drawing nothing",
+        kind: MetricType::Counter,
+        value: |m| m.replayed,
+    },
+    PerPool {
+        name: "rewardpool_key_conflicts",
+        help: "Keyed requests refused: the key was known with another count",
+        kind: MetricType::Counter,
+        value: |m| m.key_conflicts,
+    },
+    PerPool {
+        name: "rewardpool_groups",
+        help: "Groups committed (one log commit each)",
+        kind: MetricType::Counter,
+        value: |m| m.groups_committed,
+    },
+    PerPool {
+        name: "rewardpool_ring_occupancy",
+        help: "Requests waiting in clients' rings at the core thread's last pass",
+        kind: MetricType::Gauge,
+        value: |m| m.ring_waiting,
+    },
+    PerPool {
+        name: "rewardpool_in_flight",
+        help: "Requests taken by the core thread whose group is not yet durable",
+        kind: MetricType::Gauge,
+        value: |m| m.in_flight,
+    },
+    PerPool {
+        name: "rewardpool_clients",
+        help: "Engine clients connected",
+        kind: MetricType::Gauge,
+        value: |m| m.clients,
+    },
+];
+
+/// Per-bucket (not cumulative) counts with their upper bounds, scaled by `scale`, the last
+/// one `+Inf`: what prometheus-client's `encode_histogram` takes (it sums them itself).
+fn buckets(h: &Histogram, scale: f64) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    h.cumulative()
+        .map(|(bound, total)| {
+            let n = total - below;
+            below = total;
+            // Bounds are powers of two below 2^63: exact as f64.
+            (bound.map_or(f64::INFINITY, |b| b as f64 * scale), n)
+        })
+        .collect()
+}
+
+impl Collector for Exporter {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let pools = &self.view.pools;
+        let readings: Vec<Metrics> = pools.iter().map(|p| p.meter.read()).collect();
+        for metric in &PER_POOL {
+            let mut family =
+                encoder.encode_descriptor(metric.name, metric.help, None, metric.kind)?;
+            for (pool, m) in pools.iter().zip(&readings) {
+                let labels = [("pool", pool.name.as_str())];
+                let value = (metric.value)(m);
+                if metric.kind == MetricType::Counter {
+                    ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+                } else {
+                    ConstGauge::new(value_i64(value)).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        self.encode_histograms(&mut encoder, &readings)?;
+        self.encode_remaining(&mut encoder)?;
+        let mut family = encoder.encode_descriptor(
+            "rewardpool_pool_state",
+            "1 for the pool's current state (running, stopping, stopped, failed), 0 otherwise",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pool, m) in pools.iter().zip(&readings) {
+            let current = m.run_state();
+            for state in RunState::ALL {
+                let labels = [("pool", pool.name.as_str()), ("state", state.as_str())];
+                let value = i64::from(state == current);
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        self.encode_calls(&mut encoder)
+    }
+}
+
+impl Exporter {
+    fn encode_histograms(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        readings: &[Metrics],
+    ) -> Result<(), fmt::Error> {
+        type Pick = fn(&Metrics) -> &Histogram;
+        let histograms: [(&str, &str, Pick, f64); 2] = [
+            ("rewardpool_group_size", "Draws per committed group", |m| &m.group_size, 1.0),
+            (
+                "rewardpool_commit_latency_seconds",
+                "Time from a group's opening (its first draw) until the core saw it durable",
+                |m| &m.commit_latency,
+                1e-9,
+            ),
+        ];
+        for (name, help, pick, scale) in histograms {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (pool, m) in self.view.pools.iter().zip(readings) {
+                let h = pick(m);
+                let labels = [("pool", pool.name.as_str())];
+                let sum = h.sum() as f64 * scale;
+                family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                    sum,
+                    h.count(),
+                    &buckets(h, scale),
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_remaining(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "rewardpool_item_remaining",
+            "Units of an item left (-1: unlimited), as the pool's core thread last published",
+            None,
+            MetricType::Gauge,
+        )?;
+        for pool in self.view.pools.iter() {
+            let remaining = pool.meter.remaining();
+            let ids = pool.meter.item_ids();
+            for (id, quantity) in ids.iter().zip(remaining) {
+                let labels = [("pool", pool.name.as_str()), ("item", id)];
+                ConstGauge::new(quantity_value(quantity)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_calls(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "rewardpool_grpc_calls",
+            "gRPC calls answered, by method and status code",
+            None,
+            MetricType::Counter,
+        )?;
+        for method in Method::ALL {
+            for (code, name) in CODE_NAMES.iter().enumerate() {
+                let n = self.view.calls.get(method, tonic::Code::from(code as i32));
+                // Every method's OK line, so a rate is defined from the first scrape; other
+                // codes once they happened.
+                if n > 0 || code == 0 {
+                    let labels = [("method", method.as_str()), ("code", name)];
+                    ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn value_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The config's encoding: -1 for unlimited.
+fn quantity_value(q: Quantity) -> i64 {
+    q.to_i64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_calls_count_by_method_and_code() {
+        let calls = GrpcCalls::default();
+        calls.record(Method::Draw, tonic::Code::Ok);
+        calls.record(Method::Draw, tonic::Code::Ok);
+        calls.record(Method::Draw, tonic::Code::InvalidArgument);
+        calls.record(Method::Update, tonic::Code::Unauthenticated);
+        assert_eq!(calls.get(Method::Draw, tonic::Code::Ok), 2);
+        assert_eq!(calls.get(Method::Draw, tonic::Code::InvalidArgument), 1);
+        assert_eq!(calls.get(Method::Update, tonic::Code::Unauthenticated), 1);
+        assert_eq!(calls.get(Method::GetState, tonic::Code::Ok), 0);
+        assert_eq!(CODE_NAMES[tonic::Code::Unavailable as usize], "Unavailable");
+        assert_eq!(CODE_NAMES[tonic::Code::Unauthenticated as usize], "Unauthenticated");
+    }
+}
