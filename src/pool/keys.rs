@@ -44,6 +44,17 @@
 //!   median 0.841 either way, lower quartile 0.76 → 0.81, worst 0.47 → 0.74; on two cores
 //!   the helper competes with the producer and the core thread, so it removes the slow
 //!   runs rather than speeding up the typical one (populating at start: median 0.86).
+//! - Once the window is full, the memory is mostly hidden: each new key's index slot and its
+//!   victim's are prefetched a group ahead, each key once (the core loop's look-ahead and
+//!   `victims_at`; touching a whole ring chunk at every batch had read the same slots and
+//!   victims ~10 times over with pulls of 10), and the next victims' entries with them.
+//!   What is left is work on the core: one thread running pulls of 10 on a `Pool`, window
+//!   present, keyed/keyless ~0.73 with a 1 M-key window against ~0.77 with a 1 Ki-key one
+//!   that fits in the caches (perf: the extra time shows as slower draws around the key
+//!   work, not in it: branch-heavy probes of random length, several per new key). Tried
+//!   and dropped: probes scanning a cache line of slots without a branch per slot (slower:
+//!   eight loads and compares where one or two did), an index at load 1/4 (within the
+//!   noise, for 16 MB more).
 //! - Every rotation snapshots the window: with it full (1 M keys of 10 draws), ~75 MB. The
 //!   core thread copies the state (~11-17 ms); the flusher encodes and hashes it (~90 ms)
 //!   and installs it, and the groups after the rotation wait for that install: p999 ~65 ms
