@@ -5,7 +5,13 @@ per-round ratios, and a steady-state estimate: the 30 M draws after the fill, fr
 medians of the runs' seconds ((40 M - 10 M) / (t40 - t10))."""
 import json, statistics as st, sys
 from collections import defaultdict
-runs = [json.loads(l) for l in open(sys.argv[1] if len(sys.argv) > 1 else "results.jsonl")]
+# One or more files (pooled: rounds are told apart by file).
+runs = []
+for f, path in enumerate(sys.argv[1:] or ["results.jsonl"]):
+    for l in open(path):
+        r = json.loads(l)
+        r["round"] = (f, r["round"])
+        runs.append(r)
 by = defaultdict(list)
 for r in runs:
     if r["r"]:
