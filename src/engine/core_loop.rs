@@ -508,15 +508,31 @@ impl<J: Journal> Core<J> {
         let port = self.ports[port].as_mut().expect("caller checked the port");
         let chunk = port.consumer.read_chunk(n).expect("n <= slots()");
         let (head, tail) = chunk.as_slices();
-        // Keyed requests: load every key's index slot first, as independent loads the CPU
+        // Keyed requests: load the keys' index slots ahead, as independent loads the CPU
         // overlaps, rather than one cache miss after another while serving (a 1 M-key
         // window is far larger than the caches). Unkeyed batches skip it after one check.
+        // It looks ahead over this group's room and the next group's, and touches each
+        // key once (`Port::touched`): the chunk holds up to `batch_len_max` requests, most
+        // of them served by later batches, and touching them all at every batch read the
+        // same slots and victims ten times over with pulls of 10.
         if head.first().is_some_and(|r| r.key != 0) {
-            let mut keyed = 0;
-            for request in head.iter().chain(tail).filter(|r| r.key != 0) {
-                self.pool.touch_key(request.key);
-                keyed += 1;
+            let budget =
+                self.group_reserved.saturating_sub(self.group_draws) + self.flush_after_n_draw;
+            let (mut draws, mut keyed, mut seen) = (0_u32, 0_u64, port.staged);
+            for request in head.iter().chain(tail) {
+                draws = draws.saturating_add(request.kind.draws());
+                if draws > budget {
+                    break;
+                }
+                if request.key != 0 {
+                    if request.seq >= port.touched {
+                        self.pool.touch_key(request.key);
+                    }
+                    keyed += 1;
+                }
+                seen = request.seq + 1;
             }
+            port.touched = port.touched.max(seen);
             // A full window evicts one key per new key: its slot is a miss of its own.
             self.pool.touch_key_victims(keyed);
         }

@@ -14,10 +14,13 @@ pub(crate) struct Port {
     pub(crate) staged: u64,
     /// Requests published (`completed` stored).
     pub(crate) published: u64,
+    /// Requests whose idempotency key's index slot the core thread has prefetched (the
+    /// core's look-ahead: each key is touched once).
+    pub(crate) touched: u64,
 }
 
 impl Port {
     pub(crate) fn new(consumer: rtrb::Consumer<Request>, slots: Arc<SlotBlock>) -> Port {
-        Port { consumer, slots, staged: 0, published: 0 }
+        Port { consumer, slots, staged: 0, published: 0, touched: 0 }
     }
 }

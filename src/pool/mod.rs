@@ -339,7 +339,7 @@ impl Pool {
     /// Like [`Pool::touch_key`], for the index slots of the keys that the next `n` new keys
     /// will evict from a full window.
     #[inline]
-    pub fn touch_key_victims(&self, n: u64) {
+    pub fn touch_key_victims(&mut self, n: u64) {
         self.keys.touch_victims(n);
     }
 
