@@ -126,12 +126,13 @@ pub(crate) fn both_kinds() -> [(&'static str, FaultyStorage); 2] {
 /// segments as the real `sync` mode does.
 #[test]
 fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     for round in 0..6_u64 {
         let storage = if round % 2 == 1 { FaultyStorage::staged() } else { FaultyStorage::new() };
         storage.set_sync_delay(std::time::Duration::from_micros(300));
         let engine = open(&storage, Durability::Sync, 32 << 10);
         let crashed = Arc::new(AtomicBool::new(false));
+        let acked_count = AtomicUsize::new(0);
         let (image, acked) = std::thread::scope(|s| {
             let drawer = s.spawn(|| {
                 let mut client = engine.client().unwrap();
@@ -144,11 +145,19 @@ fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
                     // after we saw them.
                     if !crashed.load(Ordering::SeqCst) {
                         before_crash.extend(seen);
+                        acked_count.store(before_crash.len(), Ordering::SeqCst);
                     }
                 }
                 before_crash
             });
-            std::thread::sleep(std::time::Duration::from_millis(40 + 13 * round));
+            // Crash only once draws are being acknowledged (a fixed sleep alone failed on a
+            // loaded machine: nothing acknowledged yet), then at a moment that varies by round.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while acked_count.load(Ordering::SeqCst) == 0 {
+                assert!(std::time::Instant::now() < deadline, "round {round}: no acknowledgement");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20 + 13 * round));
             crashed.store(true, Ordering::SeqCst);
             let image = storage.crash(CrashMode::TornPowerLoss(round + 1));
             (image, drawer.join().unwrap())
