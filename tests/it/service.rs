@@ -461,3 +461,123 @@ fn sigterm_answers_then_refuses_and_a_second_instance_is_locked_out() {
     );
     assert_eq!(verify.code, Some(0), "{verify:?}");
 }
+
+/// A message that does not decode as a `DrawRequest` (field 1 sent as a string where the
+/// contract has an int32): the requests before it are answered, then INVALID_ARGUMENT.
+#[test]
+fn a_malformed_message_is_invalid_argument() {
+    /// Field 1 with the wrong wire type.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Malformed {
+        #[prost(string, tag = "1")]
+        count: String,
+    }
+    /// Field 1 as the contract has it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Good {
+        #[prost(int32, tag = "1")]
+        count: i32,
+    }
+    let server = harness::start(None, &[]);
+    runtime().block_on(async {
+        let mut grpc = tonic::client::Grpc::new(server.channel().await);
+        grpc.ready().await.unwrap();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/rewardpool.RewardPoolService/Draw",
+        );
+        // A good message, then a bad one, as raw bytes.
+        let good = prost::Message::encode_to_vec(&Good { count: 2 });
+        let bad = prost::Message::encode_to_vec(&Malformed { count: "ten".into() });
+        let requests = tokio_stream::iter([RawBytes(good), RawBytes(bad)]);
+        let codec = RawCodec;
+        let response = grpc.streaming(tonic::Request::new(requests), path, codec).await.unwrap();
+        let mut stream = response.into_inner();
+        let mut answered = 0;
+        let end = loop {
+            match stream.next().await {
+                Some(Ok(_)) => answered += 1,
+                Some(Err(status)) => break status,
+                None => panic!("the stream ended without an error after {answered} responses"),
+            }
+        };
+        assert_eq!(answered, 2, "the good request's two draws come first");
+        assert_eq!(end.code(), Code::InvalidArgument, "{end:?}");
+        assert!(end.message().contains("malformed"), "{end:?}");
+    });
+    assert_eq!(server.stop(libc::SIGTERM).code, Some(0));
+}
+
+/// A message's bytes as they are, for [`RawCodec`].
+#[derive(Clone, Debug)]
+struct RawBytes(Vec<u8>);
+
+/// Encodes [`RawBytes`] as they are; decodes our `DrawResponse`.
+#[derive(Debug)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = RawBytes;
+    type Decode = ours::DrawResponse;
+    type Encoder = RawCodec;
+    type Decoder = tonic_prost::ProstDecoder<ours::DrawResponse>;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(tonic::codec::BufferSettings::default())
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = RawBytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: RawBytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut as _;
+        dst.put_slice(&item.0);
+        Ok(())
+    }
+}
+
+/// Clients that go away mid-stream, with requests in flight, stall nobody: other streams
+/// are answered, and the server still stops cleanly with a log that verifies.
+#[test]
+fn vanished_clients_leak_nothing_and_stall_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = harness::start_with(dir.path(), None, &[]);
+    runtime().block_on(async {
+        for _ in 0..20 {
+            let mut client = server.client().await;
+            let (tx, rx) = tokio::sync::mpsc::channel(128);
+            for _ in 0..100 {
+                tx.send(request(10)).await.unwrap();
+            }
+            let mut stream = client
+                .draw(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            stream.next().await.unwrap().unwrap();
+            // Gone: the stream, its sender and its connection.
+        }
+        let mut client = server.client().await;
+        let (responses, end) = draw(&mut client, vec![request(10); 10]).await;
+        assert!(end.is_none(), "{end:?}");
+        assert_eq!(responses.len(), 100);
+        assert!(ids(&responses).windows(2).all(|w| w[1] == w[0] + 1));
+    });
+    let data = server.data_dir();
+    let run = server.stop(libc::SIGTERM);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let verify = crate::cli::rewardpool(
+        dir.path(),
+        &["wal", "verify", "--data-dir", data.to_str().unwrap()],
+    );
+    assert_eq!(verify.code, Some(0), "{verify:?}");
+}

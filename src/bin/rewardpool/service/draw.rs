@@ -103,7 +103,8 @@ impl DrawStream {
             done: false,
             replies_tx,
             replies,
-            window: VecDeque::with_capacity(window_max.min(1024)),
+            // Grows with use: an idle stream costs a few hundred bytes, not a full window.
+            window: VecDeque::new(),
             head: 0,
             window_max,
             out: VecDeque::new(),

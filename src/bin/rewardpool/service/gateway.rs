@@ -296,3 +296,145 @@ fn submit(
     }
     taken
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rewardpool::journal::testing::FailingJournal;
+    use rewardpool::{
+        CorePin, EngineConfig, ItemSpec, Journal, MemoryJournal, Pool, Quantity, Rng,
+    };
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    fn engine(journal: impl Journal, ring_capacity: usize) -> Engine {
+        let catalog = [
+            ItemSpec { id: "gold".into(), quantity: Quantity::Unlimited, weight: 1 },
+            ItemSpec { id: "mud".into(), quantity: Quantity::Unlimited, weight: 3 },
+        ];
+        let pool = Pool::new(&catalog, Rng::from_seed(7)).unwrap();
+        let config =
+            EngineConfig { ring_capacity, core: CorePin::Unpinned, ..EngineConfig::default() };
+        Engine::start(pool, journal, config).unwrap()
+    }
+
+    /// Hands `job` to `lane`, waiting while its queue is full (a test's flow control).
+    fn submit(lane: &Lane, mut job: Job) {
+        let start = Instant::now();
+        while let Err(back) = lane.submit(job) {
+            assert!(start.elapsed() < DEADLINE, "the lane's queue stayed full");
+            job = back;
+            std::thread::yield_now();
+        }
+    }
+
+    /// The next `n` replies, within the deadline.
+    fn replies(rx: &mut UnboundedReceiver<Reply>, n: usize) -> Vec<Reply> {
+        let start = Instant::now();
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match rx.try_recv() {
+                Ok(reply) => out.push(reply),
+                Err(_) => {
+                    assert!(start.elapsed() < DEADLINE, "{} of {n} replies", out.len());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        out
+    }
+
+    /// More jobs than the client's ring and the lane's queue hold: every one is answered,
+    /// in order, with consecutive request ids.
+    #[test]
+    fn answers_in_order_past_full_rings_and_queues() {
+        let engine = engine(MemoryJournal::new(), 4);
+        let gateway = Gateway::start("p", &engine, 1, 8).unwrap();
+        let lane = gateway.lane();
+        let (tx, mut rx) = unbounded_channel();
+        for seq in 0..200 {
+            submit(&lane, Job::new(3, 0, seq, tx.clone()));
+        }
+        let replies = replies(&mut rx, 200);
+        for (seq, reply) in (0u64..).zip(&replies) {
+            assert_eq!(reply.seq, seq);
+            let drawn = reply.result.as_ref().unwrap();
+            assert_eq!(drawn.first_request_id, 1 + 3 * seq);
+            assert_eq!(drawn.items.len(), 3);
+            assert!(drawn.items.iter().all(Option::is_some) && !drawn.replayed);
+        }
+        gateway.stop();
+        engine.shutdown().unwrap();
+    }
+
+    /// A keyed job sent again gets the original outcomes, marked replayed; with another
+    /// count, a key conflict.
+    #[test]
+    fn keyed_jobs_replay_and_conflict() {
+        let engine = engine(MemoryJournal::new(), 16);
+        let gateway = Gateway::start("p", &engine, 2, 8).unwrap();
+        let (tx, mut rx) = unbounded_channel();
+        let key = 0xfeed_u128;
+        submit(&gateway.lane(), Job::new(2, key, 0, tx.clone()));
+        let first = replies(&mut rx, 1).remove(0).result.unwrap();
+        // Through the other lane (another client): the key is the pool's.
+        submit(&gateway.lane(), Job::new(2, key, 1, tx.clone()));
+        let again = replies(&mut rx, 1).remove(0).result.unwrap();
+        assert!(again.replayed && !first.replayed);
+        assert_eq!((again.first_request_id, &again.items), (first.first_request_id, &first.items));
+        submit(&gateway.lane(), Job::new(3, key, 2, tx));
+        let conflict = replies(&mut rx, 1).remove(0).result.unwrap_err();
+        assert!(
+            matches!(conflict, DrawError::KeyConflict { len: 3, original: 2, .. }),
+            "{conflict:?}"
+        );
+        gateway.stop();
+        engine.shutdown().unwrap();
+    }
+
+    /// The journal fails mid-way: every job is answered, the late ones with the failure.
+    #[test]
+    fn a_failed_journal_answers_every_job_with_its_kind() {
+        let (journal, switch) = FailingJournal::new();
+        switch.fail_after_draws(10);
+        let engine = engine(journal, 4);
+        let gateway = Gateway::start("p", &engine, 1, 8).unwrap();
+        let lane = gateway.lane();
+        let (tx, mut rx) = unbounded_channel();
+        for seq in 0..40 {
+            submit(&lane, Job::new(1, 0, seq, tx.clone()));
+        }
+        let replies = replies(&mut rx, 40);
+        let ok = replies.iter().take_while(|r| r.result.is_ok()).count();
+        assert!(ok <= 10, "{ok} acknowledged past the failure");
+        for reply in &replies[ok..] {
+            assert!(matches!(reply.result, Err(DrawError::Failed(_))), "{:?}", reply.result);
+        }
+        gateway.stop();
+        assert!(engine.shutdown().is_err());
+    }
+
+    /// Stopping answers what is queued; a job that reaches a stopped lane is answered
+    /// `ShuttingDown` when the lane goes (nothing waits forever).
+    #[test]
+    fn stop_answers_everything() {
+        let engine = engine(MemoryJournal::new(), 4);
+        let gateway = Gateway::start("p", &engine, 1, 64).unwrap();
+        let lane = gateway.lane();
+        let (tx, mut rx) = unbounded_channel();
+        for seq in 0..50 {
+            submit(&lane, Job::new(2, 0, seq, tx.clone()));
+        }
+        gateway.stop();
+        assert_eq!(replies(&mut rx, 50).len(), 50);
+        submit(&lane, Job::new(1, 0, 50, tx));
+        drop((gateway, lane));
+        let late = replies(&mut rx, 1).remove(0);
+        assert_eq!((late.seq, late.result.unwrap_err()), (50, DrawError::ShuttingDown));
+        engine.shutdown().unwrap();
+    }
+}
