@@ -200,6 +200,7 @@ fn list_pools_and_draws_by_pool() {
             assert!(pool.error.is_empty());
         }
         assert_eq!(pools.pools[0].items, 2);
+        assert_eq!(pools.pools[0].max_count, 1000);
         assert_eq!(pools.pools[1].items, 1);
 
         let on = |pool: &str, count| DrawRequest {

@@ -144,6 +144,7 @@ impl RewardPoolService for Api {
                     last_request_id: entry.meter.read().last_request_id.0,
                     items: u32::try_from(ids.len()).unwrap_or(u32::MAX),
                     error,
+                    max_count: entry.pull_max,
                 }
             })
             .collect();
