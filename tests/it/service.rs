@@ -286,7 +286,8 @@ fn health_reports_the_server_and_each_pool() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
     let server = harness::start(Some(TWO_POOLS), &[]);
-    runtime().block_on(async {
+    let rt = runtime();
+    let watch = rt.block_on(async {
         let mut health = HealthClient::new(server.channel().await);
         for name in [
             "",
@@ -300,8 +301,24 @@ fn health_reports_the_server_and_each_pool() {
         }
         let unknown = HealthCheckRequest { service: "rewardpool.RewardPoolService/gamma".into() };
         assert_eq!(health.check(unknown).await.unwrap_err().code(), Code::NotFound);
+
+        // A health watcher sees NOT_SERVING once the server stops, and does not hold the
+        // shutdown up (its stream never ends by itself).
+        let mut watch =
+            health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+        let first = watch.next().await.unwrap().unwrap();
+        assert_eq!(first.status, ServingStatus::Serving as i32);
+        server.signal(libc::SIGTERM);
+        let next = tokio::time::timeout(harness::DEADLINE, watch.next()).await.unwrap();
+        assert_eq!(next.unwrap().unwrap().status, ServingStatus::NotServing as i32);
+        watch
     });
-    assert_eq!(server.stop(libc::SIGTERM).code, Some(0));
+    // The watcher's stream and connection are still open (the runtime lives on).
+    let start = std::time::Instant::now();
+    let run = server.join();
+    drop((watch, rt));
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10), "{:?}", start.elapsed());
 }
 
 #[test]

@@ -53,7 +53,9 @@ impl Api {
     ) -> Result<T, Status> {
         self.check_running()?;
         let pools = Arc::clone(&self.pools);
+        let call = Pools::call(&pools);
         let task = tokio::task::spawn_blocking(move || {
+            let _call = call;
             let entry = pools.resolve(&name)?;
             let engine = pools.engine(entry)?;
             f(entry, engine)
@@ -165,7 +167,12 @@ impl RewardPoolService for Api {
             ms => Duration::from_millis(u64::from(ms)).max(WATCH_MIN),
         };
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(watch(Arc::clone(&self.pools), only, interval, tx));
+        let call = Pools::call(&self.pools);
+        let pools = Arc::clone(&self.pools);
+        tokio::spawn(async move {
+            let _call = call;
+            watch(pools, only, interval, tx).await;
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -38,7 +38,7 @@ use tokio_stream::Stream;
 use tonic::{Status, Streaming};
 
 use super::gateway::{Drawn, Job, Lane, Reply};
-use super::pools::Pools;
+use super::pools::{Call, Pools};
 use super::proto::{DrawRequest, DrawResponse};
 use super::status;
 
@@ -86,12 +86,15 @@ pub(crate) struct DrawStream {
     /// Per pool: this stream's lane (chosen on first use) and item-id table.
     lanes: Vec<Option<Arc<Lane>>>,
     ids: Vec<Option<ItemIds>>,
+    /// Counts this stream as a call in progress (the shutdown waits for it).
+    _call: Call,
 }
 
 impl DrawStream {
     /// A stream answering `inbound`'s requests.
     pub(crate) fn new(pools: Arc<Pools>, inbound: Streaming<DrawRequest>) -> DrawStream {
         let stop = Box::pin(Pools::stopping(pools.stop_signal()));
+        let call = Pools::call(&pools);
         let (replies_tx, replies) = mpsc::unbounded_channel();
         let count = pools.entries().len();
         let window_max = pools.settings().stream_window;
@@ -113,6 +116,7 @@ impl DrawStream {
             retry: Box::pin(tokio::time::sleep(RETRY_EVERY)),
             lanes: vec![None; count],
             ids: vec![None; count],
+            _call: call,
         }
     }
 

@@ -10,7 +10,9 @@
 //! 1. intake stops: new RPCs get `UNAVAILABLE`, health turns NOT_SERVING, open Draw streams
 //!    read no further request; tonic stops accepting connections;
 //! 2. every request already read is answered (its group is durable), then each stream ends
-//!    with `UNAVAILABLE`; the server waits for that (at most [`DRAIN_MAX`]);
+//!    with `UNAVAILABLE`; the server waits for that (at most [`DRAIN_MAX`]), then at most
+//!    [`GRACE`] for the connections to close (streams of other services, e.g. a health
+//!    watcher's, never end by themselves: they are cut);
 //! 3. the gateways stop, then `Host::shutdown`: each pool's final snapshot, segments closed;
 //! 4. exit 0 (1 when a pool's journal had failed).
 //!
@@ -44,8 +46,11 @@ use proto::reward_pool_service_server::RewardPoolServiceServer;
 
 /// Jobs each gateway's queue holds (bounded: past it, streams wait, then give up).
 const QUEUE_LEN: usize = 4096;
-/// Longest wait, after a stop signal, for the open streams to answer what they hold.
+/// Longest wait, after a stop signal, for the open calls to answer what they hold.
 const DRAIN_MAX: Duration = Duration::from_secs(30);
+/// Once every call of ours has ended, how long the connections get to deliver the last
+/// frames and close before they are cut.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// `rewardpool serve`: every pool of the configuration over gRPC until SIGINT/SIGTERM.
 pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
@@ -158,17 +163,23 @@ async fn run(pools: Arc<Pools>, listen: &str, json: bool) -> CmdResult {
         .add_service(reflection)
         .add_service(RewardPoolServiceServer::new(Api::new(Arc::clone(&pools))))
         .serve_with_incoming_shutdown(incoming, signalled);
-    let stop = pools.stop_signal();
-    let drain_max = async move {
-        Pools::stopping(stop).await;
-        tokio::time::sleep(DRAIN_MAX).await;
+    let drained = {
+        let pools = Arc::clone(&pools);
+        async move {
+            Pools::stopping(pools.stop_signal()).await;
+            tokio::select! {
+                // Every call of ours is answered: the connections left (a health watcher's
+                // stream never ends by itself) get GRACE to close, then are cut.
+                () = pools.calls_finished() => tokio::time::sleep(GRACE).await,
+                () = tokio::time::sleep(DRAIN_MAX) => {
+                    eprintln!("rewardpool: calls still open after {DRAIN_MAX:?}: stopping anyway");
+                }
+            }
+        }
     };
     let result = tokio::select! {
         served = server => served.map_err(|e| Failure::failed(anyhow!(e).context("serving gRPC"))),
-        () = drain_max => {
-            eprintln!("rewardpool: streams still open after {DRAIN_MAX:?}: stopping anyway");
-            Ok(())
-        }
+        () = drained => Ok(()),
     };
     let _ = monitor.await;
     result

@@ -2,12 +2,13 @@
 //! meter, the service's settings, and whether it is stopping. Pool names are resolved here
 //! once per request (a few pools: a scan beats a map), never per draw.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rewardpool::host::PoolIndex;
 use rewardpool::{Engine, EngineError, Host, ItemIds, Meter};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tonic::Status;
 
 use super::gateway::Gateway;
@@ -73,6 +74,26 @@ pub(crate) struct Pools {
     settings: Settings,
     stopping: AtomicBool,
     stop: watch::Sender<bool>,
+    /// Our RPCs in progress ([`Call`]s): the shutdown waits for them, not for every
+    /// connection (a health watcher's stream never ends by itself).
+    calls: AtomicUsize,
+    calls_done: Notify,
+}
+
+/// One RPC of ours in progress (a Draw stream, a Watch, a control call); dropping it ends
+/// the call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pools: Arc<Pools>,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // AcqRel: the last call's end is seen by `calls_finished`'s Acquire load.
+        if self.pools.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.pools.calls_done.notify_waiters();
+        }
+    }
 }
 
 impl Pools {
@@ -108,7 +129,15 @@ impl Pools {
             return Err((host, why));
         }
         let (stop, _) = watch::channel(false);
-        Ok(Pools { host, entries, settings, stopping: AtomicBool::new(false), stop })
+        Ok(Pools {
+            host,
+            entries,
+            settings,
+            stopping: AtomicBool::new(false),
+            stop,
+            calls: AtomicUsize::new(0),
+            calls_done: Notify::new(),
+        })
     }
 
     /// Every pool, in configuration order.
@@ -199,6 +228,28 @@ impl Pools {
         // Release: handlers' Acquire load in `is_stopping`.
         self.stopping.store(true, Ordering::Release);
         self.stop.send_replace(true);
+    }
+
+    /// Counts an RPC in progress until the returned [`Call`] is dropped.
+    pub(crate) fn call(pools: &Arc<Pools>) -> Call {
+        // Relaxed: a counter; `Call::drop` orders the end.
+        pools.calls.fetch_add(1, Ordering::Relaxed);
+        Call { pools: Arc::clone(pools) }
+    }
+
+    /// Resolves once no RPC of ours is in progress.
+    pub(crate) async fn calls_finished(&self) {
+        loop {
+            let notified = self.calls_done.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a last call ending in between still wakes it.
+            notified.as_mut().enable();
+            // Acquire: pairs with the AcqRel decrement in `Call::drop`.
+            if self.calls.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Stops every gateway once it has answered what it holds; then returns the host, for
