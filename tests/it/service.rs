@@ -599,3 +599,24 @@ fn vanished_clients_leak_nothing_and_stall_nobody() {
     );
     assert_eq!(verify.code, Some(0), "{verify:?}");
 }
+
+/// `grpc.enabled: true` and `grpc.listen_address` from the configuration, without
+/// `--listen`; `--json` prints the address as JSON.
+#[test]
+fn serves_on_the_configured_address_and_says_so_in_json() {
+    let config = "pool:\n  catalog:\n    - { item_id: a, quantity: -1, probability: 1 }\n\
+                  grpc:\n  enabled: true\n  listen_address: \"127.0.0.1:0\"\n";
+    let server = harness::start(Some(config), &[harness::CONFIG_ADDRESS, "--json"]);
+    assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
+    runtime().block_on(async {
+        let mut client = server.client().await;
+        let (responses, end) = draw(&mut client, vec![request(3)]).await;
+        assert!(end.is_none(), "{end:?}");
+        assert!(responses.iter().all(|r| r.item_id == "a"));
+    });
+    let run = server.stop(libc::SIGINT);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let first: serde_json::Value =
+        serde_json::from_str(run.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["pools"], serde_json::json!(["default"]), "{first}");
+}

@@ -60,6 +60,10 @@ pub(crate) fn start(config: Option<&str>, extra: &[&str]) -> Server {
     server
 }
 
+/// Put in `extra` to start without `--listen`: the server listens on the configuration's
+/// `grpc.listen_address`.
+pub(crate) const CONFIG_ADDRESS: &str = "<config address>";
+
 /// Starts `rewardpool serve` with its data in `root/data` (kept: restart a server on the
 /// same directory with another call), the config `root/config.yaml` when `config` is given.
 ///
@@ -70,11 +74,16 @@ pub(crate) fn start_with(root: &Path, config: Option<&str>, extra: &[&str]) -> S
     let data = root.join("data");
     let mut args = vec![
         "serve".to_owned(),
-        "--listen".to_owned(),
-        "127.0.0.1:0".to_owned(),
         "--data-dir".to_owned(),
         data.to_str().expect("utf-8 path").to_owned(),
     ];
+    // `--listen 127.0.0.1:0` unless the test listens elsewhere (or on the config's
+    // address: `--listen` given as `extra`, or `extra` holding the marker `CONFIG_ADDRESS`).
+    let config_address = extra.contains(&CONFIG_ADDRESS);
+    if !config_address && !extra.contains(&"--listen") {
+        args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    }
+    let extra: Vec<&str> = extra.iter().copied().filter(|a| *a != CONFIG_ADDRESS).collect();
     if let Some(yaml) = config {
         let path = root.join("config.yaml");
         std::fs::write(&path, yaml).expect("write config");
@@ -111,8 +120,16 @@ pub(crate) fn start_with(root: &Path, config: Option<&str>, extra: &[&str]) -> S
         _dir: None,
     };
     let first = first_rx.recv_timeout(DEADLINE).unwrap_or_default();
-    match first.strip_prefix("listening on ") {
-        Some(addr) => server.addr = addr.trim().to_owned(),
+    let json = extra.contains(&"--json");
+    let addr = if json {
+        serde_json::from_str::<serde_json::Value>(&first)
+            .ok()
+            .and_then(|v| v["listening"].as_str().map(str::to_owned))
+    } else {
+        first.strip_prefix("listening on ").map(|a| a.trim().to_owned())
+    };
+    match addr {
+        Some(addr) => server.addr = addr,
         None => {
             let run = server.kill();
             panic!("serve did not say where it listens (first line {first:?}): {run:?}");

@@ -241,3 +241,42 @@ fn stop_pools(pools: Arc<Pools>) -> CmdResult {
     }
     Err(Failure::failed(anyhow!("{}", failed.join("; "))))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["rewardpool", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn listen_address_from_flag_or_enabled_config() {
+        let mut config = Config::default();
+        assert!(!config.grpc.enabled);
+        // Disabled and no --listen: refused.
+        assert!(listen_address(&config, &serve_args(&[])).is_err());
+        let flag = serve_args(&["--listen", "127.0.0.1:0"]);
+        assert_eq!(listen_address(&config, &flag).unwrap(), "127.0.0.1:0");
+        config.grpc.enabled = true;
+        config.grpc.listen_address = ":50051".into();
+        // The Go form's empty host: every interface.
+        assert_eq!(listen_address(&config, &serve_args(&[])).unwrap(), "0.0.0.0:50051");
+        assert_eq!(listen_address(&config, &flag).unwrap(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn settings_are_bounded() {
+        assert!(settings(&serve_args(&["--gateways", "0"])).is_err());
+        assert!(settings(&serve_args(&["--stream-window", "0"])).is_err());
+        let s = settings(&serve_args(&["--gateways", "2", "--queue-timeout-ms", "7"])).unwrap();
+        assert_eq!((s.gateways, s.queue_timeout), (2, Duration::from_millis(7)));
+    }
+}
