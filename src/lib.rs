@@ -107,6 +107,7 @@ pub use host::{open_engine, Durability, Host, OpenError, WalOptions};
 pub use ingress::{Client, DrawError, ItemIds, Outcome, Pull, PullTicket, Ticket, PULL_LEN_MAX};
 pub use journal::{FailureKind, Journal, JournalError, JournalStats, MemoryJournal};
 pub use pool::{Draw, ItemIndex, ItemSpec, ItemState, Pool, PoolState, Quantity, RequestId, Rng};
+pub use sync::Doorbell;
 
 /// Opens the data directory `config.working_dir` and starts an engine on it: recovers the
 /// pool from its log (or starts from `config`'s catalog when the directory holds no log),

@@ -26,10 +26,10 @@
 //! (rung by clients after a push), a client sleeps on its completion slots' bell (rung by the
 //! core after a publish), and the flusher sleeps on its job queue's bell (rung by the core
 //! after a push). `tests/loom_slots.rs` models this type itself under `--cfg loom`.
-#![cfg_attr(
-    not(loom),
-    allow(unreachable_pub, reason = "public only for the loom models under `--cfg loom`")
-)]
+//!
+//! Public (`rewardpool::Doorbell`) for callers that bridge other runtimes to the engine: the
+//! service's gateway threads sleep on one, rung by the async tasks that hand them jobs, so
+//! there is one handshake in the code base, not a copy per user.
 
 use std::time::Duration;
 

@@ -10,10 +10,7 @@
 mod doorbell;
 mod idle;
 
-#[cfg(loom)]
 pub use doorbell::Doorbell;
-#[cfg(not(loom))]
-pub(crate) use doorbell::Doorbell;
 pub(crate) use idle::Idle;
 pub use idle::IdleConfig;
 

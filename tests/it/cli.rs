@@ -292,25 +292,24 @@ fn bad_arguments_exit_2_without_panic() {
     }
 }
 
-/// `run` and `tui` arrive with later issues (gRPC service, dashboard): until then they
-/// say so, with exit code 2, and never pretend to work.
+/// `tui` arrives with a later issue (the dashboard): until then it says so, with exit code
+/// 2, and never pretends to work. `run` is `serve`'s alias now: with the built-in
+/// configuration (grpc.enabled: false) and no --listen it refuses, with exit code 2.
 #[test]
-fn run_and_tui_say_not_available_yet() {
+fn tui_says_not_available_yet_and_run_needs_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [&["run"][..], &["tui"]] {
-        let mut full = args.to_vec();
-        full.extend(["--data-dir", "d"]);
-        let run = rewardpool(dir.path(), &full);
-        assert!(run.stderr.contains("not available yet"), "{args:?}: {run:?}");
-        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
-        assert!(!run.stderr.contains("panicked"), "{args:?}: {run:?}");
-        // Its help says so too, before anyone tries it.
-        let help = rewardpool(dir.path(), &[args[0], "--help"]);
-        assert_eq!(help.code, Some(0), "{help:?}");
-        assert!(help.stdout.contains("Not available yet"), "{args:?} --help: {help:?}");
-    }
-    let top = rewardpool(dir.path(), &["--help"]);
-    assert!(top.stdout.contains("Not available yet"), "{top:?}");
+    let run = rewardpool(dir.path(), &["tui", "--data-dir", "d"]);
+    assert!(run.stderr.contains("not available yet"), "{run:?}");
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    // Its help says so too, before anyone tries it.
+    let help = rewardpool(dir.path(), &["tui", "--help"]);
+    assert_eq!(help.code, Some(0), "{help:?}");
+    assert!(help.stdout.contains("Not available yet"), "tui --help: {help:?}");
+    let run = rewardpool(dir.path(), &["run", "--data-dir", "d"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("grpc.enabled"), "{run:?}");
+    assert!(!dir.path().join("d").exists(), "nothing opened: {run:?}");
 }
 
 #[test]

@@ -18,4 +18,6 @@ mod readme;
 mod recovery;
 mod repair;
 mod repair_faults;
+mod service;
+mod service_harness;
 mod wal_cli;

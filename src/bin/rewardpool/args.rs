@@ -35,9 +35,11 @@ pub(crate) struct GlobalArgs {
 /// The subcommands (SPEC §7).
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Not available yet (exits 2): the service (engine, periodic snapshots, gRPC) is a
-    /// later issue.
-    Run,
+    /// The service: opens every pool of the configuration and serves the gRPC API on
+    /// grpc.listen_address (or --listen) until SIGINT/SIGTERM; then answers every request in
+    /// flight, writes each pool's final snapshot and exits 0.
+    #[command(visible_alias = "run")]
+    Serve(ServeArgs),
     /// Perform durable draws and print each outcome once its group is committed.
     Draw(DrawArgs),
     /// Print the pool's state (read-only).
@@ -55,6 +57,31 @@ pub(crate) enum Command {
     /// closed or open loop, HDR latency percentiles, status codes.
     #[command(long_about = super::load::LONG_ABOUT)]
     Load(LoadArgs),
+}
+
+/// `serve` (alias `run`).
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to serve gRPC on, host:port (":50051" = every interface; port 0 = any free
+    /// port) [default: the configuration's grpc.listen_address]. Also serves when the
+    /// configuration says grpc.enabled: false (without --listen, serve then refuses).
+    /// The bound address is printed on stdout: "listening on 127.0.0.1:50051".
+    #[arg(long, value_name = "ADDR", allow_negative_numbers = true)]
+    pub listen: Option<String>,
+    /// Print the bound address as one JSON line: {"listening":"127.0.0.1:50051","pools":[..]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Gateway threads per pool, each owning one engine client (1 to 16).
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true)]
+    pub gateways: usize,
+    /// Requests one Draw stream may have in flight (read ahead, answered in order); a stream
+    /// with this many unanswered stops reading, which pushes back on its client (1 to 65536).
+    #[arg(long, value_name = "N", default_value_t = 256, allow_negative_numbers = true)]
+    pub stream_window: usize,
+    /// How long a request may wait for room in a full gateway queue before it is refused
+    /// with RESOURCE_EXHAUSTED, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5_000, allow_negative_numbers = true)]
+    pub queue_timeout_ms: u64,
 }
 
 /// `--pool NAME` on `draw`, `state` and `update`.

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 /// Runs a parsed command line and returns its exit code.
 fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Run => service::run(&cli.global),
+        Command::Serve(a) => service::serve(&cli.global, &a),
         Command::Tui => service::tui(&cli.global),
         Command::Draw(a) => pool_cmd::draw(&cli.global, &a),
         Command::State(a) => pool_cmd::state(&cli.global, &a),

@@ -1,16 +1,89 @@
-//! `run` (the service) and `tui` (the dashboard). Not built yet: each prints why and exits 2.
+//! `serve` (alias `run`): the gRPC service; and `tui`, the dashboard (not built yet).
+//!
+//! The way of a draw through the files here:
+//! `api.rs` (the RPC handlers) → `draw.rs` (one Draw stream: read ahead, answer in order)
+//! → `gateway.rs` (threads owning engine clients: the bridge from async to the engine) →
+//! the engine; `status.rs` maps the engine's error kinds to gRPC codes; `pools.rs` is what
+//! the handlers share; `health.rs` the health service's statuses.
+//!
+//! # Shutdown (SIGINT or SIGTERM)
+//! 1. intake stops: new RPCs get `UNAVAILABLE`, health turns NOT_SERVING, open Draw streams
+//!    read no further request; tonic stops accepting connections;
+//! 2. every request already read is answered (its group is durable), then each stream ends
+//!    with `UNAVAILABLE`; the server waits for that (at most [`DRAIN_MAX`]), then at most
+//!    [`GRACE`] for the connections to close (streams of other services, e.g. a health
+//!    watcher's, never end by themselves: they are cut);
+//! 3. the gateways stop, then `Host::shutdown`: each pool's final snapshot, segments closed;
+//! 4. exit 0 (1 when a pool's journal had failed).
+//!
+//! `grpc.enabled: false` in the configuration (the built-in one says so too): `serve`
+//! refuses (exit 2) unless `--listen` names an address — an explicit flag is taken as the
+//! operator's intent; a configuration that disables gRPC is not silently overridden.
 
+mod api;
+mod draw;
+mod gateway;
+mod health;
 mod http;
 mod metrics;
+mod pools;
 pub(crate) mod proto;
+mod status;
 
-use super::args::GlobalArgs;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use rewardpool::config::Config;
+use rewardpool::Host;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use super::args::{GlobalArgs, ServeArgs};
 use super::{load_config, CmdResult, Failure};
+use api::Api;
+use pools::{Pools, Settings};
+use proto::reward_pool_service_server::RewardPoolServiceServer;
 
-/// `rewardpool run`: engine, periodic snapshots, gRPC if enabled; stops on SIGINT/SIGTERM.
-pub(crate) fn run(global: &GlobalArgs) -> CmdResult {
-    let _config = load_config(global)?;
-    Err(not_available("the service (engine, snapshots, gRPC) is a later issue"))
+/// Jobs each gateway's queue holds (bounded: past it, streams wait, then give up).
+const QUEUE_LEN: usize = 4096;
+/// Longest wait, after a stop signal, for the open calls to answer what they hold.
+const DRAIN_MAX: Duration = Duration::from_secs(30);
+/// Once every call of ours has ended, how long the connections get to deliver the last
+/// frames and close before they are cut.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// `rewardpool serve`: every pool of the configuration over gRPC until SIGINT/SIGTERM.
+pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
+    let config = load_config(global)?;
+    let settings = settings(args)?;
+    let listen = listen_address(&config, args)?;
+    let host = Host::open(&config)
+        .map_err(|e| Failure::bad_input(anyhow!(e).context("cannot open the pools")))?;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rewardpool-rpc")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = host.shutdown();
+            return Err(Failure::failed(anyhow!(e).context("cannot start the async runtime")));
+        }
+    };
+    let pools = match Pools::start(host, settings) {
+        Ok(pools) => Arc::new(pools),
+        Err((host, why)) => {
+            let _ = host.shutdown();
+            return Err(Failure::failed(anyhow!(why)));
+        }
+    };
+    let served = runtime.block_on(run(Arc::clone(&pools), &listen, args.json));
+    // Every stream has ended (or DRAIN_MAX passed): what is left are idle tasks.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let stopped = stop_pools(pools);
+    served.and(stopped)
 }
 
 /// `rewardpool tui`: the terminal dashboard.
@@ -21,4 +94,191 @@ pub(crate) fn tui(global: &GlobalArgs) -> CmdResult {
 
 pub(crate) fn not_available(reason: &str) -> Failure {
     Failure::bad_input(anyhow::anyhow!("not available yet: {reason}"))
+}
+
+/// `serve`'s flags, checked.
+fn settings(args: &ServeArgs) -> Result<Settings, Failure> {
+    if !(1..=16).contains(&args.gateways) {
+        return Err(Failure::bad_input(anyhow!("--gateways {}: 1 to 16", args.gateways)));
+    }
+    if !(1..=65_536).contains(&args.stream_window) {
+        return Err(Failure::bad_input(anyhow!(
+            "--stream-window {}: 1 to 65536",
+            args.stream_window
+        )));
+    }
+    Ok(Settings {
+        gateways: args.gateways,
+        queue_len: QUEUE_LEN,
+        stream_window: args.stream_window,
+        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+    })
+}
+
+/// Where to listen: `--listen`, else `grpc.listen_address` when `grpc.enabled`. An empty
+/// host (Go's `":50051"`) means every interface.
+fn listen_address(config: &Config, args: &ServeArgs) -> Result<String, Failure> {
+    let address = match &args.listen {
+        Some(address) => address.clone(),
+        None if config.grpc.enabled => config.grpc.listen_address.clone(),
+        None => {
+            return Err(Failure::bad_input(anyhow!(
+                "grpc.enabled is false in the configuration: set grpc.enabled: true (and \
+                 grpc.listen_address), or pass --listen ADDR"
+            )))
+        }
+    };
+    match address.strip_prefix(':') {
+        Some(port) => Ok(format!("0.0.0.0:{port}")),
+        None => Ok(address),
+    }
+}
+
+/// Serves until a stop signal, then until every stream has answered what it holds.
+async fn run(pools: Arc<Pools>, listen: &str, json: bool) -> CmdResult {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+        .map_err(Failure::bad_input)?;
+    let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    health::init(&reporter, &pools).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Failure::failed(anyhow!(e).context("server reflection")))?;
+    say_listening(&pools, local, json)?;
+    let monitor = tokio::spawn(health::monitor(reporter, Arc::clone(&pools)));
+
+    let signalled = {
+        let pools = Arc::clone(&pools);
+        async move {
+            stop_signal().await;
+            eprintln!("rewardpool: stopping: answering the requests in flight");
+            pools.begin_stop();
+        }
+    };
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(RewardPoolServiceServer::new(Api::new(Arc::clone(&pools))))
+        .serve_with_incoming_shutdown(incoming, signalled);
+    let drained = {
+        let pools = Arc::clone(&pools);
+        async move {
+            Pools::stopping(pools.stop_signal()).await;
+            tokio::select! {
+                // Every call of ours is answered: the connections left (a health watcher's
+                // stream never ends by itself) get GRACE to close, then are cut.
+                () = pools.calls_finished() => tokio::time::sleep(GRACE).await,
+                () = tokio::time::sleep(DRAIN_MAX) => {
+                    eprintln!("rewardpool: calls still open after {DRAIN_MAX:?}: stopping anyway");
+                }
+            }
+        }
+    };
+    let result = tokio::select! {
+        served = server => served.map_err(|e| Failure::failed(anyhow!(e).context("serving gRPC"))),
+        () = drained => Ok(()),
+    };
+    let _ = monitor.await;
+    result
+}
+
+/// The bound address on stdout, one line (tests and scripts read it to find the port).
+fn say_listening(pools: &Pools, local: std::net::SocketAddr, json: bool) -> CmdResult {
+    let mut out = std::io::stdout().lock();
+    let line = if json {
+        let names: Vec<&str> = pools.entries().iter().map(|e| e.name.as_str()).collect();
+        serde_json::json!({ "listening": local.to_string(), "pools": names }).to_string()
+    } else {
+        format!("listening on {local}")
+    };
+    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::failed(anyhow!(e)))
+}
+
+/// SIGINT or SIGTERM (or, if SIGTERM cannot be watched, SIGINT alone).
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Stops the gateways and shuts every pool down (final snapshot, segments closed).
+fn stop_pools(pools: Arc<Pools>) -> CmdResult {
+    let pools = match Arc::try_unwrap(pools) {
+        Ok(pools) => pools,
+        Err(_) => {
+            return Err(Failure::failed(anyhow!(
+                "a request task outlived the server: the pools were not shut down cleanly \
+                 (the log is intact; the next start recovers it)"
+            )))
+        }
+    };
+    let mut failed = Vec::new();
+    for (name, result) in pools.into_host().shutdown() {
+        match result {
+            Ok(state) => {
+                eprintln!(
+                    "rewardpool: pool {name:?} stopped at request id {}",
+                    state.last_request_id.0
+                );
+            }
+            Err(e) => failed.push(format!("pool {name:?}: {e}")),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::failed(anyhow!("{}", failed.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["rewardpool", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn listen_address_from_flag_or_enabled_config() {
+        let mut config = Config::default();
+        assert!(!config.grpc.enabled);
+        // Disabled and no --listen: refused.
+        assert!(listen_address(&config, &serve_args(&[])).is_err());
+        let flag = serve_args(&["--listen", "127.0.0.1:0"]);
+        assert_eq!(listen_address(&config, &flag).unwrap(), "127.0.0.1:0");
+        config.grpc.enabled = true;
+        config.grpc.listen_address = ":50051".into();
+        // The Go form's empty host: every interface.
+        assert_eq!(listen_address(&config, &serve_args(&[])).unwrap(), "0.0.0.0:50051");
+        assert_eq!(listen_address(&config, &flag).unwrap(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn settings_are_bounded() {
+        assert!(settings(&serve_args(&["--gateways", "0"])).is_err());
+        assert!(settings(&serve_args(&["--stream-window", "0"])).is_err());
+        let s = settings(&serve_args(&["--gateways", "2", "--queue-timeout-ms", "7"])).unwrap();
+        assert_eq!((s.gateways, s.queue_timeout), (2, Duration::from_millis(7)));
+    }
 }

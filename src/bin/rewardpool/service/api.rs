@@ -1,0 +1,314 @@
+//! The `RewardPoolService` handlers. `Draw` hands its stream to `draw.rs` (which feeds the
+//! gateways); the control calls (`GetState`, `Update`) run the engine's blocking control
+//! path on tokio's blocking pool; `ListPools` and `Watch` read the pools' meters, which never
+//! stop a core thread.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rewardpool::{Engine, ItemState, PoolState, Quantity};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::draw::DrawStream;
+use super::pools::{PoolEntry, Pools};
+use super::proto::reward_pool_service_server::RewardPoolService;
+use super::proto::{
+    DrawRequest, GetStateRequest, GetStateResponse, ListPoolsRequest, ListPoolsResponse, PoolInfo,
+    PoolMetrics, RewardItem, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
+};
+use super::status;
+
+/// `Watch` intervals: 0 means this; shorter ones are raised to `WATCH_MIN`.
+const WATCH_DEFAULT: Duration = Duration::from_secs(1);
+const WATCH_MIN: Duration = Duration::from_millis(10);
+
+/// The service, as tonic serves it.
+#[derive(Debug, Clone)]
+pub(crate) struct Api {
+    pools: Arc<Pools>,
+}
+
+impl Api {
+    /// Handlers over `pools`.
+    pub(crate) fn new(pools: Arc<Pools>) -> Api {
+        Api { pools }
+    }
+
+    /// `UNAVAILABLE` once the server is stopping.
+    fn check_running(&self) -> Result<(), Status> {
+        if self.pools.is_stopping() {
+            return Err(status::stopping());
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the pool `name` resolves to, on tokio's blocking pool (the engine's
+    /// control path blocks until the core thread answers).
+    async fn control<T: Send + 'static>(
+        &self,
+        name: String,
+        f: impl FnOnce(&PoolEntry, &Engine) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.check_running()?;
+        let pools = Arc::clone(&self.pools);
+        let call = Pools::call(&pools);
+        let task = tokio::task::spawn_blocking(move || {
+            let _call = call;
+            let entry = pools.resolve(&name)?;
+            let engine = pools.engine(entry)?;
+            f(entry, engine)
+        });
+        task.await.map_err(|e| Status::internal(format!("the request's task failed: {e}")))?
+    }
+}
+
+#[tonic::async_trait]
+impl RewardPoolService for Api {
+    async fn get_state(
+        &self,
+        request: Request<GetStateRequest>,
+    ) -> Result<Response<GetStateResponse>, Status> {
+        let name = request.into_inner().pool;
+        let response = self
+            .control(name, |entry, engine| {
+                let state = engine.state().map_err(|e| status::engine_error(&entry.name, &e))?;
+                Ok(GetStateResponse {
+                    items: reward_items(&state),
+                    // The newest request id in a committed group (the state may run ahead).
+                    last_request_id: entry.meter.read().last_request_id.0,
+                    pool: entry.name.clone(),
+                })
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    type DrawStream = DrawStream;
+
+    async fn draw(
+        &self,
+        request: Request<Streaming<DrawRequest>>,
+    ) -> Result<Response<DrawStream>, Status> {
+        self.check_running()?;
+        Ok(Response::new(DrawStream::new(Arc::clone(&self.pools), request.into_inner())))
+    }
+
+    async fn update(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<UpdateResponse>, Status> {
+        let UpdateRequest { pool, item_id, quantity, weight } = request.into_inner();
+        if item_id.is_empty() {
+            return Err(status::invalid("item_id is empty"));
+        }
+        let quantity = quantity.map(quantity_of).transpose()?;
+        let weight = weight.map(weight_of).transpose()?;
+        let item = self
+            .control(pool, move |entry, engine| {
+                let failed = |e| status::engine_error(&entry.name, &e);
+                let updated = engine.update(&item_id, quantity, weight).map_err(failed)?;
+                // The item with its odds among the pool's items now.
+                let state = engine.state().map_err(failed)?;
+                let mut item = reward_item(&updated, available_weight(&state));
+                if let Some(now) = reward_items(&state).into_iter().find(|i| i.item_id == item_id) {
+                    item = now;
+                }
+                Ok(item)
+            })
+            .await?;
+        Ok(Response::new(UpdateResponse { item: Some(item) }))
+    }
+
+    async fn list_pools(
+        &self,
+        _request: Request<ListPoolsRequest>,
+    ) -> Result<Response<ListPoolsResponse>, Status> {
+        self.check_running()?;
+        let pools = self
+            .pools
+            .entries()
+            .iter()
+            .map(|entry| {
+                let mut ids = entry.ids.clone();
+                ids.refresh();
+                let error = self
+                    .pools
+                    .engine(entry)
+                    .ok()
+                    .and_then(Engine::failure)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                PoolInfo {
+                    name: entry.name.clone(),
+                    state: self.pools.phase(entry).as_str().to_owned(),
+                    last_request_id: entry.meter.read().last_request_id.0,
+                    items: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+                    error,
+                    max_count: entry.pull_max,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListPoolsResponse { pools }))
+    }
+
+    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.check_running()?;
+        let WatchRequest { pool, interval_ms } = request.into_inner();
+        let only = if pool.is_empty() { None } else { Some(self.pools.resolve_index(&pool)?) };
+        let interval = match interval_ms {
+            0 => WATCH_DEFAULT,
+            ms => Duration::from_millis(u64::from(ms)).max(WATCH_MIN),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let call = Pools::call(&self.pools);
+        let pools = Arc::clone(&self.pools);
+        tokio::spawn(async move {
+            let _call = call;
+            watch(pools, only, interval, tx).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The `Watch` task: one reading per `interval` until the client goes away or the server
+/// stops (then the stream ends with `UNAVAILABLE`).
+async fn watch(
+    pools: Arc<Pools>,
+    only: Option<usize>,
+    interval: Duration,
+    tx: mpsc::Sender<Result<WatchResponse, Status>>,
+) {
+    let stop = Pools::stopping(pools.stop_signal());
+    tokio::pin!(stop);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = &mut stop => {
+                let _ = tx.send(Err(status::stopping())).await;
+                return;
+            }
+        }
+        if tx.send(Ok(reading(&pools, only))).await.is_err() {
+            return; // the client went away
+        }
+    }
+}
+
+/// One `WatchResponse`: every pool's counters (or pool `only`'s).
+fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let metrics = pools
+        .entries()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_none_or(|only| only == *i))
+        .map(|(_, entry)| {
+            let m = entry.meter.read();
+            let journal = m.journal.unwrap_or_default();
+            PoolMetrics {
+                pool: entry.name.clone(),
+                state: pools.phase(entry).as_str().to_owned(),
+                last_request_id: m.last_request_id.0,
+                draws_committed: m.draws_committed,
+                draws_acknowledged: m.draws_acknowledged,
+                groups_committed: m.groups_committed,
+                clients: m.clients,
+                log_bytes: journal.bytes_appended,
+                syncs: journal.syncs,
+            }
+        })
+        .collect();
+    WatchResponse { unix_ms, pools: metrics }
+}
+
+/// The sum of the weights of items with stock: the denominator of every item's odds.
+fn available_weight(state: &PoolState) -> u64 {
+    state
+        .items
+        .iter()
+        .filter(|i| i.quantity != Quantity::Finite(0))
+        .map(|i| u64::from(i.weight))
+        .sum()
+}
+
+/// The pool's items as the Go contract carries them, with their effective odds.
+fn reward_items(state: &PoolState) -> Vec<RewardItem> {
+    let available = available_weight(state);
+    state.items.iter().map(|item| reward_item(item, available)).collect()
+}
+
+/// One item: quantity (-1 unlimited, saturated at `i32::MAX`), weight in `probability`,
+/// odds = weight / `available` when in stock, else 0.
+#[expect(clippy::cast_precision_loss, reason = "odds are a display ratio")]
+fn reward_item(item: &ItemState, available: u64) -> RewardItem {
+    let in_stock = item.quantity != Quantity::Finite(0);
+    let odds =
+        if in_stock && available > 0 { f64::from(item.weight) / available as f64 } else { 0.0 };
+    RewardItem {
+        item_id: item.id.clone(),
+        quantity: i32::try_from(item.quantity.to_i64()).unwrap_or(i32::MAX),
+        probability: i64::from(item.weight),
+        odds,
+    }
+}
+
+/// `UpdateRequest.quantity`: -1 unlimited, or a count.
+fn quantity_of(q: i32) -> Result<Quantity, Status> {
+    match q {
+        -1 => Ok(Quantity::Unlimited),
+        q => u64::try_from(q).map(Quantity::Finite).map_err(|_| {
+            status::invalid(format!("quantity {q}: a quantity is -1 (unlimited) or 0 or more"))
+        }),
+    }
+}
+
+/// `UpdateRequest.weight`: 0 to `u32::MAX`.
+fn weight_of(w: i64) -> Result<u32, Status> {
+    u32::try_from(w)
+        .map_err(|_| status::invalid(format!("weight {w}: a weight is 0 to {}", u32::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odds_count_only_items_in_stock() {
+        let item = |id: &str, quantity, weight| ItemState { id: id.into(), quantity, weight };
+        let state = PoolState {
+            items: vec![
+                item("a", Quantity::Finite(0), 10),
+                item("b", Quantity::Unlimited, 30),
+                item("c", Quantity::Finite(5), 10),
+            ],
+            ..PoolState::default()
+        };
+        let items = reward_items(&state);
+        assert_eq!(items[0].odds, 0.0);
+        assert!((items[1].odds - 0.75).abs() < 1e-12, "{items:?}");
+        assert!((items[2].odds - 0.25).abs() < 1e-12, "{items:?}");
+        assert_eq!(items[1].quantity, -1);
+        assert_eq!(items[1].probability, 30);
+    }
+
+    #[test]
+    fn update_values_are_checked() {
+        assert_eq!(quantity_of(-1).unwrap(), Quantity::Unlimited);
+        assert_eq!(quantity_of(7).unwrap(), Quantity::Finite(7));
+        assert_eq!(quantity_of(-2).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(weight_of(0).unwrap(), 0);
+        assert_eq!(weight_of(-1).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(weight_of(1 << 40).unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+}

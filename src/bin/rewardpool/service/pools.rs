@@ -1,0 +1,264 @@
+//! What every RPC handler shares: the host (pool name → engine), each pool's gateway and
+//! meter, the service's settings, and whether it is stopping. Pool names are resolved here
+//! once per request (a few pools: a scan beats a map), never per draw.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rewardpool::host::PoolIndex;
+use rewardpool::{Engine, EngineError, Host, ItemIds, Meter};
+use tokio::sync::{watch, Notify};
+use tonic::Status;
+
+use super::gateway::Gateway;
+use super::status;
+
+/// How the service runs (from `serve`'s flags).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// Gateway threads per pool.
+    pub(crate) gateways: usize,
+    /// Jobs a gateway's queue holds.
+    pub(crate) queue_len: usize,
+    /// Requests one Draw stream may have in flight.
+    pub(crate) stream_window: usize,
+    /// How long a request waits for room in a full gateway queue.
+    pub(crate) queue_timeout: Duration,
+}
+
+/// One pool as the service sees it.
+#[derive(Debug)]
+pub(crate) struct PoolEntry {
+    /// Its name in the configuration.
+    pub(crate) name: String,
+    /// Its position in the host.
+    pub(crate) index: PoolIndex,
+    /// Where draws go.
+    pub(crate) gateway: Gateway,
+    /// Its counters, read without stopping the core.
+    pub(crate) meter: Meter,
+    /// Item ids by index (clone one per stream: lookups take `&mut`).
+    pub(crate) ids: ItemIds,
+    /// The longest pull its clients accept (the documented maximum `count`).
+    pub(crate) pull_max: u32,
+}
+
+/// A pool's state as `ListPools`, `Watch` and health report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PoolPhase {
+    /// Serving.
+    Running,
+    /// Its journal failed: it serves nothing until a restart recovers it.
+    Failed,
+    /// The server (or the engine) is stopping.
+    Stopping,
+}
+
+impl PoolPhase {
+    /// The word `PoolInfo.state` and `PoolMetrics.state` carry.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PoolPhase::Running => "running",
+            PoolPhase::Failed => "failed",
+            PoolPhase::Stopping => "stopping",
+        }
+    }
+}
+
+/// The service's shared state.
+#[derive(Debug)]
+pub(crate) struct Pools {
+    host: Host,
+    entries: Vec<PoolEntry>,
+    settings: Settings,
+    stopping: AtomicBool,
+    stop: watch::Sender<bool>,
+    /// Our RPCs in progress ([`Call`]s): the shutdown waits for them, not for every
+    /// connection (a health watcher's stream never ends by itself).
+    calls: AtomicUsize,
+    calls_done: Notify,
+}
+
+/// One RPC of ours in progress (a Draw stream, a Watch, a control call); dropping it ends
+/// the call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pools: Arc<Pools>,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // AcqRel: the last call's end is seen by `calls_finished`'s Acquire load.
+        if self.pools.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.pools.calls_done.notify_waiters();
+        }
+    }
+}
+
+impl Pools {
+    /// Starts each pool's gateway threads.
+    ///
+    /// # Errors
+    /// A pool refuses a client (then the gateways already started stop; the host is
+    /// returned so the caller can shut it down).
+    pub(crate) fn start(host: Host, settings: Settings) -> Result<Pools, (Host, String)> {
+        let mut entries = Vec::new();
+        let mut refused = None;
+        for (i, (name, engine)) in host.engines().enumerate() {
+            let gateway = match Gateway::start(name, engine, settings.gateways, settings.queue_len)
+            {
+                Ok(gateway) => gateway,
+                Err(e) => {
+                    refused = Some(format!("pool {name:?}: cannot start its gateway: {e}"));
+                    break;
+                }
+            };
+            let pull_max = gateway.pull_max();
+            entries.push(PoolEntry {
+                name: name.to_owned(),
+                index: PoolIndex(i),
+                gateway,
+                meter: engine.meter(),
+                ids: engine.item_ids(),
+                pull_max,
+            });
+        }
+        if let Some(why) = refused {
+            drop(entries);
+            return Err((host, why));
+        }
+        let (stop, _) = watch::channel(false);
+        Ok(Pools {
+            host,
+            entries,
+            settings,
+            stopping: AtomicBool::new(false),
+            stop,
+            calls: AtomicUsize::new(0),
+            calls_done: Notify::new(),
+        })
+    }
+
+    /// Every pool, in configuration order.
+    pub(crate) fn entries(&self) -> &[PoolEntry] {
+        &self.entries
+    }
+
+    /// The settings.
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// The pool a request names: `name`, or the only pool when `name` is empty.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT`: an unknown pool, or none named when there are several (both
+    /// list the pools).
+    pub(crate) fn resolve(&self, name: &str) -> Result<&PoolEntry, Status> {
+        let index = self.resolve_index(name)?;
+        Ok(&self.entries[index])
+    }
+
+    /// [`Pools::resolve`], as a position in [`Pools::entries`].
+    ///
+    /// # Errors
+    /// As [`Pools::resolve`].
+    pub(crate) fn resolve_index(&self, name: &str) -> Result<usize, Status> {
+        if name.is_empty() {
+            return match self.entries.len() {
+                1 => Ok(0),
+                n => Err(status::invalid(format!(
+                    "the server has {n} pools ({}): name one in the request's `pool` field",
+                    self.names()
+                ))),
+            };
+        }
+        self.entries.iter().position(|e| e.name == name).ok_or_else(|| {
+            status::invalid(format!(
+                "unknown pool {name:?}: the server's pools are {}",
+                self.names()
+            ))
+        })
+    }
+
+    fn names(&self) -> String {
+        self.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The engine of `entry`'s pool (for the control path: state, update).
+    pub(crate) fn engine(&self, entry: &PoolEntry) -> Result<&Engine, Status> {
+        self.host
+            .engine(entry.index)
+            .ok_or_else(|| status::engine_error(&entry.name, &EngineError::ShuttingDown))
+    }
+
+    /// The pool's phase now.
+    pub(crate) fn phase(&self, entry: &PoolEntry) -> PoolPhase {
+        let metrics = entry.meter.read();
+        if metrics.failure.is_some() {
+            PoolPhase::Failed
+        } else if metrics.stopped || self.is_stopping() {
+            PoolPhase::Stopping
+        } else {
+            PoolPhase::Running
+        }
+    }
+
+    /// True once the server stops taking requests.
+    pub(crate) fn is_stopping(&self) -> bool {
+        // Acquire: pairs with the Release store in `begin_stop`.
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// A receiver that sees `true` once the server stops taking requests.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Resolves once the server stops taking requests (from a [`Pools::stop_signal`]).
+    pub(crate) async fn stopping(mut signal: watch::Receiver<bool>) {
+        // Err: the sender is gone, which happens only once the service is gone.
+        let _ = signal.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Stops intake: new RPCs get `UNAVAILABLE`; open streams answer what they hold, then
+    /// end with `UNAVAILABLE`.
+    pub(crate) fn begin_stop(&self) {
+        // Release: handlers' Acquire load in `is_stopping`.
+        self.stopping.store(true, Ordering::Release);
+        self.stop.send_replace(true);
+    }
+
+    /// Counts an RPC in progress until the returned [`Call`] is dropped.
+    pub(crate) fn call(pools: &Arc<Pools>) -> Call {
+        // Relaxed: a counter; `Call::drop` orders the end.
+        pools.calls.fetch_add(1, Ordering::Relaxed);
+        Call { pools: Arc::clone(pools) }
+    }
+
+    /// Resolves once no RPC of ours is in progress.
+    pub(crate) async fn calls_finished(&self) {
+        loop {
+            let notified = self.calls_done.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a last call ending in between still wakes it.
+            notified.as_mut().enable();
+            // Acquire: pairs with the AcqRel decrement in `Call::drop`.
+            if self.calls.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops every gateway once it has answered what it holds; then returns the host, for
+    /// `Host::shutdown`.
+    pub(crate) fn into_host(self) -> Host {
+        for entry in &self.entries {
+            entry.gateway.stop();
+        }
+        drop(self.entries);
+        self.host
+    }
+}
