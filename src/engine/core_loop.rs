@@ -392,6 +392,10 @@ impl<J: Journal> Core<J> {
                 self.remaining.sweep_all(&self.pool);
                 let _ = reply.send(self.pool.state());
             }
+            Control::Items { reply } => {
+                self.remaining.sweep_all(&self.pool);
+                let _ = reply.send(self.pool.items());
+            }
             Control::Update { id, quantity, weight, reply } => {
                 if let Err(e) = self.update(&id, quantity, weight, reply.clone()) {
                     let _ = reply.send(Err(EngineError::Failed(e.clone())));
@@ -770,6 +774,9 @@ impl<J: Journal> Core<J> {
                 }
                 Control::State { reply } => {
                     let _ = reply.send(self.pool.state());
+                }
+                Control::Items { reply } => {
+                    let _ = reply.send(self.pool.items());
                 }
                 Control::Shutdown => {}
             }

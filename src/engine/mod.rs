@@ -216,6 +216,9 @@ pub(crate) enum Control {
     State {
         reply: mpsc::Sender<PoolState>,
     },
+    Items {
+        reply: mpsc::Sender<Vec<ItemState>>,
+    },
     Shutdown,
 }
 
@@ -433,6 +436,19 @@ impl Engine {
     pub fn state(&self) -> Result<PoolState, EngineError> {
         let (reply, rx) = mpsc::channel();
         self.shared.push_control(Control::State { reply })?;
+        rx.recv().map_err(|_| self.shared.stopped_error())
+    }
+
+    /// The pool's items (quantities and weights, in index order; they may include draws
+    /// not yet durable). Unlike [`Engine::state`] it copies no idempotency-key window
+    /// (up to tens of MB): what a service's state call needs. The core thread serves it
+    /// between ring passes, like an update.
+    ///
+    /// # Errors
+    /// The engine has stopped.
+    pub fn items(&self) -> Result<Vec<ItemState>, EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.shared.push_control(Control::Items { reply })?;
         rx.recv().map_err(|_| self.shared.stopped_error())
     }
 

@@ -630,9 +630,16 @@ impl Pool {
     pub fn state(&self) -> PoolState {
         PoolState {
             last_request_id: self.last_request_id,
-            items: (0..self.ids.len()).map(|i| self.item(ItemIndex(i as u32))).collect(),
+            items: self.items(),
             keys: self.keys.state(),
         }
+    }
+
+    /// Every item's state, in index order (the items of [`Pool::state`], without the key
+    /// window).
+    #[must_use]
+    pub fn items(&self) -> Vec<ItemState> {
+        (0..self.ids.len()).map(|i| self.item(ItemIndex(i as u32))).collect()
     }
 
     /// Checks that the selector agrees with quantities and weights.

@@ -807,3 +807,20 @@ fn park_until_ready_sleeps_until_an_outcome_is_ready() {
         assert_eq!(engine.shutdown().unwrap().last_request_id.0, 6);
     });
 }
+
+/// `Engine::items` answers the items of `Engine::state`, without the key window.
+#[test]
+fn items_are_the_state_s_items() {
+    let items = [ItemSpec::new("gold", 3, 10), ItemSpec::new("mud", -1, 1)];
+    let engine = Engine::start(pool(&items, 7), MemoryJournal::new(), config(64)).unwrap();
+    let mut client = engine.client().unwrap();
+    for _ in 0..5 {
+        client.draw().unwrap();
+    }
+    assert_eq!(client.pull_keyed(3, 42).unwrap().len(), 3);
+    let state = engine.state().unwrap();
+    assert_eq!(state.keys.records.len(), 1);
+    assert_eq!(engine.items().unwrap(), state.items);
+    assert_ne!(quantity(&state, "gold"), Quantity::Finite(3), "8 draws left gold untouched?");
+    engine.shutdown().unwrap();
+}

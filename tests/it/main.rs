@@ -20,4 +20,5 @@ mod repair;
 mod repair_faults;
 mod service;
 mod service_harness;
+mod service_metrics;
 mod wal_cli;

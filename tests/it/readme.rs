@@ -14,7 +14,9 @@
 //! empty directory and must be accepted (no usage error, no panic). Commands that are not
 //! the binary ([`NOT_RUN`]: `cargo test` is this very run, the perf scripts take minutes)
 //! must name files that exist and are executable. `rewardpool-hiccup` runs as written with
-//! `--seconds 0.3` added (its default is 10 s).
+//! `--seconds 0.3` added (its default is 10 s). A command ending in ` &` (the service) is
+//! started in the background, its first output lines compared as they appear, and `kill %1`
+//! stops it with SIGTERM (exit 0 required); `curl ...` lines run in `sh -c`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -157,6 +159,10 @@ fn resolve(command: &str) -> Option<(&'static str, Vec<String>)> {
     if let Some(rest) = command.strip_prefix("rewardpool ") {
         return Some((BIN, words(rest)));
     }
+    // `curl ... | grep ...` (the service's /metrics): a shell pipeline.
+    if command.starts_with("curl ") {
+        return Some(("sh", vec!["-c".to_owned(), command.to_owned()]));
+    }
     if let Some(rest) = command.strip_prefix("target/release/rewardpool-hiccup") {
         let mut args = words(rest);
         args.extend(["--seconds".to_owned(), "0.3".to_owned()]);
@@ -185,8 +191,24 @@ fn readme_console_commands_work_as_written() {
         fs::write(dir.path().join(name), text).unwrap();
     }
     let (mut ran, mut checked) = (0, 0);
+    // Commands started with `&` (the service), stopped by a later `kill %1`.
+    let mut background: Vec<Background> = Vec::new();
     for ex in &examples {
         let at = format!("README.md line {}: `{}`", ex.line, ex.command);
+        if let Some(command) = ex.command.strip_suffix(" &") {
+            let (program, args) =
+                resolve(command).unwrap_or_else(|| panic!("{at}: not a command this test runs"));
+            background.push(Background::start(program, &args, dir.path(), &ex.output, &at));
+            ran += 1;
+            continue;
+        }
+        if ex.command == "kill %1" {
+            assert!(!background.is_empty(), "{at}: nothing runs in the background");
+            let run = background.remove(0).stop();
+            assert_eq!(run.code, Some(0), "{at}: the background command did not exit 0: {run:?}");
+            ran += 1;
+            continue;
+        }
         let Some((program, args)) = resolve(&ex.command) else {
             let (_, why) = NOT_RUN
                 .iter()
@@ -228,6 +250,7 @@ fn readme_console_commands_work_as_written() {
         let got: Vec<String> = r.stdout.lines().chain(r.stderr.lines()).map(normalize).collect();
         assert_eq!(got, want, "{at}: the output differs from the README's\n{r:?}");
     }
+    assert!(background.is_empty(), "the README leaves a background command running");
     assert!(ran >= 5, "only {ran} commands ran");
     eprintln!("{ran} README commands run (output compared where shown), {checked} checked only");
 }
@@ -239,4 +262,94 @@ fn normalize_blanks_numbers_items_and_padding() {
     assert_ne!(normalize("1 gold"), normalize("1 gold extra"));
     assert_ne!(normalize("ok: 1 segment"), normalize("error: 1 segment"));
     assert_eq!(normalize("p99.9 226.6 µs"), "p99.# # µs");
+}
+
+/// A README command run with `&` (the service): started, its first output lines compared
+/// with the README's as they appear, stopped with SIGTERM by `kill %1`. Dropped unstopped
+/// (a failed test), it is killed.
+struct Background {
+    child: Option<std::process::Child>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Background {
+    fn start(program: &str, args: &[String], cwd: &Path, shown: &[String], at: &str) -> Background {
+        use std::io::{BufRead as _, Read as _};
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{at}: spawn {program}: {e}"));
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("piped");
+        let stdout = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line.clone());
+                all.push(line);
+            }
+            all.join("\n")
+        });
+        let mut err = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let background =
+            Background { child: Some(child), stdout: Some(stdout), stderr: Some(stderr) };
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut got = Vec::new();
+        while got.len() < shown.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => got.push(normalize(&line)),
+                Err(_) => {
+                    let run = background.stop();
+                    panic!("{at}: printed {got:?} and no more: {run:?}");
+                }
+            }
+        }
+        let want: Vec<String> = shown.iter().map(|l| normalize(l)).collect();
+        assert_eq!(got, want, "{at}: the output differs from the README's");
+        background
+    }
+
+    /// SIGTERM, then its exit (bounded by [`DEADLINE`]) and output.
+    fn stop(mut self) -> Run {
+        let Some(mut child) = self.child.take() else {
+            return Run { code: None, stdout: String::new(), stderr: String::new() };
+        };
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        let code = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status.code();
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                break child.wait().ok().and_then(|s| s.code());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = self.stdout.take().and_then(|t| t.join().ok()).unwrap_or_default();
+        let stderr = self.stderr.take().and_then(|t| t.join().ok()).unwrap_or_default();
+        Run { code, stdout, stderr }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -44,6 +44,9 @@ pub(crate) struct Server {
     child: Option<Child>,
     /// `127.0.0.1:PORT`.
     pub(crate) addr: String,
+    /// The metrics server's `127.0.0.1:PORT`, when started with `--json` and a metrics
+    /// server (`--metrics-listen`, or a `metrics` section).
+    pub(crate) metrics_addr: Option<String>,
     /// The temp directory holding the data directory (`data/`) and the config file.
     pub(crate) root: PathBuf,
     stdout: Option<JoinHandle<String>>,
@@ -114,6 +117,7 @@ pub(crate) fn start_with(root: &Path, config: Option<&str>, extra: &[&str]) -> S
     let mut server = Server {
         child: Some(child),
         addr: String::new(),
+        metrics_addr: None,
         root: root.to_owned(),
         stdout: Some(stdout),
         stderr: Some(stderr),
@@ -122,9 +126,9 @@ pub(crate) fn start_with(root: &Path, config: Option<&str>, extra: &[&str]) -> S
     let first = first_rx.recv_timeout(DEADLINE).unwrap_or_default();
     let json = extra.contains(&"--json");
     let addr = if json {
-        serde_json::from_str::<serde_json::Value>(&first)
-            .ok()
-            .and_then(|v| v["listening"].as_str().map(str::to_owned))
+        let line = serde_json::from_str::<serde_json::Value>(&first).ok();
+        server.metrics_addr = line.as_ref().and_then(|v| v["metrics"].as_str().map(str::to_owned));
+        line.and_then(|v| v["listening"].as_str().map(str::to_owned))
     } else {
         first.strip_prefix("listening on ").map(|a| a.trim().to_owned())
     };

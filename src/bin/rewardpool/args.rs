@@ -68,7 +68,15 @@ pub(crate) struct ServeArgs {
     /// The bound address is printed on stdout: "listening on 127.0.0.1:50051".
     #[arg(long, value_name = "ADDR", allow_negative_numbers = true)]
     pub listen: Option<String>,
-    /// Print the bound address as one JSON line: {"listening":"127.0.0.1:50051","pools":[..]}.
+    /// Address of the metrics server (/metrics, /healthz, /readyz), host:port (port 0 = any
+    /// free port) [default: the configuration's metrics.listen_address; without a metrics
+    /// section, no metrics server]. Its bound address is printed on stdout after the gRPC
+    /// one: "metrics on 127.0.0.1:9464".
+    #[arg(long, value_name = "ADDR", allow_negative_numbers = true)]
+    pub metrics_listen: Option<String>,
+    /// Print the bound addresses as one JSON line:
+    /// {"listening":"127.0.0.1:50051","metrics":"127.0.0.1:9464","pools":[..]} ("metrics" is
+    /// null without a metrics server).
     #[arg(long)]
     pub json: bool,
     /// Gateway threads per pool, each owning one engine client (1 to 16).

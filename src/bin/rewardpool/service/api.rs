@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rewardpool::{Engine, ItemState, PoolState, Quantity};
+use rewardpool::{Engine, ItemState, Quantity};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::draw::DrawStream;
+use super::metrics::Method;
 use super::pools::{PoolEntry, Pools};
 use super::proto::reward_pool_service_server::RewardPoolService;
 use super::proto::{
@@ -34,6 +35,13 @@ impl Api {
     /// Handlers over `pools`.
     pub(crate) fn new(pools: Arc<Pools>) -> Api {
         Api { pools }
+    }
+
+    /// Counts a unary call (or a stream refused at its start) with its status.
+    fn counted<T>(&self, method: Method, result: Result<T, Status>) -> Result<T, Status> {
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.pools.grpc_calls().record(method, code);
+        result
     }
 
     /// `UNAVAILABLE` once the server is stopping.
@@ -70,19 +78,24 @@ impl RewardPoolService for Api {
         &self,
         request: Request<GetStateRequest>,
     ) -> Result<Response<GetStateResponse>, Status> {
-        let name = request.into_inner().pool;
-        let response = self
-            .control(name, |entry, engine| {
-                let state = engine.state().map_err(|e| status::engine_error(&entry.name, &e))?;
-                Ok(GetStateResponse {
-                    items: reward_items(&state),
-                    // The newest request id in a committed group (the state may run ahead).
-                    last_request_id: entry.meter.read().last_request_id.0,
-                    pool: entry.name.clone(),
+        let result = async {
+            let name = request.into_inner().pool;
+            let response = self
+                .control(name, |entry, engine| {
+                    let items =
+                        engine.items().map_err(|e| status::engine_error(&entry.name, &e))?;
+                    Ok(GetStateResponse {
+                        items: reward_items(&items),
+                        // The newest request id in a committed group (the state may run ahead).
+                        last_request_id: entry.meter.read().last_request_id.0,
+                        pool: entry.name.clone(),
+                    })
                 })
-            })
-            .await?;
-        Ok(Response::new(response))
+                .await?;
+            Ok(Response::new(response))
+        }
+        .await;
+        self.counted(Method::GetState, result)
     }
 
     type DrawStream = DrawStream;
@@ -91,7 +104,10 @@ impl RewardPoolService for Api {
         &self,
         request: Request<Streaming<DrawRequest>>,
     ) -> Result<Response<DrawStream>, Status> {
-        self.check_running()?;
+        // A stream counts once, when it ends (`DrawStream`); here only a refused start.
+        if let Err(status) = self.check_running() {
+            return self.counted(Method::Draw, Err(status));
+        }
         Ok(Response::new(DrawStream::new(Arc::clone(&self.pools), request.into_inner())))
     }
 
@@ -99,58 +115,68 @@ impl RewardPoolService for Api {
         &self,
         request: Request<UpdateRequest>,
     ) -> Result<Response<UpdateResponse>, Status> {
-        let UpdateRequest { pool, item_id, quantity, weight } = request.into_inner();
-        if item_id.is_empty() {
-            return Err(status::invalid("item_id is empty"));
+        let result = async {
+            let UpdateRequest { pool, item_id, quantity, weight } = request.into_inner();
+            if item_id.is_empty() {
+                return Err(status::invalid("item_id is empty"));
+            }
+            let quantity = quantity.map(quantity_of).transpose()?;
+            let weight = weight.map(weight_of).transpose()?;
+            let item = self
+                .control(pool, move |entry, engine| {
+                    let failed = |e| status::engine_error(&entry.name, &e);
+                    let updated = engine.update(&item_id, quantity, weight).map_err(failed)?;
+                    // The item with its odds among the pool's items now.
+                    let items = engine.items().map_err(failed)?;
+                    let mut item = reward_item(&updated, available_weight(&items));
+                    if let Some(now) =
+                        reward_items(&items).into_iter().find(|i| i.item_id == item_id)
+                    {
+                        item = now;
+                    }
+                    Ok(item)
+                })
+                .await?;
+            Ok(Response::new(UpdateResponse { item: Some(item) }))
         }
-        let quantity = quantity.map(quantity_of).transpose()?;
-        let weight = weight.map(weight_of).transpose()?;
-        let item = self
-            .control(pool, move |entry, engine| {
-                let failed = |e| status::engine_error(&entry.name, &e);
-                let updated = engine.update(&item_id, quantity, weight).map_err(failed)?;
-                // The item with its odds among the pool's items now.
-                let state = engine.state().map_err(failed)?;
-                let mut item = reward_item(&updated, available_weight(&state));
-                if let Some(now) = reward_items(&state).into_iter().find(|i| i.item_id == item_id) {
-                    item = now;
-                }
-                Ok(item)
-            })
-            .await?;
-        Ok(Response::new(UpdateResponse { item: Some(item) }))
+        .await;
+        self.counted(Method::Update, result)
     }
 
     async fn list_pools(
         &self,
         _request: Request<ListPoolsRequest>,
     ) -> Result<Response<ListPoolsResponse>, Status> {
-        self.check_running()?;
-        let pools = self
-            .pools
-            .entries()
-            .iter()
-            .map(|entry| {
-                let mut ids = entry.ids.clone();
-                ids.refresh();
-                let error = self
-                    .pools
-                    .engine(entry)
-                    .ok()
-                    .and_then(Engine::failure)
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                PoolInfo {
-                    name: entry.name.clone(),
-                    state: self.pools.phase(entry).as_str().to_owned(),
-                    last_request_id: entry.meter.read().last_request_id.0,
-                    items: u32::try_from(ids.len()).unwrap_or(u32::MAX),
-                    error,
-                    max_count: entry.pull_max,
-                }
-            })
-            .collect();
-        Ok(Response::new(ListPoolsResponse { pools }))
+        let result = async {
+            self.check_running()?;
+            let pools = self
+                .pools
+                .entries()
+                .iter()
+                .map(|entry| {
+                    let mut ids = entry.ids.clone();
+                    ids.refresh();
+                    let error = self
+                        .pools
+                        .engine(entry)
+                        .ok()
+                        .and_then(Engine::failure)
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    PoolInfo {
+                        name: entry.name.clone(),
+                        state: self.pools.phase(entry).as_str().to_owned(),
+                        last_request_id: entry.meter.read().last_request_id.0,
+                        items: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+                        error,
+                        max_count: entry.pull_max,
+                    }
+                })
+                .collect();
+            Ok(Response::new(ListPoolsResponse { pools }))
+        }
+        .await;
+        self.counted(Method::ListPools, result)
     }
 
     type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
@@ -159,9 +185,20 @@ impl RewardPoolService for Api {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.check_running()?;
-        let WatchRequest { pool, interval_ms } = request.into_inner();
-        let only = if pool.is_empty() { None } else { Some(self.pools.resolve_index(&pool)?) };
+        // A stream counts once, when it ends (the `watch` task); here only a refused start.
+        let started = self.check_running().and_then(|()| {
+            let pool = &request.get_ref().pool;
+            if pool.is_empty() {
+                Ok(None)
+            } else {
+                self.pools.resolve_index(pool).map(Some)
+            }
+        });
+        let only = match started {
+            Ok(only) => only,
+            Err(status) => return self.counted(Method::Watch, Err(status)),
+        };
+        let WatchRequest { interval_ms, .. } = request.into_inner();
         let interval = match interval_ms {
             0 => WATCH_DEFAULT,
             ms => Duration::from_millis(u64::from(ms)).max(WATCH_MIN),
@@ -194,11 +231,14 @@ async fn watch(
             _ = ticks.tick() => {}
             () = &mut stop => {
                 let _ = tx.send(Err(status::stopping())).await;
+                pools.grpc_calls().record(Method::Watch, tonic::Code::Unavailable);
                 return;
             }
         }
         if tx.send(Ok(reading(&pools, only))).await.is_err() {
-            return; // the client went away
+            // The client went away.
+            pools.grpc_calls().record(Method::Watch, tonic::Code::Cancelled);
+            return;
         }
     }
 }
@@ -233,19 +273,14 @@ fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
 }
 
 /// The sum of the weights of items with stock: the denominator of every item's odds.
-fn available_weight(state: &PoolState) -> u64 {
-    state
-        .items
-        .iter()
-        .filter(|i| i.quantity != Quantity::Finite(0))
-        .map(|i| u64::from(i.weight))
-        .sum()
+fn available_weight(items: &[ItemState]) -> u64 {
+    items.iter().filter(|i| i.quantity != Quantity::Finite(0)).map(|i| u64::from(i.weight)).sum()
 }
 
 /// The pool's items as the Go contract carries them, with their effective odds.
-fn reward_items(state: &PoolState) -> Vec<RewardItem> {
-    let available = available_weight(state);
-    state.items.iter().map(|item| reward_item(item, available)).collect()
+fn reward_items(items: &[ItemState]) -> Vec<RewardItem> {
+    let available = available_weight(items);
+    items.iter().map(|item| reward_item(item, available)).collect()
 }
 
 /// One item: quantity (-1 unlimited, saturated at `i32::MAX`), weight in `probability`,
@@ -286,15 +321,11 @@ mod tests {
     #[test]
     fn odds_count_only_items_in_stock() {
         let item = |id: &str, quantity, weight| ItemState { id: id.into(), quantity, weight };
-        let state = PoolState {
-            items: vec![
-                item("a", Quantity::Finite(0), 10),
-                item("b", Quantity::Unlimited, 30),
-                item("c", Quantity::Finite(5), 10),
-            ],
-            ..PoolState::default()
-        };
-        let items = reward_items(&state);
+        let items = reward_items(&[
+            item("a", Quantity::Finite(0), 10),
+            item("b", Quantity::Unlimited, 30),
+            item("c", Quantity::Finite(5), 10),
+        ]);
         assert_eq!(items[0].odds, 0.0);
         assert!((items[1].odds - 0.75).abs() < 1e-12, "{items:?}");
         assert!((items[2].odds - 0.25).abs() < 1e-12, "{items:?}");

@@ -38,6 +38,7 @@ use tokio_stream::Stream;
 use tonic::{Status, Streaming};
 
 use super::gateway::{Drawn, Job, Lane, Reply};
+use super::metrics::Method;
 use super::pools::{Call, Pools};
 use super::proto::{DrawRequest, DrawResponse};
 use super::status;
@@ -88,6 +89,9 @@ pub(crate) struct DrawStream {
     ids: Vec<Option<ItemIds>>,
     /// Counts this stream as a call in progress (the shutdown waits for it).
     _call: Call,
+    /// The stream's end was counted in the gRPC call metrics (else, when dropped: the
+    /// client went away, `Canceled`).
+    counted: bool,
 }
 
 impl DrawStream {
@@ -117,6 +121,15 @@ impl DrawStream {
             lanes: vec![None; count],
             ids: vec![None; count],
             _call: call,
+            counted: false,
+        }
+    }
+
+    /// Counts the stream's end with `code` in the gRPC call metrics (once).
+    fn count_end(&mut self, code: tonic::Code) {
+        if !self.counted {
+            self.counted = true;
+            self.pools.grpc_calls().record(Method::Draw, code);
         }
     }
 
@@ -272,6 +285,13 @@ fn validate(pools: &Pools, request: &DrawRequest) -> Result<(usize, u32, u128), 
     Ok((pool, len, key))
 }
 
+impl Drop for DrawStream {
+    fn drop(&mut self) {
+        // Dropped before its end: the client cancelled or its connection went away.
+        self.count_end(tonic::Code::Cancelled);
+    }
+}
+
 impl Stream for DrawStream {
     type Item = Result<DrawResponse, Status>;
 
@@ -291,6 +311,7 @@ impl Stream for DrawStream {
                 Some(None) => continue,
                 Some(Some(status)) => {
                     this.done = true;
+                    this.count_end(status.code());
                     return Poll::Ready(Some(Err(status)));
                 }
                 None => {}
@@ -304,6 +325,7 @@ impl Stream for DrawStream {
             }
             if !this.reading && this.window.is_empty() && this.blocked.is_none() {
                 this.done = true;
+                this.count_end(this.end.as_ref().map_or(tonic::Code::Ok, Status::code));
                 return Poll::Ready(this.end.take().map(Err));
             }
             return Poll::Pending;

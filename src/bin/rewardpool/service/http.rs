@@ -41,7 +41,6 @@ pub(crate) fn router(view: MetricsView) -> Router {
 ///
 /// # Errors
 /// When accepting connections fails for good (axum retries transient accept errors).
-#[allow(dead_code, reason = "the `serve` command (service/mod.rs) calls it")]
 pub(crate) async fn serve_http(
     listener: tokio::net::TcpListener,
     view: MetricsView,

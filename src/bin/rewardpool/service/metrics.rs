@@ -36,7 +36,6 @@ use rewardpool::{Host, Meter, Metrics, Quantity};
 
 /// The gRPC methods the service counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code, reason = "the gRPC service (service/api.rs) records them")]
 pub(crate) enum Method {
     GetState,
     Draw,
@@ -86,8 +85,7 @@ const CODE_NAMES: [&str; 17] = [
 /// gRPC calls by method and status code: one atomic per pair, bumped by the service with
 /// [`GrpcCalls::record`] (a `Relaxed` `fetch_add`: no lock, no allocation). What one call is:
 /// a unary RPC once it is answered; a stream (`Draw`, `Watch`) once per stream, with the
-/// status it ends with — the service may also count each `DrawRequest` answered inside a
-/// `Draw` stream with `OK` (then say so next to its `record` call).
+/// status it ends with (`Canceled` when the client went away first).
 #[derive(Debug, Default)]
 pub(crate) struct GrpcCalls {
     counts: [[AtomicU64; CODE_NAMES.len()]; Method::ALL.len()],
@@ -95,7 +93,6 @@ pub(crate) struct GrpcCalls {
 
 impl GrpcCalls {
     /// Counts one call of `method` that ended with `code`.
-    #[allow(dead_code, reason = "the gRPC service (service/api.rs) calls it")]
     pub(crate) fn record(&self, method: Method, code: tonic::Code) {
         let code = usize::try_from(code as i32).unwrap_or(2).min(CODE_NAMES.len() - 1);
         // Relaxed: a counter read only by the exporter; several tasks may bump it at once,

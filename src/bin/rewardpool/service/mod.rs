@@ -43,6 +43,7 @@ use tonic::transport::Server;
 use super::args::{GlobalArgs, ServeArgs};
 use super::{load_config, CmdResult, Failure};
 use api::Api;
+use metrics::MetricsView;
 use pools::{Pools, Settings};
 use proto::reward_pool_service_server::RewardPoolServiceServer;
 
@@ -59,6 +60,11 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     let config = load_config(global)?;
     let settings = settings(args)?;
     let listen = listen_address(&config, args)?;
+    let metrics_listen = args
+        .metrics_listen
+        .clone()
+        .or_else(|| config.metrics.as_ref().map(|m| m.listen_address.clone()))
+        .map(|address| every_interface(&address));
     let host = Host::open(&config)
         .map_err(|e| Failure::bad_input(anyhow!(e).context("cannot open the pools")))?;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -79,7 +85,7 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
             return Err(Failure::failed(anyhow!(why)));
         }
     };
-    let served = runtime.block_on(run(Arc::clone(&pools), &listen, args.json));
+    let served = runtime.block_on(run(Arc::clone(&pools), &listen, metrics_listen, args.json));
     // Every stream has ended (or DRAIN_MAX passed): what is left are idle tasks.
     runtime.shutdown_timeout(Duration::from_secs(5));
     let stopped = stop_pools(pools);
@@ -128,19 +134,41 @@ fn listen_address(config: &Config, args: &ServeArgs) -> Result<String, Failure> 
             )))
         }
     };
+    Ok(every_interface(&address))
+}
+
+/// Go's `":50051"` form (an empty host) as every interface.
+fn every_interface(address: &str) -> String {
     match address.strip_prefix(':') {
-        Some(port) => Ok(format!("0.0.0.0:{port}")),
-        None => Ok(address),
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => address.to_owned(),
     }
 }
 
 /// Serves until a stop signal, then until every stream has answered what it holds.
-async fn run(pools: Arc<Pools>, listen: &str, json: bool) -> CmdResult {
+async fn run(
+    pools: Arc<Pools>,
+    listen: &str,
+    metrics_listen: Option<String>,
+    json: bool,
+) -> CmdResult {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))
         .map_err(Failure::bad_input)?;
     let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
+    let metrics = match metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (the metrics server)"))
+                .map_err(Failure::bad_input)?;
+            let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
+            let view = MetricsView::of_host(pools.host(), Arc::clone(pools.grpc_calls()));
+            Some((listener, local, view))
+        }
+        None => None,
+    };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::init(&reporter, &pools).await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -148,14 +176,26 @@ async fn run(pools: Arc<Pools>, listen: &str, json: bool) -> CmdResult {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Failure::failed(anyhow!(e).context("server reflection")))?;
-    say_listening(&pools, local, json)?;
+    say_listening(&pools, local, metrics.as_ref().map(|m| m.1), json)?;
     let monitor = tokio::spawn(health::monitor(reporter, Arc::clone(&pools)));
+    // The metrics server answers until the process ends (scrapes during the drain see it);
+    // `/readyz` turns 503 when the stop begins.
+    let metrics_view = metrics.as_ref().map(|m| m.2.clone());
+    let (metrics_end, metrics_ended) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = metrics.map(|(listener, _, view)| {
+        tokio::spawn(http::serve_http(listener, view, async move {
+            let _ = metrics_ended.await;
+        }))
+    });
 
     let signalled = {
         let pools = Arc::clone(&pools);
         async move {
             stop_signal().await;
             eprintln!("rewardpool: stopping: answering the requests in flight");
+            if let Some(view) = &metrics_view {
+                view.stop_serving();
+            }
             pools.begin_stop();
         }
     };
@@ -184,17 +224,38 @@ async fn run(pools: Arc<Pools>, listen: &str, json: bool) -> CmdResult {
         () = drained => Ok(()),
     };
     let _ = monitor.await;
+    let _ = metrics_end.send(());
+    if let Some(server) = metrics_server {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("rewardpool: the metrics server failed: {e}"),
+            Err(e) => eprintln!("rewardpool: the metrics server's task failed: {e}"),
+        }
+    }
     result
 }
 
 /// The bound address on stdout, one line (tests and scripts read it to find the port).
-fn say_listening(pools: &Pools, local: std::net::SocketAddr, json: bool) -> CmdResult {
+fn say_listening(
+    pools: &Pools,
+    local: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+    json: bool,
+) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let line = if json {
         let names: Vec<&str> = pools.entries().iter().map(|e| e.name.as_str()).collect();
-        serde_json::json!({ "listening": local.to_string(), "pools": names }).to_string()
+        serde_json::json!({
+            "listening": local.to_string(),
+            "metrics": metrics.map(|m| m.to_string()),
+            "pools": names,
+        })
+        .to_string()
     } else {
-        format!("listening on {local}")
+        match metrics {
+            Some(metrics) => format!("listening on {local}\nmetrics on {metrics}"),
+            None => format!("listening on {local}"),
+        }
     };
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::failed(anyhow!(e)))
 }

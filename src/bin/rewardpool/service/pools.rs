@@ -12,6 +12,7 @@ use tokio::sync::{watch, Notify};
 use tonic::Status;
 
 use super::gateway::Gateway;
+use super::metrics::GrpcCalls;
 use super::status;
 
 /// How the service runs (from `serve`'s flags).
@@ -78,6 +79,8 @@ pub(crate) struct Pools {
     /// connection (a health watcher's stream never ends by itself).
     calls: AtomicUsize,
     calls_done: Notify,
+    /// gRPC calls by method and status code (the metrics server exports them).
+    grpc_calls: Arc<GrpcCalls>,
 }
 
 /// One RPC of ours in progress (a Draw stream, a Watch, a control call); dropping it ends
@@ -137,7 +140,18 @@ impl Pools {
             stop,
             calls: AtomicUsize::new(0),
             calls_done: Notify::new(),
+            grpc_calls: Arc::new(GrpcCalls::default()),
         })
+    }
+
+    /// The host (for the metrics server's view of every pool).
+    pub(crate) fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// gRPC calls by method and status code.
+    pub(crate) fn grpc_calls(&self) -> &Arc<GrpcCalls> {
+        &self.grpc_calls
     }
 
     /// Every pool, in configuration order.
