@@ -19,5 +19,7 @@ mod recovery;
 mod repair;
 mod repair_faults;
 mod service;
+mod service_abuse;
+mod service_crash;
 mod service_harness;
 mod wal_cli;
