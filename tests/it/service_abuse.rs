@@ -4,8 +4,10 @@
 //! past the limit, a half-sent frame then a dropped connection or a held stream); 10,000
 //! Draw streams opened and dropped (memory back near its level, nothing leaked: the draws
 //! add up, a SIGTERM stops at once); a client process SIGKILLed mid-stream (this test
-//! binary again, as a client: see [`child_client_process`]). After each, the server still
-//! answers other streams, and stops cleanly (exit 0, no stream left open) on SIGTERM.
+//! binary again, as a client: see [`child_client_process`]); a gateway queue kept full
+//! past `--queue-timeout-ms` (`RESOURCE_EXHAUSTED`, nothing drawn unanswered). After each,
+//! the server still answers other streams, and stops cleanly (exit 0, no stream left open)
+//! on SIGTERM.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -380,4 +382,65 @@ fn a_client_killed_mid_stream_stalls_nothing() {
         &["wal", "verify", "--data-dir", data.to_str().expect("utf-8 path")],
     );
     assert_eq!(verify.code, Some(0), "{verify:?}");
+}
+
+/// One pool whose engine takes one request at a time, each synced alone: a slow pool
+/// (hundreds of requests a second), so four streams of 2,500 requests read at once fill
+/// its gateway's queue (4,096 jobs).
+const SLOW: &str = "\
+working_dir: unused
+pool:
+  catalog:
+    - { item_id: gold, quantity: 1000000, probability: 1 }
+    - { item_id: mud, quantity: -1, probability: 3 }
+wal:
+  durability: sync
+  max_request_buffer_size: 1
+  flush_after_n_draw: 1
+";
+
+#[test]
+fn a_full_gateway_queue_is_resource_exhausted_past_its_deadline() {
+    const STREAMS: usize = 4;
+    const REQUESTS: usize = 2_500;
+    let server =
+        harness::start(Some(SLOW), &["--queue-timeout-ms", "20", "--stream-window", "65536"]);
+    runtime().block_on(async {
+        let client = server.client().await;
+        let mut tasks = Vec::new();
+        for _ in 0..STREAMS {
+            let mut client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                draw(&mut client, (0..REQUESTS).map(|_| request(1)).collect()).await
+            }));
+        }
+        let (mut exhausted, mut answered) = (0, 0);
+        for (i, task) in tasks.into_iter().enumerate() {
+            let (responses, end) = task.await.expect("stream task");
+            answered += responses.len() as u64;
+            let ids: Vec<u64> = responses.iter().map(|r| r.request_id).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "stream {i}: out of order");
+            match end {
+                None => assert_eq!(responses.len(), REQUESTS, "stream {i} ended OK early"),
+                Some(status) => {
+                    assert_eq!(
+                        status.code(),
+                        tonic::Code::ResourceExhausted,
+                        "stream {i}: {status:?}"
+                    );
+                    assert!(status.message().contains("overloaded"), "{status:?}");
+                    assert!(responses.len() < REQUESTS, "stream {i}");
+                    exhausted += 1;
+                }
+            }
+        }
+        assert!(exhausted > 0, "no stream met a full queue");
+        // What was queued before the refused request was drawn and answered; the refused
+        // one was never drawn.
+        let mut c = client.clone();
+        let state = c.get_state(ours::GetStateRequest::default()).await.expect("GetState");
+        assert_eq!(state.into_inner().last_request_id, answered, "drawn but unanswered");
+        still_serves(&server, "a full gateway queue").await;
+    });
+    stop_promptly(server, "after a full gateway queue");
 }
