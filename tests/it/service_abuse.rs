@@ -5,7 +5,9 @@
 //! Draw streams opened and dropped (memory back near its level, nothing leaked: the draws
 //! add up, a SIGTERM stops at once); a client process SIGKILLed mid-stream (this test
 //! binary again, as a client: see [`child_client_process`]); a gateway queue kept full
-//! past `--queue-timeout-ms` (`RESOURCE_EXHAUSTED`, nothing drawn unanswered). After each,
+//! past `--queue-timeout-ms` (`RESOURCE_EXHAUSTED`, nothing drawn unanswered); a pool whose
+//! log fails (its directory removed under it: the next segment cannot be installed) is
+//! `UNAVAILABLE` while the other pool goes on. After each,
 //! the server still answers other streams, and stops cleanly (exit 0, no stream left open)
 //! on SIGTERM.
 
@@ -443,4 +445,53 @@ fn a_full_gateway_queue_is_resource_exhausted_past_its_deadline() {
         still_serves(&server, "a full gateway queue").await;
     });
     stop_promptly(server, "after a full gateway queue");
+}
+
+/// Two pools; `beta` rotates its small segments often.
+const TWO_POOLS_SMALL_BETA: &str = "\
+working_dir: unused
+pools:
+  - name: alpha
+    catalog:
+      - { item_id: gold, quantity: -1, probability: 1 }
+  - name: beta
+    catalog:
+      - { item_id: gem, quantity: -1, probability: 1 }
+    wal:
+      max_file_size_kb: 16
+wal:
+  durability: sync
+";
+
+#[test]
+fn a_pool_whose_log_fails_is_unavailable_and_the_others_go_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = harness::start_with(dir.path(), Some(TWO_POOLS_SMALL_BETA), &[]);
+    let on =
+        |pool: &str, count| DrawRequest { count, pool: pool.to_owned(), ..DrawRequest::default() };
+    runtime().block_on(async {
+        let mut client = server.client().await;
+        let (responses, end) = draw(&mut client, vec![on("alpha", 5), on("beta", 5)]).await;
+        assert!(end.is_none() && responses.len() == 10, "{end:?} {responses:?}");
+        // The pool's directory vanishes: its next segment cannot be created.
+        std::fs::remove_dir_all(server.data_dir().join("beta")).expect("remove beta's directory");
+        let mut failed = None;
+        for _ in 0..200 {
+            let (_, end) = draw(&mut client, (0..10).map(|_| on("beta", 100)).collect()).await;
+            if let Some(status) = end {
+                failed = Some(status);
+                break;
+            }
+        }
+        let status = failed.expect("beta never failed");
+        eprintln!("{status:?}");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        let (responses, end) = draw(&mut client, vec![on("alpha", 5)]).await;
+        assert!(end.is_none() && responses.len() == 5, "alpha: {end:?} {responses:?}");
+        let pools =
+            client.list_pools(ours::ListPoolsRequest {}).await.expect("ListPools").into_inner();
+        eprintln!("{pools:?}");
+    });
+    let run = server.stop(libc::SIGTERM);
+    eprintln!("{run:?}");
 }
