@@ -7,9 +7,9 @@
 //! binary again, as a client: see [`child_client_process`]); a gateway queue kept full
 //! past `--queue-timeout-ms` (`RESOURCE_EXHAUSTED`, nothing drawn unanswered); a pool whose
 //! log fails (its directory removed under it: the next segment cannot be installed) is
-//! `UNAVAILABLE` while the other pool goes on. After each,
-//! the server still answers other streams, and stops cleanly (exit 0, no stream left open)
-//! on SIGTERM.
+//! `UNAVAILABLE` while the other pool goes on. After each, the server still answers other
+//! streams, and a SIGTERM stops it promptly with no stream left open (exit 0; 1 once a pool
+//! has failed).
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
