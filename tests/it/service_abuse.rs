@@ -495,3 +495,42 @@ fn a_pool_whose_log_fails_is_unavailable_and_the_others_go_on() {
     let run = server.stop(libc::SIGTERM);
     eprintln!("{run:?}");
 }
+
+/// A live client that stops reading (300 pulls of 1,000: more than its HTTP/2 window holds)
+/// holds a SIGTERM until the server's drain limit (30 s), no longer: then the server stops
+/// anyway, exit 0, whole pulls drawn. 30 s: runs only with `REWARDPOOL_SLOW_TESTS=1`.
+#[test]
+fn a_deaf_client_holds_the_stop_no_longer_than_the_drain_limit() {
+    if std::env::var_os("REWARDPOOL_SLOW_TESTS").is_none() {
+        return;
+    }
+    let server = harness::start(None, &[]);
+    let rt = runtime();
+    let (tx, inbound) = rt.block_on(async {
+        let mut client = server.client().await;
+        let (tx, rx) = mpsc::channel(512);
+        let inbound = client.draw(ReceiverStream::new(rx)).await.expect("open").into_inner();
+        for _ in 0..300 {
+            tx.send(request(1000)).await.expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (tx, inbound)
+    });
+    let start = Instant::now();
+    server.signal(libc::SIGTERM);
+    // Past the harness's own wait: the drain limit is as long.
+    std::thread::sleep(Duration::from_secs(20));
+    let run = server.join();
+    let took = start.elapsed();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.contains("streams still open after"), "{run:?}");
+    // Whole pulls were drawn (as many as the stream had read), and logged.
+    let id = run
+        .stderr
+        .split("stopped at request id ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()));
+    assert!(id.is_some_and(|id| id > 0 && id % 1000 == 0), "{id:?}: {run:?}");
+    assert!(took < Duration::from_secs(45), "the stop took {took:?}");
+    drop((tx, inbound));
+}
