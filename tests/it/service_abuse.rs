@@ -386,9 +386,10 @@ fn a_client_killed_mid_stream_stalls_nothing() {
     assert_eq!(verify.code, Some(0), "{verify:?}");
 }
 
-/// One pool whose engine takes one request at a time, each synced alone: a slow pool
-/// (hundreds of requests a second), so four streams of 2,500 requests read at once fill
-/// its gateway's queue (4,096 jobs).
+/// One pool whose engine takes one request at a time (a ring of one request): its gateway
+/// drains its queue (4,096 jobs) slower than four streams of 20,000 requests, sent at once
+/// and read ahead (`--stream-window 65536`), fill it. `buffered`, so the pace does not hang
+/// on the device's sync speed (on tmpfs `sync` is as fast).
 const SLOW: &str = "\
 working_dir: unused
 pool:
@@ -396,7 +397,7 @@ pool:
     - { item_id: gold, quantity: 1000000, probability: 1 }
     - { item_id: mud, quantity: -1, probability: 3 }
 wal:
-  durability: sync
+  durability: buffered
   max_request_buffer_size: 1
   flush_after_n_draw: 1
 ";
@@ -404,7 +405,7 @@ wal:
 #[test]
 fn a_full_gateway_queue_is_resource_exhausted_past_its_deadline() {
     const STREAMS: usize = 4;
-    const REQUESTS: usize = 2_500;
+    const REQUESTS: usize = 20_000;
     let server =
         harness::start(Some(SLOW), &["--queue-timeout-ms", "20", "--stream-window", "65536"]);
     runtime().block_on(async {
