@@ -19,6 +19,8 @@ mod recovery;
 mod repair;
 mod repair_faults;
 mod service;
+mod service_abuse;
+mod service_crash;
 mod service_harness;
 mod service_metrics;
 mod wal_cli;

@@ -56,13 +56,20 @@ pub(crate) fn invalid(reason: impl Into<String>) -> Status {
 /// The status a Draw stream ends with when its inbound side failed. tonic reports a message
 /// that does not decode, and a frame cut short, as `INTERNAL` (its codec's code for any
 /// protobuf parse error; the `DecodeError` is not kept as a source): on the inbound side that
-/// is the client's bytes, so it becomes `INVALID_ARGUMENT` with tonic's reason. Anything else
-/// (a reset stream, a transport error) keeps tonic's own code.
+/// is the client's bytes, so it becomes `INVALID_ARGUMENT` with tonic's reason. A message
+/// longer than the decoder's limit (tonic: `OUT_OF_RANGE`) is a malformed request too. Anything
+/// else (a reset stream, a transport error) keeps tonic's own code.
 pub(crate) fn inbound(status: Status) -> Status {
-    if status.code() == Code::Internal {
-        return Status::invalid_argument(format!("malformed DrawRequest: {}", status.message()));
+    match status.code() {
+        Code::Internal => {
+            Status::invalid_argument(format!("malformed DrawRequest: {}", status.message()))
+        }
+        Code::OutOfRange => Status::invalid_argument(format!(
+            "malformed DrawRequest: longer than the 4 MiB limit: {}",
+            status.message()
+        )),
+        _ => status,
     }
-    status
 }
 
 #[cfg(test)]
