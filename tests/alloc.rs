@@ -233,11 +233,7 @@ fn keyed_journal(durability: Durability) {
     for _ in 0..100 {
         group(&mut pool, &mut journal);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while resident_mappings(SEGMENT_BYTES >> 10) < 2 {
-        assert!(Instant::now() < deadline, "{durability}: the spare segment never became ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_spare(durability);
     std::thread::sleep(Duration::from_millis(100));
 
     ALLOCS.store(0, Ordering::SeqCst);
@@ -329,11 +325,7 @@ fn durable_log(durability: Durability) {
     // Wait for the helper threads' start-up work: the active and the spare segment
     // pre-faulted (fully resident), so the preparer is parked before the count is armed. On
     // a slow CI disk this took longer than a fixed sleep once.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while resident_mappings(SEGMENT_BYTES >> 10) < 2 {
-        assert!(Instant::now() < deadline, "{durability}: the spare segment never became ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_spare(durability);
     std::thread::sleep(Duration::from_millis(100));
     client.draw().unwrap();
 
@@ -363,6 +355,26 @@ fn durable_log(durability: Durability) {
 /// (`/proc/self/smaps`: `Rss` equal to `Size`). The active segment and the spare, once the
 /// preparer has pre-faulted both, are two of them (a file mapping under `buffered`, an
 /// anonymous staging buffer under `sync`).
+/// Waits until the active and the spare segment are pre-faulted (two fully resident
+/// segment-sized mappings), so the preparer is parked before the count is armed. Reading
+/// that from `/proc/self/smaps` is a heuristic: the kernel may merge a staging buffer's
+/// mapping with an adjacent anonymous one (the key window) into a VMA that is not a
+/// multiple of the segment size, and then it never shows. So after 20 s (pre-faulting
+/// 64 MiB takes well under a second even on a busy machine) it goes on: an allocation the
+/// preparer still made would then fail the test, never pass it.
+fn wait_for_spare(durability: Durability) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while resident_mappings(SEGMENT_BYTES >> 10) < 2 {
+        if Instant::now() > deadline {
+            eprintln!(
+                "{durability}: the spare segment's mapping is not visible in smaps; going on"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn resident_mappings(size_kib: u64) -> usize {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return usize::MAX;

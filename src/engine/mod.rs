@@ -20,7 +20,7 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
-pub use affinity::{available_cores, CorePin, PinError};
+pub use affinity::{available_cores, restrict_current_to, CorePin, PinError};
 pub use clock::Clock;
 pub use metrics::{Histogram, Meter, Metrics, RunState, HISTOGRAM_BUCKETS, REMAINING_PER_GROUP};
 // The caller's types live in `ingress`; these paths stay for callers that use them.

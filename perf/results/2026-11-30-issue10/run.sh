@@ -71,7 +71,11 @@ floor before
 for i in $(seq 1 "$ROUNDS"); do
   serve_load pull10-4conn --connections 4 --streams 2 --in-flight 32 --count 10 --duration ${SECONDS_PER_RUN}s
   serve_load single-4conn --connections 4 --streams 4 --in-flight 64 --count 1 --duration ${SECONDS_PER_RUN}s
-  serve_load k6-100streams --connections 4 --streams 25 --count 10 --pause 500ms --duration $((2 * SECONDS_PER_RUN))s
+  # The Go k6 shape: 100 streams (k6 ramps its virtual users in, so their requests spread
+  # over the 0.5 s pause), each a request of 10, then 0.5 s of pause.
+  serve_load k6-ramp-100streams --connections 4 --ramp 0:100:5s,hold:$((2 * SECONDS_PER_RUN))s --count 10 --pause 500ms
+  # The same 100 streams started at one instant: a burst of 100 requests every 0.5 s.
+  serve_load burst-100streams --connections 4 --streams 25 --count 10 --pause 500ms --duration $((2 * SECONDS_PER_RUN))s
   bench bench-sync-pull10 --durability sync --pull 10 --draws 20000000
   bench bench-sync-single --durability sync --draws 10000000
 done

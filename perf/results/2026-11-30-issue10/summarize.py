@@ -49,8 +49,8 @@ for tag in shapes:
         f"| {med(scpu):.3f} | {med(gcpu):.3f} | {med(r['load'] for r in runs):.1f} |"
         + (f" ({bad} runs with errors or a failed stop)" if bad else "")
     )
-    if tag.startswith("k6"):
-        print(f"|   k6 p99 per run | | {', '.join(fmt_ns(l['p99']) for l in lat)} | | | | | | | |")
+    if tag.startswith(("k6", "burst")):
+        print(f"|   {tag}: p99 of each run | | {', '.join(fmt_ns(l['p99']) for l in lat)} | | | | | | | |")
 for r in rows:
     if r["tag"].startswith("floor"):
         print(f"\n{r['tag']}: {json.dumps(r['r'])[:600]}")
