@@ -257,8 +257,11 @@ fn watch_streams_moving_counters() {
         // The counters catch up within a few readings (they move once per group; readings
         // taken before the draw may still be queued, and a group's commit is counted before
         // its sync).
+        let published = |m: &ours::PoolMetrics| m.commit_latency_ns.as_ref().map_or(0, |h| h.count);
         let caught_up = |m: &ours::PoolMetrics| {
-            m.draws_committed >= before.draws_committed + 10 && m.syncs > before.syncs
+            m.draws_committed >= before.draws_committed + 10
+                && m.syncs > before.syncs
+                && published(m) > published(&before)
         };
         let mut after = before.clone();
         for _ in 0..500 {
@@ -271,6 +274,15 @@ fn watch_streams_moving_counters() {
         assert!(after.groups_committed > before.groups_committed, "{after:?}");
         assert_eq!(after.last_request_id, 10);
         assert!(after.syncs > before.syncs && after.log_bytes > before.log_bytes, "{after:?}");
+        // One request of 10: one pull; its group's size and commit latency are histograms.
+        assert_eq!(after.pulls, before.pulls + 1, "{after:?}");
+        let sizes = after.group_size.clone().expect("group sizes");
+        assert_eq!(sizes.le.len(), sizes.cumulative.len());
+        assert_eq!(sizes.cumulative.last(), Some(&sizes.count));
+        assert_eq!(sizes.sum, after.draws_committed, "{sizes:?}");
+        let latency = after.commit_latency_ns.clone().expect("commit latency");
+        assert!(latency.count >= 1 && latency.sum > 0, "{latency:?}");
+        assert!(after.sync_ns_total > before.sync_ns_total, "{after:?}");
         let e = client
             .watch(ours::WatchRequest { pool: "nope".into(), interval_ms: 0 })
             .await
@@ -351,6 +363,27 @@ fn reflection_lists_the_services() {
         ] {
             assert!(names.contains(expected), "{expected} missing from {names:?}");
         }
+        // The v1alpha service answers too (older grpcurl asks it only).
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as Alpha;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaReq;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaRes;
+        let list = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(AlphaReq::ListServices(String::new())),
+        };
+        let mut alpha = Alpha::new(server.channel().await)
+            .server_reflection_info(tokio_stream::iter([list]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = alpha.next().await.unwrap().unwrap();
+        let Some(AlphaRes::ListServicesResponse(list)) = response.message_response else {
+            panic!("not a service list: {response:?}");
+        };
+        assert!(
+            list.service.iter().any(|s| s.name == "rewardpool.RewardPoolService"),
+            "{list:?}"
+        );
     });
     assert_eq!(server.stop(libc::SIGTERM).code, Some(0));
 }

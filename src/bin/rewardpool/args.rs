@@ -90,6 +90,11 @@ pub(crate) struct ServeArgs {
     /// with RESOURCE_EXHAUSTED, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5_000, allow_negative_numbers = true)]
     pub queue_timeout_ms: u64,
+    /// After SIGINT/SIGTERM, how long the open streams get to take their answers (a client
+    /// that stops reading holds its stream open), in milliseconds; then they are cut and the
+    /// pools shut down. Keep it below the supervisor's kill deadline (Kubernetes: 30 s).
+    #[arg(long, value_name = "MS", default_value_t = 20_000, allow_negative_numbers = true)]
+    pub drain_timeout_ms: u64,
 }
 
 /// `--pool NAME` on `draw`, `state` and `update`.

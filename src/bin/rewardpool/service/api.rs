@@ -16,8 +16,8 @@ use super::metrics::Method;
 use super::pools::{PoolEntry, Pools};
 use super::proto::reward_pool_service_server::RewardPoolService;
 use super::proto::{
-    DrawRequest, GetStateRequest, GetStateResponse, ListPoolsRequest, ListPoolsResponse, PoolInfo,
-    PoolMetrics, RewardItem, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
+    DrawRequest, GetStateRequest, GetStateResponse, Histogram, ListPoolsRequest, ListPoolsResponse,
+    PoolInfo, PoolMetrics, RewardItem, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
 };
 use super::status;
 
@@ -243,6 +243,13 @@ async fn watch(
     }
 }
 
+/// A histogram reading as `Watch` carries it (the unbounded last bucket's bound is
+/// `u64::MAX`).
+fn histogram(h: &rewardpool::engine::Histogram) -> Histogram {
+    let (le, cumulative) = h.cumulative().map(|(le, n)| (le.unwrap_or(u64::MAX), n)).unzip();
+    Histogram { le, cumulative, count: h.count(), sum: h.sum() }
+}
+
 /// One `WatchResponse`: every pool's counters (or pool `only`'s).
 fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
     let unix_ms = SystemTime::now()
@@ -266,6 +273,15 @@ fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
                 clients: m.clients,
                 log_bytes: journal.bytes_appended,
                 syncs: journal.syncs,
+                empty_draws: m.empty_draws,
+                pulls: m.pulls,
+                replayed: m.replayed,
+                key_conflicts: m.key_conflicts,
+                ring_waiting: m.ring_waiting,
+                in_flight: m.in_flight,
+                group_size: Some(histogram(&m.group_size)),
+                commit_latency_ns: Some(histogram(&m.commit_latency)),
+                sync_ns_total: journal.sync_ns_total,
             }
         })
         .collect();

@@ -10,7 +10,7 @@
 //! 1. intake stops: new RPCs get `UNAVAILABLE`, health turns NOT_SERVING, open Draw streams
 //!    read no further request; tonic stops accepting connections;
 //! 2. every request already read is answered (its group is durable), then each stream ends
-//!    with `UNAVAILABLE`; the server waits for that (at most [`DRAIN_MAX`]), then at most
+//!    with `UNAVAILABLE`; the server waits for that (at most `--drain-timeout-ms`), then at most
 //!    [`GRACE`] for the connections to close (streams of other services, e.g. a health
 //!    watcher's, never end by themselves: they are cut);
 //! 3. the gateways stop, then `Host::shutdown`: each pool's final snapshot, segments closed;
@@ -49,8 +49,6 @@ use proto::reward_pool_service_server::RewardPoolServiceServer;
 
 /// Jobs each gateway's queue holds (bounded: past it, streams wait, then give up).
 const QUEUE_LEN: usize = 4096;
-/// Longest wait, after a stop signal, for the open calls to answer what they hold.
-const DRAIN_MAX: Duration = Duration::from_secs(30);
 /// Once every call of ours has ended, how long the connections get to deliver the last
 /// frames and close before they are cut.
 const GRACE: Duration = Duration::from_secs(1);
@@ -86,8 +84,10 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
             return Err(Failure::failed(anyhow!(why)));
         }
     };
-    let served = runtime.block_on(run(Arc::clone(&pools), &listen, metrics_listen, args.json));
-    // Every stream has ended (or DRAIN_MAX passed): what is left are idle tasks.
+    let drain = Duration::from_millis(args.drain_timeout_ms);
+    let served =
+        runtime.block_on(run(Arc::clone(&pools), &listen, metrics_listen, drain, args.json));
+    // Every stream has ended (or the drain timeout passed): what is left are idle tasks.
     runtime.shutdown_timeout(Duration::from_secs(5));
     let stopped = stop_pools(pools);
     served.and(stopped)
@@ -171,6 +171,7 @@ async fn run(
     pools: Arc<Pools>,
     listen: &str,
     metrics_listen: Option<String>,
+    drain: Duration,
     json: bool,
 ) -> CmdResult {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -192,10 +193,17 @@ async fn run(
     };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::init(&reporter, &pools).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection v1, and v1alpha for the clients (older grpcurl) that only know that one.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| Failure::failed(anyhow!(e).context("server reflection")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| Failure::failed(anyhow!(e).context("server reflection")))?;
     say_listening(&pools, local, metrics.as_ref().map(|m| m.1), json)?;
     let monitor = tokio::spawn(health::monitor(reporter, Arc::clone(&pools)));
@@ -223,7 +231,8 @@ async fn run(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(RewardPoolServiceServer::new(Api::new(Arc::clone(&pools))))
         .serve_with_incoming_shutdown(incoming, signalled);
     let drained = {
@@ -234,8 +243,8 @@ async fn run(
                 // Every call of ours is answered: the connections left (a health watcher's
                 // stream never ends by itself) get GRACE to close, then are cut.
                 () = pools.calls_finished() => tokio::time::sleep(GRACE).await,
-                () = tokio::time::sleep(DRAIN_MAX) => {
-                    eprintln!("rewardpool: calls still open after {DRAIN_MAX:?}: stopping anyway");
+                () = tokio::time::sleep(drain) => {
+                    eprintln!("rewardpool: calls still open after {drain:?}: stopping anyway");
                 }
             }
         }
