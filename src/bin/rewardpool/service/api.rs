@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::draw::DrawStream;
 use super::metrics::Method;
 use super::pools::{PoolEntry, Pools};
+use super::proto;
 use super::proto::reward_pool_service_server::RewardPoolService;
 use super::proto::{
     DrawRequest, GetStateRequest, GetStateResponse, ListPoolsRequest, ListPoolsResponse, PoolInfo,
@@ -266,10 +267,31 @@ fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
                 clients: m.clients,
                 log_bytes: journal.bytes_appended,
                 syncs: journal.syncs,
+                error: m
+                    .failure
+                    .and_then(|_| pools.engine(entry).ok().and_then(Engine::failure))
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                ring_waiting: m.ring_waiting,
+                in_flight: m.in_flight,
+                commit_latency_ns: Some(histogram(&m.commit_latency)),
+                group_size: Some(histogram(&m.group_size)),
+                empty_draws: m.empty_draws,
+                pulls: m.pulls,
             }
         })
         .collect();
     WatchResponse { unix_ms, pools: metrics }
+}
+
+/// A histogram as `PoolMetrics` carries it: bounds and cumulative counts.
+fn histogram(h: &rewardpool::engine::Histogram) -> proto::Histogram {
+    let (bounds, cumulative_counts): (Vec<Option<u64>>, Vec<u64>) = h.cumulative().unzip();
+    proto::Histogram {
+        upper_bounds: bounds.into_iter().flatten().collect(),
+        cumulative_counts,
+        sum: h.sum(),
+    }
 }
 
 /// The sum of the weights of items with stock: the denominator of every item's odds.
