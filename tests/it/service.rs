@@ -271,6 +271,16 @@ fn watch_streams_moving_counters() {
         assert!(after.groups_committed > before.groups_committed, "{after:?}");
         assert_eq!(after.last_request_id, 10);
         assert!(after.syncs > before.syncs && after.log_bytes > before.log_bytes, "{after:?}");
+        // The dashboard's fields: the group-size histogram counts the new groups (its
+        // counts cumulative, one more than its bounds); a running pool has no error.
+        let samples = |h: &Option<ours::Histogram>| {
+            h.as_ref().and_then(|h| h.cumulative_counts.last().copied()).unwrap_or(0)
+        };
+        assert!(samples(&after.group_size) > samples(&before.group_size), "{after:?}");
+        let sizes = after.group_size.as_ref().expect("group sizes");
+        assert_eq!(sizes.cumulative_counts.len(), sizes.upper_bounds.len() + 1, "{sizes:?}");
+        assert!(sizes.cumulative_counts.is_sorted(), "{sizes:?}");
+        assert!(after.commit_latency_ns.is_some() && after.error.is_empty(), "{after:?}");
         let e = client
             .watch(ours::WatchRequest { pool: "nope".into(), interval_ms: 0 })
             .await
