@@ -301,11 +301,12 @@ fn render_command(state: &State, frame: &mut Frame<'_>, area: Rect) {
 
 /// The key map and commands over the middle of the screen.
 fn render_help(frame: &mut Frame<'_>, area: Rect) {
-    let keys: [(&str, &str); 5] = [
-        ("Tab / → ←", "next / previous pane"),
-        ("↑ ↓", "previous / next pool"),
-        ("Enter", "run the command line"),
-        ("?", "show / hide this key map"),
+    let keys: [(&str, &str); 6] = [
+        ("Tab / → ↓", "next pane"),
+        ("Shift+Tab / ← ↑", "previous pane"),
+        ("[ ]", "previous / next pool (empty line)"),
+        ("Enter / Esc", "run / clear the command line"),
+        ("?", "show / hide this key map (empty line)"),
         ("Ctrl+C", "quit"),
     ];
     let lines: Vec<Line<'_>> =
