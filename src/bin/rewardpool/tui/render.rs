@@ -8,7 +8,9 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Clear, Dataset, GraphType, Paragraph, Sparkline, Tabs};
+use ratatui::widgets::{
+    Axis, Block, Chart, Clear, Dataset, GraphType, Paragraph, Sparkline, Tabs, Wrap,
+};
 use ratatui::Frame;
 
 use super::command::HELP;
@@ -23,9 +25,12 @@ pub(crate) const WIDE_HEIGHT: u16 = 30;
 pub(crate) fn render(state: &State, frame: &mut Frame<'_>) {
     let area = frame.area();
     let selector = u16::from(state.pools.len() > 1);
-    let [header, tabs, body, command] = Layout::vertical([
+    let error = state.pool().and_then(|p| p.error.as_deref());
+    let error_rows = error.map_or(0, |e| error_rows(e, area.width));
+    let [header, tabs, error_line, body, command] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(selector),
+        Constraint::Length(error_rows),
         Constraint::Min(0),
         Constraint::Length(3),
     ])
@@ -33,6 +38,10 @@ pub(crate) fn render(state: &State, frame: &mut Frame<'_>) {
     render_header(state, frame, header);
     if selector > 0 {
         render_selector(state, frame, tabs);
+    }
+    if let Some(error) = error {
+        let line = Line::styled(format!("error: {error}"), Style::new().fg(Color::Red));
+        frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), error_line);
     }
     if area.width >= WIDE_WIDTH && area.height >= WIDE_HEIGHT {
         render_wide(state, frame, body);
@@ -102,7 +111,14 @@ fn run_style(run: &RunState) -> Style {
     }
 }
 
-/// The top line: source, pool, state, clients, last request id, and a failed pool's error.
+/// Rows a failed pool's error takes under the header: wrapped to the width, 3 at most.
+fn error_rows(error: &str, width: u16) -> u16 {
+    let len = "error: ".len() + error.chars().count();
+    let rows = len.div_ceil(usize::from(width.max(1)));
+    u16::try_from(rows.clamp(1, 3)).unwrap_or(3)
+}
+
+/// The top line: source, pool, state, clients, last request id.
 fn render_header(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let mut spans = vec![Span::styled("rewardpool ", Style::new().add_modifier(Modifier::BOLD))];
     spans.push(Span::raw(format!("{} ", state.source)));
@@ -115,9 +131,6 @@ fn render_header(state: &State, frame: &mut Frame<'_>, area: Rect) {
                 " · clients {} · last id {}",
                 pool.clients, pool.last_request_id
             )));
-            if let Some(error) = &pool.error {
-                spans.push(Span::styled(format!(" · error: {error}"), Style::new().fg(Color::Red)));
-            }
         }
     }
     spans.push(Span::raw("  (? keys)"));

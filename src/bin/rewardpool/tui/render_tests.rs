@@ -120,6 +120,13 @@ fn a_failed_pool_shows_its_error() {
     let screen = draw(&state, 200, 60);
     assert_shows(&screen, "spare failed");
     assert_shows(&screen, "error: journal: no space left on device");
+    // On a narrow terminal the error wraps under the header rather than being cut off.
+    let narrow = draw(&state, 40, 12).join("\n");
+    assert!(narrow.contains("error: journal: no space left on"), "{narrow}");
+    assert!(narrow.contains("device"), "{narrow}");
+    // The other pool has no error line.
+    state.select("main").expect("pool main");
+    assert!(!shows(&draw(&state, 200, 60), "error:"));
 }
 
 #[test]

@@ -106,7 +106,7 @@ pub(crate) struct PoolView {
     pub(crate) name: String,
     /// Its run state.
     pub(crate) run: RunState,
-    /// Why it failed, when it did (or the last error a command met on it).
+    /// Why it failed, when it did (from `PoolMetrics.error` or `PoolInfo.error`).
     pub(crate) error: Option<String>,
     /// Its items, in the server's order.
     pub(crate) items: Vec<ItemView>,
@@ -162,10 +162,12 @@ impl PoolView {
     /// becomes the base of the next.
     pub(crate) fn apply_metrics(&mut self, unix_ms: u64, m: PoolMetrics) {
         self.run = RunState::from_word(&m.state);
-        self.error = (!m.error.is_empty()).then(|| m.error.clone()).or_else(|| {
-            // A recovered pool clears its error; a command's error stays until then.
-            (self.run != RunState::Running).then(|| self.error.clone()).flatten()
-        });
+        if !m.error.is_empty() {
+            self.error = Some(m.error.clone());
+        } else if self.run == RunState::Running {
+            // A running pool (a recovered one) has no error; a stopping one keeps the last.
+            self.error = None;
+        }
         self.last_request_id = m.last_request_id;
         self.clients = m.clients;
         self.ring_waiting = m.ring_waiting;
