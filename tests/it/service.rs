@@ -283,6 +283,8 @@ fn watch_streams_moving_counters() {
         let latency = after.commit_latency_ns.clone().expect("commit latency");
         assert!(latency.count >= 1 && latency.sum > 0, "{latency:?}");
         assert!(after.sync_ns_total > before.sync_ns_total, "{after:?}");
+        assert!(sizes.cumulative.is_sorted(), "{sizes:?}");
+        assert!(after.error.is_empty(), "a running pool has no error: {after:?}");
         let e = client
             .watch(ours::WatchRequest { pool: "nope".into(), interval_ms: 0 })
             .await

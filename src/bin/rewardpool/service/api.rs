@@ -282,6 +282,11 @@ fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
                 group_size: Some(histogram(&m.group_size)),
                 commit_latency_ns: Some(histogram(&m.commit_latency)),
                 sync_ns_total: journal.sync_ns_total,
+                error: m
+                    .failure
+                    .and_then(|_| pools.engine(entry).ok().and_then(Engine::failure))
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
             }
         })
         .collect();
