@@ -40,44 +40,6 @@ use super::args::LoadArgs;
 use super::bench::check_writable;
 use super::{CmdResult, Failure};
 
-/// `rewardpool load --help`'s text.
-pub(crate) const LONG_ABOUT: &str = "\
-gRPC load generator against `rewardpool serve` (or the Go service): Draw streams over HTTP/2
-connections, each DrawRequest asking for --count draws.
-
-Closed loop (default): each stream keeps --in-flight requests outstanding, each slot waiting
---pause after its answer before its next request. Latency runs from the send.
-
-Open loop (--rate R, or a --ramp of rates): R requests per second over all streams, each
-stream sending its share on schedule whatever the answers. Latency runs from each request's
-intended send time (coordinated omission corrected). When the offered rate cannot be sent
-(a stream has --in-flight requests outstanding, or the connection pushes back), requests go
-out late, as soon as they can, still timed from when they were due. The report says how far
-behind schedule requests went out (about 1 ms of it is the generator's own timer tick),
-counts those more than 5 ms late and those due before the end that were never sent, and
-says whether the rate was sustained (none unsent, at most 1 % late).
-
-Ramp (--ramp), k6's stages:
-  RAMP     := STAGE (\",\" STAGE)*
-  STAGE    := LEVEL:LEVEL:DURATION   from the first level to the second, linearly
-            | LEVEL:DURATION         from where the previous stage ended (0 first)
-            | hold:DURATION          stay at the previous stage's end level
-  LEVEL    := INTEGER                active streams (closed loop, k6's VUs)
-            | NUMBER/s               requests per second (open loop)
-  DURATION := NUMBER(ms|s|m|h)       e.g. 500ms, 10s, 1.5m
-e.g. --ramp 0:100:10s,hold:60s,0:10s (the k6 shape, with --pause 500ms), or
---ramp 0/s:20000/s:30s,hold:30s. Without --ramp: every stream (or --rate) for --duration.
-
-Report: requests sent, draws asked for, responses (draws answered), empty draws, requests and
-draws per second (answered), latency p50/p90/p99/p99.9/max (HDR), requests by how they ended
-(gRPC code; UNANSWERED when the stream ended without a status or the 10 s drain after the
-end ran out) and stream errors by code. --json prints it as one object; --plot draws latency
-percentiles and throughput over time.
-
-Exit codes: 0 when at least one request was answered in full (errors are reported, not
-fatal), 1 when every request failed or the target cannot be reached (connect timeout 5 s),
-2 for bad arguments.";
-
 /// How long opening a connection may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The control loop's period: level changes and progress.

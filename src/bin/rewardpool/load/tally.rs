@@ -12,6 +12,9 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use tonic::Code;
 
+/// Open loop: a request sent more than this after its due time counts as late.
+pub(crate) const LATE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Histogram bounds, ns: 1 ns to 100 s (3 significant digits for the whole run).
 const HIST_LOW: u64 = 1;
 const HIST_HIGH: u64 = 100_000_000_000;
@@ -45,7 +48,7 @@ pub(crate) struct Tally {
     pub outcomes: [u64; OUTCOMES],
     /// Streams that failed to open or ended with an error, by gRPC code.
     pub errors: [u64; OUTCOMES],
-    /// Open loop: requests sent more than [`super::worker::LATE`] after their due time.
+    /// Open loop: requests sent more than [`LATE`] after their due time.
     pub late: u64,
     /// Open loop: how long after its due time each request was sent, ns (the generator's
     /// own lateness: timer granularity, a busy thread, a full window).
@@ -182,7 +185,7 @@ pub(crate) fn record_sent(draws: u64, lag_ns: Option<u64>) {
         t.draws += draws;
         if let Some(lag) = lag_ns {
             t.lag.saturating_record(lag.max(1));
-            if lag > super::worker::LATE.as_nanos() as u64 {
+            if lag > LATE.as_nanos() as u64 {
                 t.late += 1;
             }
         }

@@ -30,8 +30,6 @@ use super::tally::{self, UNANSWERED};
 use super::wire::{self, Answer};
 use crate::service::proto::DrawRequest;
 
-/// Open loop: a request sent more than this after its due time counts as late.
-pub(crate) const LATE: Duration = Duration::from_millis(5);
 /// How long a stream waits, after the run's end, for its outstanding answers.
 pub(crate) const DRAIN: Duration = Duration::from_secs(10);
 /// How long a finished stream waits for the server to end the call after its half-close.
