@@ -55,6 +55,20 @@
 //!   and dropped: probes scanning a cache line of slots without a branch per slot (slower:
 //!   eight loads and compares where one or two did), an index at load 1/4 (within the
 //!   noise, for 16 MB more).
+//! - Then (measured in thread CPU time, so that the other work on the machine counts less):
+//!   the victim's removal scans on from its slot to the end of its cluster, and that next
+//!   slot was a miss of its own (7 % of a keyed run's samples on one load): prefetching the
+//!   line after the victim's home slot too took keyed/keyless from ~0.71 to ~0.77; an
+//!   outcome stored as its own 32-bit half instead of a load, mask and store of the arena
+//!   word, ~+2 %; one field (`pending_at`) written per recorded draw instead of three,
+//!   ~+1.5 % keyed (and keyless, which checks `is_recording` per draw). Bench, pulls of
+//!   10, 20 M draws, 20 interleaved rounds on the shared VM: keyed 25.4 -> 27.8 M draws/s,
+//!   keyed/keyless median of round ratios 0.73 -> 0.76 (ratio of medians 0.72 -> 0.81;
+//!   perf/results/2026-11-30-issue9-keys2). Tried and dropped: the lookup's probe
+//!   remembering the free slot that ended it so that the insertion does not probe again
+//!   (the evictions' removals tracked to keep it right): no gain, the second probe reads
+//!   lines the first just loaded; prefetching the line after each new key's home slot
+//!   (slightly slower).
 //! - Every rotation snapshots the window: with it full (1 M keys of 10 draws), ~75 MB. The
 //!   core thread copies the state (~11-17 ms); the flusher encodes and hashes it (~90 ms)
 //!   and installs it, and the groups after the rotation wait for that install: p999 ~65 ms
@@ -180,10 +194,12 @@ pub(crate) struct KeyTable {
     newest_s: u32,
     /// Ring position up to which `touch_victims` has prefetched the victims' slots.
     victims_at: u64,
-    /// Draws still to record for the newest entry, and where the next goes.
-    pending: u32,
+    /// Arena positions `pending_at..pending_end`: the newest entry's draws still to record
+    /// (one field written per draw); the next one's request id is `pending_base + pending_at`
+    /// (wrapping).
     pending_at: u64,
-    pending_id: u64,
+    pending_end: u64,
+    pending_base: u64,
 }
 
 impl std::fmt::Debug for KeyTable {
@@ -315,9 +331,9 @@ impl KeyTable {
             arena_tail: 0,
             newest_s: 0,
             victims_at: 0,
-            pending: 0,
             pending_at: 0,
-            pending_id: 0,
+            pending_end: 0,
+            pending_base: 0,
         }
     }
 
@@ -451,7 +467,12 @@ impl KeyTable {
         for seq in from..to {
             let e = self.entry(seq);
             if self.count_of(e) != 0 {
-                self.prefetch_slot(self.home(Self::hash(self.key_of(e))));
+                let home = self.home(Self::hash(self.key_of(e)));
+                self.prefetch_slot(home);
+                // Its removal reads on from its slot to the end of its cluster, often past
+                // the cache line (perf: the removal's next-slot load had 7 % of the samples
+                // of a keyed run, 1 M-key window; 1.5 % with this line prefetched too).
+                self.prefetch_slot((home + 1) & self.index_mask());
             }
         }
         self.victims_at = to;
@@ -611,7 +632,7 @@ impl KeyTable {
     /// Inserts `key` (not in the index) and starts recording its `count` draws.
     fn insert(&mut self, key: u128, count: u32, first: u64, now_s: u32) {
         assert!(count >= 1 && count <= self.count_max(), "count={count}");
-        debug_assert_eq!(self.pending, 0, "the previous key's draws were all recorded");
+        debug_assert!(!self.is_recording(), "the previous key's draws were all recorded");
         if self.words.is_empty() {
             self.allocate();
         }
@@ -644,9 +665,9 @@ impl KeyTable {
         }
         self.set_slot(s, hash | ((seq & self.mask) + 1));
         self.tail += 1;
-        self.pending = count;
         self.pending_at = self.arena_tail;
-        self.pending_id = first;
+        self.pending_end = end;
+        self.pending_base = first.wrapping_sub(self.arena_tail);
         self.arena_tail = end;
     }
 
@@ -656,14 +677,14 @@ impl KeyTable {
         if let Some((s, i)) = self.find(record.key) {
             self.supersede(s, i);
         }
-        self.pending = 0;
+        self.pending_end = self.pending_at;
         self.insert(record.key, record.count, record.first.0, record.unix_s);
     }
 
     /// True while the newest key still waits for outcomes.
     #[inline]
     pub(crate) fn is_recording(&self) -> bool {
-        self.pending > 0
+        self.pending_at < self.pending_end
     }
 
     /// The key whose draws are being recorded (the newest).
@@ -673,21 +694,28 @@ impl KeyTable {
 
     /// The request id the next recorded draw must have.
     pub(crate) fn pending_id(&self) -> u64 {
-        self.pending_id
+        self.pending_base.wrapping_add(self.pending_at)
     }
 
     /// Records the outcome of the newest key's next draw.
     #[inline]
     pub(crate) fn record(&mut self, item: Option<ItemIndex>) {
-        debug_assert!(self.pending > 0);
+        debug_assert!(self.is_recording());
         let word = u64::from(item.map_or(0, |ItemIndex(i)| i + 1));
         let j = self.pending_at & self.arena_mask;
         let w = &mut self.words[self.arena_at + (j >> 1) as usize];
-        let shift = (j & 1) * 32;
-        *w = (*w & !(u64::from(u32::MAX) << shift)) | (word << shift);
+        // The half `item` reads back ((j & 1) * 32 bits up), stored alone: a plain store,
+        // not a load, mask and store (the arena's next words are rarely in the cache, and a
+        // load that misses stalls the core thread where a store does not).
+        let half = if cfg!(target_endian = "little") { j & 1 } else { 1 - (j & 1) };
+        // SAFETY: `w` is a valid, exclusively borrowed u64 (bounds-checked above); a u64 is
+        // two u32 halves, u32's alignment (4) divides u64's, and `half` is 0 or 1, so the
+        // pointer stays inside `w` and is aligned; any bit pattern is a valid u64.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::from_mut(w).cast::<u32>().add(half as usize).write(word as u32);
+        }
         self.pending_at += 1;
-        self.pending_id += 1;
-        self.pending -= 1;
     }
 
     /// The outcome at arena position `at` (valid right after a lookup returned it).
@@ -711,7 +739,7 @@ impl KeyTable {
             // Superseded entries (count 0: the key was inserted again) are not the key's
             // outcome any more; neither is one still waiting for its draws.
             let count = self.count_of(e);
-            if count == 0 || (seq + 1 == self.tail && self.pending > 0) {
+            if count == 0 || (seq + 1 == self.tail && self.is_recording()) {
                 continue;
             }
             state.records.push(KeyRecord {
