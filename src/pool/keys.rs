@@ -176,14 +176,18 @@ pub(crate) struct KeyTable {
     mask: u64,
     head: u64,
     tail: u64,
-    /// Index slots start at word `index_at`: the key's hash in the high 32 bits (its top
-    /// bits are the home slot, the rest a fingerprint) and its ring index + 1 in the low 32
-    /// (0 = free). A probe reads an entry only when the fingerprint matches, and removal
-    /// finds homes without reading entries: one random memory access per lookup, not one
-    /// per slot probed.
+    /// The index starts at word `index_at` (a multiple of 64 bytes in memory: see
+    /// `allocate`): `buckets` buckets of one cache line each, [`BUCKET_SLOTS`] slots and an
+    /// overflow count. A slot holds the key's hash in the high 32 bits
+    /// (its top bits are the home bucket, the rest a fingerprint) and its ring index + 1 in
+    /// the low 32 (0 = free). A probe reads an entry only when the fingerprint matches, and
+    /// removal finds homes without reading entries: one cache line per lookup, insertion and
+    /// removal, almost always.
     index_at: usize,
-    index_len: u64,
-    index_shift: u32,
+    /// Buckets - 1 (a power of two).
+    bucket_mask: u64,
+    /// `32 - log2(buckets)`: the top bits of a hash's kept 32 are its home bucket.
+    bucket_shift: u32,
     /// Item words (item index + 1, 0 = nothing), two per u64 from word `arena_at`;
     /// free-running end `arena_tail`.
     arena_at: usize,
@@ -194,6 +198,8 @@ pub(crate) struct KeyTable {
     newest_s: u32,
     /// Ring position up to which `touch_victims` has prefetched the victims' slots.
     victims_at: u64,
+    /// The hash's key (random per table; see `hash`).
+    seed: [u64; 2],
     /// Arena positions `pending_at..pending_end`: the newest entry's draws still to record
     /// (one field written per draw); the next one's request id is `pending_base + pending_at`
     /// (wrapping).
@@ -294,8 +300,44 @@ impl KeyPages {
     }
 }
 
+/// A random seed for a table's hash. Without the OS's randomness (it does not fail on
+/// Linux), the address of a stack value and the clock: less secret, still per process.
+fn seed() -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let here = std::ptr::addr_of!(bytes) as u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes[..8].copy_from_slice(&here.to_le_bytes());
+        bytes[8..].copy_from_slice(&now.to_le_bytes());
+    }
+    let (lo, hi) = bytes.split_at(8);
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0x5a; 8]));
+    [word(lo), word(hi)]
+}
+
 /// Words of an entry: key low, key high, first request id, count | time << 32, arena start.
 const ENTRY_WORDS: usize = 5;
+
+/// Slots of an index bucket. A bucket is one 64-byte cache line: seven slots and the
+/// bucket's overflow count (F14's and Swiss tables' shape, without their SIMD): a key
+/// lives in its home bucket unless that was full when it was inserted, then in the next
+/// bucket with a free slot, and each full bucket it passed counts it. A lookup scans one
+/// line and stops where the overflow count is 0, which is almost always the home bucket;
+/// a removal clears its slot and decrements the counts it raised, moving nothing. With
+/// random keys, linear probing over single slots (the previous index) walked clusters
+/// of random length and shifted them back on each removal: several mispredicted branches
+/// per key, and a second cache line whenever a cluster crossed one.
+const BUCKET_SLOTS: usize = 7;
+/// Words of a bucket: its slots and its overflow count.
+const BUCKET_WORDS: usize = BUCKET_SLOTS + 1;
+/// Ring entries per bucket: a full window fills 4 of 7 slots of a bucket on average (a
+/// bucket overflows with probability ~5 % then, Poisson), in as many bytes as the
+/// previous index (two 8-byte slots per entry).
+const KEYS_PER_BUCKET: usize = 4;
+// The index always has a free slot: more slots than ring entries.
+const _: () = assert!(BUCKET_SLOTS > KEYS_PER_BUCKET);
 
 impl KeyTable {
     /// An empty table for `window`.
@@ -306,10 +348,12 @@ impl KeyTable {
         assert!(window.keys >= 1, "a key window holds at least one key");
         assert!(window.keys <= KEYS_MAX, "keys={} max={KEYS_MAX}", window.keys);
         let capacity = (window.keys as usize).next_power_of_two();
-        let index_len = capacity * 2;
+        let buckets = (capacity / KEYS_PER_BUCKET).max(1);
         let draws = window.draws();
+        // Where the index starts if the block happens to be 64-byte aligned (`allocate`
+        // moves it, and the arena, up to the next cache line otherwise).
         let index_at = capacity * ENTRY_WORDS;
-        let arena_at = index_at + index_len;
+        let arena_at = index_at + buckets * BUCKET_WORDS;
         // One block (allocated by `allocate`), not seven arrays, and only for a pool that
         // uses keys: an allocator zero-fills memory it reuses (glibc once its mmap
         // threshold has risen, mimalloc in the binary), and zeroing the tables of pools that
@@ -318,19 +362,21 @@ impl KeyTable {
         KeyTable {
             window,
             words: Box::default(),
-            words_len: arena_at + draws / 2,
+            // Room to align the index.
+            words_len: arena_at + draws / 2 + BUCKET_WORDS - 1,
             mask: capacity as u64 - 1,
             head: 0,
             tail: 0,
             index_at,
-            index_len: index_len as u64,
-            index_shift: 64 - index_len.trailing_zeros(),
+            bucket_mask: buckets as u64 - 1,
+            bucket_shift: 32 - buckets.trailing_zeros(),
             arena_at,
             arena_len: draws as u64,
             arena_mask: draws as u64 - 1,
             arena_tail: 0,
             newest_s: 0,
             victims_at: 0,
+            seed: seed(),
             pending_at: 0,
             pending_end: 0,
             pending_base: 0,
@@ -347,6 +393,12 @@ impl KeyTable {
     pub(crate) fn allocate(&mut self) {
         if self.words.is_empty() {
             self.words = vec![0_u64; self.words_len].into_boxed_slice();
+            // Buckets on cache-line boundaries: a probe then loads one line, not two.
+            let line = BUCKET_WORDS * std::mem::size_of::<u64>();
+            let at = self.words.as_ptr() as usize + self.index_at * std::mem::size_of::<u64>();
+            let pad = (at.next_multiple_of(line) - at) / std::mem::size_of::<u64>();
+            self.index_at += pad;
+            self.arena_at += pad;
         }
     }
 
@@ -358,7 +410,7 @@ impl KeyTable {
         }
         let base = self.words.as_ptr() as usize;
         let word = std::mem::size_of::<u64>();
-        let ends = [self.index_at, self.arena_at, self.words.len()];
+        let ends = [self.index_at, self.arena_at, self.arena_at + (self.arena_len / 2) as usize];
         let starts = [0, self.index_at, self.arena_at];
         Some(KeyPages {
             parts: [0, 1, 2].map(|i| (base + starts[i] * word, (ends[i] - starts[i]) * word)),
@@ -417,22 +469,81 @@ impl KeyTable {
     }
 
     /// The key's hash, high 32 bits kept (the rest is where the slot keeps the ring index).
+    ///
+    /// Keyed by this table's random seed: keys come from clients (over gRPC, from anyone),
+    /// and with a fixed, invertible hash a client could choose thousands of keys with one
+    /// home slot and make every probe of this linear-probing index walk them all on the core
+    /// thread. A folded multiply of the seeded halves (foldhash's construction: not
+    /// cryptographic, but without the seed a client cannot aim at a slot); the seed lives
+    /// only in memory, since recovery rebuilds the index from the window's records.
     #[inline]
-    fn hash(key: u128) -> u64 {
-        let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
-        // Fibonacci hashing: the multiply spreads every input bit into the top bits.
-        x.wrapping_mul(0x9E37_79B9_7F4A_7C15) & HASH_MASK
+    fn hash(&self, key: u128) -> u64 {
+        // The 128-bit product of a and b, its halves XORed.
+        let fold = |a: u64, b: u64| {
+            let product = u128::from(a).wrapping_mul(u128::from(b));
+            (product as u64) ^ ((product >> 64) as u64)
+        };
+        let mixed = fold((key as u64) ^ self.seed[0], ((key >> 64) as u64) ^ self.seed[1]);
+        // A second multiply by a fixed odd constant spreads the first's bits into the top
+        // ones the index uses (alone, keys that differ in a few low bits of a half landed in
+        // too few buckets: ~490 for 1000 such keys in 1024 buckets, against ~630 at random).
+        fold(mixed, 0x9E37_79B9_7F4A_7C15) & HASH_MASK
     }
 
-    /// The home slot of a hash (or of a slot's value: its high bits are the hash's).
+    /// The home bucket of a hash (or of a slot's value: its high bits are the hash's).
     #[inline]
     fn home(&self, hash: u64) -> u64 {
-        hash >> self.index_shift
+        (hash >> 32) >> self.bucket_shift
+    }
+
+    /// The bucket after `b` (the last one's is the first).
+    #[inline]
+    fn next_bucket(&self, b: u64) -> u64 {
+        (b + 1) & self.bucket_mask
+    }
+
+    /// Index word of bucket `b`'s slot `i` (its overflow count: `i` = [`BUCKET_SLOTS`]).
+    #[inline]
+    fn at(b: u64, i: usize) -> u64 {
+        b * BUCKET_WORDS as u64 + i as u64
+    }
+
+    /// Bit `i` set where bucket `b`'s slot `i` satisfies `f`. Computed for all the slots
+    /// without a branch: with random keys, which slots of a bucket are taken and where a key
+    /// sits are random, and a scan that stopped at the first hit mispredicted about once a
+    /// bucket (with a 1 Ki-key window, all in the cache, keyed pulls ran at ~0.5 of keyless
+    /// that way).
+    #[inline]
+    fn slots_where(&self, b: u64, f: impl Fn(u64) -> bool) -> u32 {
+        let at = self.index_at + Self::at(b, 0) as usize;
+        let mut bits = 0;
+        if let Some(slots) = self.words.get(at..at + BUCKET_SLOTS) {
+            for (i, &v) in slots.iter().enumerate() {
+                bits |= u32::from(f(v)) << i;
+            }
+        }
+        bits
+    }
+
+    /// The slot of bucket `b` holding `want` (a whole slot value), if any.
+    #[inline]
+    fn slot_holding(&self, b: u64, want: u64) -> Option<u64> {
+        let bits = self.slots_where(b, |v| v == want);
+        (bits != 0).then(|| Self::at(b, bits.trailing_zeros() as usize))
+    }
+
+    /// Bucket `b`'s overflow count: the keys stored past it whose home bucket is at or
+    /// before it (their insertions found it full). A probe for a key goes on past `b`
+    /// only while it is not 0.
+    #[inline]
+    fn overflow(&self, b: u64) -> u64 {
+        self.slot(Self::at(b, BUCKET_SLOTS))
     }
 
     #[inline]
-    fn index_mask(&self) -> u64 {
-        self.index_len - 1
+    fn add_overflow(&mut self, b: u64, by: i64) {
+        let s = Self::at(b, BUCKET_SLOTS);
+        self.set_slot(s, self.slot(s).wrapping_add_signed(by));
     }
 
     /// Starts loading `key`'s home slot into the cache (see `Pool::touch_key`). On x86-64 a
@@ -444,7 +555,7 @@ impl KeyTable {
         if self.words.is_empty() {
             return;
         }
-        self.prefetch_slot(self.home(Self::hash(key)));
+        self.prefetch_slot(Self::at(self.home(self.hash(key)), 0));
     }
 
     /// Starts loading the index slots of the keys the next `n` insertions will evict (the
@@ -467,12 +578,7 @@ impl KeyTable {
         for seq in from..to {
             let e = self.entry(seq);
             if self.count_of(e) != 0 {
-                let home = self.home(Self::hash(self.key_of(e)));
-                self.prefetch_slot(home);
-                // Its removal reads on from its slot to the end of its cluster, often past
-                // the cache line (perf: the removal's next-slot load had 7 % of the samples
-                // of a keyed run, 1 M-key window; 1.5 % with this line prefetched too).
-                self.prefetch_slot((home + 1) & self.index_mask());
+                self.prefetch_slot(Self::at(self.home(self.hash(self.key_of(e))), 0));
             }
         }
         self.victims_at = to;
@@ -485,7 +591,7 @@ impl KeyTable {
         }
     }
 
-    /// A prefetch hint for index slot `s` (a plain load off x86-64).
+    /// A prefetch hint for index word `s` (a plain load off x86-64).
     #[inline]
     fn prefetch_slot(&self, s: u64) {
         self.prefetch_word(self.index_at + s as usize);
@@ -517,44 +623,42 @@ impl KeyTable {
         if self.words.is_empty() {
             return None;
         }
-        let m = self.index_mask();
-        let hash = Self::hash(key);
-        let mut s = self.home(hash);
-        // Bounded: the index is at most half full, so a free slot ends every probe.
+        let hash = self.hash(key);
+        let mut b = self.home(hash);
+        // Bounded: a bucket's overflow count is 0 unless a key passed it, and the index
+        // has more slots than keys, so some bucket on the way is not full.
         loop {
-            let v = self.slot(s);
-            if v == 0 {
-                return None;
-            }
-            if v & HASH_MASK == hash {
-                let i = (v & !HASH_MASK) - 1;
-                if self.key_of(self.entry(i)) == key {
-                    return Some((s, i));
+            // Slots whose kept hash bits are the key's (a free slot only if those are 0).
+            let mut bits = self.slots_where(b, |v| (v ^ hash) >> 32 == 0);
+            while bits != 0 {
+                let s = Self::at(b, bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+                let v = self.slot(s);
+                if v != 0 {
+                    let i = (v & !HASH_MASK) - 1;
+                    if self.key_of(self.entry(i)) == key {
+                        return Some((s, i));
+                    }
                 }
             }
-            s = (s + 1) & m;
+            if self.overflow(b) == 0 {
+                return None;
+            }
+            b = self.next_bucket(b);
         }
     }
 
-    /// Frees index slot `s`, shifting later entries of its cluster back (Knuth's algorithm R).
+    /// Frees index slot `s` and takes its key off the overflow counts of the buckets its
+    /// insertion passed (from its home bucket up to its own). Nothing moves: no other slot
+    /// is read or written.
     fn remove_slot(&mut self, s: u64) {
-        let m = self.index_mask();
-        let mut hole = s;
-        let mut j = s;
-        loop {
-            j = (j + 1) & m;
-            let v = self.slot(j);
-            if v == 0 {
-                break;
-            }
-            let home = self.home(v & HASH_MASK);
-            // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
-            if (j.wrapping_sub(home) & m) >= (j.wrapping_sub(hole) & m) {
-                self.set_slot(hole, v);
-                hole = j;
-            }
+        let mut b = self.home(self.slot(s) & HASH_MASK);
+        let own = s / BUCKET_WORDS as u64;
+        self.set_slot(s, 0);
+        while b != own {
+            self.add_overflow(b, -1);
+            b = self.next_bucket(b);
         }
-        self.set_slot(hole, 0);
     }
 
     fn expired(&self, seq: u64, now_s: u32) -> bool {
@@ -570,22 +674,21 @@ impl KeyTable {
         let seq = self.head;
         let e = self.entry(seq);
         if self.count_of(e) != 0 {
-            let hash = Self::hash(self.key_of(e));
+            let hash = self.hash(self.key_of(e));
             let want = hash | ((seq & self.mask) + 1);
-            let m = self.index_mask();
-            let mut s = self.home(hash);
-            // Bounded: the index is at most half full, so a free slot ends every probe.
+            let mut b = self.home(hash);
+            // Bounded: the entry is in its home bucket or in one its insertion reached
+            // through buckets it found full, whose overflow counts it raised.
             loop {
-                let v = self.slot(s);
-                if v == want {
+                if let Some(s) = self.slot_holding(b, want) {
                     self.remove_slot(s);
                     break;
                 }
-                debug_assert_ne!(v, 0, "a live entry is indexed");
-                if v == 0 {
+                debug_assert_ne!(self.overflow(b), 0, "a live entry is indexed");
+                if self.overflow(b) == 0 {
                     break;
                 }
-                s = (s + 1) & m;
+                b = self.next_bucket(b);
             }
         }
         self.head += 1;
@@ -657,12 +760,16 @@ impl KeyTable {
         self.words[e + 2] = first;
         self.words[e + 3] = u64::from(count) | (u64::from(now_s) << 32);
         self.words[e + 4] = self.arena_tail;
-        let m = self.index_mask();
-        let hash = Self::hash(key);
-        let mut s = self.home(hash);
-        while self.slot(s) != 0 {
-            s = (s + 1) & m;
-        }
+        let hash = self.hash(key);
+        let mut b = self.home(hash);
+        // Bounded: the index has more slots than the ring has entries.
+        let s = loop {
+            if let Some(s) = self.slot_holding(b, 0) {
+                break s;
+            }
+            self.add_overflow(b, 1);
+            b = self.next_bucket(b);
+        };
         self.set_slot(s, hash | ((seq & self.mask) + 1));
         self.tail += 1;
         self.pending_at = self.arena_tail;
@@ -763,6 +870,27 @@ mod tests {
 
     fn window(keys: u32, hours: u32) -> KeyWindow {
         KeyWindow { keys, hours }
+    }
+
+    /// Keys a client could craft against a fixed hash: under the old unseeded one
+    /// (`(lo ^ hi.rotate_left(29)) * C`) every one of them had the same home slot, and each
+    /// new key's probe walked all the others. Seeded, they spread over the index; two tables
+    /// hash them differently.
+    #[test]
+    fn crafted_keys_do_not_share_a_home_slot() {
+        let t = KeyTable::new(window(1 << 12, 24));
+        let x = 0x0123_4567_89ab_cdef_u64;
+        let keys: Vec<u128> = (1..=1000_u64)
+            .map(|hi| (u128::from(hi) << 64) | u128::from(x ^ hi.rotate_left(29)))
+            .collect();
+        let old = |k: &u128| ((*k as u64) ^ ((*k >> 64) as u64).rotate_left(29)) >> 40;
+        assert!(keys.iter().all(|k| old(k) == old(&keys[0])), "the keys collide unseeded");
+        let homes: std::collections::HashSet<u64> =
+            keys.iter().map(|&k| t.home(t.hash(k))).collect();
+        // 1000 keys into 1024 buckets at random: 638 distinct homes expected (sd ~9).
+        assert!(homes.len() > 600, "only {} distinct home buckets", homes.len());
+        let other = KeyTable::new(window(1 << 12, 24));
+        assert!(keys.iter().any(|&k| other.hash(k) != t.hash(k)), "the seed is not per table");
     }
 
     fn serve(t: &mut KeyTable, key: u128, count: u32, first: u64, now: u32) -> KeyLookup {
