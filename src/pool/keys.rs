@@ -1100,6 +1100,56 @@ mod tests {
         Tick { seconds: u32 },
     }
 
+    /// The index's invariants: each bucket's overflow count is the number of keys stored
+    /// past it whose home bucket is at or before it; every slot points at a window entry
+    /// of its key, and every entry not superseded has exactly one slot.
+    fn index_holds(t: &KeyTable) -> Result<(), String> {
+        if t.words.is_empty() {
+            return Ok(());
+        }
+        let buckets = t.bucket_mask + 1;
+        let mut passed = vec![0_u64; buckets as usize];
+        let mut indexed = HashMap::new();
+        for b in 0..buckets {
+            for i in 0..BUCKET_SLOTS {
+                let v = t.slot(KeyTable::at(b, i));
+                if v == 0 {
+                    continue;
+                }
+                let mut h = t.home(v);
+                while h != b {
+                    passed[h as usize] += 1;
+                    h = t.next_bucket(h);
+                }
+                let ring = (v & !HASH_MASK) - 1;
+                let e = t.entry(ring);
+                if t.hash(t.key_of(e)) != v & HASH_MASK {
+                    return Err(format!("slot {b}.{i}: its entry's key has another hash"));
+                }
+                if indexed.insert(ring, (b, i)).is_some() {
+                    return Err(format!("ring index {ring} has two slots"));
+                }
+            }
+        }
+        for b in 0..buckets {
+            if t.overflow(b) != passed[b as usize] {
+                let (o, p) = (t.overflow(b), passed[b as usize]);
+                return Err(format!("bucket {b}: overflow count {o}, but {p} keys passed it"));
+            }
+        }
+        for seq in t.head..t.tail {
+            let e = t.entry(seq);
+            let has = indexed.remove(&(seq & t.mask)).is_some();
+            if (t.count_of(e) != 0) != has {
+                return Err(format!("entry {seq}: count {}, indexed {has}", t.count_of(e)));
+            }
+        }
+        if let Some((ring, (b, i))) = indexed.into_iter().next() {
+            return Err(format!("slot {b}.{i} points at ring index {ring}, outside the window"));
+        }
+        Ok(())
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             8 => (1_u128..24, prop_oneof![3 => 1_u32..4, 1 => 300_u32..1000])
@@ -1156,6 +1206,9 @@ mod tests {
                             (e, g) => prop_assert_eq!(e, g),
                         }
                         prop_assert_eq!(t.len(), m.order.len() as u64);
+                        if let Err(e) = index_holds(&t) {
+                            prop_assert!(false, "{}", e);
+                        }
                     }
                 }
             }

@@ -179,9 +179,26 @@ struct Plan {
     pull: u64,
     /// Open loop: nanoseconds between intended sends of one producer.
     interval: Option<f64>,
-    /// `--keys`: the high 64 bits of this producer's idempotency keys (its index + 1; the
-    /// low 64 bits count its requests); 0: no keys.
+    /// `--keys`: this producer's index + 1, which its idempotency keys are made from
+    /// (`bench_key`); 0: no keys.
     key_high: u64,
+}
+
+/// The idempotency key of producer `producer`'s (1-based) request `n`: random-looking,
+/// as clients send them (UUIDs, hashes), not a counter: counters had a fixed index hash
+/// spread them over the index far more evenly than any real keys, and the benchmark
+/// flattered the key table. Unique per (producer, request) (the low half is a bijection
+/// of both while `n` < 2^40), never 0 (the high half is odd).
+fn bench_key(producer: u64, n: u64) -> u128 {
+    // splitmix64's finalizer: a bijection of u64 that mixes every bit into every other.
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let lo = mix(n.wrapping_add(producer << 40));
+    let hi = mix(lo ^ producer) | 1;
+    (u128::from(hi) << 64) | u128::from(lo)
 }
 
 /// What a run uses when neither a flag nor `--config` says, per durability mode.
@@ -658,13 +675,8 @@ fn produce(
                 }
             };
             // A pull of up to `plan.pull` draws (the last one may be shorter), or one draw.
-            // With --keys, a fresh key per request (never 0: the high half is not); 0
-            // otherwise (no key).
-            let key = if plan.key_high == 0 {
-                0
-            } else {
-                (u128::from(plan.key_high) << 64) | u128::from(sent)
-            };
+            // With --keys, a fresh key per request; 0 otherwise (no key).
+            let key = if plan.key_high == 0 { 0 } else { bench_key(plan.key_high, sent) };
             let submitted = if plan.pull > 0 {
                 let len = plan.pull.min(draws - sent);
                 client.try_pull_keyed(len as u32, key).map(|t| (t.id(), len))
@@ -1089,6 +1101,23 @@ fn print_plain(out: &mut Out, r: &Report) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bench_keys_are_unique_not_zero_and_not_a_counter() {
+        let mut seen = std::collections::HashSet::new();
+        for producer in 1..=3 {
+            for n in 0..20_000 {
+                let key = bench_key(producer, n);
+                assert_ne!(key, 0);
+                assert!(seen.insert(key), "producer {producer} request {n} repeats a key");
+            }
+        }
+        // Consecutive requests' keys differ in about half their bits, in both halves.
+        let flips: Vec<u32> =
+            (0..1000).map(|n| (bench_key(1, n) ^ bench_key(1, n + 1)).count_ones()).collect();
+        let mean = flips.iter().sum::<u32>() as f64 / flips.len() as f64;
+        assert!((56.0..72.0).contains(&mean), "mean bits flipped {mean}");
+    }
 
     #[test]
     fn sync_pulls_bound_the_draws_in_flight_other_modes_the_requests() {
