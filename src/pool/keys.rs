@@ -247,10 +247,11 @@ impl KeyPages {
     }
 
     /// Makes the whole pages of the block present and writable (`madvise`
-    /// `MADV_POPULATE_WRITE`, Linux 5.14 and later), `stretch` bytes at a time from the
-    /// front of the ring, the index and the arena in turn (the ring and the arena fill
-    /// from their front; the index is touched everywhere at once), while `go_on()` says
-    /// so; returns the bytes populated. A kernel without it (`EINVAL`) or a failure stops
+    /// `MADV_POPULATE_WRITE`, Linux 5.14 and later), `stretch` bytes at a time: the index
+    /// first, whole (keys land anywhere in it, so every page of it is needed at once: in
+    /// turn with the others, the core thread faulted its pages in itself, 2 MiB of
+    /// zeroing a fault), then the ring and the arena in turn from their front (they fill
+    /// from the front), while `go_on()` says so; returns the bytes populated. A kernel without it (`EINVAL`) or a failure stops
     /// it quietly: it is only a head start. Elsewhere than Linux it does nothing.
     pub fn populate(self, stretch: usize, mut go_on: impl FnMut() -> bool) -> usize {
         #[cfg(target_os = "linux")]
@@ -263,31 +264,37 @@ impl KeyPages {
                 (at, ((addr + len) / page * page).max(at))
             });
             let mut done = 0;
-            while parts.iter().any(|p| p.0 < p.1) {
-                for part in &mut parts {
-                    if part.0 >= part.1 {
-                        continue;
+            // The index (part 1) alone, then all of them in turn.
+            for only_index in [true, false] {
+                while parts.iter().enumerate().any(|(i, p)| p.0 < p.1 && (i == 1 || !only_index)) {
+                    for (i, part) in parts.iter_mut().enumerate() {
+                        if only_index && i != 1 {
+                            continue;
+                        }
+                        if part.0 >= part.1 {
+                            continue;
+                        }
+                        if !go_on() {
+                            return done;
+                        }
+                        let n = stretch.min(part.1 - part.0);
+                        // SAFETY: MADV_POPULATE_WRITE only faults the pages of the range in,
+                        // as a write would, without writing: it changes no byte (a present
+                        // page keeps its contents, an absent anonymous one reads as the zero
+                        // the block holds anyway), so it cannot race with the core thread's
+                        // writes and creates no reference. Were the block freed meanwhile,
+                        // the call would fail (ENOMEM) or fault in what is mapped there,
+                        // unchanged. `part.0` is page-aligned, as madvise requires.
+                        #[allow(unsafe_code)]
+                        let rc = unsafe {
+                            libc::madvise(part.0 as *mut libc::c_void, n, libc::MADV_POPULATE_WRITE)
+                        };
+                        if rc != 0 {
+                            return done;
+                        }
+                        part.0 += n;
+                        done += n;
                     }
-                    if !go_on() {
-                        return done;
-                    }
-                    let n = stretch.min(part.1 - part.0);
-                    // SAFETY: MADV_POPULATE_WRITE only faults the pages of the range in,
-                    // as a write would, without writing: it changes no byte (a present
-                    // page keeps its contents, an absent anonymous one reads as the zero
-                    // the block holds anyway), so it cannot race with the core thread's
-                    // writes and creates no reference. Were the block freed meanwhile,
-                    // the call would fail (ENOMEM) or fault in what is mapped there,
-                    // unchanged. `part.0` is page-aligned, as madvise requires.
-                    #[allow(unsafe_code)]
-                    let rc = unsafe {
-                        libc::madvise(part.0 as *mut libc::c_void, n, libc::MADV_POPULATE_WRITE)
-                    };
-                    if rc != 0 {
-                        return done;
-                    }
-                    part.0 += n;
-                    done += n;
                 }
             }
             done
