@@ -7,8 +7,9 @@
 //! that never sees a key (recovery's, the command line's) never allocates it:
 //! - an *entry ring* of `keys` entries in insertion order (key, first request id, draw count,
 //!   insertion time, where its outcomes start in the arena), five words an entry;
-//! - an *index*: open addressing with linear probing over twice the ring's capacity (load at
-//!   most 1/2), mapping a key to its entry; deletions shift back (no tombstones in the index);
+//! - an *index* mapping a key to its entry: buckets of one cache line, seven slots and an
+//!   overflow count each, one bucket per four ring entries (see [`BUCKET_SLOTS`]), keyed by
+//!   a hash seeded per table, so that a client cannot choose keys that share a bucket;
 //! - an *arena*: a ring of item words holding the outcomes of the window's draws,
 //!   [`DRAWS_PER_KEY`] words per key (at least [`KEY_DRAWS_MIN`]), one word per draw.
 //!
@@ -25,7 +26,29 @@
 //! recovery rebuilds the window from the snapshot ([`KeyState`]) and the keys in the log
 //! ([`crate::pool::Pool::replay_key`]).
 //!
+//! # The hash
+//! Keys come from clients (over gRPC, from anyone). The first index hashed them with a fixed,
+//! invertible function (`(lo ^ hi.rotl(29)) * C`): a client could compute thousands of keys
+//! with one home slot and make every probe walk them on the core thread. The hash is now
+//! two folded multiplies (foldhash's construction) of the key's halves XORed with a random
+//! per-table seed (the OS's randomness; it lives only in memory, since recovery rebuilds
+//! the index from the window's records). Not cryptographic, but without the seed a client
+//! cannot aim at a bucket; a unit test crafts the keys that collided before.
+//!
 //! # Cost (measured: `rewardpool bench --pull 10 --keys`, 1 M-key window, 2-core VM)
+//! - Until 2026-12 the benchmark's keys were a counter, which the fixed hash spread over
+//!   the index more evenly than any random keys (Fibonacci hashing of consecutive
+//!   integers: no two in a slot), so the figures below that date flattered the table; it
+//!   now sends random-looking keys, as clients do (UUIDs). With random keys, one thread
+//!   running pulls of 10 on a `Pool` (thread CPU time, window full): the single-slot
+//!   linear-probing index ran keyed pulls at ~49-50 M draws/s, the buckets at ~53-60 M,
+//!   against ~100 M keyless; the seeded hash itself costs nothing measurable (~49 M either
+//!   way with the old index). What is left: ~4 ns a draw (~40 ns a pull) of work on the
+//!   core thread per new key even with the whole table in the cache (1 Ki-key window:
+//!   ~70 M), and ~5 ns more once the window is full and evicts (a window still filling
+//!   runs at ~70 M). Tried and dropped: leaving evicted keys' slots stale, to be freed by
+//!   the next insertion into their bucket (no victim bucket touched): no faster, and
+//!   prefetching the ring and arena lines the next insertions use: no faster either.
 //! - A keyed pull of 10 touches ~96 bytes of the table that no request touched before (its
 //!   entry, 40; its outcomes, 40; its index slot, 16 amortised), so a filling window is
 //!   mostly first-touch page faults: huge pages where the allocator asks for them (the

@@ -273,8 +273,9 @@ pub(crate) struct BenchArgs {
     /// draws]. The window counts requests, so up to window × N draws are in flight.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pull: Option<u32>,
-    /// Every request carries a fresh idempotency key (the engine's window: config
-    /// idempotency, 1048576 keys by default), to measure what keys cost.
+    /// Every request carries a fresh, random-looking idempotency key, as clients send them
+    /// (the engine's window: config idempotency, 1048576 keys by default), to measure what
+    /// keys cost.
     #[arg(long)]
     pub keys: bool,
     /// Fixed generator seed (default: from the operating system).
