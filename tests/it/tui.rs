@@ -234,3 +234,30 @@ fn dashboard_refuses_a_directory_a_server_holds() {
     assert!(!output.contains(ENTER_ALT), "the terminal was never touched: {output:?}");
     assert!(!tty.is_raw(), "raw mode left on");
 }
+
+#[test]
+fn dashboard_survives_a_lost_server_and_reconnects_on_r() {
+    let root = tempfile::tempdir().unwrap();
+    let server = service_harness::start_with(root.path(), None, &[]);
+    let addr = server.addr.clone();
+    let mut tty = Tty::spawn(root.path(), &["tui", "--connect", &addr, "--refresh-ms", "100"]);
+    tty.wait_for("the first reading", |s| s.contains("running") && s.contains("gold "));
+    let run = server.stop(libc::SIGTERM);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    tty.wait_for("the lost connection in the log", |s| s.contains("(r reconnects)"));
+    // A command while disconnected is refused in the log; the dashboard goes on.
+    tty.command("d 1");
+    tty.wait_for("the refusal", |s| s.contains("d 1: not connected"));
+    // The server comes back on the same address (and data directory); `r` reconnects.
+    let server = service_harness::start_with(root.path(), None, &["--listen", &addr]);
+    tty.command("r");
+    tty.wait_for("the second connection", |s| {
+        s.matches(&format!("connected to {addr}")).count() >= 2
+    });
+    tty.command("d 3");
+    tty.wait_for("the draws after reconnecting", |s| s.contains("drew 3"));
+    tty.type_keys("q\r");
+    assert_eq!(tty.exit_code(), 0, "{}", tty.screen());
+    tty.assert_restored();
+    drop(server);
+}

@@ -96,7 +96,7 @@ impl Link {
                 Ended::Quit => return,
                 Ended::Reload => self.send(Reading::Log("reconnecting".into())),
                 Ended::Lost(why) => {
-                    self.send(Reading::Log(format!("error: {why} (r reconnects)")));
+                    self.send(Reading::Log(format!("error (r reconnects): {why}")));
                     if !self.wait_for_reload(&mut jobs).await {
                         return;
                     }
