@@ -28,6 +28,7 @@ const LEAVE_ALT: &str = "\x1b[?1049l";
 
 /// The binary running in a pty.
 struct Tty {
+    size: (u16, u16),
     child: Box<dyn Child + Send + Sync>,
     master: Box<dyn MasterPty + Send>,
     /// Kept open so the pty's modes stay readable after the child exits.
@@ -39,8 +40,13 @@ struct Tty {
 impl Tty {
     /// Starts `rewardpool args...` in `cwd` on a fresh 120 x 40 pty.
     fn spawn(cwd: &Path, args: &[&str]) -> Tty {
+        Tty::spawn_sized(cwd, args, (ROWS, COLS))
+    }
+
+    /// Starts `rewardpool args...` in `cwd` on a fresh pty of `(rows, cols)`.
+    fn spawn_sized(cwd: &Path, args: &[&str], (rows, cols): (u16, u16)) -> Tty {
         let pair = native_pty_system()
-            .openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 })
+            .openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
             .expect("open a pty");
         let mut command = CommandBuilder::new(BIN);
         command.args(args);
@@ -57,7 +63,7 @@ impl Tty {
             }
         });
         let writer = pair.master.take_writer().expect("pty writer");
-        Tty { child, master: pair.master, _slave: pair.slave, writer, output }
+        Tty { size: (rows, cols), child, master: pair.master, _slave: pair.slave, writer, output }
     }
 
     /// Everything the program wrote so far, as text.
@@ -68,7 +74,7 @@ impl Tty {
     /// The screen as a terminal shows it now.
     fn screen(&self) -> String {
         let size = |n| std::num::NonZeroU16::new(n).expect("a size");
-        let mut parser = vt100::Parser::new(size(ROWS), size(COLS), 0);
+        let mut parser = vt100::Parser::new(size(self.size.0), size(self.size.1), 0);
         parser.process(&self.output.lock().unwrap());
         parser.screen().contents()
     }
@@ -260,4 +266,30 @@ fn dashboard_survives_a_lost_server_and_reconnects_on_r() {
     assert_eq!(tty.exit_code(), 0, "{}", tty.screen());
     tty.assert_restored();
     drop(server);
+}
+
+/// Not a check: the README's captured screen. Attaches to the server at
+/// `REWARDPOOL_TUI_TARGET` (HOST:PORT, e.g. one under `rewardpool load`), lets it read for
+/// `REWARDPOOL_TUI_SECONDS` (default 20) at a 1 s refresh, types `d 10`, `p 10`,
+/// `u gold 5 20`, and writes the 100 x 32 screen (as a terminal shows it, parsed by vt100)
+/// to `REWARDPOOL_TUI_SCREEN`.
+#[test]
+#[ignore = "captures the README's screen against a server you start"]
+fn capture_screen_for_the_readme() {
+    let target = std::env::var("REWARDPOOL_TUI_TARGET").expect("REWARDPOOL_TUI_TARGET");
+    let out = std::env::var("REWARDPOOL_TUI_SCREEN").expect("REWARDPOOL_TUI_SCREEN");
+    let seconds: u64 =
+        std::env::var("REWARDPOOL_TUI_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let dir = tempfile::tempdir().unwrap();
+    let mut tty = Tty::spawn_sized(dir.path(), &["tui", "--connect", &target], (32, 100));
+    tty.wait_for("the first reading", |s| s.contains("running"));
+    thread::sleep(Duration::from_secs(seconds));
+    for line in ["d 10", "p 10", "u gold 5 20"] {
+        tty.command(line);
+        thread::sleep(Duration::from_millis(1500));
+    }
+    let screen = tty.screen();
+    std::fs::write(&out, &screen).unwrap();
+    tty.type_keys("q\r");
+    assert_eq!(tty.exit_code(), 0, "{screen}");
 }
