@@ -44,7 +44,17 @@ impl Tty {
     }
 
     /// Starts `rewardpool args...` in `cwd` on a fresh pty of `(rows, cols)`.
-    fn spawn_sized(cwd: &Path, args: &[&str], (rows, cols): (u16, u16)) -> Tty {
+    fn spawn_sized(cwd: &Path, args: &[&str], size: (u16, u16)) -> Tty {
+        Tty::spawn_with(cwd, args, size, &[])
+    }
+
+    /// Starts `rewardpool args...` in `cwd` on a fresh pty of `(rows, cols)`, with `env`.
+    fn spawn_with(
+        cwd: &Path,
+        args: &[&str],
+        (rows, cols): (u16, u16),
+        env: &[(&str, &str)],
+    ) -> Tty {
         let pair = native_pty_system()
             .openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
             .expect("open a pty");
@@ -52,6 +62,9 @@ impl Tty {
         command.args(args);
         command.cwd(cwd);
         command.env("TERM", "xterm-256color");
+        for (key, value) in env {
+            command.env(key, value);
+        }
         let child = pair.slave.spawn_command(command).expect("spawn in the pty");
         let mut reader = pair.master.try_clone_reader().expect("pty reader");
         let output = Arc::new(Mutex::new(Vec::new()));
@@ -89,6 +102,19 @@ impl Tty {
             }
             assert!(start.elapsed() < STEP, "waited {STEP:?} for {what}; the screen:\n{screen}");
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the output holds `text` (the reader may lag the exit); returns it.
+    fn wait_output(&self, what: &str, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let output = self.output();
+            if output.contains(text) {
+                return output;
+            }
+            assert!(start.elapsed() < STEP, "waited {STEP:?} for {what}; the output: {output:?}");
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -229,14 +255,53 @@ fn dashboard_on_a_data_directory_draws_pulls_updates_and_quits_clean() {
     assert_eq!((gold["quantity"].as_i64(), gold["weight"].as_i64()), (Some(5), Some(20)), "{v}");
 }
 
+/// SIGTERM (a `kill`, or SIGHUP from a closed terminal) leaves as `q` does: exit 0, the
+/// pools shut down, the terminal restored.
+#[test]
+fn a_stop_signal_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["tui", "--data-dir", data.to_str().unwrap(), "--refresh-ms", "100"];
+    let mut tty = Tty::spawn(dir.path(), &args);
+    tty.wait_for("the first reading", |s| s.contains("running") && s.contains("gold "));
+    let pid = libc::pid_t::try_from(tty.child.process_id().expect("a pid")).unwrap();
+    // SAFETY: kill only reads its integer arguments; the child is ours and not reaped.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    assert_eq!(tty.exit_code(), 0, "{}", tty.screen());
+    tty.assert_restored();
+}
+
+/// A panic restores the terminal before its message prints: the message follows the end of
+/// the alternate screen, and raw mode is off. (The binary panics on a key only in test builds,
+/// with `REWARDPOOL_TUI_PANIC_ON_KEY` set.)
+#[test]
+fn a_panic_restores_the_terminal_before_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("REWARDPOOL_TUI_PANIC_ON_KEY", "1"), ("RUST_BACKTRACE", "0")];
+    let args = ["tui", "--data-dir", data.to_str().unwrap(), "--refresh-ms", "100"];
+    let mut tty = Tty::spawn_with(dir.path(), &args, (ROWS, COLS), &env);
+    tty.wait_for("the first reading", |s| s.contains("running") && s.contains("gold "));
+    assert!(tty.is_raw(), "raw mode while the dashboard runs");
+    tty.type_keys("x");
+    assert_eq!(tty.exit_code(), 101, "a panic's exit code: {}", tty.screen());
+    let output = tty.wait_output("the panic message", "panicking on the first key");
+    let left = output.rfind(LEAVE_ALT).expect("the alternate screen was left");
+    assert!(left > output.rfind(ENTER_ALT).unwrap(), "left after the last entry");
+    let message = output.find("panicking on the first key").unwrap();
+    assert!(left < message, "restored before the message: {output:?}");
+    assert!(!tty.is_raw(), "raw mode left on");
+}
+
 #[test]
 fn dashboard_refuses_a_directory_a_server_holds() {
     let server = service_harness::start(None, &[]);
     let data = server.data_dir();
     let mut tty = Tty::spawn(&server.root, &["tui", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(tty.exit_code(), 2, "{}", tty.output());
-    let output = tty.output();
-    assert!(output.contains("--connect"), "{output}");
+    let output = tty.wait_output("the refusal", "rewardpool tui --connect HOST:PORT");
     assert!(!output.contains(ENTER_ALT), "the terminal was never touched: {output:?}");
     assert!(!tty.is_raw(), "raw mode left on");
 }

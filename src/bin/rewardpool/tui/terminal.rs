@@ -134,6 +134,11 @@ enum Flow {
 
 /// Applies one event to the state; a command for the server goes to the source.
 fn handle(state: &mut State, event: Event, source: &Source) -> Flow {
+    // Test builds only: the pty test's way to see a panic restore the terminal.
+    #[cfg(feature = "testing")]
+    if matches!(event, Event::Key(_)) && std::env::var_os("REWARDPOOL_TUI_PANIC_ON_KEY").is_some() {
+        panic!("REWARDPOOL_TUI_PANIC_ON_KEY is set: panicking on the first key, as asked");
+    }
     match event {
         Event::Key(key) => match apply_key(state, key) {
             Action::None => {}
