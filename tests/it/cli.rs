@@ -294,18 +294,22 @@ fn bad_arguments_exit_2_without_panic() {
 
 /// `run` is `serve`'s alias: with the built-in configuration (grpc.enabled: false) and no
 /// --listen it refuses, with exit code 2. `tui` refuses a bad --refresh-ms or --connect
-/// address before it touches anything (exit 2).
+/// address, or an output that is no terminal, before it touches anything (exit 2).
 #[test]
 fn run_needs_grpc_and_tui_checks_its_flags() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
         &["tui", "--data-dir", "d", "--refresh-ms", "0"][..],
         &["tui", "--connect", "not a host", "--data-dir", "d"][..],
+        // Its output is a pipe here, not a terminal: refused before the directory opens.
+        &["tui", "--data-dir", "d"][..],
     ] {
         let run = rewardpool(dir.path(), args);
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
         assert!(!run.stderr.contains("panicked"), "{run:?}");
     }
+    let run = rewardpool(dir.path(), &["tui", "--data-dir", "d"]);
+    assert!(run.stderr.contains("not one"), "{run:?}");
     let help = rewardpool(dir.path(), &["tui", "--help"]);
     assert_eq!(help.code, Some(0), "{help:?}");
     assert!(help.stdout.contains("--connect"), "tui --help: {help:?}");

@@ -134,8 +134,12 @@ impl Owner {
             .collect();
         self.send(Reading::Watch(WatchResponse { unix_ms, pools }));
         if items {
+            // A failed or stopped engine answers no items (its error is in the reading).
             for (name, engine) in host.engines() {
-                self.read_items(name, engine);
+                let m = engine.metrics();
+                if m.failure.is_none() && !m.stopped {
+                    self.read_items(name, engine);
+                }
             }
         }
     }

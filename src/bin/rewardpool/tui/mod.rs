@@ -27,6 +27,7 @@ pub(crate) mod series;
 pub(crate) mod state;
 mod terminal;
 
+use std::io::IsTerminal as _;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -152,12 +153,21 @@ pub(crate) fn run(global: &GlobalArgs, args: &TuiArgs) -> CmdResult {
         )));
     }
     let refresh = Duration::from_millis(args.refresh_ms);
+    let endpoint = args.connect.as_deref().map(remote::endpoint).transpose()?;
+    if !std::io::stdout().is_terminal() {
+        return Err(Failure::bad_input(anyhow!(
+            "rewardpool tui draws on a terminal: its output is not one (run it in a terminal; \
+             `rewardpool state` and the service's Watch serve scripts)"
+        )));
+    }
     let (events, inbox) = mpsc::channel();
     // The source starts before the terminal changes: a refusal (a held lock, a bad
     // configuration) is one sentence on a normal terminal, never raw mode left behind.
-    let (source, title) = match &args.connect {
-        Some(address) => (remote::start(address, refresh, events.clone())?, address.clone()),
-        None => {
+    let (source, title) = match (&args.connect, endpoint) {
+        (Some(address), Some(endpoint)) => {
+            (remote::start(address, endpoint, refresh, events.clone())?, address.clone())
+        }
+        _ => {
             let config = load_config(global)?;
             let title = config.working_dir.display().to_string();
             (local::start(config, refresh, events.clone())?, title)

@@ -27,21 +27,29 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Client = RewardPoolServiceClient<Channel>;
 
-/// Starts the network thread for `address` (`HOST:PORT`, or a URL).
+/// The endpoint of `address` (`HOST:PORT`, or a URL).
 ///
 /// # Errors
-/// An address that is no URI (bad input), or no thread or runtime could be started.
+/// An address that is no URI (bad input).
+pub(super) fn endpoint(address: &str) -> Result<Endpoint, Failure> {
+    let uri =
+        if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| Failure::bad_input(anyhow!("--connect {address:?}: not HOST:PORT: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true))
+}
+
+/// Starts the network thread for `endpoint` (`address` names it in the log).
+///
+/// # Errors
+/// No thread or runtime could be started.
 pub(super) fn start(
     address: &str,
+    endpoint: Endpoint,
     refresh: Duration,
     events: Sender<Event>,
 ) -> Result<Source, Failure> {
-    let uri =
-        if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| Failure::bad_input(anyhow!("--connect {address:?}: not HOST:PORT: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,8 +143,14 @@ impl Link {
             tokio::select! {
                 message = watch.message() => match message {
                     Ok(Some(reading)) => {
-                        let pools: Vec<String> =
-                            reading.pools.iter().map(|p| p.pool.clone()).collect();
+                        // A failed or stopping pool answers no GetState: not asked (its
+                        // error is in the reading), so the log is not flooded.
+                        let pools: Vec<String> = reading
+                            .pools
+                            .iter()
+                            .filter(|p| p.state == "running")
+                            .map(|p| p.pool.clone())
+                            .collect();
                         self.send(Reading::Watch(reading));
                         if readings.is_multiple_of(every) {
                             self.read_items(&client, pools);
