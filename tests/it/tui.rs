@@ -358,3 +358,36 @@ fn capture_screen_for_the_readme() {
     tty.type_keys("q\r");
     assert_eq!(tty.exit_code(), 0, "{screen}");
 }
+
+/// Several pools (standalone, a `pools:` configuration): the selector shows both, `pool
+/// event` switches the panes and the commands to the other pool, `]` back.
+#[test]
+fn dashboard_follows_the_selected_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pools.yaml");
+    std::fs::write(
+        &config,
+        "working_dir: data\nwal: { durability: buffered }\npools:\n  - name: banner\n    \
+         catalog:\n      - { item_id: diamond, quantity: 100, probability: 10 }\n  - name: \
+         event\n    catalog:\n      - { item_id: mud, quantity: 50, probability: 70 }\n",
+    )
+    .unwrap();
+    let args = ["tui", "--config", config.to_str().unwrap(), "--refresh-ms", "100"];
+    let mut tty = Tty::spawn(dir.path(), &args);
+    tty.wait_for("both pools, banner selected", |s| {
+        s.contains("banner") && s.contains("event") && s.contains("diamond ")
+    });
+    tty.command("pool event");
+    tty.wait_for("the event pool's items", |s| s.contains("mud ") && !s.contains("diamond "));
+    tty.command("d 5");
+    tty.wait_for("5 draws of mud, and its bar", |s| {
+        s.contains("drew 5: mud x5") && s.contains(" 45/50")
+    });
+    tty.command("pool nowhere");
+    tty.wait_for("the refusal", |s| s.contains("no pool \"nowhere\" (pools: banner, event)"));
+    tty.type_keys("]");
+    tty.wait_for("banner again", |s| s.contains("diamond ") && s.contains(" 100/100"));
+    tty.type_keys("q\r");
+    assert_eq!(tty.exit_code(), 0, "{}", tty.screen());
+    tty.assert_restored();
+}
