@@ -8,7 +8,7 @@
 # server's CPU seconds during the load, the 1-minute load average before; for B the
 # dashboard's CPU over a window inside the load run. Raw lines in results.jsonl;
 # summarize.py prints the medians.
-#   BIN=/work/perfbuild-tui/release/rewardpool ROUNDS=8 perf/results/2026-12-01-issue11/run.sh
+#   BIN=/work/perfbuild-tui/release/rewardpool ROUNDS=10 [OUT=results-NAME.jsonl] perf/results/2026-12-01-issue11/run.sh
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-target/release/rewardpool}
