@@ -292,20 +292,27 @@ fn bad_arguments_exit_2_without_panic() {
     }
 }
 
-/// `tui` arrives with a later issue (the dashboard): until then it says so, with exit code
-/// 2, and never pretends to work. `run` is `serve`'s alias now: with the built-in
-/// configuration (grpc.enabled: false) and no --listen it refuses, with exit code 2.
+/// `run` is `serve`'s alias: with the built-in configuration (grpc.enabled: false) and no
+/// --listen it refuses, with exit code 2. `tui` refuses a bad --refresh-ms or --connect
+/// address, or an output that is no terminal, before it touches anything (exit 2).
 #[test]
-fn tui_says_not_available_yet_and_run_needs_grpc() {
+fn run_needs_grpc_and_tui_checks_its_flags() {
     let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["tui", "--data-dir", "d", "--refresh-ms", "0"][..],
+        &["tui", "--connect", "not a host", "--data-dir", "d"][..],
+        // Its output is a pipe here, not a terminal: refused before the directory opens.
+        &["tui", "--data-dir", "d"][..],
+    ] {
+        let run = rewardpool(dir.path(), args);
+        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+    }
     let run = rewardpool(dir.path(), &["tui", "--data-dir", "d"]);
-    assert!(run.stderr.contains("not available yet"), "{run:?}");
-    assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(!run.stderr.contains("panicked"), "{run:?}");
-    // Its help says so too, before anyone tries it.
+    assert!(run.stderr.contains("not one"), "{run:?}");
     let help = rewardpool(dir.path(), &["tui", "--help"]);
     assert_eq!(help.code, Some(0), "{help:?}");
-    assert!(help.stdout.contains("Not available yet"), "tui --help: {help:?}");
+    assert!(help.stdout.contains("--connect"), "tui --help: {help:?}");
     let run = rewardpool(dir.path(), &["run", "--data-dir", "d"]);
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("grpc.enabled"), "{run:?}");

@@ -23,4 +23,5 @@ mod service_abuse;
 mod service_crash;
 mod service_harness;
 mod service_metrics;
+mod tui;
 mod wal_cli;

@@ -51,12 +51,26 @@ pub(crate) enum Command {
     Wal(WalArgs),
     /// End-to-end in-process benchmark: throughput and HDR latency percentiles.
     Bench(BenchArgs),
-    /// Not available yet (exits 2): the terminal dashboard is a later issue.
-    Tui,
+    /// The terminal dashboard: attached to a server (--connect HOST:PORT), or on the data
+    /// directory itself (--config FILE / --data-dir DIR; refused while a server holds it).
+    Tui(TuiArgs),
     /// gRPC load generator against `serve` (the k6 script's replacement): Draw streams in a
     /// closed or open loop, HDR latency percentiles, status codes.
     #[command(long_about = LOAD_LONG_ABOUT)]
     Load(LoadArgs),
+}
+
+/// `tui`.
+#[derive(Debug, Args)]
+pub(crate) struct TuiArgs {
+    /// Attach to a running `rewardpool serve` at HOST:PORT (GetState, ListPools, Watch,
+    /// Draw, Update over gRPC). Without it, the dashboard opens the data directory itself
+    /// (recovery first).
+    #[arg(long, value_name = "HOST:PORT", allow_negative_numbers = true)]
+    pub connect: Option<String>,
+    /// Milliseconds between readings and redraws (10 to 60000).
+    #[arg(long, value_name = "MS", default_value_t = 1000, allow_negative_numbers = true)]
+    pub refresh_ms: u64,
 }
 
 /// `serve` (alias `run`).

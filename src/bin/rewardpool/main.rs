@@ -17,8 +17,6 @@ mod machine;
 mod output;
 mod pool_cmd;
 mod service;
-// The dashboard's pure core; its terminal loop (the caller) is the next step of issue 11.
-#[cfg_attr(not(test), allow(dead_code))]
 mod tui;
 mod wal_cmd;
 
@@ -52,7 +50,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => service::serve(&cli.global, &a),
-        Command::Tui => service::tui(&cli.global),
+        Command::Tui(a) => tui::run(&cli.global, &a),
         Command::Draw(a) => pool_cmd::draw(&cli.global, &a),
         Command::State(a) => pool_cmd::state(&cli.global, &a),
         Command::Update(a) => pool_cmd::update(&cli.global, &a),

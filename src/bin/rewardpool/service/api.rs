@@ -262,44 +262,57 @@ fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
         .filter(|(i, _)| only.is_none_or(|only| only == *i))
         .map(|(_, entry)| {
             let m = entry.meter.read();
-            let journal = m.journal.unwrap_or_default();
-            PoolMetrics {
-                pool: entry.name.clone(),
-                state: pools.phase(entry).as_str().to_owned(),
-                last_request_id: m.last_request_id.0,
-                draws_committed: m.draws_committed,
-                draws_acknowledged: m.draws_acknowledged,
-                groups_committed: m.groups_committed,
-                clients: m.clients,
-                log_bytes: journal.bytes_appended,
-                syncs: journal.syncs,
-                empty_draws: m.empty_draws,
-                pulls: m.pulls,
-                replayed: m.replayed,
-                key_conflicts: m.key_conflicts,
-                ring_waiting: m.ring_waiting,
-                in_flight: m.in_flight,
-                group_size: Some(histogram(&m.group_size)),
-                commit_latency_ns: Some(histogram(&m.commit_latency)),
-                sync_ns_total: journal.sync_ns_total,
-                error: m
-                    .failure
-                    .and_then(|_| pools.engine(entry).ok().and_then(Engine::failure))
-                    .map(|e| e.to_string())
-                    .unwrap_or_default(),
-            }
+            let error = m
+                .failure
+                .and_then(|_| pools.engine(entry).ok().and_then(Engine::failure))
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            pool_metrics(&entry.name, pools.phase(entry).as_str(), &m, error)
         })
         .collect();
     WatchResponse { unix_ms, pools: metrics }
 }
 
+/// One pool's counters as `Watch` carries them: `state` is its phase's word, `error` why
+/// it failed (empty while it runs). The dashboard's standalone mode builds the same message
+/// from an engine it opened itself.
+pub(crate) fn pool_metrics(
+    name: &str,
+    state: &str,
+    m: &rewardpool::engine::Metrics,
+    error: String,
+) -> PoolMetrics {
+    let journal = m.journal.unwrap_or_default();
+    PoolMetrics {
+        pool: name.to_owned(),
+        state: state.to_owned(),
+        last_request_id: m.last_request_id.0,
+        draws_committed: m.draws_committed,
+        draws_acknowledged: m.draws_acknowledged,
+        groups_committed: m.groups_committed,
+        clients: m.clients,
+        log_bytes: journal.bytes_appended,
+        syncs: journal.syncs,
+        empty_draws: m.empty_draws,
+        pulls: m.pulls,
+        replayed: m.replayed,
+        key_conflicts: m.key_conflicts,
+        ring_waiting: m.ring_waiting,
+        in_flight: m.in_flight,
+        group_size: Some(histogram(&m.group_size)),
+        commit_latency_ns: Some(histogram(&m.commit_latency)),
+        sync_ns_total: journal.sync_ns_total,
+        error,
+    }
+}
+
 /// The sum of the weights of items with stock: the denominator of every item's odds.
-fn available_weight(items: &[ItemState]) -> u64 {
+pub(crate) fn available_weight(items: &[ItemState]) -> u64 {
     items.iter().filter(|i| i.quantity != Quantity::Finite(0)).map(|i| u64::from(i.weight)).sum()
 }
 
 /// The pool's items as the Go contract carries them, with their effective odds.
-fn reward_items(items: &[ItemState]) -> Vec<RewardItem> {
+pub(crate) fn reward_items(items: &[ItemState]) -> Vec<RewardItem> {
     let available = available_weight(items);
     items.iter().map(|item| reward_item(item, available)).collect()
 }
@@ -307,7 +320,7 @@ fn reward_items(items: &[ItemState]) -> Vec<RewardItem> {
 /// One item: quantity (-1 unlimited, saturated at `i32::MAX`), weight in `probability`,
 /// odds = weight / `available` when in stock, else 0.
 #[expect(clippy::cast_precision_loss, reason = "odds are a display ratio")]
-fn reward_item(item: &ItemState, available: u64) -> RewardItem {
+pub(crate) fn reward_item(item: &ItemState, available: u64) -> RewardItem {
     let in_stock = item.quantity != Quantity::Finite(0);
     let odds =
         if in_stock && available > 0 { f64::from(item.weight) / available as f64 } else { 0.0 };

@@ -1,4 +1,4 @@
-//! `serve` (alias `run`): the gRPC service; and `tui`, the dashboard (not built yet).
+//! `serve` (alias `run`): the gRPC service.
 //!
 //! The way of a draw through the files here:
 //! `api.rs` (the RPC handlers) → `draw.rs` (one Draw stream: read ahead, answer in order)
@@ -20,7 +20,7 @@
 //! refuses (exit 2) unless `--listen` names an address — an explicit flag is taken as the
 //! operator's intent; a configuration that disables gRPC is not silently overridden.
 
-mod api;
+pub(crate) mod api;
 mod draw;
 mod gateway;
 mod health;
@@ -111,16 +111,6 @@ fn keep_off_engine_cores(host: &Host) {
     if let Err(e) = rewardpool::engine::restrict_current_to(&free) {
         eprintln!("rewardpool: the service threads may share the engines' cores: {e}");
     }
-}
-
-/// `rewardpool tui`: the terminal dashboard.
-pub(crate) fn tui(global: &GlobalArgs) -> CmdResult {
-    let _config = load_config(global)?;
-    Err(not_available("the terminal dashboard is a later issue"))
-}
-
-pub(crate) fn not_available(reason: &str) -> Failure {
-    Failure::bad_input(anyhow::anyhow!("not available yet: {reason}"))
 }
 
 /// `serve`'s flags, checked.

@@ -98,6 +98,7 @@ impl Delta {
     }
 
     /// The whole of a first reading (the samples since the engine started).
+    #[cfg(test)]
     pub(crate) fn from_start(h: &Histogram) -> Option<Delta> {
         let zero = Histogram {
             le: h.le.clone(),
