@@ -65,6 +65,9 @@ pub struct Metrics {
     pub groups_committed: u64,
     /// The newest request id in a committed group.
     pub last_request_id: RequestId,
+    /// The newest request id in a durable (acknowledged) group: what a log shipper may
+    /// read up to.
+    pub durable_request_id: RequestId,
     /// Clients connected now.
     pub clients: u64,
     /// The journal's counters, when it keeps any (the durable log does).
@@ -525,6 +528,7 @@ pub(super) fn read(shared: &Shared, journal: Option<&JournalStats>) -> Metrics {
         draws_acknowledged: load(&stats.draws_acknowledged),
         groups_committed: load(&stats.groups_committed),
         last_request_id: RequestId(last),
+        durable_request_id: RequestId(load(&stats.durable_request_id)),
         // Relaxed: a counter bounding registrations.
         clients: load(&shared.clients),
         journal: journal.map(JournalStats::read),

@@ -193,6 +193,11 @@ pub struct JournalStats {
     pub sync_ns_total: AtomicU64,
     /// Longest single sync, in nanoseconds.
     pub sync_ns_max: AtomicU64,
+    /// Retention's hold, set by a reader of the log's files (a log shipper,
+    /// `replicate::LogTail`): `n + 1` keeps segment `n` and every later one (0: no hold),
+    /// up to the log's own bound on held segments (`WalOptions::held_segments_max`) beyond
+    /// its retention window. Read by the WAL's preparer at each rotation.
+    pub retain_from: AtomicU64,
 }
 
 impl JournalStats {

@@ -127,6 +127,8 @@ pub struct WalStart {
     pub segment_size: u64,
     /// Segments kept (older ones and their snapshots are deleted).
     pub retention_segments: u64,
+    /// Segments kept beyond them at most while a log reader holds them.
+    pub held_segments_max: u64,
     /// `Buffered` or `Sync`.
     pub durability: Durability,
 }
@@ -368,7 +370,8 @@ impl WalJournal {
                 Arc::clone(active.map()),
                 sequence,
                 start.segment_size,
-                start.retention_segments,
+                (start.retention_segments, start.held_segments_max),
+                Arc::clone(&stats),
             )
             .map_err(io_error("starting the preparer thread".into()))?,
         };
@@ -532,6 +535,7 @@ impl WalJournal {
             catalog_fingerprint: self.fingerprint,
             segment_size: self.segment_size,
             retention_segments: 0,
+            held_segments_max: 0,
             durability: self.durability,
         };
         // The copy of the pool (its key window included) stays here; its encoding and hash

@@ -19,6 +19,7 @@ mod readme;
 mod recovery;
 mod repair;
 mod repair_faults;
+mod replicate;
 mod replication;
 mod service;
 mod service_abuse;
