@@ -499,6 +499,14 @@ impl Meter {
         read(&self.shared, self.journal.as_deref())
     }
 
+    /// The journal's own counters and retention hold, if it keeps any (the durable log
+    /// does): what a log shipper on another thread holds segments through
+    /// ([`JournalStats::retain_from`]).
+    #[must_use]
+    pub fn journal_stats(&self) -> Option<&JournalStats> {
+        self.journal.as_deref()
+    }
+
     /// Every item's remaining quantity as the core last published it, in index order (name
     /// them with [`Meter::item_ids`]). Exact after a quiescent moment (the core idle, or
     /// right after [`crate::Engine::state`] or the engine's stop); while draws run, items

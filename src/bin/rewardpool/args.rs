@@ -53,10 +53,27 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Not available yet (exits 2): the terminal dashboard is a later issue.
     Tui,
+    /// A standby: replays the pool's JetStream stream (the configuration's `replication`)
+    /// into its own data directory (--data-dir), a normal log, until SIGINT/SIGTERM.
+    Follow(FollowArgs),
     /// gRPC load generator against `serve` (the k6 script's replacement): Draw streams in a
     /// closed or open loop, HDR latency percentiles, status codes.
     #[command(long_about = LOAD_LONG_ABOUT)]
     Load(LoadArgs),
+}
+
+/// `follow`.
+#[derive(Debug, Args)]
+pub(crate) struct FollowArgs {
+    /// The pool to follow (required when the configuration has several).
+    #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
+    pub pool: Option<String>,
+    /// Stop once the stream's last message (as it is at start) is applied.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Print the lag lines as JSON objects.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `serve` (alias `run`).

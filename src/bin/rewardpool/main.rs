@@ -16,6 +16,7 @@ mod load;
 mod machine;
 mod output;
 mod pool_cmd;
+mod replica;
 mod service;
 // The dashboard's pure core; its terminal loop (the caller) is the next step of issue 11.
 #[cfg_attr(not(test), allow(dead_code))]
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => service::serve(&cli.global, &a),
         Command::Tui => service::tui(&cli.global),
+        Command::Follow(a) => replica::follow::follow(&cli.global, &a),
         Command::Draw(a) => pool_cmd::draw(&cli.global, &a),
         Command::State(a) => pool_cmd::state(&cli.global, &a),
         Command::Update(a) => pool_cmd::update(&cli.global, &a),

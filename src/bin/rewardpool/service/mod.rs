@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use rewardpool::config::Config;
+use rewardpool::config::{Config, ReplicaAck};
 use rewardpool::Host;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
@@ -46,6 +46,8 @@ use api::Api;
 use metrics::MetricsView;
 use pools::{Pools, Settings};
 use proto::reward_pool_service_server::RewardPoolServiceServer;
+
+use crate::replica::ship::{Shipper, Shipping};
 
 /// Jobs each gateway's queue holds (bounded: past it, streams wait, then give up).
 const QUEUE_LEN: usize = 4096;
@@ -63,9 +65,19 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
         .clone()
         .or_else(|| config.metrics.as_ref().map(|m| m.listen_address.clone()))
         .map(|address| every_interface(&address));
+    replication_supported(&config)?;
     let host = Host::open(&config)
         .map_err(|e| Failure::bad_input(anyhow!(e).context("cannot open the pools")))?;
     keep_off_engine_cores(&host);
+    let shippers = match start_shippers(&config, &host) {
+        Ok(shippers) => shippers,
+        Err(e) => {
+            let _ = host.shutdown();
+            return Err(e);
+        }
+    };
+    let shipping: Shipping =
+        shippers.iter().map(|s| (s.pool().to_owned(), Arc::clone(s.stats()))).collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rewardpool-rpc")
@@ -85,12 +97,55 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
         }
     };
     let drain = Duration::from_millis(args.drain_timeout_ms);
-    let served =
-        runtime.block_on(run(Arc::clone(&pools), &listen, metrics_listen, drain, args.json));
+    let served = runtime.block_on(run(
+        Arc::clone(&pools),
+        &listen,
+        metrics_listen.map(|address| (address, shipping)),
+        drain,
+        args.json,
+    ));
     // Every stream has ended (or the drain timeout passed): what is left are idle tasks.
     runtime.shutdown_timeout(Duration::from_secs(5));
     let stopped = stop_pools(pools);
+    // The pools' final groups are durable: ship them, then stop.
+    for shipper in shippers {
+        let pool = shipper.pool().to_owned();
+        if let Err(why) = shipper.stop(SHIP_DRAIN) {
+            eprintln!("rewardpool: pool {pool:?}: {why}");
+        }
+    }
     served.and(stopped)
+}
+
+/// How long `serve` ships the pools' last groups after they stopped.
+const SHIP_DRAIN: Duration = Duration::from_secs(10);
+
+/// `ack: replica` is not built yet: refused rather than silently acknowledging locally.
+fn replication_supported(config: &Config) -> CmdResult {
+    for pool in &config.pools {
+        if pool.replication.as_ref().is_some_and(|r| r.ack == ReplicaAck::Replica) {
+            return Err(Failure::bad_input(anyhow!(
+                "pool {:?}: replication.ack: replica is not available yet (use ack: local)",
+                pool.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One shipper per pool with a `replication` section.
+fn start_shippers(config: &Config, host: &Host) -> Result<Vec<Shipper>, Failure> {
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    let mut shippers = Vec::new();
+    for (pool, dir) in config.pools.iter().zip(dirs) {
+        let (Some(replication), Some(engine)) = (&pool.replication, host.pool(&pool.name)) else {
+            continue;
+        };
+        let shipper = Shipper::start(&pool.name, dir, engine.meter(), replication.clone())
+            .map_err(|e| Failure::failed(anyhow!(e).context("cannot start a shipper thread")))?;
+        shippers.push(shipper);
+    }
+    Ok(shippers)
 }
 
 /// Restricts this thread, and so every thread it starts from now on (the async runtime's,
@@ -170,7 +225,7 @@ fn every_interface(address: &str) -> String {
 async fn run(
     pools: Arc<Pools>,
     listen: &str,
-    metrics_listen: Option<String>,
+    metrics_listen: Option<(String, Shipping)>,
     drain: Duration,
     json: bool,
 ) -> CmdResult {
@@ -180,13 +235,14 @@ async fn run(
         .map_err(Failure::bad_input)?;
     let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
     let metrics = match metrics_listen {
-        Some(address) => {
+        Some((address, shipping)) => {
             let listener = tokio::net::TcpListener::bind(&address)
                 .await
                 .with_context(|| format!("cannot listen on {address} (the metrics server)"))
                 .map_err(Failure::bad_input)?;
             let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
-            let view = MetricsView::of_host(pools.host(), Arc::clone(pools.grpc_calls()));
+            let view = MetricsView::of_host(pools.host(), Arc::clone(pools.grpc_calls()))
+                .with_shipping(shipping);
             Some((listener, local, view))
         }
         None => None,
