@@ -2,12 +2,14 @@
 //! (`nats_harness`). Each test starts its own cluster; without `nats-server` each prints one
 //! line and returns (unless `REWARDPOOL_REQUIRE_NATS` is set: then it fails).
 
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
 use crate::nats_harness;
-use crate::service_harness::runtime;
+use crate::process::Run;
+use crate::service_harness::{draw, request, runtime, start_with, Server};
 
 /// The harness's cluster stores a message on three replicas, and deduplicates by
 /// `Nats-Msg-Id`; a node SIGKILLed and restarted rejoins.
@@ -59,4 +61,292 @@ fn the_test_cluster_stores_on_three_replicas() {
     let second = publish(&rt, "two");
     assert_eq!(second.sequence, first.sequence + 1, "two of three replicas still store");
     cluster.restart(2);
+}
+
+/// A configuration of one pool (files rotate often: 64 KiB segments) replicated to
+/// `cluster` on stream prefix `prefix`.
+fn config(cluster: &nats_harness::Cluster, prefix: &str, replicas: u8) -> String {
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "pool:\n  catalog:\n    - {{ item_id: gold, quantity: 3000, probability: 20 }}\n    \
+         - {{ item_id: mud, quantity: -1, probability: 70 }}\nwal:\n  durability: buffered\n  \
+         max_file_size_kb: 64\nreplication:\n  nats: [{}]\n  stream_prefix: {prefix}\n  \
+         replicas: {replicas}\n",
+        urls.join(", ")
+    )
+}
+
+/// `clients` Draw streams at once, each `requests` pulls of 10: the draws acknowledged.
+fn load(rt: &tokio::runtime::Runtime, server: &Server, clients: usize, requests: usize) -> usize {
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let mut client = server.client().await;
+            tasks.push(tokio::spawn(async move {
+                let (responses, status) = draw(&mut client, vec![request(10); requests]).await;
+                assert!(status.is_none(), "{status:?}");
+                responses.len()
+            }));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.expect("a load task");
+        }
+        total
+    })
+}
+
+/// `rewardpool args` with the test's config.
+fn rewardpool(root: &Path, args: &[&str]) -> Run {
+    let config = root.join("config.yaml");
+    let mut all = vec!["--config", config.to_str().expect("utf-8")];
+    all.extend(args);
+    crate::cli::rewardpool(root, &all)
+}
+
+/// The stream sequence a follower's data directory has applied (`replica.applied`).
+fn applied(dir: &Path) -> u64 {
+    let text = std::fs::read_to_string(dir.join("replica.applied")).expect("replica.applied");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    value["sequence"].as_u64().expect("a sequence")
+}
+
+/// Shipping from `serve` under load from several clients (rotating segments, 3 replicas);
+/// a follower running meanwhile is stopped, the stream's messages it applied are purged,
+/// and, restarted after the primary stopped, it resumes from its applied sequence (a follower
+/// starting over would meet the purge as a gap) and catches up: its `state` equals the
+/// primary's, and `wal verify` and `wal stats` work on its directory.
+#[test]
+fn a_follower_catches_up_resumes_and_has_the_primarys_state() {
+    let Some(cluster) = nats_harness::cluster("a_follower_catches_up") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let yaml = config(&cluster, "catchup", 3);
+    let server = start_with(root, Some(&yaml), &["--json"]);
+    let rt = runtime();
+    let standby = root.join("standby");
+    let standby_arg = standby.to_str().expect("utf-8");
+    let config_path = root.join("config.yaml");
+    let follower = std::process::Command::new(env!("CARGO_BIN_EXE_rewardpool"))
+        .args(["follow", "--config", config_path.to_str().expect("utf-8")])
+        .args(["--data-dir", standby_arg, "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a follower");
+    let mut drawn = load(&rt, &server, 4, 150);
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(standby.join("replica.applied"))
+        .map_or(true, |t| t.contains("\"sequence\":0,"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "the follower applied nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM: it records what it applied and closes its log.
+    let pid = i32::try_from(follower.id()).expect("pid");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let stopped = crate::process::finish(follower, &["follow"], Duration::from_secs(30));
+    assert_eq!(stopped.code, Some(0), "{stopped:?}");
+    let first = applied(&standby);
+    assert!(first > 0, "the follower applied messages while the primary served");
+    rt.block_on(async {
+        let client = async_nats::connect(cluster.addrs()).await.expect("connect");
+        let stream = jetstream::new(client).get_stream("catchup_default").await.expect("stream");
+        stream.purge().sequence(first + 1).await.expect("purge what the follower applied");
+    });
+    drawn += load(&rt, &server, 4, 150);
+    assert_eq!(drawn, 2 * 4 * 150 * 10);
+    let served = server.stop(libc::SIGTERM);
+    assert_eq!(served.code, Some(0), "{served:?}");
+    let caught =
+        rewardpool(root, &["follow", "--data-dir", standby_arg, "--until-caught-up", "--json"]);
+    assert_eq!(caught.code, Some(0), "{caught:?}");
+    assert!(applied(&standby) > first);
+    let primary = rewardpool(
+        root,
+        &["state", "--json", "--data-dir", root.join("data").to_str().expect("utf-8")],
+    );
+    let replica = rewardpool(root, &["state", "--json", "--data-dir", standby_arg]);
+    assert_eq!(primary.code, Some(0), "{primary:?}");
+    assert_eq!(replica.stdout, primary.stdout, "the follower's state is the primary's");
+    assert!(primary.stdout.contains(&format!("\"last_request_id\":{drawn}")), "{primary:?}");
+    let verify = rewardpool(root, &["wal", "verify", "--data-dir", standby_arg]);
+    assert_eq!(verify.code, Some(0), "{verify:?}");
+    let stats = rewardpool(root, &["wal", "stats", "--json", "--data-dir", standby_arg]);
+    assert_eq!(stats.code, Some(0), "{stats:?}");
+}
+
+/// Publishes `frames` as a shipper would (the follower reads `Rewardpool-Prev`), with its
+/// own message id (so that a deliberate duplicate is stored twice).
+async fn publish_group(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+    prev: u64,
+    frames: Vec<u8>,
+) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+    headers.insert("Rewardpool-Prev", prev.to_string().as_str());
+    headers.insert("Rewardpool-Last", "0");
+    let ack = js.publish_with_headers(subject.to_owned(), headers, frames.into()).await;
+    ack.expect("publish").await.expect("stored");
+}
+
+/// Bad input on the stream: a corrupted message and a gap in request ids stop the follower
+/// with an error naming the stream sequence (after recording what it applied before); a
+/// message removed from the stream (a gap in stream sequences) too; a duplicate group
+/// (stored twice under two message ids) is applied once.
+#[test]
+fn a_gap_a_bad_frame_and_a_duplicate_on_the_stream() {
+    use rewardpool::replicate::{LogTail, TailStart};
+    let Some(cluster) = nats_harness::cluster("a_gap_a_bad_frame_and_a_duplicate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    // Real groups from a real log (the library's tail), published by hand.
+    let yaml = config(&cluster, "bad", 1);
+    std::fs::write(root.join("config.yaml"), &yaml).expect("write config");
+    let mut primary = rewardpool::Config::from_yaml_str(&yaml).expect("config");
+    primary.working_dir = root.join("primary");
+    let engine = rewardpool::open(&primary).expect("open");
+    let mut client = engine.client().expect("client");
+    for _ in 0..5 {
+        let _ = client.pull(10).expect("pull");
+    }
+    drop(client);
+    let durable = engine.metrics().durable_request_id.0;
+    let storage = std::sync::Arc::new(
+        rewardpool::storage::OsStorage::existing(&primary.working_dir).expect("storage"),
+    );
+    let mut tail = LogTail::open(storage, TailStart::Beginning).expect("tail");
+    let mut groups = Vec::new();
+    while let Some(g) = tail.next_group(durable).expect("a group") {
+        groups.push(g);
+    }
+    assert!(groups.len() >= 5, "{} groups", groups.len());
+    let state = engine.shutdown().expect("shutdown");
+
+    let rt = runtime();
+    let js = rt.block_on(async {
+        let client = async_nats::connect(cluster.addrs()).await.expect("connect");
+        jetstream::new(client)
+    });
+    let stream_for = |prefix: &str| {
+        rt.block_on(async {
+            js.get_or_create_stream(stream::Config {
+                name: format!("{prefix}_default"),
+                subjects: vec![format!("{prefix}.default.log")],
+                ..Default::default()
+            })
+            .await
+            .expect("stream")
+        })
+    };
+    let follow = |prefix: &str, standby: &str| {
+        let config = yaml.replace("stream_prefix: bad", &format!("stream_prefix: {prefix}"));
+        std::fs::write(root.join(format!("{prefix}.yaml")), config).expect("write config");
+        let config = root.join(format!("{prefix}.yaml"));
+        let standby = root.join(standby);
+        crate::cli::rewardpool(
+            root,
+            &[
+                "follow",
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--data-dir",
+                standby.to_str().expect("utf-8"),
+                "--until-caught-up",
+            ],
+        )
+    };
+
+    // A flipped bit in the third message.
+    let _ = stream_for("flip");
+    rt.block_on(async {
+        for (i, g) in groups.iter().enumerate().take(3) {
+            let mut frames = g.frames.clone();
+            if i == 2 {
+                let at = frames.len() / 2;
+                frames[at] ^= 0x01;
+            }
+            publish_group(&js, "flip.default.log", &format!("f{i}"), g.prev_request_id, frames)
+                .await;
+        }
+    });
+    let run = follow("flip", "flip-standby");
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("stream sequence 3 refused"), "{run:?}");
+    assert!(run.stderr.contains("a bad group"), "{run:?}");
+    assert_eq!(applied(&root.join("flip-standby")), 2, "what came before is kept");
+
+    // A group missing (request ids jump).
+    let _ = stream_for("skip");
+    rt.block_on(async {
+        for (i, g) in groups.iter().enumerate().filter(|(i, _)| *i != 1).take(3) {
+            publish_group(
+                &js,
+                "skip.default.log",
+                &format!("s{i}"),
+                g.prev_request_id,
+                g.frames.clone(),
+            )
+            .await;
+        }
+    });
+    let run = follow("skip", "skip-standby");
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("stream sequence 2 refused"), "{run:?}");
+    assert!(run.stderr.contains("a gap in the stream"), "{run:?}");
+
+    // A message removed from the stream.
+    let removed = stream_for("gone");
+    rt.block_on(async {
+        for (i, g) in groups.iter().enumerate().take(3) {
+            publish_group(
+                &js,
+                "gone.default.log",
+                &format!("g{i}"),
+                g.prev_request_id,
+                g.frames.clone(),
+            )
+            .await;
+        }
+        assert!(removed.delete_message(2).await.expect("delete"));
+    });
+    let run = follow("gone", "gone-standby");
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("expected sequence 2, got 3"), "{run:?}");
+
+    // Every group, the second one twice: applied once, the primary's state.
+    let _ = stream_for("twice");
+    rt.block_on(async {
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.insert(2, 1);
+        for (n, i) in order.into_iter().enumerate() {
+            let g = &groups[i];
+            publish_group(
+                &js,
+                "twice.default.log",
+                &format!("t{n}"),
+                g.prev_request_id,
+                g.frames.clone(),
+            )
+            .await;
+        }
+    });
+    let run = follow("twice", "twice-standby");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let standby = root.join("twice-standby");
+    let shown =
+        rewardpool(root, &["state", "--json", "--data-dir", standby.to_str().expect("utf-8")]);
+    assert!(
+        shown.stdout.contains(&format!("\"last_request_id\":{}", state.last_request_id.0)),
+        "{shown:?}"
+    );
+    let verify =
+        rewardpool(root, &["wal", "verify", "--data-dir", standby.to_str().expect("utf-8")]);
+    assert_eq!(verify.code, Some(0), "no request id twice in the replica's log: {verify:?}");
 }

@@ -140,11 +140,7 @@ impl Follower<'_> {
     async fn run(&mut self, until_caught_up: bool) -> CmdResult {
         let js = wire::connect(self.replication).await.map_err(Failure::failed)?;
         let name = self.replication.stream(self.pool);
-        let mut stream = js
-            .get_stream(&name)
-            .await
-            .with_context(|| format!("the stream {name} (does the primary ship this pool?)"))
-            .map_err(Failure::failed)?;
+        let mut stream = open_stream(&js, &name).await.map_err(Failure::failed)?;
         let end = stream_end(&mut stream).await.map_err(Failure::failed)?;
         if until_caught_up && self.position.sequence >= end {
             return self.checkpoint();
@@ -303,6 +299,28 @@ impl Follower<'_> {
             );
         }
         Ok(())
+    }
+}
+
+/// How long the follower waits for the stream to appear (the primary creates it when it
+/// first ships).
+const STREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// The pool's stream, once it exists (waiting at most [`STREAM_WAIT`]).
+async fn open_stream(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
+    let start = Instant::now();
+    loop {
+        match js.get_stream(name).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if start.elapsed() > STREAM_WAIT => {
+                return Err(anyhow!(e)
+                    .context(format!("the stream {name} (does the primary ship this pool?)")))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
 
