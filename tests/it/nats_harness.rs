@@ -235,6 +235,24 @@ impl Cluster {
         }
     }
 
+    /// SIGKILLs every node (NATS is down; the stores stay).
+    pub(crate) fn kill_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Starts every node that is not running again, and waits until the cluster is ready.
+    pub(crate) fn start_all(&mut self) {
+        let binary = server_binary().expect("nats-server was there at start");
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                self.spawn(&binary, i);
+            }
+        }
+        self.wait_ready();
+    }
+
     /// Starts node `i` again on its ports and store, and waits until it names the meta
     /// leader (its streams may still be catching up).
     pub(crate) fn restart(&mut self, i: usize) {
@@ -272,7 +290,7 @@ fn has_meta_leader(body: &str) -> bool {
 }
 
 /// A plain HTTP/1.0 GET on loopback: the body, or `None` when the node does not answer.
-fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;

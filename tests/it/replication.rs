@@ -350,3 +350,65 @@ fn a_gap_a_bad_frame_and_a_duplicate_on_the_stream() {
         rewardpool(root, &["wal", "verify", "--data-dir", standby.to_str().expect("utf-8")]);
     assert_eq!(verify.code, Some(0), "no request id twice in the replica's log: {verify:?}");
 }
+
+/// A gauge of the pool `default` in `/metrics` at `addr` (`127.0.0.1:PORT`).
+fn gauge(addr: &str, name: &str) -> u64 {
+    let port: u16 = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("a port");
+    let body = nats_harness::http_get(port, "/metrics").expect("/metrics answers");
+    let prefix = format!("{name}{{pool=\"default\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+}
+
+/// Waits (at most 30 s) until `check` holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(30), "not within 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ack: local` with NATS down: the pool keeps serving, the lag gauges grow, and shipping
+/// resumes where the stream ends when NATS is back; a follower then has the primary's state.
+#[test]
+fn with_nats_down_the_pool_serves_and_shipping_resumes() {
+    let Some(mut cluster) = nats_harness::cluster("with_nats_down") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let yaml = config(&cluster, "down", 3);
+    let server = start_with(root, Some(&yaml), &["--json", "--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr.clone().expect("a metrics address");
+    let rt = runtime();
+    let mut drawn = load(&rt, &server, 2, 50);
+    eventually("shipped", || {
+        gauge(&metrics, "rewardpool_replication_shipped_request_id") == drawn as u64
+    });
+    assert_eq!(gauge(&metrics, "rewardpool_replication_connected"), 1);
+    cluster.kill_all();
+    drawn += load(&rt, &server, 2, 50);
+    eventually("the lag shows", || gauge(&metrics, "rewardpool_replication_lag_draws") > 0);
+    // The session ends when its acks time out (async-nats: 5 s).
+    eventually("disconnected", || gauge(&metrics, "rewardpool_replication_connected") == 0);
+    assert_eq!(gauge(&metrics, "rewardpool_replication_failed"), 0);
+    drawn += load(&rt, &server, 2, 50);
+    cluster.start_all();
+    eventually("shipping resumed", || {
+        gauge(&metrics, "rewardpool_replication_shipped_request_id") == drawn as u64
+    });
+    assert_eq!(gauge(&metrics, "rewardpool_replication_lag_draws"), 0);
+    let served = server.stop(libc::SIGTERM);
+    assert_eq!(served.code, Some(0), "{served:?}");
+    let standby = root.join("standby");
+    let standby_arg = standby.to_str().expect("utf-8");
+    let caught = rewardpool(root, &["follow", "--data-dir", standby_arg, "--until-caught-up"]);
+    assert_eq!(caught.code, Some(0), "{caught:?}");
+    let data = root.join("data");
+    let primary =
+        rewardpool(root, &["state", "--json", "--data-dir", data.to_str().expect("utf-8")]);
+    let replica = rewardpool(root, &["state", "--json", "--data-dir", standby_arg]);
+    assert_eq!(replica.stdout, primary.stdout, "nothing lost, nothing twice");
+    assert!(primary.stdout.contains(&format!("\"last_request_id\":{drawn}")), "{primary:?}");
+}
