@@ -141,23 +141,19 @@ impl Follower<'_> {
         let js = wire::connect(self.replication).await.map_err(Failure::failed)?;
         let name = self.replication.stream(self.pool);
         let mut stream = open_stream(&js, &name).await.map_err(Failure::failed)?;
-        let end = stream_end(&mut stream).await.map_err(Failure::failed)?;
+        let begun = Instant::now();
+        let end = loop {
+            match stream_end(&mut stream).await {
+                Ok(end) => break end,
+                Err(e) if begun.elapsed() > STREAM_WAIT => return Err(Failure::failed(e)),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
         if until_caught_up && self.position.sequence >= end {
             return self.checkpoint();
         }
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: self.replication.subject(self.pool),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: self.position.sequence + 1,
-                },
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("consuming {name}"))
-            .map_err(Failure::failed)?;
-        let mut messages = consumer
-            .messages()
+        let subject = self.replication.subject(self.pool);
+        let mut messages = consume(&stream, &subject, self.position.sequence + 1)
             .await
             .with_context(|| format!("consuming {name}"))
             .map_err(Failure::failed)?;
@@ -320,6 +316,34 @@ async fn open_stream(
                     .context(format!("the stream {name} (does the primary ship this pool?)")))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// An ordered consumer of `subject` from `start`, retried for at most [`STREAM_WAIT`]: right
+/// after a JetStream server died, creating one times out until the stream has a leader.
+async fn consume(
+    stream: &async_nats::jetstream::stream::Stream,
+    subject: &str,
+    start: u64,
+) -> anyhow::Result<pull::Ordered> {
+    let begun = Instant::now();
+    loop {
+        let attempt = async {
+            let consumer = stream
+                .create_consumer(pull::OrderedConfig {
+                    filter_subject: subject.to_owned(),
+                    deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow!(e))?;
+            consumer.messages().await.map_err(|e| anyhow!(e))
+        };
+        match attempt.await {
+            Ok(messages) => return Ok(messages),
+            Err(e) if begun.elapsed() > STREAM_WAIT => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }

@@ -34,6 +34,8 @@ use super::wire;
 
 /// Publishes in flight at most (each a whole group).
 const WINDOW: usize = 256;
+/// How often an idle shipper looks for an update group (see `Job::session`).
+const IDLE_LOOK: Duration = Duration::from_millis(100);
 /// How long a session waits before reconnecting after a failure.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -271,6 +273,7 @@ impl Job {
         self.stats.shipped_request_id.store(tail.last_request_id(), Ordering::Relaxed);
         let subject = self.config.subject(&self.pool);
         let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW);
+        let mut last_look = Instant::now();
         loop {
             let metrics = self.meter.read();
             let durable = metrics.durable_request_id.0;
@@ -278,7 +281,15 @@ impl Job {
             if mode == ABANDON {
                 return End::Stopped;
             }
-            while inflight.len() < WINDOW {
+            // With nothing newer acknowledged, only an update group (no request id of its
+            // own) can be waiting: look for one now and then, not at every pass (each look
+            // reads up to 256 KiB of the segment).
+            let idle = durable <= tail.last_request_id();
+            let look = !idle || last_look.elapsed() >= IDLE_LOOK || mode == DRAIN;
+            if look && idle {
+                last_look = Instant::now();
+            }
+            while look && inflight.len() < WINDOW {
                 let group = match tail.next_group(durable) {
                     Ok(Some(group)) => group,
                     Ok(None) => break,
