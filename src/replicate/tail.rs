@@ -52,6 +52,9 @@ pub struct Group {
     pub last_request_id: u64,
     /// Draws in it.
     pub draws: u64,
+    /// The group number in its commit frame (counted from 1 in each run of the engine:
+    /// what the replication gate releases, `JournalStats::released_group`).
+    pub group: u64,
     /// Its frames, byte for byte: each 16-byte aligned frame with its CRC, the commit last.
     pub frames: Vec<u8>,
 }
@@ -481,7 +484,7 @@ impl LogTail {
                         "a snapshot marker inside the segment",
                     ))
                 }
-                Record::Commit { last_request_id, .. } => {
+                Record::Commit { last_request_id, group } => {
                     if last_request_id > durable {
                         return Ok(Scan::NotDurable);
                     }
@@ -504,6 +507,7 @@ impl LogTail {
                         first_request_id: first.unwrap_or(self.last_request_id + 1),
                         last_request_id,
                         draws,
+                        group,
                         frames,
                     }));
                 }

@@ -459,3 +459,69 @@ fn a_nats_node_killed_mid_load() {
     assert!(primary.stdout.contains(&format!("\"last_request_id\":{drawn}")), "{primary:?}");
     drop(cluster);
 }
+
+/// `ack: replica`: when a draw's answer arrives, JetStream already stored its group. Then
+/// another writer appends to the stream (as a promoted standby would): the primary's next
+/// publish is refused (`Nats-Expected-Last-Sequence`), its pool stops with an error naming
+/// the fencing, and nothing it acknowledged is missing from the stream.
+#[test]
+fn ack_replica_stores_before_answering_and_a_fenced_primary_stops() {
+    let Some(cluster) = nats_harness::cluster("ack_replica") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let yaml = format!("{}  ack: replica\n", config(&cluster, "acked", 3));
+    let server = start_with(root, Some(&yaml), &["--json", "--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr.clone().expect("a metrics address");
+    let rt = runtime();
+    let drawn = load(&rt, &server, 3, 60) as u64;
+    let js = rt.block_on(async {
+        jetstream::new(async_nats::connect(cluster.addrs()).await.expect("connect"))
+    });
+    let last_stored = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let stream = js.get_stream("acked_default").await.expect("stream");
+            let m =
+                stream.get_last_raw_message_by_subject("acked.default.log").await.expect("last");
+            let last = m.headers.get("Rewardpool-Last").map(|v| v.as_str().to_owned());
+            (m.sequence, last)
+        })
+    };
+    // No waiting: every answered draw is in the stream already.
+    let (sequence, last) = last_stored(&rt);
+    assert_eq!(last.as_deref(), Some(drawn.to_string().as_str()), "stored before answered");
+    // A foreign message: the stream moves on without this primary.
+    rt.block_on(async {
+        js.publish("acked.default.log", "another primary".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    });
+    let answered = rt.block_on(async {
+        let mut client = server.client().await;
+        draw(&mut client, vec![request(10); 50]).await
+    });
+    assert!(answered.1.is_some(), "the fenced pool stops answering: {:?}", answered.1);
+    let (_, after) = last_stored(&rt);
+    assert_eq!(after, None, "the foreign message is the stream's last: nothing shipped after it");
+    // Its messages end at `sequence` (the foreign one is last): the newest request id it
+    // stored is `drawn`; nothing answered after the fence may be above it.
+    let stored = drawn;
+    assert_eq!(
+        sequence + 1,
+        last_stored(&rt).0,
+        "nothing of this primary after the foreign message"
+    );
+    for response in &answered.0 {
+        assert!(
+            response.request_id <= stored,
+            "{} answered, not stored ({stored})",
+            response.request_id
+        );
+    }
+    eventually("the shipper says it was fenced", || {
+        gauge(&metrics, "rewardpool_replication_failed") == 1
+    });
+    let stopped = server.stop(libc::SIGTERM);
+    assert!(stopped.stderr.contains("fenced"), "{stopped:?}");
+}

@@ -2,7 +2,14 @@
 //! async runtime. It reads the pool's committed groups from its log files
 //! (`rewardpool::replicate::LogTail`, up to the engine's durable watermark) and publishes
 //! each as one message (`wire`), many in flight at once; the core thread never waits for
-//! it (`ack: local`).
+//! it.
+//!
+//! `ack: local`: it reads up to what the engine acknowledged. `ack: replica`: it turns the
+//! journal's replication gate on before any draw (`JournalStats::gated`); the journal then
+//! reports a group durable only once it is durable locally and this shipper released it
+//! (`released_group`, after JetStream's ack); it reads up to what is durable locally
+//! (`local_durable_request_id`). Fenced, it sets `fenced`: the pool fails, so nothing more
+//! is acknowledged by an old primary.
 //!
 //! A session: connect, open (or create) the stream, read its last message to learn where the
 //! stream ends (its `Rewardpool-Segment`/`-End`/`-Last` headers: the tail continues after
@@ -25,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
-use rewardpool::config::ReplicationConfig;
+use rewardpool::config::{ReplicaAck, ReplicationConfig};
 use rewardpool::replicate::{LogTail, TailStart};
 use rewardpool::storage::{OsStorage, Storage};
 use rewardpool::Meter;
@@ -97,6 +104,19 @@ impl Shipper {
         meter: Meter,
         config: ReplicationConfig,
     ) -> std::io::Result<Shipper> {
+        if config.ack == ReplicaAck::Replica {
+            // The gate goes on before any draw: from now on a group is acknowledged once
+            // JetStream stored it too.
+            let Some(journal) = meter.journal_stats() else {
+                return Err(std::io::Error::other(format!(
+                    "pool {pool:?}: replication.ack: replica needs a log (wal.durability \
+                     buffered or sync)"
+                )));
+            };
+            let start = meter.read().durable_request_id.0;
+            journal.local_durable_request_id.store(start, Ordering::Release);
+            journal.gated.store(true, Ordering::Release);
+        }
         let mode = Arc::new(AtomicU8::new(RUN));
         let stats = Arc::new(ShipStats::default());
         let job = Job {
@@ -164,6 +184,9 @@ struct InFlight {
     expected: u64,
     last_request_id: u64,
     segment: u64,
+    offset: u64,
+    /// Its commit frame's group number (what the gate releases).
+    group: u64,
     /// A group committed since the pool started (counts in `lag_groups`).
     recent: bool,
 }
@@ -220,11 +243,12 @@ impl Job {
         self.mode.load(Ordering::Relaxed)
     }
 
-    /// Where the stream ends: its last sequence and where the tail continues.
+    /// Where the stream ends: its last sequence, its last message's id, and where the tail
+    /// continues.
     async fn stream_end(
         &self,
         stream: &mut async_nats::jetstream::stream::Stream,
-    ) -> Result<(u64, TailStart), End> {
+    ) -> Result<(u64, Option<String>, TailStart), End> {
         let last = stream
             .info()
             .await
@@ -232,7 +256,7 @@ impl Job {
             .state
             .last_sequence;
         if last == 0 {
-            return Ok((0, TailStart::Beginning));
+            return Ok((0, None, TailStart::Beginning));
         }
         let message = stream
             .get_raw_message(last)
@@ -240,7 +264,7 @@ impl Job {
             .map_err(|e| End::Retry(format!("reading the stream's message {last}: {e}")))?;
         let start = wire::resume_point(Some(&message.headers))
             .map_err(|e| End::Fatal(format!("the stream's message {last}: {e:#}")))?;
-        Ok((last, start))
+        Ok((last, wire::message_id(&message.headers), start))
     }
 
     async fn session(
@@ -258,7 +282,7 @@ impl Job {
             Ok(s) => s,
             Err(e) => return End::Retry(format!("{e:#}")),
         };
-        let (mut expected, start) = match self.stream_end(&mut stream).await {
+        let (mut expected, mut previous, start) = match self.stream_end(&mut stream).await {
             Ok(end) => end,
             Err(end) => return end,
         };
@@ -276,7 +300,7 @@ impl Job {
         let mut last_look = Instant::now();
         loop {
             let metrics = self.meter.read();
-            let durable = metrics.durable_request_id.0;
+            let durable = self.durable(&metrics);
             let mode = self.mode();
             if mode == ABANDON {
                 return End::Stopped;
@@ -295,7 +319,8 @@ impl Job {
                     Ok(None) => break,
                     Err(e) => return End::Fatal(e.to_string()),
                 };
-                let headers = wire::headers(&group, expected);
+                let (headers, id) = wire::headers(&group, expected, previous.as_deref());
+                previous = Some(id);
                 let sent =
                     js.publish_with_headers(subject.clone(), headers, group.frames.into()).await;
                 let ack = match sent {
@@ -308,6 +333,8 @@ impl Job {
                     expected,
                     last_request_id: group.last_request_id,
                     segment: group.segment,
+                    offset: group.offset,
+                    group: group.group,
                     recent: group.last_request_id > start_request_id,
                 });
             }
@@ -326,6 +353,7 @@ impl Job {
                     self.stats.shipped_sequence.store(ack.sequence, Ordering::Relaxed);
                     self.stats.shipped_request_id.store(oldest.last_request_id, Ordering::Relaxed);
                     *acked_recent += u64::from(oldest.recent);
+                    self.release(oldest.segment, oldest.offset, oldest.group);
                     let held = inflight.front().map_or(tail.segment(), |f| f.segment);
                     self.hold(held);
                     let committed = metrics.groups_committed - start_groups;
@@ -337,16 +365,56 @@ impl Job {
                         ack.sequence, oldest.expected
                     ))
                 }
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
+                    ) =>
+                {
+                    if let Some(journal) = self.meter.journal_stats() {
+                        // Release: pairs with the journal's Acquire; the pool fails.
+                        journal.fenced.store(true, Ordering::Release);
+                    }
                     return End::Fatal(format!(
                         "the stream {} moved past sequence {} without this primary (another \
                          primary took the pool over): fenced, shipping nothing more",
                         self.config.stream(&self.pool),
                         oldest.expected - 1
-                    ))
+                    ));
                 }
                 Err(e) => return End::Retry(format!("waiting for JetStream's ack: {e}")),
             }
+        }
+    }
+
+    /// How far the log may be read: under the gate (`ack: replica`) what is durable
+    /// locally (the engine acknowledges it only after this shipper releases it), else what
+    /// the engine acknowledged.
+    fn durable(&self, metrics: &rewardpool::Metrics) -> u64 {
+        match self.meter.journal_stats() {
+            // Acquire: pairs with the journal's Release in its gate.
+            Some(j) if j.gated.load(Ordering::Relaxed) => {
+                j.local_durable_request_id.load(Ordering::Acquire)
+            }
+            _ => metrics.durable_request_id.0,
+        }
+    }
+
+    /// JetStream stored `group`: under the gate, the engine may acknowledge it (a group of
+    /// this run only: an earlier run's group numbers restarted).
+    fn release(&self, segment: u64, offset: u64, group: u64) {
+        let Some(j) = self.meter.journal_stats() else { return };
+        // Relaxed: set once before the shipper thread started.
+        if !j.gated.load(Ordering::Relaxed) {
+            return;
+        }
+        let start = (
+            j.run_start_segment.load(Ordering::Relaxed),
+            j.run_start_offset.load(Ordering::Relaxed),
+        );
+        if (segment, offset) >= start {
+            // Release: pairs with the journal's Acquire in its gate.
+            j.released_group.fetch_max(group, Ordering::Release);
         }
     }
 

@@ -8,6 +8,7 @@
 //! | payload | the group's frames byte for byte, as the primary's log holds them: 16-byte aligned frames, each with its own CRC-32C (`wal::frame`), the commit frame last |
 //! | `Nats-Msg-Id` | `<epoch>-<first request id>-<segment>.<offset>`: the same group republished (a retry after a timeout) is stored once within the stream's duplicate window |
 //! | `Nats-Expected-Last-Sequence` | the stream sequence the shipper expects before this message: a publish after someone else's (a promoted standby's) is refused, which fences the old primary |
+//! | `Nats-Expected-Last-Msg-Id` | the previous group's message id (absent on an empty stream): with many publishes in flight, the one after a refused one would otherwise find the sequence it expects taken by the foreign message and be stored; with both headers every publish after a foreign message is refused |
 //! | `Rewardpool-Epoch` | the primary's epoch (1 until take-over exists) |
 //! | `Rewardpool-Prev` | the last request id before the group (continuity: a follower refuses a group that does not follow its log) |
 //! | `Rewardpool-First`, `Rewardpool-Last` | the group's first and last request ids |
@@ -38,12 +39,17 @@ pub(crate) const END_HEADER: &str = "Rewardpool-End";
 /// once).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// The headers of `group`'s message (module docs), `expected` the stream sequence before it.
-pub(crate) fn headers(group: &Group, expected: u64) -> HeaderMap {
+/// The headers of `group`'s message (module docs), `expected` the stream sequence before it
+/// and `previous` the message id of the message there (`None`: the stream is empty); and
+/// the message's own id.
+pub(crate) fn headers(group: &Group, expected: u64, previous: Option<&str>) -> (HeaderMap, String) {
     let mut h = HeaderMap::new();
     let id = format!("{EPOCH}-{}-{}.{}", group.first_request_id, group.segment, group.offset);
     h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
     h.insert(async_nats::header::NATS_EXPECTED_LAST_SEQUENCE, expected.to_string().as_str());
+    if let Some(previous) = previous {
+        h.insert(async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID, previous);
+    }
     h.insert(EPOCH_HEADER, EPOCH.to_string().as_str());
     h.insert(PREV_HEADER, group.prev_request_id.to_string().as_str());
     h.insert(FIRST_HEADER, group.first_request_id.to_string().as_str());
@@ -51,7 +57,12 @@ pub(crate) fn headers(group: &Group, expected: u64) -> HeaderMap {
     h.insert(DRAWS_HEADER, group.draws.to_string().as_str());
     h.insert(SEGMENT_HEADER, group.segment.to_string().as_str());
     h.insert(END_HEADER, group.end.to_string().as_str());
-    h
+    (h, id)
+}
+
+/// A message's id (`Nats-Msg-Id`), if it has one.
+pub(crate) fn message_id(headers: &HeaderMap) -> Option<String> {
+    headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned())
 }
 
 /// A number header of a message, or why not.

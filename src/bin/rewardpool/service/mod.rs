@@ -37,6 +37,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use rewardpool::config::{Config, ReplicaAck};
 use rewardpool::Host;
+use rewardpool::Meter;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
@@ -65,7 +66,6 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
         .clone()
         .or_else(|| config.metrics.as_ref().map(|m| m.listen_address.clone()))
         .map(|address| every_interface(&address));
-    replication_supported(&config)?;
     let host = Host::open(&config)
         .map_err(|e| Failure::bad_input(anyhow!(e).context("cannot open the pools")))?;
     keep_off_engine_cores(&host);
@@ -106,7 +106,9 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     ));
     // Every stream has ended (or the drain timeout passed): what is left are idle tasks.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    let watchdog = gate_watchdog(&config, &shippers, &pools);
     let stopped = stop_pools(pools);
+    drop(watchdog);
     // The pools' final groups are durable: ship them, then stop.
     for shipper in shippers {
         let pool = shipper.pool().to_owned();
@@ -120,17 +122,36 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
 /// How long `serve` ships the pools' last groups after they stopped.
 const SHIP_DRAIN: Duration = Duration::from_secs(10);
 
-/// `ack: replica` is not built yet: refused rather than silently acknowledging locally.
-fn replication_supported(config: &Config) -> CmdResult {
-    for pool in &config.pools {
-        if pool.replication.as_ref().is_some_and(|r| r.ack == ReplicaAck::Replica) {
-            return Err(Failure::bad_input(anyhow!(
-                "pool {:?}: replication.ack: replica is not available yet (use ack: local)",
-                pool.name
-            )));
-        }
+/// Under `ack: replica` a pool's shutdown waits until JetStream stored its last groups: with
+/// NATS unreachable that never happens, so after [`SHIP_DRAIN`] the gated pools are fenced
+/// (they stop, failing what was not stored; it is in the log and ships at the next start).
+/// Dropping the sender ends the watchdog.
+fn gate_watchdog(
+    config: &Config,
+    shippers: &[Shipper],
+    pools: &Pools,
+) -> std::sync::mpsc::Sender<()> {
+    let gated: Vec<Meter> = config
+        .pools
+        .iter()
+        .filter(|p| p.replication.as_ref().is_some_and(|r| r.ack == ReplicaAck::Replica))
+        .filter(|p| shippers.iter().any(|s| s.pool() == p.name))
+        .filter_map(|p| pools.host().pool(&p.name).map(rewardpool::Engine::meter))
+        .collect();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    if !gated.is_empty() {
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(SHIP_DRAIN) {
+                for meter in &gated {
+                    if let Some(journal) = meter.journal_stats() {
+                        // Release: pairs with the journal's Acquire in its gate.
+                        journal.fenced.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+            }
+        });
     }
-    Ok(())
+    done
 }
 
 /// One shipper per pool with a `replication` section.
