@@ -22,7 +22,14 @@
 //! idempotency:                     # retried keyed draws return their original outcomes
 //!   keys: 1048576                  # keys kept (oldest evicted first), 1 ... 16777216
 //!   hours: 24                      # a key older than this runs as a new request
+//! replication:                     # optional: ship each pool's log to NATS JetStream
+//!   nats: ["nats://127.0.0.1:4222"]
+//!   stream_prefix: rewardpool      # stream <prefix>_<pool>, subject <prefix>.<pool>.log
+//!   replicas: 1                    # 1 or 3
+//!   ack: local                     # local | replica
+//!   max_lag_groups: 100000
 //! ```
+//! (`replication` in detail, and how a pool overrides it: [`ReplicationConfig`].)
 //!
 //! Several pools (each in `working_dir/<name>/`, see `host::pool_dirs`) take `pools:`
 //! instead of `pool:`; a pool's `wal` keys override the top-level `wal` ones, key by key:
@@ -66,6 +73,13 @@ use crate::pool::{
     ItemSpec, KeyWindow, Quantity, HOURS_DEFAULT, HOURS_MAX, KEYS_DEFAULT, KEYS_MAX,
 };
 use crate::wal::{Durability, WalOptions};
+
+mod replication;
+use replication::RawReplication;
+pub use replication::{
+    ReplicaAck, ReplicationConfig, DEFAULT_MAX_LAG_GROUPS, DEFAULT_STREAM_PREFIX,
+    MAX_LAG_GROUPS_MAX, STREAM_PREFIX_LEN_MAX,
+};
 
 /// Smallest segment: the header, a snapshot marker and some frames must fit.
 pub const MAX_FILE_SIZE_KB_MIN: u64 = 16;
@@ -113,6 +127,9 @@ pub struct Config {
     /// Where the pools' files are: the Go form keeps its one pool's files directly in
     /// `working_dir`; `pools:` gives each pool `working_dir/<name>/`.
     pub layout: DirLayout,
+    /// The top-level `replication` section (`None`: nothing replicated unless a pool has a
+    /// section of its own; each pool's merged settings are in [`Config::pools`]).
+    pub replication: Option<ReplicationConfig>,
 }
 
 /// The name of the Go form's one pool (`pool:`).
@@ -132,6 +149,9 @@ pub struct PoolConfig {
     pub core: Option<usize>,
     /// Its `wal`: the pool's own keys over the top-level ones, key by key.
     pub wal: WalConfig,
+    /// Its `replication`: the pool's own keys over the top-level ones, key by key; `None`
+    /// when neither has the section (the pool is not replicated).
+    pub replication: Option<ReplicationConfig>,
 }
 
 /// How a configuration lays its pools out under `working_dir`.
@@ -248,6 +268,7 @@ impl Default for Config {
             catalog: catalog.clone(),
             core: None,
             wal: WalConfig::default(),
+            replication: None,
         }];
         Config {
             working_dir: PathBuf::from("data"),
@@ -258,6 +279,7 @@ impl Default for Config {
             pools,
             layout: DirLayout::Single,
             idempotency: KeyWindow::default(),
+            replication: None,
         }
     }
 }
@@ -355,6 +377,7 @@ impl Config {
         view.working_dir = dir;
         view.catalog.clone_from(&pool.catalog);
         view.wal = pool.wal.clone();
+        view.replication.clone_from(&pool.replication);
         view.pools = vec![pool];
         view.layout = DirLayout::Single;
         Some(view)
@@ -465,6 +488,15 @@ pub enum ConfigErrorKind {
     BadListenAddress(String),
     /// `metrics.listen_address` is not `host:port`.
     BadMetricsAddress(String),
+    /// A `replication` key has a value it may not have.
+    BadReplication {
+        /// The key's path, e.g. `replication.replicas`.
+        field: &'static str,
+        /// The value found.
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
     /// Both `pool:` (the Go form) and `pools:` are present.
     BothPoolForms,
     /// `pools:` lists no pool.
@@ -607,6 +639,9 @@ impl fmt::Display for ConfigErrorKind {
                 "metrics.listen_address is {v:?}, it must be host:port (e.g. \"127.0.0.1:9464\" \
                  or \":9464\")"
             ),
+            ConfigErrorKind::BadReplication { field, value, expected } => {
+                write!(f, "{field} is {value:?}, it must be {expected}")
+            }
             ConfigErrorKind::BothPoolForms => f.write_str(
                 "both `pool` and `pools` are present: use `pool` for one pool (named \
                  \"default\") or `pools` for several, not both",
@@ -695,6 +730,8 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     #[serde(default)]
     idempotency: RawIdempotency,
+    #[serde(default)]
+    replication: Option<RawReplication>,
 }
 
 #[derive(Deserialize, Default)]
@@ -728,6 +765,8 @@ struct RawNamedPool {
     core: Option<i64>,
     #[serde(default)]
     wal: RawWal,
+    #[serde(default)]
+    replication: Option<RawReplication>,
 }
 
 #[derive(Deserialize)]
@@ -892,6 +931,7 @@ fn validate_catalog(items: Vec<RawItem>) -> Result<Vec<CatalogItem>, ConfigError
 fn validate_pools(
     raw: Vec<RawNamedPool>,
     wal: &RawWal,
+    replication: Option<&RawReplication>,
     cores: &[usize],
 ) -> Result<Vec<PoolConfig>, ConfigError> {
     if raw.is_empty() {
@@ -933,7 +973,22 @@ fn validate_pools(
             e.kind = in_pool(e.kind);
             e
         })?;
-        pools.push(PoolConfig { name, catalog, core, wal: pool_wal });
+        let pool_replication = match pool.replication {
+            Some(own) => Some(own.over(replication)),
+            None => replication.cloned(),
+        };
+        let pool_replication =
+            pool_replication.map(RawReplication::validate).transpose().map_err(|mut e| {
+                e.kind = in_pool(e.kind);
+                e
+            })?;
+        pools.push(PoolConfig {
+            name,
+            catalog,
+            core,
+            wal: pool_wal,
+            replication: pool_replication,
+        });
     }
     Ok(pools)
 }
@@ -941,6 +996,7 @@ fn validate_pools(
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
         let wal = self.wal.clone().validate()?;
+        let replication = self.replication.clone().map(RawReplication::validate).transpose()?;
         let (catalog, pools, layout) = match (self.pool, self.pools) {
             (Some(pool), None) => {
                 let catalog = validate_catalog(pool.catalog)?;
@@ -949,11 +1005,17 @@ impl RawConfig {
                     catalog: catalog.clone(),
                     core: None,
                     wal: wal.clone(),
+                    replication: replication.clone(),
                 }];
                 (catalog, pools, DirLayout::Single)
             }
             (None, Some(raw)) => {
-                let pools = validate_pools(raw, &self.wal, crate::engine::available_cores())?;
+                let pools = validate_pools(
+                    raw,
+                    &self.wal,
+                    self.replication.as_ref(),
+                    crate::engine::available_cores(),
+                )?;
                 let catalog = pools.first().map(|p| p.catalog.clone()).unwrap_or_default();
                 (catalog, pools, DirLayout::PerPool)
             }
@@ -1001,6 +1063,7 @@ impl RawConfig {
             idempotency,
             pools,
             layout,
+            replication,
         })
     }
 }

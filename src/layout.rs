@@ -8,6 +8,7 @@
 //! | `lock` | the directory lock ([`LOCK_FILE`]) | `storage` |
 //! | `dropped.<name>`, `dropped.<name>.N` | a repair's copy of a file it changed or set aside ([`dropped_name`]) | `inspect` |
 //! | `catalog.applied` | the fingerprint of the catalog last applied (advisory) ([`CATALOG_APPLIED_FILE`]) | the command line |
+//! | `replica.applied` | a follower's last applied stream sequence ([`REPLICA_APPLIED_FILE`]) | `rewardpool follow` |
 //!
 //! Sequence numbers are written with at least 6 digits and parsed strictly: exactly what
 //! [`segment_name`] and [`snapshot_name`] produce, nothing else (`wal.000001.tmp`,
@@ -20,6 +21,10 @@ pub const LOCK_FILE: &str = "lock";
 /// The advisory file naming the fingerprint of the catalog last applied (recovery ignores
 /// it).
 pub const CATALOG_APPLIED_FILE: &str = "catalog.applied";
+
+/// A follower's position in its pool's JetStream stream: the last stream sequence whose
+/// group is durable in this directory's log (recovery ignores it).
+pub const REPLICA_APPLIED_FILE: &str = "replica.applied";
 
 /// What precedes a segment's sequence number.
 const SEGMENT_PREFIX: &str = "wal.";

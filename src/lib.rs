@@ -86,6 +86,7 @@ pub mod journal;
 pub mod layout;
 pub mod pool;
 pub mod recovery;
+pub mod replicate;
 pub mod storage;
 mod sync;
 

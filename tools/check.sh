@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything CI checks, in CI's order: run this before sending a change.
-# .ci/run installs what the tests need (bindfs), then runs this (formatting, lints, the
+# .ci/run installs what the tests need (bindfs, curl, nats-server), then runs this (formatting, lints, the
 # README's test command, the library without the command line, the loom models, the
 # examples, benches compiling).
 set -euo pipefail
@@ -13,7 +13,7 @@ cargo test
 # binary side's dependencies may be in its tree (so no heavy crate slips in as a plain
 # library dependency).
 cargo check --lib --no-default-features
-binary_only='^(anyhow|clap|hdrhistogram|indicatif|mimalloc|plotters|serde_json|signal-hook|tokio|tonic|tonic-prost|prost|protox|tonic-prost-build|prometheus-client|axum|hyper|ratatui[a-z-]*|crossterm) '
+binary_only='^(anyhow|clap|hdrhistogram|indicatif|mimalloc|plotters|serde_json|signal-hook|tokio|tonic|tonic-prost|prost|protox|tonic-prost-build|prometheus-client|axum|hyper|ratatui[a-z-]*|crossterm|async-nats) '
 library_tree=$(cargo tree --no-default-features -e normal,build --prefix none)
 if grep -E "$binary_only" <<<"$library_tree"; then
   echo "error: the library (--no-default-features) depends on the crates above; make them" \

@@ -38,6 +38,9 @@ struct PendingGroups {
     /// entries of refused batches, which are no group.
     started: Box<[Option<Instant>]>,
     marks: Box<[u64]>,
+    /// Per group: the last request id it holds (the watermark a log shipper reads,
+    /// `EngineStats::durable_request_id`).
+    lasts: Box<[u64]>,
     ports_len: usize,
     head: usize,
     len: usize,
@@ -51,6 +54,7 @@ impl PendingGroups {
             lens: vec![0; groups_max].into_boxed_slice(),
             started: vec![None; groups_max].into_boxed_slice(),
             marks: vec![0; groups_max * ports_len].into_boxed_slice(),
+            lasts: vec![0; groups_max].into_boxed_slice(),
             ports_len,
             head: 0,
             len: 0,
@@ -67,12 +71,14 @@ impl PendingGroups {
     }
 
     /// Records `ports` (the active prefix of the port table) for `group`, which holds
-    /// `extra` draws beyond one per request and was opened at `started`.
+    /// `extra` draws beyond one per request, ends at request id `last` and was opened at
+    /// `started`.
     fn push(
         &mut self,
         group: GroupSeq,
         ports: &[Option<Port>],
         extra: u64,
+        last: u64,
         started: Option<Instant>,
     ) {
         assert!(!self.is_full());
@@ -82,6 +88,7 @@ impl PendingGroups {
         self.extras[at] = extra;
         self.lens[at] = ports.len();
         self.started[at] = started;
+        self.lasts[at] = last;
         let marks = &mut self.marks[at * self.ports_len..(at + 1) * self.ports_len];
         for (mark, port) in marks.iter_mut().zip(ports) {
             *mark = port.as_ref().map_or(0, |p| p.staged);
@@ -90,8 +97,12 @@ impl PendingGroups {
     }
 
     /// The oldest group if it is durable by `durable`: its sequence number, extra draws,
-    /// opening time and marks.
-    fn pop_durable(&mut self, durable: GroupSeq) -> Option<(u64, u64, Option<Instant>, &[u64])> {
+    /// last request id, opening time and marks.
+    #[allow(clippy::type_complexity)]
+    fn pop_durable(
+        &mut self,
+        durable: GroupSeq,
+    ) -> Option<(u64, u64, u64, Option<Instant>, &[u64])> {
         if self.len == 0 || self.seqs[self.head] > durable.0 {
             return None;
         }
@@ -100,7 +111,7 @@ impl PendingGroups {
         self.len -= 1;
         let start = at * self.ports_len;
         let marks = &self.marks[start..start + self.lens[at]];
-        Some((self.seqs[at], self.extras[at], self.started[at], marks))
+        Some((self.seqs[at], self.extras[at], self.lasts[at], self.started[at], marks))
     }
 }
 
@@ -588,7 +599,8 @@ impl<J: Journal> Core<J> {
                 std::thread::yield_now();
             }
         }
-        self.pending.push(self.last_group, &self.ports[..self.active], 0, None);
+        let last = self.pool.last_request_id().0;
+        self.pending.push(self.last_group, &self.ports[..self.active], 0, last, None);
         Ok(())
     }
 
@@ -616,14 +628,14 @@ impl<J: Journal> Core<J> {
         assert!(group > self.last_group, "group={group:?} last={:?}", self.last_group);
         self.last_group = group;
         let started = Some(self.group_started);
-        self.pending.push(group, &self.ports[..self.active], self.group_extra, started);
+        let last = self.pool.last_request_id().0;
+        self.pending.push(group, &self.ports[..self.active], self.group_extra, last, started);
         let draws = self.group_draws;
         self.group_open = false;
         self.group_draws = 0;
         self.group_extra = 0;
         // Relaxed: observers' counters (`Meter::read`), once per group.
         self.shared.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
-        let last = self.pool.last_request_id().0;
         self.shared.stats.last_request_id.store(last, Ordering::Relaxed);
         let counters = &self.shared.counters;
         self.tally.empty_draws = self.pool.empty_draws() - self.empty_draws_base;
@@ -647,8 +659,10 @@ impl<J: Journal> Core<J> {
         let mut published = false;
         // Read once per publish that completes groups (a vDSO call, no syscall).
         let mut now = None;
-        while let Some((group, extra, started, marks)) = self.pending.pop_durable(durable) {
+        let mut durable_last = 0;
+        while let Some((group, extra, last, started, marks)) = self.pending.pop_durable(durable) {
             self.acknowledged += extra;
+            durable_last = last;
             if let Some(started) = started {
                 let now = *now.get_or_insert_with(Instant::now);
                 let ns = now.saturating_duration_since(started).as_nanos();
@@ -673,6 +687,10 @@ impl<J: Journal> Core<J> {
         if published {
             // Relaxed: an observer's counter.
             self.shared.stats.draws_acknowledged.store(self.acknowledged, Ordering::Relaxed);
+            // Relaxed: a watermark for the log shipper, which reads the log's files through
+            // the kernel (their bytes are not published through this store) and checks each
+            // frame's CRC; once per publish, never per draw.
+            self.shared.stats.durable_request_id.store(durable_last, Ordering::Relaxed);
             self.shared.counters.set_in_flight(self.in_flight());
         }
         Ok(published)

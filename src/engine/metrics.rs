@@ -65,6 +65,9 @@ pub struct Metrics {
     pub groups_committed: u64,
     /// The newest request id in a committed group.
     pub last_request_id: RequestId,
+    /// The newest request id in a durable (acknowledged) group: what a log shipper may
+    /// read up to.
+    pub durable_request_id: RequestId,
     /// Clients connected now.
     pub clients: u64,
     /// The journal's counters, when it keeps any (the durable log does).
@@ -496,6 +499,14 @@ impl Meter {
         read(&self.shared, self.journal.as_deref())
     }
 
+    /// The journal's own counters and retention hold, if it keeps any (the durable log
+    /// does): what a log shipper on another thread holds segments through
+    /// ([`JournalStats::retain_from`]).
+    #[must_use]
+    pub fn journal_stats(&self) -> Option<&JournalStats> {
+        self.journal.as_deref()
+    }
+
     /// Every item's remaining quantity as the core last published it, in index order (name
     /// them with [`Meter::item_ids`]). Exact after a quiescent moment (the core idle, or
     /// right after [`crate::Engine::state`] or the engine's stop); while draws run, items
@@ -525,6 +536,7 @@ pub(super) fn read(shared: &Shared, journal: Option<&JournalStats>) -> Metrics {
         draws_acknowledged: load(&stats.draws_acknowledged),
         groups_committed: load(&stats.groups_committed),
         last_request_id: RequestId(last),
+        durable_request_id: RequestId(load(&stats.durable_request_id)),
         // Relaxed: a counter bounding registrations.
         clients: load(&shared.clients),
         journal: journal.map(JournalStats::read),

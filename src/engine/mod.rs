@@ -203,6 +203,9 @@ pub struct EngineStats {
     pub groups_committed: AtomicU64,
     /// The newest request id in a committed group (the pool's at start until the first).
     pub last_request_id: AtomicU64,
+    /// The newest request id in a durable (acknowledged) group (the pool's at start until
+    /// the first): how far a log shipper may read (`replicate::LogTail`).
+    pub durable_request_id: AtomicU64,
 }
 
 /// Commands on the control path.
@@ -322,6 +325,7 @@ impl Engine {
             clients: AtomicU64::new(0),
             stats: EngineStats {
                 last_request_id: AtomicU64::new(start_request_id),
+                durable_request_id: AtomicU64::new(start_request_id),
                 ..EngineStats::default()
             },
             counters: CachePadded::new(metrics::Counters::new()),

@@ -204,6 +204,7 @@ pub fn open_journal(
         catalog_fingerprint: recovered.catalog_fingerprint,
         segment_size: wal.segment_size_bytes,
         retention_segments: wal.retention_segments as u64,
+        held_segments_max: wal.held_segments_max as u64,
         durability: wal.durability,
     };
     if let Some(resume) = &resume {

@@ -11,7 +11,7 @@ pub mod testing;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -193,6 +193,29 @@ pub struct JournalStats {
     pub sync_ns_total: AtomicU64,
     /// Longest single sync, in nanoseconds.
     pub sync_ns_max: AtomicU64,
+    /// Retention's hold, set by a reader of the log's files (a log shipper,
+    /// `replicate::LogTail`): `n + 1` keeps segment `n` and every later one (0: no hold),
+    /// up to the log's own bound on held segments (`WalOptions::held_segments_max`) beyond
+    /// its retention window. Read by the WAL's preparer at each rotation.
+    pub retain_from: AtomicU64,
+    /// The replication gate (`ack: replica`), off until a log shipper turns it on (before
+    /// any draw). While on, a group is reported durable only once it is durable locally
+    /// **and** its number is at most [`JournalStats::released_group`].
+    pub gated: AtomicBool,
+    /// While gated: the last request id of the groups durable locally (what the shipper may
+    /// read up to), kept by the journal; the shipper sets it once when it turns the gate on.
+    pub local_durable_request_id: AtomicU64,
+    /// While gated: the newest group (the number in its commit frame, counted from 1 in
+    /// each run) that the replicas stored; set by the shipper.
+    pub released_group: AtomicU64,
+    /// Set by the shipper when another primary owns the stream: the journal fails (every
+    /// waiting caller gets an error) at its next check.
+    pub fenced: AtomicBool,
+    /// Where this run's first group starts: its segment and offset (groups before it were
+    /// committed by an earlier run, whose group numbers restarted).
+    pub run_start_segment: AtomicU64,
+    /// See [`JournalStats::run_start_segment`].
+    pub run_start_offset: AtomicU64,
 }
 
 impl JournalStats {

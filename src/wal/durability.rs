@@ -132,6 +132,9 @@ pub struct WalOptions {
     pub segment_size_bytes: u64,
     /// Segments (and their snapshots) kept; older ones are deleted.
     pub retention_segments: usize,
+    /// Segments kept beyond `retention_segments` at most while a log reader holds them
+    /// (`JournalStats::retain_from`): the bound on what an unshipped log may take on disk.
+    pub held_segments_max: usize,
 }
 
 impl Default for WalOptions {
@@ -141,6 +144,7 @@ impl Default for WalOptions {
             durability: Durability::Sync,
             segment_size_bytes: 64 << 20,
             retention_segments: 4,
+            held_segments_max: 64,
         }
     }
 }

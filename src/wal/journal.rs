@@ -127,6 +127,8 @@ pub struct WalStart {
     pub segment_size: u64,
     /// Segments kept (older ones and their snapshots are deleted).
     pub retention_segments: u64,
+    /// Segments kept beyond them at most while a log reader holds them.
+    pub held_segments_max: u64,
     /// `Buffered` or `Sync`.
     pub durability: Durability,
 }
@@ -193,8 +195,15 @@ pub struct WalJournal {
     counted: usize,
     /// The open group's draws, written at commit.
     pending: Pending,
+    /// While the replication gate is on: committed groups not yet durable locally, with
+    /// their last request ids (for `JournalStats::local_durable_request_id`).
+    gate: std::collections::VecDeque<(u64, u64)>,
     _lock: Box<dyn DirLock>,
 }
+
+/// Groups the replication gate tracks at most (the engine keeps far fewer in flight:
+/// `EngineConfig::inflight_groups_max`); preallocated, so `commit` never allocates.
+const GATE_GROUPS_MAX: usize = 4096;
 
 impl fmt::Debug for WalJournal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -354,6 +363,9 @@ impl WalJournal {
         let sequence = active.sequence;
         let state = Arc::new(FlushState::new(sequence, 0, JOBS_MAX));
         let stats = Arc::new(JournalStats::default());
+        // Relaxed: read by a shipper thread started later (thread spawn orders it).
+        stats.run_start_segment.store(sequence, Ordering::Relaxed);
+        stats.run_start_offset.store(active.cursor() as u64, Ordering::Relaxed);
         let flusher = Flusher {
             stats: Arc::clone(&stats),
             storage: Arc::clone(&storage),
@@ -368,7 +380,8 @@ impl WalJournal {
                 Arc::clone(active.map()),
                 sequence,
                 start.segment_size,
-                start.retention_segments,
+                (start.retention_segments, start.held_segments_max),
+                Arc::clone(&stats),
             )
             .map_err(io_error("starting the preparer thread".into()))?,
         };
@@ -392,6 +405,7 @@ impl WalJournal {
             counted,
             pending: Pending::new(),
             stats,
+            gate: std::collections::VecDeque::with_capacity(GATE_GROUPS_MAX),
             _lock: lock,
         })
     }
@@ -445,6 +459,55 @@ impl WalJournal {
     #[must_use]
     pub fn segment(&self) -> u64 {
         self.active.sequence
+    }
+
+    /// The newest group durable in the local log (the journal's durability, before the
+    /// replication gate).
+    #[inline]
+    fn durable_locally(&mut self) -> Result<GroupSeq, JournalError> {
+        self.check()?;
+        if self.via_flusher {
+            // Acquire: pairs with the flusher's Release after its sync or write.
+            return Ok(GroupSeq(self.state.durable.load(Ordering::Acquire)));
+        }
+        if self.waiting_install {
+            // Acquire: pairs with the flusher's Release after installing.
+            if self.state.installed.load(Ordering::Acquire) < self.active.sequence {
+                return Ok(GroupSeq(self.state.durable.load(Ordering::Acquire)));
+            }
+            self.waiting_install = false;
+        }
+        // Buffered on a mapped segment: a frame in it survives a process crash.
+        Ok(GroupSeq(self.group))
+    }
+
+    /// The replication gate (`JournalStats::gated`): publishes the last request id durable
+    /// locally, then reports only what the replicas stored too; fails once fenced.
+    #[cold]
+    fn gated(&mut self, local: GroupSeq) -> Result<GroupSeq, JournalError> {
+        let mut newest = None;
+        while let Some(&(group, last)) = self.gate.front() {
+            if group > local.0 {
+                break;
+            }
+            newest = Some(last);
+            self.gate.pop_front();
+        }
+        if let Some(last) = newest {
+            // Release: pairs with the shipper's Acquire; it then reads the log's files.
+            self.stats.local_durable_request_id.store(last, Ordering::Release);
+        }
+        // Acquire: pairs with the shipper's Release when it fences or releases.
+        if self.stats.fenced.load(Ordering::Acquire) {
+            self.failed = true;
+            return Err(JournalError::Other(
+                "replication fenced this pool: another primary took over its stream, so \
+                 nothing more is acknowledged here"
+                    .into(),
+            ));
+        }
+        let released = self.stats.released_group.load(Ordering::Acquire);
+        Ok(GroupSeq(local.0.min(released)))
     }
 
     fn check(&mut self) -> Result<(), JournalError> {
@@ -532,6 +595,7 @@ impl WalJournal {
             catalog_fingerprint: self.fingerprint,
             segment_size: self.segment_size,
             retention_segments: 0,
+            held_segments_max: 0,
             durability: self.durability,
         };
         // The copy of the pool (its key window included) stays here; its encoding and hash
@@ -645,6 +709,13 @@ impl Journal for WalJournal {
             return Err(JournalError::Other("commit frame beyond the reserved space".into()));
         }
         self.group = group;
+        // Relaxed: the gate's switch, turned on by the shipper before any draw.
+        if self.stats.gated.load(Ordering::Relaxed) {
+            if self.gate.len() == GATE_GROUPS_MAX {
+                self.gate.pop_front();
+            }
+            self.gate.push_back((group, last.0));
+        }
         let cursor = self.active.cursor();
         // Relaxed: an observer's counter, once per group.
         self.stats.bytes_appended.fetch_add((cursor - self.counted) as u64, Ordering::Relaxed);
@@ -657,20 +728,12 @@ impl Journal for WalJournal {
 
     #[inline]
     fn durable(&mut self) -> Result<GroupSeq, JournalError> {
-        self.check()?;
-        if self.via_flusher {
-            // Acquire: pairs with the flusher's Release after its sync or write.
-            return Ok(GroupSeq(self.state.durable.load(Ordering::Acquire)));
+        let local = self.durable_locally()?;
+        // Relaxed: the gate's switch (see `commit`).
+        if !self.stats.gated.load(Ordering::Relaxed) {
+            return Ok(local);
         }
-        if self.waiting_install {
-            // Acquire: pairs with the flusher's Release after installing.
-            if self.state.installed.load(Ordering::Acquire) < self.active.sequence {
-                return Ok(GroupSeq(self.state.durable.load(Ordering::Acquire)));
-            }
-            self.waiting_install = false;
-        }
-        // Buffered on a mapped segment: a frame in it survives a process crash.
-        Ok(GroupSeq(self.group))
+        self.gated(local)
     }
 
     fn group_draws_max(&self) -> usize {

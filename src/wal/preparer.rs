@@ -21,6 +21,7 @@ use crossbeam_queue::ArrayQueue;
 use super::header::SegmentHeader;
 use super::segment;
 use super::state::{pin_helper, FlushState};
+use crate::journal::JournalStats;
 use crate::layout::{parse_segment_name, parse_snapshot_name, segment_name, tmp_name};
 use crate::storage::{SegmentMap, Storage};
 
@@ -58,6 +59,10 @@ struct Preparer {
     signals: Arc<Signals>,
     segment_size: u64,
     retention: u64,
+    /// Segments kept beyond `retention` at most while `stats.retain_from` holds them.
+    held_max: u64,
+    /// Where a log reader's hold is (`JournalStats::retain_from`).
+    stats: Arc<JournalStats>,
     first: Option<Arc<dyn SegmentMap>>,
 }
 
@@ -70,7 +75,8 @@ impl PreparerHandle {
         first: Arc<dyn SegmentMap>,
         sequence: u64,
         segment_size: u64,
-        retention: u64,
+        (retention, held_max): (u64, u64),
+        stats: Arc<JournalStats>,
     ) -> std::io::Result<PreparerHandle> {
         let signals = Arc::new(Signals {
             installed: AtomicU64::new(sequence),
@@ -83,6 +89,8 @@ impl PreparerHandle {
             signals: Arc::clone(&signals),
             segment_size,
             retention: retention.max(1),
+            held_max,
+            stats,
             first: Some(first),
         };
         let thread = std::thread::Builder::new()
@@ -185,8 +193,19 @@ impl Preparer {
     /// Deletes segments and snapshots older than the retention window (best effort: a file
     /// left behind is deleted after a later rotation).
     fn drop_old(&self, newest: u64) {
-        let Some(oldest_kept) = newest.checked_sub(self.retention - 1) else {
+        let Some(window_oldest) = newest.checked_sub(self.retention - 1) else {
             return;
+        };
+        // Relaxed: a hint; a hold set just after this read is honoured at the next rotation,
+        // and a reader that finds its segment gone stops with an error (never reads a
+        // shorter log).
+        let hold = self.stats.retain_from.load(Ordering::Relaxed);
+        let oldest_kept = match hold.checked_sub(1) {
+            None => window_oldest,
+            Some(held) => {
+                let floor = window_oldest.saturating_sub(self.held_max);
+                window_oldest.min(held.max(floor))
+            }
         };
         let Ok(names) = self.storage.list() else {
             return;

@@ -54,6 +54,9 @@ pub(crate) enum Command {
     /// The terminal dashboard: attached to a server (--connect HOST:PORT), or on the data
     /// directory itself (--config FILE / --data-dir DIR; refused while a server holds it).
     Tui(TuiArgs),
+    /// A standby: replays the pool's JetStream stream (the configuration's `replication`)
+    /// into its own data directory (--data-dir), a normal log, until SIGINT/SIGTERM.
+    Follow(FollowArgs),
     /// gRPC load generator against `serve` (the k6 script's replacement): Draw streams in a
     /// closed or open loop, HDR latency percentiles, status codes.
     #[command(long_about = LOAD_LONG_ABOUT)]
@@ -71,6 +74,20 @@ pub(crate) struct TuiArgs {
     /// Milliseconds between readings and redraws (10 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 1000, allow_negative_numbers = true)]
     pub refresh_ms: u64,
+}
+
+/// `follow`.
+#[derive(Debug, Args)]
+pub(crate) struct FollowArgs {
+    /// The pool to follow (required when the configuration has several).
+    #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
+    pub pool: Option<String>,
+    /// Stop once the stream's last message (as it is at start) is applied.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Print the lag lines as JSON objects.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `serve` (alias `run`).

@@ -16,6 +16,7 @@ mod load;
 mod machine;
 mod output;
 mod pool_cmd;
+mod replica;
 mod service;
 mod tui;
 mod wal_cmd;
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => service::serve(&cli.global, &a),
         Command::Tui(a) => tui::run(&cli.global, &a),
+        Command::Follow(a) => replica::follow::follow(&cli.global, &a),
         Command::Draw(a) => pool_cmd::draw(&cli.global, &a),
         Command::State(a) => pool_cmd::state(&cli.global, &a),
         Command::Update(a) => pool_cmd::update(&cli.global, &a),

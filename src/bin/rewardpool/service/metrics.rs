@@ -19,6 +19,13 @@
 //! | `rewardpool_item_remaining` | gauge | `pool`, `item` | `Meter::remaining` (-1 = unlimited) |
 //! | `rewardpool_pool_state` | gauge | `pool`, `state` | 1 for the current `RunState`, 0 for the others |
 //! | `rewardpool_grpc_calls_total` | counter | `method`, `code` | [`GrpcCalls`] |
+//! | `rewardpool_replication_shipped_sequence` | gauge | `pool` | the stream sequence of the last group JetStream acknowledged (replicated pools only) |
+//! | `rewardpool_replication_shipped_request_id` | gauge | `pool` | the last request id in it |
+//! | `rewardpool_replication_lag_draws` | gauge | `pool` | acknowledged draws not yet stored by JetStream |
+//! | `rewardpool_replication_lag_groups` | gauge | `pool` | groups committed since start not yet stored by JetStream |
+//! | `rewardpool_replication_lag_alarm` | gauge | `pool` | 1 while `lag_groups` is above `replication.max_lag_groups` |
+//! | `rewardpool_replication_connected` | gauge | `pool` | 1 while the shipper is connected and shipping |
+//! | `rewardpool_replication_failed` | gauge | `pool` | 1 once the shipper stopped for good (fenced, damage) |
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +40,8 @@ use prometheus_client::registry::Registry;
 
 use rewardpool::engine::{Histogram, RunState};
 use rewardpool::{Host, Meter, Metrics, Quantity};
+
+use crate::replica::ship::{ShipStats, Shipping};
 
 /// The gRPC methods the service counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +132,8 @@ pub(crate) struct MetricsView {
     calls: Arc<GrpcCalls>,
     /// False once the service began shutting down (`/readyz` answers 503 from then on).
     serving: Arc<AtomicBool>,
+    /// Each replicated pool's shipper counters.
+    shipping: Arc<[(String, Arc<ShipStats>)]>,
 }
 
 impl fmt::Debug for MetricsView {
@@ -139,7 +150,18 @@ impl MetricsView {
         calls: Arc<GrpcCalls>,
     ) -> MetricsView {
         let pools = pools.into_iter().map(|(name, meter)| PoolMeter { name, meter }).collect();
-        MetricsView { pools, calls, serving: Arc::new(AtomicBool::new(true)) }
+        MetricsView {
+            pools,
+            calls,
+            serving: Arc::new(AtomicBool::new(true)),
+            shipping: Arc::new([]),
+        }
+    }
+
+    /// The same view with the shippers' counters (`rewardpool_replication_*`).
+    pub(crate) fn with_shipping(mut self, shipping: Shipping) -> MetricsView {
+        self.shipping = shipping.into();
+        self
     }
 
     /// A view of every pool of `host`.
@@ -312,11 +334,65 @@ impl Collector for Exporter {
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
-        self.encode_calls(&mut encoder)
+        self.encode_calls(&mut encoder)?;
+        self.encode_shipping(&mut encoder)
     }
 }
 
+/// A shipper gauge: its name, help and reading.
+type ShipGauge = (&'static str, &'static str, fn(&ShipStats) -> u64);
+
+const SHIP_GAUGES: [ShipGauge; 7] = [
+    (
+        "rewardpool_replication_shipped_sequence",
+        "Stream sequence of the last group JetStream acknowledged",
+        |s| s.shipped_sequence.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replication_shipped_request_id",
+        "Last request id in the last group JetStream acknowledged",
+        |s| s.shipped_request_id.load(Ordering::Relaxed),
+    ),
+    ("rewardpool_replication_lag_draws", "Acknowledged draws JetStream has not stored yet", |s| {
+        s.lag_draws.load(Ordering::Relaxed)
+    }),
+    (
+        "rewardpool_replication_lag_groups",
+        "Groups committed since start that JetStream has not stored yet",
+        |s| s.lag_groups.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replication_lag_alarm",
+        "1 while the unshipped groups are above replication.max_lag_groups",
+        |s| u64::from(s.alarm.load(Ordering::Relaxed)),
+    ),
+    (
+        "rewardpool_replication_connected",
+        "1 while the shipper is connected to NATS and shipping",
+        |s| u64::from(s.connected.load(Ordering::Relaxed)),
+    ),
+    (
+        "rewardpool_replication_failed",
+        "1 once the shipper stopped for good (fenced by another primary, or log damage)",
+        |s| u64::from(s.failed.load(Ordering::Relaxed)),
+    ),
+];
+
 impl Exporter {
+    fn encode_shipping(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        if self.view.shipping.is_empty() {
+            return Ok(());
+        }
+        for (name, help, read) in SHIP_GAUGES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (pool, stats) in self.view.shipping.iter() {
+                let labels = [("pool", pool.as_str())];
+                ConstGauge::new(value_i64(read(stats))).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
     fn encode_histograms(
         &self,
         encoder: &mut DescriptorEncoder,

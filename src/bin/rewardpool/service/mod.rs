@@ -35,8 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use rewardpool::config::Config;
+use rewardpool::config::{Config, ReplicaAck};
 use rewardpool::Host;
+use rewardpool::Meter;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
@@ -46,6 +47,8 @@ use api::Api;
 use metrics::MetricsView;
 use pools::{Pools, Settings};
 use proto::reward_pool_service_server::RewardPoolServiceServer;
+
+use crate::replica::ship::{Shipper, Shipping};
 
 /// Jobs each gateway's queue holds (bounded: past it, streams wait, then give up).
 const QUEUE_LEN: usize = 4096;
@@ -66,6 +69,15 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     let host = Host::open(&config)
         .map_err(|e| Failure::bad_input(anyhow!(e).context("cannot open the pools")))?;
     keep_off_engine_cores(&host);
+    let shippers = match start_shippers(&config, &host) {
+        Ok(shippers) => shippers,
+        Err(e) => {
+            let _ = host.shutdown();
+            return Err(e);
+        }
+    };
+    let shipping: Shipping =
+        shippers.iter().map(|s| (s.pool().to_owned(), Arc::clone(s.stats()))).collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rewardpool-rpc")
@@ -85,12 +97,76 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
         }
     };
     let drain = Duration::from_millis(args.drain_timeout_ms);
-    let served =
-        runtime.block_on(run(Arc::clone(&pools), &listen, metrics_listen, drain, args.json));
+    let served = runtime.block_on(run(
+        Arc::clone(&pools),
+        &listen,
+        metrics_listen.map(|address| (address, shipping)),
+        drain,
+        args.json,
+    ));
     // Every stream has ended (or the drain timeout passed): what is left are idle tasks.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    let watchdog = gate_watchdog(&config, &shippers, &pools);
     let stopped = stop_pools(pools);
+    drop(watchdog);
+    // The pools' final groups are durable: ship them, then stop.
+    for shipper in shippers {
+        let pool = shipper.pool().to_owned();
+        if let Err(why) = shipper.stop(SHIP_DRAIN) {
+            eprintln!("rewardpool: pool {pool:?}: {why}");
+        }
+    }
     served.and(stopped)
+}
+
+/// How long `serve` ships the pools' last groups after they stopped.
+const SHIP_DRAIN: Duration = Duration::from_secs(10);
+
+/// Under `ack: replica` a pool's shutdown waits until JetStream stored its last groups: with
+/// NATS unreachable that never happens, so after [`SHIP_DRAIN`] the gated pools are fenced
+/// (they stop, failing what was not stored; it is in the log and ships at the next start).
+/// Dropping the sender ends the watchdog.
+fn gate_watchdog(
+    config: &Config,
+    shippers: &[Shipper],
+    pools: &Pools,
+) -> std::sync::mpsc::Sender<()> {
+    let gated: Vec<Meter> = config
+        .pools
+        .iter()
+        .filter(|p| p.replication.as_ref().is_some_and(|r| r.ack == ReplicaAck::Replica))
+        .filter(|p| shippers.iter().any(|s| s.pool() == p.name))
+        .filter_map(|p| pools.host().pool(&p.name).map(rewardpool::Engine::meter))
+        .collect();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    if !gated.is_empty() {
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(SHIP_DRAIN) {
+                for meter in &gated {
+                    if let Some(journal) = meter.journal_stats() {
+                        // Release: pairs with the journal's Acquire in its gate.
+                        journal.fenced.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+            }
+        });
+    }
+    done
+}
+
+/// One shipper per pool with a `replication` section.
+fn start_shippers(config: &Config, host: &Host) -> Result<Vec<Shipper>, Failure> {
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    let mut shippers = Vec::new();
+    for (pool, dir) in config.pools.iter().zip(dirs) {
+        let (Some(replication), Some(engine)) = (&pool.replication, host.pool(&pool.name)) else {
+            continue;
+        };
+        let shipper = Shipper::start(&pool.name, dir, engine.meter(), replication.clone())
+            .map_err(|e| Failure::failed(anyhow!(e).context("cannot start a shipper thread")))?;
+        shippers.push(shipper);
+    }
+    Ok(shippers)
 }
 
 /// Restricts this thread, and so every thread it starts from now on (the async runtime's,
@@ -160,7 +236,7 @@ fn every_interface(address: &str) -> String {
 async fn run(
     pools: Arc<Pools>,
     listen: &str,
-    metrics_listen: Option<String>,
+    metrics_listen: Option<(String, Shipping)>,
     drain: Duration,
     json: bool,
 ) -> CmdResult {
@@ -170,13 +246,14 @@ async fn run(
         .map_err(Failure::bad_input)?;
     let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
     let metrics = match metrics_listen {
-        Some(address) => {
+        Some((address, shipping)) => {
             let listener = tokio::net::TcpListener::bind(&address)
                 .await
                 .with_context(|| format!("cannot listen on {address} (the metrics server)"))
                 .map_err(Failure::bad_input)?;
             let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
-            let view = MetricsView::of_host(pools.host(), Arc::clone(pools.grpc_calls()));
+            let view = MetricsView::of_host(pools.host(), Arc::clone(pools.grpc_calls()))
+                .with_shipping(shipping);
             Some((listener, local, view))
         }
         None => None,

@@ -1,0 +1,119 @@
+//! The message format on the stream, and connecting to it.
+//!
+//! One message per committed group, on subject `<stream_prefix>.<pool>.log` of stream
+//! `<stream_prefix>_<pool>`:
+//!
+//! | part | value |
+//! |---|---|
+//! | payload | the group's frames byte for byte, as the primary's log holds them: 16-byte aligned frames, each with its own CRC-32C (`wal::frame`), the commit frame last |
+//! | `Nats-Msg-Id` | `<epoch>-<first request id>-<segment>.<offset>`: the same group republished (a retry after a timeout) is stored once within the stream's duplicate window |
+//! | `Nats-Expected-Last-Sequence` | the stream sequence the shipper expects before this message: a publish after someone else's (a promoted standby's) is refused, which fences the old primary |
+//! | `Nats-Expected-Last-Msg-Id` | the previous group's message id (absent on an empty stream): with many publishes in flight, the one after a refused one would otherwise find the sequence it expects taken by the foreign message and be stored; with both headers every publish after a foreign message is refused |
+//! | `Rewardpool-Epoch` | the primary's epoch (1 until take-over exists) |
+//! | `Rewardpool-Prev` | the last request id before the group (continuity: a follower refuses a group that does not follow its log) |
+//! | `Rewardpool-First`, `Rewardpool-Last` | the group's first and last request ids |
+//! | `Rewardpool-Draws` | draws in the group |
+//! | `Rewardpool-Segment`, `Rewardpool-End` | where the group ends in the primary's log: a restarted shipper continues after the stream's last message from there |
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use rewardpool::config::ReplicationConfig;
+use rewardpool::replicate::{Group, TailStart};
+
+/// The primary's epoch until take-over (`promote`) exists.
+pub(crate) const EPOCH: u64 = 1;
+
+/// Header names (module docs).
+pub(crate) const EPOCH_HEADER: &str = "Rewardpool-Epoch";
+pub(crate) const PREV_HEADER: &str = "Rewardpool-Prev";
+pub(crate) const FIRST_HEADER: &str = "Rewardpool-First";
+pub(crate) const LAST_HEADER: &str = "Rewardpool-Last";
+pub(crate) const DRAWS_HEADER: &str = "Rewardpool-Draws";
+pub(crate) const SEGMENT_HEADER: &str = "Rewardpool-Segment";
+pub(crate) const END_HEADER: &str = "Rewardpool-End";
+
+/// How long JetStream remembers a message id (a republished group within it is stored
+/// once).
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// The headers of `group`'s message (module docs), `expected` the stream sequence before it
+/// and `previous` the message id of the message there (`None`: the stream is empty); and
+/// the message's own id.
+pub(crate) fn headers(group: &Group, expected: u64, previous: Option<&str>) -> (HeaderMap, String) {
+    let mut h = HeaderMap::new();
+    let id = format!("{EPOCH}-{}-{}.{}", group.first_request_id, group.segment, group.offset);
+    h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    h.insert(async_nats::header::NATS_EXPECTED_LAST_SEQUENCE, expected.to_string().as_str());
+    if let Some(previous) = previous {
+        h.insert(async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID, previous);
+    }
+    h.insert(EPOCH_HEADER, EPOCH.to_string().as_str());
+    h.insert(PREV_HEADER, group.prev_request_id.to_string().as_str());
+    h.insert(FIRST_HEADER, group.first_request_id.to_string().as_str());
+    h.insert(LAST_HEADER, group.last_request_id.to_string().as_str());
+    h.insert(DRAWS_HEADER, group.draws.to_string().as_str());
+    h.insert(SEGMENT_HEADER, group.segment.to_string().as_str());
+    h.insert(END_HEADER, group.end.to_string().as_str());
+    (h, id)
+}
+
+/// A message's id (`Nats-Msg-Id`), if it has one.
+pub(crate) fn message_id(headers: &HeaderMap) -> Option<String> {
+    headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned())
+}
+
+/// A number header of a message, or why not.
+pub(crate) fn number(headers: Option<&HeaderMap>, name: &str) -> anyhow::Result<u64> {
+    let value = headers
+        .and_then(|h| h.get(name))
+        .ok_or_else(|| anyhow!("the message has no {name} header: not a rewardpool group"))?;
+    value.as_str().parse().with_context(|| format!("its {name} header is {:?}", value.as_str()))
+}
+
+/// Where a shipper continues after the stream's last message (its headers).
+pub(crate) fn resume_point(headers: Option<&HeaderMap>) -> anyhow::Result<TailStart> {
+    Ok(TailStart::After {
+        segment: number(headers, SEGMENT_HEADER)?,
+        end: number(headers, END_HEADER)?,
+        last_request_id: number(headers, LAST_HEADER)?,
+    })
+}
+
+/// Connects to the configuration's servers (async-nats fails over between them and
+/// reconnects by itself).
+pub(crate) async fn connect(config: &ReplicationConfig) -> anyhow::Result<jetstream::Context> {
+    let addrs: Vec<async_nats::ServerAddr> = config
+        .nats
+        .iter()
+        .map(|u| u.parse().with_context(|| format!("replication.nats: {u:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(addrs)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.join(", ")))?;
+    Ok(jetstream::new(client))
+}
+
+/// The pool's stream, created (with the configured replicas) when missing.
+pub(crate) async fn stream(
+    js: &jetstream::Context,
+    config: &ReplicationConfig,
+    pool: &str,
+) -> anyhow::Result<stream::Stream> {
+    let name = config.stream(pool);
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![config.subject(pool)],
+        num_replicas: usize::from(config.replicas),
+        duplicate_window: DUPLICATE_WINDOW,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("cannot open the JetStream stream {name}"))
+}
