@@ -24,6 +24,7 @@ use tokio_stream::StreamExt as _;
 
 use super::wire;
 use crate::args::{FollowArgs, GlobalArgs};
+use crate::service::stop_signal;
 use crate::{pool_config, CmdResult, Failure};
 
 /// Messages applied between two syncs of the replica's log, at most.
@@ -351,20 +352,4 @@ async fn consume(
 /// The stream's last sequence.
 async fn stream_end(stream: &mut async_nats::jetstream::stream::Stream) -> anyhow::Result<u64> {
     Ok(stream.info().await.context("reading the stream's state")?.state.last_sequence)
-}
-
-/// SIGINT or SIGTERM.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -358,7 +358,7 @@ fn say_listening(
 }
 
 /// SIGINT or SIGTERM (or, if SIGTERM cannot be watched, SIGINT alone).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
