@@ -57,6 +57,10 @@ pub(crate) enum Command {
     /// A standby: replays the pool's JetStream stream (the configuration's `replication`)
     /// into its own data directory (--data-dir), a normal log, until SIGINT/SIGTERM.
     Follow(FollowArgs),
+    /// Take a followed pool over: catch up to the stream's end, take the pool's leader lease
+    /// (a JetStream key-value bucket, compare-and-set), bump its epoch and fence the old
+    /// primary; the data directory is then ready for `serve`.
+    Promote(PromoteArgs),
     /// gRPC load generator against `serve` (the k6 script's replacement): Draw streams in a
     /// closed or open loop, HDR latency percentiles, status codes.
     #[command(long_about = LOAD_LONG_ABOUT)]
@@ -86,6 +90,17 @@ pub(crate) struct FollowArgs {
     #[arg(long)]
     pub until_caught_up: bool,
     /// Print the lag lines as JSON objects.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `promote`.
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    /// The pool to take over (required when the configuration has several).
+    #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
+    pub pool: Option<String>,
+    /// Print the outcome as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
