@@ -606,8 +606,9 @@ fn takeover_config(cluster: &nats_harness::Cluster, prefix: &str) -> String {
 }
 
 /// Fail-over (`REWARDPOOL_TRIALS` trials, 2 by default): a primary in `ack: replica` under
-/// load from four clients is SIGKILLed, the standby (a separate data directory) is
-/// promoted: every acknowledged draw is in its log with the same item, its state is past
+/// load from four clients is SIGKILLed, the standby (a separate data directory; in odd
+/// trials a follower ran meanwhile) is promoted (`promote`, or in odd trials `serve
+/// --takeover`): every acknowledged draw is in its log with the same item, its state is past
 /// every one of them, `serve` on it continues with request ids above them and ships to the
 /// same stream with the new epoch, and the old primary, restarted, is fenced at once.
 #[test]
@@ -655,22 +656,20 @@ fn fail_over_sigkill_promote_and_serve() {
             let stopped = crate::process::finish(follower, &["follow"], Duration::from_secs(30));
             assert_eq!(stopped.code, Some(0), "{stopped:?}");
         }
-        let promoted = promote(new.path(), &standby);
-        assert_eq!(promoted["epoch"], 2, "{promoted}");
-        let last = promoted["last_request_id"].as_u64().expect("last_request_id");
+        // Odd trials take over with `serve --takeover`, even ones with `promote`, then serve.
+        let takeover = trial % 2 == 1;
+        let promoted_at = (!takeover).then(|| {
+            let promoted = promote(new.path(), &standby);
+            assert_eq!(promoted["epoch"], 2, "{promoted}");
+            let last = promoted["last_request_id"].as_u64().expect("last_request_id");
+            assert_eq!(state_of(new.path(), &standby)["last_request_id"], last, "trial {trial}");
+            last
+        });
+        let last = promoted_at.unwrap_or(highest);
         assert!(last >= highest, "trial {trial}: promoted at {last}, acknowledged {highest}");
-        let logged = logged_draws(new.path(), &standby);
-        for (id, item) in &acked {
-            assert_eq!(logged.get(id), Some(item), "trial {trial}: acknowledged draw {id}");
-        }
-        assert_eq!(state_of(new.path(), &standby)["last_request_id"], last, "trial {trial}");
-        let verify = rewardpool(
-            new.path(),
-            &["wal", "verify", "--data-dir", standby.to_str().expect("utf-8")],
-        );
-        assert_eq!(verify.code, Some(0), "trial {trial}: {verify:?}");
         // The new primary continues above every replicated request id, on the same stream.
-        let server = start_with(new.path(), Some(&yaml), &["--json"]);
+        let flags: &[&str] = if takeover { &["--json", "--takeover"] } else { &["--json"] };
+        let server = start_with(new.path(), Some(&yaml), flags);
         let (responses, status) = rt.block_on(async {
             let mut client = server.client().await;
             draw(&mut client, vec![request(10); 3]).await
@@ -691,6 +690,18 @@ fn fail_over_sigkill_promote_and_serve() {
         assert_eq!(stored, (Some("2".into()), Some(newest.to_string())), "trial {trial}");
         let stopped = server.stop(libc::SIGTERM);
         assert_eq!(stopped.code, Some(0), "{stopped:?}");
+        if takeover {
+            assert!(stopped.stderr.contains("promoted to epoch 2"), "{stopped:?}");
+        }
+        let logged = logged_draws(new.path(), &standby);
+        for (id, item) in &acked {
+            assert_eq!(logged.get(id), Some(item), "trial {trial}: acknowledged draw {id}");
+        }
+        let verify = rewardpool(
+            new.path(),
+            &["wal", "verify", "--data-dir", standby.to_str().expect("utf-8")],
+        );
+        assert_eq!(verify.code, Some(0), "trial {trial}: {verify:?}");
         // The old primary, restarted on its own directory, is fenced before it ships.
         let zombie = start_with(old.path(), Some(&yaml), &["--json"]);
         let (answered, status) = rt.block_on(async {
@@ -702,9 +713,8 @@ fn fail_over_sigkill_promote_and_serve() {
         assert!(stopped.stderr.contains("fenced"), "trial {trial}: {stopped:?}");
         eprintln!(
             "fail_over trial {trial}: {} draws acknowledged (up to {highest}), promoted at \
-             {last}, follower running: {}",
+             {promoted_at:?}, follower running and serve --takeover: {takeover}",
             acked.len(),
-            trial % 2 == 1
         );
     }
 }

@@ -125,6 +125,11 @@ pub(crate) struct ServeArgs {
     /// null without a metrics server).
     #[arg(long)]
     pub json: bool,
+    /// Take the replicated pools over before serving (as `rewardpool promote` does for
+    /// each: catch up with the stream, take the lease, bump the epoch, fence the old
+    /// primary); the data directories are the standbys'.
+    #[arg(long)]
+    pub takeover: bool,
     /// Gateway threads per pool, each owning one engine client (1 to 16).
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true)]
     pub gateways: usize,

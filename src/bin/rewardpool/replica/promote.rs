@@ -68,6 +68,31 @@ pub(crate) fn promote(global: &GlobalArgs, args: &PromoteArgs) -> CmdResult {
     Ok(())
 }
 
+/// `serve --takeover`: promotes every replicated pool of `config` before it is opened (one
+/// line each on stderr: stdout's first line stays the listening address).
+///
+/// # Errors
+/// As `rewardpool promote`, for the first pool that cannot be taken over.
+pub(crate) fn take_over_all(config: &Config) -> CmdResult {
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(anyhow!(e).context("cannot start the async runtime")))?;
+    for (index, dir) in dirs.into_iter().enumerate() {
+        let Some(pool_config) = config.for_pool(index, dir) else { continue };
+        let Some(pool) = pool_config.pools.first().map(|p| p.name.clone()) else { continue };
+        let Some(replication) = pool_config.replication.clone() else { continue };
+        let done = runtime.block_on(take_over(&pool_config, &replication, &pool))?;
+        eprintln!(
+            "rewardpool: pool {pool}: promoted to epoch {}: fenced the stream at sequence {}; \
+             request ids continue above {}",
+            done.epoch, done.fence_sequence, done.last_request_id
+        );
+    }
+    Ok(())
+}
+
 /// What a promotion did.
 struct Promoted {
     epoch: u64,
