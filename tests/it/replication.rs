@@ -702,6 +702,14 @@ fn fail_over_sigkill_promote_and_serve() {
             &["wal", "verify", "--data-dir", standby.to_str().expect("utf-8")],
         );
         assert_eq!(verify.code, Some(0), "trial {trial}: {verify:?}");
+        // A directory whose log went past the stream is not promoted: the new primary's
+        // (it served) and the old primary's (it never followed).
+        for served in [standby.clone(), old.path().join("data")] {
+            let refused =
+                rewardpool(new.path(), &["promote", "--data-dir", served.to_str().expect("utf-8")]);
+            assert_eq!(refused.code, Some(2), "trial {trial}: {refused:?}");
+            assert!(refused.stderr.contains("beyond the stream"), "{refused:?}");
+        }
         // The old primary, restarted on its own directory, is fenced before it ships.
         let zombie = start_with(old.path(), Some(&yaml), &["--json"]);
         let (answered, status) = rt.block_on(async {

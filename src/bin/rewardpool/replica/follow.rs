@@ -142,6 +142,26 @@ pub(super) async fn catch_up(
     let replica = Replica::open(config).map_err(|e| {
         Failure::bad_input(anyhow!(e).context(format!("cannot open {}", dir.display())))
     })?;
+    // A follower killed between syncing its log and recording its position has a log past
+    // `replica.applied`: those groups are the stream's. A directory that has no position
+    // (an old primary's) or was promoted (it may have served) and whose log is past its
+    // position holds groups that are not the stream's: applying the stream would skip the
+    // stream's groups with the same request ids as duplicates.
+    let recorded = dir.join(REPLICA_APPLIED_FILE).exists();
+    let promoted = dir.join(rewardpool::layout::REPLICA_EPOCH_FILE).exists();
+    if replica.last_request_id() > position.last_request_id && (!recorded || promoted) {
+        let logged = replica.last_request_id();
+        let _ = replica.close();
+        return Err(Failure::bad_input(anyhow!(
+            "the log in {} holds request ids up to {logged}, but the stream's position in {} \
+             is request id {}: this directory served (or was written) beyond the stream; \
+             only a follower's directory can be promoted (a promoted directory restarts with \
+             `serve`, without --takeover)",
+            dir.display(),
+            REPLICA_APPLIED_FILE,
+            position.last_request_id
+        )));
+    }
     let mut follower = Follower {
         config,
         replication,

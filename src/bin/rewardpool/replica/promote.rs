@@ -4,7 +4,8 @@
 //!    `<stream_prefix>_leases` (created when missing), written with the revision it read
 //!    (compare-and-set: of two promotions at once, one fails). The lease holds the new epoch:
 //!    one above the lease's, the stream's last message's and this directory's.
-//! 2. It catches up: applies the stream up to its last message, closes its log cleanly and
+//! 2. It catches up (a first time before step 1, which also refuses a directory whose log
+//!    went past the stream: an old primary's, or a promoted one that served): applies the stream up to its last message, closes its log cleanly and
 //!    finds where the last replicated group ends in its own log.
 //! 3. It fences: publishes a fence (`wire` module docs) with `Nats-Expected-Last-Sequence` =
 //!    the last sequence it applied. Refused (the old primary stored more meanwhile), it
@@ -111,6 +112,9 @@ async fn take_over(
     let mut stream = follow::open_stream(&js, &name).await.map_err(Failure::failed)?;
     let (_, last_epoch, _) = last_message(&mut stream).await.map_err(Failure::failed)?;
     let local = wire::local_epoch(dir).map_err(Failure::bad_input)?;
+    // A first catch-up before the lease: a directory that cannot be promoted (its log went
+    // past the stream) is refused before the lease moves.
+    follow::catch_up(config, replication, pool).await?;
     let epoch =
         take_lease(&js, replication, pool, last_epoch.max(local)).await.map_err(Failure::failed)?;
     let begun = Instant::now();
