@@ -734,7 +734,7 @@ fn fail_over_sigkill_promote_and_serve() {
 
 /// A paused old primary (SIGSTOP under load, the standby promoted, SIGCONT) is fenced: its
 /// next publish is refused, its pool stops, and nothing it answered after the promotion is
-/// missing from the promoted log.
+/// missing from the promoted log. A second promotion takes epoch 3.
 #[test]
 fn a_paused_old_primary_is_fenced_after_a_promotion() {
     let Some(cluster) = nats_harness::cluster("paused_primary") else { return };
@@ -761,4 +761,18 @@ fn a_paused_old_primary_is_fenced_after_a_promotion() {
     }
     let stopped = server.stop(libc::SIGTERM);
     assert!(stopped.stderr.contains("fenced"), "{stopped:?}");
+    // A second standby promoted after the first: the lease (updated on its revision) and the
+    // stream move to epoch 3; it holds the same history.
+    let second = tempfile::tempdir().expect("temp dir");
+    std::fs::write(second.path().join("config.yaml"), &yaml).expect("write config");
+    let again = promote(second.path(), &second.path().join("data"));
+    assert_eq!(again["epoch"], 3, "{again}");
+    assert_eq!(again["last_request_id"], last, "{again}");
+    let lease = rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(cluster.addrs()).await.expect("connect"));
+        let kv = js.get_key_value("paused_leases").await.expect("the lease bucket");
+        let entry = kv.entry("default").await.expect("read the lease").expect("a lease");
+        serde_json::from_slice::<serde_json::Value>(&entry.value).expect("lease JSON")
+    });
+    assert_eq!(lease["epoch"], 3, "{lease}");
 }
