@@ -9,6 +9,7 @@
 //! | `dropped.<name>`, `dropped.<name>.N` | a repair's copy of a file it changed or set aside ([`dropped_name`]) | `inspect` |
 //! | `catalog.applied` | the fingerprint of the catalog last applied (advisory) ([`CATALOG_APPLIED_FILE`]) | the command line |
 //! | `replica.applied` | a follower's last applied stream sequence ([`REPLICA_APPLIED_FILE`]) | `rewardpool follow` |
+//! | `replica.epoch` | the epoch a promoted standby ships with ([`REPLICA_EPOCH_FILE`]) | `rewardpool promote` |
 //!
 //! Sequence numbers are written with at least 6 digits and parsed strictly: exactly what
 //! [`segment_name`] and [`snapshot_name`] produce, nothing else (`wal.000001.tmp`,
@@ -25,6 +26,10 @@ pub const CATALOG_APPLIED_FILE: &str = "catalog.applied";
 /// A follower's position in its pool's JetStream stream: the last stream sequence whose
 /// group is durable in this directory's log (recovery ignores it).
 pub const REPLICA_APPLIED_FILE: &str = "replica.applied";
+
+/// The epoch this directory's pool ships with since `rewardpool promote` took its lease
+/// (JSON `{"stream": .., "epoch": E}`; absent: epoch 1). Recovery ignores it.
+pub const REPLICA_EPOCH_FILE: &str = "replica.epoch";
 
 /// What precedes a segment's sequence number.
 const SEGMENT_PREFIX: &str = "wal.";

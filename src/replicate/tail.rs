@@ -64,6 +64,13 @@ pub struct Group {
 pub enum TailStart {
     /// At the log's first group: segment 0, which must still be there.
     Beginning,
+    /// At the first group of segment `segment` (right after its snapshot marker), which
+    /// must still be there: where a promoted standby's log continues when none of the
+    /// groups before it are left in its files.
+    Segment {
+        /// The segment.
+        segment: u64,
+    },
     /// Right after a group handed out before: its segment, its `end`, and its last request
     /// id (checked against the commit frame that ends there).
     After {
@@ -186,6 +193,7 @@ impl LogTail {
     pub fn open(storage: Arc<dyn Storage>, start: TailStart) -> Result<LogTail, TailError> {
         let (segment, offset, last) = match start {
             TailStart::Beginning => (0, 0, 0),
+            TailStart::Segment { segment } => (segment, 0, 0),
             TailStart::After { segment, end, last_request_id } => (segment, end, last_request_id),
         };
         let mut tail = LogTail {
@@ -202,7 +210,7 @@ impl LogTail {
             file: tail.storage.describe(&segment_name(segment)),
         })?;
         match start {
-            TailStart::Beginning => {
+            TailStart::Beginning | TailStart::Segment { .. } => {
                 tail.last_request_id = header.first_request_id.saturating_sub(1);
                 tail.offset = tail.skip_marker(&header)?;
             }

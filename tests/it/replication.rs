@@ -525,3 +525,254 @@ fn ack_replica_stores_before_answering_and_a_fenced_primary_stops() {
     let stopped = server.stop(libc::SIGTERM);
     assert!(stopped.stderr.contains("fenced"), "{stopped:?}");
 }
+
+/// Several clients drawing pulls of 10 from `server` until it stops answering: every
+/// acknowledged draw (request id, item; `None` a miss), from a thread of its own.
+fn load_until_dead(
+    server: &Server,
+    clients: usize,
+) -> std::thread::JoinHandle<Vec<(u64, Option<String>)>> {
+    let url = server.url();
+    std::thread::spawn(move || {
+        let rt = runtime();
+        rt.block_on(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let url = url.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    let Ok(mut client) =
+                        crate::service_harness::RewardPoolServiceClient::connect(url).await
+                    else {
+                        return acked;
+                    };
+                    loop {
+                        let (responses, status) = draw(&mut client, vec![request(10); 20]).await;
+                        let answered = responses.len();
+                        for r in responses.into_iter().filter(|r| r.error.is_empty()) {
+                            let item = (!r.item_id.is_empty()).then_some(r.item_id);
+                            acked.push((r.request_id, item));
+                        }
+                        if status.is_some() || answered == 0 {
+                            return acked;
+                        }
+                    }
+                }));
+            }
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.expect("a load task"));
+            }
+            all
+        })
+    })
+}
+
+/// The draws `wal dump --json` lists in the data directory `dir` (request id → item).
+fn logged_draws(root: &Path, dir: &Path) -> std::collections::HashMap<u64, Option<String>> {
+    let dump =
+        rewardpool(root, &["wal", "dump", "--json", "--data-dir", dir.to_str().expect("utf-8")]);
+    assert_eq!(dump.code, Some(0), "{dump:?}");
+    dump.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "draw")
+        .map(|v| {
+            let id = v["request_id"].as_u64().expect("a request id");
+            (id, v["item"].as_str().map(str::to_owned))
+        })
+        .collect()
+}
+
+/// `state --json` of the data directory `dir`.
+fn state_of(root: &Path, dir: &Path) -> serde_json::Value {
+    let run = rewardpool(root, &["state", "--json", "--data-dir", dir.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    serde_json::from_str(run.stdout.trim()).expect("state JSON")
+}
+
+/// `rewardpool promote --json` on the data directory `dir`: its JSON answer.
+fn promote(root: &Path, dir: &Path) -> serde_json::Value {
+    let run = rewardpool(root, &["promote", "--json", "--data-dir", dir.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    serde_json::from_str(run.stdout.trim()).expect("promote JSON")
+}
+
+/// A configuration for a take-over: `ack: replica`, segments large enough that a trial's
+/// draws all stay in the files (`wal dump` shows each one).
+fn takeover_config(cluster: &nats_harness::Cluster, prefix: &str) -> String {
+    config(cluster, prefix, 3).replace("max_file_size_kb: 16", "max_file_size_kb: 4096")
+        + "  ack: replica\n"
+}
+
+/// Fail-over (`REWARDPOOL_TRIALS` trials, 2 by default): a primary in `ack: replica` under
+/// load from four clients is SIGKILLed, the standby (a separate data directory; in odd
+/// trials a follower ran meanwhile) is promoted (`promote`, or in odd trials `serve
+/// --takeover`): every acknowledged draw is in its log with the same item, its state is past
+/// every one of them, `serve` on it continues with request ids above them and ships to the
+/// same stream with the new epoch, and the old primary, restarted, is fenced at once.
+#[test]
+fn fail_over_sigkill_promote_and_serve() {
+    let Some(cluster) = nats_harness::cluster("fail_over") else { return };
+    let trials: usize =
+        std::env::var("REWARDPOOL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let rt = runtime();
+    let js = rt.block_on(async {
+        jetstream::new(async_nats::connect(cluster.addrs()).await.expect("connect"))
+    });
+    for trial in 0..trials {
+        let prefix = format!("failover{trial}");
+        let yaml = takeover_config(&cluster, &prefix);
+        let old = tempfile::tempdir().expect("temp dir");
+        let new = tempfile::tempdir().expect("temp dir");
+        let server = start_with(old.path(), Some(&yaml), &["--json"]);
+        std::fs::write(new.path().join("config.yaml"), &yaml).expect("write config");
+        // The shipper is connected once a first pull is answered.
+        let warm = load(&rt, &server, 1, 1) as u64;
+        let standby = new.path().join("data");
+        // Odd trials: the standby follows while the primary serves (stopped before the
+        // promotion); even ones: it catches up from nothing when promoted.
+        let follower = (trial % 2 == 1).then(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_rewardpool"))
+                .args(["follow", "--config"])
+                .arg(new.path().join("config.yaml"))
+                .arg("--data-dir")
+                .arg(&standby)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a follower")
+        });
+        let loader = load_until_dead(&server, 4);
+        std::thread::sleep(Duration::from_millis(300 + 150 * trial as u64));
+        let killed = server.kill();
+        let killed_at = std::time::Instant::now();
+        assert_eq!(killed.code, None, "SIGKILLed: {killed:?}");
+        let acked = loader.join().expect("the load thread");
+        let highest = acked.iter().map(|(id, _)| *id).max().unwrap_or(0).max(warm);
+        if let Some(follower) = follower {
+            let pid = i32::try_from(follower.id()).expect("pid");
+            // SAFETY: kill(2) on our own child's pid.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+            let stopped = crate::process::finish(follower, &["follow"], Duration::from_secs(30));
+            assert_eq!(stopped.code, Some(0), "{stopped:?}");
+        }
+        // Odd trials take over with `serve --takeover`, even ones with `promote`, then serve.
+        let takeover = trial % 2 == 1;
+        let promoted_at = (!takeover).then(|| {
+            let promoted = promote(new.path(), &standby);
+            assert_eq!(promoted["epoch"], 2, "{promoted}");
+            let last = promoted["last_request_id"].as_u64().expect("last_request_id");
+            assert_eq!(state_of(new.path(), &standby)["last_request_id"], last, "trial {trial}");
+            last
+        });
+        let last = promoted_at.unwrap_or(highest);
+        assert!(last >= highest, "trial {trial}: promoted at {last}, acknowledged {highest}");
+        // The new primary continues above every replicated request id, on the same stream.
+        let flags: &[&str] = if takeover { &["--json", "--takeover"] } else { &["--json"] };
+        let server = start_with(new.path(), Some(&yaml), flags);
+        let (responses, status) = rt.block_on(async {
+            let mut client = server.client().await;
+            draw(&mut client, vec![request(10); 3]).await
+        });
+        // A reading, not an assertion: in odd trials nothing but stopping the follower and
+        // `serve --takeover` lies between the kill and this answer (a debug build).
+        let to_answer = killed_at.elapsed();
+        assert!(status.is_none(), "trial {trial}: {status:?}");
+        assert_eq!(responses.len(), 30);
+        assert!(responses.iter().all(|r| r.request_id > last), "trial {trial}: ids continue");
+        let newest = responses.iter().map(|r| r.request_id).max().unwrap_or(0);
+        let stored = rt.block_on(async {
+            let stream = js.get_stream(format!("{prefix}_default")).await.expect("stream");
+            let m = stream
+                .get_last_raw_message_by_subject(&format!("{prefix}.default.log"))
+                .await
+                .expect("last");
+            let header = |n: &str| m.headers.get(n).map(|v| v.as_str().to_owned());
+            (header("Rewardpool-Epoch"), header("Rewardpool-Last"))
+        });
+        assert_eq!(stored, (Some("2".into()), Some(newest.to_string())), "trial {trial}");
+        let stopped = server.stop(libc::SIGTERM);
+        assert_eq!(stopped.code, Some(0), "{stopped:?}");
+        if takeover {
+            assert!(stopped.stderr.contains("promoted to epoch 2"), "{stopped:?}");
+        }
+        let logged = logged_draws(new.path(), &standby);
+        for (id, item) in &acked {
+            assert_eq!(logged.get(id), Some(item), "trial {trial}: acknowledged draw {id}");
+        }
+        let verify = rewardpool(
+            new.path(),
+            &["wal", "verify", "--data-dir", standby.to_str().expect("utf-8")],
+        );
+        assert_eq!(verify.code, Some(0), "trial {trial}: {verify:?}");
+        // A directory whose log went past the stream is not promoted: the new primary's
+        // (it served) and the old primary's (it never followed).
+        for served in [standby.clone(), old.path().join("data")] {
+            let refused =
+                rewardpool(new.path(), &["promote", "--data-dir", served.to_str().expect("utf-8")]);
+            assert_eq!(refused.code, Some(2), "trial {trial}: {refused:?}");
+            assert!(refused.stderr.contains("beyond the stream"), "{refused:?}");
+        }
+        // The old primary, restarted on its own directory, is fenced before it ships.
+        let zombie = start_with(old.path(), Some(&yaml), &["--json"]);
+        let (answered, status) = rt.block_on(async {
+            let mut client = zombie.client().await;
+            draw(&mut client, vec![request(10); 5]).await
+        });
+        assert!(status.is_some() || answered.iter().all(|r| !r.error.is_empty()), "trial {trial}");
+        let stopped = zombie.stop(libc::SIGTERM);
+        assert!(stopped.stderr.contains("fenced"), "trial {trial}: {stopped:?}");
+        eprintln!(
+            "fail_over trial {trial}: {} draws acknowledged (up to {highest}), promoted at \
+             {promoted_at:?}, follower running and serve --takeover: {takeover}, SIGKILL to \
+             the new primary's first answer {to_answer:?}",
+            acked.len(),
+        );
+    }
+}
+
+/// A paused old primary (SIGSTOP under load, the standby promoted, SIGCONT) is fenced: its
+/// next publish is refused, its pool stops, and nothing it answered after the promotion is
+/// missing from the promoted log. A second promotion takes epoch 3.
+#[test]
+fn a_paused_old_primary_is_fenced_after_a_promotion() {
+    let Some(cluster) = nats_harness::cluster("paused_primary") else { return };
+    let yaml = takeover_config(&cluster, "paused");
+    let old = tempfile::tempdir().expect("temp dir");
+    let new = tempfile::tempdir().expect("temp dir");
+    let server = start_with(old.path(), Some(&yaml), &["--json"]);
+    std::fs::write(new.path().join("config.yaml"), &yaml).expect("write config");
+    let rt = runtime();
+    let before = load(&rt, &server, 3, 30) as u64;
+    let loader = load_until_dead(&server, 3);
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal(libc::SIGSTOP);
+    let standby = new.path().join("data");
+    let promoted = promote(new.path(), &standby);
+    let last = promoted["last_request_id"].as_u64().expect("last_request_id");
+    assert!(last >= before, "promoted at {last}, {before} drawn before the pause");
+    server.signal(libc::SIGCONT);
+    let acked = loader.join().expect("the load thread");
+    let logged = logged_draws(new.path(), &standby);
+    for (id, item) in &acked {
+        assert!(*id <= last, "{id} answered by the old primary after the promotion at {last}");
+        assert_eq!(logged.get(id), Some(item), "acknowledged draw {id}");
+    }
+    let stopped = server.stop(libc::SIGTERM);
+    assert!(stopped.stderr.contains("fenced"), "{stopped:?}");
+    // A second standby promoted after the first: the lease (updated on its revision) and the
+    // stream move to epoch 3; it holds the same history.
+    let second = tempfile::tempdir().expect("temp dir");
+    std::fs::write(second.path().join("config.yaml"), &yaml).expect("write config");
+    let again = promote(second.path(), &second.path().join("data"));
+    assert_eq!(again["epoch"], 3, "{again}");
+    assert_eq!(again["last_request_id"], last, "{again}");
+    let lease = rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(cluster.addrs()).await.expect("connect"));
+        let kv = js.get_key_value("paused_leases").await.expect("the lease bucket");
+        let entry = kv.entry("default").await.expect("read the lease").expect("a lease");
+        serde_json::from_slice::<serde_json::Value>(&entry.value).expect("lease JSON")
+    });
+    assert_eq!(lease["epoch"], 3, "{lease}");
+}

@@ -57,6 +57,10 @@ pub(crate) enum Command {
     /// A standby: replays the pool's JetStream stream (the configuration's `replication`)
     /// into its own data directory (--data-dir), a normal log, until SIGINT/SIGTERM.
     Follow(FollowArgs),
+    /// Take a followed pool over: catch up to the stream's end, take the pool's leader lease
+    /// (a JetStream key-value bucket, compare-and-set), bump its epoch and fence the old
+    /// primary; the data directory is then ready for `serve`.
+    Promote(PromoteArgs),
     /// gRPC load generator against `serve` (the k6 script's replacement): Draw streams in a
     /// closed or open loop, HDR latency percentiles, status codes.
     #[command(long_about = LOAD_LONG_ABOUT)]
@@ -90,6 +94,17 @@ pub(crate) struct FollowArgs {
     pub json: bool,
 }
 
+/// `promote`.
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    /// The pool to take over (required when the configuration has several).
+    #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
+    pub pool: Option<String>,
+    /// Print the outcome as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `serve` (alias `run`).
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -110,6 +125,11 @@ pub(crate) struct ServeArgs {
     /// null without a metrics server).
     #[arg(long)]
     pub json: bool,
+    /// Take the replicated pools over before serving (as `rewardpool promote` does for
+    /// each: catch up with the stream, take the lease, bump the epoch, fence the old
+    /// primary); the data directories are the standbys'.
+    #[arg(long)]
+    pub takeover: bool,
     /// Gateway threads per pool, each owning one engine client (1 to 16).
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true)]
     pub gateways: usize,

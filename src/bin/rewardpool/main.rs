@@ -53,6 +53,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Serve(a) => service::serve(&cli.global, &a),
         Command::Tui(a) => tui::run(&cli.global, &a),
         Command::Follow(a) => replica::follow::follow(&cli.global, &a),
+        Command::Promote(a) => replica::promote::promote(&cli.global, &a),
         Command::Draw(a) => pool_cmd::draw(&cli.global, &a),
         Command::State(a) => pool_cmd::state(&cli.global, &a),
         Command::Update(a) => pool_cmd::update(&cli.global, &a),

@@ -34,13 +34,13 @@ const IDLE: Duration = Duration::from_millis(20);
 
 /// The applied-sequence file's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Position {
-    stream: String,
-    sequence: u64,
-    last_request_id: u64,
+pub(super) struct Position {
+    pub(super) stream: String,
+    pub(super) sequence: u64,
+    pub(super) last_request_id: u64,
 }
 
-fn read_position(dir: &Path, stream: &str) -> anyhow::Result<Position> {
+pub(super) fn read_position(dir: &Path, stream: &str) -> anyhow::Result<Position> {
     let path = dir.join(REPLICA_APPLIED_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -68,7 +68,7 @@ fn read_position(dir: &Path, stream: &str) -> anyhow::Result<Position> {
     Ok(Position { stream: stream.to_owned(), sequence, last_request_id })
 }
 
-fn write_position(dir: &Path, position: &Position) -> anyhow::Result<()> {
+pub(super) fn write_position(dir: &Path, position: &Position) -> anyhow::Result<()> {
     let path = dir.join(REPLICA_APPLIED_FILE);
     let tmp = dir.join(format!("{REPLICA_APPLIED_FILE}.tmp"));
     let text = serde_json::json!({
@@ -119,10 +119,64 @@ pub(crate) fn follow(global: &GlobalArgs, args: &FollowArgs) -> CmdResult {
         position,
         unsynced: 0,
         json: args.json,
+        quiet: false,
     };
     let result = runtime.block_on(follower.run(args.until_caught_up));
     let closed = follower.close();
     result.and(closed)
+}
+
+/// Applies the stream up to its last message (as it is when called) to the replica in
+/// `config.working_dir` and closes the replica cleanly; returns the position reached
+/// (`promote`'s catch-up). Prints nothing.
+pub(super) async fn catch_up(
+    config: &Config,
+    replication: &ReplicationConfig,
+    pool: &str,
+) -> Result<Position, Failure> {
+    let dir = &config.working_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+        .map_err(Failure::bad_input)?;
+    let stream = replication.stream(pool);
+    let position = read_position(dir, &stream).map_err(Failure::bad_input)?;
+    let replica = Replica::open(config).map_err(|e| {
+        Failure::bad_input(anyhow!(e).context(format!("cannot open {}", dir.display())))
+    })?;
+    // A follower killed between syncing its log and recording its position has a log past
+    // `replica.applied`: those groups are the stream's. A directory that has no position
+    // (an old primary's) or was promoted (it may have served) and whose log is past its
+    // position holds groups that are not the stream's: applying the stream would skip the
+    // stream's groups with the same request ids as duplicates.
+    let recorded = dir.join(REPLICA_APPLIED_FILE).exists();
+    let promoted = dir.join(rewardpool::layout::REPLICA_EPOCH_FILE).exists();
+    if replica.last_request_id() > position.last_request_id && (!recorded || promoted) {
+        let logged = replica.last_request_id();
+        let _ = replica.close();
+        return Err(Failure::bad_input(anyhow!(
+            "the log in {} holds request ids up to {logged}, but the stream's position in {} \
+             is request id {}: this directory served (or was written) beyond the stream; \
+             only a follower's directory can be promoted (a promoted directory restarts with \
+             `serve`, without --takeover)",
+            dir.display(),
+            REPLICA_APPLIED_FILE,
+            position.last_request_id
+        )));
+    }
+    let mut follower = Follower {
+        config,
+        replication,
+        pool,
+        replica,
+        position,
+        unsynced: 0,
+        json: false,
+        quiet: true,
+    };
+    let result = follower.run(true).await;
+    let position = follower.position.clone();
+    let closed = follower.close();
+    result.and(closed).map(|()| position)
 }
 
 /// The follower's state.
@@ -135,6 +189,8 @@ struct Follower<'a> {
     /// Messages applied since the last sync.
     unsynced: u64,
     json: bool,
+    /// Print no lag lines and no closing line (`catch_up`).
+    quiet: bool,
 }
 
 impl Follower<'_> {
@@ -183,7 +239,7 @@ impl Follower<'_> {
             if until_caught_up && self.position.sequence >= end {
                 return self.checkpoint();
             }
-            if last_report.elapsed() >= Duration::from_secs(1) {
+            if !self.quiet && last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
                 self.report(&mut stream, newest_published).await;
             }
@@ -200,6 +256,12 @@ impl Follower<'_> {
                 "a gap in the stream: expected sequence {expected}, got {sequence} (messages \
                  were removed from the stream; rebuild this replica)"
             )));
+        }
+        if wire::is_fence(message.headers.as_ref()) {
+            // A promotion's fence (`wire`): no group; the stream continues after it.
+            self.position.sequence = sequence;
+            self.unsynced += 1;
+            return Ok(info.published.unix_timestamp());
         }
         let prev = wire::number(message.headers.as_ref(), wire::PREV_HEADER)
             .map_err(|e| self.stop_with(e.context(format!("stream sequence {sequence}"))))?;
@@ -275,9 +337,12 @@ impl Follower<'_> {
 
     /// Closes the replica's log cleanly (final snapshot) and records the position.
     fn close(self) -> CmdResult {
-        let Follower { replica, position, config, json, pool, .. } = self;
+        let Follower { replica, position, config, json, pool, quiet, .. } = self;
         let state = replica.close().map_err(|e| Failure::failed(anyhow!(e)))?;
         write_position(&config.working_dir, &position).map_err(Failure::failed)?;
+        if quiet {
+            return Ok(());
+        }
         if json {
             println!(
                 "{}",
@@ -304,7 +369,7 @@ impl Follower<'_> {
 const STREAM_WAIT: Duration = Duration::from_secs(30);
 
 /// The pool's stream, once it exists (waiting at most [`STREAM_WAIT`]).
-async fn open_stream(
+pub(super) async fn open_stream(
     js: &async_nats::jetstream::Context,
     name: &str,
 ) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
@@ -350,6 +415,8 @@ async fn consume(
 }
 
 /// The stream's last sequence.
-async fn stream_end(stream: &mut async_nats::jetstream::stream::Stream) -> anyhow::Result<u64> {
+pub(super) async fn stream_end(
+    stream: &mut async_nats::jetstream::stream::Stream,
+) -> anyhow::Result<u64> {
     Ok(stream.info().await.context("reading the stream's state")?.state.last_sequence)
 }

@@ -20,6 +20,12 @@
 //! wrong last sequence means another writer (a promoted standby) owns the stream: the
 //! shipper stops for good and says so. So does damage or a missing segment in the log.
 //!
+//! Epochs: the shipper publishes with the epoch in `<pool dir>/replica.epoch` (1 without
+//! it; `rewardpool promote` writes it). A session that finds the stream's last message from
+//! a later epoch (a promoted standby's fence or groups) is fenced at once: an old primary
+//! restarted after a take-over ships nothing and its pool stops. A promoted pool's first
+//! session continues after the promotion's fence (`wire` module docs).
+//!
 //! The shipper holds the segments it has not shipped from retention
 //! (`JournalStats::retain_from`); the log bounds that hold (`WalOptions::held_segments_max`).
 //! Past `max_lag_groups` groups unshipped the alarm gauge rises; the pool keeps serving.
@@ -201,6 +207,13 @@ impl Job {
             Ok(s) => Arc::new(s),
             Err(e) => return Err(format!("pool {:?}: {}: {e}", self.pool, self.dir.display())),
         };
+        let epoch = match wire::local_epoch(&self.dir) {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                self.stats.failed.store(true, Ordering::Relaxed);
+                return Err(format!("pool {:?}: shipping stopped: {e:#}", self.pool));
+            }
+        };
         // Until the first session knows where the stream ends, hold the whole log.
         if let Ok(Some(oldest)) = LogTail::oldest_segment(&*storage) {
             self.hold(oldest);
@@ -210,7 +223,8 @@ impl Job {
         let mut acked_recent = 0_u64;
         let mut last_error = String::new();
         loop {
-            let session = self.session(&storage, start_request_id, start_groups, &mut acked_recent);
+            let session =
+                self.session(&storage, epoch, start_request_id, start_groups, &mut acked_recent);
             // Relaxed: an observer's gauge.
             self.stats.connected.store(false, Ordering::Relaxed);
             match runtime.block_on(session) {
@@ -243,11 +257,20 @@ impl Job {
         self.mode.load(Ordering::Relaxed)
     }
 
+    /// Sets the journal's fence flag (the pool fails: nothing more is acknowledged).
+    fn fence(&self) {
+        if let Some(journal) = self.meter.journal_stats() {
+            // Release: pairs with the journal's Acquire; the pool fails.
+            journal.fenced.store(true, Ordering::Release);
+        }
+    }
+
     /// Where the stream ends: its last sequence, its last message's id, and where the tail
-    /// continues.
+    /// continues. A last message from a later epoch than `epoch` fences this primary.
     async fn stream_end(
         &self,
         stream: &mut async_nats::jetstream::stream::Stream,
+        epoch: u64,
     ) -> Result<(u64, Option<String>, TailStart), End> {
         let last = stream
             .info()
@@ -262,6 +285,21 @@ impl Job {
             .get_raw_message(last)
             .await
             .map_err(|e| End::Retry(format!("reading the stream's message {last}: {e}")))?;
+        let theirs = wire::epoch(Some(&message.headers))
+            .map_err(|e| End::Fatal(format!("the stream's message {last}: {e:#}")))?;
+        if theirs > epoch {
+            self.fence();
+            return Err(End::Fatal(format!(
+                "the stream {}'s last message (sequence {last}) is from epoch {theirs}, this                  primary's is {epoch}: another primary took the pool over (rewardpool                  promote); fenced, shipping nothing",
+                self.config.stream(&self.pool)
+            )));
+        }
+        if theirs < epoch && !wire::is_fence(Some(&message.headers)) {
+            return Err(End::Fatal(format!(
+                "this pool was promoted to epoch {epoch}, but the stream {}'s last message                  (sequence {last}) is epoch {theirs}'s and not a fence: the data directory                  does not continue this stream",
+                self.config.stream(&self.pool)
+            )));
+        }
         let start = wire::resume_point(Some(&message.headers))
             .map_err(|e| End::Fatal(format!("the stream's message {last}: {e:#}")))?;
         Ok((last, wire::message_id(&message.headers), start))
@@ -270,6 +308,7 @@ impl Job {
     async fn session(
         &self,
         storage: &Arc<dyn Storage>,
+        epoch: u64,
         start_request_id: u64,
         start_groups: u64,
         acked_recent: &mut u64,
@@ -282,7 +321,7 @@ impl Job {
             Ok(s) => s,
             Err(e) => return End::Retry(format!("{e:#}")),
         };
-        let (mut expected, mut previous, start) = match self.stream_end(&mut stream).await {
+        let (mut expected, mut previous, start) = match self.stream_end(&mut stream, epoch).await {
             Ok(end) => end,
             Err(end) => return end,
         };
@@ -319,7 +358,7 @@ impl Job {
                     Ok(None) => break,
                     Err(e) => return End::Fatal(e.to_string()),
                 };
-                let (headers, id) = wire::headers(&group, expected, previous.as_deref());
+                let (headers, id) = wire::headers(&group, expected, previous.as_deref(), epoch);
                 previous = Some(id);
                 let sent =
                     js.publish_with_headers(subject.clone(), headers, group.frames.into()).await;
@@ -371,10 +410,7 @@ impl Job {
                         PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
                     ) =>
                 {
-                    if let Some(journal) = self.meter.journal_stats() {
-                        // Release: pairs with the journal's Acquire; the pool fails.
-                        journal.fenced.store(true, Ordering::Release);
-                    }
+                    self.fence();
                     return End::Fatal(format!(
                         "the stream {} moved past sequence {} without this primary (another \
                          primary took the pool over): fenced, shipping nothing more",

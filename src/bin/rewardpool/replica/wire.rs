@@ -9,11 +9,20 @@
 //! | `Nats-Msg-Id` | `<epoch>-<first request id>-<segment>.<offset>`: the same group republished (a retry after a timeout) is stored once within the stream's duplicate window |
 //! | `Nats-Expected-Last-Sequence` | the stream sequence the shipper expects before this message: a publish after someone else's (a promoted standby's) is refused, which fences the old primary |
 //! | `Nats-Expected-Last-Msg-Id` | the previous group's message id (absent on an empty stream): with many publishes in flight, the one after a refused one would otherwise find the sequence it expects taken by the foreign message and be stored; with both headers every publish after a foreign message is refused |
-//! | `Rewardpool-Epoch` | the primary's epoch (1 until take-over exists) |
+//! | `Rewardpool-Epoch` | the primary's epoch: 1, then the one `rewardpool promote` took with the pool's lease (`<pool dir>/replica.epoch`); a shipper whose epoch is below the stream's last message's is fenced |
 //! | `Rewardpool-Prev` | the last request id before the group (continuity: a follower refuses a group that does not follow its log) |
 //! | `Rewardpool-First`, `Rewardpool-Last` | the group's first and last request ids |
 //! | `Rewardpool-Draws` | draws in the group |
 //! | `Rewardpool-Segment`, `Rewardpool-End` | where the group ends in the primary's log: a restarted shipper continues after the stream's last message from there |
+//!
+//! A **fence** (`rewardpool promote`) is a message with an empty payload, headers
+//! `Rewardpool-Fence: 1`, `Rewardpool-Epoch` (the new epoch), `Rewardpool-Last` (the last
+//! request id replicated), and `Rewardpool-Segment`/`Rewardpool-End`: where that request
+//! id's group ends in the *promoted* log (`End` 0: at segment `Segment`'s first group). It
+//! is published with `Nats-Expected-Last-Sequence` = the last sequence the standby applied,
+//! so it is stored only if the old primary published nothing since; every later publish of
+//! the old primary is then refused. A follower skips it; the promoted pool's shipper
+//! continues after it.
 
 use std::time::Duration;
 
@@ -23,8 +32,8 @@ use async_nats::HeaderMap;
 use rewardpool::config::ReplicationConfig;
 use rewardpool::replicate::{Group, TailStart};
 
-/// The primary's epoch until take-over (`promote`) exists.
-pub(crate) const EPOCH: u64 = 1;
+/// The epoch of a pool never promoted (no `replica.epoch` file).
+pub(crate) const FIRST_EPOCH: u64 = 1;
 
 /// Header names (module docs).
 pub(crate) const EPOCH_HEADER: &str = "Rewardpool-Epoch";
@@ -34,6 +43,7 @@ pub(crate) const LAST_HEADER: &str = "Rewardpool-Last";
 pub(crate) const DRAWS_HEADER: &str = "Rewardpool-Draws";
 pub(crate) const SEGMENT_HEADER: &str = "Rewardpool-Segment";
 pub(crate) const END_HEADER: &str = "Rewardpool-End";
+pub(crate) const FENCE_HEADER: &str = "Rewardpool-Fence";
 
 /// How long JetStream remembers a message id (a republished group within it is stored
 /// once).
@@ -41,16 +51,21 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// The headers of `group`'s message (module docs), `expected` the stream sequence before it
 /// and `previous` the message id of the message there (`None`: the stream is empty); and
-/// the message's own id.
-pub(crate) fn headers(group: &Group, expected: u64, previous: Option<&str>) -> (HeaderMap, String) {
+/// the message's own id; `epoch` the shipper's.
+pub(crate) fn headers(
+    group: &Group,
+    expected: u64,
+    previous: Option<&str>,
+    epoch: u64,
+) -> (HeaderMap, String) {
     let mut h = HeaderMap::new();
-    let id = format!("{EPOCH}-{}-{}.{}", group.first_request_id, group.segment, group.offset);
+    let id = format!("{epoch}-{}-{}.{}", group.first_request_id, group.segment, group.offset);
     h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
     h.insert(async_nats::header::NATS_EXPECTED_LAST_SEQUENCE, expected.to_string().as_str());
     if let Some(previous) = previous {
         h.insert(async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID, previous);
     }
-    h.insert(EPOCH_HEADER, EPOCH.to_string().as_str());
+    h.insert(EPOCH_HEADER, epoch.to_string().as_str());
     h.insert(PREV_HEADER, group.prev_request_id.to_string().as_str());
     h.insert(FIRST_HEADER, group.first_request_id.to_string().as_str());
     h.insert(LAST_HEADER, group.last_request_id.to_string().as_str());
@@ -58,6 +73,61 @@ pub(crate) fn headers(group: &Group, expected: u64, previous: Option<&str>) -> (
     h.insert(SEGMENT_HEADER, group.segment.to_string().as_str());
     h.insert(END_HEADER, group.end.to_string().as_str());
     (h, id)
+}
+
+/// The headers of a fence (module docs) after stream sequence `expected` (message id
+/// `previous`), and its id.
+pub(crate) fn fence_headers(
+    epoch: u64,
+    expected: u64,
+    previous: Option<&str>,
+    segment: u64,
+    end: u64,
+    last_request_id: u64,
+) -> (HeaderMap, String) {
+    let mut h = HeaderMap::new();
+    let id = format!("{epoch}-fence-{expected}");
+    h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    h.insert(async_nats::header::NATS_EXPECTED_LAST_SEQUENCE, expected.to_string().as_str());
+    if let Some(previous) = previous {
+        h.insert(async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID, previous);
+    }
+    h.insert(FENCE_HEADER, "1");
+    h.insert(EPOCH_HEADER, epoch.to_string().as_str());
+    h.insert(LAST_HEADER, last_request_id.to_string().as_str());
+    h.insert(SEGMENT_HEADER, segment.to_string().as_str());
+    h.insert(END_HEADER, end.to_string().as_str());
+    (h, id)
+}
+
+/// Whether a message is a fence.
+pub(crate) fn is_fence(headers: Option<&HeaderMap>) -> bool {
+    headers.is_some_and(|h| h.get(FENCE_HEADER).is_some())
+}
+
+/// A message's epoch (`Rewardpool-Epoch`; absent: the first epoch).
+pub(crate) fn epoch(headers: Option<&HeaderMap>) -> anyhow::Result<u64> {
+    match headers.and_then(|h| h.get(EPOCH_HEADER)) {
+        None => Ok(FIRST_EPOCH),
+        Some(_) => number(headers, EPOCH_HEADER),
+    }
+}
+
+/// The epoch the pool in `dir` ships with (`replica.epoch`, written by `promote`; absent:
+/// the first epoch).
+pub(crate) fn local_epoch(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let path = dir.join(rewardpool::layout::REPLICA_EPOCH_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FIRST_EPOCH),
+        Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    value
+        .get("epoch")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| anyhow!("{} has no epoch", path.display()))
 }
 
 /// A message's id (`Nats-Msg-Id`), if it has one.
@@ -73,8 +143,12 @@ pub(crate) fn number(headers: Option<&HeaderMap>, name: &str) -> anyhow::Result<
     value.as_str().parse().with_context(|| format!("its {name} header is {:?}", value.as_str()))
 }
 
-/// Where a shipper continues after the stream's last message (its headers).
+/// Where a shipper continues after the stream's last message (its headers; a fence with
+/// `End` 0: at its segment's first group).
 pub(crate) fn resume_point(headers: Option<&HeaderMap>) -> anyhow::Result<TailStart> {
+    if is_fence(headers) && number(headers, END_HEADER)? == 0 {
+        return Ok(TailStart::Segment { segment: number(headers, SEGMENT_HEADER)? });
+    }
     Ok(TailStart::After {
         segment: number(headers, SEGMENT_HEADER)?,
         end: number(headers, END_HEADER)?,

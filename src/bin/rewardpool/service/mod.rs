@@ -61,6 +61,9 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     let config = load_config(global)?;
     let settings = settings(args)?;
     let listen = listen_address(&config, args)?;
+    if args.takeover {
+        crate::replica::promote::take_over_all(&config)?;
+    }
     let metrics_listen = args
         .metrics_listen
         .clone()
