@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod crash;
+mod crash_steps;
 mod engine;
 mod failure;
 mod fuse;
