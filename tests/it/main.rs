@@ -1,5 +1,6 @@
 //! The integration test binary: one module per concern.
 
+mod campaign;
 mod cli;
 mod config;
 mod crash;
