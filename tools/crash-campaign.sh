@@ -15,8 +15,12 @@ n=${1:?usage: tools/crash-campaign.sh N}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --bin rewardpool
 bin="$target/release/rewardpool"
-# The checker, built by the ordinary debug profile in the worktree's own target dir.
-CARGO_TARGET_DIR=target cargo build --tests
-REWARDPOOL_CAMPAIGN="$n" REWARDPOOL_BIN="$(realpath "$bin")" CARGO_TARGET_DIR=target \
-  cargo test -q --test it campaign::crash_campaign -- --nocapture --test-threads 1 2>&1 |
+# The checker: the integration test binary of the ordinary debug build in the worktree's
+# own target dir, run directly (not through cargo, which would hold that dir's lock for the
+# whole campaign).
+it=$(CARGO_TARGET_DIR=target cargo test --no-run --test it 2>&1 |
+  sed -n 's/.*Executable tests\/it\/main.rs (\(.*\))$/\1/p' | tail -1)
+[[ -x $it ]] || { echo "error: cannot find the integration test binary" >&2; exit 1; }
+REWARDPOOL_CAMPAIGN="$n" REWARDPOOL_BIN="$(realpath "$bin")" \
+  "$it" campaign::crash_campaign_of_sigkilled_draws_pulls_keys_and_updates --exact --nocapture --test-threads 1 2>&1 |
   grep -E '^crash campaign|panicked|SEED=|test result'

@@ -79,7 +79,7 @@ fn keyed_trial(config: &Path, trial: u64, next: &mut impl FnMut() -> u64, t: &mu
         let key = format!("{:016x}{:016x}", next() | 1, next());
         let pull = (1 + next() % 12).to_string();
         let args = ["draw", "--count", "1", "--json", "--key", &key, "--pull", &pull];
-        let (first, _) = run_or_kill(config, &args, Duration::from_millis(next() % 60));
+        let (first, _) = run_or_kill(config, &args, Duration::from_millis(next() % 150));
         let (retry, ok) = run_or_kill(config, &args, Duration::from_secs(20));
         assert!(ok, "trial {trial}: keyed retry {key} failed");
         let retry_ids: Vec<(u64, Option<String>)> =
@@ -150,7 +150,7 @@ fn run_campaign(trials: u64, next: &mut impl FnMut() -> u64) -> Tally {
                 let weight = (1 + next() % 90).to_string();
                 let args = ["update", "--item", "gold", "--weight", &weight];
                 let (_, update_acked) =
-                    run_or_kill(&config, &args, Duration::from_millis(next() % 80));
+                    run_or_kill(&config, &args, Duration::from_millis(next() % 200));
                 acked.extend(draw_then_kill(&config, Duration::from_millis(run2), &[]));
                 t.acked += acked.len() as u64;
                 check_trial(dir, &config, &acked, trial);
