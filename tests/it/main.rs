@@ -8,6 +8,7 @@ mod crash_steps;
 mod engine;
 mod failure;
 mod fuse;
+mod fuzz_inputs;
 mod host;
 mod keys;
 mod library;
