@@ -6,6 +6,7 @@ mod config;
 mod crash;
 mod crash_steps;
 mod engine;
+mod enospc;
 mod failure;
 mod fuse;
 mod fuzz_inputs;
