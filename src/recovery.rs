@@ -191,6 +191,11 @@ fn push_draw(
     if request_id <= *last_rid {
         return Err(damaged(file, offset, format!("request id {request_id} follows {last_rid}")));
     }
+    // No id can follow u64::MAX: the log would make the engine hand out ids from 0 again
+    // (found by fuzzing the recovery of resealed frames).
+    if request_id == u64::MAX {
+        return Err(damaged(file, offset, "request id u64::MAX leaves no id to follow it"));
+    }
     *last_rid = request_id;
     group.push(Pending::Draw { offset: offset as u64, request_id, item });
     Ok(())
@@ -345,7 +350,8 @@ fn walk_segment(
         let info = FrameInfo { segment: sequence, offset: offset as u64, record, torn: false };
         match (&info.record, &marker) {
             (Record::Snapshot { file_name, sha256, last_request_id, .. }, None) => {
-                if *last_request_id + 1 != header.first_request_id {
+                // Checked: a marker (CRC valid, bytes damaged or crafted) may say u64::MAX.
+                if last_request_id.checked_add(1) != Some(header.first_request_id) {
                     return Err(damaged(
                         file,
                         offset,

@@ -440,11 +440,25 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotState, SnapshotFormatError> {
             .map_err(payload_error)?;
         return rkyv::deserialize::<SnapshotStateV1, rancor::Error>(archived)
             .map(SnapshotState::from)
-            .map_err(payload_error);
+            .map_err(payload_error)
+            .and_then(last_id_leaves_room);
     }
     let archived =
         rkyv::access::<ArchivedSnapshotState, rancor::Error>(&aligned).map_err(payload_error)?;
-    rkyv::deserialize::<SnapshotState, rancor::Error>(archived).map_err(payload_error)
+    let state =
+        rkyv::deserialize::<SnapshotState, rancor::Error>(archived).map_err(payload_error)?;
+    last_id_leaves_room(state)
+}
+
+/// Refuses a state whose last request id is u64::MAX: no id could follow it (a restart
+/// would hand out ids from 0 again). Only damaged or crafted bytes say so.
+fn last_id_leaves_room(state: SnapshotState) -> Result<SnapshotState, SnapshotFormatError> {
+    if state.last_request_id == u64::MAX {
+        return Err(SnapshotFormatError::Payload {
+            reason: "last request id u64::MAX leaves no id to follow it".to_owned(),
+        });
+    }
+    Ok(state)
 }
 
 /// Encodes a snapshot in format version 1 (no key window): what earlier releases wrote, for

@@ -6,7 +6,10 @@
 //! [`FaultyStorage::crash`] builds the storage a restarted process would find.
 //!
 //! Faults: fail the n-th sync, fail every operation after a countdown ("crash after N
-//! operations"), and ENOSPC when creating segments.
+//! operations", with [`FaultyStorage::ops`] counting a run's operations and
+//! [`FaultyStorage::trace_ops`] naming them), and ENOSPC when creating segments.
+//! Directory operations since the last `sync_dir` are remembered in order, so a
+//! [`CrashMode::ReorderedPowerLoss`] can keep any subset of them.
 //!
 //! Segments are written through like a shared mapping ([`FaultyStorage::new`]), or staged
 //! like `SegmentWrites::Staged` ([`FaultyStorage::staged`]): the writer fills a private
@@ -33,6 +36,11 @@ pub enum CrashMode {
     /// Power loss where the device kept an arbitrary subset of the unsynced 4 KiB pages
     /// (chosen by the seed): torn writes.
     TornPowerLoss(u64),
+    /// Power loss that also reorders what was not synced: like `TornPowerLoss` for file
+    /// pages, and the directory operations since the last directory sync (creations,
+    /// renames, removals) kept as an arbitrary subset chosen by the seed, each applied in
+    /// its order when kept (a rename whose source is not there is dropped).
+    ReorderedPowerLoss(u64),
 }
 
 /// One file: a fixed heap region written through a raw pointer, plus its durable image.
@@ -105,7 +113,7 @@ unsafe impl SegmentMap for MemSegment {
     }
 
     fn sync_range(&self, offset: usize, len: usize) -> io::Result<()> {
-        self.storage.sync_op()?;
+        self.storage.sync_op("sync_range", "")?;
         let end = offset.saturating_add(len).min(self.file.len);
         let offset = offset.min(end);
         // SAFETY: `offset..end` is inside the allocation; the log syncs only ranges its
@@ -138,7 +146,7 @@ unsafe impl SegmentMap for StagedMemSegment {
     }
 
     fn write_range(&self, offset: usize, len: usize) -> io::Result<()> {
-        self.storage.op()?;
+        self.storage.op("write_range", "")?;
         let end = offset
             .checked_add(len)
             .filter(|&e| e <= self.buf.len)
@@ -160,7 +168,7 @@ unsafe impl SegmentMap for StagedMemSegment {
 
     fn sync_range(&self, offset: usize, len: usize) -> io::Result<()> {
         self.write_range(offset, len)?;
-        self.storage.sync_op()?;
+        self.storage.sync_op("fdatasync", "")?;
         // fdatasync: everything written to the file so far is durable.
         let live = self.file.live();
         *self.file.durable() = live;
@@ -176,7 +184,18 @@ unsafe impl SegmentMap for StagedMemSegment {
 struct Dir {
     live: BTreeMap<String, Arc<MemFile>>,
     durable: BTreeMap<String, Arc<MemFile>>,
+    /// Directory operations since the last `sync_dir`, in order: a reordering power loss
+    /// keeps an arbitrary subset of them.
+    pending: Vec<DirOp>,
     locked: bool,
+}
+
+/// A directory operation not yet made durable by `sync_dir`.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create(String, Arc<MemFile>),
+    Rename(String, String),
+    Remove(String),
 }
 
 #[derive(Debug, Default)]
@@ -191,6 +210,11 @@ struct Inner {
     syncs_held: AtomicBool,
     /// New segments are staged (see the module docs).
     staged: AtomicBool,
+    /// Operations performed so far (counted whether or not a countdown runs).
+    ops: AtomicU64,
+    /// When set, each operation's kind and file name is appended to `trace`.
+    tracing: AtomicBool,
+    trace: Mutex<Vec<String>>,
 }
 
 impl Inner {
@@ -198,20 +222,27 @@ impl Inner {
         self.dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts an operation against the countdown.
-    fn op(&self) -> io::Result<()> {
+    /// Counts an operation (`what` on file `name`) against the countdown. Taking one off
+    /// the countdown is atomic, so concurrent threads never both take its last operation.
+    fn op(&self, what: &str, name: &str) -> io::Result<()> {
         if self.countdown.load(Ordering::SeqCst) {
-            let left = self.ops_left.load(Ordering::SeqCst);
-            if left == 0 {
+            let took = self
+                .ops_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1));
+            if took.is_err() {
                 return Err(io::Error::other("injected crash: storage is gone"));
             }
-            self.ops_left.store(left - 1, Ordering::SeqCst);
+        }
+        self.ops.fetch_add(1, Ordering::SeqCst);
+        if self.tracing.load(Ordering::SeqCst) {
+            let line = if name.is_empty() { what.to_owned() } else { format!("{what} {name}") };
+            self.trace.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
         }
         Ok(())
     }
 
-    fn sync_op(&self) -> io::Result<()> {
-        self.op()?;
+    fn sync_op(&self, what: &str, name: &str) -> io::Result<()> {
+        self.op(what, name)?;
         // A held device: syncs wait (bounded, so a forgotten release cannot hang a test).
         let held_since = std::time::Instant::now();
         while self.syncs_held.load(Ordering::SeqCst) && held_since.elapsed().as_secs() < 30 {
@@ -298,6 +329,27 @@ impl FaultyStorage {
         self.inner.enospc.store(full, Ordering::SeqCst);
     }
 
+    /// Storage operations performed so far (reads, writes, syncs, renames, removals,
+    /// creations, directory syncs): a crash-at-every-step test counts a run's operations
+    /// with this, then crashes after each count in turn.
+    #[must_use]
+    pub fn ops(&self) -> u64 {
+        self.inner.ops.load(Ordering::SeqCst)
+    }
+
+    /// Starts (or stops) recording each operation's kind and file name.
+    pub fn trace_ops(&self, on: bool) {
+        self.inner.tracing.store(on, Ordering::SeqCst);
+    }
+
+    /// The operations recorded since tracing started, emptied by the call.
+    #[must_use]
+    pub fn take_trace(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self.inner.trace.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// Syncs performed so far.
     #[must_use]
     pub fn syncs(&self) -> u64 {
@@ -310,11 +362,41 @@ impl FaultyStorage {
     pub fn crash(&self, mode: CrashMode) -> FaultyStorage {
         let dir = self.inner.dir();
         let mut rng = match mode {
-            CrashMode::TornPowerLoss(seed) => seed | 1,
+            CrashMode::TornPowerLoss(seed) | CrashMode::ReorderedPowerLoss(seed) => seed | 1,
             _ => 1,
         };
+        let mut coin = move || {
+            // xorshift64: a cheap, seeded coin.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng & 1 == 1
+        };
+        let mut reordered;
         let entries = match mode {
             CrashMode::Process => &dir.live,
+            CrashMode::ReorderedPowerLoss(_) => {
+                reordered = dir.durable.clone();
+                for op in &dir.pending {
+                    if !coin() {
+                        continue;
+                    }
+                    match op {
+                        DirOp::Create(name, file) => {
+                            reordered.insert(name.clone(), Arc::clone(file));
+                        }
+                        DirOp::Rename(from, to) => {
+                            if let Some(file) = reordered.remove(from) {
+                                reordered.insert(to.clone(), file);
+                            }
+                        }
+                        DirOp::Remove(name) => {
+                            reordered.remove(name);
+                        }
+                    }
+                }
+                &reordered
+            }
             _ => &dir.durable,
         };
         let mut files = BTreeMap::new();
@@ -322,15 +404,12 @@ impl FaultyStorage {
             let bytes = match mode {
                 CrashMode::Process => file.live(),
                 CrashMode::PowerLoss => file.durable().clone(),
-                CrashMode::TornPowerLoss(_) => {
+                CrashMode::TornPowerLoss(_) | CrashMode::ReorderedPowerLoss(_) => {
                     let live = file.live();
                     let mut kept = file.durable().clone();
                     for (page, chunk) in live.chunks(4096).enumerate() {
-                        // xorshift64: a cheap, seeded coin per page.
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        if rng & 1 == 1 {
+                        // A seeded coin per page.
+                        if coin() {
                             let at = page * 4096;
                             kept[at..at + chunk.len()].copy_from_slice(chunk);
                         }
@@ -341,7 +420,8 @@ impl FaultyStorage {
             files.insert(name.clone(), MemFile::new(bytes.clone(), bytes));
         }
         let inner = Inner::default();
-        *inner.dir() = Dir { live: files.clone(), durable: files, locked: false };
+        *inner.dir() =
+            Dir { live: files.clone(), durable: files, pending: Vec::new(), locked: false };
         inner.staged.store(self.inner.staged.load(Ordering::SeqCst), Ordering::SeqCst);
         FaultyStorage { inner: Arc::new(inner) }
     }
@@ -367,12 +447,12 @@ fn not_found(name: &str) -> io::Error {
 
 impl Storage for FaultyStorage {
     fn list(&self) -> io::Result<Vec<String>> {
-        self.inner.op()?;
+        self.inner.op("list", "")?;
         Ok(self.inner.dir().live.keys().cloned().collect())
     }
 
     fn read(&self, name: &str) -> io::Result<AlignedVec<16>> {
-        self.inner.op()?;
+        self.inner.op("read", name)?;
         let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
         let mut buf = AlignedVec::<16>::new();
         buf.extend_from_slice(&file.live());
@@ -396,34 +476,41 @@ impl Storage for FaultyStorage {
     }
 
     fn write_synced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        self.inner.sync_op()?;
+        self.inner.sync_op("write_synced", name)?;
         let file = MemFile::new(bytes.to_vec(), bytes.to_vec());
-        self.inner.dir().live.insert(name.to_owned(), file);
+        let mut dir = self.inner.dir();
+        dir.live.insert(name.to_owned(), Arc::clone(&file));
+        dir.pending.push(DirOp::Create(name.to_owned(), file));
         Ok(())
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.inner.op()?;
+        self.inner.op("rename", from)?;
         let mut dir = self.inner.dir();
         let file = dir.live.remove(from).ok_or_else(|| not_found(from))?;
         dir.live.insert(to.to_owned(), file);
+        dir.pending.push(DirOp::Rename(from.to_owned(), to.to_owned()));
         Ok(())
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        self.inner.op()?;
-        self.inner.dir().live.remove(name).map(|_| ()).ok_or_else(|| not_found(name))
+        self.inner.op("remove", name)?;
+        let mut dir = self.inner.dir();
+        dir.live.remove(name).ok_or_else(|| not_found(name))?;
+        dir.pending.push(DirOp::Remove(name.to_owned()));
+        Ok(())
     }
 
     fn sync_dir(&self) -> io::Result<()> {
-        self.inner.sync_op()?;
+        self.inner.sync_op("sync_dir", "")?;
         let mut dir = self.inner.dir();
         dir.durable = dir.live.clone();
+        dir.pending.clear();
         Ok(())
     }
 
     fn create_segment(&self, name: &str, size: u64) -> io::Result<Arc<dyn SegmentMap>> {
-        self.inner.op()?;
+        self.inner.op("create_segment", name)?;
         if self.inner.enospc.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
@@ -434,6 +521,7 @@ impl Storage for FaultyStorage {
         }
         let file = MemFile::new(vec![0; len], vec![0; len]);
         dir.live.insert(name.to_owned(), Arc::clone(&file));
+        dir.pending.push(DirOp::Create(name.to_owned(), Arc::clone(&file)));
         let storage = Arc::clone(&self.inner);
         if self.inner.staged.load(Ordering::SeqCst) {
             // Not zeroed: the real staging buffers are reused and hold an earlier segment's
@@ -445,7 +533,7 @@ impl Storage for FaultyStorage {
     }
 
     fn open_segment(&self, name: &str) -> io::Result<Arc<dyn SegmentMap>> {
-        self.inner.op()?;
+        self.inner.op("open_segment", name)?;
         let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
         Ok(Arc::new(MemSegment { file, storage: Arc::clone(&self.inner) }))
     }
@@ -454,7 +542,7 @@ impl Storage for FaultyStorage {
         if !self.inner.staged.load(Ordering::SeqCst) {
             return self.open_segment(name);
         }
-        self.inner.op()?;
+        self.inner.op("resume_segment", name)?;
         let file = self.inner.dir().live.get(name).cloned().ok_or_else(|| not_found(name))?;
         // Like `OsStorage`: a fresh staging buffer, stale (0xa5) where the file already
         // holds the segment's frames, which must never be written back.

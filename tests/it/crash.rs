@@ -15,10 +15,17 @@ use rewardpool::inspect;
 use rewardpool::storage::OsStorage;
 use rewardpool::wal::frame::Record;
 
-const ITEMS: [(&str, i64, u32); 4] =
+/// The binary under test: `REWARDPOOL_BIN` (tools/crash-campaign.sh points it at a release
+/// build), else the one cargo built with the tests.
+pub(crate) fn bin() -> std::path::PathBuf {
+    std::env::var_os("REWARDPOOL_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_rewardpool").into(), std::path::PathBuf::from)
+}
+
+pub(crate) const ITEMS: [(&str, i64, u32); 4] =
     [("diamond", 2_000, 10), ("gold", 20_000, 20), ("silver", 200_000, 30), ("mud", -1, 40)];
 
-fn write_config(dir: &Path, segment_kb: u64, durability: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, segment_kb: u64, durability: &str) -> std::path::PathBuf {
     let mut yaml = format!("working_dir: \"{}\"\npool:\n  catalog:\n", dir.join("data").display());
     for (id, q, w) in ITEMS {
         yaml.push_str(&format!("    - {{ item_id: \"{id}\", quantity: {q}, probability: {w} }}\n"));
@@ -31,12 +38,13 @@ fn write_config(dir: &Path, segment_kb: u64, durability: &str) -> std::path::Pat
     path
 }
 
-struct Acked {
-    request_id: u64,
-    item: Option<String>,
+/// One acknowledged outcome, as `draw --json` printed it.
+pub(crate) struct Acked {
+    pub(crate) request_id: u64,
+    pub(crate) item: Option<String>,
 }
 
-fn parse(line: &str) -> Option<Acked> {
+pub(crate) fn parse(line: &str) -> Option<Acked> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     Some(Acked {
         request_id: v.get("request_id")?.as_u64()?,
@@ -46,8 +54,8 @@ fn parse(line: &str) -> Option<Acked> {
 
 /// Runs `draw` (with `extra` arguments) for `run_for`, SIGKILLs it, returns every complete
 /// line it printed.
-fn draw_then_kill(config: &Path, run_for: Duration, extra: &[&str]) -> Vec<Acked> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rewardpool"))
+pub(crate) fn draw_then_kill(config: &Path, run_for: Duration, extra: &[&str]) -> Vec<Acked> {
+    let mut child = Command::new(bin())
         .args(["draw", "--count", "100000000", "--json", "--config"])
         .arg(config)
         .args(extra)
@@ -85,7 +93,7 @@ fn draw_then_kill(config: &Path, run_for: Duration, extra: &[&str]) -> Vec<Acked
     reader.join().unwrap()
 }
 
-fn check_trial(dir: &Path, config: &Path, acked: &[Acked], trial: u64) {
+pub(crate) fn check_trial(dir: &Path, config: &Path, acked: &[Acked], trial: u64) {
     let Ok(storage) = OsStorage::existing(&dir.join("data")) else {
         // Killed before it created its data directory (a loaded machine): nothing was
         // acknowledged, and there is nothing to recover.
@@ -140,7 +148,7 @@ fn check_trial(dir: &Path, config: &Path, acked: &[Acked], trial: u64) {
         }
     }
     // A restart keeps request ids increasing above every acknowledged one.
-    let out = Command::new(env!("CARGO_BIN_EXE_rewardpool"))
+    let out = Command::new(bin())
         .args(["draw", "--count", "3", "--json", "--config"])
         .arg(config)
         .output()
@@ -162,7 +170,7 @@ fn check_trial(dir: &Path, config: &Path, acked: &[Acked], trial: u64) {
 }
 
 /// The trials, their seed (printed; `SEED=S` replays) and a generator over it.
-fn campaign(name: &str, trials_default: u64) -> (u64, impl FnMut() -> u64) {
+pub(crate) fn campaign(name: &str, trials_default: u64) -> (u64, impl FnMut() -> u64) {
     let trials: u64 = std::env::var("REWARDPOOL_CRASH_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,11 +1,15 @@
 //! The integration test binary: one module per concern.
 
+mod campaign;
 mod cli;
 mod config;
 mod crash;
+mod crash_steps;
 mod engine;
+mod enospc;
 mod failure;
 mod fuse;
+mod fuzz_inputs;
 mod host;
 mod keys;
 mod library;
