@@ -56,6 +56,7 @@ fn a_full_tmpfs_refuses_draws_with_no_space_loses_nothing_and_resumes() {
         durability: Durability::Sync,
         segment_size_bytes: 16 << 10,
         retention_segments: 1_000,
+        ..WalOptions::default()
     };
     let engine = open_engine_on(Arc::new(storage), &catalog(), &wal, engine_config(), Some(7))
         .expect("open on the tmpfs");
