@@ -605,7 +605,7 @@ fn takeover_config(cluster: &nats_harness::Cluster, prefix: &str) -> String {
         + "  ack: replica\n"
 }
 
-/// Fail-over (`REWARDPOOL_TRIALS` trials, 2 by default): a primary in `ack: replica` under
+/// Fail-over (`REWARDPOOL_TRIALS` trials, 5 by default, as issue 12 asks): a primary in `ack: replica` under
 /// load from four clients is SIGKILLed, the standby (a separate data directory; in odd
 /// trials a follower ran meanwhile) is promoted (`promote`, or in odd trials `serve
 /// --takeover`): every acknowledged draw is in its log with the same item, its state is past
@@ -615,7 +615,7 @@ fn takeover_config(cluster: &nats_harness::Cluster, prefix: &str) -> String {
 fn fail_over_sigkill_promote_and_serve() {
     let Some(cluster) = nats_harness::cluster("fail_over") else { return };
     let trials: usize =
-        std::env::var("REWARDPOOL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+        std::env::var("REWARDPOOL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let rt = runtime();
     let js = rt.block_on(async {
         jetstream::new(async_nats::connect(cluster.addrs()).await.expect("connect"))
