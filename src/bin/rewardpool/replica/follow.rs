@@ -69,24 +69,12 @@ pub(super) fn read_position(dir: &Path, stream: &str) -> anyhow::Result<Position
 }
 
 pub(super) fn write_position(dir: &Path, position: &Position) -> anyhow::Result<()> {
-    let path = dir.join(REPLICA_APPLIED_FILE);
-    let tmp = dir.join(format!("{REPLICA_APPLIED_FILE}.tmp"));
     let text = serde_json::json!({
         "stream": position.stream,
         "sequence": position.sequence,
         "last_request_id": position.last_request_id,
-    })
-    .to_string();
-    let write = || -> std::io::Result<()> {
-        use std::io::Write as _;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().with_context(|| format!("writing {}", path.display()))
+    });
+    super::write_durably(dir, REPLICA_APPLIED_FILE, &text.to_string())
 }
 
 /// `rewardpool follow`.

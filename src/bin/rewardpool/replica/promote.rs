@@ -288,19 +288,8 @@ fn log_end(config: &Config, position: &Position) -> anyhow::Result<(u64, u64)> {
     Ok(end.unwrap_or((tail.segment(), 0)))
 }
 
-/// Writes `replica.epoch` (through a temporary file, synced, renamed, the directory synced).
+/// Writes `replica.epoch` ([`super::write_durably`]).
 fn write_epoch(dir: &std::path::Path, stream: &str, epoch: u64) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let path = dir.join(REPLICA_EPOCH_FILE);
-    let tmp = dir.join(format!("{REPLICA_EPOCH_FILE}.tmp"));
-    let text = serde_json::json!({ "stream": stream, "epoch": epoch }).to_string();
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().with_context(|| format!("writing {}", path.display()))
+    let text = serde_json::json!({ "stream": stream, "epoch": epoch });
+    super::write_durably(dir, REPLICA_EPOCH_FILE, &text.to_string())
 }
