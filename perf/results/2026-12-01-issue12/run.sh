@@ -4,7 +4,8 @@
 # flight each), with no replication, `ack: local` and `ack: replica` to a 3-node JetStream
 # cluster on loopback (3 replicas, file storage), all on this machine. Per run: the load
 # report (--json), and the shipper's lag (rewardpool_replication_lag_draws from /metrics,
-# sampled every 100 ms during the load). Rounds interleave the three variants.
+# sampled every 100 ms during the load), and the CPU seconds the server and the three NATS
+# servers spent during the load. Rounds interleave the three variants.
 #   BIN=target/release/rewardpool ROUNDS=3 perf/results/2026-12-01-issue12/run.sh
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +37,7 @@ for _ in $(seq 1 100); do
 done
 sleep 3
 port=50121; mport=19464
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 config() { # variant prefix
   echo 'pool:'
   echo '  catalog:'
@@ -70,15 +72,21 @@ run() { # variant round
       sleep 0.1
     done ) &
   local sampler=$!
+  local t0; t0=$(ticks $pid; for p in "${nats_pids[@]}"; do ticks $p; done | paste -sd' ')
   local j; j=$("$BIN" load --target 127.0.0.1:$port --connections 4 --streams 2 --in-flight 32 \
     --count 10 --duration ${SECONDS_PER_RUN}s --json 2>/dev/null)
   kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+  local t1; t1=$(ticks $pid; for p in "${nats_pids[@]}"; do ticks $p; done | paste -sd' ')
+  local cpu; cpu=$(python3 -c 'import sys,json,os
+a=[int(x) for x in sys.argv[1].split()]; b=[int(x) for x in sys.argv[2].split()]; hz=os.sysconf("SC_CLK_TCK")
+d=[(y-x)/hz for x,y in zip(a,b)]
+print(json.dumps({"serve_s":d[0],"nats_s":round(sum(d[1:]),2)}))' "$t0" "$t1")
   local lag; lag=$(python3 -c 'import json,sys
 v=sorted(float(x) for x in open(sys.argv[1]).read().split())
 print(json.dumps({"samples":len(v),"p50":v[len(v)//2],"p99":v[min(len(v)-1,int(len(v)*0.99))],"max":v[-1]}) if v else "null")' "$work/lag")
   kill -TERM $pid; wait $pid; local rc=$?
   [ -n "$j" ] || j=null
-  echo "{\"variant\":\"$variant\",\"round\":$2,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"serve_rc\":$rc,\"lag_draws\":$lag,\"r\":$j}" >> "$out"
+  echo "{\"variant\":\"$variant\",\"round\":$2,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"serve_rc\":$rc,\"lag_draws\":$lag,\"cpu\":$cpu,\"r\":$j}" >> "$out"
   rm -rf "$data"
 }
 for r in $(seq 1 "$ROUNDS"); do
