@@ -387,7 +387,7 @@ fn a_client_killed_mid_stream_stalls_nothing() {
 }
 
 /// One pool whose engine takes one request at a time (a ring of one request): its gateway
-/// drains its queue (4,096 jobs) slower than four streams of 20,000 requests, sent at once
+/// drains its queue (4,096 jobs) slower than eight streams of 20,000 requests, sent at once
 /// and read ahead (`--stream-window 65536`), fill it. `buffered`, so the pace does not hang
 /// on the device's sync speed (on tmpfs `sync` is as fast).
 const SLOW: &str = "\
@@ -404,10 +404,12 @@ wal:
 
 #[test]
 fn a_full_gateway_queue_is_resource_exhausted_past_its_deadline() {
-    const STREAMS: usize = 4;
+    const STREAMS: usize = 8;
     const REQUESTS: usize = 20_000;
+    // A 1 ms deadline: with 20 ms, a machine busy with other work sent too slowly for the
+    // queue to stay full that long, and no stream met it (a flaky failure under load).
     let server =
-        harness::start(Some(SLOW), &["--queue-timeout-ms", "20", "--stream-window", "65536"]);
+        harness::start(Some(SLOW), &["--queue-timeout-ms", "1", "--stream-window", "65536"]);
     runtime().block_on(async {
         let client = server.client().await;
         let mut tasks = Vec::new();

@@ -12,6 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-target/release/rewardpool}
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+# The load's shape (requests of 10 in flight: connections x streams x in-flight).
+LOAD_SHAPE=${LOAD_SHAPE:---connections 4 --streams 2 --in-flight 32}
+VARIANTS=${VARIANTS:-none local replica}
 out=${OUT:-$here/results.jsonl}; : > "$out"
 work=$(pwd)/bench-data/issue12-$$
 mkdir -p "$work"
@@ -73,7 +76,7 @@ run() { # variant round
     done ) &
   local sampler=$!
   local t0; t0=$(ticks $pid; for p in "${nats_pids[@]}"; do ticks $p; done | paste -sd' ')
-  local j; j=$("$BIN" load --target 127.0.0.1:$port --connections 4 --streams 2 --in-flight 32 \
+  local j; j=$("$BIN" load --target 127.0.0.1:$port $LOAD_SHAPE \
     --count 10 --duration ${SECONDS_PER_RUN}s --json 2>/dev/null)
   kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
   local t1; t1=$(ticks $pid; for p in "${nats_pids[@]}"; do ticks $p; done | paste -sd' ')
@@ -90,6 +93,6 @@ print(json.dumps({"samples":len(v),"p50":v[len(v)//2],"p99":v[min(len(v)-1,int(l
   rm -rf "$data"
 }
 for r in $(seq 1 "$ROUNDS"); do
-  for v in none local replica; do run $v $r; done
+  for v in $VARIANTS; do run $v $r; done
 done
 python3 "$here/summarize.py" "$out"
