@@ -18,6 +18,7 @@ mod output;
 mod pool_cmd;
 mod replica;
 mod service;
+mod signals;
 mod tui;
 mod wal_cmd;
 

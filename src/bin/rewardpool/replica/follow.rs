@@ -24,7 +24,7 @@ use tokio_stream::StreamExt as _;
 
 use super::wire;
 use crate::args::{FollowArgs, GlobalArgs};
-use crate::service::stop_signal;
+use crate::signals::stop_signal;
 use crate::{pool_config, CmdResult, Failure};
 
 /// Messages applied between two syncs of the replica's log, at most.

@@ -290,7 +290,7 @@ async fn run(
     let signalled = {
         let pools = Arc::clone(&pools);
         async move {
-            stop_signal().await;
+            crate::signals::stop_signal().await;
             eprintln!("rewardpool: stopping: answering the requests in flight");
             if let Some(view) = &metrics_view {
                 view.stop_serving();
@@ -358,22 +358,6 @@ fn say_listening(
         }
     };
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::failed(anyhow!(e)))
-}
-
-/// SIGINT or SIGTERM (or, if SIGTERM cannot be watched, SIGINT alone).
-pub(crate) async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Stops the gateways and shuts every pool down (final snapshot, segments closed).
