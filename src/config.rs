@@ -351,6 +351,7 @@ impl Config {
             dir: self.working_dir.clone(),
             durability: self.wal.durability,
             segment_size_bytes: self.wal.max_file_size_kb * 1024,
+            pool: self.pools.first().map_or_else(|| DEFAULT_POOL.to_owned(), |p| p.name.clone()),
             ..WalOptions::default()
         }
     }

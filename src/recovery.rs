@@ -390,7 +390,8 @@ fn walk_segment(
                 }
             }
             // A key goes with its group, before its draws (the walker yields it there).
-            (Record::Update { .. } | Record::Key { .. }, Some(_)) => {}
+            // A seed frame is a group of its own, before the draws it seeds.
+            (Record::Update { .. } | Record::Key { .. } | Record::Seed { .. }, Some(_)) => {}
             (Record::Batch(_), Some(_)) => {
                 return Err(damaged(file, offset, "a batch frame the walker did not expand"))
             }
@@ -824,7 +825,9 @@ pub fn replay_segment(
                 p.replay_key(*key, RequestId(*first_request_id), *count, *unix_s)
                     .map_err(|e| damaged(&file, at, e.to_string()))?;
             }
-            Record::Commit { .. } => {}
+            // Seeds change no state: the outcomes they gave are in the log (`inspect::fairness`
+            // checks them).
+            Record::Commit { .. } | Record::Seed { .. } => {}
             Record::Batch(_) => {
                 return Err(damaged(&file, at, "a batch frame the walker did not expand"))
             }

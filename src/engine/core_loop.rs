@@ -428,7 +428,7 @@ impl<J: Journal> Core<J> {
         if self.group_open {
             self.commit()?;
         }
-        if let Err(e) = self.journal.reserve(Space::Update { id_len: id.len() }, &self.pool) {
+        if let Err(e) = self.journal.reserve(Space::Update { id_len: id.len() }, &mut self.pool) {
             if let JournalError::NoSpace { .. } = e {
                 let _ = reply.send(Err(EngineError::NoSpace(e)));
                 return Ok(());
@@ -490,7 +490,7 @@ impl<J: Journal> Core<J> {
                 // the whole pull that opens it.
                 let first = port.consumer.peek().map_or(1, |r| r.kind.draws());
                 let draws = self.flush_after_n_draw.max(first);
-                match self.journal.reserve(Space::Draws(draws as usize), &self.pool) {
+                match self.journal.reserve(Space::Draws(draws as usize), &mut self.pool) {
                     Ok(()) => self.open_group(draws),
                     Err(JournalError::NoSpace { .. }) => {
                         // Disk full: refuse these draws without drawing; retry next pass.

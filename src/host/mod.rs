@@ -13,8 +13,8 @@ mod plan;
 use std::path::{Path, PathBuf};
 
 pub use open::{
-    open_engine, open_engine_on, open_journal, read_state, read_state_on, Durability, OpenError,
-    WalOptions,
+    open_engine, open_engine_on, open_journal, open_journal_seeded, read_state, read_state_on,
+    Durability, OpenError, WalOptions,
 };
 pub use plan::{plan_cores, plan_cores_fixed, Placement};
 

@@ -12,7 +12,7 @@ use crate::recovery::{self, Recovered, RecoveryError};
 use crate::storage::{DirLock, OsStorage, Storage};
 use crate::wal::header::{CloseReason, SegmentHeader};
 use crate::wal::segment::close_file;
-use crate::wal::{WalJournal, WalResume, WalStart};
+use crate::wal::{SeedSource, WalJournal, WalResume, WalStart};
 
 /// The durability modes belong to the log (`wal::durability` holds their table); the
 /// command line, the configuration and the tests name them from here too.
@@ -183,6 +183,25 @@ pub fn open_journal(
     wal: &WalOptions,
     seed: Option<u64>,
 ) -> Result<(Pool, WalJournal), OpenError> {
+    let seeds = match seed {
+        Some(n) => SeedSource::Fixed(n),
+        None => SeedSource::Entropy,
+    };
+    open_journal_seeded(storage, catalog, wal, seeds)
+}
+
+/// [`open_journal`] with each new draw seed from `seeds` (`wal::frame`, "Seed frames"): a
+/// replica's log, whose draws were made elsewhere, commits to none of its own
+/// ([`SeedSource::None`]).
+///
+/// # Errors
+/// As [`open_engine`].
+pub fn open_journal_seeded(
+    storage: Arc<dyn Storage>,
+    catalog: &[ItemSpec],
+    wal: &WalOptions,
+    seeds: SeedSource,
+) -> Result<(Pool, WalJournal), OpenError> {
     let dir_lock = lock(&*storage, true)?;
     let recovered = recovery::recover(&*storage, catalog).map_err(OpenError::Recovery)?;
     let resume = resume_point(&recovered, wal);
@@ -198,7 +217,10 @@ pub fn open_journal(
     for name in &recovered.temporaries {
         let _ = storage.remove(name);
     }
-    let pool = Pool::from_state(&recovered.state, rng(seed)?).map_err(OpenError::Pool)?;
+    // The journal gives the pool its segment's generator (a journal without seeds: the
+    // pool only replays, and this one never draws).
+    let mut pool =
+        Pool::from_state(&recovered.state, Rng::from_seed(0)).map_err(OpenError::Pool)?;
     let start = WalStart {
         sequence: recovered.next_sequence,
         catalog_fingerprint: recovered.catalog_fingerprint,
@@ -206,13 +228,15 @@ pub fn open_journal(
         retention_segments: wal.retention_segments as u64,
         held_segments_max: wal.held_segments_max as u64,
         durability: wal.durability,
+        pool: wal.pool.clone(),
+        seeds,
     };
     if let Some(resume) = &resume {
-        let journal =
-            WalJournal::resume(storage, dir_lock, &start, resume).map_err(OpenError::Journal)?;
+        let journal = WalJournal::resume(storage, dir_lock, &start, resume, &mut pool)
+            .map_err(OpenError::Journal)?;
         return Ok((pool, journal));
     }
-    let journal = WalJournal::create(Arc::clone(&storage), dir_lock, &start, &pool)
+    let journal = WalJournal::create(Arc::clone(&storage), dir_lock, &start, &mut pool)
         .map_err(OpenError::Journal)?;
     // The segment before the new one ended the log (a shutdown, a recovery or a repair
     // closed it); now that its successor is installed, it says so (`CloseReason`): a

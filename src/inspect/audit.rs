@@ -102,6 +102,7 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
                 return Ok(());
             }
             match &info.record {
+                Record::Seed { .. } => {}
                 Record::Snapshot { file_name, sha256, .. } => {
                     let state = recovery::load_snapshot(storage, file_name, Some(sha256))?;
                     let p =

@@ -32,7 +32,7 @@ impl MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn reserve(&mut self, _space: Space, _pool: &Pool) -> Result<(), JournalError> {
+    fn reserve(&mut self, _space: Space, _pool: &mut Pool) -> Result<(), JournalError> {
         Ok(())
     }
 

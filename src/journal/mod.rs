@@ -34,6 +34,8 @@ pub enum Space {
         /// Length of the item id in bytes.
         id_len: usize,
     },
+    /// One seed frame (a replica copying its primary's: `wal::frame`, "Seed frames").
+    Seed,
 }
 
 /// Why a journal stopped. Once returned, the journal is finished: the engine fails every
@@ -255,11 +257,12 @@ pub struct JournalMetrics {
 pub trait Journal: Send + 'static {
     /// Called between groups: makes room for the next group, which will hold at most `space`;
     /// may rotate to a new segment that starts with a snapshot of `pool` (which has not yet
-    /// seen the group to come).
+    /// seen the group to come) and gives `pool` that segment's generator
+    /// ([`Pool::set_rng`]): a segment's draws come from its own seed.
     ///
     /// # Errors
     /// When the log cannot make room (I/O failure).
-    fn reserve(&mut self, space: Space, pool: &Pool) -> Result<(), JournalError>;
+    fn reserve(&mut self, space: Space, pool: &mut Pool) -> Result<(), JournalError>;
 
     /// Appends a draw's outcome to the open group.
     ///

@@ -82,7 +82,7 @@ impl FailingJournal {
 }
 
 impl Journal for FailingJournal {
-    fn reserve(&mut self, space: Space, pool: &Pool) -> Result<(), JournalError> {
+    fn reserve(&mut self, space: Space, pool: &mut Pool) -> Result<(), JournalError> {
         self.check()?;
         self.inner.reserve(space, pool)
     }

@@ -6,6 +6,7 @@
 mod item;
 mod keys;
 mod rng;
+mod seed;
 mod selector;
 
 use std::collections::HashMap;
@@ -19,7 +20,8 @@ pub use keys::{
     KeyLookup, KeyPages, KeyRecord, KeyState, KeyWindow, DRAWS_PER_KEY, HOURS_DEFAULT, HOURS_MAX,
     KEYS_DEFAULT, KEYS_MAX, KEY_DRAWS_MIN,
 };
-pub use rng::Rng;
+pub use rng::{Rng, GENERATOR};
+pub use seed::DrawSeed;
 pub use selector::Selector;
 
 /// Largest number of items a pool holds (item indices are `u32`, and one value marks "empty").
@@ -415,9 +417,27 @@ impl Pool {
             self.empty_draws += 1;
             return Draw { request_id, item: None };
         }
-        let index = self.selector.sample(self.rng.below(total));
+        let index = self.selector.sample(self.rng.below(total, request_id.0));
         self.take(index);
         Draw { request_id, item: Some(ItemIndex(index as u32)) }
+    }
+
+    /// Draws from now on with `rng` (a new segment's generator: `DrawSeed::rng`).
+    pub fn set_rng(&mut self, rng: Rng) {
+        self.rng = rng;
+    }
+
+    /// The item a draw with request id `request_id` takes from the pool as it is now, under
+    /// `rng`: what [`Pool::draw`] would hand out for that id, without drawing (`None`: no
+    /// item has a unit left). How an audit recomputes a logged draw.
+    #[must_use]
+    pub fn choice_at(&self, rng: Rng, request_id: RequestId) -> Option<ItemIndex> {
+        let total = self.selector.total();
+        if total == 0 {
+            return None;
+        }
+        let index = self.selector.sample(rng.below(total, request_id.0));
+        Some(ItemIndex(index as u32))
     }
 
     /// A draw's outcome, recorded first as a new key's when one is waiting for its draws.

@@ -1,23 +1,72 @@
-//! The pool's pseudo-random source: xoshiro256++ (rand_xoshiro), seeded from the operating
-//! system at every start unless a fixed seed is asked for (tests and benchmarks).
+//! The draws' generator: a pure function of a key and the draw's request id (format
+//! "generator 1"), so that every choice can be recomputed by anyone who knows the key.
 //!
-//! Outcomes are logged, so replay never needs the generator's state.
+//! # Generator 1
+//!
+//! A draw with request id `n` over a live weight `total` picks the value `v` in
+//! `0..total`, then the item whose cumulative range holds it (items in index order, each
+//! covering `weight` values while it has a unit left; [`super::selector`]):
+//!
+//! ```text
+//!  C = 0xa0761d6478bd642f   D = 0xe7037ed1a0b428db   E = 0x8ebc6af09c88c6e3
+//!  mum(a, b)   = lo ^ hi, where hi:lo is the 128-bit product a * b
+//!  word(n, j)  = mum(s, s ^ D), where s = key + n * C + j * E   (all mod 2^64)
+//!  value(n)    = for j = 0, 1, 2, ...: x = word(n, j); p = x * total (128 bits);
+//!                the first j with lo(p) >= (2^64 - total) mod total gives hi(p)
+//! ```
+//!
+//! `word(n, 0)` is the wyrand generator's output for the state `key + n * C`: the stream
+//! of a segment is wyrand's, started at the segment's key. `value` is Lemire's bounded
+//! draw with its rejection step, so every value in `0..total` has exactly the same chance
+//! (a retry, `j > 0`, happens with probability below `total / 2^64`).
+//!
+//! A durable pool's key is derived from its segment's seed ([`super::DrawSeed::key`]): a
+//! draw's choice is a function of the seed, the pool's state before it and its request id.
+//! An idempotent replay has no request id of its own, so it consumes nothing.
+//!
+//! The generator is statistically strong (wyrand passes PractRand and BigCrush) but not a
+//! cryptographic one: what makes the draws fair is that the seed is committed before its
+//! segment's first draw and revealed after its last (`wal::header`), not that the key
+//! cannot be guessed from outcomes by cryptanalysis.
 
-use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
+/// The generator this build draws with, as segment headers record it.
+pub const GENERATOR: u32 = 1;
 
-/// A fast PRNG with a bounded draw in multiply form (MEASURED.md: `x % n` costs 10–25 ns, the
-/// multiply 2–3 ns).
-#[derive(Clone, Debug)]
+const C: u64 = 0xa076_1d64_78bd_642f;
+const D: u64 = 0xe703_7ed1_a0b4_28db;
+const E: u64 = 0x8ebc_6af0_9c88_c6e3;
+
+/// The high and low halves of `a * b`, folded by XOR.
+#[inline(always)]
+fn mum(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// Generator 1 (module docs) under one key.
+#[derive(Clone, Copy)]
 pub struct Rng {
-    inner: Xoshiro256PlusPlus,
+    key: u64,
+}
+
+impl std::fmt::Debug for Rng {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is as secret as the seed it comes from.
+        f.write_str("Rng { .. }")
+    }
 }
 
 impl Rng {
+    /// A generator under `key` (a segment's: [`super::DrawSeed::key`]).
+    #[must_use]
+    pub fn from_key(key: u64) -> Rng {
+        Rng { key }
+    }
+
     /// Deterministic generator for tests and benchmarks.
     #[must_use]
     pub fn from_seed(seed: u64) -> Rng {
-        Rng { inner: Xoshiro256PlusPlus::seed_from_u64(seed) }
+        Rng { key: mum(seed ^ D, C).wrapping_add(seed) }
     }
 
     /// Seeded from the operating system's entropy, so outcomes differ at every start.
@@ -25,17 +74,107 @@ impl Rng {
     /// # Errors
     /// When the operating system cannot provide entropy.
     pub fn from_entropy() -> Result<Rng, getrandom::Error> {
-        let mut seed = [0_u8; 32];
-        getrandom::fill(&mut seed)?;
-        Ok(Rng { inner: Xoshiro256PlusPlus::from_seed(seed) })
+        let mut key = [0_u8; 8];
+        getrandom::fill(&mut key)?;
+        Ok(Rng { key: u64::from_le_bytes(key) })
     }
 
-    /// A uniform value in `0..bound` (`bound > 0`). The bias is at most `bound / 2^64`.
-    #[inline]
-    pub fn below(&mut self, bound: u64) -> u64 {
+    /// `word(n, j)` of the module docs.
+    #[inline(always)]
+    fn word(self, n: u64, j: u64) -> u64 {
+        let s = self.key.wrapping_add(n.wrapping_mul(C)).wrapping_add(j.wrapping_mul(E));
+        mum(s, s ^ D)
+    }
+
+    /// `value(n)` of the module docs: a uniform value in `0..bound` (`bound > 0`) for the
+    /// draw with request id `n`. Pure: the same key, `n` and `bound` always give the same.
+    #[inline(always)]
+    #[must_use]
+    pub fn below(self, bound: u64, n: u64) -> u64 {
         debug_assert!(bound > 0);
-        let x = self.inner.next_u64();
-        // The high half of the 128-bit product maps [0, 2^64) onto [0, bound) (Lemire).
-        ((u128::from(x) * u128::from(bound)) >> 64) as u64
+        let p = u128::from(self.word(n, 0)) * u128::from(bound);
+        if (p as u64) < bound {
+            // Only here can the low half fall below the threshold (which is < bound).
+            return self.below_retry(bound, n, p);
+        }
+        (p >> 64) as u64
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn below_retry(self, bound: u64, n: u64, mut p: u128) -> u64 {
+        let threshold = bound.wrapping_neg() % bound;
+        let mut j = 0_u64;
+        while (p as u64) < threshold {
+            j += 1;
+            p = u128::from(self.word(n, j)) * u128::from(bound);
+        }
+        (p >> 64) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The module docs' definition, written as plainly as possible.
+    fn reference(key: u64, n: u64, total: u64) -> u64 {
+        let threshold = (u128::from(u64::MAX) + 1 - u128::from(total)) % u128::from(total);
+        for j in 0_u64.. {
+            let s = key.wrapping_add(n.wrapping_mul(C)).wrapping_add(j.wrapping_mul(E));
+            let p = u128::from(s) * u128::from(s ^ D);
+            let x = (p as u64) ^ ((p >> 64) as u64);
+            let q = u128::from(x) * u128::from(total);
+            if (q as u64) as u128 >= threshold {
+                return (q >> 64) as u64;
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn below_is_the_documented_function() {
+        for key in [0, 1, 0xdead_beef, u64::MAX] {
+            let rng = Rng::from_key(key);
+            for n in [0, 1, 2, 1000, u64::MAX - 1, u64::MAX] {
+                for total in [1, 2, 3, 7, 100, 1 << 32, (1 << 63) + 1, u64::MAX] {
+                    assert_eq!(rng.below(total, n), reference(key, n, total), "{key} {n} {total}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_words_of_key_zero_are_pinned() {
+        // Pins generator 1: an auditor's implementation can check itself against these.
+        let rng = Rng::from_key(0);
+        let got: Vec<u64> = (0..4).map(|n| rng.word(n, 0)).collect();
+        let expected: Vec<u64> = (0..4_u64)
+            .map(|n| {
+                let s = n.wrapping_mul(C);
+                let p = u128::from(s) * u128::from(s ^ D);
+                (p as u64) ^ ((p >> 64) as u64)
+            })
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(got[0], 0, "s = 0: the product is 0");
+        assert_eq!(rng.below(100, 1), reference(0, 1, 100));
+    }
+
+    #[test]
+    fn a_retry_happens_only_below_the_threshold_and_stays_in_range() {
+        // With a bound just over 2^63 the threshold is ~2^63: about half the words retry.
+        let bound = (1_u64 << 63) + 12345;
+        let rng = Rng::from_key(42);
+        for n in 0..10_000 {
+            let v = rng.below(bound, n);
+            assert!(v < bound);
+            assert_eq!(v, reference(42, n, bound));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        assert_eq!(format!("{:?}", Rng::from_key(77)), "Rng { .. }");
     }
 }

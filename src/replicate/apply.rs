@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 use rkyv::util::AlignedVec;
 
 use crate::config::Config;
-use crate::host::{open_journal, OpenError};
+use crate::host::{open_journal_seeded, OpenError};
 use crate::journal::{GroupSeq, Journal, JournalError, Space};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState, Quantity, RequestId};
 use crate::storage::{OsStorage, Storage};
-use crate::wal::frame::{self, Record};
-use crate::wal::WalJournal;
+use crate::wal::frame::{self, Record, SeedFields};
+use crate::wal::{SeedSource, WalJournal};
 
 /// Longest wait for the replica's own log to make its groups durable.
 const SYNC_DEADLINE: Duration = Duration::from_secs(30);
@@ -109,6 +109,8 @@ struct Checked {
     records: Vec<Record>,
     draws: usize,
     update_id_len: Option<usize>,
+    /// A seed frame's group (its only frame).
+    seed: bool,
     last_request_id: u64,
 }
 
@@ -120,6 +122,7 @@ fn check(frames: &[u8]) -> Result<Checked, ApplyError> {
     let mut records = Vec::new();
     let mut draws = 0;
     let mut update_id_len = None;
+    let mut seed = false;
     let bad = |offset, reason: String| ApplyError::BadGroup { offset, reason };
     loop {
         let rest = bytes.get(at..).unwrap_or_default();
@@ -136,7 +139,10 @@ fn check(frames: &[u8]) -> Result<Checked, ApplyError> {
                 if draws > 0 && update_id_len.is_some() {
                     return Err(bad(at, "a group holds draws and an update".into()));
                 }
-                return Ok(Checked { records, draws, update_id_len, last_request_id });
+                if seed && (draws > 0 || update_id_len.is_some() || records.len() > 1) {
+                    return Err(bad(at, "a seed frame shares its group".into()));
+                }
+                return Ok(Checked { records, draws, update_id_len, seed, last_request_id });
             }
             Record::Batch(ref b) => draws += b.items.len(),
             Record::Draw { .. } => draws += 1,
@@ -146,6 +152,7 @@ fn check(frames: &[u8]) -> Result<Checked, ApplyError> {
                 }
                 update_id_len = Some(item_id.len());
             }
+            Record::Seed { .. } => seed = true,
             Record::Snapshot { .. } | Record::Key { .. } => {
                 return Err(bad(at, "a snapshot marker in a group".into()));
             }
@@ -181,7 +188,8 @@ impl Replica {
         let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(&wal.dir).map_err(|source| {
             OpenError::Io { context: format!("opening {}", wal.dir.display()), source }
         })?);
-        let (mut pool, journal) = open_journal(storage, &config.catalog(), &wal, Some(0))?;
+        let (mut pool, journal) =
+            open_journal_seeded(storage, &config.catalog(), &wal, SeedSource::None)?;
         pool.set_key_window(config.idempotency);
         pool.allocate_keys();
         Ok(Replica { pool, journal, committed: GroupSeq(0) })
@@ -220,11 +228,35 @@ impl Replica {
             }
             return Err(ApplyError::Gap { applied, prev });
         }
+        if checked.seed {
+            // The primary's commitment or reveal, copied: the replica's log can be audited
+            // as the primary's is (`inspect::fairness`).
+            self.journal.reserve(Space::Seed, &mut self.pool)?;
+            if let Some(Record::Seed {
+                first_request_id,
+                segment,
+                generator,
+                commitment,
+                revealed,
+            }) = checked.records.first()
+            {
+                let fields = SeedFields {
+                    first_request_id: *first_request_id,
+                    segment: *segment,
+                    generator: *generator,
+                    commitment: *commitment,
+                    revealed: *revealed,
+                };
+                let last = RequestId(checked.last_request_id);
+                self.committed = self.journal.append_shipped_seed(&fields, last)?;
+            }
+            return Ok(Applied::Appended { draws: 0 });
+        }
         let space = match checked.update_id_len {
             Some(id_len) => Space::Update { id_len },
             None => Space::Draws(checked.draws.max(1)),
         };
-        self.journal.reserve(space, &self.pool)?;
+        self.journal.reserve(space, &mut self.pool)?;
         for record in &checked.records {
             self.replay(record)?;
         }
@@ -261,9 +293,10 @@ impl Replica {
                 self.journal.append_update(ItemIndex(*index), &state)?;
                 Ok(())
             }
-            Record::Commit { .. } | Record::Snapshot { .. } | Record::Key { .. } => {
-                Err(Self::refused("an unexpected frame kind inside a group"))
-            }
+            Record::Commit { .. }
+            | Record::Snapshot { .. }
+            | Record::Key { .. }
+            | Record::Seed { .. } => Err(Self::refused("an unexpected frame kind inside a group")),
         }
     }
 

@@ -484,7 +484,7 @@ impl LogTail {
                     last_draw = batch.first_request_id.saturating_add(count.saturating_sub(1));
                     draws += count;
                 }
-                Record::Update { .. } | Record::Key { .. } => {}
+                Record::Update { .. } | Record::Key { .. } | Record::Seed { .. } => {}
                 Record::Snapshot { .. } => {
                     return Err(damaged(
                         &self.file(),

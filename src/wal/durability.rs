@@ -135,6 +135,9 @@ pub struct WalOptions {
     /// Segments kept beyond `retention_segments` at most while a log reader holds them
     /// (`JournalStats::retain_from`): the bound on what an unshipped log may take on disk.
     pub held_segments_max: usize,
+    /// The pool's name: each segment's commitment to its draw seed names it
+    /// (`pool::DrawSeed::commitment`).
+    pub pool: String,
 }
 
 impl Default for WalOptions {
@@ -145,6 +148,7 @@ impl Default for WalOptions {
             segment_size_bytes: 64 << 20,
             retention_segments: 4,
             held_segments_max: 64,
+            pool: "default".to_owned(),
         }
     }
 }

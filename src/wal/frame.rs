@@ -6,7 +6,7 @@
 //!  offset size field
 //!  0      4    crc32c, u32 LE, over bytes 4..frame_len (header rest + payload + zero padding)
 //!  4      4    payload_len, u32 LE: payload bytes before padding, at most FRAME_LEN_MAX
-//!  8      1    kind: 1 draw, 2 update, 3 snapshot marker, 4 commit, 5 batch
+//!  8      1    kind: 1 draw, 2 update, 3 snapshot marker, 4 commit, 5 batch, 6 seed
 //!  9      1    flags: 0 (any set bit is refused, see "Versions")
 //!  10     6    reserved, zero
 //!  16     ..   payload: an rkyv archived root (kind 5: hand-packed fields, see
@@ -39,7 +39,31 @@
 //!  kind 5 batch     a group's draws: first request id, count, time, item width, keys, then
 //!                   the item indices packed at 1, 2 or 4 bytes (layout in super::batch);
 //!                   24 + 24 * keys + width * count bytes
+//!  kind 6 seed      SeedRecord   { first_request_id u64, segment u64, generator u32,
+//!                                  revealed u32 (0 or 1), commitment [u8; 32], seed [u8; 32] }
+//!                   88 bytes, frame 112 bytes (SEED_FRAME_SIZE): a commitment (revealed 0,
+//!                   seed zero) or a reveal (revealed 1) of the draw seed used from request id
+//!                   first_request_id on; see "Seed frames"
 //! ```
+//!
+//! # Seed frames
+//!
+//! Every run of draws comes from a seed fixed before it (`pool::DrawSeed`, `pool::rng`). A
+//! journal that draws writes, each time in a group of its own (the seed frame, then a commit
+//! frame with the unchanged last request id):
+//!
+//! - a **commitment** before the first draw of a new seed: right after a new segment's
+//!   snapshot marker, and where a restart continues an existing segment. `commitment` is
+//!   SHA-256(seed || segment u64 LE || pool name), `segment` the sequence number of the
+//!   segment the commitment was first written in, `first_request_id` the first request id
+//!   that may draw from it;
+//! - a **reveal** once no more draws come from that seed: at the end of a segment closed by a
+//!   rotation, and before a clean shutdown closes the segment. It repeats the commitment's
+//!   fields, with `revealed` 1 and the seed.
+//!
+//! Draws between a commitment and the next seed frame come from that commitment's seed. A
+//! crash loses the seed (it is in memory only until the reveal): the run then ends
+//! unrevealed, and the restart commits to a new seed. Generator: 1 (`pool::rng`).
 //!
 //! # Checks on the way in, and what a mismatch means
 //!
@@ -72,7 +96,8 @@
 //! ```text
 //!  segment version  frames it may hold                                written by
 //!  1, 2             kinds 1-4: one 32-byte kind-1 frame per draw      earlier releases
-//!  3                kinds 1-5: a group's draws in one kind-5 batch    this release (kind 5 only)
+//!  3                kinds 1-5: a group's draws in one kind-5 batch    the previous release
+//!  4                kinds 1-6: seed frames (kind 6)                   this release (kinds 2-6)
 //! ```
 //!
 //! This release writes only version-3 segments and never writes a kind-1 frame; it reads
@@ -145,6 +170,13 @@ const _: () = assert!(update_frame_len(ITEM_ID_LEN_MAX) <= FRAME_HEADER_SIZE + F
 const _: () = assert!(snapshot_frame_len(FILE_NAME_LEN_MAX) <= FRAME_HEADER_SIZE + FRAME_LEN_MAX);
 
 const UPDATE_ROOT_LEN: usize = 24;
+
+/// Length of every seed frame: header plus the 88-byte `SeedRecord` archive, padded.
+pub const SEED_FRAME_SIZE: usize = FRAME_HEADER_SIZE + 96;
+const SEED_PAYLOAD_LEN: usize = std::mem::size_of::<ArchivedSeedRecord>();
+const _: () = assert!(SEED_PAYLOAD_LEN == 88);
+const _: () = assert!(frame_len(SEED_PAYLOAD_LEN) == SEED_FRAME_SIZE);
+const _: () = assert!(std::mem::align_of::<ArchivedSeedRecord>() <= FRAME_ALIGN);
 const SNAPSHOT_ROOT_LEN: usize = 56;
 
 /// Payload of a draw frame (kind 1).
@@ -181,6 +213,17 @@ struct SnapshotMarker {
     last_request_id: u64,
     sha256: [u8; 32],
     file_name: String,
+}
+
+/// Payload of a seed frame (kind 6). Fields are ordered so the archive has no padding.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+struct SeedRecord {
+    first_request_id: u64,
+    segment: u64,
+    generator: u32,
+    revealed: u32,
+    commitment: [u8; 32],
+    seed: [u8; 32],
 }
 
 /// One decoded log record.
@@ -226,6 +269,20 @@ pub enum Record {
     /// [`super::reader`] never yield it: they expand it into a [`Record::Key`] before each
     /// keyed request and one [`Record::Draw`] per draw.
     Batch(Batch),
+    /// A commitment to, or the reveal of, the seed that draws from `first_request_id` on
+    /// (kind 6; "Seed frames" above).
+    Seed {
+        /// The first request id that may draw from this seed.
+        first_request_id: u64,
+        /// The segment the commitment was first written in (part of the commitment).
+        segment: u64,
+        /// The generator the draws use (`pool::GENERATOR`).
+        generator: u32,
+        /// SHA-256(seed || segment || pool name).
+        commitment: [u8; 32],
+        /// The seed, in a reveal; `None` in a commitment.
+        revealed: Option<[u8; 32]>,
+    },
     /// The next `count` draws (request ids `first_request_id..`) answer one request that
     /// carried the idempotency key `key`; yielded by the walkers right before those draws,
     /// with their batch frame's offset.
@@ -251,6 +308,7 @@ impl Record {
             Record::Snapshot { .. } => FrameKind::Snapshot,
             Record::Commit { .. } => FrameKind::Commit,
             Record::Batch(_) | Record::Key { .. } => FrameKind::Batch,
+            Record::Seed { .. } => FrameKind::Seed,
         }
     }
 
@@ -286,6 +344,16 @@ impl Record {
                 let items: Vec<u32> = b.items.iter().map(|i| i.unwrap_or(EMPTY_ITEM)).collect();
                 encode_batch(buf, b.first_request_id, b.unix_s, b.width, &b.keys, &items)
             }
+            Record::Seed { first_request_id, segment, generator, commitment, revealed } => {
+                let seed = SeedFields {
+                    first_request_id: *first_request_id,
+                    segment: *segment,
+                    generator: *generator,
+                    commitment: *commitment,
+                    revealed: *revealed,
+                };
+                encode_seed(buf, &seed)
+            }
             Record::Key { .. } => Err(FrameError::Batch {
                 field: "record",
                 value: 0,
@@ -309,6 +377,8 @@ pub enum FrameKind {
     Commit = 4,
     /// A group's draws (segment format version 3).
     Batch = 5,
+    /// A seed's commitment or reveal (segment format version 4).
+    Seed = 6,
 }
 
 impl FrameKind {
@@ -321,6 +391,7 @@ impl FrameKind {
             3 => Some(FrameKind::Snapshot),
             4 => Some(FrameKind::Commit),
             5 => Some(FrameKind::Batch),
+            6 => Some(FrameKind::Seed),
             _ => None,
         }
     }
@@ -334,6 +405,7 @@ impl fmt::Display for FrameKind {
             FrameKind::Snapshot => "snapshot marker",
             FrameKind::Commit => "commit",
             FrameKind::Batch => "batch",
+            FrameKind::Seed => "seed",
         })
     }
 }
@@ -506,7 +578,8 @@ impl fmt::Display for FrameError {
             FrameError::KindNotInVersion { kind, version } => write!(
                 f,
                 "{kind} frame in a segment of format version {version} (such frames need \
-                 version 3)"
+                 version {})",
+                if *kind == FrameKind::Seed { 4 } else { 3 }
             ),
             FrameError::BufferTooSmall { needed, available } => {
                 write!(f, "buffer too small for the frame: needs {needed} bytes, has {available}")
@@ -711,6 +784,40 @@ pub fn encode_snapshot(
     Ok(len)
 }
 
+/// The fields of a seed frame ([`Record::Seed`]), for [`encode_seed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedFields {
+    /// The first request id that may draw from the seed.
+    pub first_request_id: u64,
+    /// The segment the commitment was first written in.
+    pub segment: u64,
+    /// The generator.
+    pub generator: u32,
+    /// SHA-256(seed || segment || pool name).
+    pub commitment: [u8; 32],
+    /// The seed (a reveal), or `None` (a commitment).
+    pub revealed: Option<[u8; 32]>,
+}
+
+/// Encodes a seed frame into `buf[..SEED_FRAME_SIZE]` and returns [`SEED_FRAME_SIZE`].
+///
+/// # Errors
+/// [`FrameError::BufferTooSmall`] if `buf` is shorter than [`SEED_FRAME_SIZE`].
+pub fn encode_seed(buf: &mut [u8], seed: &SeedFields) -> Result<usize, FrameError> {
+    check_room(buf, SEED_FRAME_SIZE)?;
+    let record = SeedRecord {
+        first_request_id: seed.first_request_id,
+        segment: seed.segment,
+        generator: seed.generator,
+        revealed: u32::from(seed.revealed.is_some()),
+        commitment: seed.commitment,
+        seed: seed.revealed.unwrap_or([0; 32]),
+    };
+    let len = encode_variable(buf, FrameKind::Seed, &record, SEED_FRAME_SIZE)?;
+    debug_assert_eq!(len, SEED_FRAME_SIZE);
+    Ok(len)
+}
+
 /// Decodes the frame that starts at `bytes[0]`.
 ///
 /// `bytes` must start at a 16-byte aligned address (a 16-aligned offset of an aligned
@@ -868,6 +975,32 @@ fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Record, FrameError>
             })
         }
         FrameKind::Batch => Ok(Record::Batch(batch::decode_payload(payload)?)),
+        FrameKind::Seed => {
+            check_fixed_len(kind, payload, SEED_PAYLOAD_LEN)?;
+            let r = rkyv::access::<ArchivedSeedRecord, rancor::Error>(payload)
+                .map_err(payload_error)?;
+            let revealed = match r.revealed.to_native() {
+                0 if r.seed.iter().any(|&b| b != 0) => {
+                    return Err(FrameError::BadField { kind, field: "seed", value: 1 })
+                }
+                0 => None,
+                1 => Some(r.seed),
+                other => {
+                    return Err(FrameError::BadField {
+                        kind,
+                        field: "revealed",
+                        value: u64::from(other),
+                    })
+                }
+            };
+            Ok(Record::Seed {
+                first_request_id: r.first_request_id.to_native(),
+                segment: r.segment.to_native(),
+                generator: r.generator.to_native(),
+                commitment: r.commitment,
+                revealed,
+            })
+        }
     }
 }
 
@@ -1373,8 +1506,8 @@ mod tests {
         assert_eq!(e, Err(FrameError::ReservedNotZero { offset: 15, value: 0x80 }));
         let e = decode(&edited_draw(|f| f[9] = 1));
         assert_eq!(e, Err(FrameError::UnsupportedFlags { flags: 1 }));
-        let e = decode(&edited_draw(|f| f[8] = 6));
-        assert_eq!(e, Err(FrameError::UnknownKind { kind: 6 }));
+        let e = decode(&edited_draw(|f| f[8] = 7));
+        assert_eq!(e, Err(FrameError::UnknownKind { kind: 7 }));
         let e = decode(&edited_draw(|f| f[8] = 0));
         assert_eq!(e, Err(FrameError::UnknownKind { kind: 0 }));
         // Draw flags inside the payload are reserved.

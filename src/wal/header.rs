@@ -1,6 +1,6 @@
 //! The 256-byte segment header at the start of every `wal.NNNNNN` file, and segment names.
 //!
-//! # Byte layout (format version 3)
+//! # Byte layout (format version 4)
 //!
 //! Plain little-endian fields (not rkyv), so the header can be read before anything else is
 //! trusted:
@@ -8,7 +8,7 @@
 //! ```text
 //!  offset size field
 //!  0      8    magic b"RWPLWAL1"
-//!  8      4    format version, u32 LE (3; 1 and 2 are read, see "Versions")
+//!  8      4    format version, u32 LE (4; 1 to 3 are read, see "Versions")
 //!  12     4    status, u32 LE: 1 open, 2 closed
 //!  16     8    sequence, u64 LE: the N of the file name wal.NNNNNN
 //!  24     8    first_request_id, u64 LE: the first request id this segment may contain
@@ -52,11 +52,13 @@
 //!  2        close_reason, next_request_id             kinds 1-4
 //!  3        as version 2                              kinds 1-5: a group's draws in one batch
 //!                                                     frame (super::batch)
+//!  4        as version 2                              kinds 1-6: seed frames commit to and
+//!                                                     reveal the draws' seeds (super::frame)
 //! ```
 //!
-//! This build writes version 3 for every segment it creates, and rewrites a version-1 or
-//! version-2 header as version 3 before it appends to that segment again (a restart that
-//! resumes it), so batch frames only ever follow a version-3 header. Closing or re-marking
+//! This build writes version 4 for every segment it creates, and rewrites an older header
+//! as version 4 before it appends to that segment again (a restart that resumes it), so
+//! batch and seed frames only ever follow a header that allows them. Closing or re-marking
 //! an older segment it does not append to keeps its version (version 1 becomes 2: the close
 //! reason needs the version-2 fields). A build that predates version 3 refuses a version-3
 //! segment up front with "unsupported segment format version 3" rather than stopping at the
@@ -91,9 +93,9 @@ pub const SEGMENT_HEADER_SIZE: usize = 256;
 /// The first 8 bytes of every segment.
 pub const WAL_MAGIC: [u8; 8] = *b"RWPLWAL1";
 
-/// The segment format version this build writes (3: segments may hold batch frames). It also
-/// reads versions 1 (`CloseReason::Unrecorded`) and 2; see "Versions" above.
-pub const WAL_FORMAT_VERSION: u32 = 3;
+/// The segment format version this build writes (4: segments may hold seed frames). It also
+/// reads versions 1 (`CloseReason::Unrecorded`), 2 and 3; see "Versions" above.
+pub const WAL_FORMAT_VERSION: u32 = 4;
 
 /// Byte offset of the header CRC.
 const CRC_OFFSET: usize = 252;
@@ -206,7 +208,8 @@ impl fmt::Display for CloseReason {
 /// The decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
-    /// The format version (1, 2 or 3): from version 3 on the segment may hold batch frames.
+    /// The format version (1 to 4): from version 3 on the segment may hold batch frames,
+    /// from version 4 on seed frames.
     pub version: u32,
     /// Open or closed.
     pub status: SegmentStatus,
@@ -358,11 +361,11 @@ impl SegmentHeader {
     ///
     /// # Panics
     /// If the header is inconsistent (see [`HeaderError::Inconsistent`]), or its version is
-    /// not 2 or 3 (version 1 is read only): writing one is a programmer error.
+    /// not 2 to 4 (version 1 is read only): writing one is a programmer error.
     #[must_use]
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
         assert!(
-            self.version == 2 || self.version == WAL_FORMAT_VERSION,
+            (2..=WAL_FORMAT_VERSION).contains(&self.version),
             "encoding a header of version {}",
             self.version
         );
@@ -559,7 +562,7 @@ mod tests {
     fn layout_is_as_documented() {
         let h = sample().encode();
         assert_eq!(&h[..8], b"RWPLWAL1");
-        assert_eq!(&h[8..12], &3_u32.to_le_bytes());
+        assert_eq!(&h[8..12], &4_u32.to_le_bytes());
         assert_eq!(&h[12..16], &2_u32.to_le_bytes());
         assert_eq!(&h[16..24], &12_u64.to_le_bytes());
         assert_eq!(&h[24..32], &1001_u64.to_le_bytes());
@@ -596,8 +599,8 @@ mod tests {
             Err(HeaderError::BadMagic { got: *b"RWPLSNP1" })
         );
         assert_eq!(
-            SegmentHeader::decode(&patch(good, 8, &4_u32.to_le_bytes())),
-            Err(HeaderError::UnsupportedVersion { got: 4, supported: 3 })
+            SegmentHeader::decode(&patch(good, 8, &5_u32.to_le_bytes())),
+            Err(HeaderError::UnsupportedVersion { got: 5, supported: 4 })
         );
         let mut flipped = good;
         flipped[100] ^= 4;

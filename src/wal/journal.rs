@@ -13,7 +13,9 @@ use std::thread::JoinHandle;
 use super::batch::{width_for, BatchKey};
 use super::durability::{Durability, LogPlan};
 use super::flusher::Flusher;
-use super::frame::{self, COMMIT_FRAME_SIZE, EMPTY_ITEM, FRAME_HEADER_SIZE};
+use super::frame::{
+    self, SeedFields, COMMIT_FRAME_SIZE, EMPTY_ITEM, FRAME_HEADER_SIZE, SEED_FRAME_SIZE,
+};
 use super::header::{
     CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE, WAL_FORMAT_VERSION,
 };
@@ -22,7 +24,7 @@ use super::segment::{install, write_at, write_header, ActiveSegment, DeferredSna
 use super::state::{Closing, FlushState, Job, Rotation};
 use crate::journal::{GroupSeq, Journal, JournalError, JournalStats, Space};
 use crate::layout::{core_tmp_name, segment_name, snapshot_name, tmp_name};
-use crate::pool::{Draw, ItemIndex, ItemState, Pool, PoolState};
+use crate::pool::{Draw, DrawSeed, ItemIndex, ItemState, Pool, PoolState, RequestId, GENERATOR};
 use crate::snapshot::format::{self as snapshot_format, SnapshotState};
 use crate::storage::{DirLock, SegmentMap, Storage};
 
@@ -131,6 +133,38 @@ pub struct WalStart {
     pub held_segments_max: u64,
     /// `Buffered` or `Sync`.
     pub durability: Durability,
+    /// The pool's name (part of every segment's commitment, `pool::DrawSeed::commitment`).
+    pub pool: String,
+    /// Where each segment's draw seed comes from.
+    pub seeds: SeedSource,
+}
+
+/// A seed frame's group: the seed frame and its commit frame.
+const SEED_GROUP_SIZE: usize = SEED_FRAME_SIZE + COMMIT_FRAME_SIZE;
+
+/// Where a journal takes each new seed (`wal::frame`, "Seed frames").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedSource {
+    /// A fresh seed from the operating system each time.
+    Entropy,
+    /// `DrawSeed::fixed(n, first request id)`: reproducible draws for tests and benchmarks.
+    Fixed(u64),
+    /// No seed and no commitment of its own: a log whose draws were made elsewhere (a
+    /// replica's, which copies the primary's seed frames instead).
+    None,
+}
+
+impl SeedSource {
+    /// The seed for draws from request id `first` on (`None` for [`SeedSource::None`]).
+    fn seed(self, first: u64) -> Result<Option<DrawSeed>, JournalError> {
+        match self {
+            SeedSource::Entropy => DrawSeed::generate().map(Some).map_err(|e| {
+                JournalError::Other(format!("cannot seed the draws from request id {first}: {e}"))
+            }),
+            SeedSource::Fixed(n) => Ok(Some(DrawSeed::fixed(n, first))),
+            SeedSource::None => Ok(None),
+        }
+    }
 }
 
 /// Where appending resumes in an existing segment ([`WalJournal::resume`]).
@@ -195,6 +229,11 @@ pub struct WalJournal {
     counted: usize,
     /// The open group's draws, written at commit.
     pending: Pending,
+    /// The pool's name and where new seeds come from.
+    pool: String,
+    seeds: SeedSource,
+    /// The seed the pool draws with now, and its commitment: in memory only until revealed.
+    seed: Option<(DrawSeed, SeedFields)>,
     /// While the replication gate is on: committed groups not yet durable locally, with
     /// their last request ids (for `JournalStats::local_durable_request_id`).
     gate: std::collections::VecDeque<(u64, u64)>,
@@ -295,7 +334,7 @@ impl WalJournal {
         storage: Arc<dyn Storage>,
         lock: Box<dyn DirLock>,
         start: &WalStart,
-        pool: &Pool,
+        pool: &mut Pool,
     ) -> Result<WalJournal, JournalError> {
         log_plan(start.durability);
         let sequence = start.sequence;
@@ -309,14 +348,17 @@ impl WalJournal {
             "installing {}",
             storage.describe(&segment_name(sequence))
         )))?;
-        WalJournal::run(storage, lock, start, active, install_job.marker_end)
+        let mut journal = WalJournal::run(storage, lock, start, active, install_job.marker_end)?;
+        journal.commit_seed(pool)?;
+        Ok(journal)
     }
 
     /// Appends again to the existing segment `resume.header.sequence` from `resume.cursor`
     /// (just past its last commit): zeroes whatever lies after the cursor (a trimmed torn
     /// tail must never pass as frames written after the restart), writes its header open
-    /// again, syncs both, and starts the flusher. A restart that continues an unfilled
-    /// segment adds no file to the data directory.
+    /// again, syncs both, starts the flusher, and commits to a new seed (the last one was
+    /// lost with the process) that `pool` draws with from now on. A restart that continues
+    /// an unfilled segment adds no file to the data directory.
     ///
     /// # Errors
     /// Any I/O error reading, zeroing or rewriting the segment.
@@ -325,6 +367,7 @@ impl WalJournal {
         lock: Box<dyn DirLock>,
         start: &WalStart,
         resume: &WalResume,
+        pool: &mut Pool,
     ) -> Result<WalJournal, JournalError> {
         log_plan(start.durability);
         let name = segment_name(resume.header.sequence);
@@ -347,7 +390,9 @@ impl WalJournal {
         write_header(&*map, &header).map_err(io("reopening"))?;
         let active =
             ActiveSegment::new(map, header.sequence, header.first_request_id, resume.cursor);
-        WalJournal::run(storage, lock, start, active, resume.cursor)
+        let mut journal = WalJournal::run(storage, lock, start, active, resume.cursor)?;
+        journal.commit_seed(pool)?;
+        Ok(journal)
     }
 
     /// Starts the flusher (and its preparer) on `active`, durable up to `synced`.
@@ -404,15 +449,85 @@ impl WalJournal {
             failed: false,
             counted,
             pending: Pending::new(),
+            pool: start.pool.clone(),
+            seeds: start.seeds,
+            seed: None,
             stats,
             gate: std::collections::VecDeque::with_capacity(GATE_GROUPS_MAX),
             _lock: lock,
         })
     }
 
-    /// Bytes of a segment a group may fill: after the header and the snapshot marker.
+    /// Bytes of a segment a group may fill: after the header, the snapshot marker and the
+    /// seed's commitment, leaving room for its reveal.
     fn usable(&self) -> usize {
-        self.segment_size as usize - SEGMENT_HEADER_SIZE - frame::snapshot_frame_len(32)
+        (self.segment_size as usize)
+            .saturating_sub(SEGMENT_HEADER_SIZE + frame::snapshot_frame_len(32))
+            .saturating_sub(2 * SEED_GROUP_SIZE)
+    }
+
+    /// Commits to a new seed (a group of its own: the seed frame, then a commit) and gives
+    /// `pool` its generator: the draws from the next request id on come from it. Nothing for
+    /// a journal without seeds of its own ([`SeedSource::None`]).
+    fn commit_seed(&mut self, pool: &mut Pool) -> Result<(), JournalError> {
+        let last = pool.last_request_id();
+        let Some(seed) = self.seeds.seed(last.0 + 1)? else { return Ok(()) };
+        let fields = SeedFields {
+            first_request_id: last.0 + 1,
+            segment: self.active.sequence,
+            generator: GENERATOR,
+            commitment: seed.commitment(self.active.sequence, &self.pool),
+            revealed: None,
+        };
+        self.append_seed(&fields, last)?;
+        pool.set_rng(seed.rng());
+        self.seed = Some((seed, fields));
+        Ok(())
+    }
+
+    /// Reveals the seed the pool drew with (a group of its own), once no more draws come
+    /// from it: at a rotation and before a clean shutdown.
+    fn reveal_seed(&mut self, last: RequestId) -> Result<(), JournalError> {
+        let Some((seed, fields)) = self.seed.take() else { return Ok(()) };
+        self.append_seed(&SeedFields { revealed: Some(seed.to_bytes()), ..fields }, last)?;
+        Ok(())
+    }
+
+    /// Appends a seed frame in a group of its own, `last` the last request id so far.
+    fn append_seed(
+        &mut self,
+        fields: &SeedFields,
+        last: RequestId,
+    ) -> Result<GroupSeq, JournalError> {
+        let mut encoded = Ok(0);
+        let at = self.active.append(SEED_FRAME_SIZE, |buf| {
+            encoded = frame::encode_seed(buf, fields);
+            *encoded.as_ref().unwrap_or(&0)
+        });
+        match (at, encoded) {
+            (Some(_), Ok(_)) => {}
+            (_, Err(e)) => {
+                return Err(JournalError::Other(format!("encoding a seed frame: {e}")));
+            }
+            (None, _) => {
+                return Err(JournalError::Other("seed frame beyond the reserved space".into()));
+            }
+        }
+        self.commit(last)
+    }
+
+    /// Appends a seed frame shipped from another log (a replica copies its primary's
+    /// commitments and reveals, so its log can be audited too), in a group of its own.
+    /// Call [`Journal::reserve`] with [`Space::Seed`] first.
+    ///
+    /// # Errors
+    /// When the journal failed or the frame does not fit the reserved space.
+    pub fn append_shipped_seed(
+        &mut self,
+        fields: &SeedFields,
+        last: RequestId,
+    ) -> Result<GroupSeq, JournalError> {
+        self.append_seed(fields, last)
     }
 
     /// Writes the pending draws as one batch frame (nothing when there are none).
@@ -587,9 +702,11 @@ impl WalJournal {
         }
     }
 
-    fn rotate(&mut self, pool: &Pool) -> Result<(), JournalError> {
+    fn rotate(&mut self, pool: &mut Pool) -> Result<(), JournalError> {
         let sequence = self.active.sequence + 1;
         let (tmp_name, map) = self.take_spare(sequence)?;
+        // The old segment's last group: its seed's reveal (room reserved by `usable`).
+        self.reveal_seed(pool.last_request_id())?;
         let start = WalStart {
             sequence,
             catalog_fingerprint: self.fingerprint,
@@ -597,6 +714,8 @@ impl WalJournal {
             retention_segments: 0,
             held_segments_max: 0,
             durability: self.durability,
+            pool: String::new(),
+            seeds: SeedSource::None,
         };
         // The copy of the pool (its key window included) stays here; its encoding and hash
         // go to the flusher (`DeferredSnapshot`): measured with a full 1 M-key window of
@@ -610,12 +729,13 @@ impl WalJournal {
         self.counted = active.cursor();
         self.active = active;
         self.waiting_install = true;
-        Ok(())
+        // The new segment's draws come from a new seed, committed to before its first draw.
+        self.commit_seed(pool)
     }
 }
 
 impl Journal for WalJournal {
-    fn reserve(&mut self, space: Space, pool: &Pool) -> Result<(), JournalError> {
+    fn reserve(&mut self, space: Space, pool: &mut Pool) -> Result<(), JournalError> {
         self.check()?;
         let frames = match space {
             Space::Draws(n) => {
@@ -623,9 +743,11 @@ impl Journal for WalJournal {
                 batch_bytes_max(n)
             }
             Space::Update { id_len } => frame::update_frame_len(id_len),
+            Space::Seed => SEED_FRAME_SIZE,
         };
         let needed = frames.saturating_add(COMMIT_FRAME_SIZE);
-        if needed <= self.active.room() {
+        // The segment keeps room for its seed's reveal after the group.
+        if needed + SEED_GROUP_SIZE <= self.active.room() {
             return Ok(());
         }
         let usable = self.usable();
@@ -757,6 +879,8 @@ impl Journal for WalJournal {
 
     fn close(&mut self, pool: &Pool) -> Result<(), JournalError> {
         self.check()?;
+        // No more draws: the seed is revealed as the segment's last group.
+        self.reveal_seed(pool.last_request_id())?;
         let state = pool.state();
         let snapshot = SnapshotState::from_pool(&state, self.active.sequence + 1, self.fingerprint);
         let (bytes, _) = snapshot_format::encode(&snapshot);

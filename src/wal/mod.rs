@@ -26,4 +26,4 @@ pub(crate) mod segment;
 mod state;
 
 pub use durability::{Durability, LogPlan, WalOptions};
-pub use journal::{WalJournal, WalResume, WalStart};
+pub use journal::{SeedSource, WalJournal, WalResume, WalStart};

@@ -36,6 +36,9 @@ use super::frame::{
 /// The first segment format version whose segments may hold batch frames.
 pub const BATCH_VERSION_MIN: u32 = 3;
 
+/// The first segment format version that may hold seed frames (kind 6).
+pub const SEED_VERSION_MIN: u32 = 4;
+
 /// A batch frame being handed out one record at a time.
 #[derive(Debug, Clone)]
 struct Expansion {
@@ -100,6 +103,9 @@ fn admit(
             Err(FrameError::KindNotInVersion { kind: FrameKind::Batch, version })
         }
         Record::Batch(batch) => Ok(Err(Expansion::new(at, batch))),
+        Record::Seed { .. } if version < SEED_VERSION_MIN => {
+            Err(FrameError::KindNotInVersion { kind: FrameKind::Seed, version })
+        }
         other => Ok(Ok(other)),
     }
 }
@@ -138,7 +144,7 @@ impl<'a> FrameIter<'a> {
             end,
             done: start >= end,
             expansion: None,
-            version: BATCH_VERSION_MIN,
+            version: super::header::WAL_FORMAT_VERSION,
         }
     }
 

@@ -100,8 +100,8 @@ fn the_previous_release_s_log_recovers_and_continues_in_the_compact_format() {
     assert_eq!(recorded.len(), 4700);
     assert!(dumped_draws(dir) == recorded, "the dump lists draws.txt");
 
-    // Drawing on: batch frames after the old frames (the newest old segment is resumed
-    // and rewritten as version 3), then new version-3 segments; an update in between.
+    // Drawing on: seed and batch frames after the old frames (the newest old segment is
+    // resumed and rewritten as version 4), then new version-4 segments; an update in between.
     let mut acked: Vec<(u64, Option<String>)> =
         json_lines(&run(dir, &["draw", "--count", "3000", "--json"])).iter().map(draw_of).collect();
     run(dir, &["update", "--item", "gold", "--quantity", "40"]);
@@ -120,7 +120,7 @@ fn the_previous_release_s_log_recovers_and_continues_in_the_compact_format() {
         .collect();
     segments.sort();
     assert_eq!(version(dir, "wal.000000"), 2, "untouched old segments keep their version");
-    assert_eq!(version(dir, segments.last().unwrap()), 3, "{segments:?}");
+    assert_eq!(version(dir, segments.last().unwrap()), 4, "{segments:?}");
 
     // Recovered again (twice: the second start reads what the first wrote).
     let after = state(dir);
@@ -159,7 +159,7 @@ fn keyed_log() -> tempfile::TempDir {
     let items = [ItemSpec::new("gold", 500, 20), ItemSpec::new("mud", -1, 80)];
     let wal = WalOptions { durability: Durability::Buffered, ..WalOptions::default() };
     let (mut pool, mut journal) = open_journal(storage, &items, &wal, Some(9)).unwrap();
-    journal.reserve(Space::Draws(6), &pool).unwrap();
+    journal.reserve(Space::Draws(6), &mut pool).unwrap();
     let plan: [(Option<u128>, u32); 4] = [(None, 1), (Some(KEY_A), 3), (None, 1), (Some(KEY_B), 1)];
     for (key, count) in plan {
         if let Some(key) = key {
@@ -170,7 +170,7 @@ fn keyed_log() -> tempfile::TempDir {
         }
     }
     journal.commit(RequestId(6)).unwrap();
-    journal.reserve(Space::Draws(2), &pool).unwrap();
+    journal.reserve(Space::Draws(2), &mut pool).unwrap();
     journal.append_key(KEY_C, 2).unwrap();
     journal.append_draw(pool.draw()).unwrap();
     journal.append_draw(pool.draw()).unwrap();
@@ -199,9 +199,10 @@ fn keyed_requests_come_back_from_the_log_before_their_draws() {
     assert_eq!(
         kinds,
         [
-            "draw", "key", "draw", "draw", "draw", "draw", "key", "draw", "commit", "key", "draw",
-            "draw", "commit"
-        ]
+            "seed", "commit", "draw", "key", "draw", "draw", "draw", "draw", "key", "draw",
+            "commit", "key", "draw", "draw", "commit", "seed", "commit"
+        ],
+        "the seed's commitment before the draws, its reveal after them"
     );
     let keys: Vec<(String, u64, u64)> = body
         .iter()
@@ -220,8 +221,8 @@ fn keyed_requests_come_back_from_the_log_before_their_draws() {
     assert_eq!(keys, [(hex(KEY_A), 2, 3), (hex(KEY_B), 6, 1), (hex(KEY_C), 7, 2)]);
     assert_eq!(keys[0].0, "0123456789abcdef0011223344556677");
     // A group's keys and draws share its batch frame's offset.
-    assert!(body[..8].iter().all(|v| v["offset"] == body[0]["offset"]), "{body:?}");
-    assert!(body[9..12].iter().all(|v| v["offset"] == body[9]["offset"]), "{body:?}");
+    assert!(body[2..10].iter().all(|v| v["offset"] == body[2]["offset"]), "{body:?}");
+    assert!(body[11..14].iter().all(|v| v["offset"] == body[11]["offset"]), "{body:?}");
     // The plain dump names the key too.
     let plain = run(dir, &["wal", "dump"]).stdout;
     assert!(plain.contains(&format!("key       {} -> requests 2 x3", hex(KEY_A))), "{plain}");
@@ -260,7 +261,7 @@ fn append_key_refuses_what_the_log_cannot_hold() {
     let items = [ItemSpec::new("mud", -1, 1)];
     let wal = WalOptions { durability: Durability::Buffered, ..WalOptions::default() };
     let (mut pool, mut journal) = open_journal(storage, &items, &wal, Some(1)).unwrap();
-    journal.reserve(Space::Draws(4), &pool).unwrap();
+    journal.reserve(Space::Draws(4), &mut pool).unwrap();
     let e = journal.append_key(0, 1).unwrap_err();
     assert!(e.to_string().contains("non-zero"), "{e}");
     let e = journal.append_key(7, 0).unwrap_err();
@@ -288,7 +289,7 @@ fn an_update_inside_a_group_starts_a_new_batch_of_its_own_width() {
     let items: Vec<ItemSpec> = (0..255).map(|i| ItemSpec::new(&format!("i{i}"), 0, 1)).collect();
     let wal = WalOptions { durability: Durability::Buffered, ..WalOptions::default() };
     let (mut pool, mut journal) = open_journal(storage.clone(), &items, &wal, Some(2)).unwrap();
-    journal.reserve(Space::Draws(8), &pool).unwrap();
+    journal.reserve(Space::Draws(8), &mut pool).unwrap();
     for _ in 0..3 {
         journal.append_draw(pool.draw()).unwrap();
     }
@@ -321,13 +322,29 @@ fn an_update_inside_a_group_starts_a_new_batch_of_its_own_width() {
             }
             Record::Update { index, .. } => format!("update {index}"),
             Record::Commit { last_request_id, .. } => format!("commit {last_request_id}"),
+            Record::Seed { first_request_id, revealed, .. } => {
+                format!("seed {first_request_id} revealed {}", revealed.is_some())
+            }
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(shapes, ["snapshot", "batch 1 x3 w1", "update 255", "batch 4 x3 w2", "commit 6"]);
-    let Record::Batch(first) = &frames[1] else { unreachable!() };
+    assert_eq!(
+        shapes,
+        [
+            "snapshot",
+            "seed 1 revealed false",
+            "commit 0",
+            "batch 1 x3 w1",
+            "update 255",
+            "batch 4 x3 w2",
+            "commit 6",
+            "seed 1 revealed true",
+            "commit 6"
+        ]
+    );
+    let Record::Batch(first) = &frames[3] else { unreachable!() };
     assert_eq!(first.items, [None, None, None]);
-    let Record::Batch(second) = &frames[3] else { unreachable!() };
+    let Record::Batch(second) = &frames[5] else { unreachable!() };
     assert_eq!(second.items, [Some(255); 3]);
     // And recovery replays both.
     let recovered = read_state_on(&*storage, &items).unwrap();
@@ -335,8 +352,9 @@ fn an_update_inside_a_group_starts_a_new_batch_of_its_own_width() {
     assert_eq!(recovered.items.len(), 256);
 }
 
-/// A batch frame in a segment whose header says version 2 (written before batches
-/// existed) is damage, named with the file, the frame's offset and the reason.
+/// A frame newer than its segment's header (here a seed frame, then a batch frame, in a
+/// segment whose header says version 2, written before either existed) is damage, named
+/// with the file, the frame's offset and the reason.
 #[test]
 fn a_batch_frame_in_a_version_2_segment_is_refused() {
     let dir = keyed_log();
@@ -354,7 +372,12 @@ fn a_batch_frame_in_a_version_2_segment_is_refused() {
         Err(rewardpool::recovery::RecoveryError::Damaged { file, offset, reason }) => {
             assert!(file.ends_with("wal.000000"), "{file}");
             assert_eq!(offset, 352, "the first frame after the snapshot marker: {reason}");
-            assert!(reason.contains("batch frame in a segment of format version 2"), "{reason}");
+            assert!(
+                reason.contains(
+                    "seed frame in a segment of format version 2 (such frames need version 4)"
+                ),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }

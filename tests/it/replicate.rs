@@ -162,8 +162,10 @@ fn bad_gapped_and_repeated_groups_are_refused_or_skipped() {
     // Cut before its commit.
     let e = replica.apply(0, &first.frames[..first.frames.len() - 32]).unwrap_err();
     assert!(e.to_string().contains("without a commit frame"), "{e}");
-    // A gap: the second group first.
-    let e = replica.apply(groups[1].prev_request_id, &groups[1].frames).unwrap_err();
+    // A gap: a later group first (the first groups, the seed's commitment and the first
+    // draws, both follow request id 0).
+    let later = groups.iter().find(|g| g.prev_request_id > 0).unwrap();
+    let e = replica.apply(later.prev_request_id, &later.frames).unwrap_err();
     assert!(matches!(e, ApplyError::Gap { applied: 0, .. }), "{e}");
     assert_eq!(replica.last_request_id(), 0, "nothing of a refused group is applied");
     // In order, then a redelivery: applied once.

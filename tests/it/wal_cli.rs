@@ -142,6 +142,18 @@ fn check_shape(v: &Value) -> &str {
             assert!(obj["count"].as_u64().is_some_and(|c| c >= 1), "{v}");
             &["segment", "offset", "type", "key", "request_id", "count"]
         }
+        "seed" => {
+            let hex32 = |k: &str| {
+                obj[k]
+                    .as_str()
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            };
+            assert!(obj["request_id"].as_u64().is_some(), "{v}");
+            assert!(obj["commitment_segment"].as_u64().is_some(), "{v}");
+            assert!(hex32("commitment"), "{v}");
+            assert!(obj["seed"].is_null() || hex32("seed"), "{v}");
+            &["segment", "offset", "type", "request_id", "commitment_segment", "commitment", "seed"]
+        }
         other => panic!("unknown type {other:?}: {v}"),
     };
     assert_eq!(obj.len(), keys.len() + torn, "exactly these keys {keys:?}: {v}");
@@ -243,6 +255,7 @@ fn dump_json_field_by_field_matches_the_draws() {
                     assert_eq!(v["weight"].as_u64(), Some(5), "{v}");
                 }
                 "snapshot" => assert_eq!(at, 256, "one marker per segment: {v}"),
+                "seed" => {}
                 _ => unreachable!(),
             }
         }

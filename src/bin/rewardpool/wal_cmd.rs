@@ -123,6 +123,15 @@ fn newest_snapshot_items(storage: &OsStorage) -> Option<Vec<rewardpool::pool::It
         .map(|state| state.items)
 }
 
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"?\"".to_owned())
 }
@@ -173,6 +182,18 @@ fn format_json(buf: &mut Vec<u8>, names: &mut Names, info: &FrameInfo) -> std::i
             b.first_request_id,
             b.items.len()
         )?,
+        Record::Seed { first_request_id, segment, commitment, revealed, .. } => {
+            write!(
+                buf,
+                "\"type\":\"seed\",\"request_id\":{first_request_id},\"commitment_segment\":{segment},\
+                 \"commitment\":\"{}\",\"seed\":",
+                hex(commitment)
+            )?;
+            match revealed {
+                Some(seed) => write!(buf, "\"{}\"", hex(seed))?,
+                None => write!(buf, "null")?,
+            }
+        }
     }
     if info.torn {
         write!(buf, ",\"torn\":true")?;
@@ -212,6 +233,12 @@ fn format_plain(buf: &mut Vec<u8>, names: &mut Names, info: &FrameInfo) -> std::
         }
         Record::Batch(b) => {
             write!(buf, "batch     requests {} x{}", b.first_request_id, b.items.len())?
+        }
+        Record::Seed { first_request_id, commitment, revealed: None, .. } => {
+            write!(buf, "seed      commitment {} from request {first_request_id}", hex(commitment))?
+        }
+        Record::Seed { first_request_id, revealed: Some(seed), .. } => {
+            write!(buf, "seed      revealed {} from request {first_request_id}", hex(seed))?
         }
     }
     if info.torn {
