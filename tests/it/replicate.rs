@@ -41,11 +41,21 @@ fn load(engine: &Engine, rounds: u64) {
     }
 }
 
-/// Every group up to the engine's durable watermark.
+/// Every group up to the engine's last request id, once its durable watermark reached it
+/// (the watermark in the metrics is published after the caller's acknowledgement, so it
+/// may lag a moment behind the last draw).
 fn drain(tail: &mut LogTail, engine: &Engine) -> Vec<Group> {
-    let durable = engine.metrics().durable_request_id.0;
-    let mut groups = Vec::new();
+    let last = engine.state().unwrap().last_request_id.0;
     let start = Instant::now();
+    let durable = loop {
+        let durable = engine.metrics().durable_request_id.0;
+        if durable >= last {
+            break durable;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never durable: {durable} < {last}");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let mut groups = Vec::new();
     loop {
         match tail.next_group(durable).unwrap() {
             Some(g) => groups.push(g),
@@ -57,6 +67,19 @@ fn drain(tail: &mut LogTail, engine: &Engine) -> Vec<Group> {
         }
     }
     groups
+}
+
+/// The seed frames of the log in `dir`, in order.
+fn seed_frames(dir: &std::path::Path) -> Vec<rewardpool::wal::frame::Record> {
+    let mut seeds = Vec::new();
+    rewardpool::inspect::dump(&*storage(dir), false, |info| {
+        if let rewardpool::wal::frame::Record::Seed { .. } = &info.record {
+            seeds.push(info.record.clone());
+        }
+        Ok(())
+    })
+    .unwrap();
+    seeds
 }
 
 fn storage(dir: &std::path::Path) -> Arc<dyn Storage> {
@@ -91,6 +114,14 @@ fn a_replica_built_from_the_tail_has_the_primarys_state_across_rotations() {
         let replica_state = replica.close().unwrap();
         assert_eq!(replica_state.last_request_id, primary_state.last_request_id, "{durability}");
         assert_eq!(replica_state.items, primary_state.items, "{durability}");
+        // The replica's log carries the primary's seed frames (commitments and reveals), in
+        // order: all but the reveal the primary's shutdown wrote after the groups were read,
+        // and those of the replica's segments that its own retention kept.
+        let primary_seeds = seed_frames(&primary.working_dir);
+        let replica_seeds = seed_frames(&replica_config.working_dir);
+        assert!(replica_seeds.len() >= 2, "{durability}: {replica_seeds:?}");
+        let shipped = &primary_seeds[..primary_seeds.len() - 1];
+        assert!(shipped.ends_with(&replica_seeds), "{durability}: {replica_seeds:?} {shipped:?}");
         // The key windows hold the same keys and outcomes. A key's second may differ by one:
         // the primary's pool stamps it when it draws, its log when the batch frame is
         // written (recovery, and so a replica, take the log's).
