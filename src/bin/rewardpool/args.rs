@@ -42,7 +42,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Perform durable draws and print each outcome once its group is committed.
     Draw(DrawArgs),
-    /// Print the pool's state (read-only).
+    /// Print the pool's state (read-only): each item's quantity, weight and effective
+    /// probability (its chance on the next draw given the stock now).
     State(StateArgs),
     /// Set an item's quantity and/or weight (a new item needs --add and both), or apply
     /// the configuration's catalog (--apply-catalog).
@@ -203,7 +204,9 @@ pub(crate) struct StateArgs {
     /// Which pool.
     #[command(flatten)]
     pub pool: PoolArg,
-    /// {"last_request_id":N,"items":[{"item_id":..,"quantity":..,"weight":..}]}.
+    /// {"last_request_id":N,"items":[{"item_id":..,"quantity":..,"weight":..,
+    /// "probability":..}]}: probability is weight / the sum of the weights of the items with
+    /// units left (or unlimited), 0 for an exhausted item.
     #[arg(long)]
     pub json: bool,
 }
