@@ -271,11 +271,20 @@ pub(crate) enum WalCommand {
     Verify,
     /// Truncate the log at the first damage, after saying what will be dropped.
     Repair,
-    /// Per-item draw counts, observed vs configured share, chi-square p-value.
+    /// The odds audit: per-item draw counts, observed share vs the share the effective odds
+    /// promised (weight / available weight at each draw, given the stock then), chi-square
+    /// p-value (exit 1 when p < 0.001). Over the retained segments, or --from/--to.
     Stats {
         /// One JSON object.
         #[arg(long)]
         json: bool,
+        /// First segment to audit (the NNNNNN of wal.NNNNNN; default: the oldest retained).
+        /// The pool state at its start comes from its own snapshot.
+        #[arg(long, value_name = "SEG", allow_negative_numbers = true)]
+        from: Option<u64>,
+        /// Last segment to audit, inclusive (default: the newest).
+        #[arg(long, value_name = "SEG", allow_negative_numbers = true)]
+        to: Option<u64>,
     },
 }
 
