@@ -2,14 +2,20 @@
 //! compares it with what the weights promised *given availability at each draw*: an item
 //! that ran out stops being expected from then on.
 //!
+//! Over any range of segments ([`audit_range`]): the state at the range's start is its
+//! first segment's snapshot (every segment begins with one), and only the draws in the
+//! range's segments count.
+//!
 //! Expected counts are accumulated lazily: `S = Σ 1/W(t)` over draws (W = live weight at
 //! the draw), and an item with live weight `w` over a stretch where `S` grew by `ΔS` is
 //! expected `w·ΔS` times. O(1) per draw, exact to floating-point rounding.
 
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
+use super::range::{RangeAuditError, SegmentRange};
 use crate::pool::{Draw, ItemIndex, ItemState, Pool, Quantity, RequestId, Rng};
 use crate::recovery::{self, layout, scan_segment, RecoveryError};
+use crate::storage::Storage;
 use crate::wal::frame::Record;
 
 /// One item's line of the audit.
@@ -23,14 +29,16 @@ pub struct ItemAudit {
     pub observed_share: f64,
     /// The share the weights promised, given availability at each draw.
     pub expected_share: f64,
-    /// The item's configured weight now.
+    /// The item's configured weight at the end of the audited segments.
     pub weight: u32,
 }
 
 /// The whole audit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audit {
-    /// Draws in the retained log (empty ones included).
+    /// The first and last segments audited (sequence numbers; `None`: the log has none).
+    pub segments: Option<(u64, u64)>,
+    /// Draws in the audited segments (empty ones included).
     pub draws: u64,
     /// Draws that found nothing available.
     pub empty_draws: u64,
@@ -49,6 +57,7 @@ impl Audit {
     #[must_use]
     pub fn empty() -> Audit {
         Audit {
+            segments: None,
             draws: 0,
             empty_draws: 0,
             items: Vec::new(),
@@ -89,13 +98,41 @@ impl Tally {
 ///
 /// # Errors
 /// Damage or I/O errors, as `wal verify` would report them.
-pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryError> {
+pub fn audit(storage: &dyn Storage) -> Result<Audit, RecoveryError> {
     recovery::recover(storage, &[])?;
     let layout = layout(storage)?;
+    audit_segments(storage, &layout, 0..layout.segments.len())
+}
+
+/// [`audit`] over the segments of `range` only: the pool's state at the range's start is
+/// its first segment's snapshot, and only the draws in its segments are counted and
+/// expected (given availability at each of them).
+///
+/// # Errors
+/// [`RangeAuditError::Range`] when the range is reversed or names a segment the log does
+/// not hold; [`RangeAuditError::Log`] for damage or I/O errors anywhere in the log (it is
+/// recovered whole first, as [`audit`] does).
+pub fn audit_range(storage: &dyn Storage, range: SegmentRange) -> Result<Audit, RangeAuditError> {
+    recovery::recover(storage, &[])?;
+    let layout = layout(storage)?;
+    let sequences: Vec<u64> = layout.segments.iter().map(|(seq, _)| *seq).collect();
+    let positions = range.select(&sequences)?;
+    Ok(audit_segments(storage, &layout, positions)?)
+}
+
+/// Tallies the draws of `layout.segments[positions]`.
+fn audit_segments(
+    storage: &dyn Storage,
+    layout: &recovery::Layout,
+    positions: std::ops::Range<usize>,
+) -> Result<Audit, RecoveryError> {
     let count = layout.segments.len();
     let mut tally = Tally::default();
     let mut pool: Option<Pool> = None;
-    for (i, (seq, name)) in layout.segments.iter().enumerate() {
+    let Some(chosen) = layout.segments.get(positions.clone()) else {
+        return Ok(Audit::empty());
+    };
+    for (i, (seq, name)) in positions.zip(chosen) {
         let file = storage.describe(name);
         scan_segment(storage, name, *seq, i + 1 == count, |info| {
             if info.torn {
@@ -146,7 +183,9 @@ pub fn audit(storage: &dyn crate::storage::Storage) -> Result<Audit, RecoveryErr
             Ok(())
         })?;
     }
-    Ok(finish(tally, pool.as_ref()))
+    let mut audit = finish(tally, pool.as_ref());
+    audit.segments = chosen.first().zip(chosen.last()).map(|(a, b)| (a.0, b.0));
+    Ok(audit)
 }
 
 fn damage(file: &str, offset: u64, reason: &str) -> RecoveryError {
@@ -194,6 +233,7 @@ fn finish(mut tally: Tally, pool: Option<&Pool>) -> Audit {
         ChiSquared::new(degrees_of_freedom as f64).map_or(1.0, |d| 1.0 - d.cdf(chi_square))
     };
     Audit {
+        segments: None,
         draws: tally.draws,
         empty_draws: tally.empty,
         items,

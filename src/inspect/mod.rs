@@ -1,11 +1,13 @@
 //! Read-side tools over a data directory: `dump` every frame recovery accepts, `verify`
 //! everything (headers, checksums, sequence, every snapshot's SHA-256), `repair` at the
-//! first damage, and `stats` (the probability-disclosure audit).
+//! first damage, and `stats` (the probability-disclosure audit, over any range of segments).
 
 mod audit;
+mod range;
 mod repair;
 
-pub use audit::{audit, Audit, ItemAudit};
+pub use audit::{audit, audit_range, Audit, ItemAudit};
+pub use range::{RangeAuditError, RangeError, SegmentRange};
 pub use repair::{apply_repair, plan_repair, RepairPlan};
 
 use crate::recovery::{

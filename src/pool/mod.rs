@@ -47,6 +47,45 @@ pub struct ItemState {
     pub weight: u32,
 }
 
+impl ItemState {
+    /// True when a draw can pick this item: it has units left (or is unlimited) and a
+    /// weight above 0.
+    #[must_use]
+    pub fn is_available(&self) -> bool {
+        self.quantity.is_available() && self.weight > 0
+    }
+
+    /// The item's *effective probability*: its chance of being picked by the next draw,
+    /// `weight / available_weight`, where `available_weight` is
+    /// [`available_weight`] of the items this one belongs to. 0 for an item that is not
+    /// available (exhausted or weight 0), and for every item when nothing is available
+    /// (`available_weight` is 0: the next draw is empty).
+    ///
+    /// A ratio for display and audits (SPEC §1's odds disclosed), not what the selector
+    /// computes with: the sum of `u32` weights is exact in `u64`; the ratio is rounded to the
+    /// nearest `f64`.
+    #[must_use]
+    pub fn effective_probability(&self, available_weight: u64) -> f64 {
+        if !self.is_available() || available_weight == 0 {
+            return 0.0;
+        }
+        debug_assert!(
+            u64::from(self.weight) <= available_weight,
+            "weight {} above the available weight {available_weight}",
+            self.weight
+        );
+        f64::from(self.weight) / available_weight as f64
+    }
+}
+
+/// The sum of the weights of the items a draw can pick (units left or unlimited): the
+/// denominator of every [`ItemState::effective_probability`]. Exact: at most
+/// [`ITEM_COUNT_MAX`] weights of at most `u32::MAX` each fit in a `u64`.
+#[must_use]
+pub fn available_weight(items: &[ItemState]) -> u64 {
+    items.iter().filter(|i| i.is_available()).map(|i| u64::from(i.weight)).sum()
+}
+
 /// A full copy of the pool's state: what snapshots store and `state` prints.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PoolState {
@@ -59,6 +98,15 @@ pub struct PoolState {
 }
 
 impl PoolState {
+    /// Every item's effective probability given the current stock, in index order (see
+    /// [`ItemState::effective_probability`]): they sum to 1 when any item is available, and
+    /// are all 0 when none is.
+    #[must_use]
+    pub fn effective_probabilities(&self) -> Vec<f64> {
+        let available = available_weight(&self.items);
+        self.items.iter().map(|i| i.effective_probability(available)).collect()
+    }
+
     /// SHA-256 over a canonical encoding: equal states give equal hashes.
     #[must_use]
     pub fn hash(&self) -> [u8; 32] {

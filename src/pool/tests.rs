@@ -69,6 +69,8 @@ proptest! {
                 }
             }
             p.assert_invariants();
+            // The disclosed odds' denominator is the selector's total.
+            prop_assert_eq!(available_weight(&p.items()), p.live_weight());
         }
         let state = p.state();
         for (i, (q, w)) in model.iter().enumerate() {
@@ -204,4 +206,76 @@ fn a_smaller_window_keeps_the_newest_keys() {
     let keys: Vec<u128> = p.state().keys.records.iter().map(|r| r.key).collect();
     assert_eq!(keys, [4, 5]);
     assert_eq!(p.key(3, 1, 11), KeyLookup::New);
+}
+
+fn item(id: &str, quantity: i64, weight: u32) -> ItemState {
+    let ItemSpec { id, quantity, weight } = ItemSpec::new(id, quantity, weight);
+    ItemState { id, quantity, weight }
+}
+
+fn odds(items: Vec<ItemState>) -> Vec<f64> {
+    PoolState { items, ..PoolState::default() }.effective_probabilities()
+}
+
+#[track_caller]
+fn assert_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-15, "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn effective_probability_counts_only_available_items() {
+    // Exhausted (quantity 0) and weightless items get 0 and are left out of the
+    // denominator; unlimited (-1) counts as available.
+    let got = odds(vec![
+        item("gone", 0, 50),
+        item("mud", -1, 30),
+        item("gold", 5, 10),
+        item("ghost", 7, 0),
+    ]);
+    assert_close(&got, &[0.0, 0.75, 0.25, 0.0]);
+    let items = [item("gone", 0, 50), item("mud", -1, 30), item("gold", 5, 10)];
+    assert_eq!(available_weight(&items), 40);
+    assert!(!items[0].is_available() && items[1].is_available());
+    assert_eq!(items[0].effective_probability(40), 0.0);
+    assert_eq!(items[2].effective_probability(0), 0.0, "nothing available: 0, never NaN");
+}
+
+#[test]
+fn effective_probability_is_all_zero_when_nothing_is_available() {
+    let got = odds(vec![item("a", 0, 1), item("b", 0, 9), item("c", -1, 0)]);
+    assert_eq!(got, [0.0, 0.0, 0.0]);
+    assert!(odds(Vec::new()).is_empty());
+}
+
+#[test]
+fn effective_probability_sums_weights_beyond_u32() {
+    // Three weights of u32::MAX sum past 2^33: exact in u64, each a third.
+    let max = u32::MAX;
+    let got =
+        odds(vec![item("a", -1, max), item("b", 1, max), item("c", 3, max), item("d", 0, max)]);
+    assert_close(&got, &[1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.0]);
+    let items = [item("a", -1, max), item("b", 1, max), item("c", -1, 1)];
+    assert_eq!(available_weight(&items), 2 * u64::from(max) + 1);
+    let got = odds(items.to_vec());
+    assert!((got.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{got:?}");
+    assert!(got[2] > 0.0 && got[2] < 1e-9, "{got:?}");
+}
+
+#[test]
+fn effective_probabilities_follow_draws_to_exhaustion() {
+    // The pool's own state after draws: the finite item's share goes to the others once
+    // it runs out.
+    let mut p = pool(&[(2, 1_000_000), (-1, 1)], 3);
+    let before = p.state().effective_probabilities();
+    assert!(before[0] > 0.99 && before[1] > 0.0, "{before:?}");
+    for _ in 0..10_000 {
+        if p.quantity(ItemIndex(0)) == Some(Quantity::Finite(0)) {
+            break;
+        }
+        p.draw();
+    }
+    assert_close(&p.state().effective_probabilities(), &[0.0, 1.0]);
 }

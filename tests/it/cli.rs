@@ -96,13 +96,58 @@ fn state_json_shape_field_by_field() {
     let items = obj["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     let gold = items[0].as_object().unwrap();
-    assert_eq!(gold.len(), 3);
+    assert_eq!(gold.len(), 4);
     assert_eq!(gold["item_id"], "gold");
     assert_eq!(gold["quantity"].as_i64(), Some(999));
     assert_eq!(gold["weight"].as_u64(), Some(20));
+    assert_eq!(gold["probability"].as_f64(), Some(20.0 / 90.0));
     assert_eq!(items[1]["item_id"], "mud");
     assert_eq!(items[1]["quantity"].as_i64(), Some(-1));
     assert_eq!(items[1]["weight"].as_u64(), Some(70));
+    assert_eq!(items[1]["probability"].as_f64(), Some(70.0 / 90.0));
+    // The fields in their order: the earlier ones as they were, the odds last.
+    assert!(
+        run.stdout.starts_with(
+            "{\"last_request_id\":0,\"items\":[{\"item_id\":\"gold\",\"quantity\":999,\
+             \"weight\":20,\"probability\":0.2222"
+        ),
+        "{run:?}"
+    );
+}
+
+/// `state` discloses each item's effective probability given the stock: an exhausted item
+/// has 0 and leaves the denominator, an unlimited one counts; once nothing is left every
+/// probability is 0. JSON (fractions) and the table (percentages) agree.
+#[test]
+fn state_shows_effective_probabilities_given_stock() {
+    let (dir, config) = with_config(
+        "pool:\n  catalog:\n    - { item_id: gone, quantity: 0, probability: 50 }\n    - { item_id: gold, quantity: 2, probability: 10 }\n    - { item_id: mud, quantity: -1, probability: 30 }\n",
+    );
+    // ./data in the test's directory: absent until the first update, then the log's.
+    let run = |args: &[&str]| {
+        let run = rewardpool(dir.path(), &[args, &["--config", &config]].concat());
+        assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+        run
+    };
+    let odds = || -> Vec<f64> {
+        let v: Value = serde_json::from_str(run(&["state", "--json"]).stdout.trim()).unwrap();
+        v["items"].as_array().unwrap().iter().map(|i| i["probability"].as_f64().unwrap()).collect()
+    };
+    assert_eq!(odds(), [0.0, 0.25, 0.75]);
+    let table = run(&["state"]);
+    let header = table.stdout.lines().nth(1).unwrap();
+    assert!(header.ends_with("probability"), "{table:?}");
+    let row = |id: &str| table.stdout.lines().find(|l| l.starts_with(id)).unwrap().to_owned();
+    assert!(row("gone").ends_with(" 0.0000%"), "{table:?}");
+    assert!(row("gold").ends_with(" 25.0000%"), "{table:?}");
+    assert!(row("mud").ends_with(" 75.0000%"), "{table:?}");
+
+    // Mud set to 0: gold takes all the odds; two draws exhaust it; then nothing is left.
+    run(&["update", "--item", "mud", "--quantity", "0"]);
+    assert_eq!(odds(), [0.0, 1.0, 0.0]);
+    let drawn = run(&["draw", "--count", "2"]);
+    assert_eq!(drawn.stdout, "1 gold\n2 gold\n", "{drawn:?}");
+    assert_eq!(odds(), [0.0, 0.0, 0.0]);
 }
 
 #[test]

@@ -73,6 +73,69 @@ fn get_state_shows_items_weights_odds() {
     assert_eq!(run.code, Some(0), "{run:?}");
 }
 
+/// A pool with an exhausted item, a weightless one, and one that runs out under draws.
+const ODDS: &str = "\
+working_dir: unused
+pool:
+  catalog:
+    - { item_id: gone, quantity: 0, probability: 50 }
+    - { item_id: gold, quantity: 2, probability: 10 }
+    - { item_id: mud, quantity: -1, probability: 0 }
+";
+
+/// `GetState`'s `odds` is each item's effective probability given the stock: 0 for an
+/// exhausted item (its weight leaves the denominator) and a weightless one; all 0 once
+/// nothing is left; an unlimited item counts once it has a weight. The same values as
+/// `rewardpool state --json` prints afterwards.
+#[test]
+fn get_state_odds_follow_stock_with_an_exhausted_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = harness::start_with(dir.path(), Some(ODDS), &[]);
+    runtime().block_on(async {
+        let mut client = server.client().await;
+        // Gold is the only item a draw can pick.
+        assert_eq!(odds(&mut client).await, [0.0, 1.0, 0.0]);
+        // Two draws exhaust gold; a third finds nothing.
+        let (responses, end) = draw(&mut client, vec![request(3)]).await;
+        assert!(end.is_none(), "{end:?}");
+        let items: Vec<&str> = responses.iter().map(|r| r.item_id.as_str()).collect();
+        assert_eq!(items, ["gold", "gold", ""], "{responses:?}");
+        assert_eq!(odds(&mut client).await, [0.0, 0.0, 0.0]);
+        // Mud gets a weight: unlimited, it takes all the odds; then gold is restocked.
+        let update = |item: &str, quantity, weight| ours::UpdateRequest {
+            pool: String::new(),
+            item_id: item.to_owned(),
+            quantity,
+            weight,
+        };
+        let mud = client.update(update("mud", None, Some(30))).await.unwrap().into_inner();
+        assert_eq!(mud.item.unwrap().odds, 1.0);
+        client.update(update("gold", Some(4), None)).await.unwrap();
+        assert_eq!(odds(&mut client).await, [0.0, 0.25, 0.75]);
+    });
+    assert_eq!(server.stop(libc::SIGTERM).code, Some(0));
+    // The command line discloses the same odds from the log.
+    let config = dir.path().join("config.yaml");
+    let data = dir.path().join("data");
+    let args = ["state", "--json", "--config", config.to_str().unwrap(), "--data-dir"];
+    let run = crate::cli::rewardpool(dir.path(), &[&args[..], &[data.to_str().unwrap()]].concat());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let odds: Vec<f64> =
+        v["items"].as_array().unwrap().iter().map(|i| i["probability"].as_f64().unwrap()).collect();
+    assert_eq!(odds, [0.0, 0.25, 0.75], "{v}");
+}
+
+/// `GetState`'s odds of the only pool, checking the items' order on the way.
+async fn odds(
+    client: &mut harness::RewardPoolServiceClient<tonic::transport::Channel>,
+) -> Vec<f64> {
+    let state = client.get_state(ours::GetStateRequest::default()).await.unwrap().into_inner();
+    let ids: Vec<&str> = state.items.iter().map(|i| i.item_id.as_str()).collect();
+    assert_eq!(ids, ["gone", "gold", "mud"], "{state:?}");
+    state.items.iter().map(|i| i.odds).collect()
+}
+
 #[test]
 fn draw_counts_one_ten_and_zero_means_one() {
     let server = harness::start(None, &[]);

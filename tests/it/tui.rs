@@ -201,6 +201,11 @@ fn drive(tty: &mut Tty) {
     let first = tty.wait_for("the first reading", |s| s.contains("running") && s.contains("gold "));
     assert!(tty.is_raw(), "raw mode while the dashboard runs");
     let gold_before = gold_line(&first);
+    // Each item's effective probability (built-in catalog, all in stock: weight / 220),
+    // from GetState's odds when attached, from the library on a data directory.
+    assert!(gold_before.contains("  9.09%"), "gold 20/220: {first}");
+    let mud = first.lines().find(|l| l.contains("mud ")).unwrap_or_default();
+    assert!(mud.contains("∞ unlimited") && mud.contains(" 31.82%"), "mud 70/220: {first}");
     tty.command("d 10");
     tty.wait_for("10 draws", |s| s.contains("drew 10"));
     tty.command("p 10");

@@ -858,3 +858,96 @@ fn a_dozen_small_calls_stay_in_one_segment_and_stats_sees_them_all() {
     let v: Value = serde_json::from_str(stats.stdout.trim()).unwrap();
     assert_eq!(v["draws"].as_u64(), Some(drawn), "{v}");
 }
+
+/// `wal stats --json` as a map: item id → (drawn, expected share); and the draws.
+fn stats_by_item(setup: &Setup, range: &[&str]) -> (u64, BTreeMap<String, (u64, f64)>) {
+    let run = setup.run(&[&["wal", "stats", "--json"][..], range].concat());
+    ok(&run, &format!("wal stats {range:?}"));
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let shape = ["chi_square", "degrees_of_freedom", "draws", "empty_draws", "items", "p_value"];
+    assert_eq!(keys, shape, "the shape is the same with a range: {v}");
+    let items = v["items"].as_array().unwrap();
+    let by_item = items
+        .iter()
+        .map(|i| {
+            let id = i["item_id"].as_str().unwrap().to_owned();
+            (id, (i["drawn"].as_u64().unwrap(), i["expected_share"].as_f64().unwrap()))
+        })
+        .collect();
+    (v["draws"].as_u64().unwrap(), by_item)
+}
+
+/// `wal stats --from SEG --to SEG` audits exactly the draws of those segments (counted
+/// against `wal dump`), expecting each item's effective odds at each draw: in a segment
+/// after the finite item ran out, it is expected 0 times and the unlimited one always. The
+/// whole range named explicitly is the default. A reversed range, or an end the log does
+/// not hold (never written, or deleted by retention), is bad input (exit 2) naming the
+/// segments the log holds.
+#[test]
+fn stats_over_a_range_of_segments_counts_exactly_its_draws() {
+    // 16 KiB segments: 30000 draws make six or more, retention keeps the newest four. Gold
+    // (a fifth of the weight) runs out after about 15000 draws, before the newest segment
+    // (at most about 8000 draws) begins.
+    let setup = Setup::new(&[("gold", 3_000, 20), ("mud", -1, 80)], 16, "buffered");
+    let child = setup.command(&["draw", "--count", "30000"]).stdout(Stdio::null()).spawn().unwrap();
+    ok(&finish(child, &["draw"]), "draw");
+    // Draws per segment and item, from the dump.
+    let dump = setup.run(&["wal", "dump", "--json"]);
+    ok(&dump, "wal dump --json");
+    let mut counted: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    for v in json_lines(&dump) {
+        let per_item = counted.entry(v["segment"].as_u64().unwrap()).or_default();
+        if v["type"] == "draw" {
+            *per_item.entry(v["item"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    let segments: Vec<u64> = counted.keys().copied().collect();
+    assert!(segments.len() >= 3, "several segments: {segments:?}");
+    let (first, last) = (segments[0], segments[segments.len() - 1]);
+    assert!(first > 0, "retention deleted the oldest: {segments:?}");
+    let count = |from: u64, to: u64, item: &str| -> u64 {
+        counted.range(from..=to).map(|(_, items)| items.get(item).copied().unwrap_or(0)).sum()
+    };
+
+    for (from, to) in [(segments[1], segments[2]), (first, first), (last, last), (first, last)] {
+        let (f, t) = (from.to_string(), to.to_string());
+        let (draws, items) = stats_by_item(&setup, &["--from", &f, "--to", &t]);
+        assert_eq!(draws, count(from, to, "gold") + count(from, to, "mud"), "{from}..={to}");
+        for id in ["gold", "mud"] {
+            assert_eq!(items[id].0, count(from, to, id), "{id} in {from}..={to}: {items:?}");
+        }
+    }
+    // The newest segment began after gold ran out: its odds were 0, mud's 1.
+    let (_, newest) = stats_by_item(&setup, &["--from", &last.to_string()]);
+    assert_eq!(newest["gold"], (0, 0.0), "{newest:?}");
+    assert_eq!(newest["mud"].1, 1.0, "{newest:?}");
+    // The whole range, named or not, is the same audit.
+    let named = setup.run(&["wal", "stats", "--json", "--from", &first.to_string()]);
+    assert_eq!(named.stdout, setup.run(&["wal", "stats", "--json"]).stdout);
+    // The table says which segments it covers.
+    let plain = setup.run(&["wal", "stats", "--to", &segments[1].to_string()]);
+    ok(&plain, "wal stats --to");
+    let range = format!(" in segments {first} to {}", segments[1]);
+    assert!(plain.stdout.contains(&range), "{plain:?}");
+
+    let holds = format!("it holds segments {first} to {last}");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--from", &last.to_string(), "--to", &first.to_string()], "reversed"),
+        (&["--from", &(first - 1).to_string()], &holds),
+        (&["--to", &(last + 1).to_string()], &holds),
+        (&["--from", "-1"], "--from"),
+    ];
+    for (range, says) in cases {
+        let run = setup.run(&[&["wal", "stats"][..], range].concat());
+        assert_eq!(run.code, Some(2), "{range:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{range:?} should say {says:?}: {run:?}");
+        assert!(run.stdout.is_empty() && !run.stderr.contains("panicked"), "{run:?}");
+    }
+    // No data directory holds no segments.
+    let empty = Setup::new(&[("mud", -1, 1)], 64, "sync");
+    let run = empty.run(&["wal", "stats", "--from", "0"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("the log holds no segments"), "{run:?}");
+}

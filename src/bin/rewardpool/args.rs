@@ -42,7 +42,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Perform durable draws and print each outcome once its group is committed.
     Draw(DrawArgs),
-    /// Print the pool's state (read-only).
+    /// Print the pool's state (read-only): each item's quantity, weight and effective
+    /// probability (its chance on the next draw given the stock now).
     State(StateArgs),
     /// Set an item's quantity and/or weight (a new item needs --add and both), or apply
     /// the configuration's catalog (--apply-catalog).
@@ -203,7 +204,9 @@ pub(crate) struct StateArgs {
     /// Which pool.
     #[command(flatten)]
     pub pool: PoolArg,
-    /// {"last_request_id":N,"items":[{"item_id":..,"quantity":..,"weight":..}]}.
+    /// {"last_request_id":N,"items":[{"item_id":..,"quantity":..,"weight":..,
+    /// "probability":..}]}: probability is weight / the sum of the weights of the items with
+    /// units left (or unlimited), 0 for an exhausted item.
     #[arg(long)]
     pub json: bool,
 }
@@ -268,11 +271,20 @@ pub(crate) enum WalCommand {
     Verify,
     /// Truncate the log at the first damage, after saying what will be dropped.
     Repair,
-    /// Per-item draw counts, observed vs configured share, chi-square p-value.
+    /// The odds audit: per-item draw counts, observed share vs the share the effective odds
+    /// promised (weight / available weight at each draw, given the stock then), chi-square
+    /// p-value (exit 1 when p < 0.001). Over the retained segments, or --from/--to.
     Stats {
         /// One JSON object.
         #[arg(long)]
         json: bool,
+        /// First segment to audit (the NNNNNN of wal.NNNNNN; default: the oldest retained).
+        /// The pool state at its start comes from its own snapshot.
+        #[arg(long, value_name = "SEG", allow_negative_numbers = true)]
+        from: Option<u64>,
+        /// Last segment to audit, inclusive (default: the newest).
+        #[arg(long, value_name = "SEG", allow_negative_numbers = true)]
+        to: Option<u64>,
     },
 }
 

@@ -250,6 +250,9 @@ struct ItemJson<'a> {
     item_id: &'a str,
     quantity: i64,
     weight: u32,
+    /// The item's chance on the next draw given the stock now (0 when it cannot be drawn):
+    /// `ItemState::effective_probability`.
+    probability: f64,
 }
 
 /// `state [--json]`.
@@ -276,7 +279,13 @@ fn state_json(state: &PoolState) -> StateJson<'_> {
         items: state
             .items
             .iter()
-            .map(|i| ItemJson { item_id: &i.id, quantity: i.quantity.to_i64(), weight: i.weight })
+            .zip(state.effective_probabilities())
+            .map(|(i, probability)| ItemJson {
+                item_id: &i.id,
+                quantity: i.quantity.to_i64(),
+                weight: i.weight,
+                probability,
+            })
             .collect(),
     }
 }
@@ -284,13 +293,21 @@ fn state_json(state: &PoolState) -> StateJson<'_> {
 fn print_state_table(out: &mut Out, state: &PoolState) -> CmdResult {
     let width = state.items.iter().map(|i| i.id.len()).max().unwrap_or(0).max("item".len());
     out.line(&format!("last request id: {}", state.last_request_id.0))?;
-    out.line(&format!("{:<width$}  {:>12}  {:>10}", "item", "quantity", "weight"))?;
-    for item in &state.items {
+    out.line(&format!(
+        "{:<width$}  {:>12}  {:>10}  {:>11}",
+        "item", "quantity", "weight", "probability"
+    ))?;
+    for (item, probability) in state.items.iter().zip(state.effective_probabilities()) {
         let quantity = match item.quantity {
             Quantity::Unlimited => "unlimited".to_owned(),
             Quantity::Finite(n) => n.to_string(),
         };
-        out.line(&format!("{:<width$}  {quantity:>12}  {:>10}", item.id, item.weight))?;
+        out.line(&format!(
+            "{:<width$}  {quantity:>12}  {:>10}  {:>10.4}%",
+            item.id,
+            item.weight,
+            probability * 100.0
+        ))?;
     }
     Ok(())
 }

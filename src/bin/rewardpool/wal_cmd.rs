@@ -9,7 +9,8 @@
 //!
 //! Exit codes: 0 success; 1 a failed check (`verify` found damage, `stats` found draws that
 //! do not follow the weights, a repair that did not leave a clean log); 2 bad input (a
-//! damaged log under `dump` or `stats`, a directory in use, an unreadable file).
+//! damaged log under `dump` or `stats`, a directory in use, an unreadable file, a `stats
+//! --from/--to` range that is reversed or names a segment the log does not hold).
 
 use std::io::Write as _;
 
@@ -20,7 +21,7 @@ use super::args::{GlobalArgs, WalCommand};
 use super::output::Out;
 use super::{pool_config, require_data_dir, CmdResult, Failure};
 use rewardpool::config::Config;
-use rewardpool::inspect::{self, Audit, RepairPlan, VerifyReport};
+use rewardpool::inspect::{self, Audit, RangeAuditError, RepairPlan, SegmentRange, VerifyReport};
 use rewardpool::recovery::{self, FrameInfo, RecoveryError};
 use rewardpool::storage::{DirLock, OsStorage, Storage};
 use rewardpool::wal::frame::Record;
@@ -38,7 +39,7 @@ pub(crate) fn run(global: &GlobalArgs, pool: Option<&str>, command: &WalCommand)
         WalCommand::Dump { json, all } => dump(&config, json, all),
         WalCommand::Verify => verify(&config),
         WalCommand::Repair => repair(&config),
-        WalCommand::Stats { json } => stats(&config, json),
+        WalCommand::Stats { json, from, to } => stats(&config, json, SegmentRange { from, to }),
     }
 }
 
@@ -595,7 +596,12 @@ fn print_stats_table(out: &mut Out, audit: &Audit) -> CmdResult {
             i.weight
         ))?;
     }
-    out.line(&format!("draws: {} ({} empty)", audit.draws, audit.empty_draws))?;
+    let segments = match audit.segments {
+        Some((first, last)) if first == last => format!(" in segment {first}"),
+        Some((first, last)) => format!(" in segments {first} to {last}"),
+        None => String::new(),
+    };
+    out.line(&format!("draws: {} ({} empty){segments}", audit.draws, audit.empty_draws))?;
     out.line(&format!(
         "chi-square: {:.4} with {} degree{} of freedom, p-value {:.6}",
         audit.chi_square,
@@ -606,14 +612,24 @@ fn print_stats_table(out: &mut Out, audit: &Audit) -> CmdResult {
     Ok(())
 }
 
-/// Per-item counts, observed vs expected share, chi-square p-value; exit 1 when p < 0.001.
-fn stats(config: &Config, json: bool) -> CmdResult {
+/// Per-item counts, observed vs expected share, chi-square p-value, over the segments of
+/// `range`; exit 1 when p < 0.001, 2 when the range does not fit the log.
+fn stats(config: &Config, json: bool, range: SegmentRange) -> CmdResult {
     let audit = match existing(config) {
-        None => Audit::empty(),
+        // No directory holds no segments: nothing to audit, unless a segment is named.
+        None => match range.select(&[]) {
+            Ok(_) => Audit::empty(),
+            Err(e) => {
+                return Err(Failure::bad_input(
+                    anyhow::Error::new(e).context(format!("wal stats: {}", no_log(config))),
+                ))
+            }
+        },
         Some(storage) => {
             let _lock = lock(&storage, false)?;
-            inspect::audit(&storage).map_err(|e| {
-                Failure::bad_input(anyhow::Error::new(e).context("cannot audit the log"))
+            inspect::audit_range(&storage, range).map_err(|e| match e {
+                RangeAuditError::Range(e) => Failure::bad_input(anyhow!("wal stats: {e}")),
+                e => Failure::bad_input(anyhow::Error::new(e).context("cannot audit the log")),
             })?
         }
     };

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rewardpool::pool::available_weight;
 use rewardpool::{Engine, ItemState, Quantity};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -306,29 +307,22 @@ pub(crate) fn pool_metrics(
     }
 }
 
-/// The sum of the weights of items with stock: the denominator of every item's odds.
-pub(crate) fn available_weight(items: &[ItemState]) -> u64 {
-    items.iter().filter(|i| i.quantity != Quantity::Finite(0)).map(|i| u64::from(i.weight)).sum()
-}
-
-/// The pool's items as the Go contract carries them, with their effective odds.
+/// The pool's items as the Go contract carries them, with their effective odds
+/// ([`rewardpool::pool::available_weight`] is the denominator).
 pub(crate) fn reward_items(items: &[ItemState]) -> Vec<RewardItem> {
     let available = available_weight(items);
     items.iter().map(|item| reward_item(item, available)).collect()
 }
 
 /// One item: quantity (-1 unlimited, saturated at `i32::MAX`), weight in `probability`,
-/// odds = weight / `available` when in stock, else 0.
-#[expect(clippy::cast_precision_loss, reason = "odds are a display ratio")]
+/// odds = its effective probability ([`ItemState::effective_probability`]: weight /
+/// `available` when it can be drawn, else 0).
 pub(crate) fn reward_item(item: &ItemState, available: u64) -> RewardItem {
-    let in_stock = item.quantity != Quantity::Finite(0);
-    let odds =
-        if in_stock && available > 0 { f64::from(item.weight) / available as f64 } else { 0.0 };
     RewardItem {
         item_id: item.id.clone(),
         quantity: i32::try_from(item.quantity.to_i64()).unwrap_or(i32::MAX),
         probability: i64::from(item.weight),
-        odds,
+        odds: item.effective_probability(available),
     }
 }
 

@@ -13,12 +13,13 @@ use anyhow::anyhow;
 use rewardpool::config::Config;
 use rewardpool::engine::{Client, DrawError, Engine, ItemIds, Outcome};
 use rewardpool::host::OpenError;
+use rewardpool::pool::available_weight;
 use rewardpool::{Host, Quantity};
 
 use super::request::{draws_line, update_line, Call};
 use super::state::Stock;
 use super::{items_every, Event, Job, Reading, Source};
-use crate::service::api::{available_weight, pool_metrics, reward_item, reward_items};
+use crate::service::api::{pool_metrics, reward_item, reward_items};
 use crate::service::proto::{
     DrawRequest, DrawResponse, GetStateResponse, UpdateResponse, WatchResponse,
 };

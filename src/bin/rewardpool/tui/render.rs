@@ -149,7 +149,8 @@ fn render_selector(state: &State, frame: &mut Frame<'_>, area: Rect) {
     frame.render_widget(tabs, area);
 }
 
-/// One bar per item: current stock against initial; unlimited items marked ∞.
+/// One bar per item: current stock against initial (unlimited items marked ∞), then the
+/// item's effective probability (its chance on the next draw given the stock now).
 fn render_items(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let block = block(state, Pane::Items, "items");
     let inner = block.inner(area);
@@ -161,31 +162,48 @@ fn render_items(state: &State, frame: &mut Frame<'_>, area: Rect) {
         .iter()
         .map(|item| {
             let label = format!("{:id_width$.id_width$} ", item.id);
-            let figures = match (item.current, item.initial) {
+            let stock = match (item.current, item.initial) {
                 (Stock::Unlimited, _) => "∞ unlimited".to_owned(),
                 (Stock::Finite(c), Stock::Finite(i)) => format!(" {c}/{i}"),
                 (Stock::Finite(c), Stock::Unlimited) => format!(" {c}"),
             };
-            let room = usize::from(inner.width)
-                .saturating_sub(label.chars().count() + figures.chars().count());
-            let bar = match (item.current, item.initial) {
-                (Stock::Unlimited, _) => String::new(),
-                (Stock::Finite(c), Stock::Finite(i)) => bar(c, i, room),
-                (Stock::Finite(_), Stock::Unlimited) => bar(0, 0, room),
-            };
+            let odds = format!(" {}", odds(item.odds));
+            let room = usize::from(inner.width).saturating_sub(
+                label.chars().count() + stock.chars().count() + odds.chars().count(),
+            );
             let colour = match item.current {
                 Stock::Finite(0) => Color::Red,
                 Stock::Unlimited => Color::Cyan,
                 Stock::Finite(_) => Color::Green,
             };
+            let bar = match (item.current, item.initial) {
+                // No bar: "∞ unlimited" follows the label, blanks keep the odds in line.
+                (Stock::Unlimited, _) => {
+                    return Line::from(vec![
+                        Span::raw(label),
+                        Span::raw(stock),
+                        Span::raw(" ".repeat(room)),
+                        Span::raw(odds),
+                    ]);
+                }
+                (Stock::Finite(c), Stock::Finite(i)) => bar(c, i, room),
+                (Stock::Finite(_), Stock::Unlimited) => bar(0, 0, room),
+            };
             Line::from(vec![
                 Span::raw(label),
                 Span::styled(bar, Style::new().fg(colour)),
-                Span::raw(figures),
+                Span::raw(stock),
+                Span::raw(odds),
             ])
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A probability as a percentage, always 7 cells wide ("  4.55%", "100.00%"), so the
+/// column lines up at the pane's right edge.
+fn odds(p: f64) -> String {
+    format!("{:>6.2}%", p * 100.0)
 }
 
 /// A bar `width` cells wide, filled in proportion `current / initial`.

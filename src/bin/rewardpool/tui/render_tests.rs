@@ -63,6 +63,7 @@ fn sample(names: &[&str]) -> State {
         let items = vec![
             RewardItem { item_id: "gold".into(), quantity, probability: 10, odds: 0.1 },
             RewardItem { item_id: "coin".into(), quantity: -1, probability: 90, odds: 0.9 },
+            RewardItem { item_id: "gem".into(), quantity: 0, probability: 50, odds: 0.0 },
         ];
         state.apply_state(
             names[0],
@@ -86,6 +87,19 @@ fn one_pool_wide() {
     assert_shows(&screen, "groups/s 1.2k");
     assert_shows(&screen, " 40/100");
     assert_shows(&screen, "∞ unlimited");
+    // Each item's effective probability ends its row, right-aligned: the exhausted gem's
+    // is 0 (its weight of 50 counts for nothing).
+    // (The items pane is the left one: its row ends at the first "││".)
+    let ends = |id: &str, text: &str| {
+        let row = screen.iter().find(|r| r.starts_with(&format!("│{id} "))).expect(id);
+        let pane = row.split("││").next().unwrap_or(row);
+        assert!(pane.ends_with(text), "{id}: {row}");
+        pane.chars().count()
+    };
+    let column = ends("gold", " 10.00%");
+    assert_eq!(ends("coin", " 90.00%"), column, "aligned");
+    assert_eq!(ends("gem", "  0.00%"), column, "aligned");
+    assert_shows(&screen, " 0/0");
     assert_shows(&screen, "drew 10: gold x1, coin x9");
     assert_shows(&screen, "> d 10");
     assert_shows(&screen, "> u gold 5_");
@@ -179,4 +193,8 @@ fn units() {
     assert_eq!(bar(40, 100, 10), "████░░░░░░");
     assert_eq!(bar(5, 0, 3), "░░░");
     assert_eq!(bar(500, 100, 4), "████");
+    assert_eq!(
+        [odds(0.0), odds(1.0 / 22.0), odds(0.9), odds(1.0)],
+        ["  0.00%", "  4.55%", " 90.00%", "100.00%"]
+    );
 }
