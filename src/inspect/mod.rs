@@ -1,12 +1,19 @@
 //! Read-side tools over a data directory: `dump` every frame recovery accepts, `verify`
 //! everything (headers, checksums, sequence, every snapshot's SHA-256), `repair` at the
-//! first damage, and `stats` (the probability-disclosure audit, over any range of segments).
+//! first damage, `stats` (the probability-disclosure audit, over any range of segments), and
+//! [`fairness`]: the list of seed commitments and the audit that recomputes every draw from
+//! its revealed seed.
 
 mod audit;
+pub mod fairness;
 mod range;
 mod repair;
 
 pub use audit::{audit, audit_range, Audit, ItemAudit};
+pub use fairness::{
+    audit as audit_fairness, commitments, FairnessFailure, FairnessReport, FramePlace, RunStatus,
+    SeedRun,
+};
 pub use range::{RangeAuditError, RangeError, SegmentRange};
 pub use repair::{apply_repair, plan_repair, RepairPlan};
 

@@ -286,6 +286,26 @@ pub(crate) enum WalCommand {
         #[arg(long, value_name = "SEG", allow_negative_numbers = true)]
         to: Option<u64>,
     },
+    /// Check every revealed seed against its commitment and recompute every draw from it
+    /// (exit 1 on any mismatch).
+    Audit {
+        /// First segment (sequence number) to audit [default: the oldest retained].
+        #[arg(long, value_name = "SEG", allow_negative_numbers = true)]
+        from: Option<u64>,
+        /// Last segment (sequence number) to audit [default: the newest].
+        #[arg(long, value_name = "SEG", allow_negative_numbers = true)]
+        to: Option<u64>,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the seed commitments: segment, first request id, commitment, and the seed once
+    /// revealed (else pending or unrevealed).
+    Commitments {
+        /// One JSON object per run.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Durability modes as the command line spells them.

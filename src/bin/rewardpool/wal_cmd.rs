@@ -1,4 +1,4 @@
-//! `wal dump | verify | repair | stats`: read-only inspection and explicit repair of the log,
+//! `wal dump | verify | repair | stats | audit | commitments`: read-only inspection and explicit repair of the log,
 //! over the library's [`rewardpool::inspect`] tools.
 //!
 //! Locks: `dump`, `verify` and `stats` take the directory's shared lock (they run beside
@@ -11,6 +11,8 @@
 //! do not follow the weights, a repair that did not leave a clean log); 2 bad input (a
 //! damaged log under `dump` or `stats`, a directory in use, an unreadable file, a `stats
 //! --from/--to` range that is reversed or names a segment the log does not hold).
+
+mod fair;
 
 use std::io::Write as _;
 
@@ -40,6 +42,8 @@ pub(crate) fn run(global: &GlobalArgs, pool: Option<&str>, command: &WalCommand)
         WalCommand::Verify => verify(&config),
         WalCommand::Repair => repair(&config),
         WalCommand::Stats { json, from, to } => stats(&config, json, SegmentRange { from, to }),
+        WalCommand::Audit { from, to, json } => fair::audit(&config, from, to, json),
+        WalCommand::Commitments { json } => fair::commitments(&config, json),
     }
 }
 
