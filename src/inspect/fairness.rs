@@ -135,6 +135,8 @@ pub enum FairnessFailure {
     Reveal {
         /// The reveal frame.
         at: FramePlace,
+        /// The commitment frame.
+        committed_at: FramePlace,
         /// The run's first request id.
         first_request_id: u64,
         /// The commitment frame's.
@@ -187,13 +189,15 @@ impl fmt::Display for FairnessFailure {
                 hex(expected),
                 hex(got)
             ),
-            FairnessFailure::Reveal { at, first_request_id, committed, repeated } => write!(
-                f,
-                "{at}: the reveal for the draws from request id {first_request_id} repeats \
-                 commitment {}, but the run was committed to {}",
-                hex(repeated),
-                hex(committed)
-            ),
+            FairnessFailure::Reveal { at, committed_at, first_request_id, committed, repeated } => {
+                write!(
+                    f,
+                    "{at}: the reveal for the draws from request id {first_request_id} repeats \
+                     commitment {}, but the run was committed to {} ({committed_at})",
+                    hex(repeated),
+                    hex(committed)
+                )
+            }
             FairnessFailure::StrayReveal { at, first_request_id } => write!(
                 f,
                 "{at}: a reveal for the draws from request id {first_request_id} answers no \
@@ -469,6 +473,7 @@ impl Replay<'_> {
         if *repeated != run.commitment {
             self.fail(FairnessFailure::Reveal {
                 at: at.clone(),
+                committed_at: run.committed_at.clone(),
                 first_request_id: run.first_request_id,
                 committed: run.commitment,
                 repeated: *repeated,

@@ -173,6 +173,71 @@ mod tests {
         }
     }
 
+    /// Draws for the chi-square tests: 10^7 by default (about a second in a debug build),
+    /// 10^8 with `REWARDPOOL_LONG=1`.
+    fn chi_square_draws() -> u64 {
+        if std::env::var_os("REWARDPOOL_LONG").is_some() {
+            100_000_000
+        } else {
+            10_000_000
+        }
+    }
+
+    /// P(χ² ≥ statistic) over `counts` against `expected` (same length, expected > 0).
+    fn p_value(counts: &[u64], expected: &[f64]) -> f64 {
+        use statrs::distribution::{ChiSquared, ContinuousCDF};
+        let statistic: f64 =
+            counts.iter().zip(expected).map(|(&c, &e)| (c as f64 - e).powi(2) / e).sum();
+        let dof = (counts.len() - 1) as f64;
+        1.0 - ChiSquared::new(dof).unwrap().cdf(statistic)
+    }
+
+    /// Generator 1 over 100 equal bins, at 10^6 draws and at the full count (10^7, or 10^8
+    /// with `REWARDPOOL_LONG=1`), under two keys: p >= 0.001 each time.
+    #[test]
+    fn chi_square_equal_bins() {
+        const BINS: usize = 100;
+        for key in [0x5eed_u64, 0xfeed_f00d_dead_beef] {
+            let rng = Rng::from_key(key);
+            for n in [1_000_000, chi_square_draws()] {
+                let mut counts = [0_u64; BINS];
+                for id in 1..=n {
+                    counts[rng.below(BINS as u64, id) as usize] += 1;
+                }
+                let expected = [n as f64 / BINS as f64; BINS];
+                let p = p_value(&counts, &expected);
+                assert!(p >= 0.001, "key {key:#x}, {n} draws: p = {p}");
+            }
+        }
+    }
+
+    /// Generator 1 through the pool's selection ([`super::super::Pool::choice_at`], what a
+    /// draw and the audit compute) over skewed weights 1, 2, 4, ... 512 and 1000: each item
+    /// is chosen in proportion to its weight, p >= 0.001 at 10^6 and the full count.
+    #[test]
+    fn chi_square_skewed_weights_through_choice_at() {
+        use super::super::{ItemSpec, Pool, RequestId};
+        let weights: Vec<u32> = (0..10).map(|i| 1 << i).chain([1000]).collect();
+        let items: Vec<ItemSpec> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ItemSpec::new(&format!("item{i}"), -1, *w))
+            .collect();
+        let pool = Pool::new(&items, Rng::from_seed(0)).unwrap();
+        let total: u32 = weights.iter().sum();
+        let rng = Rng::from_key(0x0dd5_0ff1_1e00);
+        for n in [1_000_000, chi_square_draws()] {
+            let mut counts = vec![0_u64; weights.len()];
+            for id in 1..=n {
+                counts[pool.choice_at(rng, RequestId(id)).unwrap().0 as usize] += 1;
+            }
+            let expected: Vec<f64> =
+                weights.iter().map(|&w| n as f64 * f64::from(w) / f64::from(total)).collect();
+            let p = p_value(&counts, &expected);
+            assert!(p >= 0.001, "{n} draws: p = {p}, counts {counts:?}");
+        }
+    }
+
     #[test]
     fn debug_hides_the_key() {
         assert_eq!(format!("{:?}", Rng::from_key(77)), "Rng { .. }");

@@ -144,7 +144,7 @@ fn failure_json(failure: &FairnessFailure) -> FailureJson {
         FairnessFailure::Seed { at, first_request_id, expected, got } => {
             ("seed", at, Some(*first_request_id), Some(hex(expected)), Some(hex(got)))
         }
-        FairnessFailure::Reveal { at, first_request_id, committed, repeated } => {
+        FairnessFailure::Reveal { at, first_request_id, committed, repeated, .. } => {
             ("reveal", at, Some(*first_request_id), Some(hex(committed)), Some(hex(repeated)))
         }
         FairnessFailure::StrayReveal { at, first_request_id } => {
