@@ -8,6 +8,7 @@ mod crash_steps;
 mod engine;
 mod enospc;
 mod failure;
+mod fairness;
 mod fuse;
 mod fuzz_inputs;
 mod host;
