@@ -1,16 +1,18 @@
 //! `wal dump | verify | repair | stats | audit | commitments`: read-only inspection and explicit repair of the log,
 //! over the library's [`rewardpool::inspect`] tools.
 //!
-//! Locks: `dump`, `verify` and `stats` take the directory's shared lock (they run beside
+//! Locks: `dump`, `verify`, `stats`, `audit` and `commitments` take the directory's shared lock (they run beside
 //! other readers, never beside a writer), without creating a file on a directory that
 //! cannot be written (a backup on a read-only mount: see `OsStorage`'s lock); `repair`
 //! takes the exclusive lock. A missing `working_dir` holds no log: there is nothing to dump,
 //! verify, repair or audit (exit 0); a missing explicit `--data-dir` is an error (exit 2).
 //!
 //! Exit codes: 0 success; 1 a failed check (`verify` found damage, `stats` found draws that
-//! do not follow the weights, a repair that did not leave a clean log); 2 bad input (a
-//! damaged log under `dump` or `stats`, a directory in use, an unreadable file, a `stats
-//! --from/--to` range that is reversed or names a segment the log does not hold).
+//! do not follow the weights, `audit` found a draw or seed that does not match, a repair
+//! that did not leave a clean log); 2 bad input (a damaged log under `dump`, `stats`,
+//! `audit` or `commitments`, a directory in use, an unreadable file, a `stats --from/--to`
+//! range that is reversed or names a segment the log does not hold). `audit` and
+//! `commitments` live in [`fair`].
 
 mod fair;
 
