@@ -621,3 +621,42 @@ fn cli_a_kill_leaves_a_pending_run_that_the_restart_marks_unrevealed() {
     let text = setup.ok(&["wal", "commitments"]);
     assert!(text.stdout.contains("unrevealed"), "{text:?}");
 }
+
+/// A log of the release before seed frames (`fixtures/log-v1`, segment version 2): its draws
+/// are counted as unseeded, never verified; drawing on it commits to a seed and those draws
+/// are verified.
+#[test]
+fn segments_before_format_4_have_no_commitments_and_their_draws_are_unseeded() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/log-v1/data");
+    let dir = tempdir();
+    for entry in fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let storage = OsStorage::new(dir.path()).unwrap();
+    assert!(fairness::commitments(&storage, POOL).unwrap().is_empty());
+    let old = audit(&storage);
+    assert_eq!(old.failure, None);
+    assert_eq!((old.segments, old.segments_without_commitments), (3, 3), "{old:?}");
+    assert_eq!((old.draws_verified, old.draws_unseeded), (0, 4_700), "{old:?}");
+    assert_eq!(old.runs_verified + old.runs_pending + old.runs_unrevealed, 0);
+
+    let catalog = vec![
+        ItemSpec::new("diamond", 10, 1),
+        ItemSpec::new("gold", 300, 20),
+        ItemSpec::new("mud", -1, 79),
+    ];
+    let wal = WalOptions {
+        segment_size_bytes: 64 << 10,
+        ..wal_options(dir.path(), Durability::Buffered)
+    };
+    let engine = open_engine(&catalog, &wal, engine_config(), Some(SEED)).unwrap();
+    let (acked, error) = draw_n(&engine, 500);
+    assert_eq!(error, None);
+    engine.shutdown().unwrap();
+    let new = audit(&storage);
+    assert_eq!(new.failure, None, "{new:?}");
+    assert_eq!(new.draws_unseeded, 4_700, "{new:?}");
+    assert_eq!(new.draws_verified, acked.len() as u64, "{new:?}");
+    assert_eq!(new.runs_verified, 1);
+}
