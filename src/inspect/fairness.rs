@@ -565,13 +565,18 @@ impl Replay<'_> {
             self.report.draws_verified += 1;
             return Ok(());
         }
+        self.current = Current::Verify { rng, mismatched: true };
+        if self.report.failure.is_some() {
+            // Only the first is described: a wrong draw usually changes every later one.
+            self.report.mismatches += 1;
+            return Ok(());
+        }
         let failure = FairnessFailure::Draw {
             at: FramePlace { file: file.to_owned(), segment: info.segment, offset: info.offset },
             request_id: draw.request_id.0,
             logged: draw.item.map(|i| item_name(pool, i)),
             recomputed: recomputed.map(|i| item_name(pool, i)),
         };
-        self.current = Current::Verify { rng, mismatched: true };
         self.fail(failure);
         Ok(())
     }
