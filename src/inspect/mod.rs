@@ -11,8 +11,8 @@ mod repair;
 
 pub use audit::{audit, audit_range, Audit, ItemAudit};
 pub use fairness::{
-    audit as audit_fairness, commitments, FairnessFailure, FairnessReport, FramePlace, RunStatus,
-    SeedRun,
+    audit as audit_fairness, commitments, hex, FairnessFailure, FairnessReport, FramePlace,
+    RunStatus, SeedRun,
 };
 pub use range::{RangeAuditError, RangeError, SegmentRange};
 pub use repair::{apply_repair, plan_repair, RepairPlan};

@@ -718,3 +718,93 @@ fn serves_on_the_configured_address_and_says_so_in_json() {
         serde_json::from_str(run.stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["pools"], serde_json::json!(["default"]), "{first}");
 }
+
+/// Two pools: one with a small segment (so its log rotates), one without a log.
+const COMMITMENTS: &str = "\
+working_dir: unused
+pools:
+  - name: logged
+    catalog:
+      - { item_id: gold, quantity: 100000, probability: 1 }
+      - { item_id: mud, quantity: -1, probability: 3 }
+    wal:
+      durability: buffered
+      max_file_size_kb: 64
+  - name: volatile
+    catalog:
+      - { item_id: gem, quantity: -1, probability: 1 }
+    wal:
+      durability: memory
+";
+
+/// `ListCommitments` lists the pool's seed runs as `wal commitments` does: revealed runs with
+/// a seed that hashes to their commitment, the newest pending; after a clean stop the
+/// command line shows the same commitments, the last one revealed too. A pool without a
+/// log has none; an unknown pool is INVALID_ARGUMENT, as for every call.
+#[test]
+fn list_commitments_publishes_each_seed_run() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let server = harness::start_with(dir.path(), Some(COMMITMENTS), &[]);
+    let listed = runtime().block_on(async {
+        let mut client = server.client().await;
+        let pull = |n| DrawRequest { pool: "logged".to_owned(), ..request(n) };
+        for _ in 0..20 {
+            let (responses, end) = draw(&mut client, vec![pull(1000); 5]).await;
+            assert!(end.is_none() && responses.len() == 5000, "{end:?}");
+        }
+        let ask = |pool: &str| ours::ListCommitmentsRequest { pool: pool.to_owned() };
+        let listed = client.list_commitments(ask("logged")).await.unwrap().into_inner();
+        assert_eq!(listed.pool, "logged");
+        let runs = &listed.commitments;
+        assert!(runs.len() >= 3, "100000 draws rotate 64 KiB segments: {runs:?}");
+        let (last, done) = runs.split_last().unwrap();
+        assert_eq!((last.status.as_str(), last.seed.as_str()), ("pending", ""), "{last:?}");
+        let mut next = 1;
+        for run in done {
+            assert_eq!(run.status, "revealed", "{run:?}");
+            let seed: Vec<u8> = (0..32)
+                .map(|i| u8::from_str_radix(&run.seed[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let mut h = Sha256::new();
+            h.update(&seed);
+            h.update(run.commitment_segment.to_le_bytes());
+            h.update(b"logged");
+            let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hash, run.commitment, "the reveal opens the commitment: {run:?}");
+            assert_eq!(run.first_request_id, next, "runs follow each other: {runs:?}");
+            next += run.draws;
+        }
+        let volatile = client.list_commitments(ask("volatile")).await.unwrap().into_inner();
+        assert!(volatile.commitments.is_empty(), "{volatile:?}");
+        let unknown = client.list_commitments(ask("nope")).await.unwrap_err();
+        assert_eq!(
+            unknown.code(),
+            Code::InvalidArgument,
+            "as every call names an unknown pool: {unknown:?}"
+        );
+        listed
+    });
+    assert_eq!(server.stop(libc::SIGTERM).code, Some(0));
+    let config = dir.path().join("config.yaml");
+    let data = dir.path().join("data");
+    let args = [
+        "wal",
+        "commitments",
+        "--json",
+        "--pool",
+        "logged",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let run = crate::cli::rewardpool(dir.path(), &args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines: Vec<serde_json::Value> =
+        run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let cli: Vec<&str> = lines.iter().map(|v| v["commitment"].as_str().unwrap()).collect();
+    let rpc: Vec<&str> = listed.commitments.iter().map(|c| c.commitment.as_str()).collect();
+    assert_eq!(cli, rpc, "{}", run.stdout);
+    assert_eq!(lines.last().unwrap()["status"], "revealed", "a clean stop reveals the last seed");
+}

@@ -19,6 +19,7 @@ mod fair;
 use std::io::Write as _;
 
 use anyhow::{anyhow, Context as _};
+use rewardpool::inspect::hex;
 use serde::Serialize;
 
 use super::args::{GlobalArgs, WalCommand};
@@ -128,15 +129,6 @@ fn newest_snapshot_items(storage: &OsStorage) -> Option<Vec<rewardpool::pool::It
         .rev()
         .find_map(|(_, name)| recovery::load_snapshot(storage, name, None).ok())
         .map(|state| state.items)
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn json_string(s: &str) -> String {

@@ -22,8 +22,9 @@ use crate::service::proto::reward_pool_service_server::{
     RewardPoolService, RewardPoolServiceServer,
 };
 use crate::service::proto::{
-    DrawRequest, DrawResponse, GetStateRequest, GetStateResponse, ListPoolsRequest,
-    ListPoolsResponse, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
+    DrawRequest, DrawResponse, GetStateRequest, GetStateResponse, ListCommitmentsRequest,
+    ListCommitmentsResponse, ListPoolsRequest, ListPoolsResponse, UpdateRequest, UpdateResponse,
+    WatchRequest, WatchResponse,
 };
 
 /// What the fake server saw.
@@ -87,6 +88,13 @@ impl RewardPoolService for Fake {
         &self,
         _: Request<ListPoolsRequest>,
     ) -> Result<Response<ListPoolsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn list_commitments(
+        &self,
+        _: Request<ListCommitmentsRequest>,
+    ) -> Result<Response<ListCommitmentsResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
 

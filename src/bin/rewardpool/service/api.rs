@@ -17,8 +17,9 @@ use super::metrics::Method;
 use super::pools::{PoolEntry, Pools};
 use super::proto::reward_pool_service_server::RewardPoolService;
 use super::proto::{
-    DrawRequest, GetStateRequest, GetStateResponse, Histogram, ListPoolsRequest, ListPoolsResponse,
-    PoolInfo, PoolMetrics, RewardItem, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
+    DrawRequest, GetStateRequest, GetStateResponse, Histogram, ListCommitmentsRequest,
+    ListCommitmentsResponse, ListPoolsRequest, ListPoolsResponse, PoolInfo, PoolMetrics,
+    RewardItem, SeedCommitment, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
 };
 use super::status;
 
@@ -97,6 +98,28 @@ impl RewardPoolService for Api {
         }
         .await;
         self.counted(Method::GetState, result)
+    }
+
+    async fn list_commitments(
+        &self,
+        request: Request<ListCommitmentsRequest>,
+    ) -> Result<Response<ListCommitmentsResponse>, Status> {
+        let result = async {
+            let name = request.into_inner().pool;
+            // On the blocking pool: it reads the log's files (the engine is not asked).
+            let response = self
+                .control(name, |entry, _engine| {
+                    let commitments = match &entry.log_dir {
+                        None => Vec::new(),
+                        Some(dir) => seed_commitments(&entry.name, dir)?,
+                    };
+                    Ok(ListCommitmentsResponse { pool: entry.name.clone(), commitments })
+                })
+                .await?;
+            Ok(Response::new(response))
+        }
+        .await;
+        self.counted(Method::ListCommitments, result)
     }
 
     type DrawStream = DrawStream;
@@ -340,6 +363,39 @@ fn quantity_of(q: i32) -> Result<Quantity, Status> {
 fn weight_of(w: i64) -> Result<u32, Status> {
     u32::try_from(w)
         .map_err(|_| status::invalid(format!("weight {w}: a weight is 0 to {}", u32::MAX)))
+}
+
+/// The seed runs of pool `pool`'s log in `dir` (`rewardpool::inspect::commitments`), read
+/// while the engine appends: the newest run is the pending one.
+fn seed_commitments(pool: &str, dir: &std::path::Path) -> Result<Vec<SeedCommitment>, Status> {
+    use rewardpool::inspect::{hex, RunStatus};
+    use rewardpool::recovery::RecoveryError;
+    let storage = rewardpool::storage::OsStorage::existing(dir).map_err(|e| {
+        Status::internal(format!("pool {pool:?}: cannot open its log {}: {e}", dir.display()))
+    })?;
+    let runs = rewardpool::inspect::commitments(&storage, pool).map_err(|e| match e {
+        RecoveryError::Damaged { .. } => Status::data_loss(format!("pool {pool:?}: {e}")),
+        _ => Status::internal(format!("pool {pool:?}: {e}")),
+    })?;
+    Ok(runs
+        .into_iter()
+        .map(|run| {
+            let (status, seed) = match &run.status {
+                RunStatus::Revealed { seed, .. } => ("revealed", hex(seed)),
+                RunStatus::Pending => ("pending", String::new()),
+                RunStatus::Unrevealed => ("unrevealed", String::new()),
+            };
+            SeedCommitment {
+                segment: run.committed_at.segment,
+                first_request_id: run.first_request_id,
+                draws: run.draws,
+                commitment: hex(&run.commitment),
+                seed,
+                status: status.to_owned(),
+                commitment_segment: run.commitment_segment,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -51,11 +51,18 @@ pub(crate) enum Method {
     Update,
     ListPools,
     Watch,
+    ListCommitments,
 }
 
 impl Method {
-    const ALL: [Method; 5] =
-        [Method::GetState, Method::Draw, Method::Update, Method::ListPools, Method::Watch];
+    const ALL: [Method; 6] = [
+        Method::GetState,
+        Method::Draw,
+        Method::Update,
+        Method::ListPools,
+        Method::Watch,
+        Method::ListCommitments,
+    ];
 
     /// The RPC's name as the proto spells it (the `method` label).
     pub(crate) fn as_str(self) -> &'static str {
@@ -65,6 +72,7 @@ impl Method {
             Method::Update => "Update",
             Method::ListPools => "ListPools",
             Method::Watch => "Watch",
+            Method::ListCommitments => "ListCommitments",
         }
     }
 }

@@ -92,7 +92,14 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
             return Err(Failure::failed(anyhow!(e).context("cannot start the async runtime")));
         }
     };
-    let pools = match Pools::start(host, settings) {
+    let log_dirs = match log_dirs(&config) {
+        Ok(dirs) => dirs,
+        Err(e) => {
+            let _ = host.shutdown();
+            return Err(e);
+        }
+    };
+    let pools = match Pools::start(host, settings, &log_dirs) {
         Ok(pools) => Arc::new(pools),
         Err((host, why)) => {
             let _ = host.shutdown();
@@ -155,6 +162,18 @@ fn gate_watchdog(
         });
     }
     done
+}
+
+/// Each pool's log directory (`ListCommitments` reads the log), for the pools that keep one.
+fn log_dirs(config: &Config) -> Result<Vec<(String, std::path::PathBuf)>, Failure> {
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    Ok(config
+        .pools
+        .iter()
+        .zip(dirs)
+        .filter(|(pool, _)| pool.wal.durability != rewardpool::Durability::Memory)
+        .map(|(pool, dir)| (pool.name.clone(), dir))
+        .collect())
 }
 
 /// One shipper per pool with a `replication` section.

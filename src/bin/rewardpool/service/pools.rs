@@ -43,6 +43,8 @@ pub(crate) struct PoolEntry {
     pub(crate) ids: ItemIds,
     /// The longest pull its clients accept (the documented maximum `count`).
     pub(crate) pull_max: u32,
+    /// Its log's directory (`None`: the pool keeps no log, durability `memory`).
+    pub(crate) log_dir: Option<std::path::PathBuf>,
 }
 
 /// A pool's state as `ListPools`, `Watch` and health report it.
@@ -105,7 +107,12 @@ impl Pools {
     /// # Errors
     /// A pool refuses a client (then the gateways already started stop; the host is
     /// returned so the caller can shut it down).
-    pub(crate) fn start(host: Host, settings: Settings) -> Result<Pools, (Host, String)> {
+    /// `log_dirs`: each pool's log directory by name (pools without a log are absent).
+    pub(crate) fn start(
+        host: Host,
+        settings: Settings,
+        log_dirs: &[(String, std::path::PathBuf)],
+    ) -> Result<Pools, (Host, String)> {
         let mut entries = Vec::new();
         let mut refused = None;
         for (i, (name, engine)) in host.engines().enumerate() {
@@ -125,6 +132,7 @@ impl Pools {
                 meter: engine.meter(),
                 ids: engine.item_ids(),
                 pull_max,
+                log_dir: log_dirs.iter().find(|(n, _)| n == name).map(|(_, dir)| dir.clone()),
             });
         }
         if let Some(why) = refused {
