@@ -218,6 +218,22 @@ pub struct JournalStats {
     pub run_start_segment: AtomicU64,
     /// See [`JournalStats::run_start_segment`].
     pub run_start_offset: AtomicU64,
+    /// The commitment to the seed the pool draws with now (`None`: none yet, or a journal
+    /// without seeds of its own). Set by the core thread when it commits to a new seed (at
+    /// start and at each rotation, never per draw); read by observers (the dashboard).
+    pub seed: std::sync::Mutex<Option<SeedCommitment>>,
+}
+
+/// A published commitment to a draw seed (`wal::frame`, "Seed frames"): what an operator
+/// publishes before the draws it covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeedCommitment {
+    /// The segment the commitment is in (part of the committed hash).
+    pub segment: u64,
+    /// The first request id drawn from the seed.
+    pub first_request_id: u64,
+    /// SHA-256(seed || segment || pool name).
+    pub commitment: [u8; 32],
 }
 
 impl JournalStats {
@@ -233,6 +249,7 @@ impl JournalStats {
             bytes_synced: load(&self.bytes_synced),
             sync_ns_total: load(&self.sync_ns_total),
             sync_ns_max: load(&self.sync_ns_max),
+            seed: *self.seed.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         }
     }
 }
@@ -250,6 +267,8 @@ pub struct JournalMetrics {
     pub sync_ns_total: u64,
     /// See [`JournalStats::sync_ns_max`].
     pub sync_ns_max: u64,
+    /// See [`JournalStats::seed`].
+    pub seed: Option<SeedCommitment>,
 }
 
 /// Where the core thread records outcomes. Implementations: [`MemoryJournal`] (no log),

@@ -481,6 +481,13 @@ impl WalJournal {
         };
         self.append_seed(&fields, last)?;
         pool.set_rng(seed.rng());
+        let published = crate::journal::SeedCommitment {
+            segment: fields.segment,
+            first_request_id: fields.first_request_id,
+            commitment: fields.commitment,
+        };
+        *self.stats.seed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(published);
         self.seed = Some((seed, fields));
         Ok(())
     }

@@ -206,6 +206,12 @@ fn drive(tty: &mut Tty) {
     assert!(gold_before.contains("  9.09%"), "gold 20/220: {first}");
     let mud = first.lines().find(|l| l.contains("mud ")).unwrap_or_default();
     assert!(mud.contains("∞ unlimited") && mud.contains(" 31.82%"), "mud 70/220: {first}");
+    // The commitment to the seed the pool draws with, in the header line (its first 16
+    // hex digits; the commits pane has it whole when the terminal is tall enough).
+    let header = first.lines().next().unwrap_or_default();
+    let short = header.split("seed commitment ").nth(1).unwrap_or_default();
+    let hex: String = short.chars().take_while(char::is_ascii_hexdigit).collect();
+    assert_eq!(hex.len(), 16, "{header}");
     tty.command("d 10");
     tty.wait_for("10 draws", |s| s.contains("drew 10"));
     tty.command("p 10");

@@ -307,6 +307,7 @@ pub(crate) fn pool_metrics(
     error: String,
 ) -> PoolMetrics {
     let journal = m.journal.unwrap_or_default();
+    let seed = journal.seed.unwrap_or_default();
     PoolMetrics {
         pool: name.to_owned(),
         state: state.to_owned(),
@@ -327,6 +328,12 @@ pub(crate) fn pool_metrics(
         commit_latency_ns: Some(histogram(&m.commit_latency)),
         sync_ns_total: journal.sync_ns_total,
         error,
+        commitment: journal
+            .seed
+            .map(|s| rewardpool::inspect::hex(&s.commitment))
+            .unwrap_or_default(),
+        commitment_segment: seed.segment,
+        commitment_first_request_id: seed.first_request_id,
     }
 }
 

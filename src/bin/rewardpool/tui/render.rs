@@ -118,7 +118,8 @@ fn error_rows(error: &str, width: u16) -> u16 {
     u16::try_from(rows.clamp(1, 3)).unwrap_or(3)
 }
 
-/// The top line: source, pool, state, clients, last request id.
+/// The top line: source, pool, state, clients, last request id, and the start of the
+/// commitment to the seed it draws with (the commits pane has it whole when it has room).
 fn render_header(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let mut spans = vec![Span::styled("rewardpool ", Style::new().add_modifier(Modifier::BOLD))];
     spans.push(Span::raw(format!("{} ", state.source)));
@@ -131,6 +132,10 @@ fn render_header(state: &State, frame: &mut Frame<'_>, area: Rect) {
                 " · clients {} · last id {}",
                 pool.clients, pool.last_request_id
             )));
+            if let Some((hex, _, _)) = &pool.commitment {
+                let short = hex.get(..16).unwrap_or(hex);
+                spans.push(Span::raw(format!(" · seed commitment {short}…")));
+            }
         }
     }
     spans.push(Span::raw("  (? keys)"));
@@ -293,10 +298,19 @@ fn commit_lines(pool: &PoolView) -> Vec<Line<'static>> {
         Some([p50, p99, _]) => format!("commit p50 ≤ {} p99 ≤ {}", ns(p50), ns(p99)),
         None => "commit -".to_owned(),
     };
+    // The commitment to publish: the hex on a line of its own (64 characters).
+    let (seed, hex) = match &pool.commitment {
+        Some((hex, segment, first)) => {
+            (format!("seed commitment (segment {segment}, from request {first}):"), hex.clone())
+        }
+        None => ("seed commitment: - (the pool keeps no log)".to_owned(), String::new()),
+    };
     vec![
         Line::raw(format!("groups/s {} · {sizes}", si(i.groups_per_s))),
         Line::raw(latency),
         Line::raw(format!("ring waiting {} · in flight {}", pool.ring_waiting, pool.in_flight)),
+        Line::raw(seed),
+        Line::raw(hex),
     ]
 }
 

@@ -48,9 +48,14 @@ fn reading(pool: &str, state: &str, draws: u64, latency: [u64; 5]) -> PoolMetric
         in_flight: 2,
         commit_latency_ns: Some(hist(latency)),
         group_size: Some(hist([0; 5])),
+        commitment: COMMITMENT.to_owned(),
+        commitment_segment: 3,
+        commitment_first_request_id: 4097,
         ..PoolMetrics::default()
     }
 }
+
+const COMMITMENT: &str = "5e2c0f8a9b1d4e7f60718293a4b5c6d7e8f90112233445566778899aabbccddee";
 
 /// A state with pools `names`, two readings each one second apart and items.
 fn sample(names: &[&str]) -> State {
@@ -85,6 +90,10 @@ fn one_pool_wide() {
     assert_shows(&screen, "commit latency ≤ p50 2µs p99 8µs p99.9 16µs");
     assert_shows(&screen, "ring waiting 7 · in flight 2");
     assert_shows(&screen, "groups/s 1.2k");
+    // The commitment to the seed it draws with now, whole, to publish.
+    assert_shows(&screen, "seed commitment (segment 3, from request 4097):");
+    assert_shows(&screen, COMMITMENT);
+    assert_shows(&screen, &format!("last id 9 · seed commitment {}…", &COMMITMENT[..16]));
     assert_shows(&screen, " 40/100");
     assert_shows(&screen, "∞ unlimited");
     // Each item's effective probability ends its row, right-aligned: the exhausted gem's

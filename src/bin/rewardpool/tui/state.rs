@@ -112,6 +112,9 @@ pub(crate) struct PoolView {
     pub(crate) items: Vec<ItemView>,
     /// The newest request id in a committed group.
     pub(crate) last_request_id: u64,
+    /// The commitment to the seed it draws with now: hex, its segment, the first request
+    /// id drawn from it (`None`: the pool keeps no log, or an older server).
+    pub(crate) commitment: Option<(String, u64, u64)>,
     /// Clients connected.
     pub(crate) clients: u64,
     /// Requests waiting in the clients' rings at the last reading.
@@ -143,6 +146,7 @@ impl PoolView {
             error: None,
             items: Vec::new(),
             last_request_id: 0,
+            commitment: None,
             clients: 0,
             ring_waiting: 0,
             in_flight: 0,
@@ -169,6 +173,8 @@ impl PoolView {
             self.error = None;
         }
         self.last_request_id = m.last_request_id;
+        self.commitment = (!m.commitment.is_empty())
+            .then(|| (m.commitment.clone(), m.commitment_segment, m.commitment_first_request_id));
         self.clients = m.clients;
         self.ring_waiting = m.ring_waiting;
         self.in_flight = m.in_flight;
