@@ -692,16 +692,32 @@ fn too_many_clients() {
 /// request id must be the expected one (1 producer, so ids are 1, 2, 3, ... in ticket order).
 /// A slot overwritten before the client read it, or read before it was published, shows up
 /// as a wrong id.
+///
+/// Bounded by rounds and by time, with a floor of rounds so every configuration runs. The
+/// budget is checked between chunks of draws, not only between rounds: on a loaded machine
+/// (two cores, load 5-7) a round trip of the spinning window-of-2 client costs a scheduler
+/// slice, a round of 1,000 draws took up to 6 s, and the floor of 24 rounds ran past the
+/// 30 s hang guard while every thread was still making progress (backtraces: the core
+/// thread yielding in its idle loop, the client spinning in `draw_drained`, none parked).
+/// Past the budget a round draws `DRAWS_MIN` (each slot of the largest ring reused ten
+/// times), so the whole run stays well inside the guard; an outcome that never arrives
+/// still blocks inside a chunk and fails it as a hang.
 #[test]
 fn slot_reuse_stress_tiny_rings() {
-    bounded("slot_stress", DEADLINE, || {
-        // Bounded by rounds and by time (the machine is shared: a loaded round trip costs
-        // milliseconds), with a floor of rounds so every configuration runs.
+    /// Draws per round while within the budget, and at least (10 times the largest ring).
+    const DRAWS_MAX: u64 = 1_000;
+    const DRAWS_MIN: u64 = 40;
+    /// Draws between two looks at the budget.
+    const CHUNK: u64 = 40;
+    let budget = Duration::from_secs(8 * stress());
+    // Longer trials (REWARDPOOL_STRESS) get a longer hang guard: twice their budget.
+    let deadline = DEADLINE.max(budget * 2);
+    bounded("slot_stress", deadline, move || {
         let rounds_max = 120 * stress();
-        let budget = Duration::from_secs(8 * stress());
         let started = Instant::now();
+        let within_budget = || started.elapsed() < budget;
         let mut round = 0;
-        while round < rounds_max && (round < 24 || started.elapsed() < budget) {
+        while round < rounds_max && (round < 24 || within_budget()) {
             let ring = 2 + (round % 3) as usize; // 2, 3 (rounded up to 4), 4
             let cfg = EngineConfig {
                 ring_capacity: ring,
@@ -711,15 +727,22 @@ fn slot_reuse_stress_tiny_rings() {
             };
             let engine = Engine::start(unlimited_pool(), MemoryJournal::new(), cfg).unwrap();
             let mut client = engine.client().unwrap();
-            let n = 1_000;
             let capacity = client.capacity();
-            let seen = match round % 3 {
-                0 => draw_drained(&mut client, n, ring as u64),
-                1 => draw_waited(&mut client, n, capacity),
-                _ => draw_blocking(&mut client, n / 4),
-            };
-            assert!(seen.errors.is_empty(), "round {round}: {:?}", seen.errors);
-            for (k, o) in seen.outcomes.iter().enumerate() {
+            // Blocking draws are one round trip each: a quarter as many.
+            let draws_max = if round % 3 == 2 { DRAWS_MAX / 4 } else { DRAWS_MAX };
+            let mut outcomes = Vec::new();
+            let mut drawn = 0;
+            while drawn < draws_max && (drawn < DRAWS_MIN || within_budget()) {
+                let seen = match round % 3 {
+                    0 => draw_drained(&mut client, CHUNK, ring as u64),
+                    1 => draw_waited(&mut client, CHUNK, capacity),
+                    _ => draw_blocking(&mut client, CHUNK),
+                };
+                assert!(seen.errors.is_empty(), "round {round}: {:?}", seen.errors);
+                outcomes.extend(seen.outcomes);
+                drawn += CHUNK;
+            }
+            for (k, o) in outcomes.iter().enumerate() {
                 assert_eq!(
                     o.request_id.0,
                     k as u64 + 1,
@@ -727,7 +750,7 @@ fn slot_reuse_stress_tiny_rings() {
                 );
                 assert!(o.item.is_some());
             }
-            assert_eq!(engine.shutdown().unwrap().last_request_id.0, seen.outcomes.len() as u64);
+            assert_eq!(engine.shutdown().unwrap().last_request_id.0, outcomes.len() as u64);
             round += 1;
         }
     });

@@ -335,6 +335,33 @@ fn child_client_process() {
     });
 }
 
+/// How a stream of ours that is still sending may end when the server stops: with the
+/// `UNAVAILABLE` the server sends, or, when its connection is closed under it before the
+/// client has read that status, with the transport's error, which tonic reports as
+/// `UNKNOWN` around an I/O error: a broken pipe (seen under load 7-9 on the 2 cores, 7 runs
+/// of 60: h2's "stream closed because of a broken pipe", the connection's end read before
+/// the stream's) or a reset connection. Never another code: a status the server chose is
+/// `UNAVAILABLE` (`service/status.rs` maps nothing to `UNKNOWN`).
+fn ended_by_the_stop(end: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    use std::io::ErrorKind;
+    if end.code() == tonic::Code::Unavailable {
+        return true;
+    }
+    let mut source = end.source();
+    while let Some(e) = source {
+        let io = e
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
+        if let Some(io) = io {
+            return end.code() == tonic::Code::Unknown
+                && matches!(io.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset);
+        }
+        source = e.source();
+    }
+    false
+}
+
 #[test]
 fn a_client_killed_mid_stream_stalls_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -378,7 +405,7 @@ fn a_client_killed_mid_stream_stalls_nothing() {
     stop_promptly(server, "after a client was killed mid-stream");
     let record = rt.block_on(ours_task).expect("our stream's task");
     let end = record.end.expect("our stream ended by the stop");
-    assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
+    assert!(ended_by_the_stop(&end), "{end:?}");
     let verify = crate::cli::rewardpool(
         dir.path(),
         &["wal", "verify", "--data-dir", data.to_str().expect("utf-8 path")],
