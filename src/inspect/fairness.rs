@@ -346,6 +346,7 @@ fn collect_frame(c: &mut Collected, open: &mut Option<usize>, file: &str, info: 
             });
         }
         Record::Seed { first_request_id, segment, commitment, revealed: Some(seed), .. } => {
+            let first_seed_frame = c.runs.is_empty();
             let run = open.and_then(|r| c.runs.get_mut(r)).filter(|run| {
                 run.first_request_id == *first_request_id && run.commitment_segment == *segment
             });
@@ -355,6 +356,10 @@ fn collect_frame(c: &mut Collected, open: &mut Option<usize>, file: &str, info: 
                         RunStatus::Revealed { seed: *seed, at: place(), repeated: *commitment };
                     *open = None;
                 }
+                // The log's first seed frame is a reveal: its commitment lay in a segment
+                // retention has deleted (a run spanning segments, as on a replica's log). Its
+                // draws here cannot be checked against a commitment: they count as unseeded.
+                None if first_seed_frame => {}
                 None => c.stray.push((place(), *first_request_id)),
             }
         }

@@ -122,6 +122,17 @@ fn a_replica_built_from_the_tail_has_the_primarys_state_across_rotations() {
         assert!(replica_seeds.len() >= 2, "{durability}: {replica_seeds:?}");
         let shipped = &primary_seeds[..primary_seeds.len() - 1];
         assert!(shipped.ends_with(&replica_seeds), "{durability}: {replica_seeds:?} {shipped:?}");
+        // So the replica's log audits as the primary's does: every run it holds whole is
+        // verified, a run whose commitment its retention dropped is not a failure.
+        let audit = rewardpool::inspect::audit_fairness(
+            &*storage(&replica_config.working_dir),
+            &replica_config.wal_options().pool,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(audit.failure.is_none(), "{durability}: {audit:?}");
+        assert!(audit.runs_verified >= 1 && audit.draws_verified > 0, "{durability}: {audit:?}");
         // The key windows hold the same keys and outcomes. A key's second may differ by one:
         // the primary's pool stamps it when it draws, its log when the batch frame is
         // written (recovery, and so a replica, take the log's).
@@ -257,4 +268,45 @@ fn retention_keeps_what_a_tail_holds_up_to_its_bound() {
     let (oldest, newest) = segment_range(&*dir);
     assert!(oldest > 0 && oldest + 5 >= newest, "bounded: segments {oldest}..={newest}");
     engine.shutdown().unwrap();
+}
+
+/// A replica whose segments are smaller than its primary's: each of the primary's seed runs
+/// spans several replica segments, and the replica's retention deletes the segment holding
+/// the first retained run's commitment. Its audit verifies the runs it holds whole and does
+/// not fail on the reveal whose commitment is gone.
+#[test]
+fn a_replica_with_smaller_segments_audits_without_a_stray_reveal() {
+    let root = tempfile::tempdir().unwrap();
+    let mut primary = config(&root.path().join("primary"), Durability::Buffered);
+    primary.wal.max_file_size_kb = 256;
+    let engine = rewardpool::open(&primary).unwrap();
+    engine.journal_stats().unwrap().retain_from.store(1, Ordering::Relaxed);
+    load(&engine, 2_000);
+    let mut tail = LogTail::open(storage(&primary.working_dir), TailStart::Beginning).unwrap();
+    let groups = drain(&mut tail, &engine);
+    engine.shutdown().unwrap();
+    let replica_config = config(&root.path().join("replica"), Durability::Buffered);
+    let mut replica = Replica::open(&replica_config).unwrap();
+    for g in &groups {
+        replica.apply(g.prev_request_id, &g.frames).unwrap();
+    }
+    replica.close().unwrap();
+    let seeds = seed_frames(&replica_config.working_dir);
+    assert!(
+        matches!(
+            seeds.first(),
+            Some(rewardpool::wal::frame::Record::Seed { revealed: Some(_), .. })
+        ),
+        "the replica's oldest retained seed frame is a reveal: {seeds:?}"
+    );
+    let audit = rewardpool::inspect::audit_fairness(
+        &*storage(&replica_config.working_dir),
+        &replica_config.wal_options().pool,
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(audit.failure.is_none(), "{audit:?}");
+    assert!(audit.runs_verified >= 1 && audit.draws_verified > 0, "{audit:?}");
+    assert!(audit.draws_unseeded > 0, "the cut run's draws are not verified: {audit:?}");
 }
