@@ -69,6 +69,16 @@ fn drain(tail: &mut LogTail, engine: &Engine) -> Vec<Group> {
     groups
 }
 
+/// The fairness audit of the log `config` keeps: no failure, and at least one run verified.
+fn audit_clean(config: &Config) -> rewardpool::inspect::FairnessReport {
+    let dir = storage(&config.working_dir);
+    let audit =
+        rewardpool::inspect::audit_fairness(&*dir, &config.wal_options().pool, None, None).unwrap();
+    assert!(audit.failure.is_none(), "{audit:?}");
+    assert!(audit.runs_verified >= 1 && audit.draws_verified > 0, "{audit:?}");
+    audit
+}
+
 /// The seed frames of the log in `dir`, in order.
 fn seed_frames(dir: &std::path::Path) -> Vec<rewardpool::wal::frame::Record> {
     let mut seeds = Vec::new();
@@ -124,15 +134,7 @@ fn a_replica_built_from_the_tail_has_the_primarys_state_across_rotations() {
         assert!(shipped.ends_with(&replica_seeds), "{durability}: {replica_seeds:?} {shipped:?}");
         // So the replica's log audits as the primary's does: every run it holds whole is
         // verified, a run whose commitment its retention dropped is not a failure.
-        let audit = rewardpool::inspect::audit_fairness(
-            &*storage(&replica_config.working_dir),
-            &replica_config.wal_options().pool,
-            None,
-            None,
-        )
-        .unwrap();
-        assert!(audit.failure.is_none(), "{durability}: {audit:?}");
-        assert!(audit.runs_verified >= 1 && audit.draws_verified > 0, "{durability}: {audit:?}");
+        audit_clean(&replica_config);
         // The key windows hold the same keys and outcomes. A key's second may differ by one:
         // the primary's pool stamps it when it draws, its log when the batch frame is
         // written (recovery, and so a replica, take the log's).
@@ -299,14 +301,6 @@ fn a_replica_with_smaller_segments_audits_without_a_stray_reveal() {
         ),
         "the replica's oldest retained seed frame is a reveal: {seeds:?}"
     );
-    let audit = rewardpool::inspect::audit_fairness(
-        &*storage(&replica_config.working_dir),
-        &replica_config.wal_options().pool,
-        None,
-        None,
-    )
-    .unwrap();
-    assert!(audit.failure.is_none(), "{audit:?}");
-    assert!(audit.runs_verified >= 1 && audit.draws_verified > 0, "{audit:?}");
+    let audit = audit_clean(&replica_config);
     assert!(audit.draws_unseeded > 0, "the cut run's draws are not verified: {audit:?}");
 }
