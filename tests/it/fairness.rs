@@ -98,6 +98,24 @@ fn make_log(dir: &Path) -> u64 {
     draws
 }
 
+/// The log's state, read under the directory's shared lock. A child process another test
+/// spawns in this process can hold a copy of the lock file's descriptor between its fork and
+/// its exec (the flock stays taken until it closes it), so `Locked` right after a shutdown is
+/// retried for a moment (seen once under a loaded CI run); any other error is one.
+fn read_state(storage: &OsStorage) -> rewardpool::PoolState {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match rewardpool::store::read_state_on(storage, &[]) {
+            Err(rewardpool::store::OpenError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
@@ -178,7 +196,7 @@ fn audit_verifies_every_draw_over_rotations_pulls_keys_updates_and_exhaustion() 
     }
     assert_eq!(counted, draws);
     // The state the audit replayed ran items out: `rare` (8 units) and `bonus` (25).
-    let state = rewardpool::store::read_state_on(&storage, &[]).unwrap();
+    let state = read_state(&storage);
     for id in ["rare", "bonus"] {
         let item = state.items.iter().find(|i| i.id == id).unwrap();
         assert_eq!(item.quantity, Quantity::Finite(0), "{id} ran out");

@@ -32,16 +32,27 @@ fn copy_fixture() -> tempfile::TempDir {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Run {
-    let child = Command::new(BIN)
-        .args(args)
-        .args(["--config", "config.yaml"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let run = crate::process::finish(child, args, Duration::from_secs(60));
+    // Right after this test's own journal closed, a child process another test spawns in
+    // this process may still hold a copy of the lock file's descriptor (between its fork and
+    // its exec, the flock stays taken): "in use" then is retried for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let run = loop {
+        let child = Command::new(BIN)
+            .args(args)
+            .args(["--config", "config.yaml"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let run = crate::process::finish(child, args, Duration::from_secs(60));
+        let locked = run.code == Some(2) && run.stderr.contains("is in use by another process");
+        if !locked || std::time::Instant::now() >= deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
     assert!(!run.stderr.contains("panicked"), "{args:?}: {run:?}");
     run
