@@ -389,6 +389,8 @@ fn with_nats_down_the_pool_serves_and_shipping_resumes() {
         gauge(&metrics, "rewardpool_replication_shipped_request_id") == drawn as u64
     });
     assert_eq!(gauge(&metrics, "rewardpool_replication_connected"), 1);
+    let sequence_before = gauge(&metrics, "rewardpool_replication_shipped_sequence");
+    let groups_before = gauge(&metrics, "rewardpool_groups_total");
     cluster.kill_all();
     drawn += load(&rt, &server, 2, 50);
     eventually("the lag shows", || gauge(&metrics, "rewardpool_replication_lag_draws") > 0);
@@ -401,6 +403,10 @@ fn with_nats_down_the_pool_serves_and_shipping_resumes() {
         gauge(&metrics, "rewardpool_replication_shipped_request_id") == drawn as u64
     });
     assert_eq!(gauge(&metrics, "rewardpool_replication_lag_draws"), 0);
+    // The backlog went out as a few messages of many groups each, not one per group.
+    let messages = gauge(&metrics, "rewardpool_replication_shipped_sequence") - sequence_before;
+    let groups = gauge(&metrics, "rewardpool_groups_total") - groups_before;
+    assert!(groups >= 20 && messages * 10 <= groups, "{messages} messages for {groups} groups");
     let served = server.stop(libc::SIGTERM);
     assert_eq!(served.code, Some(0), "{served:?}");
     let standby = root.join("standby");
