@@ -344,6 +344,8 @@ impl Job {
         // A group read that did not fit in the last message: the next one starts with it.
         let mut carry: Option<Group> = None;
         let mut last_look = Instant::now();
+        let mut last_publish = Instant::now();
+        let linger = Duration::from_millis(self.config.linger_ms);
         loop {
             let metrics = self.meter.read();
             let durable = self.durable(&metrics);
@@ -355,7 +357,10 @@ impl Job {
             // own) can be waiting: look for one now and then, not at every pass (each look
             // reads up to 256 KiB of the segment).
             let idle = carry.is_none() && durable <= tail.last_request_id();
-            let look = !idle || last_look.elapsed() >= IDLE_LOOK || mode == DRAIN;
+            // A message carries the groups of `linger_ms` (config): far fewer messages
+            // cost the servers far less than one per group.
+            let lingering = mode != DRAIN && last_publish.elapsed() < linger;
+            let look = !lingering && (!idle || last_look.elapsed() >= IDLE_LOOK || mode == DRAIN);
             if look && idle {
                 last_look = Instant::now();
             }
@@ -393,6 +398,7 @@ impl Job {
                     Err(e) => return End::Retry(format!("publishing: {e}")),
                 };
                 expected += 1;
+                last_publish = Instant::now();
                 inflight.push_back(InFlight {
                     ack,
                     expected,
@@ -410,8 +416,14 @@ impl Job {
                 if mode == DRAIN && drained && metrics.stopped {
                     return End::Stopped;
                 }
-                let pause = if drained { 5 } else { 1 };
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let pause = if lingering {
+                    linger.saturating_sub(last_publish.elapsed())
+                } else if drained {
+                    Duration::from_millis(5)
+                } else {
+                    Duration::from_millis(1)
+                };
+                tokio::time::sleep(pause).await;
                 continue;
             };
             match oldest.ack.await {
