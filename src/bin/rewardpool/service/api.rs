@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rewardpool::pool::available_weight;
-use rewardpool::{Engine, ItemState, Quantity};
+use rewardpool::{Engine, ItemState};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,7 +21,7 @@ use super::proto::{
     ListCommitmentsResponse, ListPoolsRequest, ListPoolsResponse, PoolInfo, PoolMetrics,
     RewardItem, SeedCommitment, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
 };
-use super::status;
+use super::{status, validate};
 
 /// `Watch` intervals: 0 means this; shorter ones are raised to `WATCH_MIN`.
 const WATCH_DEFAULT: Duration = Duration::from_secs(1);
@@ -140,12 +140,10 @@ impl RewardPoolService for Api {
         request: Request<UpdateRequest>,
     ) -> Result<Response<UpdateResponse>, Status> {
         let result = async {
-            let UpdateRequest { pool, item_id, quantity, weight } = request.into_inner();
-            if item_id.is_empty() {
-                return Err(status::invalid("item_id is empty"));
-            }
-            let quantity = quantity.map(quantity_of).transpose()?;
-            let weight = weight.map(weight_of).transpose()?;
+            let request = request.into_inner();
+            let (quantity, weight) =
+                validate::update(&request).map_err(|e| status::invalid(e.0))?;
+            let UpdateRequest { pool, item_id, .. } = request;
             let item = self
                 .control(pool, move |entry, engine| {
                     let failed = |e| status::engine_error(&entry.name, &e);
@@ -356,22 +354,6 @@ pub(crate) fn reward_item(item: &ItemState, available: u64) -> RewardItem {
     }
 }
 
-/// `UpdateRequest.quantity`: -1 unlimited, or a count.
-fn quantity_of(q: i32) -> Result<Quantity, Status> {
-    match q {
-        -1 => Ok(Quantity::Unlimited),
-        q => u64::try_from(q).map(Quantity::Finite).map_err(|_| {
-            status::invalid(format!("quantity {q}: a quantity is -1 (unlimited) or 0 or more"))
-        }),
-    }
-}
-
-/// `UpdateRequest.weight`: 0 to `u32::MAX`.
-fn weight_of(w: i64) -> Result<u32, Status> {
-    u32::try_from(w)
-        .map_err(|_| status::invalid(format!("weight {w}: a weight is 0 to {}", u32::MAX)))
-}
-
 /// The seed runs of pool `pool`'s log in `dir` (`rewardpool::inspect::commitments`), read
 /// while the engine appends: the newest run is the pending one.
 fn seed_commitments(pool: &str, dir: &std::path::Path) -> Result<Vec<SeedCommitment>, Status> {
@@ -408,6 +390,7 @@ fn seed_commitments(pool: &str, dir: &std::path::Path) -> Result<Vec<SeedCommitm
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rewardpool::Quantity;
 
     #[test]
     fn odds_count_only_items_in_stock() {
@@ -422,15 +405,5 @@ mod tests {
         assert!((items[2].odds - 0.25).abs() < 1e-12, "{items:?}");
         assert_eq!(items[1].quantity, -1);
         assert_eq!(items[1].probability, 30);
-    }
-
-    #[test]
-    fn update_values_are_checked() {
-        assert_eq!(quantity_of(-1).unwrap(), Quantity::Unlimited);
-        assert_eq!(quantity_of(7).unwrap(), Quantity::Finite(7));
-        assert_eq!(quantity_of(-2).unwrap_err().code(), tonic::Code::InvalidArgument);
-        assert_eq!(weight_of(0).unwrap(), 0);
-        assert_eq!(weight_of(-1).unwrap_err().code(), tonic::Code::InvalidArgument);
-        assert_eq!(weight_of(1 << 40).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 }

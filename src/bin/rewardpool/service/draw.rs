@@ -41,7 +41,7 @@ use super::gateway::{Drawn, Job, Lane, Reply};
 use super::metrics::Method;
 use super::pools::{Call, Pools};
 use super::proto::{DrawRequest, DrawResponse};
-use super::status;
+use super::{status, validate};
 
 /// The `error` text of a draw that found nothing available (the Go service's behaviour: a
 /// response, not a stream error).
@@ -260,28 +260,8 @@ impl DrawStream {
 /// The pool, draws and key of a request, or why it is refused (`INVALID_ARGUMENT`).
 fn validate(pools: &Pools, request: &DrawRequest) -> Result<(usize, u32, u128), Status> {
     let pool = pools.resolve_index(&request.pool)?;
-    let max = pools.entries()[pool].pull_max;
-    // The Go contract: 0, unset or negative means one draw.
-    let len = u32::try_from(request.count).unwrap_or(0).max(1);
-    if len > max {
-        return Err(status::invalid(format!(
-            "count {} is above the maximum of {max} draws per request",
-            request.count
-        )));
-    }
-    let key = match <[u8; 16]>::try_from(request.idempotency_key.as_slice()) {
-        Ok(bytes) => match u128::from_be_bytes(bytes) {
-            0 => return Err(status::invalid("an idempotency_key of 16 zero bytes means no key")),
-            key => key,
-        },
-        Err(_) if request.idempotency_key.is_empty() => 0,
-        Err(_) => {
-            return Err(status::invalid(format!(
-                "idempotency_key must be exactly 16 bytes (or empty), got {}",
-                request.idempotency_key.len()
-            )))
-        }
-    };
+    let (len, key) = validate::draw(request, pools.entries()[pool].pull_max)
+        .map_err(|e| status::invalid(e.0))?;
     Ok((pool, len, key))
 }
 

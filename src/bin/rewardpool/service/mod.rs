@@ -29,6 +29,7 @@ mod metrics;
 mod pools;
 pub(crate) mod proto;
 mod status;
+mod validate;
 
 use std::io::Write as _;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use tonic::Status;
 
 use super::gateway::Gateway;
 use super::metrics::GrpcCalls;
-use super::status;
+use super::{status, validate};
 
 /// How the service runs (from `serve`'s flags).
 #[derive(Clone, Copy, Debug)]
@@ -187,25 +187,8 @@ impl Pools {
     /// # Errors
     /// As [`Pools::resolve`].
     pub(crate) fn resolve_index(&self, name: &str) -> Result<usize, Status> {
-        if name.is_empty() {
-            return match self.entries.len() {
-                1 => Ok(0),
-                n => Err(status::invalid(format!(
-                    "the server has {n} pools ({}): name one in the request's `pool` field",
-                    self.names()
-                ))),
-            };
-        }
-        self.entries.iter().position(|e| e.name == name).ok_or_else(|| {
-            status::invalid(format!(
-                "unknown pool {name:?}: the server's pools are {}",
-                self.names()
-            ))
-        })
-    }
-
-    fn names(&self) -> String {
-        self.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+        validate::pool(self.entries.iter().map(|e| e.name.as_str()), name)
+            .map_err(|e| status::invalid(e.0))
     }
 
     /// The engine of `entry`'s pool (for the control path: state, update).
