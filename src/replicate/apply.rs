@@ -207,6 +207,13 @@ impl Replica {
         self.pool.state()
     }
 
+    /// The replica's items (quantities and weights, in index order): [`Replica::state`]
+    /// without the key window.
+    #[must_use]
+    pub fn items(&self) -> Vec<ItemState> {
+        self.pool.items()
+    }
+
     /// Checks and appends one shipped group whose log had `prev` as the last request id
     /// before it (module docs).
     ///

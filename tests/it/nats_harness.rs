@@ -242,6 +242,17 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOPs every node (NATS stops answering at once; connections stay open), or
+    /// SIGCONTs them (`resume`): a pause costs no new elections, unlike [`Cluster::kill_all`].
+    pub(crate) fn pause_all(&self, resume: bool) {
+        let signal = if resume { libc::SIGCONT } else { libc::SIGSTOP };
+        for child in self.nodes.iter().filter_map(|n| n.child.as_ref()) {
+            let pid = i32::try_from(child.id()).expect("a pid");
+            // SAFETY: kill(2) on our own child's pid (not yet waited for: it still exists).
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal node {pid}");
+        }
+    }
+
     /// Starts every node that is not running again, and waits until the cluster is ready.
     pub(crate) fn start_all(&mut self) {
         let binary = server_binary().expect("nats-server was there at start");

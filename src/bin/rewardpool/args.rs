@@ -131,6 +131,14 @@ pub(crate) struct ServeArgs {
     /// primary); the data directories are the standbys'.
     #[arg(long)]
     pub takeover: bool,
+    /// Run every pool with a replication section as a standby: follow its stream into the
+    /// pool's directory (as `rewardpool follow`) instead of serving it. Its draws and
+    /// updates are refused (FAILED_PRECONDITION); ListPools, GetState and Watch answer from
+    /// the replica, with its lag (also in /metrics). Pools without replication are served
+    /// as usual. To promote it: stop this server, then `serve --takeover` with the same
+    /// configuration.
+    #[arg(long, conflicts_with = "takeover")]
+    pub standby: bool,
     /// Gateway threads per pool, each owning one engine client (1 to 16).
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true)]
     pub gateways: usize,

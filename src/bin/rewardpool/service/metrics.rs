@@ -26,6 +26,14 @@
 //! | `rewardpool_replication_lag_alarm` | gauge | `pool` | 1 while `lag_groups` is above `replication.max_lag_groups` |
 //! | `rewardpool_replication_connected` | gauge | `pool` | 1 while the shipper is connected and shipping |
 //! | `rewardpool_replication_failed` | gauge | `pool` | 1 once the shipper stopped for good (fenced, damage) |
+//! | `rewardpool_pool_role` | gauge | `pool`, `role` | 1 for the pool's role (`primary`, `standby`), 0 for the other |
+//! | `rewardpool_replica_applied_sequence` | gauge | `pool` | a standby's stream sequence applied and durable (standby pools only, `serve --standby`) |
+//! | `rewardpool_replica_applied_request_id` | gauge | `pool` | the last request id in it |
+//! | `rewardpool_replica_lag_messages` | gauge | `pool` | stream messages not yet applied (read once a second) |
+//! | `rewardpool_replica_lag_draws` | gauge | `pool` | request ids on the stream not yet applied |
+//! | `rewardpool_replica_lag_seconds` | gauge | `pool` | age of the oldest message not yet applied (0 caught up) |
+//! | `rewardpool_replica_following` | gauge | `pool` | 1 while the follower is connected and consuming |
+//! | `rewardpool_replica_failed` | gauge | `pool` | 1 once the follower stopped for good (a refused message, damage) |
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +49,7 @@ use prometheus_client::registry::Registry;
 use rewardpool::engine::{Histogram, RunState};
 use rewardpool::{Host, Meter, Metrics, Quantity};
 
+use crate::replica::follow::FollowStats;
 use crate::replica::ship::{ShipStats, Shipping};
 
 /// The gRPC methods the service counts.
@@ -142,6 +151,8 @@ pub(crate) struct MetricsView {
     serving: Arc<AtomicBool>,
     /// Each replicated pool's shipper counters.
     shipping: Arc<[(String, Arc<ShipStats>)]>,
+    /// Each standby pool's follower counters (`serve --standby`).
+    following: Arc<[(String, Arc<FollowStats>)]>,
 }
 
 impl fmt::Debug for MetricsView {
@@ -163,7 +174,17 @@ impl MetricsView {
             calls,
             serving: Arc::new(AtomicBool::new(true)),
             shipping: Arc::new([]),
+            following: Arc::new([]),
         }
+    }
+
+    /// The same view with the standbys' follower counters (`rewardpool_replica_*`).
+    pub(crate) fn with_following(
+        mut self,
+        following: impl IntoIterator<Item = (String, Arc<FollowStats>)>,
+    ) -> MetricsView {
+        self.following = following.into_iter().collect();
+        self
     }
 
     /// The same view with the shippers' counters (`rewardpool_replication_*`).
@@ -198,9 +219,15 @@ impl MetricsView {
         if !self.serving.load(Ordering::Relaxed) {
             return Err("the service is shutting down".to_owned());
         }
-        if self.pools.is_empty() {
+        if self.pools.is_empty() && self.following.is_empty() {
             return Err("no pool is open".to_owned());
         }
+        let failed_followers =
+            self.following.iter().filter(|(_, stats)| stats.failed.load(Ordering::Relaxed)).map(
+                |(pool, stats)| {
+                    format!("the standby pool {pool}'s follower failed: {}", stats.error())
+                },
+            );
         let not_running: Vec<String> = self
             .pools
             .iter()
@@ -208,6 +235,7 @@ impl MetricsView {
                 RunState::Running => None,
                 state => Some(format!("pool {} is {state}", p.name)),
             })
+            .chain(failed_followers)
             .collect();
         if not_running.is_empty() {
             Ok(())
@@ -343,9 +371,55 @@ impl Collector for Exporter {
             }
         }
         self.encode_calls(&mut encoder)?;
-        self.encode_shipping(&mut encoder)
+        self.encode_shipping(&mut encoder)?;
+        self.encode_roles(&mut encoder)?;
+        self.encode_following(&mut encoder)
     }
 }
+
+/// A follower gauge: its name, help and reading.
+type FollowGauge = (&'static str, &'static str, fn(&FollowStats) -> u64);
+
+const FOLLOW_GAUGES: [FollowGauge; 7] = [
+    (
+        "rewardpool_replica_applied_sequence",
+        "Stream sequence applied and durable in the standby's log",
+        |s| s.applied_sequence.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_applied_request_id",
+        "Last request id applied and durable in the standby's log",
+        |s| s.applied_request_id.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_lag_messages",
+        "Messages on the pool's stream the standby has not applied (read once a second)",
+        |s| s.lag_messages.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_lag_draws",
+        "Request ids on the pool's stream the standby has not applied",
+        |s| s.lag_draws.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_lag_seconds",
+        "Age in seconds of the oldest message the standby has not applied (0 when caught up)",
+        |s| s.lag_seconds.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_following",
+        "1 while the standby's follower is connected and consuming the stream",
+        |s| u64::from(s.following.load(Ordering::Relaxed)),
+    ),
+    (
+        "rewardpool_replica_failed",
+        "1 once the standby's follower stopped for good (a refused message, a damaged log)",
+        |s| u64::from(s.failed.load(Ordering::Relaxed)),
+    ),
+];
+
+/// The `role` label values of `rewardpool_pool_role`.
+const ROLES: [&str; 2] = ["primary", "standby"];
 
 /// A shipper gauge: its name, help and reading.
 type ShipGauge = (&'static str, &'static str, fn(&ShipStats) -> u64);
@@ -387,6 +461,41 @@ const SHIP_GAUGES: [ShipGauge; 7] = [
 ];
 
 impl Exporter {
+    /// `rewardpool_pool_role`: 1 for each pool's role, 0 for the other.
+    fn encode_roles(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "rewardpool_pool_role",
+            "1 for the pool's role on this server (primary: served; standby: followed), 0 \
+             for the other",
+            None,
+            MetricType::Gauge,
+        )?;
+        let primaries = self.view.pools.iter().map(|p| (p.name.as_str(), ROLES[0]));
+        let standbys = self.view.following.iter().map(|(pool, _)| (pool.as_str(), ROLES[1]));
+        for (pool, current) in primaries.chain(standbys) {
+            for role in ROLES {
+                let labels = [("pool", pool), ("role", role)];
+                ConstGauge::new(i64::from(role == current))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_following(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        if self.view.following.is_empty() {
+            return Ok(());
+        }
+        for (name, help, read) in FOLLOW_GAUGES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (pool, stats) in self.view.following.iter() {
+                let labels = [("pool", pool.as_str())];
+                ConstGauge::new(value_i64(read(stats))).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
     fn encode_shipping(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
         if self.view.shipping.is_empty() {
             return Ok(());

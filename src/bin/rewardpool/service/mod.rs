@@ -16,6 +16,15 @@
 //! 3. the gateways stop, then `Host::shutdown`: each pool's final snapshot, segments closed;
 //! 4. exit 0 (1 when a pool's journal had failed).
 //!
+//! # Standby (`--standby`)
+//! Every pool with a `replication` section is followed instead of served: a
+//! [`Standby`] (the follower of `rewardpool follow`, on a thread of its own) replays its
+//! stream into the pool's directory. Draws and updates on it are `FAILED_PRECONDITION`;
+//! `ListPools`, `GetState` (the replica's items as of its last checkpoint), `Watch` and
+//! `ListCommitments` answer, with the role and the follower's lag (`Watch`, `/metrics`).
+//! Promotion: stop the server (the followers record what they applied and close their
+//! logs), then `serve --takeover` with the same configuration.
+//!
 //! `grpc.enabled: false` in the configuration (the built-in one says so too): `serve`
 //! refuses (exit 2) unless `--listen` names an address — an explicit flag is taken as the
 //! operator's intent; a configuration that disables gRPC is not silently overridden.
@@ -45,9 +54,10 @@ use super::args::{GlobalArgs, ServeArgs};
 use super::{load_config, CmdResult, Failure};
 use api::Api;
 use metrics::MetricsView;
-use pools::{Pools, Settings};
+use pools::{Pools, Settings, StandbyEntry};
 use proto::reward_pool_service_server::RewardPoolServiceServer;
 
+use crate::replica::follow::{FollowStats, Standby};
 use crate::replica::ship::{Shipper, Shipping};
 
 /// Jobs each gateway's queue holds (bounded: past it, streams wait, then give up).
@@ -69,7 +79,10 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
         .clone()
         .or_else(|| config.metrics.as_ref().map(|m| m.listen_address.clone()))
         .map(|address| every_interface(&address));
-    let host = Host::open(&config)
+    // `--standby`: the replicated pools are followed, not opened (dropped on an early
+    // return, the followers stop).
+    let standbys = start_standbys(&config, args.standby)?;
+    let host = Host::open_only(&config, |name| standbys.iter().all(|s| s.pool() != name))
         .map_err(|e| Failure::bad_input(anyhow!(e).context("cannot open the pools")))?;
     keep_off_engine_cores(&host);
     let shippers = match start_shippers(&config, &host) {
@@ -99,7 +112,10 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
             return Err(e);
         }
     };
-    let pools = match Pools::start(host, settings, &log_dirs) {
+    let standby_entries = standby_entries(&config, &standbys)?;
+    let following: Following =
+        standbys.iter().map(|s| (s.pool().to_owned(), Arc::clone(s.stats()))).collect();
+    let pools = match Pools::start(host, settings, &log_dirs, standby_entries) {
         Ok(pools) => Arc::new(pools),
         Err((host, why)) => {
             let _ = host.shutdown();
@@ -110,7 +126,7 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     let served = runtime.block_on(run(
         Arc::clone(&pools),
         &listen,
-        metrics_listen.map(|address| (address, shipping)),
+        metrics_listen.map(|address| (address, shipping, following)),
         drain,
         args.json,
     ));
@@ -126,7 +142,63 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
             eprintln!("rewardpool: pool {pool:?}: {why}");
         }
     }
-    served.and(stopped)
+    // The followers record what they applied and close their logs (the directories can
+    // then be promoted: `serve --takeover`).
+    let mut followed = Ok(());
+    for standby in standbys {
+        let pool = standby.pool().to_owned();
+        match standby.stop() {
+            Ok(()) => eprintln!("rewardpool: pool {pool:?}: the standby's follower stopped"),
+            Err(why) => {
+                eprintln!("rewardpool: pool {pool:?}: the standby's follower had failed: {why:#}");
+                followed = Err(Failure::failed(why));
+            }
+        }
+    }
+    served.and(stopped).and(followed)
+}
+
+/// Each standby pool's name and follower counters (the metrics server's view).
+type Following = Vec<(String, Arc<FollowStats>)>;
+
+/// `--standby`: a follower for every pool with a `replication` section (none without the
+/// flag).
+fn start_standbys(config: &Config, standby: bool) -> Result<Vec<Standby>, Failure> {
+    if !standby {
+        return Ok(Vec::new());
+    }
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    let mut standbys = Vec::new();
+    for (index, dir) in dirs.into_iter().enumerate() {
+        let Some(view) = config.for_pool(index, dir) else { continue };
+        if view.replication.is_none() {
+            continue;
+        }
+        standbys.push(Standby::start(view).map_err(Failure::failed)?);
+    }
+    if standbys.is_empty() {
+        return Err(Failure::bad_input(anyhow!(
+            "--standby: no pool of the configuration has a replication section: there is \
+             nothing to follow"
+        )));
+    }
+    Ok(standbys)
+}
+
+/// What the service keeps of each standby: its counters and its log's directory.
+fn standby_entries(config: &Config, standbys: &[Standby]) -> Result<Vec<StandbyEntry>, Failure> {
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    Ok(standbys
+        .iter()
+        .filter_map(|s| {
+            let index = config.pools.iter().position(|p| p.name == s.pool())?;
+            Some(StandbyEntry {
+                name: s.pool().to_owned(),
+                stats: Arc::clone(s.stats()),
+                log_dir: dirs.get(index)?.clone(),
+            })
+        })
+        .collect())
 }
 
 /// How long `serve` ships the pools' last groups after they stopped.
@@ -258,7 +330,7 @@ fn every_interface(address: &str) -> String {
 async fn run(
     pools: Arc<Pools>,
     listen: &str,
-    metrics_listen: Option<(String, Shipping)>,
+    metrics_listen: Option<(String, Shipping, Following)>,
     drain: Duration,
     json: bool,
 ) -> CmdResult {
@@ -268,14 +340,15 @@ async fn run(
         .map_err(Failure::bad_input)?;
     let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
     let metrics = match metrics_listen {
-        Some((address, shipping)) => {
+        Some((address, shipping, following)) => {
             let listener = tokio::net::TcpListener::bind(&address)
                 .await
                 .with_context(|| format!("cannot listen on {address} (the metrics server)"))
                 .map_err(Failure::bad_input)?;
             let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
             let view = MetricsView::of_host(pools.host(), Arc::clone(pools.grpc_calls()))
-                .with_shipping(shipping);
+                .with_shipping(shipping)
+                .with_following(following);
             Some((listener, local, view))
         }
         None => None,
@@ -363,7 +436,9 @@ fn say_listening(
 ) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let line = if json {
-        let names: Vec<&str> = pools.entries().iter().map(|e| e.name.as_str()).collect();
+        let primaries = pools.entries().iter().map(|e| e.name.as_str());
+        let names: Vec<&str> =
+            primaries.chain(pools.standbys().iter().map(|e| e.name.as_str())).collect();
         serde_json::json!({
             "listening": local.to_string(),
             "metrics": metrics.map(|m| m.to_string()),

@@ -14,6 +14,7 @@ use tonic::Status;
 use super::gateway::Gateway;
 use super::metrics::GrpcCalls;
 use super::status;
+use crate::replica::follow::FollowStats;
 
 /// How the service runs (from `serve`'s flags).
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +46,48 @@ pub(crate) struct PoolEntry {
     pub(crate) pull_max: u32,
     /// Its log's directory (`None`: the pool keeps no log, durability `memory`).
     pub(crate) log_dir: Option<std::path::PathBuf>,
+}
+
+/// A pool this server follows as a standby (`serve --standby`): no engine, a follower
+/// replaying its stream into `log_dir`.
+#[derive(Debug)]
+pub(crate) struct StandbyEntry {
+    /// Its name in the configuration.
+    pub(crate) name: String,
+    /// The follower's lag and state, and the replica's items.
+    pub(crate) stats: Arc<FollowStats>,
+    /// Its log's directory (the replica's).
+    pub(crate) log_dir: std::path::PathBuf,
+}
+
+/// The pool a request names, by role: a position in [`Pools::entries`] or in
+/// [`Pools::standbys`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A pool this server serves.
+    Primary(usize),
+    /// A pool this server follows.
+    Standby(usize),
+}
+
+/// A draw or update named a pool this server only follows (the error kind behind
+/// `FAILED_PRECONDITION`, [`status::not_primary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotPrimary {
+    /// The pool.
+    pub(crate) pool: String,
+}
+
+impl std::fmt::Display for NotPrimary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pool {:?} is a standby on this server: it follows the primary's replication \
+             stream and takes no draws or updates (send them to the primary; to promote this \
+             server, stop it and start `rewardpool serve --takeover`)",
+            self.pool
+        )
+    }
 }
 
 /// A pool's state as `ListPools`, `Watch` and health report it.
@@ -83,6 +126,8 @@ pub(crate) struct Pools {
     calls_done: Notify,
     /// gRPC calls by method and status code (the metrics server exports them).
     grpc_calls: Arc<GrpcCalls>,
+    /// The pools this server follows (`serve --standby`).
+    standbys: Vec<StandbyEntry>,
 }
 
 /// One RPC of ours in progress (a Draw stream, a Watch, a control call); dropping it ends
@@ -107,11 +152,13 @@ impl Pools {
     /// # Errors
     /// A pool refuses a client (then the gateways already started stop; the host is
     /// returned so the caller can shut it down).
-    /// `log_dirs`: each pool's log directory by name (pools without a log are absent).
+    /// `log_dirs`: each pool's log directory by name (pools without a log are absent);
+    /// `standbys`: the pools this server follows instead (not in `host`).
     pub(crate) fn start(
         host: Host,
         settings: Settings,
         log_dirs: &[(String, std::path::PathBuf)],
+        standbys: Vec<StandbyEntry>,
     ) -> Result<Pools, (Host, String)> {
         let mut entries = Vec::new();
         let mut refused = None;
@@ -149,7 +196,13 @@ impl Pools {
             calls: AtomicUsize::new(0),
             calls_done: Notify::new(),
             grpc_calls: Arc::new(GrpcCalls::default()),
+            standbys,
         })
+    }
+
+    /// The pools this server follows as a standby, in configuration order.
+    pub(crate) fn standbys(&self) -> &[StandbyEntry] {
+        &self.standbys
     }
 
     /// The host (for the metrics server's view of every pool).
@@ -185,18 +238,37 @@ impl Pools {
     /// [`Pools::resolve`], as a position in [`Pools::entries`].
     ///
     /// # Errors
-    /// As [`Pools::resolve`].
+    /// As [`Pools::resolve`]; `FAILED_PRECONDITION` for a pool this server follows as a
+    /// standby ([`NotPrimary`]).
     pub(crate) fn resolve_index(&self, name: &str) -> Result<usize, Status> {
+        match self.resolve_any(name)? {
+            Target::Primary(index) => Ok(index),
+            Target::Standby(index) => {
+                Err(status::not_primary(&NotPrimary { pool: self.standbys[index].name.clone() }))
+            }
+        }
+    }
+
+    /// The pool `name` names (or the only pool when `name` is empty), served or followed.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT`: an unknown pool, or none named when there are several.
+    pub(crate) fn resolve_any(&self, name: &str) -> Result<Target, Status> {
         if name.is_empty() {
-            return match self.entries.len() {
-                1 => Ok(0),
-                n => Err(status::invalid(format!(
-                    "the server has {n} pools ({}): name one in the request's `pool` field",
+            return match (self.entries.len(), self.standbys.len()) {
+                (1, 0) => Ok(Target::Primary(0)),
+                (0, 1) => Ok(Target::Standby(0)),
+                (p, s) => Err(status::invalid(format!(
+                    "the server has {} pools ({}): name one in the request's `pool` field",
+                    p + s,
                     self.names()
                 ))),
             };
         }
-        self.entries.iter().position(|e| e.name == name).ok_or_else(|| {
+        if let Some(index) = self.entries.iter().position(|e| e.name == name) {
+            return Ok(Target::Primary(index));
+        }
+        self.standbys.iter().position(|e| e.name == name).map(Target::Standby).ok_or_else(|| {
             status::invalid(format!(
                 "unknown pool {name:?}: the server's pools are {}",
                 self.names()
@@ -205,7 +277,9 @@ impl Pools {
     }
 
     fn names(&self) -> String {
-        self.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+        let primaries = self.entries.iter().map(|e| e.name.as_str());
+        let standbys = self.standbys.iter().map(|e| e.name.as_str());
+        primaries.chain(standbys).collect::<Vec<_>>().join(", ")
     }
 
     /// The engine of `entry`'s pool (for the control path: state, update).
@@ -221,6 +295,19 @@ impl Pools {
         if metrics.failure.is_some() {
             PoolPhase::Failed
         } else if metrics.stopped || self.is_stopping() {
+            PoolPhase::Stopping
+        } else {
+            PoolPhase::Running
+        }
+    }
+
+    /// A standby pool's phase now: running while its follower runs (or reconnects),
+    /// failed once it stopped for good.
+    pub(crate) fn standby_phase(&self, entry: &StandbyEntry) -> PoolPhase {
+        // Relaxed: a flag; the error it goes with is read under its own lock.
+        if entry.stats.failed.load(Ordering::Relaxed) {
+            PoolPhase::Failed
+        } else if self.is_stopping() {
             PoolPhase::Stopping
         } else {
             PoolPhase::Running
