@@ -55,9 +55,10 @@ fn state(rt: &tokio::runtime::Runtime, server: &Server) -> (Vec<(String, i32, i6
 /// A standby server (`serve --standby`) follows a primary (`ack: replica`) under load from
 /// four clients: once the load stops its lag goes to 0 in `Watch` and `/metrics`, and its
 /// `GetState` is the primary's. Draws and updates on it are FAILED_PRECONDITION naming the
-/// pool. Then, the primary under load again, SIGKILL: the standby is stopped and its
-/// directory served with `--takeover`: every acknowledged draw is in its log with its
-/// item, and request ids continue above them.
+/// pool. Then, the primary under load again, SIGKILL, and the running standby promoted in
+/// place (`promote --connect`): the same server serves the pool with request ids above
+/// every acknowledged draw, ships it, and every acknowledged draw is in its log with its
+/// item.
 #[test]
 fn a_standby_server_follows_refuses_draws_and_takes_over() {
     let Some(cluster) = nats_harness::cluster("standby_server") else { return };
@@ -134,25 +135,44 @@ fn a_standby_server_follows_refuses_draws_and_takes_over() {
     assert_eq!(killed.code, None, "SIGKILLed: {killed:?}");
     let acked = loader.join().expect("the load thread");
     let highest = acked.iter().map(|(id, _)| *id).max().unwrap_or(0).max(drawn);
-    let stopped = standby.stop(libc::SIGTERM);
-    assert_eq!(stopped.code, Some(0), "{stopped:?}");
-    assert!(stopped.stderr.contains("the standby's follower stopped"), "{stopped:?}");
-    let promoted = start_with(new.path(), Some(&yaml), &["--json", "--takeover"]);
+    // In place: the running standby catches up, takes the lease, fences, serves.
+    let promote = |root: &Path| {
+        crate::cli::rewardpool(root, &["promote", "--connect", &standby.addr, "--json"])
+    };
+    let promoted = promote(new.path());
+    assert_eq!(promoted.code, Some(0), "{promoted:?}");
+    let answer: serde_json::Value =
+        serde_json::from_str(promoted.stdout.trim()).expect("promote's JSON");
+    assert_eq!(answer["epoch"], 2, "{answer}");
+    let last = answer["last_request_id"].as_u64().expect("last_request_id");
+    assert!(last >= highest, "promoted at {last}, acknowledged up to {highest}");
     let (responses, status) = rt.block_on(async {
-        let mut client = promoted.client().await;
+        let mut client = standby.client().await;
         draw(&mut client, vec![request(10); 3]).await
     });
-    assert!(status.is_none(), "{status:?}");
+    assert!(status.is_none(), "the same server serves the pool now: {status:?}");
     assert_eq!(responses.len(), 30);
-    assert!(responses.iter().all(|r| r.request_id > highest), "ids continue above {highest}");
-    let served = promoted.stop(libc::SIGTERM);
+    assert!(responses.iter().all(|r| r.request_id > last), "ids continue above {last}");
+    let reading = watch_once(&rt, &standby);
+    assert_eq!((reading.role.as_str(), reading.state.as_str()), ("primary", "running"));
+    assert_eq!((role("standby"), role("primary")), (Some(0), Some(1)));
+    eventually("the promoted pool ships", || {
+        gauge(&metrics, "rewardpool_replication_shipped_request_id") == last + 30
+    });
+    let again = promote(new.path());
+    assert_eq!(again.code, Some(2), "a primary is not promoted again: {again:?}");
+    assert!(again.stderr.contains("is a primary on this server"), "{again:?}");
+    let served = standby.stop(libc::SIGTERM);
     assert_eq!(served.code, Some(0), "{served:?}");
-    assert!(served.stderr.contains("promoted to epoch 2"), "{served:?}");
+    assert!(served.stderr.contains("promoted in place to epoch 2"), "{served:?}");
     let logged = logged_draws(new.path(), &new.path().join("data"));
     for (id, item) in &acked {
         assert_eq!(logged.get(id), Some(item), "acknowledged draw {id}");
     }
     assert!(acked.len() > 500, "the fail-over was under load: {} draws", acked.len());
+    let verify =
+        crate::cli::rewardpool(new.path(), &["wal", "verify", "--data-dir", &data(new.path())]);
+    assert_eq!(verify.code, Some(0), "{verify:?}");
 }
 
 /// `serve --standby` with no replicated pool refuses to start (exit 2, saying why).

@@ -19,7 +19,8 @@ use super::proto::reward_pool_service_server::RewardPoolService;
 use super::proto::{
     DrawRequest, GetStateRequest, GetStateResponse, Histogram, ListCommitmentsRequest,
     ListCommitmentsResponse, ListPoolsRequest, ListPoolsResponse, PoolInfo, PoolMetrics,
-    RewardItem, SeedCommitment, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
+    PromoteRequest, PromoteResponse, RewardItem, SeedCommitment, UpdateRequest, UpdateResponse,
+    WatchRequest, WatchResponse,
 };
 use super::status;
 
@@ -205,9 +206,8 @@ impl RewardPoolService for Api {
             self.check_running()?;
             let pools = self
                 .pools
-                .entries()
-                .iter()
-                .map(|entry| {
+                .primaries()
+                .map(|(_, entry)| {
                     let mut ids = entry.ids.clone();
                     ids.refresh();
                     let error = self
@@ -227,7 +227,7 @@ impl RewardPoolService for Api {
                         role: ROLE_PRIMARY.to_owned(),
                     }
                 })
-                .chain(self.pools.standbys().iter().map(|entry| {
+                .chain(self.pools.following().map(|(_, entry)| {
                     let (items, last_request_id) = entry.stats.items();
                     PoolInfo {
                         name: entry.name.clone(),
@@ -246,6 +246,38 @@ impl RewardPoolService for Api {
         self.counted(Method::ListPools, result)
     }
 
+    async fn promote(
+        &self,
+        request: Request<PromoteRequest>,
+    ) -> Result<Response<PromoteResponse>, Status> {
+        let result = async {
+            let name = request.into_inner().pool;
+            self.check_running()?;
+            let index = match self.pools.resolve_any(&name)? {
+                Target::Standby(index) => index,
+                Target::Primary(index) => {
+                    let pool = self.pools.entry(index).map_or("?", |e| e.name.as_str());
+                    return Err(Status::failed_precondition(format!(
+                        "pool {pool:?} is a primary on this server already: nothing to promote"
+                    )));
+                }
+            };
+            // The take-over blocks (file I/O, its own NATS runtime): on the blocking pool.
+            let pools = Arc::clone(&self.pools);
+            let call = Pools::call(&pools);
+            let task = tokio::task::spawn_blocking(move || {
+                let _call = call;
+                super::standby::promote(&pools, index)
+            });
+            let response = task
+                .await
+                .map_err(|e| Status::internal(format!("the request's task failed: {e}")))??;
+            Ok(Response::new(response))
+        }
+        .await;
+        self.counted(Method::Promote, result)
+    }
+
     type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
 
     async fn watch(
@@ -258,7 +290,8 @@ impl RewardPoolService for Api {
             if pool.is_empty() {
                 Ok(None)
             } else {
-                self.pools.resolve_any(pool).map(Some)
+                // By name: a standby promoted meanwhile stays in the stream.
+                self.pools.resolve_any(pool).map(|_| Some(pool.clone()))
             }
         });
         let only = match started {
@@ -285,7 +318,7 @@ impl RewardPoolService for Api {
 /// stops (then the stream ends with `UNAVAILABLE`).
 async fn watch(
     pools: Arc<Pools>,
-    only: Option<Target>,
+    only: Option<String>,
     interval: Duration,
     tx: mpsc::Sender<Result<WatchResponse, Status>>,
 ) {
@@ -302,7 +335,7 @@ async fn watch(
                 return;
             }
         }
-        if tx.send(Ok(reading(&pools, only))).await.is_err() {
+        if tx.send(Ok(reading(&pools, only.as_deref()))).await.is_err() {
             // The client went away.
             pools.grpc_calls().record(Method::Watch, tonic::Code::Cancelled);
             return;
@@ -319,21 +352,17 @@ fn histogram(h: &rewardpool::engine::Histogram) -> Histogram {
 
 /// One `WatchResponse`: every pool's counters (or pool `only`'s), the standbys' after the
 /// primaries'.
-fn reading(pools: &Pools, only: Option<Target>) -> WatchResponse {
+fn reading(pools: &Pools, only: Option<&str>) -> WatchResponse {
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let standbys = pools
-        .standbys()
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| only.is_none_or(|only| only == Target::Standby(*i)))
+        .following()
+        .filter(|(_, entry)| only.is_none_or(|only| only == entry.name))
         .map(|(_, entry)| standby_metrics(entry, pools.standby_phase(entry).as_str()));
     let metrics = pools
-        .entries()
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| only.is_none_or(|only| only == Target::Primary(*i)))
+        .primaries()
+        .filter(|(_, entry)| only.is_none_or(|only| only == entry.name))
         .map(|(_, entry)| {
             let m = entry.meter.read();
             let error = m

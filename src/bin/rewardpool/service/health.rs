@@ -39,13 +39,13 @@ fn service_name() -> &'static str {
 async fn report(reporter: &HealthReporter, pools: &Pools) {
     let stopping = pools.is_stopping();
     let mut any_failed = false;
-    for entry in pools.entries() {
+    for (_, entry) in pools.primaries() {
         let phase = pools.phase(entry);
         any_failed |= phase == PoolPhase::Failed;
         let serving = phase == PoolPhase::Running && !stopping;
         reporter.set_service_status(pool_service_name(&entry.name), status(serving)).await;
     }
-    for entry in pools.standbys() {
+    for (_, entry) in pools.following() {
         // A standby takes no draws: its name is NOT_SERVING; a follower that stopped for
         // good degrades the server as a failed pool does.
         any_failed |= pools.standby_phase(entry) == PoolPhase::Failed;

@@ -37,7 +37,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -61,16 +61,18 @@ pub(crate) enum Method {
     ListPools,
     Watch,
     ListCommitments,
+    Promote,
 }
 
 impl Method {
-    const ALL: [Method; 6] = [
+    const ALL: [Method; 7] = [
         Method::GetState,
         Method::Draw,
         Method::Update,
         Method::ListPools,
         Method::Watch,
         Method::ListCommitments,
+        Method::Promote,
     ];
 
     /// The RPC's name as the proto spells it (the `method` label).
@@ -82,6 +84,7 @@ impl Method {
             Method::ListPools => "ListPools",
             Method::Watch => "Watch",
             Method::ListCommitments => "ListCommitments",
+            Method::Promote => "Promote",
         }
     }
 }
@@ -151,9 +154,20 @@ pub(crate) struct MetricsView {
     serving: Arc<AtomicBool>,
     /// Each replicated pool's shipper counters.
     shipping: Arc<[(String, Arc<ShipStats>)]>,
-    /// Each standby pool's follower counters (`serve --standby`).
-    following: Arc<[(String, Arc<FollowStats>)]>,
+    /// Each standby pool's follower counters (`serve --standby`), and its meter and
+    /// shipper counters once promoted in place.
+    following: Arc<[Following]>,
 }
+
+/// A standby pool as the exporter sees it.
+struct Following {
+    name: String,
+    stats: Arc<FollowStats>,
+    promoted: Arc<PromotedMeters>,
+}
+
+/// A standby pool's meter and shipper counters, set once it is promoted in place.
+pub(crate) type PromotedMeters = OnceLock<(Meter, Arc<ShipStats>)>;
 
 impl fmt::Debug for MetricsView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -181,10 +195,32 @@ impl MetricsView {
     /// The same view with the standbys' follower counters (`rewardpool_replica_*`).
     pub(crate) fn with_following(
         mut self,
-        following: impl IntoIterator<Item = (String, Arc<FollowStats>)>,
+        following: impl IntoIterator<Item = (String, Arc<FollowStats>, Arc<PromotedMeters>)>,
     ) -> MetricsView {
-        self.following = following.into_iter().collect();
+        self.following = following
+            .into_iter()
+            .map(|(name, stats, promoted)| Following { name, stats, promoted })
+            .collect();
         self
+    }
+
+    /// Every pool served now: those served from the start, then those promoted in place.
+    fn meters(&self) -> Vec<PoolMeter> {
+        let promoted = self.following.iter().filter_map(|f| {
+            f.promoted
+                .get()
+                .map(|(meter, _)| PoolMeter { name: f.name.clone(), meter: meter.clone() })
+        });
+        self.pools
+            .iter()
+            .map(|p| PoolMeter { name: p.name.clone(), meter: p.meter.clone() })
+            .chain(promoted)
+            .collect()
+    }
+
+    /// The standby pools not promoted.
+    fn standbys(&self) -> impl Iterator<Item = &Following> {
+        self.following.iter().filter(|f| f.promoted.get().is_none())
     }
 
     /// The same view with the shippers' counters (`rewardpool_replication_*`).
@@ -222,14 +258,12 @@ impl MetricsView {
         if self.pools.is_empty() && self.following.is_empty() {
             return Err("no pool is open".to_owned());
         }
-        let failed_followers =
-            self.following.iter().filter(|(_, stats)| stats.failed.load(Ordering::Relaxed)).map(
-                |(pool, stats)| {
-                    format!("the standby pool {pool}'s follower failed: {}", stats.error())
-                },
-            );
+        let failed_followers = self
+            .standbys()
+            .filter(|f| f.stats.failed.load(Ordering::Relaxed))
+            .map(|f| format!("the standby pool {}'s follower failed: {}", f.name, f.stats.error()));
         let not_running: Vec<String> = self
-            .pools
+            .meters()
             .iter()
             .filter_map(|p| match p.meter.read().run_state() {
                 RunState::Running => None,
@@ -339,7 +373,7 @@ fn buckets(h: &Histogram, scale: f64) -> Vec<(f64, u64)> {
 
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let pools = &self.view.pools;
+        let pools = &self.view.meters();
         let readings: Vec<Metrics> = pools.iter().map(|p| p.meter.read()).collect();
         for metric in &PER_POOL {
             let mut family =
@@ -354,8 +388,8 @@ impl Collector for Exporter {
                 }
             }
         }
-        self.encode_histograms(&mut encoder, &readings)?;
-        self.encode_remaining(&mut encoder)?;
+        Self::encode_histograms(&mut encoder, pools, &readings)?;
+        Self::encode_remaining(&mut encoder, pools)?;
         let mut family = encoder.encode_descriptor(
             "rewardpool_pool_state",
             "1 for the pool's current state (running, stopping, stopped, failed), 0 otherwise",
@@ -372,7 +406,7 @@ impl Collector for Exporter {
         }
         self.encode_calls(&mut encoder)?;
         self.encode_shipping(&mut encoder)?;
-        self.encode_roles(&mut encoder)?;
+        self.encode_roles(&mut encoder, pools)?;
         self.encode_following(&mut encoder)
     }
 }
@@ -462,7 +496,11 @@ const SHIP_GAUGES: [ShipGauge; 7] = [
 
 impl Exporter {
     /// `rewardpool_pool_role`: 1 for each pool's role, 0 for the other.
-    fn encode_roles(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    fn encode_roles(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        pools: &[PoolMeter],
+    ) -> Result<(), fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "rewardpool_pool_role",
             "1 for the pool's role on this server (primary: served; standby: followed), 0 \
@@ -470,8 +508,8 @@ impl Exporter {
             None,
             MetricType::Gauge,
         )?;
-        let primaries = self.view.pools.iter().map(|p| (p.name.as_str(), ROLES[0]));
-        let standbys = self.view.following.iter().map(|(pool, _)| (pool.as_str(), ROLES[1]));
+        let primaries = pools.iter().map(|p| (p.name.as_str(), ROLES[0]));
+        let standbys = self.view.standbys().map(|f| (f.name.as_str(), ROLES[1]));
         for (pool, current) in primaries.chain(standbys) {
             for role in ROLES {
                 let labels = [("pool", pool), ("role", role)];
@@ -483,26 +521,33 @@ impl Exporter {
     }
 
     fn encode_following(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
-        if self.view.following.is_empty() {
+        if self.view.standbys().next().is_none() {
             return Ok(());
         }
         for (name, help, read) in FOLLOW_GAUGES {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (pool, stats) in self.view.following.iter() {
-                let labels = [("pool", pool.as_str())];
-                ConstGauge::new(value_i64(read(stats))).encode(family.encode_family(&labels)?)?;
+            for f in self.view.standbys() {
+                let labels = [("pool", f.name.as_str())];
+                ConstGauge::new(value_i64(read(&f.stats)))
+                    .encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())
     }
 
     fn encode_shipping(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
-        if self.view.shipping.is_empty() {
+        let promoted =
+            self.view.following.iter().filter_map(|f| {
+                f.promoted.get().map(|(_, stats)| (f.name.clone(), Arc::clone(stats)))
+            });
+        let shipping: Vec<(String, Arc<ShipStats>)> =
+            self.view.shipping.iter().cloned().chain(promoted).collect();
+        if shipping.is_empty() {
             return Ok(());
         }
         for (name, help, read) in SHIP_GAUGES {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (pool, stats) in self.view.shipping.iter() {
+            for (pool, stats) in &shipping {
                 let labels = [("pool", pool.as_str())];
                 ConstGauge::new(value_i64(read(stats))).encode(family.encode_family(&labels)?)?;
             }
@@ -511,8 +556,8 @@ impl Exporter {
     }
 
     fn encode_histograms(
-        &self,
         encoder: &mut DescriptorEncoder,
+        pools: &[PoolMeter],
         readings: &[Metrics],
     ) -> Result<(), fmt::Error> {
         type Pick = fn(&Metrics) -> &Histogram;
@@ -527,7 +572,7 @@ impl Exporter {
         ];
         for (name, help, pick, scale) in histograms {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            for (pool, m) in self.view.pools.iter().zip(readings) {
+            for (pool, m) in pools.iter().zip(readings) {
                 let h = pick(m);
                 let labels = [("pool", pool.name.as_str())];
                 let sum = h.sum() as f64 * scale;
@@ -542,14 +587,17 @@ impl Exporter {
         Ok(())
     }
 
-    fn encode_remaining(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    fn encode_remaining(
+        encoder: &mut DescriptorEncoder,
+        pools: &[PoolMeter],
+    ) -> Result<(), fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "rewardpool_item_remaining",
             "Units of an item left (-1: unlimited), as the pool's core thread last published",
             None,
             MetricType::Gauge,
         )?;
-        for pool in self.view.pools.iter() {
+        for pool in pools {
             let remaining = pool.meter.remaining();
             let ids = pool.meter.item_ids();
             for (id, quantity) in ids.iter().zip(remaining) {

@@ -22,8 +22,10 @@
 //! stream into the pool's directory. Draws and updates on it are `FAILED_PRECONDITION`;
 //! `ListPools`, `GetState` (the replica's items as of its last checkpoint), `Watch` and
 //! `ListCommitments` answer, with the role and the follower's lag (`Watch`, `/metrics`).
-//! Promotion: stop the server (the followers record what they applied and close their
-//! logs), then `serve --takeover` with the same configuration.
+//! Promotion in place: the `Promote` RPC (`rewardpool promote --connect`, `standby.rs`)
+//! stops the pool's follower, takes the pool over and serves it as a primary from then on.
+//! Or stop the server (the followers record what they applied and close their logs), then
+//! `serve --takeover` with the same configuration.
 //!
 //! `grpc.enabled: false` in the configuration (the built-in one says so too): `serve`
 //! refuses (exit 2) unless `--listen` names an address — an explicit flag is taken as the
@@ -37,6 +39,7 @@ mod http;
 mod metrics;
 mod pools;
 pub(crate) mod proto;
+mod standby;
 mod status;
 
 use std::io::Write as _;
@@ -54,7 +57,8 @@ use super::args::{GlobalArgs, ServeArgs};
 use super::{load_config, CmdResult, Failure};
 use api::Api;
 use metrics::MetricsView;
-use pools::{Pools, Settings, StandbyEntry};
+use metrics::PromotedMeters;
+use pools::{Parts, Pools, Settings, StandbyEntry};
 use proto::reward_pool_service_server::RewardPoolServiceServer;
 
 use crate::replica::follow::{FollowStats, Standby};
@@ -112,9 +116,11 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
             return Err(e);
         }
     };
-    let standby_entries = standby_entries(&config, &standbys)?;
-    let following: Following =
-        standbys.iter().map(|s| (s.pool().to_owned(), Arc::clone(s.stats()))).collect();
+    let standby_entries = standby_entries(&config, standbys)?;
+    let following: Following = standby_entries
+        .iter()
+        .map(|s| (s.name.clone(), Arc::clone(&s.stats), Arc::clone(&s.promoted_meters)))
+        .collect();
     let pools = match Pools::start(host, settings, &log_dirs, standby_entries) {
         Ok(pools) => Arc::new(pools),
         Err((host, why)) => {
@@ -133,10 +139,10 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     // Every stream has ended (or the drain timeout passed): what is left are idle tasks.
     runtime.shutdown_timeout(Duration::from_secs(5));
     let watchdog = gate_watchdog(&config, &shippers, &pools);
-    let stopped = stop_pools(pools);
+    let (stopped, promoted_shippers, standbys) = stop_pools(pools);
     drop(watchdog);
     // The pools' final groups are durable: ship them, then stop.
-    for shipper in shippers {
+    for shipper in shippers.into_iter().chain(promoted_shippers) {
         let pool = shipper.pool().to_owned();
         if let Err(why) = shipper.stop(SHIP_DRAIN) {
             eprintln!("rewardpool: pool {pool:?}: {why}");
@@ -158,8 +164,9 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     served.and(stopped).and(followed)
 }
 
-/// Each standby pool's name and follower counters (the metrics server's view).
-type Following = Vec<(String, Arc<FollowStats>)>;
+/// Each standby pool's name, follower counters and (once promoted in place) meters: the
+/// metrics server's view.
+type Following = Vec<(String, Arc<FollowStats>, Arc<PromotedMeters>)>;
 
 /// `--standby`: a follower for every pool with a `replication` section (none without the
 /// flag).
@@ -185,17 +192,23 @@ fn start_standbys(config: &Config, standby: bool) -> Result<Vec<Standby>, Failur
     Ok(standbys)
 }
 
-/// What the service keeps of each standby: its counters and its log's directory.
-fn standby_entries(config: &Config, standbys: &[Standby]) -> Result<Vec<StandbyEntry>, Failure> {
+/// What the service keeps of each standby: its follower and counters, its log's directory
+/// and its own configuration (for a promotion in place).
+fn standby_entries(config: &Config, standbys: Vec<Standby>) -> Result<Vec<StandbyEntry>, Failure> {
     let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
     Ok(standbys
-        .iter()
+        .into_iter()
         .filter_map(|s| {
             let index = config.pools.iter().position(|p| p.name == s.pool())?;
+            let dir = dirs.get(index)?.clone();
             Some(StandbyEntry {
                 name: s.pool().to_owned(),
                 stats: Arc::clone(s.stats()),
-                log_dir: dirs.get(index)?.clone(),
+                config: config.for_pool(index, dir.clone())?,
+                log_dir: dir,
+                follower: std::sync::Mutex::new(Some(s)),
+                promoted: std::sync::OnceLock::new(),
+                promoted_meters: Arc::new(PromotedMeters::new()),
             })
         })
         .collect())
@@ -217,8 +230,22 @@ fn gate_watchdog(
         .pools
         .iter()
         .filter(|p| p.replication.as_ref().is_some_and(|r| r.ack == ReplicaAck::Replica))
-        .filter(|p| shippers.iter().any(|s| s.pool() == p.name))
-        .filter_map(|p| pools.host().pool(&p.name).map(rewardpool::Engine::meter))
+        .filter_map(|p| {
+            let shipped = shippers.iter().any(|s| s.pool() == p.name);
+            let meter = pools.host().pool(&p.name).map(rewardpool::Engine::meter);
+            // A pool promoted in place ships from its own shipper.
+            let promoted = || {
+                pools
+                    .primaries()
+                    .find(|(_, e)| e.promoted && e.name == p.name)
+                    .map(|(_, e)| e.meter.clone())
+            };
+            if shipped {
+                meter
+            } else {
+                promoted()
+            }
+        })
         .collect();
     let (done, wait) = std::sync::mpsc::channel::<()>();
     if !gated.is_empty() {
@@ -436,9 +463,9 @@ fn say_listening(
 ) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let line = if json {
-        let primaries = pools.entries().iter().map(|e| e.name.as_str());
+        let primaries = pools.primaries().map(|(_, e)| e.name.as_str());
         let names: Vec<&str> =
-            primaries.chain(pools.standbys().iter().map(|e| e.name.as_str())).collect();
+            primaries.chain(pools.following().map(|(_, e)| e.name.as_str())).collect();
         serde_json::json!({
             "listening": local.to_string(),
             "metrics": metrics.map(|m| m.to_string()),
@@ -454,19 +481,37 @@ fn say_listening(
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::failed(anyhow!(e)))
 }
 
-/// Stops the gateways and shuts every pool down (final snapshot, segments closed).
-fn stop_pools(pools: Arc<Pools>) -> CmdResult {
+/// Stops the gateways and shuts every pool down (final snapshot, segments closed), those
+/// promoted in place too; returns the outcome, the promoted pools' shippers and the
+/// followers still running.
+fn stop_pools(pools: Arc<Pools>) -> (CmdResult, Vec<Shipper>, Vec<Standby>) {
     let pools = match Arc::try_unwrap(pools) {
         Ok(pools) => pools,
         Err(_) => {
-            return Err(Failure::failed(anyhow!(
+            let failed = Failure::failed(anyhow!(
                 "a request task outlived the server: the pools were not shut down cleanly \
                  (the log is intact; the next start recovers it)"
-            )))
+            ));
+            return (Err(failed), Vec::new(), Vec::new());
         }
     };
+    let Parts { host, promoted, followers } = pools.into_parts();
+    let mut shippers = Vec::new();
+    let mut results = host.shutdown();
+    for p in promoted {
+        shippers.extend(p.shipper.into_inner().unwrap_or_else(|e| e.into_inner()));
+        drop(p.entry);
+        results.extend(p.host.shutdown());
+    }
+    (shut_down(results), shippers, followers)
+}
+
+/// Each pool's shutdown, said on stderr; the failures as one error.
+fn shut_down(
+    results: Vec<(String, Result<rewardpool::PoolState, rewardpool::EngineError>)>,
+) -> CmdResult {
     let mut failed = Vec::new();
-    for (name, result) in pools.into_host().shutdown() {
+    for (name, result) in results {
         match result {
             Ok(state) => {
                 eprintln!(

@@ -1,5 +1,6 @@
 //! What every RPC handler shares: the host (pool name → engine), each pool's gateway and
-//! meter, the service's settings, and whether it is stopping. Pool names are resolved here
+//! meter, the standby pools (`serve --standby`; a promoted one is served from its own
+//! one-pool host), the service's settings, and whether it is stopping. Pool names are resolved here
 //! once per request (a few pools: a scan beats a map), never per draw.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,8 +14,10 @@ use tonic::Status;
 
 use super::gateway::Gateway;
 use super::metrics::GrpcCalls;
+use super::metrics::PromotedMeters;
 use super::status;
-use crate::replica::follow::FollowStats;
+use crate::replica::follow::{FollowStats, Standby};
+use crate::replica::ship::Shipper;
 
 /// How the service runs (from `serve`'s flags).
 #[derive(Clone, Copy, Debug)]
@@ -46,10 +49,13 @@ pub(crate) struct PoolEntry {
     pub(crate) pull_max: u32,
     /// Its log's directory (`None`: the pool keeps no log, durability `memory`).
     pub(crate) log_dir: Option<std::path::PathBuf>,
+    /// Promoted in place: its engine is in its [`Promoted::host`], not the server's host.
+    pub(crate) promoted: bool,
 }
 
 /// A pool this server follows as a standby (`serve --standby`): no engine, a follower
-/// replaying its stream into `log_dir`.
+/// replaying its stream into `log_dir` — until it is promoted in place (`Promote`), then
+/// served as a primary from `promoted`.
 #[derive(Debug)]
 pub(crate) struct StandbyEntry {
     /// Its name in the configuration.
@@ -58,6 +64,35 @@ pub(crate) struct StandbyEntry {
     pub(crate) stats: Arc<FollowStats>,
     /// Its log's directory (the replica's).
     pub(crate) log_dir: std::path::PathBuf,
+    /// The pool's own configuration ([`rewardpool::config::Config::for_pool`]): what a
+    /// promotion opens.
+    pub(crate) config: rewardpool::config::Config,
+    /// Its follower, until a promotion stops it. The lock is held for a whole promotion
+    /// (one at a time per pool).
+    pub(crate) follower: std::sync::Mutex<Option<Standby>>,
+    /// Set once by a promotion in place: the pool as a primary.
+    pub(crate) promoted: std::sync::OnceLock<Promoted>,
+    /// The promoted pool's meter and shipper counters, for the metrics server.
+    pub(crate) promoted_meters: Arc<PromotedMeters>,
+}
+
+/// A standby pool promoted in place: served as a primary from then on.
+#[derive(Debug)]
+pub(crate) struct Promoted {
+    /// As a primary's (its `index` is in `host`).
+    pub(crate) entry: PoolEntry,
+    /// Its engine: a host of this one pool.
+    pub(crate) host: Host,
+    /// Its shipper, until the server stops.
+    pub(crate) shipper: std::sync::Mutex<Option<Shipper>>,
+}
+
+/// What a shut-down service leaves to stop: the host, the pools promoted in place, and the
+/// standbys' followers still running.
+pub(crate) struct Parts {
+    pub(crate) host: Host,
+    pub(crate) promoted: Vec<Promoted>,
+    pub(crate) followers: Vec<Standby>,
 }
 
 /// The pool a request names, by role: a position in [`Pools::entries`] or in
@@ -180,6 +215,7 @@ impl Pools {
                 ids: engine.item_ids(),
                 pull_max,
                 log_dir: log_dirs.iter().find(|(n, _)| n == name).map(|(_, dir)| dir.clone()),
+                promoted: false,
             });
         }
         if let Some(why) = refused {
@@ -200,9 +236,38 @@ impl Pools {
         })
     }
 
-    /// The pools this server follows as a standby, in configuration order.
+    /// The pools this server follows or followed as a standby (promoted ones too), in
+    /// configuration order.
     pub(crate) fn standbys(&self) -> &[StandbyEntry] {
         &self.standbys
+    }
+
+    /// The standby pools not promoted, with their positions in [`Pools::standbys`].
+    pub(crate) fn following(&self) -> impl Iterator<Item = (usize, &StandbyEntry)> {
+        self.standbys.iter().enumerate().filter(|(_, s)| s.promoted.get().is_none())
+    }
+
+    /// Every pool served as a primary (those promoted in place after the others), with its
+    /// position ([`Pools::entry`]).
+    pub(crate) fn primaries(&self) -> impl Iterator<Item = (usize, &PoolEntry)> {
+        let promoted = self.standbys.iter().enumerate().filter_map(|(i, standby)| {
+            standby.promoted.get().map(|p| (self.entries.len() + i, &p.entry))
+        });
+        self.entries.iter().enumerate().chain(promoted)
+    }
+
+    /// Positions a primary may have ([`Pools::entry`]): the pools served from the start,
+    /// then one per standby (served once promoted).
+    pub(crate) fn slots(&self) -> usize {
+        self.entries.len() + self.standbys.len()
+    }
+
+    /// The primary at `index` ([`Pools::resolve_index`] gives them; a primary stays one).
+    pub(crate) fn entry(&self, index: usize) -> Option<&PoolEntry> {
+        match index.checked_sub(self.entries.len()) {
+            None => self.entries.get(index),
+            Some(i) => self.standbys.get(i)?.promoted.get().map(|p| &p.entry),
+        }
     }
 
     /// The host (for the metrics server's view of every pool).
@@ -213,11 +278,6 @@ impl Pools {
     /// gRPC calls by method and status code.
     pub(crate) fn grpc_calls(&self) -> &Arc<GrpcCalls> {
         &self.grpc_calls
-    }
-
-    /// Every pool, in configuration order.
-    pub(crate) fn entries(&self) -> &[PoolEntry] {
-        &self.entries
     }
 
     /// The settings.
@@ -232,7 +292,7 @@ impl Pools {
     /// list the pools).
     pub(crate) fn resolve(&self, name: &str) -> Result<&PoolEntry, Status> {
         let index = self.resolve_index(name)?;
-        Ok(&self.entries[index])
+        self.entry(index).ok_or_else(|| Status::internal(format!("no pool at {index}")))
     }
 
     /// [`Pools::resolve`], as a position in [`Pools::entries`].
@@ -254,10 +314,14 @@ impl Pools {
     /// # Errors
     /// `INVALID_ARGUMENT`: an unknown pool, or none named when there are several.
     pub(crate) fn resolve_any(&self, name: &str) -> Result<Target, Status> {
+        let standby = |i: usize| match self.standbys[i].promoted.get() {
+            Some(_) => Target::Primary(self.entries.len() + i),
+            None => Target::Standby(i),
+        };
         if name.is_empty() {
             return match (self.entries.len(), self.standbys.len()) {
                 (1, 0) => Ok(Target::Primary(0)),
-                (0, 1) => Ok(Target::Standby(0)),
+                (0, 1) => Ok(standby(0)),
                 (p, s) => Err(status::invalid(format!(
                     "the server has {} pools ({}): name one in the request's `pool` field",
                     p + s,
@@ -268,7 +332,7 @@ impl Pools {
         if let Some(index) = self.entries.iter().position(|e| e.name == name) {
             return Ok(Target::Primary(index));
         }
-        self.standbys.iter().position(|e| e.name == name).map(Target::Standby).ok_or_else(|| {
+        self.standbys.iter().position(|e| e.name == name).map(standby).ok_or_else(|| {
             status::invalid(format!(
                 "unknown pool {name:?}: the server's pools are {}",
                 self.names()
@@ -284,8 +348,16 @@ impl Pools {
 
     /// The engine of `entry`'s pool (for the control path: state, update).
     pub(crate) fn engine(&self, entry: &PoolEntry) -> Result<&Engine, Status> {
-        self.host
-            .engine(entry.index)
+        let host = if entry.promoted {
+            self.standbys
+                .iter()
+                .find(|s| s.name == entry.name)
+                .and_then(|s| s.promoted.get())
+                .map(|p| &p.host)
+        } else {
+            Some(&self.host)
+        };
+        host.and_then(|host| host.engine(entry.index))
             .ok_or_else(|| status::engine_error(&entry.name, &EngineError::ShuttingDown))
     }
 
@@ -361,13 +433,23 @@ impl Pools {
         }
     }
 
-    /// Stops every gateway once it has answered what it holds; then returns the host, for
-    /// `Host::shutdown`.
-    pub(crate) fn into_host(self) -> Host {
+    /// Stops every gateway once it has answered what it holds; then returns the hosts (for
+    /// `Host::shutdown`), the promoted pools' shippers and the followers still running.
+    pub(crate) fn into_parts(self) -> Parts {
         for entry in &self.entries {
             entry.gateway.stop();
         }
         drop(self.entries);
-        self.host
+        let mut promoted = Vec::new();
+        let mut followers = Vec::new();
+        for standby in self.standbys {
+            let follower = standby.follower.into_inner().unwrap_or_else(|e| e.into_inner());
+            followers.extend(follower);
+            if let Some(p) = standby.promoted.into_inner() {
+                p.entry.gateway.stop();
+                promoted.push(p);
+            }
+        }
+        Parts { host: self.host, promoted, followers }
     }
 }
