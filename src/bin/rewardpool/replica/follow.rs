@@ -318,7 +318,10 @@ fn standby(
             Err(e) if refused => return fail(why(e)),
             Err(e) => {
                 let reason = why(e);
-                eprintln!("rewardpool: pool {pool:?}: the follower reconnects: {reason}");
+                // Once per distinct reason, not at every attempt.
+                if reason != stats.error() {
+                    eprintln!("rewardpool: pool {pool:?}: the follower reconnects: {reason}");
+                }
                 stats.set_error(reason);
                 runtime.block_on(async {
                     tokio::select! {
