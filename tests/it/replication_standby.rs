@@ -1,7 +1,7 @@
 //! `serve --standby` against the tests' own 3-node NATS cluster (`nats_harness`): a standby
 //! server follows a primary under load and reports its lag (Watch, `/metrics`), refuses
-//! draws and updates, and its directory takes over after the primary's SIGKILL (`serve
-//! --takeover`). Also the shipper's `max_lag_groups` alarm with NATS down. Without
+//! draws and updates, and is promoted in place after the primary's SIGKILL (`promote
+//! --connect`). Also the shipper's `max_lag_groups` alarm with NATS stopped. Without
 //! `nats-server` each test prints one line and returns (unless `REWARDPOOL_REQUIRE_NATS`).
 
 use std::path::Path;
@@ -225,4 +225,42 @@ fn the_lag_alarm_rises_past_max_lag_groups_and_clears() {
     });
     let served = server.stop(libc::SIGTERM);
     assert_eq!(served.code, Some(0), "{served:?}");
+}
+
+/// The other way to promote: a standby server stopped (SIGTERM: its follower records what it
+/// applied and closes its log) and started again with `--takeover` on the same directory
+/// serves with request ids above every replicated one, from the primary's state.
+#[test]
+fn a_stopped_standby_server_restarts_with_takeover() {
+    let Some(cluster) = nats_harness::cluster("standby_takeover") else { return };
+    let rt = runtime();
+    let yaml = config(&cluster, "restart", 3);
+    let old = tempfile::tempdir().expect("temp dir");
+    let new = tempfile::tempdir().expect("temp dir");
+    let primary =
+        start_with(old.path(), Some(&yaml), &["--json", "--metrics-listen", "127.0.0.1:0"]);
+    let primary_metrics = primary.metrics_addr.clone().expect("a metrics address");
+    let standby = start_with(new.path(), Some(&yaml), &["--json", "--standby"]);
+    let drawn = load(&rt, &primary, 2, 50) as u64;
+    eventually("shipped", || {
+        gauge(&primary_metrics, "rewardpool_replication_shipped_request_id") == drawn
+    });
+    eventually("the standby caught up", || watch_once(&rt, &standby).last_request_id == drawn);
+    let primary_state = state(&rt, &primary);
+    let stopped = primary.stop(libc::SIGTERM);
+    assert_eq!(stopped.code, Some(0), "{stopped:?}");
+    let stopped = standby.stop(libc::SIGTERM);
+    assert_eq!(stopped.code, Some(0), "{stopped:?}");
+    assert!(stopped.stderr.contains("the standby's follower stopped"), "{stopped:?}");
+    let promoted = start_with(new.path(), Some(&yaml), &["--json", "--takeover"]);
+    assert_eq!(state(&rt, &promoted), primary_state, "the primary's state");
+    let (responses, status) = rt.block_on(async {
+        let mut client = promoted.client().await;
+        draw(&mut client, vec![request(10); 2]).await
+    });
+    assert!(status.is_none(), "{status:?}");
+    assert!(responses.iter().all(|r| r.request_id > drawn), "ids continue above {drawn}");
+    let served = promoted.stop(libc::SIGTERM);
+    assert_eq!(served.code, Some(0), "{served:?}");
+    assert!(served.stderr.contains("promoted to epoch 2"), "{served:?}");
 }

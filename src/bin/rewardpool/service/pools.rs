@@ -1,7 +1,7 @@
 //! What every RPC handler shares: the host (pool name → engine), each pool's gateway and
 //! meter, the standby pools (`serve --standby`; a promoted one is served from its own
-//! one-pool host), the service's settings, and whether it is stopping. Pool names are resolved here
-//! once per request (a few pools: a scan beats a map), never per draw.
+//! one-pool host), the service's settings, and whether it is stopping. Pool names are
+//! resolved here once per request (a few pools: a scan beats a map), never per draw.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,7 +95,7 @@ pub(crate) struct Parts {
     pub(crate) followers: Vec<Standby>,
 }
 
-/// The pool a request names, by role: a position in [`Pools::entries`] or in
+/// The pool a request names, by role: a position for [`Pools::entry`] or in
 /// [`Pools::standbys`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -118,8 +118,8 @@ impl std::fmt::Display for NotPrimary {
         write!(
             f,
             "pool {:?} is a standby on this server: it follows the primary's replication \
-             stream and takes no draws or updates (send them to the primary; to promote this \
-             server, stop it and start `rewardpool serve --takeover`)",
+             stream and takes no draws or updates (send them to the primary, or promote it \
+             here: `rewardpool promote --connect HOST:PORT --pool NAME`)",
             self.pool
         )
     }
@@ -295,7 +295,7 @@ impl Pools {
         self.entry(index).ok_or_else(|| Status::internal(format!("no pool at {index}")))
     }
 
-    /// [`Pools::resolve`], as a position in [`Pools::entries`].
+    /// [`Pools::resolve`], as a position for [`Pools::entry`].
     ///
     /// # Errors
     /// As [`Pools::resolve`]; `FAILED_PRECONDITION` for a pool this server follows as a
