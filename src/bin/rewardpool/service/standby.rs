@@ -46,8 +46,9 @@ pub(crate) fn promote(pools: &Pools, index: usize) -> Result<PromoteResponse, St
     }
     let Some(running) = follower.take() else {
         return Err(Status::failed_precondition(format!(
-            "pool {name:?}: its follower is gone (a promotion failed after the take-over): \
-             restart the server with `serve`"
+            "pool {name:?}: its follower is gone (it had failed, or an earlier promotion \
+             failed after its take-over): restart the server (`serve --takeover` if the \
+             directory was not promoted, else plain `serve`)"
         )));
     };
     if let Err(why) = running.stop() {
