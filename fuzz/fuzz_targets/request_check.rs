@@ -21,7 +21,7 @@ use super::validate;
 const POOLS: [&[&str]; 2] = [&["default"], &["event", "banner", "default"]];
 
 /// The whole check (module docs).
-pub fn request(data: &[u8]) {
+pub(crate) fn request(data: &[u8]) {
     let Some((&selector, bytes)) = data.split_first() else { return };
     match selector % 3 {
         0 => draw(bytes),

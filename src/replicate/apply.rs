@@ -221,6 +221,13 @@ impl Replica {
         self.pool.state()
     }
 
+    /// The replica's items (quantities and weights, in index order): [`Replica::state`]
+    /// without the key window.
+    #[must_use]
+    pub fn items(&self) -> Vec<ItemState> {
+        self.pool.items()
+    }
+
     /// Checks and appends shipped groups: `frames` holds one or more whole consecutive
     /// groups of the primary's log, whose log had `prev` as the last request id before the
     /// first (module docs). A group already applied is skipped; the result is

@@ -411,8 +411,16 @@ impl Job {
                 });
             }
             let Some(oldest) = inflight.pop_front() else {
-                self.report(durable, metrics.groups_committed - start_groups, *acked_recent, 0);
+                let committed = metrics.groups_committed - start_groups;
                 let drained = carry.is_none() && tail.last_request_id() >= durable;
+                if drained {
+                    // Everything durable is on the stream and nothing is in flight: no
+                    // group lags. (An earlier session that timed out may have had its last
+                    // publishes stored without seeing their acks: counting acks alone would
+                    // leave the lag, and the alarm, up for good.)
+                    *acked_recent = (*acked_recent).max(committed);
+                }
+                self.report(durable, committed, *acked_recent, 0);
                 if mode == DRAIN && drained && metrics.stopped {
                     return End::Stopped;
                 }
