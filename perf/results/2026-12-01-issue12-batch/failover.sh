@@ -7,11 +7,16 @@
 # (catch up with the stream, take the lease, fence, serve). Per trial, milliseconds from the
 # kill to: the follower stopped, the standby's `serve` listening (ready to answer), and the
 # end of a 50 ms closed-loop `rewardpool load` against it (its draws served are recorded).
-#   BIN=target/release/rewardpool TRIALS=5 perf/results/2026-12-01-issue12-batch/failover.sh
+# MODE=inplace instead runs the standby as `serve --standby` beside the primary and promotes
+# it with `rewardpool promote --connect` (the server stops its follower, takes the pool over
+# and serves it without a restart); "serving_ms" is then when `promote` returned (the RPC
+# answers once the pool serves) and "follower_stopped_ms" is 0.
+#   BIN=target/release/rewardpool TRIALS=5 [MODE=inplace] perf/results/2026-12-01-issue12-batch/failover.sh
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-target/release/rewardpool}
 TRIALS=${TRIALS:-5}
+MODE=${MODE:-takeover}
 out=${OUT:-$here/failover.jsonl}
 work=$(pwd)/bench-data/failover-$$
 mkdir -p "$work"
@@ -55,24 +60,36 @@ for t in $(seq 1 "$TRIALS"); do
   "$BIN" serve --config "$work/c.yaml" --data-dir "$work/old$t" --listen 127.0.0.1:50131 --json > "$work/p.out" 2> "$work/p.err" &
   primary=$!
   for _ in $(seq 1 100); do grep -q listening "$work/p.out" 2>/dev/null && break; sleep 0.05; done
-  "$BIN" follow --config "$work/c.yaml" --data-dir "$work/new$t" > /dev/null 2> "$work/f.err" &
-  follower=$!
+  if [ "$MODE" = inplace ]; then
+    "$BIN" serve --config "$work/c.yaml" --data-dir "$work/new$t" --listen 127.0.0.1:50132 --json --standby > "$work/s.out" 2> "$work/s.err" &
+    standby=$!
+    for _ in $(seq 1 100); do grep -q listening "$work/s.out" 2>/dev/null && break; sleep 0.05; done
+  else
+    "$BIN" follow --config "$work/c.yaml" --data-dir "$work/new$t" > /dev/null 2> "$work/f.err" &
+    follower=$!
+  fi
   "$BIN" load --target 127.0.0.1:50131 --connections 4 --streams 2 --in-flight 32 --count 10 \
     --duration 30s --json > "$work/load.out" 2>&1 &
   loader=$!
   sleep 3
   kill -9 $primary; t0=$(ms); wait $primary 2>/dev/null
-  kill -TERM $follower; wait $follower; frc=$?; t1=$(ms)
-  "$BIN" serve --config "$work/c.yaml" --data-dir "$work/new$t" --listen 127.0.0.1:50132 --json --takeover > "$work/s.out" 2> "$work/s.err" &
-  standby=$!
-  for _ in $(seq 1 1000); do grep -q listening "$work/s.out" 2>/dev/null && break; sleep 0.005; done
-  t2=$(ms)
+  if [ "$MODE" = inplace ]; then
+    frc=0; t1=$t0
+    "$BIN" promote --connect 127.0.0.1:50132 --pool default --json > "$work/promote.out" 2> "$work/promote.err" || frc=$?
+    t2=$(ms)
+  else
+    kill -TERM $follower; wait $follower; frc=$?; t1=$(ms)
+    "$BIN" serve --config "$work/c.yaml" --data-dir "$work/new$t" --listen 127.0.0.1:50132 --json --takeover > "$work/s.out" 2> "$work/s.err" &
+    standby=$!
+    for _ in $(seq 1 1000); do grep -q listening "$work/s.out" 2>/dev/null && break; sleep 0.005; done
+    t2=$(ms)
+  fi
   "$BIN" load --target 127.0.0.1:50132 --connections 1 --streams 1 --in-flight 1 --count 10 \
     --duration 50ms --json > "$work/one.out" 2>/dev/null
   lrc=$?; t3=$(ms)
   served=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("draws", 0))' "$work/one.out" 2>/dev/null || echo 0)
   kill $loader 2>/dev/null; wait $loader 2>/dev/null
   kill -TERM $standby; wait $standby; src=$?
-  echo "{\"trial\":$t,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"follower_rc\":$frc,\"one_pull_rc\":$lrc,\"standby_rc\":$src,\"follower_stopped_ms\":$((t1-t0)),\"serving_ms\":$((t2-t0)),\"draws_served_in_50ms\":${served:-0},\"load_done_ms\":$((t3-t0))}" | tee -a "$out"
+  echo "{\"mode\":\"$MODE\",\"trial\":$t,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"follower_rc\":$frc,\"one_pull_rc\":$lrc,\"standby_rc\":$src,\"follower_stopped_ms\":$((t1-t0)),\"serving_ms\":$((t2-t0)),\"draws_served_in_50ms\":${served:-0},\"load_done_ms\":$((t3-t0))}" | tee -a "$out"
   rm -rf "$work/old$t" "$work/new$t"
 done

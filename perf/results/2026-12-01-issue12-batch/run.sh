@@ -4,7 +4,8 @@
 # the stream stored and the groups the pool committed per run, and a "bin" field (LABEL) so
 # two builds' runs can be interleaved:
 #   for r in 1 2 3; do for b in old new; do LABEL=$b BIN=... ROUNDS=1 OUT=... run.sh; done; done
-# NATS_ENV="GOMAXPROCS=1" runs each nats-server with one Go processor.
+# NATS_ENV="GOMAXPROCS=1" runs each nats-server with one Go processor; LINGER_MS=N sets
+# replication.linger_ms.
 # Issue 12's performance figures: `rewardpool load` -> `rewardpool serve` over loopback, sync
 # durability, pulls of 10 (issue 10's shape: 4 connections x 2 streams, 32 requests of 10 in
 # flight each), with no replication, `ack: local` and `ack: replica` to a 3-node JetStream
@@ -67,6 +68,7 @@ config() { # variant prefix
     echo "  stream_prefix: $2"
     echo '  replicas: 3'
     echo "  ack: $1"
+    [ -z "${LINGER_MS:-}" ] || echo "  linger_ms: $LINGER_MS"
   fi
 }
 run() { # variant round

@@ -1,25 +1,43 @@
 #!/usr/bin/env python3
-"""Medians per variant of run.sh's results: draws/s, p99 latency, shipper lag."""
+"""Per-round ratios of run.sh's results (local and replica over the same round's none),
+medians over rounds, per build label; and the fail-over timings."""
 import json, statistics as st, sys
 from collections import defaultdict
-runs = defaultdict(list)
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r['r']:
-        runs[r['variant']].append(r)
-base = st.median(r['r']['draws_per_sec'] for r in runs['none']) if runs['none'] else None
-print('| variant | runs | draws/s (median) | of none | p99 ms | lag draws p99 (median of runs) | lag max | server CPU s | NATS CPU s |')
-print('|---|---|---|---|---|---|---|---|---|')
-for v in ['none', 'local', 'replica']:
-    rs = runs[v]
-    if not rs:
+
+def rounds(path):
+    out = defaultdict(dict)  # (label, round index within label) -> variant -> record
+    seen = defaultdict(int)
+    for line in open(path):
+        r = json.loads(line)
+        if r['variant'] == 'none':
+            seen[r['bin']] += 1
+        out[(r['bin'], seen[r['bin']])][r['variant']] = r
+    return out
+
+for path in sys.argv[1:]:
+    if 'failover' in path:
+        rows = [json.loads(l) for l in open(path)]
+        for mode in sorted({r['mode'] for r in rows}):
+            s = [r['serving_ms'] for r in rows if r['mode'] == mode]
+            print(f"{path} {mode}: serving after SIGKILL, ms: {sorted(s)}; median {st.median(s)}")
         continue
-    d = st.median(r['r']['draws_per_sec'] for r in rs)
-    p99 = st.median(r['r']['latency_ns']['p99'] / 1e6 for r in rs) if 'latency_ns' in rs[0]['r'] else float('nan')
-    lags = [r['lag_draws'] for r in rs if r['lag_draws']]
-    lp99 = st.median(l['p99'] for l in lags) if lags else '-'
-    lmax = max(l['max'] for l in lags) if lags else '-'
-    cpus = [r['cpu'] for r in rs if r.get('cpu')]
-    scpu = f"{st.median(c['serve_s'] for c in cpus):.1f}" if cpus else '-'
-    ncpu = f"{st.median(c['nats_s'] for c in cpus):.1f}" if cpus else '-'
-    print(f"| {v} | {len(rs)} | {d/1e6:.2f} M | {d/base:.3f} | {p99:.2f} | {lp99} | {lmax} | {scpu} | {ncpu} |")
+    by = defaultdict(lambda: defaultdict(list))
+    for (label, _), vs in sorted(rounds(path).items()):
+        none = vs.get('none')
+        if not none or not none['r']:
+            continue
+        for v in ('local', 'replica'):
+            r = vs.get(v)
+            if r and r['r']:
+                by[label][v + ' ratio'].append(r['r']['draws_per_sec'] / none['r']['draws_per_sec'])
+                by[label][v + ' draws/s'].append(r['r']['draws_per_sec'])
+                by[label][v + ' nats cpu s'].append(r['cpu']['nats_s'])
+                by[label][v + ' messages'].append(r['messages'] or 0)
+                if r['lag_draws']:
+                    by[label][v + ' lag p99'].append(r['lag_draws']['p99'])
+        by[label]['none draws/s'].append(none['r']['draws_per_sec'])
+    for label, m in by.items():
+        print(f"{path} [{label}]")
+        for k, vals in m.items():
+            fmt = (lambda x: f"{x:.3f}") if 'ratio' in k else (lambda x: f"{x:.3g}")
+            print(f"  {k}: median {fmt(st.median(vals))}  all {[fmt(x) for x in vals]}")
