@@ -436,6 +436,7 @@ impl<'a> ChunkedFrames<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::deadline::{deadline, UNIT_TEST_DEADLINE};
     use crate::wal::frame::{encode_commit, encode_draw, encode_update, DRAW_FRAME_SIZE};
     use crate::wal::header::SEGMENT_HEADER_SIZE;
     use proptest::prelude::*;
@@ -465,6 +466,7 @@ mod tests {
 
     #[test]
     fn walks_all_frames_and_stops_at_zeros() {
+        let _deadline = deadline("walks_all_frames_and_stops_at_zeros", UNIT_TEST_DEADLINE);
         let mut records = vec![Record::Snapshot {
             sequence: 1,
             file_name: "snapshot.000001".into(),
@@ -485,6 +487,7 @@ mod tests {
 
     #[test]
     fn stops_at_end_exactly() {
+        let _deadline = deadline("stops_at_end_exactly", UNIT_TEST_DEADLINE);
         let records = draws_and_commit(1, 3, 1);
         let (buf, offsets) = segment(1024, &records);
         let end = offsets[3] + COMMIT_FRAME_SIZE;
@@ -505,6 +508,7 @@ mod tests {
 
     #[test]
     fn err_then_none() {
+        let _deadline = deadline("err_then_none", UNIT_TEST_DEADLINE);
         let records = draws_and_commit(1, 5, 1);
         let (mut buf, offsets) = segment(1024, &records);
         buf[offsets[2] + 20] ^= 1;
@@ -520,6 +524,7 @@ mod tests {
 
     #[test]
     fn misaligned_start_is_an_error() {
+        let _deadline = deadline("misaligned_start_is_an_error", UNIT_TEST_DEADLINE);
         let (buf, _) = segment(1024, &draws_and_commit(1, 1, 1));
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE + 8, buf.len());
         assert!(matches!(it.next(), Some(Err(FrameError::Misaligned { misalignment: 8 }))));
@@ -528,6 +533,7 @@ mod tests {
 
     #[test]
     fn finds_a_commit_after_garbage() {
+        let _deadline = deadline("finds_a_commit_after_garbage", UNIT_TEST_DEADLINE);
         let mut records = draws_and_commit(1, 4, 1);
         records.extend(draws_and_commit(5, 4, 2));
         let (mut buf, offsets) = segment(4096, &records);
@@ -564,6 +570,7 @@ mod tests {
 
     #[test]
     fn torn_tail_has_no_commit_after_it() {
+        let _deadline = deadline("torn_tail_has_no_commit_after_it", UNIT_TEST_DEADLINE);
         let mut records = draws_and_commit(1, 4, 1);
         records.extend(draws_and_commit(5, 4, 2));
         let (buf, offsets) = segment(4096, &records);
@@ -590,6 +597,7 @@ mod tests {
 
     #[test]
     fn partial_commit_frames_do_not_count() {
+        let _deadline = deadline("partial_commit_frames_do_not_count", UNIT_TEST_DEADLINE);
         let mut buf = AlignedVec::<16>::new();
         buf.resize(512, 0);
         encode_draw(&mut buf[256..], 1, None);
@@ -642,6 +650,7 @@ mod tests {
 
     #[test]
     fn batches_are_expanded_into_keys_and_draws() {
+        let _deadline = deadline("batches_are_expanded_into_keys_and_draws", UNIT_TEST_DEADLINE);
         let (buf, at) = mixed();
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
         let got: Vec<_> = it.by_ref().map(Result::unwrap).collect();
@@ -667,6 +676,8 @@ mod tests {
 
     #[test]
     fn a_batch_in_a_segment_before_version_3_is_refused() {
+        let _deadline =
+            deadline("a_batch_in_a_segment_before_version_3_is_refused", UNIT_TEST_DEADLINE);
         let (buf, at) = mixed();
         for version in [1, 2] {
             let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len()).version(version);
@@ -697,6 +708,7 @@ mod tests {
             end in 0_usize..700,
             after in any::<u64>(),
         ) {
+            let _deadline = deadline("find_commit_never_panics", UNIT_TEST_DEADLINE);
             let mut buf = AlignedVec::<16>::new();
             buf.extend_from_slice(&bytes);
             if let Some(at) = find_commit_after(&buf, from, end, after) {

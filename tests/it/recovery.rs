@@ -12,6 +12,8 @@ use rewardpool::storage::{CrashMode, FaultyStorage, Storage};
 use rewardpool::store::{open_engine_on, read_state_on, Durability, OpenError, WalOptions};
 use rewardpool::{DrawError, Engine, EngineConfig, ItemSpec, Outcome, PoolState};
 
+use crate::process::{deadline, RECOVERY_DEADLINE};
+
 /// A segment that rotates every few hundred draws: the batch frames of groups of up to 64
 /// draws cost 2 to 4 bytes per draw, and a group reserves its worst case (28 bytes per
 /// draw) before it starts.
@@ -91,6 +93,8 @@ fn quantities(state: &PoolState) -> Vec<i64> {
 
 #[test]
 fn clean_shutdown_round_trips_across_rotations_and_updates() {
+    let _deadline =
+        deadline("clean_shutdown_round_trips_across_rotations_and_updates", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, SMALL_SEGMENT);
     let (acked, err) = draw_n(&engine, 3_000);
@@ -127,7 +131,12 @@ pub(crate) fn both_kinds() -> [(&'static str, FaultyStorage); 2] {
 #[test]
 fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let _deadline =
+        deadline("power_loss_in_sync_mode_keeps_every_acknowledged_draw", RECOVERY_DEADLINE);
+    // The crash moment and the torn pages come from a printed seed (`SEED=S` replays them).
+    let (_, mut next) = crate::crash::campaign("power_loss_in_sync_mode", 6);
     for round in 0..6_u64 {
+        let (delay_ms, torn_seed) = (20 + next() % 80, next());
         let storage = if round % 2 == 1 { FaultyStorage::staged() } else { FaultyStorage::new() };
         storage.set_sync_delay(std::time::Duration::from_micros(300));
         let engine = open(&storage, Durability::Sync, 32 << 10);
@@ -157,9 +166,9 @@ fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
                 assert!(std::time::Instant::now() < deadline, "round {round}: no acknowledgement");
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            std::thread::sleep(std::time::Duration::from_millis(20 + 13 * round));
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
             crashed.store(true, Ordering::SeqCst);
-            let image = storage.crash(CrashMode::TornPowerLoss(round + 1));
+            let image = storage.crash(CrashMode::TornPowerLoss(torn_seed));
             (image, drawer.join().unwrap())
         });
         drop(engine);
@@ -194,6 +203,8 @@ fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
 /// a power loss at that moment keeps everything acknowledged before.
 #[test]
 fn nothing_is_acknowledged_before_its_group_is_synced() {
+    let _deadline =
+        deadline("nothing_is_acknowledged_before_its_group_is_synced", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, 1 << 20);
     let (before, err) = draw_n(&engine, 300);
@@ -224,6 +235,7 @@ fn nothing_is_acknowledged_before_its_group_is_synced() {
 
 #[test]
 fn a_second_writer_is_refused_by_the_lock() {
+    let _deadline = deadline("a_second_writer_is_refused_by_the_lock", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Buffered, 1 << 20);
     let err = open_engine_on(
@@ -240,12 +252,14 @@ fn a_second_writer_is_refused_by_the_lock() {
 
 #[test]
 fn empty_directory_starts_from_the_catalog() {
+    let _deadline = deadline("empty_directory_starts_from_the_catalog", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let r = recover(&storage, &catalog()).expect("fresh");
     assert!(r.fresh);
     assert_eq!(r.next_sequence, 0);
     assert_eq!(r.state.items.len(), 4);
-    let _unused: Option<RecoveryError> = None;
+    assert_eq!((r.frames_replayed, r.torn_frames), (0, 0));
+    assert!(r.close.is_empty() && r.newest.is_none());
 }
 
 /// Builds a log with `segments_min` or more segments, then crashes (power loss) while the
@@ -328,6 +342,10 @@ pub(crate) fn flip(storage: &FaultyStorage, name: &str, offset: usize) {
 /// batch frame, then its commit frame) → recovery keeps exactly the committed prefix.
 #[test]
 fn torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix() {
+    let _deadline = deadline(
+        "torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix",
+        RECOVERY_DEADLINE,
+    );
     let (image, _) = crashed_log(64 << 10, 700);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
@@ -353,6 +371,8 @@ fn torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix() {
 
 #[test]
 fn bit_flip_in_a_committed_frame_of_the_open_segment_is_damage() {
+    let _deadline =
+        deadline("bit_flip_in_a_committed_frame_of_the_open_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 700);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
@@ -368,6 +388,8 @@ fn bit_flip_in_a_committed_frame_of_the_open_segment_is_damage() {
 /// the reason, never trimmed as a torn tail.
 #[test]
 fn a_flipped_byte_anywhere_in_a_committed_batch_frame_is_damage() {
+    let _deadline =
+        deadline("a_flipped_byte_anywhere_in_a_committed_batch_frame_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 700);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
@@ -394,6 +416,7 @@ fn a_flipped_byte_anywhere_in_a_committed_batch_frame_is_damage() {
 
 #[test]
 fn bit_flip_in_a_closed_segment_is_damage() {
+    let _deadline = deadline("bit_flip_in_a_closed_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     assert!(names.len() >= 2);
@@ -403,6 +426,7 @@ fn bit_flip_in_a_closed_segment_is_damage() {
 
 #[test]
 fn bit_flip_in_a_header_is_damage() {
+    let _deadline = deadline("bit_flip_in_a_header_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     flip(&image, &names[names.len() - 1], 20);
@@ -412,6 +436,7 @@ fn bit_flip_in_a_header_is_damage() {
 
 #[test]
 fn a_missing_middle_segment_is_damage() {
+    let _deadline = deadline("a_missing_middle_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
     let names = segment_names(&image);
     assert!(names.len() >= 3, "{names:?}");
@@ -422,6 +447,7 @@ fn a_missing_middle_segment_is_damage() {
 
 #[test]
 fn a_duplicated_segment_is_damage() {
+    let _deadline = deadline("a_duplicated_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let last = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
@@ -434,6 +460,7 @@ fn a_duplicated_segment_is_damage() {
 
 #[test]
 fn a_snapshot_whose_sha256_does_not_match_is_damage() {
+    let _deadline = deadline("a_snapshot_whose_sha256_does_not_match_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let seq = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
@@ -445,6 +472,7 @@ fn a_snapshot_whose_sha256_does_not_match_is_damage() {
 
 #[test]
 fn a_zeroed_segment_is_damage() {
+    let _deadline = deadline("a_zeroed_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let len = image.file(&names[0]).unwrap().len();
@@ -475,6 +503,10 @@ fn reopen(image: &FaultyStorage, name: &str, torn_frame: bool) {
 
 #[test]
 fn an_open_segment_that_is_not_the_newest_ending_at_a_commit_is_closed_and_accepted() {
+    let _deadline = deadline(
+        "an_open_segment_that_is_not_the_newest_ending_at_a_commit_is_closed_and_accepted",
+        RECOVERY_DEADLINE,
+    );
     let (image, acked) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     assert!(names.len() >= 2);
@@ -486,6 +518,10 @@ fn an_open_segment_that_is_not_the_newest_ending_at_a_commit_is_closed_and_accep
 
 #[test]
 fn an_open_segment_that_is_not_the_newest_with_a_torn_tail_is_damage() {
+    let _deadline = deadline(
+        "an_open_segment_that_is_not_the_newest_with_a_torn_tail_is_damage",
+        RECOVERY_DEADLINE,
+    );
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     reopen(&image, &names[0], true);
@@ -495,6 +531,7 @@ fn an_open_segment_that_is_not_the_newest_with_a_torn_tail_is_damage() {
 
 #[test]
 fn stray_and_temporary_files_are_ignored() {
+    let _deadline = deadline("stray_and_temporary_files_are_ignored", RECOVERY_DEADLINE);
     let (image, acked) = crashed_log(64 << 10, 500);
     for stray in ["wal.000001.tmp", "wal.1", "wal.-00001", "notes.txt", "snapshot.x"] {
         image.put_file(stray, vec![1, 2, 3]);
@@ -506,19 +543,32 @@ fn stray_and_temporary_files_are_ignored() {
 
 #[test]
 fn snapshots_without_segments_load_the_newest_snapshot() {
+    let _deadline =
+        deadline("snapshots_without_segments_load_the_newest_snapshot", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 500);
     let snapshot = image.file("snapshot.000000").unwrap();
     let bare = FaultyStorage::new();
     bare.put_file("snapshot.000000", snapshot);
+    let expected = rewardpool::recovery::load_snapshot(&bare, "snapshot.000000", None).unwrap();
     let r = recover(&bare, &[]).expect("snapshot only");
     assert!(!r.fresh);
+    assert_eq!(r.state, expected, "the snapshot's state, not the (empty) catalog's");
     assert_eq!(r.state.items.len(), 4);
+    assert_eq!(r.next_sequence, 0, "segment 0 is created next, after the snapshot");
+    // A snapshot numbered above 0 without segments: the log's segments are missing.
+    bare.put_file("snapshot.000001", bare.file("snapshot.000000").unwrap());
+    let (_, _, reason) = expect_damage(&bare, "snapshot.000001");
+    assert!(reason.contains("wal.000000 and any later segments are missing"), "{reason}");
 }
 
 /// A failed sync stops the engine: outstanding draws get an error, later draws too, and
 /// nothing acknowledged is lost.
 #[test]
 fn a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged() {
+    let _deadline = deadline(
+        "a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged",
+        RECOVERY_DEADLINE,
+    );
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, 1 << 20);
     let (first, err) = draw_n(&engine, 500);
@@ -528,10 +578,8 @@ fn a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged() {
     assert!(matches!(err, Some(DrawError::Failed(_))), "acked {} after the fault", second.len());
     let failure = engine.failure().expect("a failure reason").to_string();
     assert!(failure.contains("injected sync failure"), "{failure}");
-    let mut client = engine.client().map(Some).unwrap_or(None);
-    if let Some(c) = client.as_mut() {
-        assert!(c.draw().is_err());
-    }
+    // No new client once the engine has failed (a client made before it is refused too).
+    assert!(matches!(engine.client(), Err(rewardpool::EngineError::Failed(_))));
     let image = storage.crash(CrashMode::PowerLoss);
     assert!(engine.shutdown().is_err());
     let state = read_state_on(&image, &catalog()).expect("recover");
@@ -545,6 +593,8 @@ fn a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged() {
 /// mid-run hits both threads' syncs.
 #[test]
 fn a_failed_sync_at_rotation_in_buffered_mode_stops_the_engine() {
+    let _deadline =
+        deadline("a_failed_sync_at_rotation_in_buffered_mode_stops_the_engine", RECOVERY_DEADLINE);
     let mut contexts = Vec::new();
     for (n, (kind, storage)) in (1..=6).flat_map(|n| both_kinds().map(|k| (n, k))) {
         let engine = open(&storage, Durability::Buffered, SMALL_SEGMENT);
@@ -584,6 +634,8 @@ fn a_failed_sync_at_rotation_in_buffered_mode_stops_the_engine() {
 /// space returns, then served again.
 #[test]
 fn a_full_disk_at_rotation_rejects_draws_until_space_returns() {
+    let _deadline =
+        deadline("a_full_disk_at_rotation_rejects_draws_until_space_returns", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, SMALL_SEGMENT);
     storage.set_disk_full(true);
@@ -613,6 +665,10 @@ fn a_full_disk_at_rotation_rejects_draws_until_space_returns() {
 /// draw survives, on both segment kinds.
 #[test]
 fn crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged() {
+    let _deadline = deadline(
+        "crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged",
+        RECOVERY_DEADLINE,
+    );
     for (n, (kind, storage)) in
         [3_u64, 8, 15, 40].into_iter().flat_map(|n| both_kinds().map(|k| (n, k)))
     {
@@ -638,6 +694,8 @@ fn crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged() {
 
 #[test]
 fn a_missing_snapshot_named_by_the_newest_segment_is_damage() {
+    let _deadline =
+        deadline("a_missing_snapshot_named_by_the_newest_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let seq = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
@@ -649,6 +707,8 @@ fn a_missing_snapshot_named_by_the_newest_segment_is_damage() {
 
 #[test]
 fn a_header_sequence_that_differs_from_the_file_name_is_damage() {
+    let _deadline =
+        deadline("a_header_sequence_that_differs_from_the_file_name_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
     let names = segment_names(&image);
     assert!(names.len() >= 3);
@@ -661,6 +721,7 @@ fn a_header_sequence_that_differs_from_the_file_name_is_damage() {
 
 #[test]
 fn request_ids_that_do_not_continue_are_damage() {
+    let _deadline = deadline("request_ids_that_do_not_continue_are_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
     let names = segment_names(&image);
     let mut bytes = image.file(&names[1]).unwrap();
@@ -674,6 +735,10 @@ fn request_ids_that_do_not_continue_are_damage() {
 
 #[test]
 fn a_segment_that_does_not_start_with_a_snapshot_marker_is_damage() {
+    let _deadline = deadline(
+        "a_segment_that_does_not_start_with_a_snapshot_marker_is_damage",
+        RECOVERY_DEADLINE,
+    );
     let (image, _) = crashed_log(64 << 10, 500);
     let newest = segment_names(&image).pop().unwrap();
     let mut bytes = image.file(&newest).unwrap();
@@ -688,6 +753,7 @@ fn a_segment_that_does_not_start_with_a_snapshot_marker_is_damage() {
 
 #[test]
 fn journal_stats_count_what_was_appended_and_synced() {
+    let _deadline = deadline("journal_stats_count_what_was_appended_and_synced", RECOVERY_DEADLINE);
     for durability in [Durability::Sync, Durability::Buffered] {
         let storage = FaultyStorage::new();
         let engine = open(&storage, durability, 1 << 20);
@@ -729,6 +795,7 @@ fn journal_stats_count_what_was_appended_and_synced() {
 
 #[test]
 fn the_memory_journal_keeps_no_stats() {
+    let _deadline = deadline("the_memory_journal_keeps_no_stats", RECOVERY_DEADLINE);
     let pool = rewardpool::Pool::new(&catalog(), rewardpool::Rng::from_seed(1)).unwrap();
     let engine = Engine::start(pool, rewardpool::MemoryJournal::new(), engine_config()).unwrap();
     assert!(engine.journal_stats().is_none());
@@ -747,6 +814,10 @@ fn buffered_durability_keeps_acknowledged_draws_on_mapped_and_staged_segments() 
     use rewardpool::storage::{OsStorage, SegmentWrites};
     use rewardpool::store::open_journal;
     use rewardpool::Journal as _;
+    let _deadline = deadline(
+        "buffered_durability_keeps_acknowledged_draws_on_mapped_and_staged_segments",
+        RECOVERY_DEADLINE,
+    );
 
     let items = [ItemSpec::new("mud", -1, 1)];
     let wal = WalOptions {
@@ -906,6 +977,10 @@ fn a_failed_close_on_the_preparer_stops_the_journal_without_hanging() {
     use rewardpool::store::open_journal;
     use rewardpool::Journal as _;
     use std::sync::atomic::AtomicBool;
+    let _deadline = deadline(
+        "a_failed_close_on_the_preparer_stops_the_journal_without_hanging",
+        RECOVERY_DEADLINE,
+    );
 
     let armed = Arc::new(AtomicBool::new(false));
     let storage = Arc::new(failing_close::Failing {
@@ -951,6 +1026,7 @@ fn a_failed_close_on_the_preparer_stops_the_journal_without_hanging() {
 #[test]
 fn a_clean_shutdown_leaves_every_segment_closed() {
     use std::sync::atomic::AtomicBool;
+    let _deadline = deadline("a_clean_shutdown_leaves_every_segment_closed", RECOVERY_DEADLINE);
     for (kind, inner) in both_kinds() {
         for durability in [Durability::Sync, Durability::Buffered] {
             let inner = inner.crash(CrashMode::Process); // an empty directory of this kind
