@@ -279,3 +279,92 @@ fn effective_probabilities_follow_draws_to_exhaustion() {
     }
     assert_close(&p.state().effective_probabilities(), &[0.0, 1.0]);
 }
+
+/// The state hash tells states apart: each field it covers, changed alone, changes it (a
+/// hash compared only between states already asserted equal would pass as a constant).
+#[test]
+fn the_state_hash_differs_for_different_states() {
+    let mut p = pool(&[(3, 1), (-1, 5), (2, 2)], 7);
+    p.draw();
+    assert_eq!(p.key(0xAB, 2, 100), KeyLookup::New);
+    p.draw();
+    p.draw();
+    let base = p.state();
+    assert_eq!(base.keys.records.len(), 1);
+    assert_eq!(base.hash(), base.clone().hash(), "equal states, equal hashes");
+    let mut variants: Vec<(&str, PoolState)> = Vec::new();
+    let mut edit = |what: &'static str, f: &dyn Fn(&mut PoolState)| {
+        let mut s = base.clone();
+        f(&mut s);
+        assert_ne!(s, base, "{what}: the edit changes the state");
+        variants.push((what, s));
+    };
+    edit("last request id", &|s| s.last_request_id.0 += 1);
+    edit("an item's id", &|s| s.items[0].id.push('x'));
+    edit("an item's quantity", &|s| s.items[0].quantity = Quantity::Finite(2));
+    edit("unlimited vs finite", &|s| s.items[1].quantity = Quantity::Finite(0));
+    edit("an item's weight", &|s| s.items[2].weight += 1);
+    edit("one item fewer", &|s| {
+        s.items.pop();
+    });
+    edit("items swapped", &|s| s.items.swap(0, 2));
+    edit("a key's first id", &|s| s.keys.records[0].first.0 += 1);
+    edit("a key", &|s| s.keys.records[0].key += 1);
+    edit("a key's outcome", &|s| s.keys.items[0] = None);
+    let mut hashes = vec![("base", base.hash())];
+    hashes.extend(variants.iter().map(|(what, s)| (*what, s.hash())));
+    for (i, (a, ha)) in hashes.iter().enumerate() {
+        for (b, hb) in &hashes[i + 1..] {
+            assert_ne!(ha, hb, "{a} and {b} hash alike");
+        }
+    }
+}
+
+/// Replaying an update of an existing item gives it exactly the logged state; an update
+/// naming an index whose item has another id, or an index past the next free one, is
+/// refused (recovery reports it as damage).
+#[test]
+fn replay_update_sets_an_existing_item_and_refuses_a_mismatch() {
+    let mut p = pool(&[(3, 1), (-1, 5)], 7);
+    let gold = ItemState { id: "item0".into(), quantity: Quantity::Finite(7), weight: 3 };
+    p.replay_update(ItemIndex(0), &gold).unwrap();
+    assert_eq!(p.item(ItemIndex(0)), gold);
+    assert_eq!(p.live_weight(), 3 + 5);
+    let other = ItemState { id: "other".into(), quantity: Quantity::Finite(1), weight: 1 };
+    assert_eq!(p.replay_update(ItemIndex(0), &other), Err(PoolError::UnknownIndex { index: 0 }));
+    assert_eq!(p.replay_update(ItemIndex(3), &other), Err(PoolError::UnknownIndex { index: 3 }));
+    assert_eq!(p.len(), 2, "nothing added by a refused update");
+    // The next free index adds the item.
+    p.replay_update(ItemIndex(2), &other).unwrap();
+    assert_eq!(p.item(ItemIndex(2)), other);
+    assert_eq!(p.state().items[0], gold);
+}
+
+/// The item limit at its boundary: exactly `ITEM_COUNT_MAX` items are allowed.
+#[test]
+fn the_item_count_limit_is_inclusive() {
+    assert_eq!(check_item_count(ITEM_COUNT_MAX), Ok(()));
+    assert_eq!(check_item_count(0), Ok(()));
+    assert_eq!(
+        check_item_count(ITEM_COUNT_MAX + 1),
+        Err(PoolError::TooManyItems { count: ITEM_COUNT_MAX + 1 })
+    );
+}
+
+/// The lookups: `len`, `is_empty`, `item_id`, `index_of`.
+#[test]
+fn lookups_by_index_and_id() {
+    let mut p = pool(&[(3, 1), (-1, 5)], 7);
+    assert_eq!((p.len(), p.is_empty()), (2, false));
+    assert_eq!(p.item_id(ItemIndex(1)), Some("item1"));
+    assert_eq!(p.item_id(ItemIndex(2)), None);
+    assert_eq!(p.index_of("item1"), Some(ItemIndex(1)));
+    assert_eq!(p.index_of("item9"), None);
+    p.update("new", Some(Quantity::Finite(1)), Some(1)).unwrap();
+    assert_eq!(
+        (p.len(), p.index_of("new"), p.item_id(ItemIndex(2))),
+        (3, Some(ItemIndex(2)), Some("new"))
+    );
+    let empty = Pool::new(&[], Rng::from_seed(1)).unwrap();
+    assert_eq!((empty.len(), empty.is_empty()), (0, true));
+}

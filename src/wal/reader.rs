@@ -699,6 +699,121 @@ mod tests {
         }
     }
 
+    /// What a walker yielded: each frame's offset and record, or the error it stopped at.
+    type Walked = Vec<Result<(usize, Record), FrameError>>;
+
+    /// Every record through [`ChunkedFrames`], the draw fast path first where it applies
+    /// (as recovery reads), then the walker's final offset.
+    fn chunked(
+        storage: &crate::storage::FaultyStorage,
+        start: usize,
+        end: usize,
+        fast: bool,
+    ) -> (Walked, usize) {
+        let mut frames = ChunkedFrames::new(storage, "wal.000000", start, end, 3);
+        let mut got = Vec::new();
+        loop {
+            if fast {
+                if let Some((offset, request_id, item)) = frames.next_draw() {
+                    got.push(Ok((offset, Record::Draw { request_id, item })));
+                    continue;
+                }
+            }
+            match frames.next_frame().unwrap() {
+                Some(Err(e)) => {
+                    got.push(Err(e));
+                    break;
+                }
+                Some(frame) => got.push(frame),
+                None => break,
+            }
+        }
+        (got, frames.offset())
+    }
+
+    /// A segment longer than two chunks, with frames of several sizes so that frames
+    /// straddle the chunk boundaries: the chunked walker yields exactly what [`FrameIter`]
+    /// yields over the whole file, at the same offsets, and stops at the same place.
+    #[test]
+    fn chunked_frames_agree_with_frame_iter_across_chunk_boundaries() {
+        let _deadline = deadline("chunked_frames_across_chunks", UNIT_TEST_DEADLINE);
+        let size = 2 * CHUNK_SIZE + (1 << 20);
+        let mut buf = AlignedVec::<16>::new();
+        buf.resize(size, 0);
+        let mut at = SEGMENT_HEADER_SIZE;
+        let mut id = 1_u64;
+        let mut group = 1;
+        let mut records = 0;
+        while at + 4096 < size - (1 << 19) {
+            for _ in 0..5 {
+                at += encode_draw(&mut buf[at..], id, Some((id % 7) as u32));
+                id += 1;
+                records += 1;
+            }
+            if group % 3 == 0 {
+                let item_id = "x".repeat((group % 40) as usize + 1);
+                at += encode_update(&mut buf[at..], 1, &item_id, 5, 2).unwrap();
+                records += 1;
+            }
+            at += encode_commit(&mut buf[at..], id - 1, group);
+            group += 1;
+            records += 1;
+        }
+        let storage = crate::storage::FaultyStorage::new();
+        storage.put_file("wal.000000", buf.to_vec());
+        let mut whole = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, size).version(3);
+        let expected: Vec<_> = whole.by_ref().collect();
+        assert_eq!(expected.len(), records);
+        assert_eq!(whole.offset(), at, "the data ends where the last frame ends");
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, size, fast);
+            assert_eq!(got.len(), expected.len(), "fast path {fast}");
+            assert!(got == expected, "fast path {fast}: the chunked walk differs");
+            assert_eq!(offset, at, "fast path {fast}");
+        }
+        // Stopping at an `end` inside the data, just past a chunk's worth of frames.
+        let cut = expected
+            .iter()
+            .map(|r| r.as_ref().unwrap().0)
+            .find(|o| *o > CHUNK_SIZE + 4096)
+            .unwrap();
+        let mut part = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, cut).version(3);
+        let want: Vec<_> = part.by_ref().collect();
+        let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, cut, true);
+        assert!(got == want, "up to {cut}");
+        assert_eq!(offset, part.offset());
+        assert_eq!(offset, cut);
+    }
+
+    /// A file that ends before the `end` the walker was given (a truncated segment): the
+    /// walk yields every whole frame and stops, at the file's end when it ends between
+    /// frames, or with `Truncated` at the cut frame.
+    #[test]
+    fn chunked_frames_stop_where_a_short_file_ends() {
+        let _deadline = deadline("chunked_frames_short_file", UNIT_TEST_DEADLINE);
+        let records = draws_and_commit(1, 40, 1);
+        let (buf, offsets) = segment(8192, &records);
+        let data_end = offsets[40] + COMMIT_FRAME_SIZE;
+        let storage = crate::storage::FaultyStorage::new();
+        // Ends exactly after the commit, no zeros after it.
+        storage.put_file("wal.000000", buf[..data_end].to_vec());
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, 1 << 20, fast);
+            assert_eq!(got.len(), 41, "fast path {fast}");
+            assert!(got.iter().all(Result::is_ok), "fast path {fast}");
+            assert_eq!(offset, data_end, "fast path {fast}");
+        }
+        // Cut inside the 11th draw frame.
+        let cut = offsets[10] + 20;
+        storage.put_file("wal.000000", buf[..cut].to_vec());
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, 1 << 20, fast);
+            assert_eq!(got.len(), 11, "fast path {fast}: {:?}", got.last());
+            assert!(matches!(got[10], Err(FrameError::Truncated { .. })), "{:?}", got[10]);
+            assert_eq!(offset, offsets[10], "fast path {fast}");
+        }
+    }
+
     proptest! {
         /// Garbage after `from` never panics, and whatever is found is a valid commit.
         #[test]

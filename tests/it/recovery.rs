@@ -442,7 +442,7 @@ fn a_missing_middle_segment_is_damage() {
     assert!(names.len() >= 3, "{names:?}");
     image.remove(&names[1]).unwrap();
     let (_, _, reason) = expect_damage(&image, &names[2]);
-    assert!(reason.contains("missing segment"), "{reason}");
+    assert!(reason.contains(&format!("missing segment {} before it", names[1])), "{reason}");
 }
 
 #[test]
@@ -1056,5 +1056,213 @@ fn a_clean_shutdown_leaves_every_segment_closed() {
             let r = recover(&inner, &catalog()).unwrap();
             assert!(r.close.is_empty(), "{kind} {durability:?}: left open: {:?}", r.close);
         }
+    }
+}
+
+/// Rewrites segment `name`'s header through `edit` (the header's checksum resealed).
+fn edit_header(
+    image: &FaultyStorage,
+    name: &str,
+    edit: impl FnOnce(&mut rewardpool::wal::header::SegmentHeader),
+) {
+    let mut bytes = image.file(name).unwrap();
+    let mut header = rewardpool::wal::header::SegmentHeader::decode(&bytes).unwrap();
+    edit(&mut header);
+    bytes[..256].copy_from_slice(&header.encode());
+    image.put_file(name, bytes);
+}
+
+/// A segment whose own header and marker agree but which does not continue the segment
+/// before it is refused (issue 13's audit: no test made `check_continuity` fire). (a) Born
+/// with another catalog (a foreign segment): the fingerprint check. (b) Request ids shifted
+/// back by 7 in its header and, consistently, in its snapshot marker (frame CRC resealed),
+/// as a segment copied from another log or run would be: the ids overlap the previous
+/// segment's, so they would be issued twice.
+#[test]
+fn a_segment_that_does_not_continue_its_predecessor_is_damage() {
+    let _deadline = deadline("a_segment_that_does_not_continue", RECOVERY_DEADLINE);
+    use rewardpool::wal::frame::{decode, Record};
+    let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
+    let names = segment_names(&image);
+    assert!(names.len() >= 3, "{names:?}");
+    recover(&image, &catalog()).expect("the log before the edits");
+
+    let foreign = image.crash(CrashMode::Process);
+    edit_header(&foreign, &names[1], |h| h.catalog_fingerprint ^= 1);
+    let (_, offset, reason) = expect_damage(&foreign, &names[1]);
+    assert_eq!(offset, 32, "{reason}");
+    assert!(reason.contains("catalog fingerprint differs"), "{reason}");
+
+    let shifted = image.crash(CrashMode::Process);
+    edit_header(&shifted, &names[1], |h| h.first_request_id -= 7);
+    let mut bytes = shifted.file(&names[1]).unwrap();
+    let Ok(Some((Record::Snapshot { sequence, file_name, sha256, last_request_id }, len))) =
+        decode(&bytes[256..])
+    else {
+        panic!("{}: no snapshot marker at 256", names[1]);
+    };
+    let marker =
+        Record::Snapshot { sequence, file_name, sha256, last_request_id: last_request_id - 7 };
+    assert_eq!(marker.encode(&mut bytes[256..256 + len]), Ok(len));
+    // The commits before the segment's first draw (its seed's group) repeat the marker's id.
+    let early: Vec<(usize, u64)> =
+        rewardpool::wal::reader::FrameIter::new(&bytes, 256, bytes.len())
+            .map_while(Result::ok)
+            .take_while(|(_, r)| !matches!(r, Record::Draw { .. }))
+            .filter_map(|(at, r)| match r {
+                Record::Commit { last_request_id: id, group } if id == last_request_id => {
+                    Some((at, group))
+                }
+                _ => None,
+            })
+            .collect();
+    for (at, group) in early {
+        let commit = Record::Commit { last_request_id: last_request_id - 7, group };
+        assert_eq!(commit.encode(&mut bytes[at..at + 32]), Ok(32));
+    }
+    shifted.put_file(&names[1], bytes);
+    let (_, offset, reason) = expect_damage(&shifted, &names[1]);
+    assert_eq!(offset, 24, "{reason}");
+    assert!(reason.contains("does not follow") && reason.contains(&names[0]), "{reason}");
+}
+
+/// A closed segment whose header's `end_offset` lies beyond its last commit (zeros in
+/// between: the end was recorded wrongly, or the commit was lost) is damage, not a
+/// segment that simply ends early.
+#[test]
+fn a_closed_segment_whose_end_is_past_its_last_commit_is_damage() {
+    let _deadline = deadline("a_closed_segment_whose_end_is_past", RECOVERY_DEADLINE);
+    let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
+    let names = segment_names(&image);
+    assert!(names.len() >= 2, "{names:?}");
+    let bytes = image.file(&names[0]).unwrap();
+    let header = rewardpool::wal::header::SegmentHeader::decode(&bytes).unwrap();
+    assert_eq!(header.status, rewardpool::wal::header::SegmentStatus::Closed);
+    let end = header.end_offset as usize;
+    assert!(bytes[end..end + 64].iter().all(|b| *b == 0), "zeros after the last commit");
+    edit_header(&image, &names[0], |h| h.end_offset += 64);
+    let (_, offset, reason) = expect_damage(&image, &names[0]);
+    assert_eq!(offset, end as u64, "{reason}");
+    assert!(reason.contains("closed segment ends inside a group"), "{reason}");
+}
+
+/// An update of an item that already exists, in the newest segment, is replayed after a
+/// power loss (the only update replayed by the other tests added an item, or sat in an
+/// older segment): the recovered state is the live one, the new weight and quantity
+/// included.
+#[test]
+fn an_update_of_an_existing_item_survives_a_power_loss() {
+    let _deadline = deadline("an_update_of_an_existing_item", RECOVERY_DEADLINE);
+    let storage = FaultyStorage::new();
+    let engine = open(&storage, Durability::Sync, 1 << 20);
+    assert_eq!(draw_n(&engine, 100).1, None);
+    engine.update("gold", Some(rewardpool::Quantity::Finite(7)), Some(3)).expect("update gold");
+    assert_eq!(draw_n(&engine, 100).1, None);
+    let live = engine.state().expect("state");
+    let image = storage.crash(CrashMode::PowerLoss);
+    engine.shutdown().unwrap();
+    assert_eq!(segment_names(&image).len(), 1, "the update is in the newest segment");
+    let state = read_state_on(&image, &catalog()).expect("recover");
+    assert_eq!(state, live);
+    let gold = state.items.iter().find(|i| i.id == "gold").unwrap();
+    assert_eq!(gold.weight, 3);
+    assert!(gold.quantity.to_i64() <= 7, "{gold:?}");
+}
+
+/// Recovery's counts, exactly, over a segment longer than the reader's chunk (frames
+/// straddle chunk boundaries): frames replayed and scanned are the log's committed frames
+/// (counted here with `FrameIter` over the whole file, and by construction), and with the
+/// last commit lost its group's draws are the torn frames.
+#[test]
+fn recovery_counts_every_frame_across_chunk_boundaries() {
+    let _deadline = deadline("recovery_counts_every_frame", RECOVERY_DEADLINE);
+    use rewardpool::journal::Space;
+    use rewardpool::store::open_journal;
+    use rewardpool::wal::frame::Record;
+    use rewardpool::wal::reader::{FrameIter, CHUNK_SIZE};
+    use rewardpool::Journal as _;
+
+    const PER_GROUP: u64 = 3;
+    let items = [ItemSpec::new("gold", 1_000_000, 1), ItemSpec::new("mud", -1, 3)];
+    let segment = (2 * CHUNK_SIZE) as u64;
+    let wal = WalOptions {
+        durability: Durability::Buffered,
+        segment_size_bytes: segment,
+        ..WalOptions::default()
+    };
+    let storage = FaultyStorage::new();
+    let (mut pool, mut journal) =
+        open_journal(Arc::new(storage.clone()), &items, &wal, Some(1)).unwrap();
+    let stats = journal.stats().unwrap();
+    let mut groups = 0_u64;
+    let mut last = 0;
+    while stats.bytes_appended.load(Ordering::Relaxed) < (CHUNK_SIZE + (1 << 20)) as u64 {
+        journal.reserve(Space::Draws(PER_GROUP as usize), &mut pool).unwrap();
+        for _ in 0..PER_GROUP {
+            let draw = pool.draw();
+            journal.append_draw(draw).unwrap();
+            last = draw.request_id.0;
+        }
+        journal.commit(rewardpool::RequestId(last)).unwrap();
+        groups += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while journal.durable().unwrap().0 < groups {
+        assert!(Instant::now() < deadline, "groups never durable");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(journal); // no clean close: the segment stays open
+    let image = storage.crash(CrashMode::Process);
+    let names = segment_names(&image);
+    assert_eq!(names.len(), 1, "one segment: {names:?}");
+    let bytes = image.file(&names[0]).unwrap();
+    let mut walk = FrameIter::new(&bytes, 256, bytes.len());
+    let records: Vec<(usize, Record)> = walk.by_ref().map(Result::unwrap).collect();
+    assert!(walk.offset() > CHUNK_SIZE + 256, "the log crosses a chunk: {}", walk.offset());
+    // The marker, the seed's frame and its commit, then each group's draws and commit.
+    let frames = 1 + 2 + groups * (PER_GROUP + 1);
+    assert_eq!(records.len() as u64, frames);
+
+    let r = recover(&image, &items).expect("recover");
+    assert_eq!(r.state.last_request_id.0, last);
+    assert_eq!((r.frames_replayed, r.torn_frames), (frames, 0));
+    let scan = r.newest.as_ref().unwrap();
+    assert_eq!((scan.frames, scan.torn_frames), (frames, 0));
+    assert_eq!(scan.committed_end, walk.offset());
+
+    // The last commit lost: its group's draws are torn, the rest is replayed.
+    let (commit_at, commit) = records.last().unwrap();
+    assert!(matches!(commit, Record::Commit { .. }), "{commit:?}");
+    let mut cut = bytes.to_vec();
+    cut[*commit_at..*commit_at + 32].fill(0);
+    image.put_file(&names[0], cut);
+    let r = recover(&image, &items).expect("recover a torn tail");
+    assert_eq!(r.state.last_request_id.0, last - PER_GROUP);
+    let committed = frames - PER_GROUP - 1;
+    assert_eq!((r.frames_replayed, r.torn_frames), (committed, PER_GROUP));
+    let scan = r.newest.as_ref().unwrap();
+    assert_eq!((scan.frames, scan.torn_frames), (committed, PER_GROUP));
+}
+
+/// A snapshot that cannot be read is an I/O error, except a missing one that a segment's
+/// marker names (that is damage): a missing snapshot nobody names is not reported as
+/// damage, and what is damaged says so.
+#[test]
+fn a_snapshot_read_error_is_io_unless_a_marker_names_the_missing_file() {
+    let _deadline = deadline("a_snapshot_read_error", RECOVERY_DEADLINE);
+    use rewardpool::recovery::load_snapshot;
+    let storage = FaultyStorage::new();
+    match load_snapshot(&storage, "snapshot.000004", None) {
+        Err(RecoveryError::Io { file, source }) => {
+            assert!(file.contains("snapshot.000004"), "{file}");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("a missing snapshot nobody names: {other:?}"),
+    }
+    match load_snapshot(&storage, "snapshot.000004", Some(&[0; 32])) {
+        Err(RecoveryError::Damaged { reason, .. }) => {
+            assert!(reason.contains("a segment's snapshot marker names it"), "{reason}");
+        }
+        other => panic!("a missing snapshot a marker names: {other:?}"),
     }
 }
