@@ -6,6 +6,7 @@
 //! time. It lives in `pool` (the lowest layer) so every module's tests may use it without an
 //! upward import.
 
+use std::io::Write as _;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,7 +29,12 @@ pub(crate) fn deadline(name: &'static str, limit: Duration) -> Deadline {
             .wait_timeout_while(guard, limit, |done| !*done)
             .unwrap_or_else(PoisonError::into_inner);
         if !*guard {
-            eprintln!("{name}: still running after {limit:?}: a hang; aborting the tests");
+            // Straight to the process's stderr: `eprintln!` from a test's thread is captured,
+            // and the capture is lost when the process aborts.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{name}: still running after {limit:?}: a hang; aborting the tests"
+            );
             std::process::abort();
         }
     });

@@ -72,6 +72,7 @@ pub(crate) const RECOVERY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Arms a [`Deadline`] for the test `name`.
 pub(crate) fn deadline(name: &'static str, limit: Duration) -> Deadline {
+    use std::io::Write as _;
     use std::sync::PoisonError;
     let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let watched = std::sync::Arc::clone(&done);
@@ -82,7 +83,12 @@ pub(crate) fn deadline(name: &'static str, limit: Duration) -> Deadline {
             .wait_timeout_while(guard, limit, |done| !*done)
             .unwrap_or_else(PoisonError::into_inner);
         if !*guard {
-            eprintln!("{name}: still running after {limit:?}: a hang; aborting the tests");
+            // Straight to the process's stderr: `eprintln!` from a test's thread is captured,
+            // and the capture is lost when the process aborts.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{name}: still running after {limit:?}: a hang; aborting the tests"
+            );
             std::process::abort();
         }
     });
