@@ -73,7 +73,10 @@ done
 commit=$(git -C "$root" rev-parse "${MUTANTS_COMMIT:-HEAD}")
 mkdir -p "$scratch/tree"
 find "$scratch/tree" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
-git -C "$root" archive "$commit" | tar -x -C "$scratch/tree"
+# -m: the files get the time of extraction, not the commit's. With the commit's (older than
+# the artifacts of the previous run's last mutant), cargo would take that mutant's build as
+# fresh and the baseline would test it.
+git -C "$root" archive "$commit" | tar -x -m -C "$scratch/tree"
 echo "tools/mutants.sh: commit $commit, scratch $scratch/tree, timeout ${timeout}s"
 
 summary=()
