@@ -812,6 +812,24 @@ mod tests {
             assert!(matches!(got[10], Err(FrameError::Truncated { .. })), "{:?}", got[10]);
             assert_eq!(offset, offsets[10], "fast path {fast}");
         }
+        // Cut inside a long frame, with more of it present than its offset: where the data
+        // ends is `buf_start + buf_len` of the walker's window (with a `-` there, it
+        // underflowed in debug builds and looped for ever in release ones).
+        let update = Record::Update {
+            index: 0,
+            item_id: "x".repeat(crate::wal::frame::ITEM_ID_LEN_MAX),
+            quantity: 1,
+            weight: 1,
+        };
+        let (buf, offsets) = segment(8192, &[update]);
+        let cut = offsets[0] + 600;
+        storage.put_file("wal.000000", buf[..cut].to_vec());
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, 1 << 20, fast);
+            assert_eq!(got.len(), 1, "fast path {fast}: {got:?}");
+            assert!(matches!(got[0], Err(FrameError::Truncated { .. })), "{:?}", got[0]);
+            assert_eq!(offset, offsets[0], "fast path {fast}");
+        }
     }
 
     proptest! {
