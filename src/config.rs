@@ -28,6 +28,7 @@
 //!   replicas: 1                    # 1 or 3
 //!   ack: local                     # local | replica
 //!   max_lag_groups: 100000
+//!   linger_ms: 20                  # 0 under ack: replica
 //! ```
 //! (`replication` in detail, and how a pool overrides it: [`ReplicationConfig`].)
 //!
@@ -77,8 +78,8 @@ use crate::wal::{Durability, WalOptions};
 mod replication;
 use replication::RawReplication;
 pub use replication::{
-    ReplicaAck, ReplicationConfig, DEFAULT_MAX_LAG_GROUPS, DEFAULT_STREAM_PREFIX,
-    MAX_LAG_GROUPS_MAX, STREAM_PREFIX_LEN_MAX,
+    ReplicaAck, ReplicationConfig, DEFAULT_LINGER_MS_LOCAL, DEFAULT_MAX_LAG_GROUPS,
+    DEFAULT_STREAM_PREFIX, LINGER_MS_MAX, MAX_LAG_GROUPS_MAX, STREAM_PREFIX_LEN_MAX,
 };
 
 /// Smallest segment: the header, a snapshot marker and some frames must fit.

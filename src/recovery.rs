@@ -55,7 +55,7 @@ use crate::snapshot::format as snapshot_format;
 use crate::storage::Storage;
 use crate::wal::frame::Record;
 use crate::wal::header::{CloseReason, SegmentHeader, SegmentStatus, SEGMENT_HEADER_SIZE};
-use crate::wal::reader::{find_commit_after, ChunkedFrames, FrameIter};
+use crate::wal::reader::{find_commit_after, torn_write_between, ChunkedFrames, FrameIter};
 
 /// Why recovery refused.
 #[derive(Debug)]
@@ -447,13 +447,24 @@ fn walk_segment(
         ));
     } else {
         // The open segment stopped early (a bad frame, or a zero header where a frame could
-        // be): it is a torn tail only if no committed data follows.
+        // be): it is a torn tail if no committed data follows, or if what lies between is
+        // what a torn write leaves (a lost sector: `torn_write_between`); then the groups
+        // after it were never acknowledged and are dropped with the tail.
         let at = frames.offset();
         // Rare (after a crash): read the rest to look for a later commit.
         let bytes = storage.read(name).map_err(io)?;
         if let Some(commit) = find_commit_after(&bytes, at, bytes.len(), committed_rid) {
-            let reason = bad.unwrap_or_else(|| "a zeroed frame header".into());
-            return Err(damaged(file, at, format!("{reason}; a valid commit follows at offset {commit}, so this is not a torn tail")));
+            if !torn_write_between(&bytes, at, commit) {
+                let reason = bad.unwrap_or_else(|| "a zeroed frame header".into());
+                return Err(damaged(
+                    file,
+                    at,
+                    format!(
+                        "{reason}; a valid commit follows at offset {commit} and no lost \
+                         sector lies between, so this is not a torn tail"
+                    ),
+                ));
+            }
         }
     }
     for pending in group {

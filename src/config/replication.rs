@@ -7,6 +7,7 @@
 //!   replicas: 3                    # 1 or 3: copies JetStream keeps of each message
 //!   ack: local                     # local | replica: when a draw is acknowledged
 //!   max_lag_groups: 100000         # groups the log keeps unshipped before it alarms
+//!   linger_ms: 20                  # how long the shipper gathers groups into one message
 //! pools:
 //!   - name: event
 //!     catalog: [...]
@@ -26,6 +27,12 @@ pub const DEFAULT_STREAM_PREFIX: &str = "rewardpool";
 pub const DEFAULT_MAX_LAG_GROUPS: u64 = 100_000;
 /// Largest `max_lag_groups` (2^32).
 pub const MAX_LAG_GROUPS_MAX: u64 = 1 << 32;
+/// `linger_ms` when the section leaves it out, under `ack: local`: each message then
+/// carries about 20 ms of groups (measured on a loopback 3-node cluster: the servers' CPU
+/// falls roughly in proportion to the messages, so shipping costs the pool far less).
+pub const DEFAULT_LINGER_MS_LOCAL: u64 = 20;
+/// Longest `linger_ms`.
+pub const LINGER_MS_MAX: u64 = 1000;
 /// Longest `stream_prefix`: with `_` and a pool name (at most 64 bytes) a stream name stays
 /// well under JetStream's limits.
 pub const STREAM_PREFIX_LEN_MAX: usize = 64;
@@ -56,6 +63,11 @@ pub struct ReplicationConfig {
     /// Groups the log keeps unshipped before retention may drop them (`ack: local` then
     /// raises an alarm metric and keeps serving).
     pub max_lag_groups: u64,
+    /// How long the shipper waits after a publish before it starts the next message, so
+    /// that a message carries every group committed meanwhile (at most 256 KiB). Default
+    /// [`DEFAULT_LINGER_MS_LOCAL`] under `ack: local` (the replicas lag by about that much
+    /// more) and 0 under `ack: replica` (a draw waits for its message, so nothing lingers).
+    pub linger_ms: u64,
 }
 
 impl ReplicationConfig {
@@ -81,6 +93,7 @@ pub(super) struct RawReplication {
     replicas: Option<i64>,
     ack: Option<String>,
     max_lag_groups: Option<i64>,
+    linger_ms: Option<i64>,
 }
 
 /// A refusal of a `replication` key (the error names the key).
@@ -116,6 +129,7 @@ impl RawReplication {
             replicas: self.replicas.or(base.replicas),
             ack: self.ack.or(base.ack),
             max_lag_groups: self.max_lag_groups.or(base.max_lag_groups),
+            linger_ms: self.linger_ms.or(base.linger_ms),
         }
     }
 
@@ -162,7 +176,13 @@ impl RawReplication {
             1,
             MAX_LAG_GROUPS_MAX,
         )?;
-        Ok(ReplicationConfig { nats, stream_prefix, replicas, ack, max_lag_groups })
+        let default_linger = match ack {
+            ReplicaAck::Local => DEFAULT_LINGER_MS_LOCAL,
+            ReplicaAck::Replica => 0,
+        };
+        let linger_ms =
+            bounded("replication.linger_ms", self.linger_ms, default_linger, 0, LINGER_MS_MAX)?;
+        Ok(ReplicationConfig { nats, stream_prefix, replicas, ack, max_lag_groups, linger_ms })
     }
 }
 
@@ -193,6 +213,7 @@ mod tests {
         assert_eq!(r.replicas, 1);
         assert_eq!(r.ack, ReplicaAck::Local);
         assert_eq!(r.max_lag_groups, DEFAULT_MAX_LAG_GROUPS);
+        assert_eq!(r.linger_ms, DEFAULT_LINGER_MS_LOCAL);
         assert_eq!(c.pools[0].replication.as_ref(), Some(&r), "the Go form's pool gets it");
         assert_eq!(r.stream("default"), "rewardpool_default");
         assert_eq!(r.subject("default"), "rewardpool.default.log");
@@ -202,11 +223,14 @@ mod tests {
     fn every_key() {
         let c = with(
             "  nats: [\"127.0.0.1:4222\", \"nats://h:1\"]\n  stream_prefix: rp-1\n  replicas: 3\n  \
-             ack: replica\n  max_lag_groups: 7\n",
+             ack: replica\n  max_lag_groups: 7\n  linger_ms: 5\n",
         )
         .unwrap();
         let r = c.replication.unwrap();
         assert_eq!((r.replicas, r.ack, r.max_lag_groups), (3, ReplicaAck::Replica, 7));
+        assert_eq!(r.linger_ms, 5);
+        let replica = with("  nats: [\"h:1\"]\n  ack: replica\n").unwrap();
+        assert_eq!(replica.replication.unwrap().linger_ms, 0, "ack: replica lingers not");
         assert_eq!(r.stream_prefix, "rp-1");
     }
 
@@ -227,6 +251,8 @@ mod tests {
                 "replication.ack is \"all\", it must be local or replica",
             ),
             ("  nats: [\"h:1\"]\n  max_lag_groups: 0\n", "replication.max_lag_groups is 0"),
+            ("  nats: [\"h:1\"]\n  linger_ms: 1001\n", "replication.linger_ms is 1001"),
+            ("  nats: [\"h:1\"]\n  linger_ms: -1\n", "replication.linger_ms is -1"),
         ];
         for (section, expected) in cases {
             let e = with(section).expect_err(section);

@@ -63,6 +63,29 @@ impl Host {
     /// # Errors
     /// A directory layout that cannot be resolved ([`pool_dirs`]): then nothing is opened.
     pub fn open_each(config: &Config) -> Result<(Host, Vec<(String, OpenError)>), OpenError> {
+        Host::open_each_of(config, |_| true)
+    }
+
+    /// Opens the pools of `config` whose name `open` accepts (as [`Host::open`]; the others'
+    /// directories are left alone: a standby server replays them itself). Directories and
+    /// cores are resolved as for the whole configuration.
+    ///
+    /// # Errors
+    /// As [`Host::open`].
+    pub fn open_only(config: &Config, open: impl Fn(&str) -> bool) -> Result<Host, OpenError> {
+        let (host, mut failed) = Host::open_each_of(config, open)?;
+        if failed.is_empty() {
+            return Ok(host);
+        }
+        let _ = host.shutdown();
+        let (pool, error) = failed.swap_remove(0);
+        Err(OpenError::InPool { pool, error: Box::new(error) })
+    }
+
+    fn open_each_of(
+        config: &Config,
+        open: impl Fn(&str) -> bool,
+    ) -> Result<(Host, Vec<(String, OpenError)>), OpenError> {
         let dirs = pool_dirs(config)?;
         let mut cores: Vec<usize> = crate::engine::available_cores().to_vec();
         cores.reverse();
@@ -72,6 +95,9 @@ impl Host {
         let mut failed = Vec::new();
         for (index, dir) in dirs.into_iter().enumerate() {
             let name = config.pools[index].name.clone();
+            if !open(&name) {
+                continue;
+            }
             match open_pool(config, index, dir, plan.get(index).copied()) {
                 Ok(engine) => pools.push((name, engine)),
                 Err(e) => failed.push((name, e)),

@@ -2,13 +2,15 @@
 //! (its own segments, snapshots and rotation), so `wal verify`, `state` and `wal stats` work
 //! on it as on any log.
 //!
-//! [`Replica::apply`] takes a group as [`super::LogTail`] handed it out on the primary (its
-//! frames, byte for byte) and the last request id before it. It checks every frame's
-//! CRC-32C and the group's shape (frames of draws or one update, then exactly one commit),
-//! checks continuity (the group follows the replica's last request id: anything else is a
-//! gap, or a group already applied), replays the outcomes into the replica's pool (never
-//! drawing) and appends them to its journal as one group. [`Replica::sync`] waits until
-//! every applied group is durable under the replica's durability mode.
+//! [`Replica::apply`] takes one or more consecutive groups as [`super::LogTail`] handed them
+//! out on the primary (their frames, byte for byte, one after the other: what a shipper
+//! puts in one message) and the last request id before the first. It checks every frame's
+//! CRC-32C and each group's shape (frames of draws or one update, then exactly one commit)
+//! before it applies any, checks continuity (each group follows the replica's last request
+//! id: anything else is a gap, or a group already applied), replays the outcomes into the
+//! replica's pool (never drawing) and appends each group to its journal as one group.
+//! [`Replica::sync`] waits until every applied group is durable under the replica's
+//! durability mode.
 //!
 //! What differs from the primary's bytes: segment boundaries (the replica rotates on its
 //! own), group numbers, and the wall-clock second a batch frame records.
@@ -114,11 +116,25 @@ struct Checked {
     last_request_id: u64,
 }
 
-/// Decodes and checks a group's frames (module docs).
-fn check(frames: &[u8]) -> Result<Checked, ApplyError> {
+/// Decodes and checks the frames of one or more whole groups (module docs): every group,
+/// before any is applied.
+fn check_all(frames: &[u8]) -> Result<Vec<Checked>, ApplyError> {
     let mut bytes: AlignedVec<16> = AlignedVec::with_capacity(frames.len());
     bytes.extend_from_slice(frames);
+    let mut groups = Vec::new();
     let mut at = 0;
+    while at < bytes.len() || groups.is_empty() {
+        let (group, end) = check(&bytes, at)?;
+        groups.push(group);
+        at = end;
+    }
+    Ok(groups)
+}
+
+/// Decodes and checks the group whose first frame is at `start` of `bytes`; returns it and
+/// where it ends (just past its commit frame).
+fn check(bytes: &[u8], start: usize) -> Result<(Checked, usize), ApplyError> {
+    let mut at = start;
     let mut records = Vec::new();
     let mut draws = 0;
     let mut update_id_len = None;
@@ -133,16 +149,14 @@ fn check(frames: &[u8]) -> Result<Checked, ApplyError> {
         };
         match record {
             Record::Commit { last_request_id, .. } => {
-                if at + len != bytes.len() {
-                    return Err(bad(at, "bytes follow the commit frame".into()));
-                }
                 if draws > 0 && update_id_len.is_some() {
                     return Err(bad(at, "a group holds draws and an update".into()));
                 }
                 if seed && (draws > 0 || update_id_len.is_some() || records.len() > 1) {
                     return Err(bad(at, "a seed frame shares its group".into()));
                 }
-                return Ok(Checked { records, draws, update_id_len, seed, last_request_id });
+                let checked = Checked { records, draws, update_id_len, seed, last_request_id };
+                return Ok((checked, at + len));
             }
             Record::Batch(ref b) => draws += b.items.len(),
             Record::Draw { .. } => draws += 1,
@@ -207,15 +221,38 @@ impl Replica {
         self.pool.state()
     }
 
-    /// Checks and appends one shipped group whose log had `prev` as the last request id
-    /// before it (module docs).
+    /// The replica's items (quantities and weights, in index order): [`Replica::state`]
+    /// without the key window.
+    #[must_use]
+    pub fn items(&self) -> Vec<ItemState> {
+        self.pool.items()
+    }
+
+    /// Checks and appends shipped groups: `frames` holds one or more whole consecutive
+    /// groups of the primary's log, whose log had `prev` as the last request id before the
+    /// first (module docs). A group already applied is skipped; the result is
+    /// [`Applied::Duplicate`] when every group was.
     ///
     /// # Errors
-    /// A bad frame or shape, a gap, an outcome the pool refuses, a failed journal. Nothing
-    /// of a refused group is applied, except after a journal or pool failure (then the
-    /// replica must be reopened: its log keeps only what was committed).
+    /// A bad frame or shape in any group (then none is applied), a gap, an outcome the pool
+    /// refuses, a failed journal. The groups before a refused one stay applied; after a
+    /// journal or pool failure the replica must be reopened (its log keeps only what was
+    /// committed).
     pub fn apply(&mut self, prev: u64, frames: &[u8]) -> Result<Applied, ApplyError> {
-        let checked = check(frames)?;
+        let mut prev = prev;
+        let mut appended = None;
+        for checked in check_all(frames)? {
+            let last = checked.last_request_id;
+            if let Applied::Appended { draws } = self.apply_group(prev, checked)? {
+                appended = Some(appended.unwrap_or(0) + draws);
+            }
+            prev = last;
+        }
+        Ok(appended.map_or(Applied::Duplicate, |draws| Applied::Appended { draws }))
+    }
+
+    /// Appends one checked group (`apply`).
+    fn apply_group(&mut self, prev: u64, checked: Checked) -> Result<Applied, ApplyError> {
         let applied = self.last_request_id();
         if checked.draws > 0 && checked.last_request_id <= applied {
             return Ok(Applied::Duplicate);

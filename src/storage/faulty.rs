@@ -26,6 +26,11 @@ use rkyv::util::AlignedVec;
 
 use super::{DirLock, SegmentMap, Storage};
 
+/// The page size torn power losses keep or lose whole.
+const PAGE: usize = 4096;
+/// The unit a device writes atomically: torn power losses keep or lose a sector whole.
+const SECTOR: usize = 512;
+
 /// What survives [`FaultyStorage::crash`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
@@ -33,8 +38,10 @@ pub enum CrashMode {
     Process,
     /// Power loss: only synced bytes and synced directory entries survive.
     PowerLoss,
-    /// Power loss where the device kept an arbitrary subset of the unsynced 4 KiB pages
-    /// (chosen by the seed): torn writes.
+    /// Power loss with torn writes: of the unsynced bytes the device kept an arbitrary part
+    /// chosen by the seed. Per 4 KiB page a coin says whether the page went whole (then
+    /// another coin: kept or lost) or torn inside: then each of its 512-byte sectors is kept
+    /// or lost on its own coin (a device writes a sector atomically, a page not).
     TornPowerLoss(u64),
     /// Power loss that also reorders what was not synced: like `TornPowerLoss` for file
     /// pages, and the directory operations since the last directory sync (creations,
@@ -407,11 +414,20 @@ impl FaultyStorage {
                 CrashMode::TornPowerLoss(_) | CrashMode::ReorderedPowerLoss(_) => {
                     let live = file.live();
                     let mut kept = file.durable().clone();
-                    for (page, chunk) in live.chunks(4096).enumerate() {
-                        // A seeded coin per page.
+                    for (page, chunk) in live.chunks(PAGE).enumerate() {
+                        let at = page * PAGE;
+                        // Seeded coins: the page whole (kept or lost), or torn by sector.
                         if coin() {
-                            let at = page * 4096;
-                            kept[at..at + chunk.len()].copy_from_slice(chunk);
+                            if coin() {
+                                kept[at..at + chunk.len()].copy_from_slice(chunk);
+                            }
+                            continue;
+                        }
+                        for (i, sector) in chunk.chunks(SECTOR).enumerate() {
+                            if coin() {
+                                let at = at + i * SECTOR;
+                                kept[at..at + sector.len()].copy_from_slice(sector);
+                            }
                         }
                     }
                     kept

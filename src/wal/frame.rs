@@ -76,14 +76,21 @@
 //! [`super::batch`]). A batch decodes as one [`Record::Batch`]; the walkers in
 //! [`super::reader`] hand it out as keys and draws. Every failure is a [`FrameError`]; nothing
 //! panics on any input. The frame layer does not decide what a bad frame means: recovery does
-//! (a bad frame after the last commit of an open segment is a torn tail and is trimmed;
-//! before it, or anywhere in a closed segment, it is damage and recovery refuses, see
+//! (a bad frame after the last commit of an open segment is a torn tail and is trimmed; so
+//! is one followed by a later commit when a lost sector lies between, which only a torn
+//! write leaves, see [`super::reader::torn_write_between`]; any other bad frame before a
+//! commit, or anywhere in a closed segment, is damage and recovery refuses, see
 //! [`super::reader::find_commit_after`]).
 //!
 //! # Media assumptions
 //!
 //! A crash can leave any suffix of the unsynced writes missing or partly written, at any byte
-//! granularity (a torn write); synced bytes stay as written. Bits can also flip at rest. The
+//! granularity (a torn write); synced bytes stay as written. A device that writes 512-byte
+//! sectors whole (the usual promise) may still keep a later sector of an unsynced write and
+//! lose an earlier one: recovery reads such a hole (zeros to a sector boundary, or a zero
+//! sector) in the open segment as the end of the log, dropping the unacknowledged groups
+//! after it. The price: a lost write of *synced* data that reads back as zeros would be taken
+//! for a torn tail too (a flipped bit, or any non-zero garbage, is still damage). Bits can also flip at rest. The
 //! per-frame CRC-32C detects every torn or flipped frame with probability 1 - 2^-32 (all
 //! single-bit errors for certain); the segment file is zero-filled when created, so an
 //! untouched region reads as "end of data".

@@ -260,6 +260,42 @@ pub fn find_commit_after(
     None
 }
 
+/// The unit a storage device writes atomically. A write torn by power loss loses whole
+/// sectors: a lost sector of a segment reads as it was last made durable, and past the
+/// durable end that is zeros (segments are created zero-filled and never rewritten where
+/// frames were).
+pub const SECTOR_SIZE: usize = 512;
+
+/// Whether `bytes[from..end]` (a segment file's bytes; offsets are file offsets) shows what
+/// a torn write leaves where a frame should be: zeros from `from` to the next sector
+/// boundary, or a whole zero sector starting before `end`. Recovery treats a bad frame in
+/// the open segment that is followed by a valid commit as the end of the log (a torn tail)
+/// when this holds, and as damage otherwise: a group after a lost sector was never
+/// acknowledged (its sync would have made the sector durable), while non-zero garbage
+/// before a commit is not something a torn write makes.
+#[must_use]
+pub fn torn_write_between(bytes: &[u8], from: usize, end: usize) -> bool {
+    let end = end.min(bytes.len());
+    if from >= end {
+        return false;
+    }
+    let zero = |range: std::ops::Range<usize>| {
+        bytes.get(range).is_some_and(|b| !b.is_empty() && b.iter().all(|&x| x == 0))
+    };
+    let boundary = (from / SECTOR_SIZE + 1) * SECTOR_SIZE;
+    if zero(from..boundary.min(bytes.len())) {
+        return true;
+    }
+    let mut sector = boundary;
+    while sector < end {
+        if zero(sector..(sector + SECTOR_SIZE).min(bytes.len())) {
+            return true;
+        }
+        sector += SECTOR_SIZE;
+    }
+    false
+}
+
 /// The cheap checks: kind, payload length, flags and reserved bytes of a commit frame.
 #[inline]
 fn looks_like_commit(candidate: &[u8]) -> bool {
@@ -830,6 +866,29 @@ mod tests {
             assert!(matches!(got[0], Err(FrameError::Truncated { .. })), "{:?}", got[0]);
             assert_eq!(offset, offsets[0], "fast path {fast}");
         }
+    }
+
+    #[test]
+    fn a_torn_write_is_a_zero_run_to_a_sector_boundary_or_a_zero_sector() {
+        let _deadline = deadline("torn_write_between", UNIT_TEST_DEADLINE);
+        let mut bytes = vec![0xa5_u8; 4 * SECTOR_SIZE];
+        // Nothing zero: no torn write.
+        assert!(!torn_write_between(&bytes, 16, 4 * SECTOR_SIZE));
+        // Zeros from the bad frame to the sector's end.
+        bytes[480..512].fill(0);
+        assert!(torn_write_between(&bytes, 480, 4 * SECTOR_SIZE));
+        assert!(!torn_write_between(&bytes, 464, 4 * SECTOR_SIZE), "garbage first");
+        // A zero sector later, before `end` only.
+        bytes[1024..1536].fill(0);
+        assert!(torn_write_between(&bytes, 464, 1536));
+        assert!(torn_write_between(&bytes, 464, 1025));
+        assert!(!torn_write_between(&bytes, 464, 1024), "the zero sector starts at end");
+        // Zeros short of a whole sector, not reaching the boundary from `from`: none.
+        bytes[1024..1536].fill(0xa5);
+        bytes[1100..1536].fill(0);
+        assert!(!torn_write_between(&bytes, 464, 4 * SECTOR_SIZE));
+        assert!(!torn_write_between(&bytes, 500, 500), "empty range");
+        assert!(!torn_write_between(&bytes, 4 * SECTOR_SIZE, 8 * SECTOR_SIZE), "past the end");
     }
 
     proptest! {

@@ -8,6 +8,14 @@ use std::path::Path;
 #[path = "../../fuzz/fuzz_targets/checks.rs"]
 mod checks;
 
+// The `request` target's check, with the service's messages and its own validation module,
+// as the target compiles them.
+use crate::service_harness::ours as proto;
+#[path = "../../fuzz/fuzz_targets/request_check.rs"]
+mod request_check;
+#[path = "../../src/bin/rewardpool/service/validate.rs"]
+mod validate;
+
 /// Runs `check` over every file under fuzz/corpus/`target` and fuzz/regressions/`target`;
 /// returns how many.
 fn each_input(target: &str, check: fn(&[u8])) -> usize {
@@ -52,6 +60,11 @@ fn recovery_inputs() {
 #[test]
 fn config_inputs() {
     assert!(each_input("config", checks::config) > 0, "no seed inputs");
+}
+
+#[test]
+fn request_inputs() {
+    assert!(each_input("request", request_check::request) > 0, "no seed inputs");
 }
 
 /// The seeds are real files: the directory seed recovers, so the target starts from a log

@@ -26,6 +26,7 @@ mod repair;
 mod repair_faults;
 mod replicate;
 mod replication;
+mod replication_standby;
 mod service;
 mod service_abuse;
 mod service_crash;

@@ -68,23 +68,23 @@ pub(crate) fn cluster(test: &str) -> Option<Cluster> {
     Some(Cluster::start(&binary))
 }
 
-/// A free loopback port (bound, then released: another process could take it before the
-/// server binds it, which then fails the test with the server's own message).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
+/// `n` distinct free loopback ports: all bound at once (a port bound and released alone can
+/// come back from the next bind: two nodes were once given the same one), then released.
+/// Another process could take one before the server binds it, which then fails the test
+/// with the server's own message.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local address").port()).collect()
 }
 
 impl Cluster {
     fn start(binary: &Path) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let nodes: Vec<Node> = (0..NODES)
-            .map(|_| Node {
-                client_port: free_port(),
-                cluster_port: free_port(),
-                http_port: free_port(),
-                child: None,
-            })
+        let ports = free_ports(3 * NODES);
+        let nodes: Vec<Node> = ports
+            .chunks(3)
+            .map(|p| Node { client_port: p[0], cluster_port: p[1], http_port: p[2], child: None })
             .collect();
         let mut cluster = Cluster { nodes, dir };
         for i in 0..NODES {
@@ -239,6 +239,17 @@ impl Cluster {
     pub(crate) fn kill_all(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+        }
+    }
+
+    /// SIGSTOPs every node (NATS stops answering at once; connections stay open), or
+    /// SIGCONTs them (`resume`): a pause costs no new elections, unlike [`Cluster::kill_all`].
+    pub(crate) fn pause_all(&self, resume: bool) {
+        let signal = if resume { libc::SIGCONT } else { libc::SIGSTOP };
+        for child in self.nodes.iter().filter_map(|n| n.child.as_ref()) {
+            let pid = i32::try_from(child.id()).expect("a pid");
+            // SAFETY: kill(2) on our own child's pid (not yet waited for: it still exists).
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal node {pid}");
         }
     }
 

@@ -369,6 +369,47 @@ fn torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix() {
     }
 }
 
+/// A lost sector (a write torn by power loss: the device writes 512-byte sectors whole, a
+/// page not) in the open segment, with later groups' sectors kept: each sector that starts
+/// where frames are is zeroed in turn, and recovery keeps exactly the groups that end before
+/// it, dropping the later ones with the tail (their sync would have made the lost sector
+/// durable, so none was acknowledged). The same sector filled with non-zero garbage is no
+/// torn write: damage, named as such.
+#[test]
+fn a_lost_sector_before_a_later_commit_is_a_torn_tail_and_garbage_is_damage() {
+    let (image, _) = crashed_log(64 << 10, 3000);
+    let newest = segment_names(&image).pop().unwrap();
+    let ends = commit_ends(&image, &newest);
+    let original = image.file(&newest).unwrap();
+    let (first_end, _) = ends[0];
+    let (last_end, _) = ends[ends.len() - 1];
+    let sectors: Vec<usize> = (0..original.len())
+        .step_by(512)
+        .filter(|&s| s as u64 >= first_end && (s + 512) as u64 + 32 <= last_end)
+        .collect();
+    assert!(sectors.len() >= 2, "need frames over several sectors: {ends:?}");
+    for sector in sectors {
+        let expected = ends
+            .iter()
+            .take_while(|(end, _)| *end <= sector as u64)
+            .last()
+            .map(|(_, id)| *id)
+            .unwrap();
+        let copy = image.crash(CrashMode::Process);
+        let mut bytes = original.clone();
+        bytes[sector..sector + 512].fill(0);
+        copy.put_file(&newest, bytes.clone());
+        let r = recover(&copy, &catalog()).unwrap_or_else(|e| panic!("sector {sector}: {e}"));
+        assert_eq!(r.state.last_request_id.0, expected, "sector {sector}");
+        bytes[sector..sector + 512].fill(0xa5);
+        let copy = image.crash(CrashMode::Process);
+        copy.put_file(&newest, bytes);
+        let (_, offset, reason) = expect_damage(&copy, &newest);
+        assert!(offset <= sector as u64 + 512, "sector {sector}: offset {offset}: {reason}");
+        assert!(reason.contains("no lost sector lies between"), "sector {sector}: {reason}");
+    }
+}
+
 #[test]
 fn bit_flip_in_a_committed_frame_of_the_open_segment_is_damage() {
     let _deadline =

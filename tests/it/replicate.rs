@@ -227,6 +227,66 @@ fn bad_gapped_and_repeated_groups_are_refused_or_skipped() {
     replica.close().unwrap();
 }
 
+/// A shipper that is behind puts several consecutive groups in one message: applied
+/// together they give the state applied one by one; a bad frame in any of them, or a cut
+/// last group, refuses the whole message before anything of it is applied; redelivered, it
+/// appends nothing.
+#[test]
+fn several_groups_in_one_message_apply_as_one_by_one() {
+    let root = tempfile::tempdir().unwrap();
+    let primary = config(&root.path().join("primary"), Durability::Buffered);
+    let engine = rewardpool::open(&primary).unwrap();
+    engine.journal_stats().unwrap().retain_from.store(1, Ordering::Relaxed);
+    load(&engine, 150);
+    let mut tail = LogTail::open(storage(&primary.working_dir), TailStart::Beginning).unwrap();
+    let groups = drain(&mut tail, &engine);
+    let primary_state = engine.shutdown().unwrap();
+    assert!(groups.len() > 100, "{}", groups.len());
+    let concat =
+        |gs: &[Group]| gs.iter().flat_map(|g| g.frames.iter().copied()).collect::<Vec<u8>>();
+    let mut replica =
+        Replica::open(&config(&root.path().join("replica"), Durability::Buffered)).unwrap();
+    // Messages of 1, 2, 3, ... groups.
+    let (mut at, mut size) = (0, 1);
+    while at < groups.len() {
+        let chunk = &groups[at..(at + size).min(groups.len())];
+        let message = concat(chunk);
+        // A flipped bit in the chunk's last group: the whole message is refused.
+        let last_len = chunk.last().unwrap().frames.len();
+        let mut bad = message.clone();
+        bad[message.len() - last_len / 2] ^= 0x01;
+        let before = replica.last_request_id();
+        let e = replica.apply(chunk[0].prev_request_id, &bad).unwrap_err();
+        assert!(matches!(e, ApplyError::BadGroup { .. }), "{e}");
+        // Its last group cut short: refused too.
+        let e = replica.apply(chunk[0].prev_request_id, &message[..message.len() - 16]);
+        assert!(e.is_err(), "a cut last group is refused");
+        assert_eq!(replica.last_request_id(), before, "nothing of a refused message applied");
+        let draws: u64 = chunk.iter().map(|g| g.draws).sum();
+        match replica.apply(chunk[0].prev_request_id, &message).unwrap() {
+            Applied::Appended { draws: d } => assert_eq!(d, draws),
+            Applied::Duplicate => assert_eq!(draws, 0, "only groups without draws can repeat"),
+        }
+        assert_eq!(replica.last_request_id(), chunk.last().unwrap().last_request_id);
+        // Redelivered: nothing new. (A group without draws that follows the replica's last
+        // request id cannot be told from a new one by its ids: a follower skips a redelivery
+        // by its stream sequence first.)
+        if chunk.last().unwrap().draws > 0 {
+            let last = replica.last_request_id();
+            assert_eq!(
+                replica.apply(chunk[0].prev_request_id, &message).unwrap(),
+                Applied::Duplicate
+            );
+            assert_eq!(replica.last_request_id(), last);
+        }
+        at += size;
+        size = size % 7 + 1;
+    }
+    let state = replica.close().unwrap();
+    assert_eq!(state.last_request_id, primary_state.last_request_id);
+    assert_eq!(state.items, primary_state.items);
+}
+
 /// The lowest and highest segment numbers in `dir`.
 fn segment_range(dir: &dyn Storage) -> (u64, u64) {
     let seqs: Vec<u64> = dir

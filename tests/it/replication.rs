@@ -65,7 +65,7 @@ fn the_test_cluster_stores_on_three_replicas() {
 
 /// A configuration of one pool (files rotate often: 16 KiB segments) replicated to
 /// `cluster` on stream prefix `prefix`.
-fn config(cluster: &nats_harness::Cluster, prefix: &str, replicas: u8) -> String {
+pub(crate) fn config(cluster: &nats_harness::Cluster, prefix: &str, replicas: u8) -> String {
     let urls: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
     format!(
         "pool:\n  catalog:\n    - {{ item_id: gold, quantity: 3000, probability: 20 }}\n    \
@@ -77,7 +77,12 @@ fn config(cluster: &nats_harness::Cluster, prefix: &str, replicas: u8) -> String
 }
 
 /// `clients` Draw streams at once, each `requests` pulls of 10: the draws acknowledged.
-fn load(rt: &tokio::runtime::Runtime, server: &Server, clients: usize, requests: usize) -> usize {
+pub(crate) fn load(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    clients: usize,
+    requests: usize,
+) -> usize {
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..clients {
@@ -97,7 +102,7 @@ fn load(rt: &tokio::runtime::Runtime, server: &Server, clients: usize, requests:
 }
 
 /// `rewardpool args` with the test's config.
-fn rewardpool(root: &Path, args: &[&str]) -> Run {
+pub(crate) fn rewardpool(root: &Path, args: &[&str]) -> Run {
     let config = root.join("config.yaml");
     let mut all = vec!["--config", config.to_str().expect("utf-8")];
     all.extend(args);
@@ -354,7 +359,7 @@ fn a_gap_a_bad_frame_and_a_duplicate_on_the_stream() {
 }
 
 /// A gauge of the pool `default` in `/metrics` at `addr` (`127.0.0.1:PORT`).
-fn gauge(addr: &str, name: &str) -> u64 {
+pub(crate) fn gauge(addr: &str, name: &str) -> u64 {
     let port: u16 = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("a port");
     let body = nats_harness::http_get(port, "/metrics").expect("/metrics answers");
     let prefix = format!("{name}{{pool=\"default\"}} ");
@@ -365,7 +370,7 @@ fn gauge(addr: &str, name: &str) -> u64 {
 }
 
 /// Waits (at most 30 s) until `check` holds.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !check() {
         assert!(start.elapsed() < Duration::from_secs(30), "not within 30 s: {what}");
@@ -389,6 +394,8 @@ fn with_nats_down_the_pool_serves_and_shipping_resumes() {
         gauge(&metrics, "rewardpool_replication_shipped_request_id") == drawn as u64
     });
     assert_eq!(gauge(&metrics, "rewardpool_replication_connected"), 1);
+    let sequence_before = gauge(&metrics, "rewardpool_replication_shipped_sequence");
+    let groups_before = gauge(&metrics, "rewardpool_groups_total");
     cluster.kill_all();
     drawn += load(&rt, &server, 2, 50);
     eventually("the lag shows", || gauge(&metrics, "rewardpool_replication_lag_draws") > 0);
@@ -401,6 +408,10 @@ fn with_nats_down_the_pool_serves_and_shipping_resumes() {
         gauge(&metrics, "rewardpool_replication_shipped_request_id") == drawn as u64
     });
     assert_eq!(gauge(&metrics, "rewardpool_replication_lag_draws"), 0);
+    // The backlog went out as a few messages of many groups each, not one per group.
+    let messages = gauge(&metrics, "rewardpool_replication_shipped_sequence") - sequence_before;
+    let groups = gauge(&metrics, "rewardpool_groups_total") - groups_before;
+    assert!(groups >= 20 && messages * 10 <= groups, "{messages} messages for {groups} groups");
     let served = server.stop(libc::SIGTERM);
     assert_eq!(served.code, Some(0), "{served:?}");
     let standby = root.join("standby");
@@ -528,7 +539,7 @@ fn ack_replica_stores_before_answering_and_a_fenced_primary_stops() {
 
 /// Several clients drawing pulls of 10 from `server` until it stops answering: every
 /// acknowledged draw (request id, item; `None` a miss), from a thread of its own.
-fn load_until_dead(
+pub(crate) fn load_until_dead(
     server: &Server,
     clients: usize,
 ) -> std::thread::JoinHandle<Vec<(u64, Option<String>)>> {
@@ -569,7 +580,10 @@ fn load_until_dead(
 }
 
 /// The draws `wal dump --json` lists in the data directory `dir` (request id → item).
-fn logged_draws(root: &Path, dir: &Path) -> std::collections::HashMap<u64, Option<String>> {
+pub(crate) fn logged_draws(
+    root: &Path,
+    dir: &Path,
+) -> std::collections::HashMap<u64, Option<String>> {
     let dump =
         rewardpool(root, &["wal", "dump", "--json", "--data-dir", dir.to_str().expect("utf-8")]);
     assert_eq!(dump.code, Some(0), "{dump:?}");
@@ -600,7 +614,7 @@ fn promote(root: &Path, dir: &Path) -> serde_json::Value {
 
 /// A configuration for a take-over: `ack: replica`, segments large enough that a trial's
 /// draws all stay in the files (`wal dump` shows each one).
-fn takeover_config(cluster: &nats_harness::Cluster, prefix: &str) -> String {
+pub(crate) fn takeover_config(cluster: &nats_harness::Cluster, prefix: &str) -> String {
     config(cluster, prefix, 3).replace("max_file_size_kb: 16", "max_file_size_kb: 4096")
         + "  ack: replica\n"
 }

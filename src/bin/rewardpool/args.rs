@@ -98,9 +98,15 @@ pub(crate) struct FollowArgs {
 /// `promote`.
 #[derive(Debug, Args)]
 pub(crate) struct PromoteArgs {
-    /// The pool to take over (required when the configuration has several).
+    /// The pool to take over (required when the configuration has several; with
+    /// --connect, when the server has several).
     #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
     pub pool: Option<String>,
+    /// Promote the pool in place on a running `serve --standby` at HOST:PORT (its gRPC
+    /// address; it then serves the pool as a primary, without a restart) instead of a data
+    /// directory.
+    #[arg(long, value_name = "HOST:PORT", allow_negative_numbers = true)]
+    pub connect: Option<String>,
     /// Print the outcome as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -131,6 +137,14 @@ pub(crate) struct ServeArgs {
     /// primary); the data directories are the standbys'.
     #[arg(long)]
     pub takeover: bool,
+    /// Run every pool with a replication section as a standby: follow its stream into the
+    /// pool's directory (as `rewardpool follow`) instead of serving it. Its draws and
+    /// updates are refused (FAILED_PRECONDITION); ListPools, GetState and Watch answer from
+    /// the replica, with its lag (also in /metrics). Pools without replication are served
+    /// as usual. To promote a pool in place: `rewardpool promote --connect HOST:PORT --pool
+    /// P` (or stop this server, then `serve --takeover` with the same configuration).
+    #[arg(long, conflicts_with = "takeover")]
+    pub standby: bool,
     /// Gateway threads per pool, each owning one engine client (1 to 16).
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true)]
     pub gateways: usize,

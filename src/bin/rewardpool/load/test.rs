@@ -23,8 +23,8 @@ use crate::service::proto::reward_pool_service_server::{
 };
 use crate::service::proto::{
     DrawRequest, DrawResponse, GetStateRequest, GetStateResponse, ListCommitmentsRequest,
-    ListCommitmentsResponse, ListPoolsRequest, ListPoolsResponse, UpdateRequest, UpdateResponse,
-    WatchRequest, WatchResponse,
+    ListCommitmentsResponse, ListPoolsRequest, ListPoolsResponse, PromoteRequest, PromoteResponse,
+    UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
 };
 
 /// What the fake server saw.
@@ -95,6 +95,13 @@ impl RewardPoolService for Fake {
         &self,
         _: Request<ListCommitmentsRequest>,
     ) -> Result<Response<ListCommitmentsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn promote(
+        &self,
+        _: Request<PromoteRequest>,
+    ) -> Result<Response<PromoteResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
 

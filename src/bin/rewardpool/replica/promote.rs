@@ -1,4 +1,7 @@
 //! `rewardpool promote --pool P`: a standby (a `follow` data directory) takes its pool over.
+//! `--connect HOST:PORT` asks a running `serve --standby` to do it in place instead (the
+//! `Promote` RPC: `service/standby.rs` runs [`take_over`] in the server, then serves the
+//! pool).
 //!
 //! 1. It takes the pool's leader lease: key `<pool>` of the JetStream key-value bucket
 //!    `<stream_prefix>_leases` (created when missing), written with the revision it read
@@ -37,6 +40,9 @@ const FENCE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// `rewardpool promote`.
 pub(crate) fn promote(global: &GlobalArgs, args: &PromoteArgs) -> CmdResult {
+    if let Some(address) = &args.connect {
+        return promote_remote(address, args);
+    }
     let config = pool_config(global, args.pool.as_deref())?;
     let pool = config.pools.first().map(|p| p.name.clone()).unwrap_or_default();
     let replication = config.replication.clone().ok_or_else(|| {
@@ -49,7 +55,54 @@ pub(crate) fn promote(global: &GlobalArgs, args: &PromoteArgs) -> CmdResult {
         .build()
         .map_err(|e| Failure::failed(anyhow!(e).context("cannot start the async runtime")))?;
     let done = runtime.block_on(take_over(&config, &replication, &pool))?;
-    let line = if args.json {
+    say_promoted(&pool, &done, args.json);
+    Ok(())
+}
+
+/// `rewardpool promote --connect HOST:PORT`: the `Promote` RPC of a `serve --standby`.
+fn promote_remote(address: &str, args: &PromoteArgs) -> CmdResult {
+    use crate::service::proto::reward_pool_service_client::RewardPoolServiceClient;
+    use crate::service::proto::PromoteRequest;
+    let uri =
+        if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    let endpoint = tonic::transport::Endpoint::from_shared(uri)
+        .map_err(|e| Failure::bad_input(anyhow!("--connect {address:?}: not HOST:PORT: {e}")))?
+        .connect_timeout(Duration::from_secs(5));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(anyhow!(e).context("cannot start the async runtime")))?;
+    let pool = args.pool.clone().unwrap_or_default();
+    let answer = runtime.block_on(async {
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {address}"))
+            .map_err(Failure::failed)?;
+        let mut client = RewardPoolServiceClient::new(channel);
+        client.promote(PromoteRequest { pool }).await.map_err(|status| {
+            let e = anyhow!("{address}: {} ({:?})", status.message(), status.code());
+            match status.code() {
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+                    Failure::bad_input(e)
+                }
+                _ => Failure::failed(e),
+            }
+        })
+    })?;
+    let answer = answer.into_inner();
+    let done = Promoted {
+        epoch: answer.epoch,
+        fence_sequence: answer.fence_sequence,
+        last_request_id: answer.last_request_id,
+    };
+    say_promoted(&answer.pool, &done, args.json);
+    Ok(())
+}
+
+/// The outcome line on stdout.
+fn say_promoted(pool: &str, done: &Promoted, json: bool) {
+    let line = if json {
         serde_json::json!({
             "pool": pool,
             "promoted": true,
@@ -66,7 +119,6 @@ pub(crate) fn promote(global: &GlobalArgs, args: &PromoteArgs) -> CmdResult {
         )
     };
     println!("{line}");
-    Ok(())
 }
 
 /// `serve --takeover`: promotes every replicated pool of `config` before it is opened (one
@@ -95,13 +147,23 @@ pub(crate) fn take_over_all(config: &Config) -> CmdResult {
 }
 
 /// What a promotion did.
-struct Promoted {
-    epoch: u64,
-    fence_sequence: u64,
-    last_request_id: u64,
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Promoted {
+    /// The pool's new epoch.
+    pub(crate) epoch: u64,
+    /// The stream sequence of its fence.
+    pub(crate) fence_sequence: u64,
+    /// The last replicated request id.
+    pub(crate) last_request_id: u64,
 }
 
-async fn take_over(
+/// Takes pool `pool` over in `config.working_dir` (module docs: lease, catch-up, fence,
+/// `replica.epoch`). The directory's log is closed when it returns: `serve` (or
+/// `Host::open`) then serves it.
+///
+/// # Errors
+/// As `rewardpool promote`.
+pub(crate) async fn take_over(
     config: &Config,
     replication: &ReplicationConfig,
     pool: &str,

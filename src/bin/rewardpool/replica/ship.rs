@@ -1,8 +1,10 @@
 //! The shipper: one per replicated pool, on its own thread with its own single-threaded
 //! async runtime. It reads the pool's committed groups from its log files
 //! (`rewardpool::replicate::LogTail`, up to the engine's durable watermark) and publishes
-//! each as one message (`wire`), many in flight at once; the core thread never waits for
-//! it.
+//! them, many messages in flight at once; the core thread never waits for it. A message
+//! holds one group, or every group that is ready up to `wire::BATCH_BYTES` when the shipper
+//! is behind (`wire::Batch`): under load the servers store a few large messages instead of
+//! one per group.
 //!
 //! `ack: local`: it reads up to what the engine acknowledged. `ack: replica`: it turns the
 //! journal's replication gate on before any draw (`JournalStats::gated`); the journal then
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use rewardpool::config::{ReplicaAck, ReplicationConfig};
-use rewardpool::replicate::{LogTail, TailStart};
+use rewardpool::replicate::{Group, LogTail, TailStart};
 use rewardpool::storage::{OsStorage, Storage};
 use rewardpool::Meter;
 
@@ -189,12 +191,15 @@ struct InFlight {
     ack: PublishAckFuture,
     expected: u64,
     last_request_id: u64,
+    /// Its first group's segment (retention holds it until the message is acknowledged).
     segment: u64,
-    offset: u64,
-    /// Its commit frame's group number (what the gate releases).
+    /// Where its last group starts, and that group's commit frame's group number (what the
+    /// gate releases).
+    last_segment: u64,
+    last_offset: u64,
     group: u64,
-    /// A group committed since the pool started (counts in `lag_groups`).
-    recent: bool,
+    /// Its groups committed since the pool started (they count in `lag_groups`).
+    recent: u64,
 }
 
 impl Job {
@@ -336,7 +341,11 @@ impl Job {
         self.stats.shipped_request_id.store(tail.last_request_id(), Ordering::Relaxed);
         let subject = self.config.subject(&self.pool);
         let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW);
+        // A group read that did not fit in the last message: the next one starts with it.
+        let mut carry: Option<Group> = None;
         let mut last_look = Instant::now();
+        let mut last_publish = Instant::now();
+        let linger = Duration::from_millis(self.config.linger_ms);
         loop {
             let metrics = self.meter.read();
             let durable = self.durable(&metrics);
@@ -347,43 +356,82 @@ impl Job {
             // With nothing newer acknowledged, only an update group (no request id of its
             // own) can be waiting: look for one now and then, not at every pass (each look
             // reads up to 256 KiB of the segment).
-            let idle = durable <= tail.last_request_id();
-            let look = !idle || last_look.elapsed() >= IDLE_LOOK || mode == DRAIN;
+            let idle = carry.is_none() && durable <= tail.last_request_id();
+            // A message carries the groups of `linger_ms` (config): far fewer messages
+            // cost the servers far less than one per group.
+            let lingering = mode != DRAIN && last_publish.elapsed() < linger;
+            let look = !lingering && (!idle || last_look.elapsed() >= IDLE_LOOK || mode == DRAIN);
             if look && idle {
                 last_look = Instant::now();
             }
             while look && inflight.len() < WINDOW {
-                let group = match tail.next_group(durable) {
-                    Ok(Some(group)) => group,
-                    Ok(None) => break,
-                    Err(e) => return End::Fatal(e.to_string()),
-                };
-                let (headers, id) = wire::headers(&group, expected, previous.as_deref(), epoch);
+                let first =
+                    match carry.take().map_or_else(|| tail.next_group(durable), |g| Ok(Some(g))) {
+                        Ok(Some(group)) => group,
+                        Ok(None) => break,
+                        Err(e) => return End::Fatal(e.to_string()),
+                    };
+                let recent = |g: &Group| u64::from(g.last_request_id > start_request_id);
+                let mut groups_recent = recent(&first);
+                let mut batch = wire::Batch::new(first);
+                // Every group that is ready joins the message, up to its size bound.
+                loop {
+                    match tail.next_group(durable) {
+                        Ok(Some(group)) if batch.fits(&group) => {
+                            groups_recent += recent(&group);
+                            batch.push(&group);
+                        }
+                        Ok(Some(group)) => {
+                            carry = Some(group);
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(e) => return End::Fatal(e.to_string()),
+                    }
+                }
+                let (headers, id) = wire::headers(&batch, expected, previous.as_deref(), epoch);
                 previous = Some(id);
                 let sent =
-                    js.publish_with_headers(subject.clone(), headers, group.frames.into()).await;
+                    js.publish_with_headers(subject.clone(), headers, batch.payload.into()).await;
                 let ack = match sent {
                     Ok(ack) => ack,
                     Err(e) => return End::Retry(format!("publishing: {e}")),
                 };
                 expected += 1;
+                last_publish = Instant::now();
                 inflight.push_back(InFlight {
                     ack,
                     expected,
-                    last_request_id: group.last_request_id,
-                    segment: group.segment,
-                    offset: group.offset,
-                    group: group.group,
-                    recent: group.last_request_id > start_request_id,
+                    last_request_id: batch.last_request_id,
+                    segment: batch.segment,
+                    last_segment: batch.last_segment,
+                    last_offset: batch.last_offset,
+                    group: batch.group,
+                    recent: groups_recent,
                 });
             }
             let Some(oldest) = inflight.pop_front() else {
-                self.report(durable, metrics.groups_committed - start_groups, *acked_recent, 0);
-                if mode == DRAIN && tail.last_request_id() >= durable && metrics.stopped {
+                let committed = metrics.groups_committed - start_groups;
+                let drained = carry.is_none() && tail.last_request_id() >= durable;
+                if drained {
+                    // Everything durable is on the stream and nothing is in flight: no
+                    // group lags. (An earlier session that timed out may have had its last
+                    // publishes stored without seeing their acks: counting acks alone would
+                    // leave the lag, and the alarm, up for good.)
+                    *acked_recent = (*acked_recent).max(committed);
+                }
+                self.report(durable, committed, *acked_recent, 0);
+                if mode == DRAIN && drained && metrics.stopped {
                     return End::Stopped;
                 }
-                let pause = if durable > tail.last_request_id() { 1 } else { 5 };
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let pause = if lingering {
+                    linger.saturating_sub(last_publish.elapsed())
+                } else if drained {
+                    Duration::from_millis(5)
+                } else {
+                    Duration::from_millis(1)
+                };
+                tokio::time::sleep(pause).await;
                 continue;
             };
             match oldest.ack.await {
@@ -391,10 +439,10 @@ impl Job {
                     // Relaxed: observers' gauges.
                     self.stats.shipped_sequence.store(ack.sequence, Ordering::Relaxed);
                     self.stats.shipped_request_id.store(oldest.last_request_id, Ordering::Relaxed);
-                    *acked_recent += u64::from(oldest.recent);
-                    self.release(oldest.segment, oldest.offset, oldest.group);
-                    let held = inflight.front().map_or(tail.segment(), |f| f.segment);
-                    self.hold(held);
+                    *acked_recent += oldest.recent;
+                    self.release(oldest.last_segment, oldest.last_offset, oldest.group);
+                    let unsent = carry.as_ref().map_or(tail.segment(), |g| g.segment);
+                    self.hold(inflight.front().map_or(unsent, |f| f.segment));
                     let committed = metrics.groups_committed - start_groups;
                     self.report(durable, committed, *acked_recent, inflight.len() as u64);
                 }

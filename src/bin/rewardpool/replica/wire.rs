@@ -1,19 +1,20 @@
 //! The message format on the stream, and connecting to it.
 //!
-//! One message per committed group, on subject `<stream_prefix>.<pool>.log` of stream
-//! `<stream_prefix>_<pool>`:
+//! One message per committed group, or per run of consecutive groups when the shipper is
+//! behind (a [`Batch`]: whatever groups are ready, up to [`BATCH_BYTES`]; a group is never
+//! split), on subject `<stream_prefix>.<pool>.log` of stream `<stream_prefix>_<pool>`:
 //!
 //! | part | value |
 //! |---|---|
-//! | payload | the group's frames byte for byte, as the primary's log holds them: 16-byte aligned frames, each with its own CRC-32C (`wal::frame`), the commit frame last |
-//! | `Nats-Msg-Id` | `<epoch>-<first request id>-<segment>.<offset>`: the same group republished (a retry after a timeout) is stored once within the stream's duplicate window |
+//! | payload | the groups' frames byte for byte, as the primary's log holds them: 16-byte aligned frames, each with its own CRC-32C (`wal::frame`), each group ending with its commit frame |
+//! | `Nats-Msg-Id` | `<epoch>-<first request id>-<segment>.<offset>` of the first group: the same message republished (a retry after a timeout) is stored once within the stream's duplicate window |
 //! | `Nats-Expected-Last-Sequence` | the stream sequence the shipper expects before this message: a publish after someone else's (a promoted standby's) is refused, which fences the old primary |
 //! | `Nats-Expected-Last-Msg-Id` | the previous group's message id (absent on an empty stream): with many publishes in flight, the one after a refused one would otherwise find the sequence it expects taken by the foreign message and be stored; with both headers every publish after a foreign message is refused |
 //! | `Rewardpool-Epoch` | the primary's epoch: 1, then the one `rewardpool promote` took with the pool's lease (`<pool dir>/replica.epoch`); a shipper whose epoch is below the stream's last message's is fenced |
-//! | `Rewardpool-Prev` | the last request id before the group (continuity: a follower refuses a group that does not follow its log) |
-//! | `Rewardpool-First`, `Rewardpool-Last` | the group's first and last request ids |
-//! | `Rewardpool-Draws` | draws in the group |
-//! | `Rewardpool-Segment`, `Rewardpool-End` | where the group ends in the primary's log: a restarted shipper continues after the stream's last message from there |
+//! | `Rewardpool-Prev` | the last request id before the first group (continuity: a follower refuses a group that does not follow its log) |
+//! | `Rewardpool-First`, `Rewardpool-Last` | the first group's first and the last group's last request id |
+//! | `Rewardpool-Draws`, `Rewardpool-Groups` | draws and groups in the message |
+//! | `Rewardpool-Segment`, `Rewardpool-End` | where the last group ends in the primary's log: a restarted shipper continues after the stream's last message from there |
 //!
 //! A **fence** (`rewardpool promote`) is a message with an empty payload, headers
 //! `Rewardpool-Fence: 1`, `Rewardpool-Epoch` (the new epoch), `Rewardpool-Last` (the last
@@ -41,9 +42,74 @@ pub(crate) const PREV_HEADER: &str = "Rewardpool-Prev";
 pub(crate) const FIRST_HEADER: &str = "Rewardpool-First";
 pub(crate) const LAST_HEADER: &str = "Rewardpool-Last";
 pub(crate) const DRAWS_HEADER: &str = "Rewardpool-Draws";
+pub(crate) const GROUPS_HEADER: &str = "Rewardpool-Groups";
 pub(crate) const SEGMENT_HEADER: &str = "Rewardpool-Segment";
 pub(crate) const END_HEADER: &str = "Rewardpool-End";
 pub(crate) const FENCE_HEADER: &str = "Rewardpool-Fence";
+
+/// Payload bytes of a message at most when it carries several groups (a single group may be
+/// larger). JetStream's default `max_payload` is 1 MiB; fewer, larger messages cost the
+/// servers far less CPU than one per group when the shipper is behind.
+pub(crate) const BATCH_BYTES: usize = 256 << 10;
+
+/// One message's groups: consecutive whole groups of the log (module docs).
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// The groups' frames, one after the other.
+    pub(crate) payload: Vec<u8>,
+    /// The first group's segment and offset (the message id; what retention must hold).
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+    /// The last request id before the first group, and the first group's first.
+    pub(crate) prev_request_id: u64,
+    pub(crate) first_request_id: u64,
+    /// Where the last group starts and ends, its last request id and its group number.
+    pub(crate) last_segment: u64,
+    pub(crate) last_offset: u64,
+    pub(crate) end: u64,
+    pub(crate) last_request_id: u64,
+    pub(crate) group: u64,
+    /// Draws and groups in it.
+    pub(crate) draws: u64,
+    pub(crate) groups: u64,
+}
+
+impl Batch {
+    /// A message of one group.
+    pub(crate) fn new(group: Group) -> Batch {
+        Batch {
+            segment: group.segment,
+            offset: group.offset,
+            prev_request_id: group.prev_request_id,
+            first_request_id: group.first_request_id,
+            last_segment: group.segment,
+            last_offset: group.offset,
+            end: group.end,
+            last_request_id: group.last_request_id,
+            group: group.group,
+            draws: group.draws,
+            groups: 1,
+            payload: group.frames,
+        }
+    }
+
+    /// Whether `group` (the next one in the log) still fits.
+    pub(crate) fn fits(&self, group: &Group) -> bool {
+        self.payload.len() + group.frames.len() <= BATCH_BYTES
+    }
+
+    /// Appends the log's next group.
+    pub(crate) fn push(&mut self, group: &Group) {
+        self.payload.extend_from_slice(&group.frames);
+        self.last_segment = group.segment;
+        self.last_offset = group.offset;
+        self.end = group.end;
+        self.last_request_id = group.last_request_id;
+        self.group = group.group;
+        self.draws += group.draws;
+        self.groups += 1;
+    }
+}
 
 /// How long JetStream remembers a message id (a republished group within it is stored
 /// once).
@@ -53,7 +119,7 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// and `previous` the message id of the message there (`None`: the stream is empty); and
 /// the message's own id; `epoch` the shipper's.
 pub(crate) fn headers(
-    group: &Group,
+    group: &Batch,
     expected: u64,
     previous: Option<&str>,
     epoch: u64,
@@ -70,7 +136,8 @@ pub(crate) fn headers(
     h.insert(FIRST_HEADER, group.first_request_id.to_string().as_str());
     h.insert(LAST_HEADER, group.last_request_id.to_string().as_str());
     h.insert(DRAWS_HEADER, group.draws.to_string().as_str());
-    h.insert(SEGMENT_HEADER, group.segment.to_string().as_str());
+    h.insert(GROUPS_HEADER, group.groups.to_string().as_str());
+    h.insert(SEGMENT_HEADER, group.last_segment.to_string().as_str());
     h.insert(END_HEADER, group.end.to_string().as_str());
     (h, id)
 }

@@ -7,21 +7,22 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rewardpool::pool::available_weight;
-use rewardpool::{Engine, ItemState, Quantity};
+use rewardpool::{Engine, ItemState};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::draw::DrawStream;
 use super::metrics::Method;
-use super::pools::{PoolEntry, Pools};
+use super::pools::{PoolEntry, Pools, StandbyEntry, Target};
 use super::proto::reward_pool_service_server::RewardPoolService;
 use super::proto::{
     DrawRequest, GetStateRequest, GetStateResponse, Histogram, ListCommitmentsRequest,
     ListCommitmentsResponse, ListPoolsRequest, ListPoolsResponse, PoolInfo, PoolMetrics,
-    RewardItem, SeedCommitment, UpdateRequest, UpdateResponse, WatchRequest, WatchResponse,
+    PromoteRequest, PromoteResponse, RewardItem, SeedCommitment, UpdateRequest, UpdateResponse,
+    WatchRequest, WatchResponse,
 };
-use super::status;
+use super::{status, validate};
 
 /// `Watch` intervals: 0 means this; shorter ones are raised to `WATCH_MIN`.
 const WATCH_DEFAULT: Duration = Duration::from_secs(1);
@@ -82,6 +83,17 @@ impl RewardPoolService for Api {
     ) -> Result<Response<GetStateResponse>, Status> {
         let result = async {
             let name = request.into_inner().pool;
+            self.check_running()?;
+            if let Target::Standby(index) = self.pools.resolve_any(&name)? {
+                // The replica's state as of its last checkpoint (durable in its log).
+                let entry = &self.pools.standbys()[index];
+                let (items, last_request_id) = entry.stats.items();
+                return Ok(Response::new(GetStateResponse {
+                    items: reward_items(&items),
+                    last_request_id,
+                    pool: entry.name.clone(),
+                }));
+            }
             let response = self
                 .control(name, |entry, engine| {
                     let items =
@@ -106,6 +118,25 @@ impl RewardPoolService for Api {
     ) -> Result<Response<ListCommitmentsResponse>, Status> {
         let result = async {
             let name = request.into_inner().pool;
+            self.check_running()?;
+            if let Target::Standby(index) = self.pools.resolve_any(&name)? {
+                // The replica's log, read as a primary's is (on the blocking pool).
+                let pools = Arc::clone(&self.pools);
+                let call = Pools::call(&pools);
+                let task = tokio::task::spawn_blocking(move || {
+                    let _call = call;
+                    let entry = &pools.standbys()[index];
+                    let commitments = seed_commitments(&entry.name, &entry.log_dir)?;
+                    Ok::<_, Status>(ListCommitmentsResponse {
+                        pool: entry.name.clone(),
+                        commitments,
+                    })
+                });
+                let response = task
+                    .await
+                    .map_err(|e| Status::internal(format!("the request's task failed: {e}")))??;
+                return Ok(Response::new(response));
+            }
             // On the blocking pool: it reads the log's files (the engine is not asked).
             let response = self
                 .control(name, |entry, _engine| {
@@ -140,12 +171,10 @@ impl RewardPoolService for Api {
         request: Request<UpdateRequest>,
     ) -> Result<Response<UpdateResponse>, Status> {
         let result = async {
-            let UpdateRequest { pool, item_id, quantity, weight } = request.into_inner();
-            if item_id.is_empty() {
-                return Err(status::invalid("item_id is empty"));
-            }
-            let quantity = quantity.map(quantity_of).transpose()?;
-            let weight = weight.map(weight_of).transpose()?;
+            let request = request.into_inner();
+            let (quantity, weight) =
+                validate::update(&request).map_err(|e| status::invalid(e.0))?;
+            let UpdateRequest { pool, item_id, .. } = request;
             let item = self
                 .control(pool, move |entry, engine| {
                     let failed = |e| status::engine_error(&entry.name, &e);
@@ -175,9 +204,8 @@ impl RewardPoolService for Api {
             self.check_running()?;
             let pools = self
                 .pools
-                .entries()
-                .iter()
-                .map(|entry| {
+                .primaries()
+                .map(|(_, entry)| {
                     let mut ids = entry.ids.clone();
                     ids.refresh();
                     let error = self
@@ -194,13 +222,58 @@ impl RewardPoolService for Api {
                         items: u32::try_from(ids.len()).unwrap_or(u32::MAX),
                         error,
                         max_count: entry.pull_max,
+                        role: ROLE_PRIMARY.to_owned(),
                     }
                 })
+                .chain(self.pools.following().map(|(_, entry)| {
+                    let (items, last_request_id) = entry.stats.items();
+                    PoolInfo {
+                        name: entry.name.clone(),
+                        state: self.pools.standby_phase(entry).as_str().to_owned(),
+                        last_request_id,
+                        items: u32::try_from(items.len()).unwrap_or(u32::MAX),
+                        error: entry.stats.error(),
+                        max_count: 0,
+                        role: ROLE_STANDBY.to_owned(),
+                    }
+                }))
                 .collect();
             Ok(Response::new(ListPoolsResponse { pools }))
         }
         .await;
         self.counted(Method::ListPools, result)
+    }
+
+    async fn promote(
+        &self,
+        request: Request<PromoteRequest>,
+    ) -> Result<Response<PromoteResponse>, Status> {
+        let result = async {
+            let name = request.into_inner().pool;
+            self.check_running()?;
+            let index = match self.pools.resolve_any(&name)? {
+                Target::Standby(index) => index,
+                Target::Primary(index) => {
+                    let pool = self.pools.entry(index).map_or("?", |e| e.name.as_str());
+                    return Err(Status::failed_precondition(format!(
+                        "pool {pool:?} is a primary on this server already: nothing to promote"
+                    )));
+                }
+            };
+            // The take-over blocks (file I/O, its own NATS runtime): on the blocking pool.
+            let pools = Arc::clone(&self.pools);
+            let call = Pools::call(&pools);
+            let task = tokio::task::spawn_blocking(move || {
+                let _call = call;
+                super::standby::promote(&pools, index)
+            });
+            let response = task
+                .await
+                .map_err(|e| Status::internal(format!("the request's task failed: {e}")))??;
+            Ok(Response::new(response))
+        }
+        .await;
+        self.counted(Method::Promote, result)
     }
 
     type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
@@ -215,7 +288,8 @@ impl RewardPoolService for Api {
             if pool.is_empty() {
                 Ok(None)
             } else {
-                self.pools.resolve_index(pool).map(Some)
+                // By name: a standby promoted meanwhile stays in the stream.
+                self.pools.resolve_any(pool).map(|_| Some(pool.clone()))
             }
         });
         let only = match started {
@@ -242,7 +316,7 @@ impl RewardPoolService for Api {
 /// stops (then the stream ends with `UNAVAILABLE`).
 async fn watch(
     pools: Arc<Pools>,
-    only: Option<usize>,
+    only: Option<String>,
     interval: Duration,
     tx: mpsc::Sender<Result<WatchResponse, Status>>,
 ) {
@@ -259,7 +333,7 @@ async fn watch(
                 return;
             }
         }
-        if tx.send(Ok(reading(&pools, only))).await.is_err() {
+        if tx.send(Ok(reading(&pools, only.as_deref()))).await.is_err() {
             // The client went away.
             pools.grpc_calls().record(Method::Watch, tonic::Code::Cancelled);
             return;
@@ -274,16 +348,19 @@ fn histogram(h: &rewardpool::engine::Histogram) -> Histogram {
     Histogram { le, cumulative, count: h.count(), sum: h.sum() }
 }
 
-/// One `WatchResponse`: every pool's counters (or pool `only`'s).
-fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
+/// One `WatchResponse`: every pool's counters (or pool `only`'s), the standbys' after the
+/// primaries'.
+fn reading(pools: &Pools, only: Option<&str>) -> WatchResponse {
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let standbys = pools
+        .following()
+        .filter(|(_, entry)| only.is_none_or(|only| only == entry.name))
+        .map(|(_, entry)| standby_metrics(entry, pools.standby_phase(entry).as_str()));
     let metrics = pools
-        .entries()
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| only.is_none_or(|only| only == *i))
+        .primaries()
+        .filter(|(_, entry)| only.is_none_or(|only| only == entry.name))
         .map(|(_, entry)| {
             let m = entry.meter.read();
             let error = m
@@ -293,8 +370,34 @@ fn reading(pools: &Pools, only: Option<usize>) -> WatchResponse {
                 .unwrap_or_default();
             pool_metrics(&entry.name, pools.phase(entry).as_str(), &m, error)
         })
+        .chain(standbys)
         .collect();
     WatchResponse { unix_ms, pools: metrics }
+}
+
+/// `PoolInfo.role` and `PoolMetrics.role` of a pool this server serves.
+pub(crate) const ROLE_PRIMARY: &str = "primary";
+/// `PoolInfo.role` and `PoolMetrics.role` of a pool this server follows.
+pub(crate) const ROLE_STANDBY: &str = "standby";
+
+/// A standby pool's reading: the last request id applied and its lag; the engine's
+/// counters stay 0 (it has no engine).
+fn standby_metrics(entry: &StandbyEntry, state: &str) -> PoolMetrics {
+    // Relaxed: independent readings of the follower's counters.
+    let read = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+    let stats = &entry.stats;
+    PoolMetrics {
+        pool: entry.name.clone(),
+        state: state.to_owned(),
+        role: ROLE_STANDBY.to_owned(),
+        last_request_id: read(&stats.applied_request_id),
+        error: stats.error(),
+        replica_applied_sequence: read(&stats.applied_sequence),
+        replica_lag_messages: read(&stats.lag_messages),
+        replica_lag_draws: read(&stats.lag_draws),
+        replica_lag_seconds: read(&stats.lag_seconds),
+        ..PoolMetrics::default()
+    }
 }
 
 /// One pool's counters as `Watch` carries them: `state` is its phase's word, `error` why
@@ -334,6 +437,8 @@ pub(crate) fn pool_metrics(
             .unwrap_or_default(),
         commitment_segment: seed.segment,
         commitment_first_request_id: seed.first_request_id,
+        role: ROLE_PRIMARY.to_owned(),
+        ..PoolMetrics::default()
     }
 }
 
@@ -354,22 +459,6 @@ pub(crate) fn reward_item(item: &ItemState, available: u64) -> RewardItem {
         probability: i64::from(item.weight),
         odds: item.effective_probability(available),
     }
-}
-
-/// `UpdateRequest.quantity`: -1 unlimited, or a count.
-fn quantity_of(q: i32) -> Result<Quantity, Status> {
-    match q {
-        -1 => Ok(Quantity::Unlimited),
-        q => u64::try_from(q).map(Quantity::Finite).map_err(|_| {
-            status::invalid(format!("quantity {q}: a quantity is -1 (unlimited) or 0 or more"))
-        }),
-    }
-}
-
-/// `UpdateRequest.weight`: 0 to `u32::MAX`.
-fn weight_of(w: i64) -> Result<u32, Status> {
-    u32::try_from(w)
-        .map_err(|_| status::invalid(format!("weight {w}: a weight is 0 to {}", u32::MAX)))
 }
 
 /// The seed runs of pool `pool`'s log in `dir` (`rewardpool::inspect::commitments`), read
@@ -408,6 +497,7 @@ fn seed_commitments(pool: &str, dir: &std::path::Path) -> Result<Vec<SeedCommitm
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rewardpool::Quantity;
 
     #[test]
     fn odds_count_only_items_in_stock() {
@@ -422,15 +512,5 @@ mod tests {
         assert!((items[2].odds - 0.25).abs() < 1e-12, "{items:?}");
         assert_eq!(items[1].quantity, -1);
         assert_eq!(items[1].probability, 30);
-    }
-
-    #[test]
-    fn update_values_are_checked() {
-        assert_eq!(quantity_of(-1).unwrap(), Quantity::Unlimited);
-        assert_eq!(quantity_of(7).unwrap(), Quantity::Finite(7));
-        assert_eq!(quantity_of(-2).unwrap_err().code(), tonic::Code::InvalidArgument);
-        assert_eq!(weight_of(0).unwrap(), 0);
-        assert_eq!(weight_of(-1).unwrap_err().code(), tonic::Code::InvalidArgument);
-        assert_eq!(weight_of(1 << 40).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 }

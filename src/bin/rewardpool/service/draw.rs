@@ -41,7 +41,7 @@ use super::gateway::{Drawn, Job, Lane, Reply};
 use super::metrics::Method;
 use super::pools::{Call, Pools};
 use super::proto::{DrawRequest, DrawResponse};
-use super::status;
+use super::{status, validate};
 
 /// The `error` text of a draw that found nothing available (the Go service's behaviour: a
 /// response, not a stream error).
@@ -100,7 +100,7 @@ impl DrawStream {
         let stop = Box::pin(Pools::stopping(pools.stop_signal()));
         let call = Pools::call(&pools);
         let (replies_tx, replies) = mpsc::unbounded_channel();
-        let count = pools.entries().len();
+        let count = pools.slots();
         let window_max = pools.settings().stream_window;
         DrawStream {
             pools,
@@ -142,7 +142,7 @@ impl DrawStream {
         if slot.result.is_some() {
             return;
         }
-        let name = &self.pools.entries()[slot.pool].name;
+        let name = self.pools.entry(slot.pool).map_or("?", |e| e.name.as_str());
         slot.result = Some(reply.result.map_err(|e| status::draw_error(name, e)));
     }
 
@@ -162,7 +162,7 @@ impl DrawStream {
 
     /// One `DrawResponse` per draw of `drawn`, in request-id order.
     fn respond(&mut self, pool: usize, drawn: &Drawn) {
-        let entry = &self.pools.entries()[pool];
+        let Some(entry) = self.pools.entry(pool) else { return };
         let ids = self.ids[pool].get_or_insert_with(|| entry.ids.clone());
         for (j, item) in (0u64..).zip(&drawn.items) {
             let (item_id, error) = match item {
@@ -189,10 +189,17 @@ impl DrawStream {
                 return;
             }
         };
+        if self.lanes[pool].is_none() {
+            // `validate` found the pool; a primary stays one.
+            self.lanes[pool] = self.pools.entry(pool).map(|e| e.gateway.lane());
+        }
+        let Some(lane) = self.lanes[pool].as_mut() else {
+            self.reading = false;
+            self.end = Some(Status::internal(format!("no pool at {pool}")));
+            return;
+        };
         let seq = self.head + self.window.len() as u64;
         self.window.push_back(Slot { pool, result: None });
-        let lane =
-            self.lanes[pool].get_or_insert_with(|| self.pools.entries()[pool].gateway.lane());
         let job = Job::new(len, key, seq, self.replies_tx.clone());
         if let Err(job) = lane.submit(job) {
             let deadline = Instant::now() + self.pools.settings().queue_timeout;
@@ -215,7 +222,7 @@ impl DrawStream {
             Ok(()) => true,
             Err(job) if Instant::now() >= deadline => {
                 let pool = self.window.back().map_or(0, |slot| slot.pool);
-                let name = &self.pools.entries()[pool].name;
+                let name = self.pools.entry(pool).map_or("?", |e| e.name.as_str());
                 if let Some(slot) = self.window.back_mut() {
                     slot.result = Some(Err(Status::resource_exhausted(format!(
                         "pool {name:?}: its gateway queue stayed full for {:?}: the server is \
@@ -260,28 +267,11 @@ impl DrawStream {
 /// The pool, draws and key of a request, or why it is refused (`INVALID_ARGUMENT`).
 fn validate(pools: &Pools, request: &DrawRequest) -> Result<(usize, u32, u128), Status> {
     let pool = pools.resolve_index(&request.pool)?;
-    let max = pools.entries()[pool].pull_max;
-    // The Go contract: 0, unset or negative means one draw.
-    let len = u32::try_from(request.count).unwrap_or(0).max(1);
-    if len > max {
-        return Err(status::invalid(format!(
-            "count {} is above the maximum of {max} draws per request",
-            request.count
-        )));
-    }
-    let key = match <[u8; 16]>::try_from(request.idempotency_key.as_slice()) {
-        Ok(bytes) => match u128::from_be_bytes(bytes) {
-            0 => return Err(status::invalid("an idempotency_key of 16 zero bytes means no key")),
-            key => key,
-        },
-        Err(_) if request.idempotency_key.is_empty() => 0,
-        Err(_) => {
-            return Err(status::invalid(format!(
-                "idempotency_key must be exactly 16 bytes (or empty), got {}",
-                request.idempotency_key.len()
-            )))
-        }
-    };
+    let max = pools
+        .entry(pool)
+        .map(|e| e.pull_max)
+        .ok_or_else(|| Status::internal(format!("no pool at {pool}")))?;
+    let (len, key) = validate::draw(request, max).map_err(|e| status::invalid(e.0))?;
     Ok((pool, len, key))
 }
 

@@ -3,9 +3,10 @@
 //!
 //! | service name                              | SERVING while                          |
 //! |-------------------------------------------|----------------------------------------|
-//! | `""` (the server)                         | not stopping and no pool failed        |
+//! | `""` (the server)                         | not stopping, no pool or follower failed |
 //! | `rewardpool.RewardPoolService`            | the same                               |
 //! | `rewardpool.RewardPoolService/<pool>`     | not stopping and that pool not failed  |
+//! |                                           | (never for a standby pool: no draws)   |
 //!
 //! A failed pool (its journal's I/O failed) makes the server NOT_SERVING too: the host is
 //! degraded, and with one pool — the common case — nothing serves. The other pools'
@@ -38,11 +39,17 @@ fn service_name() -> &'static str {
 async fn report(reporter: &HealthReporter, pools: &Pools) {
     let stopping = pools.is_stopping();
     let mut any_failed = false;
-    for entry in pools.entries() {
+    for (_, entry) in pools.primaries() {
         let phase = pools.phase(entry);
         any_failed |= phase == PoolPhase::Failed;
         let serving = phase == PoolPhase::Running && !stopping;
         reporter.set_service_status(pool_service_name(&entry.name), status(serving)).await;
+    }
+    for (_, entry) in pools.following() {
+        // A standby takes no draws: its name is NOT_SERVING; a follower that stopped for
+        // good degrades the server as a failed pool does.
+        any_failed |= pools.standby_phase(entry) == PoolPhase::Failed;
+        reporter.set_service_status(pool_service_name(&entry.name), status(false)).await;
     }
     let overall = status(!stopping && !any_failed);
     reporter.set_service_status("", overall).await;

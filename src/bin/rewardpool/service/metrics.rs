@@ -26,10 +26,18 @@
 //! | `rewardpool_replication_lag_alarm` | gauge | `pool` | 1 while `lag_groups` is above `replication.max_lag_groups` |
 //! | `rewardpool_replication_connected` | gauge | `pool` | 1 while the shipper is connected and shipping |
 //! | `rewardpool_replication_failed` | gauge | `pool` | 1 once the shipper stopped for good (fenced, damage) |
+//! | `rewardpool_pool_role` | gauge | `pool`, `role` | 1 for the pool's role (`primary`, `standby`), 0 for the other |
+//! | `rewardpool_replica_applied_sequence` | gauge | `pool` | a standby's stream sequence applied and durable (standby pools only, `serve --standby`) |
+//! | `rewardpool_replica_applied_request_id` | gauge | `pool` | the last request id in it |
+//! | `rewardpool_replica_lag_messages` | gauge | `pool` | stream messages not yet applied (read once a second) |
+//! | `rewardpool_replica_lag_draws` | gauge | `pool` | request ids on the stream not yet applied |
+//! | `rewardpool_replica_lag_seconds` | gauge | `pool` | age of the oldest message not yet applied (0 caught up) |
+//! | `rewardpool_replica_following` | gauge | `pool` | 1 while the follower is connected and consuming |
+//! | `rewardpool_replica_failed` | gauge | `pool` | 1 once the follower stopped for good (a refused message, damage) |
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -41,6 +49,7 @@ use prometheus_client::registry::Registry;
 use rewardpool::engine::{Histogram, RunState};
 use rewardpool::{Host, Meter, Metrics, Quantity};
 
+use crate::replica::follow::FollowStats;
 use crate::replica::ship::{ShipStats, Shipping};
 
 /// The gRPC methods the service counts.
@@ -52,16 +61,18 @@ pub(crate) enum Method {
     ListPools,
     Watch,
     ListCommitments,
+    Promote,
 }
 
 impl Method {
-    const ALL: [Method; 6] = [
+    const ALL: [Method; 7] = [
         Method::GetState,
         Method::Draw,
         Method::Update,
         Method::ListPools,
         Method::Watch,
         Method::ListCommitments,
+        Method::Promote,
     ];
 
     /// The RPC's name as the proto spells it (the `method` label).
@@ -73,6 +84,7 @@ impl Method {
             Method::ListPools => "ListPools",
             Method::Watch => "Watch",
             Method::ListCommitments => "ListCommitments",
+            Method::Promote => "Promote",
         }
     }
 }
@@ -142,7 +154,20 @@ pub(crate) struct MetricsView {
     serving: Arc<AtomicBool>,
     /// Each replicated pool's shipper counters.
     shipping: Arc<[(String, Arc<ShipStats>)]>,
+    /// Each standby pool's follower counters (`serve --standby`), and its meter and
+    /// shipper counters once promoted in place.
+    following: Arc<[Following]>,
 }
+
+/// A standby pool as the exporter sees it.
+struct Following {
+    name: String,
+    stats: Arc<FollowStats>,
+    promoted: Arc<PromotedMeters>,
+}
+
+/// A standby pool's meter and shipper counters, set once it is promoted in place.
+pub(crate) type PromotedMeters = OnceLock<(Meter, Arc<ShipStats>)>;
 
 impl fmt::Debug for MetricsView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,7 +188,39 @@ impl MetricsView {
             calls,
             serving: Arc::new(AtomicBool::new(true)),
             shipping: Arc::new([]),
+            following: Arc::new([]),
         }
+    }
+
+    /// The same view with the standbys' follower counters (`rewardpool_replica_*`).
+    pub(crate) fn with_following(
+        mut self,
+        following: impl IntoIterator<Item = (String, Arc<FollowStats>, Arc<PromotedMeters>)>,
+    ) -> MetricsView {
+        self.following = following
+            .into_iter()
+            .map(|(name, stats, promoted)| Following { name, stats, promoted })
+            .collect();
+        self
+    }
+
+    /// Every pool served now: those served from the start, then those promoted in place.
+    fn meters(&self) -> Vec<PoolMeter> {
+        let promoted = self.following.iter().filter_map(|f| {
+            f.promoted
+                .get()
+                .map(|(meter, _)| PoolMeter { name: f.name.clone(), meter: meter.clone() })
+        });
+        self.pools
+            .iter()
+            .map(|p| PoolMeter { name: p.name.clone(), meter: p.meter.clone() })
+            .chain(promoted)
+            .collect()
+    }
+
+    /// The standby pools not promoted.
+    fn standbys(&self) -> impl Iterator<Item = &Following> {
+        self.following.iter().filter(|f| f.promoted.get().is_none())
     }
 
     /// The same view with the shippers' counters (`rewardpool_replication_*`).
@@ -198,16 +255,21 @@ impl MetricsView {
         if !self.serving.load(Ordering::Relaxed) {
             return Err("the service is shutting down".to_owned());
         }
-        if self.pools.is_empty() {
+        if self.pools.is_empty() && self.following.is_empty() {
             return Err("no pool is open".to_owned());
         }
+        let failed_followers = self
+            .standbys()
+            .filter(|f| f.stats.failed.load(Ordering::Relaxed))
+            .map(|f| format!("the standby pool {}'s follower failed: {}", f.name, f.stats.error()));
         let not_running: Vec<String> = self
-            .pools
+            .meters()
             .iter()
             .filter_map(|p| match p.meter.read().run_state() {
                 RunState::Running => None,
                 state => Some(format!("pool {} is {state}", p.name)),
             })
+            .chain(failed_followers)
             .collect();
         if not_running.is_empty() {
             Ok(())
@@ -311,7 +373,7 @@ fn buckets(h: &Histogram, scale: f64) -> Vec<(f64, u64)> {
 
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let pools = &self.view.pools;
+        let pools = &self.view.meters();
         let readings: Vec<Metrics> = pools.iter().map(|p| p.meter.read()).collect();
         for metric in &PER_POOL {
             let mut family =
@@ -326,8 +388,8 @@ impl Collector for Exporter {
                 }
             }
         }
-        self.encode_histograms(&mut encoder, &readings)?;
-        self.encode_remaining(&mut encoder)?;
+        Self::encode_histograms(&mut encoder, pools, &readings)?;
+        Self::encode_remaining(&mut encoder, pools)?;
         let mut family = encoder.encode_descriptor(
             "rewardpool_pool_state",
             "1 for the pool's current state (running, stopping, stopped, failed), 0 otherwise",
@@ -343,9 +405,55 @@ impl Collector for Exporter {
             }
         }
         self.encode_calls(&mut encoder)?;
-        self.encode_shipping(&mut encoder)
+        self.encode_shipping(&mut encoder)?;
+        self.encode_roles(&mut encoder, pools)?;
+        self.encode_following(&mut encoder)
     }
 }
+
+/// A follower gauge: its name, help and reading.
+type FollowGauge = (&'static str, &'static str, fn(&FollowStats) -> u64);
+
+const FOLLOW_GAUGES: [FollowGauge; 7] = [
+    (
+        "rewardpool_replica_applied_sequence",
+        "Stream sequence applied and durable in the standby's log",
+        |s| s.applied_sequence.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_applied_request_id",
+        "Last request id applied and durable in the standby's log",
+        |s| s.applied_request_id.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_lag_messages",
+        "Messages on the pool's stream the standby has not applied (read once a second)",
+        |s| s.lag_messages.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_lag_draws",
+        "Request ids on the pool's stream the standby has not applied",
+        |s| s.lag_draws.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_lag_seconds",
+        "Age in seconds of the oldest message the standby has not applied (0 when caught up)",
+        |s| s.lag_seconds.load(Ordering::Relaxed),
+    ),
+    (
+        "rewardpool_replica_following",
+        "1 while the standby's follower is connected and consuming the stream",
+        |s| u64::from(s.following.load(Ordering::Relaxed)),
+    ),
+    (
+        "rewardpool_replica_failed",
+        "1 once the standby's follower stopped for good (a refused message, a damaged log)",
+        |s| u64::from(s.failed.load(Ordering::Relaxed)),
+    ),
+];
+
+/// The `role` label values of `rewardpool_pool_role`.
+const ROLES: [&str; 2] = ["primary", "standby"];
 
 /// A shipper gauge: its name, help and reading.
 type ShipGauge = (&'static str, &'static str, fn(&ShipStats) -> u64);
@@ -387,13 +495,59 @@ const SHIP_GAUGES: [ShipGauge; 7] = [
 ];
 
 impl Exporter {
+    /// `rewardpool_pool_role`: 1 for each pool's role, 0 for the other.
+    fn encode_roles(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        pools: &[PoolMeter],
+    ) -> Result<(), fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "rewardpool_pool_role",
+            "1 for the pool's role on this server (primary: served; standby: followed), 0 \
+             for the other",
+            None,
+            MetricType::Gauge,
+        )?;
+        let primaries = pools.iter().map(|p| (p.name.as_str(), ROLES[0]));
+        let standbys = self.view.standbys().map(|f| (f.name.as_str(), ROLES[1]));
+        for (pool, current) in primaries.chain(standbys) {
+            for role in ROLES {
+                let labels = [("pool", pool), ("role", role)];
+                ConstGauge::new(i64::from(role == current))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_following(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        if self.view.standbys().next().is_none() {
+            return Ok(());
+        }
+        for (name, help, read) in FOLLOW_GAUGES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for f in self.view.standbys() {
+                let labels = [("pool", f.name.as_str())];
+                ConstGauge::new(value_i64(read(&f.stats)))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
     fn encode_shipping(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
-        if self.view.shipping.is_empty() {
+        let promoted =
+            self.view.following.iter().filter_map(|f| {
+                f.promoted.get().map(|(_, stats)| (f.name.clone(), Arc::clone(stats)))
+            });
+        let shipping: Vec<(String, Arc<ShipStats>)> =
+            self.view.shipping.iter().cloned().chain(promoted).collect();
+        if shipping.is_empty() {
             return Ok(());
         }
         for (name, help, read) in SHIP_GAUGES {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (pool, stats) in self.view.shipping.iter() {
+            for (pool, stats) in &shipping {
                 let labels = [("pool", pool.as_str())];
                 ConstGauge::new(value_i64(read(stats))).encode(family.encode_family(&labels)?)?;
             }
@@ -402,8 +556,8 @@ impl Exporter {
     }
 
     fn encode_histograms(
-        &self,
         encoder: &mut DescriptorEncoder,
+        pools: &[PoolMeter],
         readings: &[Metrics],
     ) -> Result<(), fmt::Error> {
         type Pick = fn(&Metrics) -> &Histogram;
@@ -418,7 +572,7 @@ impl Exporter {
         ];
         for (name, help, pick, scale) in histograms {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            for (pool, m) in self.view.pools.iter().zip(readings) {
+            for (pool, m) in pools.iter().zip(readings) {
                 let h = pick(m);
                 let labels = [("pool", pool.name.as_str())];
                 let sum = h.sum() as f64 * scale;
@@ -433,14 +587,17 @@ impl Exporter {
         Ok(())
     }
 
-    fn encode_remaining(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    fn encode_remaining(
+        encoder: &mut DescriptorEncoder,
+        pools: &[PoolMeter],
+    ) -> Result<(), fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "rewardpool_item_remaining",
             "Units of an item left (-1: unlimited), as the pool's core thread last published",
             None,
             MetricType::Gauge,
         )?;
-        for pool in self.view.pools.iter() {
+        for pool in pools {
             let remaining = pool.meter.remaining();
             let ids = pool.meter.item_ids();
             for (id, quantity) in ids.iter().zip(remaining) {

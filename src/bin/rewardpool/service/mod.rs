@@ -16,6 +16,17 @@
 //! 3. the gateways stop, then `Host::shutdown`: each pool's final snapshot, segments closed;
 //! 4. exit 0 (1 when a pool's journal had failed).
 //!
+//! # Standby (`--standby`)
+//! Every pool with a `replication` section is followed instead of served: a
+//! [`Standby`] (the follower of `rewardpool follow`, on a thread of its own) replays its
+//! stream into the pool's directory. Draws and updates on it are `FAILED_PRECONDITION`;
+//! `ListPools`, `GetState` (the replica's items as of its last checkpoint), `Watch` and
+//! `ListCommitments` answer, with the role and the follower's lag (`Watch`, `/metrics`).
+//! Promotion in place: the `Promote` RPC (`rewardpool promote --connect`, `standby.rs`)
+//! stops the pool's follower, takes the pool over and serves it as a primary from then on.
+//! Or stop the server (the followers record what they applied and close their logs), then
+//! `serve --takeover` with the same configuration.
+//!
 //! `grpc.enabled: false` in the configuration (the built-in one says so too): `serve`
 //! refuses (exit 2) unless `--listen` names an address — an explicit flag is taken as the
 //! operator's intent; a configuration that disables gRPC is not silently overridden.
@@ -28,7 +39,9 @@ mod http;
 mod metrics;
 mod pools;
 pub(crate) mod proto;
+mod standby;
 mod status;
+mod validate;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -45,9 +58,11 @@ use super::args::{GlobalArgs, ServeArgs};
 use super::{load_config, CmdResult, Failure};
 use api::Api;
 use metrics::MetricsView;
-use pools::{Pools, Settings};
+use metrics::PromotedMeters;
+use pools::{Parts, Pools, Settings, StandbyEntry};
 use proto::reward_pool_service_server::RewardPoolServiceServer;
 
+use crate::replica::follow::{FollowStats, Standby};
 use crate::replica::ship::{Shipper, Shipping};
 
 /// Jobs each gateway's queue holds (bounded: past it, streams wait, then give up).
@@ -69,7 +84,10 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
         .clone()
         .or_else(|| config.metrics.as_ref().map(|m| m.listen_address.clone()))
         .map(|address| every_interface(&address));
-    let host = Host::open(&config)
+    // `--standby`: the replicated pools are followed, not opened (dropped on an early
+    // return, the followers stop).
+    let standbys = start_standbys(&config, args.standby)?;
+    let host = Host::open_only(&config, |name| standbys.iter().all(|s| s.pool() != name))
         .map_err(|e| Failure::bad_input(anyhow!(e).context("cannot open the pools")))?;
     keep_off_engine_cores(&host);
     let shippers = match start_shippers(&config, &host) {
@@ -99,7 +117,12 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
             return Err(e);
         }
     };
-    let pools = match Pools::start(host, settings, &log_dirs) {
+    let standby_entries = standby_entries(&config, standbys)?;
+    let following: Following = standby_entries
+        .iter()
+        .map(|s| (s.name.clone(), Arc::clone(&s.stats), Arc::clone(&s.promoted_meters)))
+        .collect();
+    let pools = match Pools::start(host, settings, &log_dirs, standby_entries) {
         Ok(pools) => Arc::new(pools),
         Err((host, why)) => {
             let _ = host.shutdown();
@@ -110,23 +133,86 @@ pub(crate) fn serve(global: &GlobalArgs, args: &ServeArgs) -> CmdResult {
     let served = runtime.block_on(run(
         Arc::clone(&pools),
         &listen,
-        metrics_listen.map(|address| (address, shipping)),
+        metrics_listen.map(|address| (address, shipping, following)),
         drain,
         args.json,
     ));
     // Every stream has ended (or the drain timeout passed): what is left are idle tasks.
     runtime.shutdown_timeout(Duration::from_secs(5));
     let watchdog = gate_watchdog(&config, &shippers, &pools);
-    let stopped = stop_pools(pools);
+    let (stopped, promoted_shippers, standbys) = stop_pools(pools);
     drop(watchdog);
     // The pools' final groups are durable: ship them, then stop.
-    for shipper in shippers {
+    for shipper in shippers.into_iter().chain(promoted_shippers) {
         let pool = shipper.pool().to_owned();
         if let Err(why) = shipper.stop(SHIP_DRAIN) {
             eprintln!("rewardpool: pool {pool:?}: {why}");
         }
     }
-    served.and(stopped)
+    // The followers record what they applied and close their logs (the directories can
+    // then be promoted: `serve --takeover`).
+    let mut followed = Ok(());
+    for standby in standbys {
+        let pool = standby.pool().to_owned();
+        match standby.stop() {
+            Ok(()) => eprintln!("rewardpool: pool {pool:?}: the standby's follower stopped"),
+            Err(why) => {
+                eprintln!("rewardpool: pool {pool:?}: the standby's follower had failed: {why:#}");
+                followed = Err(Failure::failed(why));
+            }
+        }
+    }
+    served.and(stopped).and(followed)
+}
+
+/// Each standby pool's name, follower counters and (once promoted in place) meters: the
+/// metrics server's view.
+type Following = Vec<(String, Arc<FollowStats>, Arc<PromotedMeters>)>;
+
+/// `--standby`: a follower for every pool with a `replication` section (none without the
+/// flag).
+fn start_standbys(config: &Config, standby: bool) -> Result<Vec<Standby>, Failure> {
+    if !standby {
+        return Ok(Vec::new());
+    }
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    let mut standbys = Vec::new();
+    for (index, dir) in dirs.into_iter().enumerate() {
+        let Some(view) = config.for_pool(index, dir) else { continue };
+        if view.replication.is_none() {
+            continue;
+        }
+        standbys.push(Standby::start(view).map_err(Failure::failed)?);
+    }
+    if standbys.is_empty() {
+        return Err(Failure::bad_input(anyhow!(
+            "--standby: no pool of the configuration has a replication section: there is \
+             nothing to follow"
+        )));
+    }
+    Ok(standbys)
+}
+
+/// What the service keeps of each standby: its follower and counters, its log's directory
+/// and its own configuration (for a promotion in place).
+fn standby_entries(config: &Config, standbys: Vec<Standby>) -> Result<Vec<StandbyEntry>, Failure> {
+    let dirs = rewardpool::host::pool_dirs(config).map_err(Failure::bad_input)?;
+    Ok(standbys
+        .into_iter()
+        .filter_map(|s| {
+            let index = config.pools.iter().position(|p| p.name == s.pool())?;
+            let dir = dirs.get(index)?.clone();
+            Some(StandbyEntry {
+                name: s.pool().to_owned(),
+                stats: Arc::clone(s.stats()),
+                config: config.for_pool(index, dir.clone())?,
+                log_dir: dir,
+                follower: std::sync::Mutex::new(Some(s)),
+                promoted: std::sync::OnceLock::new(),
+                promoted_meters: Arc::new(PromotedMeters::new()),
+            })
+        })
+        .collect())
 }
 
 /// How long `serve` ships the pools' last groups after they stopped.
@@ -145,8 +231,22 @@ fn gate_watchdog(
         .pools
         .iter()
         .filter(|p| p.replication.as_ref().is_some_and(|r| r.ack == ReplicaAck::Replica))
-        .filter(|p| shippers.iter().any(|s| s.pool() == p.name))
-        .filter_map(|p| pools.host().pool(&p.name).map(rewardpool::Engine::meter))
+        .filter_map(|p| {
+            let shipped = shippers.iter().any(|s| s.pool() == p.name);
+            let meter = pools.host().pool(&p.name).map(rewardpool::Engine::meter);
+            // A pool promoted in place ships from its own shipper.
+            let promoted = || {
+                pools
+                    .primaries()
+                    .find(|(_, e)| e.promoted && e.name == p.name)
+                    .map(|(_, e)| e.meter.clone())
+            };
+            if shipped {
+                meter
+            } else {
+                promoted()
+            }
+        })
         .collect();
     let (done, wait) = std::sync::mpsc::channel::<()>();
     if !gated.is_empty() {
@@ -258,7 +358,7 @@ fn every_interface(address: &str) -> String {
 async fn run(
     pools: Arc<Pools>,
     listen: &str,
-    metrics_listen: Option<(String, Shipping)>,
+    metrics_listen: Option<(String, Shipping, Following)>,
     drain: Duration,
     json: bool,
 ) -> CmdResult {
@@ -268,14 +368,15 @@ async fn run(
         .map_err(Failure::bad_input)?;
     let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
     let metrics = match metrics_listen {
-        Some((address, shipping)) => {
+        Some((address, shipping, following)) => {
             let listener = tokio::net::TcpListener::bind(&address)
                 .await
                 .with_context(|| format!("cannot listen on {address} (the metrics server)"))
                 .map_err(Failure::bad_input)?;
             let local = listener.local_addr().map_err(|e| Failure::failed(anyhow!(e)))?;
             let view = MetricsView::of_host(pools.host(), Arc::clone(pools.grpc_calls()))
-                .with_shipping(shipping);
+                .with_shipping(shipping)
+                .with_following(following);
             Some((listener, local, view))
         }
         None => None,
@@ -363,7 +464,9 @@ fn say_listening(
 ) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let line = if json {
-        let names: Vec<&str> = pools.entries().iter().map(|e| e.name.as_str()).collect();
+        let primaries = pools.primaries().map(|(_, e)| e.name.as_str());
+        let names: Vec<&str> =
+            primaries.chain(pools.following().map(|(_, e)| e.name.as_str())).collect();
         serde_json::json!({
             "listening": local.to_string(),
             "metrics": metrics.map(|m| m.to_string()),
@@ -379,19 +482,37 @@ fn say_listening(
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::failed(anyhow!(e)))
 }
 
-/// Stops the gateways and shuts every pool down (final snapshot, segments closed).
-fn stop_pools(pools: Arc<Pools>) -> CmdResult {
+/// Stops the gateways and shuts every pool down (final snapshot, segments closed), those
+/// promoted in place too; returns the outcome, the promoted pools' shippers and the
+/// followers still running.
+fn stop_pools(pools: Arc<Pools>) -> (CmdResult, Vec<Shipper>, Vec<Standby>) {
     let pools = match Arc::try_unwrap(pools) {
         Ok(pools) => pools,
         Err(_) => {
-            return Err(Failure::failed(anyhow!(
+            let failed = Failure::failed(anyhow!(
                 "a request task outlived the server: the pools were not shut down cleanly \
                  (the log is intact; the next start recovers it)"
-            )))
+            ));
+            return (Err(failed), Vec::new(), Vec::new());
         }
     };
+    let Parts { host, promoted, followers } = pools.into_parts();
+    let mut shippers = Vec::new();
+    let mut results = host.shutdown();
+    for p in promoted {
+        shippers.extend(p.shipper.into_inner().unwrap_or_else(|e| e.into_inner()));
+        drop(p.entry);
+        results.extend(p.host.shutdown());
+    }
+    (shut_down(results), shippers, followers)
+}
+
+/// Each pool's shutdown, said on stderr; the failures as one error.
+fn shut_down(
+    results: Vec<(String, Result<rewardpool::PoolState, rewardpool::EngineError>)>,
+) -> CmdResult {
     let mut failed = Vec::new();
-    for (name, result) in pools.into_host().shutdown() {
+    for (name, result) in results {
         match result {
             Ok(state) => {
                 eprintln!(

@@ -1,6 +1,7 @@
 //! What every RPC handler shares: the host (pool name → engine), each pool's gateway and
-//! meter, the service's settings, and whether it is stopping. Pool names are resolved here
-//! once per request (a few pools: a scan beats a map), never per draw.
+//! meter, the standby pools (`serve --standby`; a promoted one is served from its own
+//! one-pool host), the service's settings, and whether it is stopping. Pool names are
+//! resolved here once per request (a few pools: a scan beats a map), never per draw.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,10 @@ use tonic::Status;
 
 use super::gateway::Gateway;
 use super::metrics::GrpcCalls;
-use super::status;
+use super::metrics::PromotedMeters;
+use super::{status, validate};
+use crate::replica::follow::{FollowStats, Standby};
+use crate::replica::ship::Shipper;
 
 /// How the service runs (from `serve`'s flags).
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +49,80 @@ pub(crate) struct PoolEntry {
     pub(crate) pull_max: u32,
     /// Its log's directory (`None`: the pool keeps no log, durability `memory`).
     pub(crate) log_dir: Option<std::path::PathBuf>,
+    /// Promoted in place: its engine is in its [`Promoted::host`], not the server's host.
+    pub(crate) promoted: bool,
+}
+
+/// A pool this server follows as a standby (`serve --standby`): no engine, a follower
+/// replaying its stream into `log_dir` — until it is promoted in place (`Promote`), then
+/// served as a primary from `promoted`.
+#[derive(Debug)]
+pub(crate) struct StandbyEntry {
+    /// Its name in the configuration.
+    pub(crate) name: String,
+    /// The follower's lag and state, and the replica's items.
+    pub(crate) stats: Arc<FollowStats>,
+    /// Its log's directory (the replica's).
+    pub(crate) log_dir: std::path::PathBuf,
+    /// The pool's own configuration ([`rewardpool::config::Config::for_pool`]): what a
+    /// promotion opens.
+    pub(crate) config: rewardpool::config::Config,
+    /// Its follower, until a promotion stops it. The lock is held for a whole promotion
+    /// (one at a time per pool).
+    pub(crate) follower: std::sync::Mutex<Option<Standby>>,
+    /// Set once by a promotion in place: the pool as a primary.
+    pub(crate) promoted: std::sync::OnceLock<Promoted>,
+    /// The promoted pool's meter and shipper counters, for the metrics server.
+    pub(crate) promoted_meters: Arc<PromotedMeters>,
+}
+
+/// A standby pool promoted in place: served as a primary from then on.
+#[derive(Debug)]
+pub(crate) struct Promoted {
+    /// As a primary's (its `index` is in `host`).
+    pub(crate) entry: PoolEntry,
+    /// Its engine: a host of this one pool.
+    pub(crate) host: Host,
+    /// Its shipper, until the server stops.
+    pub(crate) shipper: std::sync::Mutex<Option<Shipper>>,
+}
+
+/// What a shut-down service leaves to stop: the host, the pools promoted in place, and the
+/// standbys' followers still running.
+pub(crate) struct Parts {
+    pub(crate) host: Host,
+    pub(crate) promoted: Vec<Promoted>,
+    pub(crate) followers: Vec<Standby>,
+}
+
+/// The pool a request names, by role: a position for [`Pools::entry`] or in
+/// [`Pools::standbys`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A pool this server serves.
+    Primary(usize),
+    /// A pool this server follows.
+    Standby(usize),
+}
+
+/// A draw or update named a pool this server only follows (the error kind behind
+/// `FAILED_PRECONDITION`, [`status::not_primary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotPrimary {
+    /// The pool.
+    pub(crate) pool: String,
+}
+
+impl std::fmt::Display for NotPrimary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pool {:?} is a standby on this server: it follows the primary's replication \
+             stream and takes no draws or updates (send them to the primary, or promote it \
+             here: `rewardpool promote --connect HOST:PORT --pool NAME`)",
+            self.pool
+        )
+    }
 }
 
 /// A pool's state as `ListPools`, `Watch` and health report it.
@@ -83,6 +161,8 @@ pub(crate) struct Pools {
     calls_done: Notify,
     /// gRPC calls by method and status code (the metrics server exports them).
     grpc_calls: Arc<GrpcCalls>,
+    /// The pools this server follows (`serve --standby`).
+    standbys: Vec<StandbyEntry>,
 }
 
 /// One RPC of ours in progress (a Draw stream, a Watch, a control call); dropping it ends
@@ -107,11 +187,13 @@ impl Pools {
     /// # Errors
     /// A pool refuses a client (then the gateways already started stop; the host is
     /// returned so the caller can shut it down).
-    /// `log_dirs`: each pool's log directory by name (pools without a log are absent).
+    /// `log_dirs`: each pool's log directory by name (pools without a log are absent);
+    /// `standbys`: the pools this server follows instead (not in `host`).
     pub(crate) fn start(
         host: Host,
         settings: Settings,
         log_dirs: &[(String, std::path::PathBuf)],
+        standbys: Vec<StandbyEntry>,
     ) -> Result<Pools, (Host, String)> {
         let mut entries = Vec::new();
         let mut refused = None;
@@ -133,6 +215,7 @@ impl Pools {
                 ids: engine.item_ids(),
                 pull_max,
                 log_dir: log_dirs.iter().find(|(n, _)| n == name).map(|(_, dir)| dir.clone()),
+                promoted: false,
             });
         }
         if let Some(why) = refused {
@@ -149,7 +232,42 @@ impl Pools {
             calls: AtomicUsize::new(0),
             calls_done: Notify::new(),
             grpc_calls: Arc::new(GrpcCalls::default()),
+            standbys,
         })
+    }
+
+    /// The pools this server follows or followed as a standby (promoted ones too), in
+    /// configuration order.
+    pub(crate) fn standbys(&self) -> &[StandbyEntry] {
+        &self.standbys
+    }
+
+    /// The standby pools not promoted, with their positions in [`Pools::standbys`].
+    pub(crate) fn following(&self) -> impl Iterator<Item = (usize, &StandbyEntry)> {
+        self.standbys.iter().enumerate().filter(|(_, s)| s.promoted.get().is_none())
+    }
+
+    /// Every pool served as a primary (those promoted in place after the others), with its
+    /// position ([`Pools::entry`]).
+    pub(crate) fn primaries(&self) -> impl Iterator<Item = (usize, &PoolEntry)> {
+        let promoted = self.standbys.iter().enumerate().filter_map(|(i, standby)| {
+            standby.promoted.get().map(|p| (self.entries.len() + i, &p.entry))
+        });
+        self.entries.iter().enumerate().chain(promoted)
+    }
+
+    /// Positions a primary may have ([`Pools::entry`]): the pools served from the start,
+    /// then one per standby (served once promoted).
+    pub(crate) fn slots(&self) -> usize {
+        self.entries.len() + self.standbys.len()
+    }
+
+    /// The primary at `index` ([`Pools::resolve_index`] gives them; a primary stays one).
+    pub(crate) fn entry(&self, index: usize) -> Option<&PoolEntry> {
+        match index.checked_sub(self.entries.len()) {
+            None => self.entries.get(index),
+            Some(i) => self.standbys.get(i)?.promoted.get().map(|p| &p.entry),
+        }
     }
 
     /// The host (for the metrics server's view of every pool).
@@ -160,11 +278,6 @@ impl Pools {
     /// gRPC calls by method and status code.
     pub(crate) fn grpc_calls(&self) -> &Arc<GrpcCalls> {
         &self.grpc_calls
-    }
-
-    /// Every pool, in configuration order.
-    pub(crate) fn entries(&self) -> &[PoolEntry] {
-        &self.entries
     }
 
     /// The settings.
@@ -179,39 +292,53 @@ impl Pools {
     /// list the pools).
     pub(crate) fn resolve(&self, name: &str) -> Result<&PoolEntry, Status> {
         let index = self.resolve_index(name)?;
-        Ok(&self.entries[index])
+        self.entry(index).ok_or_else(|| Status::internal(format!("no pool at {index}")))
     }
 
-    /// [`Pools::resolve`], as a position in [`Pools::entries`].
+    /// [`Pools::resolve`], as a position for [`Pools::entry`].
     ///
     /// # Errors
-    /// As [`Pools::resolve`].
+    /// As [`Pools::resolve`]; `FAILED_PRECONDITION` for a pool this server follows as a
+    /// standby ([`NotPrimary`]).
     pub(crate) fn resolve_index(&self, name: &str) -> Result<usize, Status> {
-        if name.is_empty() {
-            return match self.entries.len() {
-                1 => Ok(0),
-                n => Err(status::invalid(format!(
-                    "the server has {n} pools ({}): name one in the request's `pool` field",
-                    self.names()
-                ))),
-            };
+        match self.resolve_any(name)? {
+            Target::Primary(index) => Ok(index),
+            Target::Standby(index) => {
+                Err(status::not_primary(&NotPrimary { pool: self.standbys[index].name.clone() }))
+            }
         }
-        self.entries.iter().position(|e| e.name == name).ok_or_else(|| {
-            status::invalid(format!(
-                "unknown pool {name:?}: the server's pools are {}",
-                self.names()
-            ))
-        })
     }
 
-    fn names(&self) -> String {
-        self.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+    /// The pool `name` names (or the only pool when `name` is empty), served or followed.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT`: an unknown pool, or none named when there are several.
+    pub(crate) fn resolve_any(&self, name: &str) -> Result<Target, Status> {
+        let primaries = self.entries.iter().map(|e| e.name.as_str());
+        let standbys = self.standbys.iter().map(|e| e.name.as_str());
+        let index =
+            validate::pool(primaries.chain(standbys), name).map_err(|e| status::invalid(e.0))?;
+        Ok(match index.checked_sub(self.entries.len()) {
+            None => Target::Primary(index),
+            Some(i) => match self.standbys[i].promoted.get() {
+                Some(_) => Target::Primary(index),
+                None => Target::Standby(i),
+            },
+        })
     }
 
     /// The engine of `entry`'s pool (for the control path: state, update).
     pub(crate) fn engine(&self, entry: &PoolEntry) -> Result<&Engine, Status> {
-        self.host
-            .engine(entry.index)
+        let host = if entry.promoted {
+            self.standbys
+                .iter()
+                .find(|s| s.name == entry.name)
+                .and_then(|s| s.promoted.get())
+                .map(|p| &p.host)
+        } else {
+            Some(&self.host)
+        };
+        host.and_then(|host| host.engine(entry.index))
             .ok_or_else(|| status::engine_error(&entry.name, &EngineError::ShuttingDown))
     }
 
@@ -221,6 +348,19 @@ impl Pools {
         if metrics.failure.is_some() {
             PoolPhase::Failed
         } else if metrics.stopped || self.is_stopping() {
+            PoolPhase::Stopping
+        } else {
+            PoolPhase::Running
+        }
+    }
+
+    /// A standby pool's phase now: running while its follower runs (or reconnects),
+    /// failed once it stopped for good.
+    pub(crate) fn standby_phase(&self, entry: &StandbyEntry) -> PoolPhase {
+        // Relaxed: a flag; the error it goes with is read under its own lock.
+        if entry.stats.failed.load(Ordering::Relaxed) {
+            PoolPhase::Failed
+        } else if self.is_stopping() {
             PoolPhase::Stopping
         } else {
             PoolPhase::Running
@@ -274,13 +414,23 @@ impl Pools {
         }
     }
 
-    /// Stops every gateway once it has answered what it holds; then returns the host, for
-    /// `Host::shutdown`.
-    pub(crate) fn into_host(self) -> Host {
+    /// Stops every gateway once it has answered what it holds; then returns the hosts (for
+    /// `Host::shutdown`), the promoted pools' shippers and the followers still running.
+    pub(crate) fn into_parts(self) -> Parts {
         for entry in &self.entries {
             entry.gateway.stop();
         }
         drop(self.entries);
-        self.host
+        let mut promoted = Vec::new();
+        let mut followers = Vec::new();
+        for standby in self.standbys {
+            let follower = standby.follower.into_inner().unwrap_or_else(|e| e.into_inner());
+            followers.extend(follower);
+            if let Some(p) = standby.promoted.into_inner() {
+                p.entry.gateway.stop();
+                promoted.push(p);
+            }
+        }
+        Parts { host: self.host, promoted, followers }
     }
 }

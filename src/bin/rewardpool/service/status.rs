@@ -11,10 +11,13 @@
 //! | the pool failed (I/O), or stopping      | `UNAVAILABLE`       |
 //! | the server is stopping                  | `UNAVAILABLE`       |
 //! | an update the pool refuses              | `INVALID_ARGUMENT`  |
+//! | a draw or update on a standby pool      | `FAILED_PRECONDITION` |
 //! | a bug (a ticket taken twice, a panic)   | `INTERNAL`          |
 
 use rewardpool::{DrawError, EngineError};
 use tonic::{Code, Status};
+
+use super::pools::NotPrimary;
 
 /// The status of a draw or pull the engine did not serve.
 pub(crate) fn draw_error(pool: &str, e: DrawError) -> Status {
@@ -41,6 +44,11 @@ pub(crate) fn engine_error(pool: &str, e: &EngineError) -> Status {
         _ => Code::Internal,
     };
     Status::new(code, format!("pool {pool:?}: {e}"))
+}
+
+/// A draw or update on a pool this server follows as a standby.
+pub(crate) fn not_primary(e: &NotPrimary) -> Status {
+    Status::new(Code::FailedPrecondition, e.to_string())
 }
 
 /// The server is stopping: new streams and requests are refused.
@@ -94,6 +102,13 @@ mod tests {
             assert_eq!(status.code(), code, "{e:?}");
             assert!(status.message().contains("pool \"p\""), "{status:?}");
         }
+    }
+
+    #[test]
+    fn a_standby_pool_is_a_failed_precondition() {
+        let status = not_primary(&NotPrimary { pool: "p".into() });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("pool \"p\" is a standby"), "{status:?}");
     }
 
     #[test]

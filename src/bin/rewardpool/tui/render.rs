@@ -118,7 +118,7 @@ fn error_rows(error: &str, width: u16) -> u16 {
     u16::try_from(rows.clamp(1, 3)).unwrap_or(3)
 }
 
-/// The top line: source, pool, state, clients, last request id, and the start of the
+/// The top line: source, pool, state, clients (a standby: its lag), last request id, and the start of the
 /// commitment to the seed it draws with (the commits pane has it whole when it has room).
 fn render_header(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let mut spans = vec![Span::styled("rewardpool ", Style::new().add_modifier(Modifier::BOLD))];
@@ -128,10 +128,17 @@ fn render_header(state: &State, frame: &mut Frame<'_>, area: Rect) {
         Some(pool) => {
             spans.push(Span::raw(format!("· {} ", pool.name)));
             spans.push(Span::styled(pool.run.as_str().to_owned(), run_style(&pool.run)));
-            spans.push(Span::raw(format!(
-                " · clients {} · last id {}",
-                pool.clients, pool.last_request_id
-            )));
+            match pool.standby {
+                // A standby takes no draws: its lag instead of its clients.
+                Some(lag) => spans.push(Span::raw(format!(
+                    " · standby, behind {} messages, {} draws, {} s · last id {}",
+                    lag.messages, lag.draws, lag.seconds, pool.last_request_id
+                ))),
+                None => spans.push(Span::raw(format!(
+                    " · clients {} · last id {}",
+                    pool.clients, pool.last_request_id
+                ))),
+            }
             if let Some((hex, _, _)) = &pool.commitment {
                 let short = hex.get(..16).unwrap_or(hex);
                 spans.push(Span::raw(format!(" · seed commitment {short}…")));

@@ -121,6 +121,28 @@ fn one_pool_wide() {
 }
 
 #[test]
+fn a_standby_pool_shows_its_lag() {
+    let mut state = State::new("127.0.0.1:50051");
+    let standby = PoolMetrics {
+        pool: "main".into(),
+        state: "running".into(),
+        role: "standby".into(),
+        last_request_id: 700,
+        replica_lag_messages: 3,
+        replica_lag_draws: 30,
+        replica_lag_seconds: 2,
+        ..PoolMetrics::default()
+    };
+    state.apply_watch(WatchResponse { unix_ms: 1_000, pools: vec![standby] });
+    let screen = draw(&state, 120, 40);
+    assert_shows(
+        &screen,
+        "· main running · standby, behind 3 messages, 30 draws, 2 s · last id 700",
+    );
+    assert!(!shows(&screen, "clients"), "a standby has no clients:\n{}", screen.join("\n"));
+}
+
+#[test]
 fn several_pools_show_a_selector() {
     let mut state = sample(&["eu", "us", "asia"]);
     state.select("us").expect("pool us");

@@ -117,6 +117,9 @@ pub(crate) struct PoolView {
     pub(crate) commitment: Option<(String, u64, u64)>,
     /// Clients connected.
     pub(crate) clients: u64,
+    /// `Some` when the server follows this pool as a standby (`serve --standby`): how far
+    /// behind the stream it is.
+    pub(crate) standby: Option<Lag>,
     /// Requests waiting in the clients' rings at the last reading.
     pub(crate) ring_waiting: u64,
     /// Requests taken, not yet answered, at the last reading.
@@ -137,6 +140,17 @@ pub(crate) struct PoolView {
     previous_ms: u64,
 }
 
+/// A standby's lag behind its pool's stream (`PoolMetrics.replica_lag_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Lag {
+    /// Stream messages not yet applied.
+    pub(crate) messages: u64,
+    /// Request ids not yet applied.
+    pub(crate) draws: u64,
+    /// Age of the oldest message not yet applied, in seconds.
+    pub(crate) seconds: u64,
+}
+
 impl PoolView {
     /// A pool seen for the first time.
     pub(crate) fn new(name: &str) -> PoolView {
@@ -148,6 +162,7 @@ impl PoolView {
             last_request_id: 0,
             commitment: None,
             clients: 0,
+            standby: None,
             ring_waiting: 0,
             in_flight: 0,
             draws_per_s: Series::new(SERIES_LEN_MAX),
@@ -176,6 +191,11 @@ impl PoolView {
         self.commitment = (!m.commitment.is_empty())
             .then(|| (m.commitment.clone(), m.commitment_segment, m.commitment_first_request_id));
         self.clients = m.clients;
+        self.standby = (m.role == "standby").then_some(Lag {
+            messages: m.replica_lag_messages,
+            draws: m.replica_lag_draws,
+            seconds: m.replica_lag_seconds,
+        });
         self.ring_waiting = m.ring_waiting;
         self.in_flight = m.in_flight;
         self.ring_waiting_series.push(m.ring_waiting);
