@@ -377,6 +377,7 @@ fn torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix() {
 /// torn write: damage, named as such.
 #[test]
 fn a_lost_sector_before_a_later_commit_is_a_torn_tail_and_garbage_is_damage() {
+    let _deadline = deadline("a_lost_sector_before_a_later_commit", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 3000);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
