@@ -16,6 +16,9 @@ pub struct FailingJournal {
     control: Arc<FailSwitch>,
     /// The newest group reported durable: groups committed while held are not.
     reported: GroupSeq,
+    /// The last request id of the newest group committed (the memory journal makes a group
+    /// durable at its commit).
+    committed_request_id: u64,
 }
 
 /// The test's handle on a [`FailingJournal`].
@@ -24,6 +27,8 @@ pub struct FailSwitch {
     fail: AtomicBool,
     fail_after_draws: AtomicU64,
     hold: AtomicBool,
+    /// The last request id of the newest group reported durable (what may be acknowledged).
+    durable_request_id: AtomicU64,
     /// What the journal fails with; `Injected` when `None`.
     error: Mutex<Option<JournalError>>,
 }
@@ -55,6 +60,13 @@ impl FailSwitch {
     pub fn hold(&self, hold: bool) {
         self.hold.store(hold, Ordering::SeqCst);
     }
+
+    /// The last request id of the newest group the journal reported durable: no draw above
+    /// it may have been acknowledged.
+    #[must_use]
+    pub fn durable_request_id(&self) -> u64 {
+        self.durable_request_id.load(Ordering::SeqCst)
+    }
 }
 
 impl FailingJournal {
@@ -67,6 +79,7 @@ impl FailingJournal {
                 inner: MemoryJournal::new(),
                 control: Arc::clone(&control),
                 reported: GroupSeq(0),
+                committed_request_id: 0,
             },
             control,
         )
@@ -100,8 +113,10 @@ impl Journal for FailingJournal {
     fn commit(&mut self, last: RequestId) -> Result<GroupSeq, JournalError> {
         self.check()?;
         let group = self.inner.commit(last)?;
+        self.committed_request_id = last.0;
         if !self.control.hold.load(Ordering::SeqCst) {
             self.reported = group;
+            self.control.durable_request_id.store(last.0, Ordering::SeqCst);
         }
         Ok(group)
     }
@@ -110,6 +125,7 @@ impl Journal for FailingJournal {
         self.check()?;
         if !self.control.hold.load(Ordering::SeqCst) {
             self.reported = self.inner.durable()?;
+            self.control.durable_request_id.store(self.committed_request_id, Ordering::SeqCst);
         }
         Ok(self.reported)
     }

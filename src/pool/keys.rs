@@ -895,6 +895,7 @@ impl KeyTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::deadline::{deadline, UNIT_TEST_DEADLINE};
     use proptest::prelude::*;
     use std::collections::{HashMap, VecDeque};
 
@@ -908,6 +909,7 @@ mod tests {
     /// hash them differently.
     #[test]
     fn crafted_keys_do_not_share_a_home_slot() {
+        let _deadline = deadline("crafted_keys_do_not_share_a_home_slot", UNIT_TEST_DEADLINE);
         let t = KeyTable::new(window(1 << 12, 24));
         let x = 0x0123_4567_89ab_cdef_u64;
         let keys: Vec<u128> = (1..=1000_u64)
@@ -935,6 +937,7 @@ mod tests {
 
     #[test]
     fn a_key_replays_and_conflicts() {
+        let _deadline = deadline("a_key_replays_and_conflicts", UNIT_TEST_DEADLINE);
         let mut t = KeyTable::new(window(4, 1));
         assert_eq!(serve(&mut t, 5, 3, 10, 100), KeyLookup::New);
         let KeyLookup::Replay { first, at } = t.lookup(5, 3, 99, 101) else { panic!() };
@@ -948,6 +951,8 @@ mod tests {
 
     #[test]
     fn touching_lookups_and_victims_changes_nothing() {
+        let _deadline =
+            deadline("touching_lookups_and_victims_changes_nothing", UNIT_TEST_DEADLINE);
         let mut t = KeyTable::new(window(3, 1));
         t.touch(1);
         t.touch_victims(0);
@@ -967,6 +972,7 @@ mod tests {
 
     #[test]
     fn the_oldest_key_is_evicted_at_the_bound() {
+        let _deadline = deadline("the_oldest_key_is_evicted_at_the_bound", UNIT_TEST_DEADLINE);
         let mut t = KeyTable::new(window(3, 1));
         for k in 1..=4 {
             assert_eq!(serve(&mut t, k, 1, k as u64, 0), KeyLookup::New);
@@ -978,6 +984,7 @@ mod tests {
 
     #[test]
     fn the_arena_evicts_the_oldest_when_it_wraps() {
+        let _deadline = deadline("the_arena_evicts_the_oldest_when_it_wraps", UNIT_TEST_DEADLINE);
         let mut t = KeyTable::new(window(1000, 1));
         let draws = window(1000, 1).draws() as u32;
         assert_eq!(serve(&mut t, 1, 1000, 1, 0), KeyLookup::New);
@@ -989,6 +996,7 @@ mod tests {
 
     #[test]
     fn an_expired_key_runs_as_new() {
+        let _deadline = deadline("an_expired_key_runs_as_new", UNIT_TEST_DEADLINE);
         let mut t = KeyTable::new(window(8, 2));
         assert_eq!(serve(&mut t, 1, 1, 1, 1000), KeyLookup::New);
         assert!(matches!(t.lookup(1, 1, 0, 1000 + 7199), KeyLookup::Replay { .. }));
@@ -1001,6 +1009,7 @@ mod tests {
 
     #[test]
     fn state_round_trips_through_replay() {
+        let _deadline = deadline("state_round_trips_through_replay", UNIT_TEST_DEADLINE);
         let mut t = KeyTable::new(window(8, 2));
         for k in 1..=5 {
             serve(&mut t, k, k as u32, k as u64 * 10, 50);
@@ -1200,6 +1209,7 @@ mod tests {
             ops in prop::collection::vec(op(), 1..300),
             back in 0_u32..3000,
         ) {
+            let _deadline = deadline("matches_the_reference_model", UNIT_TEST_DEADLINE);
             let w = window(keys, hours);
             let mut t = KeyTable::new(w);
             let mut m = Model {

@@ -3,6 +3,8 @@
 //! Pure and deterministic: no I/O, no clock, no threads. The core thread owns one `Pool`;
 //! recovery rebuilds one from a snapshot and the log without drawing again.
 
+#[cfg(test)]
+pub(crate) mod deadline;
 mod item;
 mod keys;
 mod rng;
@@ -132,6 +134,15 @@ impl PoolState {
         }
         h.finalize().into()
     }
+}
+
+/// Refuses more than [`ITEM_COUNT_MAX`] items (one check for a restored pool and an added
+/// item, tested at its boundary without building 2^24 items).
+fn check_item_count(count: usize) -> Result<(), PoolError> {
+    if count > ITEM_COUNT_MAX {
+        return Err(PoolError::TooManyItems { count });
+    }
+    Ok(())
 }
 
 /// Why the pool refused an operation.
@@ -275,9 +286,7 @@ impl Pool {
     /// An empty or duplicate id, too many items, or a key window that does not add up.
     pub fn from_state(state: &PoolState, rng: Rng) -> Result<Pool, PoolError> {
         let count = state.items.len();
-        if count > ITEM_COUNT_MAX {
-            return Err(PoolError::TooManyItems { count });
-        }
+        check_item_count(count)?;
         let mut by_id = HashMap::with_capacity(count);
         for (position, item) in state.items.iter().enumerate() {
             if item.id.is_empty() {
@@ -594,9 +603,7 @@ impl Pool {
         weight: u32,
     ) -> Result<(ItemIndex, ItemState), PoolError> {
         let count = self.ids.len() + 1;
-        if count > ITEM_COUNT_MAX {
-            return Err(PoolError::TooManyItems { count });
-        }
+        check_item_count(count)?;
         let index = ItemIndex(u32::try_from(self.ids.len()).expect("bounded by ITEM_COUNT_MAX"));
         self.ids.push(id.to_owned());
         self.by_id.insert(id.to_owned(), index);

@@ -116,6 +116,7 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::deadline::{deadline, UNIT_TEST_DEADLINE};
 
     /// The module docs' definition, written as plainly as possible.
     fn reference(key: u64, n: u64, total: u64) -> u64 {
@@ -134,6 +135,7 @@ mod tests {
 
     #[test]
     fn below_is_the_documented_function() {
+        let _deadline = deadline("below_is_the_documented_function", UNIT_TEST_DEADLINE);
         for key in [0, 1, 0xdead_beef, u64::MAX] {
             let rng = Rng::from_key(key);
             for n in [0, 1, 2, 1000, u64::MAX - 1, u64::MAX] {
@@ -146,6 +148,7 @@ mod tests {
 
     #[test]
     fn the_first_words_of_key_zero_are_pinned() {
+        let _deadline = deadline("the_first_words_of_key_zero_are_pinned", UNIT_TEST_DEADLINE);
         // Pins generator 1: an auditor's implementation can check itself against these.
         let rng = Rng::from_key(0);
         let got: Vec<u64> = (0..4).map(|n| rng.word(n, 0)).collect();
@@ -163,6 +166,10 @@ mod tests {
 
     #[test]
     fn a_retry_happens_only_below_the_threshold_and_stays_in_range() {
+        let _deadline = deadline(
+            "a_retry_happens_only_below_the_threshold_and_stays_in_range",
+            UNIT_TEST_DEADLINE,
+        );
         // With a bound just over 2^63 the threshold is ~2^63: about half the words retry.
         let bound = (1_u64 << 63) + 12345;
         let rng = Rng::from_key(42);
@@ -196,6 +203,7 @@ mod tests {
     /// with `REWARDPOOL_LONG=1`), under two keys: p >= 0.001 each time.
     #[test]
     fn chi_square_equal_bins() {
+        let _deadline = deadline("chi_square_equal_bins", UNIT_TEST_DEADLINE);
         const BINS: usize = 100;
         for key in [0x5eed_u64, 0xfeed_f00d_dead_beef] {
             let rng = Rng::from_key(key);
@@ -216,6 +224,7 @@ mod tests {
     /// is chosen in proportion to its weight, p >= 0.001 at 10^6 and the full count.
     #[test]
     fn chi_square_skewed_weights_through_choice_at() {
+        let _deadline = deadline("chi_square_skewed_weights_through_choice_at", UNIT_TEST_DEADLINE);
         use super::super::{ItemSpec, Pool, RequestId};
         let weights: Vec<u32> = (0..10).map(|i| 1 << i).chain([1000]).collect();
         let items: Vec<ItemSpec> = weights
@@ -240,6 +249,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
+        let _deadline = deadline("debug_hides_the_key", UNIT_TEST_DEADLINE);
         assert_eq!(format!("{:?}", Rng::from_key(77)), "Rng { .. }");
     }
 }

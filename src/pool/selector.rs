@@ -100,6 +100,7 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::Selector;
+    use crate::pool::deadline::{deadline, UNIT_TEST_DEADLINE};
     use proptest::prelude::*;
 
     fn linear(weights: &[u64], mut value: u64) -> usize {
@@ -118,6 +119,7 @@ mod tests {
             weights in proptest::collection::vec(0_u64..1_000, 1..200),
             raw in any::<u64>(),
         ) {
+            let _deadline = deadline("sample_equals_linear_prefix_scan", UNIT_TEST_DEADLINE);
             let total: u64 = weights.iter().sum();
             prop_assume!(total > 0);
             let sel = Selector::new(&weights, weights.len());
@@ -131,6 +133,7 @@ mod tests {
             changes in proptest::collection::vec((any::<prop::sample::Index>(), 0_u64..1_000), 0..64),
             raw in any::<u64>(),
         ) {
+            let _deadline = deadline("updates_keep_sampling_exact", UNIT_TEST_DEADLINE);
             let mut model = weights.clone();
             let mut sel = Selector::new(&weights, weights.len());
             for (index, w) in changes {
@@ -148,6 +151,7 @@ mod tests {
 
     #[test]
     fn zero_weight_positions_are_skipped() {
+        let _deadline = deadline("zero_weight_positions_are_skipped", UNIT_TEST_DEADLINE);
         let sel = Selector::new(&[0, 5, 0, 0, 3], 5);
         assert_eq!(sel.sample(0), 1);
         assert_eq!(sel.sample(4), 1);

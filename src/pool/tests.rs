@@ -1,4 +1,5 @@
 use super::*;
+use crate::pool::deadline::{deadline, UNIT_TEST_DEADLINE};
 use proptest::prelude::{any, prop_assert, prop_assert_eq, prop_oneof, proptest, Just, Strategy};
 
 fn pool(specs: &[(i64, u32)], seed: u64) -> Pool {
@@ -35,6 +36,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 0..200),
         seed in any::<u64>(),
     ) {
+        let _deadline = deadline("pool_matches_reference_model", UNIT_TEST_DEADLINE);
         let mut p = pool(&specs, seed);
         let mut model: Vec<(i64, u32)> = specs.clone();
         let mut last = 0_u64;
@@ -82,6 +84,8 @@ proptest! {
 
 #[test]
 fn replay_applies_recorded_outcomes_without_drawing() {
+    let _deadline =
+        deadline("replay_applies_recorded_outcomes_without_drawing", UNIT_TEST_DEADLINE);
     let mut live = pool(&[(3, 1), (-1, 5), (2, 2)], 7);
     let draws: Vec<Draw> = (0..20).map(|_| live.draw()).collect();
     let mut replayed = pool(&[(3, 1), (-1, 5), (2, 2)], 999);
@@ -94,6 +98,8 @@ fn replay_applies_recorded_outcomes_without_drawing() {
 
 #[test]
 fn replay_refuses_overdraw_unknown_items_and_old_ids() {
+    let _deadline =
+        deadline("replay_refuses_overdraw_unknown_items_and_old_ids", UNIT_TEST_DEADLINE);
     let mut p = pool(&[(1, 1)], 1);
     let d = |id, item| Draw { request_id: RequestId(id), item: Some(ItemIndex(item)) };
     p.replay_draw(d(1, 0)).unwrap();
@@ -104,6 +110,8 @@ fn replay_refuses_overdraw_unknown_items_and_old_ids() {
 
 #[test]
 fn exhausted_pool_draws_empty_and_unlimited_never_exhausts() {
+    let _deadline =
+        deadline("exhausted_pool_draws_empty_and_unlimited_never_exhausts", UNIT_TEST_DEADLINE);
     let mut p = pool(&[(2, 1), (0, 100)], 3);
     assert!(p.draw().item.is_some());
     assert!(p.draw().item.is_some());
@@ -118,6 +126,7 @@ fn exhausted_pool_draws_empty_and_unlimited_never_exhausts() {
 
 #[test]
 fn catalog_errors_name_the_item() {
+    let _deadline = deadline("catalog_errors_name_the_item", UNIT_TEST_DEADLINE);
     let dup = [ItemSpec::new("a", 1, 1), ItemSpec::new("a", 1, 1)];
     let err = Pool::new(&dup, Rng::from_seed(0)).unwrap_err();
     assert_eq!(err.to_string(), "item \"a\": item_id appears twice");
@@ -131,6 +140,7 @@ fn catalog_errors_name_the_item() {
 /// Fairness: chi-square over 10^6 draws with a fixed seed passes at p = 0.001.
 #[test]
 fn draws_match_weights_chi_square() {
+    let _deadline = deadline("draws_match_weights_chi_square", UNIT_TEST_DEADLINE);
     let weights = [10_u32, 20, 30, 40, 70, 50];
     let mut p = pool(&weights.iter().map(|w| (-1, *w)).collect::<Vec<_>>(), 0x5eed);
     let mut counts = [0_u64; 6];
@@ -156,6 +166,7 @@ fn draws_match_weights_chi_square() {
 /// hashes the same.
 #[test]
 fn replay_key_rebuilds_a_keys_outcome() {
+    let _deadline = deadline("replay_key_rebuilds_a_keys_outcome", UNIT_TEST_DEADLINE);
     let mut live = pool(&[(5, 1), (-1, 3)], 7);
     live.draw();
     assert_eq!(live.key(0xAB, 3, 100), KeyLookup::New);
@@ -184,6 +195,7 @@ fn replay_key_rebuilds_a_keys_outcome() {
 
 #[test]
 fn replay_key_refuses_what_does_not_add_up() {
+    let _deadline = deadline("replay_key_refuses_what_does_not_add_up", UNIT_TEST_DEADLINE);
     let mut p = pool(&[(5, 1)], 7);
     assert!(matches!(p.replay_key(0, RequestId(1), 1, 0), Err(PoolError::KeyCount { .. })));
     assert!(matches!(p.replay_key(1, RequestId(1), 0, 0), Err(PoolError::KeyCount { .. })));
@@ -197,6 +209,7 @@ fn replay_key_refuses_what_does_not_add_up() {
 
 #[test]
 fn a_smaller_window_keeps_the_newest_keys() {
+    let _deadline = deadline("a_smaller_window_keeps_the_newest_keys", UNIT_TEST_DEADLINE);
     let mut p = pool(&[(-1, 1)], 7);
     for key in 1..=5 {
         assert_eq!(p.key(key, 1, 10), KeyLookup::New);
@@ -227,6 +240,8 @@ fn assert_close(got: &[f64], want: &[f64]) {
 
 #[test]
 fn effective_probability_counts_only_available_items() {
+    let _deadline =
+        deadline("effective_probability_counts_only_available_items", UNIT_TEST_DEADLINE);
     // Exhausted (quantity 0) and weightless items get 0 and are left out of the
     // denominator; unlimited (-1) counts as available.
     let got = odds(vec![
@@ -245,6 +260,8 @@ fn effective_probability_counts_only_available_items() {
 
 #[test]
 fn effective_probability_is_all_zero_when_nothing_is_available() {
+    let _deadline =
+        deadline("effective_probability_is_all_zero_when_nothing_is_available", UNIT_TEST_DEADLINE);
     let got = odds(vec![item("a", 0, 1), item("b", 0, 9), item("c", -1, 0)]);
     assert_eq!(got, [0.0, 0.0, 0.0]);
     assert!(odds(Vec::new()).is_empty());
@@ -252,6 +269,7 @@ fn effective_probability_is_all_zero_when_nothing_is_available() {
 
 #[test]
 fn effective_probability_sums_weights_beyond_u32() {
+    let _deadline = deadline("effective_probability_sums_weights_beyond_u32", UNIT_TEST_DEADLINE);
     // Three weights of u32::MAX sum past 2^33: exact in u64, each a third.
     let max = u32::MAX;
     let got =
@@ -266,6 +284,8 @@ fn effective_probability_sums_weights_beyond_u32() {
 
 #[test]
 fn effective_probabilities_follow_draws_to_exhaustion() {
+    let _deadline =
+        deadline("effective_probabilities_follow_draws_to_exhaustion", UNIT_TEST_DEADLINE);
     // The pool's own state after draws: the finite item's share goes to the others once
     // it runs out.
     let mut p = pool(&[(2, 1_000_000), (-1, 1)], 3);
@@ -278,4 +298,98 @@ fn effective_probabilities_follow_draws_to_exhaustion() {
         p.draw();
     }
     assert_close(&p.state().effective_probabilities(), &[0.0, 1.0]);
+}
+
+/// The state hash tells states apart: each field it covers, changed alone, changes it (a
+/// hash compared only between states already asserted equal would pass as a constant).
+#[test]
+fn the_state_hash_differs_for_different_states() {
+    let _deadline = deadline("the_state_hash_differs_for_different_states", UNIT_TEST_DEADLINE);
+    let mut p = pool(&[(3, 1), (-1, 5), (2, 2)], 7);
+    p.draw();
+    assert_eq!(p.key(0xAB, 2, 100), KeyLookup::New);
+    p.draw();
+    p.draw();
+    let base = p.state();
+    assert_eq!(base.keys.records.len(), 1);
+    assert_eq!(base.hash(), base.clone().hash(), "equal states, equal hashes");
+    let mut variants: Vec<(&str, PoolState)> = Vec::new();
+    let mut edit = |what: &'static str, f: &dyn Fn(&mut PoolState)| {
+        let mut s = base.clone();
+        f(&mut s);
+        assert_ne!(s, base, "{what}: the edit changes the state");
+        variants.push((what, s));
+    };
+    edit("last request id", &|s| s.last_request_id.0 += 1);
+    edit("an item's id", &|s| s.items[0].id.push('x'));
+    edit("an item's quantity", &|s| s.items[0].quantity = Quantity::Finite(2));
+    edit("unlimited vs finite", &|s| s.items[1].quantity = Quantity::Finite(0));
+    edit("an item's weight", &|s| s.items[2].weight += 1);
+    edit("one item fewer", &|s| {
+        s.items.pop();
+    });
+    edit("items swapped", &|s| s.items.swap(0, 2));
+    edit("a key's first id", &|s| s.keys.records[0].first.0 += 1);
+    edit("a key", &|s| s.keys.records[0].key += 1);
+    edit("a key's outcome", &|s| s.keys.items[0] = None);
+    let mut hashes = vec![("base", base.hash())];
+    hashes.extend(variants.iter().map(|(what, s)| (*what, s.hash())));
+    for (i, (a, ha)) in hashes.iter().enumerate() {
+        for (b, hb) in &hashes[i + 1..] {
+            assert_ne!(ha, hb, "{a} and {b} hash alike");
+        }
+    }
+}
+
+/// Replaying an update of an existing item gives it exactly the logged state; an update
+/// naming an index whose item has another id, or an index past the next free one, is
+/// refused (recovery reports it as damage).
+#[test]
+fn replay_update_sets_an_existing_item_and_refuses_a_mismatch() {
+    let _deadline =
+        deadline("replay_update_sets_an_existing_item_and_refuses_a_mismatch", UNIT_TEST_DEADLINE);
+    let mut p = pool(&[(3, 1), (-1, 5)], 7);
+    let gold = ItemState { id: "item0".into(), quantity: Quantity::Finite(7), weight: 3 };
+    p.replay_update(ItemIndex(0), &gold).unwrap();
+    assert_eq!(p.item(ItemIndex(0)), gold);
+    assert_eq!(p.live_weight(), 3 + 5);
+    let other = ItemState { id: "other".into(), quantity: Quantity::Finite(1), weight: 1 };
+    assert_eq!(p.replay_update(ItemIndex(0), &other), Err(PoolError::UnknownIndex { index: 0 }));
+    assert_eq!(p.replay_update(ItemIndex(3), &other), Err(PoolError::UnknownIndex { index: 3 }));
+    assert_eq!(p.len(), 2, "nothing added by a refused update");
+    // The next free index adds the item.
+    p.replay_update(ItemIndex(2), &other).unwrap();
+    assert_eq!(p.item(ItemIndex(2)), other);
+    assert_eq!(p.state().items[0], gold);
+}
+
+/// The item limit at its boundary: exactly `ITEM_COUNT_MAX` items are allowed.
+#[test]
+fn the_item_count_limit_is_inclusive() {
+    let _deadline = deadline("the_item_count_limit_is_inclusive", UNIT_TEST_DEADLINE);
+    assert_eq!(check_item_count(ITEM_COUNT_MAX), Ok(()));
+    assert_eq!(check_item_count(0), Ok(()));
+    assert_eq!(
+        check_item_count(ITEM_COUNT_MAX + 1),
+        Err(PoolError::TooManyItems { count: ITEM_COUNT_MAX + 1 })
+    );
+}
+
+/// The lookups: `len`, `is_empty`, `item_id`, `index_of`.
+#[test]
+fn lookups_by_index_and_id() {
+    let _deadline = deadline("lookups_by_index_and_id", UNIT_TEST_DEADLINE);
+    let mut p = pool(&[(3, 1), (-1, 5)], 7);
+    assert_eq!((p.len(), p.is_empty()), (2, false));
+    assert_eq!(p.item_id(ItemIndex(1)), Some("item1"));
+    assert_eq!(p.item_id(ItemIndex(2)), None);
+    assert_eq!(p.index_of("item1"), Some(ItemIndex(1)));
+    assert_eq!(p.index_of("item9"), None);
+    p.update("new", Some(Quantity::Finite(1)), Some(1)).unwrap();
+    assert_eq!(
+        (p.len(), p.index_of("new"), p.item_id(ItemIndex(2))),
+        (3, Some(ItemIndex(2)), Some("new"))
+    );
+    let empty = Pool::new(&[], Rng::from_seed(1)).unwrap();
+    assert_eq!((empty.len(), empty.is_empty()), (0, true));
 }

@@ -1505,6 +1505,65 @@ mod tests {
         frame
     }
 
+    /// The replay fast path refuses every resealed header or payload edit that `decode`
+    /// refuses (a valid CRC over bytes a newer version wrote): flags, each reserved byte, a
+    /// short payload length, the payload's own flags. Bit flips alone break the CRC first.
+    #[test]
+    fn decode_draw_refuses_what_decode_refuses_with_a_valid_crc() {
+        let intact = encode(&samples()[0]);
+        assert_eq!(decode_draw(&intact), Some((1, Some(0))));
+        let mut edits: Vec<(String, AlignedVec<16>)> = vec![
+            ("flags".into(), edited_draw(|f| f[9] = 1)),
+            ("payload length 15".into(), edited_draw(|f| f[4] = 15)),
+            ("payload flags".into(), edited_draw(|f| f[28] = 1)),
+        ];
+        for offset in 10..16 {
+            edits.push((format!("reserved byte {offset}"), edited_draw(|f| f[offset] = 1)));
+        }
+        for (what, frame) in &edits {
+            assert!(decode(frame).is_err(), "{what}: decode refuses it");
+            assert_eq!(decode_draw(frame), None, "{what}: the fast path must refuse it too");
+        }
+    }
+
+    /// `Record::encode` fits a draw or a commit into a buffer of exactly its size, and says
+    /// how much is missing in one byte less.
+    #[test]
+    fn encode_into_a_buffer_of_exactly_the_frame_size() {
+        for (record, size) in [
+            (Record::Draw { request_id: 9, item: Some(1) }, DRAW_FRAME_SIZE),
+            (Record::Commit { last_request_id: 9, group: 2 }, COMMIT_FRAME_SIZE),
+        ] {
+            let mut buf = AlignedVec::<16>::new();
+            buf.resize(size, 0);
+            assert_eq!(record.encode(&mut buf), Ok(size), "{record:?}");
+            assert_eq!(decode(&buf), Ok(Some((record.clone(), size))));
+            assert_eq!(
+                record.encode(&mut buf[..size - 1]),
+                Err(FrameError::BufferTooSmall { needed: size, available: size - 1 })
+            );
+        }
+    }
+
+    /// The offset a `PaddingNotZero` names is the first nonzero padding byte's, not the
+    /// padding's start.
+    #[test]
+    fn padding_not_zero_names_the_first_nonzero_byte() {
+        let e = decode(&edited_draw(|f| {
+            f[4] = 14;
+            f[30] = 0;
+            f[31] = 1;
+        }));
+        assert_eq!(e, Err(FrameError::PaddingNotZero { offset: 31 }));
+        let e = decode(&edited_draw(|f| {
+            f[4] = 13;
+            f[29] = 0;
+            f[30] = 0;
+            f[31] = 2;
+        }));
+        assert_eq!(e, Err(FrameError::PaddingNotZero { offset: 31 }));
+    }
+
     #[test]
     fn each_header_error() {
         let e = decode(&edited_draw(|f| f[10] = 1));

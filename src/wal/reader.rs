@@ -472,6 +472,7 @@ impl<'a> ChunkedFrames<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::deadline::{deadline, UNIT_TEST_DEADLINE};
     use crate::wal::frame::{encode_commit, encode_draw, encode_update, DRAW_FRAME_SIZE};
     use crate::wal::header::SEGMENT_HEADER_SIZE;
     use proptest::prelude::*;
@@ -501,6 +502,7 @@ mod tests {
 
     #[test]
     fn walks_all_frames_and_stops_at_zeros() {
+        let _deadline = deadline("walks_all_frames_and_stops_at_zeros", UNIT_TEST_DEADLINE);
         let mut records = vec![Record::Snapshot {
             sequence: 1,
             file_name: "snapshot.000001".into(),
@@ -521,6 +523,7 @@ mod tests {
 
     #[test]
     fn stops_at_end_exactly() {
+        let _deadline = deadline("stops_at_end_exactly", UNIT_TEST_DEADLINE);
         let records = draws_and_commit(1, 3, 1);
         let (buf, offsets) = segment(1024, &records);
         let end = offsets[3] + COMMIT_FRAME_SIZE;
@@ -541,6 +544,7 @@ mod tests {
 
     #[test]
     fn err_then_none() {
+        let _deadline = deadline("err_then_none", UNIT_TEST_DEADLINE);
         let records = draws_and_commit(1, 5, 1);
         let (mut buf, offsets) = segment(1024, &records);
         buf[offsets[2] + 20] ^= 1;
@@ -556,6 +560,7 @@ mod tests {
 
     #[test]
     fn misaligned_start_is_an_error() {
+        let _deadline = deadline("misaligned_start_is_an_error", UNIT_TEST_DEADLINE);
         let (buf, _) = segment(1024, &draws_and_commit(1, 1, 1));
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE + 8, buf.len());
         assert!(matches!(it.next(), Some(Err(FrameError::Misaligned { misalignment: 8 }))));
@@ -564,6 +569,7 @@ mod tests {
 
     #[test]
     fn finds_a_commit_after_garbage() {
+        let _deadline = deadline("finds_a_commit_after_garbage", UNIT_TEST_DEADLINE);
         let mut records = draws_and_commit(1, 4, 1);
         records.extend(draws_and_commit(5, 4, 2));
         let (mut buf, offsets) = segment(4096, &records);
@@ -600,6 +606,7 @@ mod tests {
 
     #[test]
     fn torn_tail_has_no_commit_after_it() {
+        let _deadline = deadline("torn_tail_has_no_commit_after_it", UNIT_TEST_DEADLINE);
         let mut records = draws_and_commit(1, 4, 1);
         records.extend(draws_and_commit(5, 4, 2));
         let (buf, offsets) = segment(4096, &records);
@@ -626,6 +633,7 @@ mod tests {
 
     #[test]
     fn partial_commit_frames_do_not_count() {
+        let _deadline = deadline("partial_commit_frames_do_not_count", UNIT_TEST_DEADLINE);
         let mut buf = AlignedVec::<16>::new();
         buf.resize(512, 0);
         encode_draw(&mut buf[256..], 1, None);
@@ -678,6 +686,7 @@ mod tests {
 
     #[test]
     fn batches_are_expanded_into_keys_and_draws() {
+        let _deadline = deadline("batches_are_expanded_into_keys_and_draws", UNIT_TEST_DEADLINE);
         let (buf, at) = mixed();
         let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len());
         let got: Vec<_> = it.by_ref().map(Result::unwrap).collect();
@@ -703,6 +712,8 @@ mod tests {
 
     #[test]
     fn a_batch_in_a_segment_before_version_3_is_refused() {
+        let _deadline =
+            deadline("a_batch_in_a_segment_before_version_3_is_refused", UNIT_TEST_DEADLINE);
         let (buf, at) = mixed();
         for version in [1, 2] {
             let mut it = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, buf.len()).version(version);
@@ -724,8 +735,142 @@ mod tests {
         }
     }
 
+    /// What a walker yielded: each frame's offset and record, or the error it stopped at.
+    type Walked = Vec<Result<(usize, Record), FrameError>>;
+
+    /// Every record through [`ChunkedFrames`], the draw fast path first where it applies
+    /// (as recovery reads), then the walker's final offset.
+    fn chunked(
+        storage: &crate::storage::FaultyStorage,
+        start: usize,
+        end: usize,
+        fast: bool,
+    ) -> (Walked, usize) {
+        let mut frames = ChunkedFrames::new(storage, "wal.000000", start, end, 3);
+        let mut got = Vec::new();
+        loop {
+            if fast {
+                if let Some((offset, request_id, item)) = frames.next_draw() {
+                    got.push(Ok((offset, Record::Draw { request_id, item })));
+                    continue;
+                }
+            }
+            match frames.next_frame().unwrap() {
+                Some(Err(e)) => {
+                    got.push(Err(e));
+                    break;
+                }
+                Some(frame) => got.push(frame),
+                None => break,
+            }
+        }
+        (got, frames.offset())
+    }
+
+    /// A segment longer than two chunks, with frames of several sizes so that frames
+    /// straddle the chunk boundaries: the chunked walker yields exactly what [`FrameIter`]
+    /// yields over the whole file, at the same offsets, and stops at the same place.
+    #[test]
+    fn chunked_frames_agree_with_frame_iter_across_chunk_boundaries() {
+        let _deadline = deadline("chunked_frames_across_chunks", UNIT_TEST_DEADLINE);
+        let size = 2 * CHUNK_SIZE + (1 << 20);
+        let mut buf = AlignedVec::<16>::new();
+        buf.resize(size, 0);
+        let mut at = SEGMENT_HEADER_SIZE;
+        let mut id = 1_u64;
+        let mut group = 1;
+        let mut records = 0;
+        while at + 4096 < size - (1 << 19) {
+            for _ in 0..5 {
+                at += encode_draw(&mut buf[at..], id, Some((id % 7) as u32));
+                id += 1;
+                records += 1;
+            }
+            if group % 3 == 0 {
+                let item_id = "x".repeat((group % 40) as usize + 1);
+                at += encode_update(&mut buf[at..], 1, &item_id, 5, 2).unwrap();
+                records += 1;
+            }
+            at += encode_commit(&mut buf[at..], id - 1, group);
+            group += 1;
+            records += 1;
+        }
+        let storage = crate::storage::FaultyStorage::new();
+        storage.put_file("wal.000000", buf.to_vec());
+        let mut whole = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, size).version(3);
+        let expected: Vec<_> = whole.by_ref().collect();
+        assert_eq!(expected.len(), records);
+        assert_eq!(whole.offset(), at, "the data ends where the last frame ends");
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, size, fast);
+            assert_eq!(got.len(), expected.len(), "fast path {fast}");
+            assert!(got == expected, "fast path {fast}: the chunked walk differs");
+            assert_eq!(offset, at, "fast path {fast}");
+        }
+        // Stopping at an `end` inside the data, just past a chunk's worth of frames.
+        let cut = expected
+            .iter()
+            .map(|r| r.as_ref().unwrap().0)
+            .find(|o| *o > CHUNK_SIZE + 4096)
+            .unwrap();
+        let mut part = FrameIter::new(&buf, SEGMENT_HEADER_SIZE, cut).version(3);
+        let want: Vec<_> = part.by_ref().collect();
+        let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, cut, true);
+        assert!(got == want, "up to {cut}");
+        assert_eq!(offset, part.offset());
+        assert_eq!(offset, cut);
+    }
+
+    /// A file that ends before the `end` the walker was given (a truncated segment): the
+    /// walk yields every whole frame and stops, at the file's end when it ends between
+    /// frames, or with `Truncated` at the cut frame.
+    #[test]
+    fn chunked_frames_stop_where_a_short_file_ends() {
+        let _deadline = deadline("chunked_frames_short_file", UNIT_TEST_DEADLINE);
+        let records = draws_and_commit(1, 40, 1);
+        let (buf, offsets) = segment(8192, &records);
+        let data_end = offsets[40] + COMMIT_FRAME_SIZE;
+        let storage = crate::storage::FaultyStorage::new();
+        // Ends exactly after the commit, no zeros after it.
+        storage.put_file("wal.000000", buf[..data_end].to_vec());
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, 1 << 20, fast);
+            assert_eq!(got.len(), 41, "fast path {fast}");
+            assert!(got.iter().all(Result::is_ok), "fast path {fast}");
+            assert_eq!(offset, data_end, "fast path {fast}");
+        }
+        // Cut inside the 11th draw frame.
+        let cut = offsets[10] + 20;
+        storage.put_file("wal.000000", buf[..cut].to_vec());
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, 1 << 20, fast);
+            assert_eq!(got.len(), 11, "fast path {fast}: {:?}", got.last());
+            assert!(matches!(got[10], Err(FrameError::Truncated { .. })), "{:?}", got[10]);
+            assert_eq!(offset, offsets[10], "fast path {fast}");
+        }
+        // Cut inside a long frame, with more of it present than its offset: where the data
+        // ends is `buf_start + buf_len` of the walker's window (with a `-` there, it
+        // underflowed in debug builds and looped for ever in release ones).
+        let update = Record::Update {
+            index: 0,
+            item_id: "x".repeat(crate::wal::frame::ITEM_ID_LEN_MAX),
+            quantity: 1,
+            weight: 1,
+        };
+        let (buf, offsets) = segment(8192, &[update]);
+        let cut = offsets[0] + 600;
+        storage.put_file("wal.000000", buf[..cut].to_vec());
+        for fast in [true, false] {
+            let (got, offset) = chunked(&storage, SEGMENT_HEADER_SIZE, 1 << 20, fast);
+            assert_eq!(got.len(), 1, "fast path {fast}: {got:?}");
+            assert!(matches!(got[0], Err(FrameError::Truncated { .. })), "{:?}", got[0]);
+            assert_eq!(offset, offsets[0], "fast path {fast}");
+        }
+    }
+
     #[test]
     fn a_torn_write_is_a_zero_run_to_a_sector_boundary_or_a_zero_sector() {
+        let _deadline = deadline("torn_write_between", UNIT_TEST_DEADLINE);
         let mut bytes = vec![0xa5_u8; 4 * SECTOR_SIZE];
         // Nothing zero: no torn write.
         assert!(!torn_write_between(&bytes, 16, 4 * SECTOR_SIZE));
@@ -755,6 +900,7 @@ mod tests {
             end in 0_usize..700,
             after in any::<u64>(),
         ) {
+            let _deadline = deadline("find_commit_never_panics", UNIT_TEST_DEADLINE);
             let mut buf = AlignedVec::<16>::new();
             buf.extend_from_slice(&bytes);
             if let Some(at) = find_commit_after(&buf, from, end, after) {

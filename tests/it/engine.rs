@@ -288,7 +288,9 @@ fn shutdown_completes_tickets_in_flight() {
     bounded("shutdown_in_flight", DEADLINE, || {
         let engine = Engine::start(unlimited_pool(), MemoryJournal::new(), config(64)).unwrap();
         let workers = spawn_drawers(&engine, 3);
-        thread::sleep(Duration::from_millis(30));
+        // Shut down while draws are in flight: once some are acknowledged (a bare sleep let
+        // the test pass with nothing served, 0 == 0).
+        wait_acknowledged(&engine, 1_000);
         let state = engine.shutdown().expect("clean shutdown");
         let mut ids = HashSet::new();
         for (k, w) in workers.into_iter().enumerate() {
@@ -303,9 +305,18 @@ fn shutdown_completes_tickets_in_flight() {
             ids.extend(seen.outcomes.iter().map(|o| o.request_id.0));
         }
         // Shutdown answers every draw it served with its outcome: nothing served is lost.
+        assert!(ids.len() >= 1_000, "only {} draws served before the shutdown", ids.len());
         assert_eq!(ids.len() as u64, state.last_request_id.0);
         assert_eq!(ids.iter().max().copied().unwrap_or(0), state.last_request_id.0);
     });
+}
+
+/// Waits until the engine has acknowledged at least `n` draws (the test's `bounded`
+/// deadline ends a wait that never ends).
+fn wait_acknowledged(engine: &Engine, n: u64) {
+    while engine.stats().draws_acknowledged.load(Ordering::Relaxed) < n {
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Checks the aftermath of a journal failure: every ticket completed, acknowledged ids are
@@ -353,10 +364,12 @@ fn journal_fail_now_completes_every_ticket() {
         let (journal, switch) = FailingJournal::new();
         let engine = Engine::start(unlimited_pool(), journal, config(64)).unwrap();
         let workers = spawn_drawers(&engine, 3);
-        thread::sleep(Duration::from_millis(20));
+        wait_acknowledged(&engine, 1_000);
         switch.fail_now();
         let seen: Vec<Seen> = workers.into_iter().map(join).collect();
-        assert_failed(engine, seen, u64::MAX);
+        assert!(seen.iter().map(|s| s.outcomes.len()).sum::<usize>() >= 1_000);
+        // Acknowledged only what the journal reported durable before it failed.
+        assert_failed(engine, seen, switch.durable_request_id());
     });
 }
 

@@ -12,6 +12,8 @@ use rewardpool::storage::{CrashMode, FaultyStorage, Storage};
 use rewardpool::store::{open_engine_on, read_state_on, Durability, OpenError, WalOptions};
 use rewardpool::{DrawError, Engine, EngineConfig, ItemSpec, Outcome, PoolState};
 
+use crate::process::{deadline, RECOVERY_DEADLINE};
+
 /// A segment that rotates every few hundred draws: the batch frames of groups of up to 64
 /// draws cost 2 to 4 bytes per draw, and a group reserves its worst case (28 bytes per
 /// draw) before it starts.
@@ -91,6 +93,8 @@ fn quantities(state: &PoolState) -> Vec<i64> {
 
 #[test]
 fn clean_shutdown_round_trips_across_rotations_and_updates() {
+    let _deadline =
+        deadline("clean_shutdown_round_trips_across_rotations_and_updates", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, SMALL_SEGMENT);
     let (acked, err) = draw_n(&engine, 3_000);
@@ -127,7 +131,12 @@ pub(crate) fn both_kinds() -> [(&'static str, FaultyStorage); 2] {
 #[test]
 fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let _deadline =
+        deadline("power_loss_in_sync_mode_keeps_every_acknowledged_draw", RECOVERY_DEADLINE);
+    // The crash moment and the torn pages come from a printed seed (`SEED=S` replays them).
+    let (_, mut next) = crate::crash::campaign("power_loss_in_sync_mode", 6);
     for round in 0..6_u64 {
+        let (delay_ms, torn_seed) = (20 + next() % 80, next());
         let storage = if round % 2 == 1 { FaultyStorage::staged() } else { FaultyStorage::new() };
         storage.set_sync_delay(std::time::Duration::from_micros(300));
         let engine = open(&storage, Durability::Sync, 32 << 10);
@@ -157,9 +166,9 @@ fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
                 assert!(std::time::Instant::now() < deadline, "round {round}: no acknowledgement");
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            std::thread::sleep(std::time::Duration::from_millis(20 + 13 * round));
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
             crashed.store(true, Ordering::SeqCst);
-            let image = storage.crash(CrashMode::TornPowerLoss(round + 1));
+            let image = storage.crash(CrashMode::TornPowerLoss(torn_seed));
             (image, drawer.join().unwrap())
         });
         drop(engine);
@@ -194,6 +203,8 @@ fn power_loss_in_sync_mode_keeps_every_acknowledged_draw() {
 /// a power loss at that moment keeps everything acknowledged before.
 #[test]
 fn nothing_is_acknowledged_before_its_group_is_synced() {
+    let _deadline =
+        deadline("nothing_is_acknowledged_before_its_group_is_synced", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, 1 << 20);
     let (before, err) = draw_n(&engine, 300);
@@ -224,6 +235,7 @@ fn nothing_is_acknowledged_before_its_group_is_synced() {
 
 #[test]
 fn a_second_writer_is_refused_by_the_lock() {
+    let _deadline = deadline("a_second_writer_is_refused_by_the_lock", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Buffered, 1 << 20);
     let err = open_engine_on(
@@ -240,12 +252,14 @@ fn a_second_writer_is_refused_by_the_lock() {
 
 #[test]
 fn empty_directory_starts_from_the_catalog() {
+    let _deadline = deadline("empty_directory_starts_from_the_catalog", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let r = recover(&storage, &catalog()).expect("fresh");
     assert!(r.fresh);
     assert_eq!(r.next_sequence, 0);
     assert_eq!(r.state.items.len(), 4);
-    let _unused: Option<RecoveryError> = None;
+    assert_eq!((r.frames_replayed, r.torn_frames), (0, 0));
+    assert!(r.close.is_empty() && r.newest.is_none());
 }
 
 /// Builds a log with `segments_min` or more segments, then crashes (power loss) while the
@@ -328,6 +342,10 @@ pub(crate) fn flip(storage: &FaultyStorage, name: &str, offset: usize) {
 /// batch frame, then its commit frame) → recovery keeps exactly the committed prefix.
 #[test]
 fn torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix() {
+    let _deadline = deadline(
+        "torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix",
+        RECOVERY_DEADLINE,
+    );
     let (image, _) = crashed_log(64 << 10, 700);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
@@ -359,6 +377,7 @@ fn torn_tail_at_every_offset_of_the_last_group_keeps_the_committed_prefix() {
 /// torn write: damage, named as such.
 #[test]
 fn a_lost_sector_before_a_later_commit_is_a_torn_tail_and_garbage_is_damage() {
+    let _deadline = deadline("a_lost_sector_before_a_later_commit", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 3000);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
@@ -394,6 +413,8 @@ fn a_lost_sector_before_a_later_commit_is_a_torn_tail_and_garbage_is_damage() {
 
 #[test]
 fn bit_flip_in_a_committed_frame_of_the_open_segment_is_damage() {
+    let _deadline =
+        deadline("bit_flip_in_a_committed_frame_of_the_open_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 700);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
@@ -409,6 +430,8 @@ fn bit_flip_in_a_committed_frame_of_the_open_segment_is_damage() {
 /// the reason, never trimmed as a torn tail.
 #[test]
 fn a_flipped_byte_anywhere_in_a_committed_batch_frame_is_damage() {
+    let _deadline =
+        deadline("a_flipped_byte_anywhere_in_a_committed_batch_frame_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 700);
     let newest = segment_names(&image).pop().unwrap();
     let ends = commit_ends(&image, &newest);
@@ -435,6 +458,7 @@ fn a_flipped_byte_anywhere_in_a_committed_batch_frame_is_damage() {
 
 #[test]
 fn bit_flip_in_a_closed_segment_is_damage() {
+    let _deadline = deadline("bit_flip_in_a_closed_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     assert!(names.len() >= 2);
@@ -444,6 +468,7 @@ fn bit_flip_in_a_closed_segment_is_damage() {
 
 #[test]
 fn bit_flip_in_a_header_is_damage() {
+    let _deadline = deadline("bit_flip_in_a_header_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     flip(&image, &names[names.len() - 1], 20);
@@ -453,16 +478,18 @@ fn bit_flip_in_a_header_is_damage() {
 
 #[test]
 fn a_missing_middle_segment_is_damage() {
+    let _deadline = deadline("a_missing_middle_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
     let names = segment_names(&image);
     assert!(names.len() >= 3, "{names:?}");
     image.remove(&names[1]).unwrap();
     let (_, _, reason) = expect_damage(&image, &names[2]);
-    assert!(reason.contains("missing segment"), "{reason}");
+    assert!(reason.contains(&format!("missing segment {} before it", names[1])), "{reason}");
 }
 
 #[test]
 fn a_duplicated_segment_is_damage() {
+    let _deadline = deadline("a_duplicated_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let last = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
@@ -475,6 +502,7 @@ fn a_duplicated_segment_is_damage() {
 
 #[test]
 fn a_snapshot_whose_sha256_does_not_match_is_damage() {
+    let _deadline = deadline("a_snapshot_whose_sha256_does_not_match_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let seq = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
@@ -486,6 +514,7 @@ fn a_snapshot_whose_sha256_does_not_match_is_damage() {
 
 #[test]
 fn a_zeroed_segment_is_damage() {
+    let _deadline = deadline("a_zeroed_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let len = image.file(&names[0]).unwrap().len();
@@ -516,6 +545,10 @@ fn reopen(image: &FaultyStorage, name: &str, torn_frame: bool) {
 
 #[test]
 fn an_open_segment_that_is_not_the_newest_ending_at_a_commit_is_closed_and_accepted() {
+    let _deadline = deadline(
+        "an_open_segment_that_is_not_the_newest_ending_at_a_commit_is_closed_and_accepted",
+        RECOVERY_DEADLINE,
+    );
     let (image, acked) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     assert!(names.len() >= 2);
@@ -527,6 +560,10 @@ fn an_open_segment_that_is_not_the_newest_ending_at_a_commit_is_closed_and_accep
 
 #[test]
 fn an_open_segment_that_is_not_the_newest_with_a_torn_tail_is_damage() {
+    let _deadline = deadline(
+        "an_open_segment_that_is_not_the_newest_with_a_torn_tail_is_damage",
+        RECOVERY_DEADLINE,
+    );
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     reopen(&image, &names[0], true);
@@ -536,6 +573,7 @@ fn an_open_segment_that_is_not_the_newest_with_a_torn_tail_is_damage() {
 
 #[test]
 fn stray_and_temporary_files_are_ignored() {
+    let _deadline = deadline("stray_and_temporary_files_are_ignored", RECOVERY_DEADLINE);
     let (image, acked) = crashed_log(64 << 10, 500);
     for stray in ["wal.000001.tmp", "wal.1", "wal.-00001", "notes.txt", "snapshot.x"] {
         image.put_file(stray, vec![1, 2, 3]);
@@ -547,19 +585,32 @@ fn stray_and_temporary_files_are_ignored() {
 
 #[test]
 fn snapshots_without_segments_load_the_newest_snapshot() {
+    let _deadline =
+        deadline("snapshots_without_segments_load_the_newest_snapshot", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(64 << 10, 500);
     let snapshot = image.file("snapshot.000000").unwrap();
     let bare = FaultyStorage::new();
     bare.put_file("snapshot.000000", snapshot);
+    let expected = rewardpool::recovery::load_snapshot(&bare, "snapshot.000000", None).unwrap();
     let r = recover(&bare, &[]).expect("snapshot only");
     assert!(!r.fresh);
+    assert_eq!(r.state, expected, "the snapshot's state, not the (empty) catalog's");
     assert_eq!(r.state.items.len(), 4);
+    assert_eq!(r.next_sequence, 0, "segment 0 is created next, after the snapshot");
+    // A snapshot numbered above 0 without segments: the log's segments are missing.
+    bare.put_file("snapshot.000001", bare.file("snapshot.000000").unwrap());
+    let (_, _, reason) = expect_damage(&bare, "snapshot.000001");
+    assert!(reason.contains("wal.000000 and any later segments are missing"), "{reason}");
 }
 
 /// A failed sync stops the engine: outstanding draws get an error, later draws too, and
 /// nothing acknowledged is lost.
 #[test]
 fn a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged() {
+    let _deadline = deadline(
+        "a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged",
+        RECOVERY_DEADLINE,
+    );
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, 1 << 20);
     let (first, err) = draw_n(&engine, 500);
@@ -569,10 +620,8 @@ fn a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged() {
     assert!(matches!(err, Some(DrawError::Failed(_))), "acked {} after the fault", second.len());
     let failure = engine.failure().expect("a failure reason").to_string();
     assert!(failure.contains("injected sync failure"), "{failure}");
-    let mut client = engine.client().map(Some).unwrap_or(None);
-    if let Some(c) = client.as_mut() {
-        assert!(c.draw().is_err());
-    }
+    // No new client once the engine has failed (a client made before it is refused too).
+    assert!(matches!(engine.client(), Err(rewardpool::EngineError::Failed(_))));
     let image = storage.crash(CrashMode::PowerLoss);
     assert!(engine.shutdown().is_err());
     let state = read_state_on(&image, &catalog()).expect("recover");
@@ -586,6 +635,8 @@ fn a_failed_sync_stops_the_engine_and_loses_nothing_acknowledged() {
 /// mid-run hits both threads' syncs.
 #[test]
 fn a_failed_sync_at_rotation_in_buffered_mode_stops_the_engine() {
+    let _deadline =
+        deadline("a_failed_sync_at_rotation_in_buffered_mode_stops_the_engine", RECOVERY_DEADLINE);
     let mut contexts = Vec::new();
     for (n, (kind, storage)) in (1..=6).flat_map(|n| both_kinds().map(|k| (n, k))) {
         let engine = open(&storage, Durability::Buffered, SMALL_SEGMENT);
@@ -625,6 +676,8 @@ fn a_failed_sync_at_rotation_in_buffered_mode_stops_the_engine() {
 /// space returns, then served again.
 #[test]
 fn a_full_disk_at_rotation_rejects_draws_until_space_returns() {
+    let _deadline =
+        deadline("a_full_disk_at_rotation_rejects_draws_until_space_returns", RECOVERY_DEADLINE);
     let storage = FaultyStorage::new();
     let engine = open(&storage, Durability::Sync, SMALL_SEGMENT);
     storage.set_disk_full(true);
@@ -654,6 +707,10 @@ fn a_full_disk_at_rotation_rejects_draws_until_space_returns() {
 /// draw survives, on both segment kinds.
 #[test]
 fn crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged() {
+    let _deadline = deadline(
+        "crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged",
+        RECOVERY_DEADLINE,
+    );
     for (n, (kind, storage)) in
         [3_u64, 8, 15, 40].into_iter().flat_map(|n| both_kinds().map(|k| (n, k)))
     {
@@ -679,6 +736,8 @@ fn crash_after_n_operations_in_buffered_mode_loses_nothing_acknowledged() {
 
 #[test]
 fn a_missing_snapshot_named_by_the_newest_segment_is_damage() {
+    let _deadline =
+        deadline("a_missing_snapshot_named_by_the_newest_segment_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
     let names = segment_names(&image);
     let seq = rewardpool::wal::header::parse_segment_name(names.last().unwrap()).unwrap();
@@ -690,6 +749,8 @@ fn a_missing_snapshot_named_by_the_newest_segment_is_damage() {
 
 #[test]
 fn a_header_sequence_that_differs_from_the_file_name_is_damage() {
+    let _deadline =
+        deadline("a_header_sequence_that_differs_from_the_file_name_is_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
     let names = segment_names(&image);
     assert!(names.len() >= 3);
@@ -702,6 +763,7 @@ fn a_header_sequence_that_differs_from_the_file_name_is_damage() {
 
 #[test]
 fn request_ids_that_do_not_continue_are_damage() {
+    let _deadline = deadline("request_ids_that_do_not_continue_are_damage", RECOVERY_DEADLINE);
     let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
     let names = segment_names(&image);
     let mut bytes = image.file(&names[1]).unwrap();
@@ -715,6 +777,10 @@ fn request_ids_that_do_not_continue_are_damage() {
 
 #[test]
 fn a_segment_that_does_not_start_with_a_snapshot_marker_is_damage() {
+    let _deadline = deadline(
+        "a_segment_that_does_not_start_with_a_snapshot_marker_is_damage",
+        RECOVERY_DEADLINE,
+    );
     let (image, _) = crashed_log(64 << 10, 500);
     let newest = segment_names(&image).pop().unwrap();
     let mut bytes = image.file(&newest).unwrap();
@@ -729,6 +795,7 @@ fn a_segment_that_does_not_start_with_a_snapshot_marker_is_damage() {
 
 #[test]
 fn journal_stats_count_what_was_appended_and_synced() {
+    let _deadline = deadline("journal_stats_count_what_was_appended_and_synced", RECOVERY_DEADLINE);
     for durability in [Durability::Sync, Durability::Buffered] {
         let storage = FaultyStorage::new();
         let engine = open(&storage, durability, 1 << 20);
@@ -770,6 +837,7 @@ fn journal_stats_count_what_was_appended_and_synced() {
 
 #[test]
 fn the_memory_journal_keeps_no_stats() {
+    let _deadline = deadline("the_memory_journal_keeps_no_stats", RECOVERY_DEADLINE);
     let pool = rewardpool::Pool::new(&catalog(), rewardpool::Rng::from_seed(1)).unwrap();
     let engine = Engine::start(pool, rewardpool::MemoryJournal::new(), engine_config()).unwrap();
     assert!(engine.journal_stats().is_none());
@@ -788,6 +856,10 @@ fn buffered_durability_keeps_acknowledged_draws_on_mapped_and_staged_segments() 
     use rewardpool::storage::{OsStorage, SegmentWrites};
     use rewardpool::store::open_journal;
     use rewardpool::Journal as _;
+    let _deadline = deadline(
+        "buffered_durability_keeps_acknowledged_draws_on_mapped_and_staged_segments",
+        RECOVERY_DEADLINE,
+    );
 
     let items = [ItemSpec::new("mud", -1, 1)];
     let wal = WalOptions {
@@ -947,6 +1019,10 @@ fn a_failed_close_on_the_preparer_stops_the_journal_without_hanging() {
     use rewardpool::store::open_journal;
     use rewardpool::Journal as _;
     use std::sync::atomic::AtomicBool;
+    let _deadline = deadline(
+        "a_failed_close_on_the_preparer_stops_the_journal_without_hanging",
+        RECOVERY_DEADLINE,
+    );
 
     let armed = Arc::new(AtomicBool::new(false));
     let storage = Arc::new(failing_close::Failing {
@@ -992,6 +1068,7 @@ fn a_failed_close_on_the_preparer_stops_the_journal_without_hanging() {
 #[test]
 fn a_clean_shutdown_leaves_every_segment_closed() {
     use std::sync::atomic::AtomicBool;
+    let _deadline = deadline("a_clean_shutdown_leaves_every_segment_closed", RECOVERY_DEADLINE);
     for (kind, inner) in both_kinds() {
         for durability in [Durability::Sync, Durability::Buffered] {
             let inner = inner.crash(CrashMode::Process); // an empty directory of this kind
@@ -1021,5 +1098,213 @@ fn a_clean_shutdown_leaves_every_segment_closed() {
             let r = recover(&inner, &catalog()).unwrap();
             assert!(r.close.is_empty(), "{kind} {durability:?}: left open: {:?}", r.close);
         }
+    }
+}
+
+/// Rewrites segment `name`'s header through `edit` (the header's checksum resealed).
+fn edit_header(
+    image: &FaultyStorage,
+    name: &str,
+    edit: impl FnOnce(&mut rewardpool::wal::header::SegmentHeader),
+) {
+    let mut bytes = image.file(name).unwrap();
+    let mut header = rewardpool::wal::header::SegmentHeader::decode(&bytes).unwrap();
+    edit(&mut header);
+    bytes[..256].copy_from_slice(&header.encode());
+    image.put_file(name, bytes);
+}
+
+/// A segment whose own header and marker agree but which does not continue the segment
+/// before it is refused (issue 13's audit: no test made `check_continuity` fire). (a) Born
+/// with another catalog (a foreign segment): the fingerprint check. (b) Request ids shifted
+/// back by 7 in its header and, consistently, in its snapshot marker (frame CRC resealed),
+/// as a segment copied from another log or run would be: the ids overlap the previous
+/// segment's, so they would be issued twice.
+#[test]
+fn a_segment_that_does_not_continue_its_predecessor_is_damage() {
+    let _deadline = deadline("a_segment_that_does_not_continue", RECOVERY_DEADLINE);
+    use rewardpool::wal::frame::{decode, Record};
+    let (image, _) = crashed_log(SMALL_SEGMENT, 3_000);
+    let names = segment_names(&image);
+    assert!(names.len() >= 3, "{names:?}");
+    recover(&image, &catalog()).expect("the log before the edits");
+
+    let foreign = image.crash(CrashMode::Process);
+    edit_header(&foreign, &names[1], |h| h.catalog_fingerprint ^= 1);
+    let (_, offset, reason) = expect_damage(&foreign, &names[1]);
+    assert_eq!(offset, 32, "{reason}");
+    assert!(reason.contains("catalog fingerprint differs"), "{reason}");
+
+    let shifted = image.crash(CrashMode::Process);
+    edit_header(&shifted, &names[1], |h| h.first_request_id -= 7);
+    let mut bytes = shifted.file(&names[1]).unwrap();
+    let Ok(Some((Record::Snapshot { sequence, file_name, sha256, last_request_id }, len))) =
+        decode(&bytes[256..])
+    else {
+        panic!("{}: no snapshot marker at 256", names[1]);
+    };
+    let marker =
+        Record::Snapshot { sequence, file_name, sha256, last_request_id: last_request_id - 7 };
+    assert_eq!(marker.encode(&mut bytes[256..256 + len]), Ok(len));
+    // The commits before the segment's first draw (its seed's group) repeat the marker's id.
+    let early: Vec<(usize, u64)> =
+        rewardpool::wal::reader::FrameIter::new(&bytes, 256, bytes.len())
+            .map_while(Result::ok)
+            .take_while(|(_, r)| !matches!(r, Record::Draw { .. }))
+            .filter_map(|(at, r)| match r {
+                Record::Commit { last_request_id: id, group } if id == last_request_id => {
+                    Some((at, group))
+                }
+                _ => None,
+            })
+            .collect();
+    for (at, group) in early {
+        let commit = Record::Commit { last_request_id: last_request_id - 7, group };
+        assert_eq!(commit.encode(&mut bytes[at..at + 32]), Ok(32));
+    }
+    shifted.put_file(&names[1], bytes);
+    let (_, offset, reason) = expect_damage(&shifted, &names[1]);
+    assert_eq!(offset, 24, "{reason}");
+    assert!(reason.contains("does not follow") && reason.contains(&names[0]), "{reason}");
+}
+
+/// A closed segment whose header's `end_offset` lies beyond its last commit (zeros in
+/// between: the end was recorded wrongly, or the commit was lost) is damage, not a
+/// segment that simply ends early.
+#[test]
+fn a_closed_segment_whose_end_is_past_its_last_commit_is_damage() {
+    let _deadline = deadline("a_closed_segment_whose_end_is_past", RECOVERY_DEADLINE);
+    let (image, _) = crashed_log(SMALL_SEGMENT, 2_000);
+    let names = segment_names(&image);
+    assert!(names.len() >= 2, "{names:?}");
+    let bytes = image.file(&names[0]).unwrap();
+    let header = rewardpool::wal::header::SegmentHeader::decode(&bytes).unwrap();
+    assert_eq!(header.status, rewardpool::wal::header::SegmentStatus::Closed);
+    let end = header.end_offset as usize;
+    assert!(bytes[end..end + 64].iter().all(|b| *b == 0), "zeros after the last commit");
+    edit_header(&image, &names[0], |h| h.end_offset += 64);
+    let (_, offset, reason) = expect_damage(&image, &names[0]);
+    assert_eq!(offset, end as u64, "{reason}");
+    assert!(reason.contains("closed segment ends inside a group"), "{reason}");
+}
+
+/// An update of an item that already exists, in the newest segment, is replayed after a
+/// power loss (the only update replayed by the other tests added an item, or sat in an
+/// older segment): the recovered state is the live one, the new weight and quantity
+/// included.
+#[test]
+fn an_update_of_an_existing_item_survives_a_power_loss() {
+    let _deadline = deadline("an_update_of_an_existing_item", RECOVERY_DEADLINE);
+    let storage = FaultyStorage::new();
+    let engine = open(&storage, Durability::Sync, 1 << 20);
+    assert_eq!(draw_n(&engine, 100).1, None);
+    engine.update("gold", Some(rewardpool::Quantity::Finite(7)), Some(3)).expect("update gold");
+    assert_eq!(draw_n(&engine, 100).1, None);
+    let live = engine.state().expect("state");
+    let image = storage.crash(CrashMode::PowerLoss);
+    engine.shutdown().unwrap();
+    assert_eq!(segment_names(&image).len(), 1, "the update is in the newest segment");
+    let state = read_state_on(&image, &catalog()).expect("recover");
+    assert_eq!(state, live);
+    let gold = state.items.iter().find(|i| i.id == "gold").unwrap();
+    assert_eq!(gold.weight, 3);
+    assert!(gold.quantity.to_i64() <= 7, "{gold:?}");
+}
+
+/// Recovery's counts, exactly, over a segment longer than the reader's chunk (frames
+/// straddle chunk boundaries): frames replayed and scanned are the log's committed frames
+/// (counted here with `FrameIter` over the whole file, and by construction), and with the
+/// last commit lost its group's draws are the torn frames.
+#[test]
+fn recovery_counts_every_frame_across_chunk_boundaries() {
+    let _deadline = deadline("recovery_counts_every_frame", RECOVERY_DEADLINE);
+    use rewardpool::journal::Space;
+    use rewardpool::store::open_journal;
+    use rewardpool::wal::frame::Record;
+    use rewardpool::wal::reader::{FrameIter, CHUNK_SIZE};
+    use rewardpool::Journal as _;
+
+    const PER_GROUP: u64 = 3;
+    let items = [ItemSpec::new("gold", 1_000_000, 1), ItemSpec::new("mud", -1, 3)];
+    let segment = (2 * CHUNK_SIZE) as u64;
+    let wal = WalOptions {
+        durability: Durability::Buffered,
+        segment_size_bytes: segment,
+        ..WalOptions::default()
+    };
+    let storage = FaultyStorage::new();
+    let (mut pool, mut journal) =
+        open_journal(Arc::new(storage.clone()), &items, &wal, Some(1)).unwrap();
+    let stats = journal.stats().unwrap();
+    let mut groups = 0_u64;
+    let mut last = 0;
+    while stats.bytes_appended.load(Ordering::Relaxed) < (CHUNK_SIZE + (1 << 20)) as u64 {
+        journal.reserve(Space::Draws(PER_GROUP as usize), &mut pool).unwrap();
+        for _ in 0..PER_GROUP {
+            let draw = pool.draw();
+            journal.append_draw(draw).unwrap();
+            last = draw.request_id.0;
+        }
+        journal.commit(rewardpool::RequestId(last)).unwrap();
+        groups += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while journal.durable().unwrap().0 < groups {
+        assert!(Instant::now() < deadline, "groups never durable");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(journal); // no clean close: the segment stays open
+    let image = storage.crash(CrashMode::Process);
+    let names = segment_names(&image);
+    assert_eq!(names.len(), 1, "one segment: {names:?}");
+    let bytes = image.file(&names[0]).unwrap();
+    let mut walk = FrameIter::new(&bytes, 256, bytes.len());
+    let records: Vec<(usize, Record)> = walk.by_ref().map(Result::unwrap).collect();
+    assert!(walk.offset() > CHUNK_SIZE + 256, "the log crosses a chunk: {}", walk.offset());
+    // The marker, the seed's frame and its commit, then each group's draws and commit.
+    let frames = 1 + 2 + groups * (PER_GROUP + 1);
+    assert_eq!(records.len() as u64, frames);
+
+    let r = recover(&image, &items).expect("recover");
+    assert_eq!(r.state.last_request_id.0, last);
+    assert_eq!((r.frames_replayed, r.torn_frames), (frames, 0));
+    let scan = r.newest.as_ref().unwrap();
+    assert_eq!((scan.frames, scan.torn_frames), (frames, 0));
+    assert_eq!(scan.committed_end, walk.offset());
+
+    // The last commit lost: its group's draws are torn, the rest is replayed.
+    let (commit_at, commit) = records.last().unwrap();
+    assert!(matches!(commit, Record::Commit { .. }), "{commit:?}");
+    let mut cut = bytes.to_vec();
+    cut[*commit_at..*commit_at + 32].fill(0);
+    image.put_file(&names[0], cut);
+    let r = recover(&image, &items).expect("recover a torn tail");
+    assert_eq!(r.state.last_request_id.0, last - PER_GROUP);
+    let committed = frames - PER_GROUP - 1;
+    assert_eq!((r.frames_replayed, r.torn_frames), (committed, PER_GROUP));
+    let scan = r.newest.as_ref().unwrap();
+    assert_eq!((scan.frames, scan.torn_frames), (committed, PER_GROUP));
+}
+
+/// A snapshot that cannot be read is an I/O error, except a missing one that a segment's
+/// marker names (that is damage): a missing snapshot nobody names is not reported as
+/// damage, and what is damaged says so.
+#[test]
+fn a_snapshot_read_error_is_io_unless_a_marker_names_the_missing_file() {
+    let _deadline = deadline("a_snapshot_read_error", RECOVERY_DEADLINE);
+    use rewardpool::recovery::load_snapshot;
+    let storage = FaultyStorage::new();
+    match load_snapshot(&storage, "snapshot.000004", None) {
+        Err(RecoveryError::Io { file, source }) => {
+            assert!(file.contains("snapshot.000004"), "{file}");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("a missing snapshot nobody names: {other:?}"),
+    }
+    match load_snapshot(&storage, "snapshot.000004", Some(&[0; 32])) {
+        Err(RecoveryError::Damaged { reason, .. }) => {
+            assert!(reason.contains("a segment's snapshot marker names it"), "{reason}");
+        }
+        other => panic!("a missing snapshot a marker names: {other:?}"),
     }
 }

@@ -286,8 +286,32 @@ fn dump_json_field_by_field_matches_the_draws() {
     assert_eq!(all.stdout, run.stdout);
 }
 
+/// SIGKILL a `draw` at a moment drawn from a printed seed (`SEED=S` replays it): `wal dump
+/// --all` puts torn lines only after the newest segment's last commit; then, with that
+/// commit zeroed, its group becomes torn too. A kill that leaves no group to lose (killed
+/// right after a rotation, or between closing a segment and installing the next) is
+/// retried with another moment, at most `KILLS` times, and the test fails if none served.
 #[test]
 fn dump_all_after_a_kill_puts_torn_lines_after_the_last_commit() {
+    const KILLS: u64 = 6;
+    let (_, mut next) = crate::crash::campaign("dump_all_after_a_kill", 1);
+    let mut skipped = Vec::new();
+    for kill in 0..KILLS {
+        let delay_ms = 150 + next() % 150;
+        match killed_dump_round(delay_ms) {
+            Ok(()) => return,
+            Err(why) => {
+                eprintln!("kill {kill} after {delay_ms} ms: {why}; killing again");
+                skipped.push(format!("{delay_ms} ms: {why}"));
+            }
+        }
+    }
+    panic!("no kill left a group whose commit could be lost: {skipped:?}");
+}
+
+/// One kill of [`dump_all_after_a_kill_puts_torn_lines_after_the_last_commit`]; `Err` says
+/// why the lost-commit half could not run (the torn-line checks before it did).
+fn killed_dump_round(delay_ms: u64) -> Result<(), String> {
     let setup = Setup::new(
         &[("gold", 20_000, 20), ("silver", 200_000, 30), ("mud", -1, 50)],
         // 1 MiB segments: a rotation or two in 200 ms, never past the retention window (a
@@ -300,7 +324,7 @@ fn dump_all_after_a_kill_puts_torn_lines_after_the_last_commit() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(Duration::from_millis(delay_ms));
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
 
@@ -348,16 +372,16 @@ fn dump_all_after_a_kill_puts_torn_lines_after_the_last_commit() {
     // The kill rarely lands between a group's draws and its commit: make that moment by
     // zeroing the newest segment's last commit frame (32 bytes), as if the crash came just
     // before it was written. Its group becomes torn tail.
-    let newest = newest.unwrap();
+    let newest = newest.ok_or("killed before anything was logged")?;
     let frames = &by_segment[&newest];
-    let Some(last) = frames.iter().rposition(|v| v["type"] == "commit" && v.get("torn").is_none())
-    else {
-        return;
-    };
+    let last = frames
+        .iter()
+        .rposition(|v| v["type"] == "commit" && v.get("torn").is_none())
+        .ok_or("no commit in the newest segment")?;
     let previous = frames[..last].iter().rposition(|v| v["type"] != "draw").unwrap();
     let group = last - previous - 1;
     if group == 0 {
-        return;
+        return Err("the newest segment's last commit commits no draw".into());
     }
     let name = format!("wal.{newest:06}");
     let path = setup.data().join(&name);
@@ -365,7 +389,7 @@ fn dump_all_after_a_kill_puts_torn_lines_after_the_last_commit() {
     if bytes[12..16] != 1_u32.to_le_bytes() {
         // Killed between closing the segment and installing the next: nothing is torn, and
         // a closed segment that lost a commit is damage, not a torn tail.
-        return;
+        return Err("the newest segment is closed".into());
     }
     let at = usize::try_from(frames[last]["offset"].as_u64().unwrap()).unwrap();
     bytes[at..at + 32].fill(0);
@@ -389,6 +413,7 @@ fn dump_all_after_a_kill_puts_torn_lines_after_the_last_commit() {
     let verify = setup.run(&["wal", "verify"]);
     ok(&verify, "wal verify after a lost commit");
     assert!(verify.stdout.contains(&format!("{} torn", torn.len())), "{verify:?}");
+    Ok(())
 }
 
 /// What a test does to the log.
@@ -664,18 +689,19 @@ fn repair_fixes_a_segment_whose_snapshot_retention_deleted() {
 }
 
 /// Retention through real kills: SIGKILL `draw` while it rotates 64 KiB segments past
-/// the retention window, then `wal verify`. Fails in about one trial in ten to twenty.
+/// the retention window, then `wal verify`. Each trial's kill moment is in its message.
 #[test]
 fn kill_during_retention_leaves_a_log_that_verifies() {
     for trial in 0..40 {
         let setup = Setup::new(&[("gold", 20_000, 20), ("mud", -1, 80)], 64, "buffered");
         let mut child =
             setup.command(&["draw", "--count", "100000000"]).stdout(Stdio::null()).spawn().unwrap();
-        thread::sleep(Duration::from_millis(150 + 10 * (trial % 10)));
+        let delay_ms = 150 + 10 * (trial % 10);
+        thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap();
         let _ = child.wait();
         let verify = setup.run(&["wal", "verify"]);
-        assert_eq!(verify.code, Some(0), "trial {trial}: {verify:?}");
+        assert_eq!(verify.code, Some(0), "trial {trial}, killed after {delay_ms} ms: {verify:?}");
     }
 }
 

@@ -129,7 +129,6 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn samples_count_this_threads_preemptions_and_steal() {
         let before = Sample::now();
-        let mine = own_preemptions();
         let t = std::thread::Builder::new()
             .name("rewardpool-core".into())
             .spawn(|| {
@@ -142,12 +141,18 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(200));
             })
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let during = Sample::now();
+        // Sample until the thread shows (it lives for 230 ms), not after a fixed sleep.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let taken = loop {
+            let taken = before.until(&Sample::now());
+            if taken.core_thread.is_some() || std::time::Instant::now() > deadline {
+                break taken;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
         t.join().unwrap();
-        let taken = before.until(&during);
         assert!(taken.core_thread.is_some(), "the named thread was found");
-        assert!(taken.steal_ms.is_some_and(|ms| ms >= 0.0));
-        assert!(own_preemptions() >= mine);
+        // Readable on Linux (the values themselves are unsigned differences: any is valid).
+        assert!(taken.steal_ms.is_some(), "steal time read from /proc/stat");
     }
 }
