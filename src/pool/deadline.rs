@@ -4,22 +4,24 @@
 //! update or a frame walker loop would otherwise hang `cargo test` until CI's own limit.
 //! The guard aborts the test process instead, naming the test: a failure within a bounded
 //! time. It lives in `pool` (the lowest layer) so every module's tests may use it without an
-//! upward import.
+//! upward import; the integration tests use it through the `testing` feature.
 
 use std::io::Write as _;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Default deadline of a unit test (each takes well under a second on a quiet machine).
-pub(crate) const UNIT_TEST_DEADLINE: Duration = Duration::from_secs(60);
+pub const UNIT_TEST_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Aborts the process if it is still alive `limit` after [`deadline`] made it.
-pub(crate) struct Deadline {
+#[derive(Debug)]
+pub struct Deadline {
     done: Arc<(Mutex<bool>, Condvar)>,
 }
 
 /// A guard for the test `name`: dropping it (the test ended, or panicked) disarms it.
-pub(crate) fn deadline(name: &'static str, limit: Duration) -> Deadline {
+#[must_use = "the deadline is disarmed when the guard drops"]
+pub fn deadline(name: &'static str, limit: Duration) -> Deadline {
     let done = Arc::new((Mutex::new(false), Condvar::new()));
     let watched = Arc::clone(&done);
     std::thread::spawn(move || {

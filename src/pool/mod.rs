@@ -3,8 +3,8 @@
 //! Pure and deterministic: no I/O, no clock, no threads. The core thread owns one `Pool`;
 //! recovery rebuilds one from a snapshot and the log without drawing again.
 
-#[cfg(test)]
-pub(crate) mod deadline;
+#[cfg(any(test, feature = "testing"))]
+pub mod deadline;
 mod item;
 mod keys;
 mod rng;

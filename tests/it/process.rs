@@ -61,44 +61,8 @@ pub(crate) fn finish(mut child: Child, args: &[&str], deadline: Duration) -> Run
 /// (recovery, the log's readers): `engine::bounded` without moving the body into a
 /// closure. If the guard is still alive `limit` after it was made, the test process aborts
 /// naming the test: a loop (a regression, or a mutant of tools/mutants.sh) fails the run
-/// within a bounded time instead of hanging CI. Dropping it (the test ended or panicked)
-/// disarms it.
-pub(crate) struct Deadline {
-    done: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-}
+/// within a bounded time instead of hanging CI. The library's unit tests use the same guard.
+pub(crate) use rewardpool::pool::deadline::deadline;
 
 /// Longest a recovery test may take (each takes a few seconds on a loaded machine).
 pub(crate) const RECOVERY_DEADLINE: Duration = Duration::from_secs(120);
-
-/// Arms a [`Deadline`] for the test `name`.
-pub(crate) fn deadline(name: &'static str, limit: Duration) -> Deadline {
-    use std::io::Write as _;
-    use std::sync::PoisonError;
-    let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let watched = std::sync::Arc::clone(&done);
-    thread::spawn(move || {
-        let (lock, ended) = &*watched;
-        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let (guard, _) = ended
-            .wait_timeout_while(guard, limit, |done| !*done)
-            .unwrap_or_else(PoisonError::into_inner);
-        if !*guard {
-            // Straight to the process's stderr: `eprintln!` from a test's thread is captured,
-            // and the capture is lost when the process aborts.
-            let _ = writeln!(
-                std::io::stderr(),
-                "{name}: still running after {limit:?}: a hang; aborting the tests"
-            );
-            std::process::abort();
-        }
-    });
-    Deadline { done }
-}
-
-impl Drop for Deadline {
-    fn drop(&mut self) {
-        let (lock, ended) = &*self.done;
-        *lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-        ended.notify_all();
-    }
-}
