@@ -105,26 +105,6 @@ pub(crate) enum Target {
     Standby(usize),
 }
 
-/// A draw or update named a pool this server only follows (the error kind behind
-/// `FAILED_PRECONDITION`, [`status::not_primary`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NotPrimary {
-    /// The pool.
-    pub(crate) pool: String,
-}
-
-impl std::fmt::Display for NotPrimary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "pool {:?} is a standby on this server: it follows the primary's replication \
-             stream and takes no draws or updates (send them to the primary, or promote it \
-             here: `rewardpool promote --connect HOST:PORT --pool NAME`)",
-            self.pool
-        )
-    }
-}
-
 /// A pool's state as `ListPools`, `Watch` and health report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PoolPhase {
@@ -299,13 +279,13 @@ impl Pools {
     ///
     /// # Errors
     /// As [`Pools::resolve`]; `FAILED_PRECONDITION` for a pool this server follows as a
-    /// standby ([`NotPrimary`]).
+    /// standby ([`status::NotPrimary`]).
     pub(crate) fn resolve_index(&self, name: &str) -> Result<usize, Status> {
         match self.resolve_any(name)? {
             Target::Primary(index) => Ok(index),
-            Target::Standby(index) => {
-                Err(status::not_primary(&NotPrimary { pool: self.standbys[index].name.clone() }))
-            }
+            Target::Standby(index) => Err(status::not_primary(&status::NotPrimary {
+                pool: self.standbys[index].name.clone(),
+            })),
         }
     }
 

@@ -17,8 +17,6 @@
 use rewardpool::{DrawError, EngineError};
 use tonic::{Code, Status};
 
-use super::pools::NotPrimary;
-
 /// The status of a draw or pull the engine did not serve.
 pub(crate) fn draw_error(pool: &str, e: DrawError) -> Status {
     let code = match e {
@@ -77,6 +75,26 @@ pub(crate) fn inbound(status: Status) -> Status {
             status.message()
         )),
         _ => status,
+    }
+}
+
+/// A draw or update named a pool this server only follows (the error kind behind
+/// `FAILED_PRECONDITION`, [`not_primary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotPrimary {
+    /// The pool.
+    pub(crate) pool: String,
+}
+
+impl std::fmt::Display for NotPrimary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pool {:?} is a standby on this server: it follows the primary's replication \
+             stream and takes no draws or updates (send them to the primary, or promote it \
+             here: `rewardpool promote --connect HOST:PORT --pool NAME`)",
+            self.pool
+        )
     }
 }
 
