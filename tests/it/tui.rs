@@ -198,7 +198,11 @@ fn history(screen: &str) -> Vec<String> {
 
 /// Types the three commands and checks the log, the bars and the history.
 fn drive(tty: &mut Tty) {
-    let first = tty.wait_for("the first reading", |s| s.contains("running") && s.contains("gold "));
+    // The first frame can come before the first reading of the items' odds (0.00 % each):
+    // wait for the odds, not only for the items.
+    let first = tty.wait_for("the first reading", |s| {
+        s.contains("running") && s.contains("gold ") && !gold_line(s).contains(" 0.00%")
+    });
     assert!(tty.is_raw(), "raw mode while the dashboard runs");
     let gold_before = gold_line(&first);
     // Each item's effective probability (built-in catalog, all in stock: weight / 220),
