@@ -408,10 +408,16 @@ fn with_nats_down_the_pool_serves_and_shipping_resumes() {
         gauge(&metrics, "rewardpool_replication_shipped_request_id") == drawn as u64
     });
     assert_eq!(gauge(&metrics, "rewardpool_replication_lag_draws"), 0);
-    // The backlog went out as a few messages of many groups each, not one per group.
+    // The backlog went out as a few messages of many groups each, not one per group. How many
+    // groups the 200 requests made while NATS was down take depends on the machine (17 to 48
+    // seen), but their two loads are 5 s apart, so there are at least two. Up to ten groups
+    // fit in one message (it holds 256 KiB); more may take one message per ten groups at most.
     let messages = gauge(&metrics, "rewardpool_replication_shipped_sequence") - sequence_before;
     let groups = gauge(&metrics, "rewardpool_groups_total") - groups_before;
-    assert!(groups >= 20 && messages * 10 <= groups, "{messages} messages for {groups} groups");
+    assert!(
+        groups >= 2 && messages < groups && messages * 10 <= groups.max(10),
+        "{messages} messages for {groups} groups"
+    );
     let served = server.stop(libc::SIGTERM);
     assert_eq!(served.code, Some(0), "{served:?}");
     let standby = root.join("standby");
