@@ -92,6 +92,13 @@
 //!   (the evictions' removals tracked to keep it right): no gain, the second probe reads
 //!   lines the first just loaded; prefetching the line after each new key's home slot
 //!   (slightly slower).
+//! - Tried and dropped after that (perf/results/2026-12-01-issue9-keys4): the victim's index
+//!   slot kept in its entry (eviction without a hash or a bucket scan; two hashes and a
+//!   scan fewer per new key), and non-temporal stores for entries and outcomes: neither
+//!   moved the bench (keyed ~57 M draws/s either way, keyless ~82 M). The two bucket loads
+//!   per new key (its own and its victim's) still miss although prefetched a group ahead,
+//!   and the draws around them run ~15 % slower; what is left needs the key work off the
+//!   core thread.
 //! - Every rotation snapshots the window: with it full (1 M keys of 10 draws), ~75 MB. The
 //!   core thread copies the state (~11-17 ms); the flusher encodes and hashes it (~90 ms)
 //!   and installs it, and the groups after the rotation wait for that install: p999 ~65 ms
