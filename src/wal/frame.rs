@@ -1700,6 +1700,44 @@ mod tests {
         assert_eq!(batch_frame_len(1000, 0, 1), 16 + 1024);
     }
 
+    /// The payload bound is inclusive: a batch whose payload is exactly [`FRAME_LEN_MAX`]
+    /// bytes encodes, one byte more is `PayloadTooLong` even with room in the buffer.
+    #[test]
+    fn a_batch_payload_of_exactly_the_maximum_encodes_one_byte_more_does_not() {
+        let count = FRAME_LEN_MAX - batch::payload_len(0, 0, 1);
+        let items = vec![7_u32; count + 1];
+        let mut buf = AlignedVec::<16>::new();
+        buf.resize(frame_len(FRAME_LEN_MAX) + 64, 0);
+        assert_eq!(batch::payload_len(count, 0, 1), FRAME_LEN_MAX);
+        assert_eq!(
+            encode_batch(&mut buf, 1, 0, 1, &[], &items[..count]),
+            Ok(frame_len(FRAME_LEN_MAX))
+        );
+        let too_long = u32::try_from(FRAME_LEN_MAX + 1).unwrap();
+        assert_eq!(
+            encode_batch(&mut buf, 1, 0, 1, &[], &items),
+            Err(FrameError::PayloadTooLong { payload_len: too_long })
+        );
+    }
+
+    /// Every kind's header byte reads back as that kind; the bytes around them as none.
+    #[test]
+    fn every_frame_kind_reads_back_from_its_byte() {
+        let kinds = [
+            FrameKind::Draw,
+            FrameKind::Update,
+            FrameKind::Snapshot,
+            FrameKind::Commit,
+            FrameKind::Batch,
+            FrameKind::Seed,
+        ];
+        for kind in kinds {
+            assert_eq!(FrameKind::from_u8(kind as u8), Some(kind), "{kind}");
+        }
+        assert_eq!(FrameKind::from_u8(0), None);
+        assert_eq!(FrameKind::from_u8(FrameKind::Seed as u8 + 1), None);
+    }
+
     #[test]
     fn update_with_garbage_payload_is_a_payload_error() {
         // A valid CRC over a root whose out-of-line string points far outside the payload.
