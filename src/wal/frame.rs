@@ -1720,6 +1720,78 @@ mod tests {
         );
     }
 
+    /// A seed frame, commitment and reveal, is [`SEED_FRAME_SIZE`] bytes and decodes to the
+    /// record it was made from; a buffer a byte short is refused.
+    #[test]
+    fn seed_frames_round_trip() {
+        for revealed in [None, Some([0xA5; 32])] {
+            let fields = SeedFields {
+                first_request_id: 1 << 40,
+                segment: 7,
+                generator: 2,
+                commitment: [0x3C; 32],
+                revealed,
+            };
+            let mut buf = AlignedVec::<16>::new();
+            buf.resize(SEED_FRAME_SIZE + 16, 0xEE);
+            assert_eq!(
+                encode_seed(&mut buf[..SEED_FRAME_SIZE - 1], &fields),
+                Err(FrameError::BufferTooSmall {
+                    needed: SEED_FRAME_SIZE,
+                    available: SEED_FRAME_SIZE - 1
+                })
+            );
+            assert_eq!(encode_seed(&mut buf, &fields), Ok(SEED_FRAME_SIZE));
+            let record = Record::Seed {
+                first_request_id: 1 << 40,
+                segment: 7,
+                generator: 2,
+                commitment: [0x3C; 32],
+                revealed,
+            };
+            assert_eq!(decode(&buf), Ok(Some((record, SEED_FRAME_SIZE))), "{revealed:?}");
+        }
+    }
+
+    /// A commitment carries no seed and a seed frame is a commitment or a reveal: a
+    /// commitment with a seed byte set, or `revealed` other than 0 and 1, is refused (the
+    /// checksum resealed, so that the field checks are what refuses it).
+    #[test]
+    fn a_commitment_with_a_seed_or_an_unknown_revealed_is_refused() {
+        let reveal = SeedFields {
+            first_request_id: 1,
+            segment: 1,
+            generator: 1,
+            commitment: [0x3C; 32],
+            revealed: Some([0xA5; 32]),
+        };
+        let mut buf = AlignedVec::<16>::new();
+        buf.resize(SEED_FRAME_SIZE, 0);
+        encode_seed(&mut buf, &reveal).unwrap();
+        // Where the archive keeps `revealed` (u32 LE) and the seed.
+        let (revealed_at, seed_at) = (FRAME_HEADER_SIZE + 20, FRAME_HEADER_SIZE + 56);
+        assert_eq!(buf[revealed_at..revealed_at + 4], [1, 0, 0, 0]);
+        assert_eq!(buf[seed_at..seed_at + 32], [0xA5; 32]);
+        let commitment = SeedFields { revealed: None, ..reveal };
+        for at in [0, 31] {
+            encode_seed(&mut buf, &commitment).unwrap();
+            assert!(decode(&buf).is_ok());
+            buf[seed_at + at] = 1;
+            reseal(&mut buf);
+            assert_eq!(
+                decode(&buf),
+                Err(FrameError::BadField { kind: FrameKind::Seed, field: "seed", value: 1 })
+            );
+        }
+        encode_seed(&mut buf, &reveal).unwrap();
+        buf[revealed_at] = 2;
+        reseal(&mut buf);
+        assert_eq!(
+            decode(&buf),
+            Err(FrameError::BadField { kind: FrameKind::Seed, field: "revealed", value: 2 })
+        );
+    }
+
     /// Every kind's header byte reads back as that kind; the bytes around them as none.
     #[test]
     fn every_frame_kind_reads_back_from_its_byte() {
